@@ -1,0 +1,39 @@
+//! pyme-streaming: stream files (above all camera frames) to a cluster of PYME data
+//! servers over persistent, pipelined HTTP/1.1 connections, with nothing lost.
+//!
+//! How data flows, one file per module:
+//!
+//! ```text
+//! Streamer::put ──► distribution ──► Stream queue ──► sender thread: filter ──► protocol (PUT on the wire)
+//!                                                                                    │
+//!  completion callback ◄── Outcome ◄── receiver thread: protocol (parse answer) ◄────┘
+//! ```
+//!
+//! - [`name`]: which file names may be sent.
+//! - [`distribution`]: which server gets a file.
+//! - [`filter`]: what is done to a file's bytes before they are sent.
+//! - [`stream`]: one server: its queue, its connection, its sender and receiver threads.
+//! - [`streamer`]: many servers behind one `put`.
+//! - [`protocol`]: the HTTP/1.1 bytes, written and parsed (no sockets).
+//! - [`outcome`]: what happened to each file, and the statistics.
+//! - [`server`]: a PYME-compatible data server.
+
+pub mod distribution;
+pub mod error;
+pub mod filter;
+pub mod name;
+pub mod outcome;
+pub mod protocol;
+pub mod server;
+pub mod stream;
+pub mod streamer;
+
+pub use distribution::{Distribution, Fixed, NameHash, Random, RoundRobin};
+pub use error::Error;
+pub use filter::{FileInfo, Filter, FilterError, Identity};
+pub use outcome::{Outcome, OutcomeResult, Stats};
+pub use stream::Stream;
+pub use streamer::{Streamer, StreamerOptions};
+
+/// The version of this library, as in Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
