@@ -16,6 +16,7 @@
 //! - [`streamer`]: many servers behind one `put`.
 //! - [`protocol`]: the HTTP/1.1 bytes, written and parsed (no sockets).
 //! - [`outcome`]: what happened to each file, and the statistics.
+//! - [`pzf`]: the PZF frame format and its Huffman coding.
 //! - [`server`]: a PYME-compatible data server.
 
 pub mod distribution;
@@ -24,16 +25,11 @@ pub mod filter;
 pub mod name;
 pub mod outcome;
 pub mod protocol;
+pub mod pzf;
 pub mod server;
 pub mod stream;
 pub mod streamer;
 
-pub use distribution::{Distribution, Fixed, NameHash, Random, RoundRobin};
-pub use error::Error;
-pub use filter::{FileInfo, Filter, FilterError, Identity};
-pub use outcome::{Outcome, OutcomeResult, Stats};
-pub use stream::Stream;
-pub use streamer::{Streamer, StreamerOptions};
 
 /// The version of this library, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

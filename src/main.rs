@@ -1,0 +1,2 @@
+//! `pyme-stream`: the command-line program (being written).
+fn main() {}

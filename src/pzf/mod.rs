@@ -1,0 +1,1 @@
+//! PZF: PYME's one-frame-per-file image format, and its Huffman coding (being written).

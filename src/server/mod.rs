@@ -1,0 +1,1 @@
+//! A PYME-compatible data server (being written).
