@@ -1,1 +1,58 @@
-//! (being written)
+//! The errors of the streaming client, one enum for the whole core.
+//!
+//! `ffi/` maps each variant to one C status code; nothing else converts them.
+
+use crate::filter::FilterError;
+use crate::name::NameError;
+
+/// Everything that can go wrong for a streamer, a stream or one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The name cannot be sent (see [`crate::name`]); nothing was queued.
+    #[error("invalid file name {name:?}: {reason}")]
+    InvalidName { name: String, reason: NameError },
+    /// A streamer needs at least one server.
+    #[error("no servers given")]
+    NoServers,
+    /// A server address is not `host:port`.
+    #[error("invalid server address {0:?}: expected host:port")]
+    BadServerAddress(String),
+    /// A server did not accept a connection.
+    #[error("cannot connect to server {server}: {detail}")]
+    Connect { server: String, detail: String },
+    /// The distribution function chose a server that does not exist; nothing was queued.
+    #[error("distribution chose server {chosen} but there are {n_servers} servers")]
+    DistributionOutOfRange { chosen: usize, n_servers: usize },
+    /// `put_stream` named a stream that does not exist; nothing was queued.
+    #[error("no stream {index}: there are {n_servers} streams")]
+    NoSuchStream { index: usize, n_servers: usize },
+    /// The queue stayed full until the put timeout; nothing was queued.
+    #[error("queue for server {server} is full ({files} files, {bytes} bytes)")]
+    QueueFull {
+        server: String,
+        files: usize,
+        bytes: u64,
+    },
+    /// The streamer or stream is closing or closed; nothing was queued.
+    #[error("the stream is closed")]
+    Closed,
+    /// The server's connection failed earlier; nothing was queued.
+    #[error("server {server} is down: {detail}")]
+    ServerDown { server: String, detail: String },
+    /// The filter refused the file; nothing was sent for it.
+    #[error("filter failed for this file: {0}")]
+    Filter(#[from] FilterError),
+    /// The server answered with a non-2xx status.
+    #[error("server {server} answered {status}: {detail}")]
+    Http {
+        server: String,
+        status: u16,
+        detail: String,
+    },
+    /// The connection failed while the file was queued or waiting for its answer.
+    #[error("connection to {server} failed before the answer: {detail}")]
+    ConnectionLost { server: String, detail: String },
+    /// `flush` ran out of time with files still waiting for their outcome.
+    #[error("timed out with {pending} files still waiting for their outcome")]
+    FlushTimeout { pending: u64 },
+}

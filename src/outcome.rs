@@ -1,1 +1,154 @@
-//! (being written)
+//! What happened to each file, and the running statistics.
+//!
+//! Every file accepted by `put` ends in exactly one [`Outcome`]: acknowledged by
+//! its server, or failed with a reason. The outcome is counted here and handed to
+//! the completion callback, if one is set.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::Error;
+
+/// How a file ended.
+#[derive(Debug, Clone, Copy)]
+pub enum OutcomeResult<'a> {
+    /// The server answered 2xx.
+    Acknowledged { http_status: u16 },
+    /// The file was not stored (or it is not known that it was).
+    Failed(&'a Error),
+}
+
+/// The end of one file, as handed to the completion callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// The name given to `put`.
+    pub name: &'a str,
+    /// The index of the server it was sent to (0 for a lone [`crate::Stream`]).
+    pub server: usize,
+    /// The size of the file as given to `put` (before any filter).
+    pub bytes: u64,
+    pub result: OutcomeResult<'a>,
+}
+
+impl Outcome<'_> {
+    /// The HTTP status of the answer, if the server answered.
+    pub fn http_status(&self) -> Option<u16> {
+        match self.result {
+            OutcomeResult::Acknowledged { http_status } => Some(http_status),
+            OutcomeResult::Failed(Error::Http { status, .. }) => Some(*status),
+            OutcomeResult::Failed(_) => None,
+        }
+    }
+
+    pub fn is_acknowledged(&self) -> bool {
+        matches!(self.result, OutcomeResult::Acknowledged { .. })
+    }
+}
+
+/// The completion callback. It runs on one of the library's threads (the
+/// receiver of the file's stream, or the thread that found the failure); calls
+/// for files of different servers may overlap. It must not block for long, and
+/// must not call `put` on a full queue (it would wait for itself).
+pub type CompletionFn = Arc<dyn Fn(&Outcome<'_>) + Send + Sync>;
+
+/// A snapshot of the statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Files accepted by `put`.
+    pub files_queued: u64,
+    /// Files whose request was written to a connection.
+    pub files_sent: u64,
+    /// Files acknowledged (2xx) by a server.
+    pub files_acknowledged: u64,
+    /// Files that failed.
+    pub files_failed: u64,
+    /// Bytes accepted by `put` (before any filter).
+    pub bytes_queued: u64,
+    /// Body bytes written to connections (after the filter).
+    pub bytes_sent: u64,
+    /// Bytes (as given to `put`) of the acknowledged files.
+    pub bytes_acknowledged: u64,
+    /// Files waiting in the queues now, not yet sent.
+    pub queue_files: u64,
+    /// Bytes waiting in the queues now, not yet sent.
+    pub queue_bytes: u64,
+    /// Files sent and waiting for their answer now.
+    pub in_flight_files: u64,
+}
+
+impl Stats {
+    /// Files accepted that have no outcome yet.
+    pub fn pending(&self) -> u64 {
+        self.files_queued - self.files_acknowledged - self.files_failed
+    }
+
+    /// True when every accepted file was acknowledged.
+    pub fn all_acknowledged(&self) -> bool {
+        self.files_acknowledged == self.files_queued
+    }
+}
+
+/// The counters behind [`Stats`], shared by the threads of a streamer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    files_queued: AtomicU64,
+    files_sent: AtomicU64,
+    files_acknowledged: AtomicU64,
+    files_failed: AtomicU64,
+    bytes_queued: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_acknowledged: AtomicU64,
+}
+
+impl Counters {
+    pub fn queued(&self, bytes: u64) {
+        self.files_queued.fetch_add(1, Relaxed);
+        self.bytes_queued.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn sent(&self, wire_bytes: u64) {
+        self.files_sent.fetch_add(1, Relaxed);
+        self.bytes_sent.fetch_add(wire_bytes, Relaxed);
+    }
+
+    pub fn acknowledged(&self, bytes: u64) {
+        self.bytes_acknowledged.fetch_add(bytes, Relaxed);
+        self.files_acknowledged.fetch_add(1, Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.files_failed.fetch_add(1, Relaxed);
+    }
+
+    /// The totals; the queue depths are filled in by the caller, who knows the queues.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            files_queued: self.files_queued.load(Relaxed),
+            files_sent: self.files_sent.load(Relaxed),
+            files_acknowledged: self.files_acknowledged.load(Relaxed),
+            files_failed: self.files_failed.load(Relaxed),
+            bytes_queued: self.bytes_queued.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            bytes_acknowledged: self.bytes_acknowledged.load(Relaxed),
+            ..Stats::default()
+        }
+    }
+}
+
+/// Counts an outcome and hands it to the callback.
+pub(crate) struct Reporter {
+    pub counters: Arc<Counters>,
+    pub completion: Option<CompletionFn>,
+}
+
+impl Reporter {
+    pub fn report(&self, outcome: &Outcome<'_>) {
+        match outcome.result {
+            OutcomeResult::Acknowledged { .. } => self.counters.acknowledged(outcome.bytes),
+            OutcomeResult::Failed(_) => self.counters.failed(),
+        }
+        if let Some(completion) = &self.completion {
+            completion(outcome);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `pyme-stream bench`: stream synthetic files and report throughput, put
+//! latency, CPU time, peak memory and losses.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyme_streaming::{Bytes, Streamer};
+
+use super::{progress_bar, summary_line, CliResult, StreamArgs, Tally};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    /// Number of files.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u64,
+    /// Size of each file in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub size: usize,
+    /// Files are named PREFIX/frameNNNNN.pzf.
+    #[arg(long, default_value = "bench")]
+    pub prefix: String,
+    /// Body of each file: `random` (one random buffer for all) or `index` (the
+    /// decimal file number and a newline, repeated and cut to SIZE).
+    #[arg(long, value_enum, default_value_t = Pattern::Random)]
+    pub pattern: Pattern,
+    /// Hand the library a shared buffer instead of letting `put` copy it.
+    #[arg(long)]
+    pub zero_copy: bool,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    Random,
+    Index,
+}
+
+/// The body of file `index` with the `index` pattern.
+pub fn index_body(index: u64, size: usize) -> Vec<u8> {
+    let line = format!("{index}\n");
+    line.bytes().cycle().take(size).collect()
+}
+
+pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
+    let tally = Arc::new(Tally::default());
+    let streamer = Streamer::new(tally.attach(args.stream.options()))?;
+    let random_body = Bytes::from(random_bytes(args.size));
+    let bar = progress_bar(args.count, "bench");
+    let mut latencies_ns = Vec::with_capacity(args.count as usize);
+    let mut rejected = 0u64;
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
+    for index in 0..args.count {
+        let name = format!("{}/frame{index:05}.pzf", args.prefix);
+        let body = match args.pattern {
+            Pattern::Random => random_body.clone(),
+            Pattern::Index => Bytes::from(index_body(index, args.size)),
+        };
+        let put_started = Instant::now();
+        let result = if args.zero_copy {
+            streamer.put_bytes(&name, body, Some(index as i64))
+        } else {
+            streamer.put(&name, &body, Some(index as i64))
+        };
+        latencies_ns.push(put_started.elapsed().as_nanos() as u64);
+        if let Err(error) = result {
+            rejected += 1;
+            if rejected <= 10 {
+                eprintln!("put {name}: {error}");
+            }
+        }
+        bar.set_position(tally.done.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    let stats = streamer.close();
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    bar.finish_and_clear();
+    tally.print_failures();
+
+    latencies_ns.sort_unstable();
+    let percentile_us = |p: f64| -> f64 {
+        if latencies_ns.is_empty() {
+            return 0.0;
+        }
+        let rank = ((latencies_ns.len() - 1) as f64 * p).round() as usize;
+        latencies_ns[rank] as f64 / 1000.0
+    };
+    let mb_per_s = stats.bytes_acknowledged as f64 / 1e6 / seconds;
+    let files_per_s = stats.files_acknowledged as f64 / seconds;
+    let gb_sent = stats.bytes_sent as f64 / 1e9;
+    println!(
+        "{}; {:.1} MB/s, {:.0} files/s in {:.2} s; put latency p50 {:.1} us, p99 {:.1} us, max {:.1} us; CPU {:.2} s ({:.2} s/GB), peak RSS {} MiB",
+        summary_line(&stats),
+        mb_per_s,
+        files_per_s,
+        seconds,
+        percentile_us(0.5),
+        percentile_us(0.99),
+        percentile_us(1.0),
+        cpu_seconds,
+        if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
+        peak_rss_bytes() / (1024 * 1024),
+    );
+    if args.json {
+        let report = serde_json::json!({
+            "files": args.count,
+            "acknowledged": stats.files_acknowledged,
+            "failed": stats.files_failed,
+            "rejected": rejected,
+            "bytes": stats.bytes_acknowledged,
+            "bytes_sent": stats.bytes_sent,
+            "seconds": seconds,
+            "mb_per_s": mb_per_s,
+            "files_per_s": files_per_s,
+            "put_latency_us": {
+                "p50": percentile_us(0.5),
+                "p99": percentile_us(0.99),
+                "max": percentile_us(1.0),
+            },
+            "cpu_seconds": cpu_seconds,
+            "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
+            "peak_rss_bytes": peak_rss_bytes(),
+            "servers": args.stream.servers,
+            "size": args.size,
+        });
+        println!("{report}");
+    }
+    let all_landed = rejected == 0 && stats.files_acknowledged == args.count;
+    Ok(if all_landed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn random_bytes(size: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut bytes = vec![0u8; size];
+    rng.fill(&mut bytes);
+    bytes
+}
+
+/// User + system CPU seconds of this process, all threads (Linux `/proc`; 0 elsewhere).
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    const USER_HZ: f64 = 100.0;
+    (ticks(11) + ticks(12)) / USER_HZ
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}

@@ -1,0 +1,264 @@
+//! `pyme-stream demo`: zero configuration. Starts three data servers in this
+//! process on loopback, streams a simulated acquisition the way PYMEAcquire
+//! does (metadata.json, camera frames, events.json) with round-robin
+//! distribution, then checks every file on disk, byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyme_streaming::server::{DataServer, ServerConfig};
+use pyme_streaming::{Bytes, Streamer, StreamerOptions};
+
+use super::{progress_bar, CliResult, Tally};
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Number of camera frames.
+    #[arg(long, default_value_t = 200)]
+    pub frames: u32,
+    /// Frame width in pixels.
+    #[arg(long, default_value_t = 1024)]
+    pub width: u32,
+    /// Frame height in pixels.
+    #[arg(long, default_value_t = 1024)]
+    pub height: u32,
+    /// Number of data servers to start.
+    #[arg(long, default_value_t = 3)]
+    pub n_servers: usize,
+    /// Keep the servers' folders (their paths are printed).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+const SERIES: &str = "demo/series_0001";
+
+pub fn run(args: DemoArgs) -> CliResult<ExitCode> {
+    let roots = make_roots(args.n_servers)?;
+    let result = stream_and_check(&args, &roots);
+    if args.keep {
+        for root in &roots {
+            println!("kept {}", root.display());
+        }
+    } else {
+        for root in &roots {
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+    result
+}
+
+fn stream_and_check(args: &DemoArgs, roots: &[PathBuf]) -> CliResult<ExitCode> {
+    let servers = roots
+        .iter()
+        .map(|root| {
+            DataServer::start(ServerConfig {
+                root: root.clone(),
+                port: 0,
+                ..ServerConfig::default()
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let addresses: Vec<String> = servers.iter().map(|s| s.local_addr().to_string()).collect();
+    println!(
+        "started {} data servers: {}",
+        servers.len(),
+        addresses.join(", ")
+    );
+    let camera = Camera::new(args.width, args.height);
+    let files = acquisition(args);
+    let total_bytes: u64 = files.iter().map(|file| file.len(&camera)).sum();
+    println!(
+        "streaming {} files ({:.1} MB): {} frames of {}x{} uint16",
+        files.len(),
+        total_bytes as f64 / 1e6,
+        args.frames,
+        args.width,
+        args.height
+    );
+
+    let tally = Arc::new(Tally::default());
+    let options = tally.attach(StreamerOptions::new().servers(addresses));
+    let streamer = Streamer::new(options)?;
+    let bar = progress_bar(files.len() as u64, "demo");
+    let started = Instant::now();
+    for file in &files {
+        let data = Bytes::from(file.contents(&camera));
+        if let Err(error) = streamer.put_bytes(&file.name, data, file.index) {
+            eprintln!("put {}: {error}", file.name);
+        }
+        bar.set_position(tally.done.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    let stats = streamer.close();
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    tally.print_failures();
+    println!(
+        "streamed {:.1} MB in {:.2} s: {:.1} MB/s, {:.0} files/s",
+        stats.bytes_acknowledged as f64 / 1e6,
+        seconds,
+        stats.bytes_acknowledged as f64 / 1e6 / seconds,
+        stats.files_acknowledged as f64 / seconds
+    );
+    for server in servers {
+        server.shutdown();
+    }
+
+    let mut lost = 0;
+    for file in &files {
+        if let Err(problem) = check_landed(file, &camera, roots) {
+            lost += 1;
+            if lost <= 10 {
+                eprintln!("{}: {problem}", file.name);
+            }
+        }
+    }
+    println!("checked every file on disk against what was sent");
+    println!(
+        "acknowledged {}/{}, lost {lost}",
+        stats.files_acknowledged,
+        files.len()
+    );
+    let perfect = lost == 0 && stats.files_acknowledged == files.len() as u64;
+    Ok(if perfect { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn make_roots(n: usize) -> CliResult<Vec<PathBuf>> {
+    let base = std::env::temp_dir().join(format!("pyme-stream-demo-{}", std::process::id()));
+    (0..n)
+        .map(|i| {
+            let root = base.join(format!("server{i}"));
+            std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+            Ok(root)
+        })
+        .collect()
+}
+
+/// One file of the acquisition.
+struct DemoFile {
+    name: String,
+    index: Option<i64>,
+    kind: Kind,
+}
+
+enum Kind {
+    Text(String),
+    Frame(u32),
+}
+
+impl DemoFile {
+    fn contents(&self, camera: &Camera) -> Vec<u8> {
+        match &self.kind {
+            Kind::Text(text) => text.clone().into_bytes(),
+            Kind::Frame(number) => camera.frame(*number),
+        }
+    }
+
+    fn len(&self, camera: &Camera) -> u64 {
+        match &self.kind {
+            Kind::Text(text) => text.len() as u64,
+            Kind::Frame(_) => camera.frame_bytes() as u64,
+        }
+    }
+}
+
+/// The files PYMEAcquire's cluster back end writes for one series, in order.
+fn acquisition(args: &DemoArgs) -> Vec<DemoFile> {
+    let metadata = format!(
+        "{{\"Camera.Name\": \"simulated sCMOS\", \"Camera.ADOffset\": 100, \"Camera.TrueEMGain\": 1, \
+\"Camera.ElectronsPerCount\": 0.45, \"Camera.ImageWidth\": {}, \"Camera.ImageHeight\": {}, \
+\"imageID\": \"{SERIES}\", \"StartTime\": 0}}\n",
+        args.width, args.height
+    );
+    let mut files = vec![DemoFile {
+        name: format!("{SERIES}/metadata.json"),
+        index: None,
+        kind: Kind::Text(metadata),
+    }];
+    files.extend((0..args.frames).map(|number| DemoFile {
+        name: format!("{SERIES}/frame{number:05}.pzf"),
+        index: Some(i64::from(number)),
+        kind: Kind::Frame(number),
+    }));
+    files.push(DemoFile {
+        name: format!("{SERIES}/final_metadata.json"),
+        index: None,
+        kind: Kind::Text(format!("{{\"EndTime\": {}}}\n", args.frames)),
+    });
+    files.push(DemoFile {
+        name: format!("{SERIES}/events.json"),
+        index: None,
+        kind: Kind::Text("[[\"StartAq\", \"0\", 0.0]]\n".into()),
+    });
+    files
+}
+
+/// A simulated sCMOS camera: a dark level of 100 counts plus Poisson photon
+/// noise around 50, and a few bright moving spots. Frames are deterministic
+/// in their number, so they can be checked after the fact without keeping them.
+struct Camera {
+    width: u32,
+    height: u32,
+    noise: Vec<u16>,
+}
+
+impl Camera {
+    fn new(width: u32, height: u32) -> Camera {
+        let mut rng = fastrand::Rng::with_seed(2026);
+        let pixels = (width * height) as usize;
+        let noise = (0..pixels + 65_536).map(|_| 100 + poisson(&mut rng, 50.0)).collect();
+        Camera { width, height, noise }
+    }
+
+    fn frame_bytes(&self) -> usize {
+        (self.width * self.height) as usize * 2
+    }
+
+    /// The little-endian uint16 pixels of frame `number`, row-major.
+    fn frame(&self, number: u32) -> Vec<u8> {
+        let pixels = (self.width * self.height) as usize;
+        let offset = (number as usize).wrapping_mul(7919) % 65_536;
+        let mut frame = self.noise[offset..offset + pixels].to_vec();
+        for spot in 0..8u32 {
+            let x = (spot * 131 + number * 3) % self.width;
+            let y = (spot * 71 + number) % self.height;
+            let i = (y * self.width + x) as usize;
+            frame[i] = frame[i].saturating_add(1500);
+        }
+        frame.iter().flat_map(|pixel| pixel.to_le_bytes()).collect()
+    }
+}
+
+/// Knuth's method: fine for a mean of 50, and deterministic with a seeded rng.
+fn poisson(rng: &mut fastrand::Rng, mean: f64) -> u16 {
+    let limit = (-mean).exp();
+    let mut product = rng.f64();
+    let mut count = 0;
+    while product > limit {
+        product *= rng.f64();
+        count += 1;
+    }
+    count
+}
+
+/// The file is on exactly one server, with exactly the bytes sent.
+fn check_landed(file: &DemoFile, camera: &Camera, roots: &[PathBuf]) -> Result<(), String> {
+    let copies: Vec<PathBuf> = roots
+        .iter()
+        .map(|root| root.join(&file.name))
+        .filter(|path| Path::exists(path))
+        .collect();
+    match copies.as_slice() {
+        [] => Err("not on any server".into()),
+        [path] => {
+            let stored = std::fs::read(path).map_err(|e| e.to_string())?;
+            if stored == file.contents(camera) {
+                Ok(())
+            } else {
+                Err(format!("{} differs from what was sent", path.display()))
+            }
+        }
+        _ => Err(format!("on {} servers", copies.len())),
+    }
+}

@@ -1,0 +1,95 @@
+//! The subcommands of `pyme-stream`, one file each, and what they share.
+
+pub mod bench;
+pub mod demo;
+pub mod put;
+pub mod serve;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use pyme_streaming::{BuiltinDistribution, Stats, StreamerOptions};
+
+pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Options every streaming subcommand takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StreamArgs {
+    /// Servers, comma separated: HOST:PORT[,HOST:PORT...]
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub servers: Vec<String>,
+    /// round-robin, random, hash or fixed:N
+    #[arg(long, default_value = "round-robin")]
+    pub distribution: BuiltinDistribution,
+    /// Queue limit per server, in files.
+    #[arg(long, default_value_t = pyme_streaming::streamer::DEFAULT_QUEUE_FILES)]
+    pub queue_files: usize,
+    /// Queue limit per server, in bytes.
+    #[arg(long, default_value_t = pyme_streaming::streamer::DEFAULT_QUEUE_BYTES)]
+    pub queue_bytes: u64,
+    /// Response timeout in milliseconds: a server silent this long while answers are due is failed.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+}
+
+impl StreamArgs {
+    pub fn options(&self) -> StreamerOptions {
+        StreamerOptions::new()
+            .servers(self.servers.iter().cloned())
+            .shared_distribution(self.distribution.into_distribution())
+            .queue_limits(self.queue_files, self.queue_bytes)
+            .response_timeout(Duration::from_millis(self.timeout_ms))
+    }
+}
+
+/// Counts outcomes for a progress bar and remembers the first failures.
+#[derive(Default)]
+pub struct Tally {
+    pub done: AtomicU64,
+    pub failures: std::sync::Mutex<Vec<String>>,
+}
+
+impl Tally {
+    /// Options with a completion callback that feeds this tally.
+    pub fn attach(self: &Arc<Self>, options: StreamerOptions) -> StreamerOptions {
+        let tally = Arc::clone(self);
+        options.on_complete(move |outcome| {
+            tally.done.fetch_add(1, Ordering::Relaxed);
+            if let pyme_streaming::OutcomeResult::Failed(error) = outcome.result {
+                let mut failures = tally.failures.lock().unwrap_or_else(|e| e.into_inner());
+                if failures.len() < 10 {
+                    failures.push(format!("{}: {error}", outcome.name));
+                }
+            }
+        })
+    }
+
+    pub fn print_failures(&self) {
+        for failure in self.failures.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            eprintln!("failed: {failure}");
+        }
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let template = format!("{what} {{bar:40}} {{pos}}/{{len}} files, {{per_sec}}, eta {{eta}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// The one-line human summary shared by `bench`, `put` and `demo`.
+pub fn summary_line(stats: &Stats) -> String {
+    format!(
+        "acknowledged {}/{}, failed {}, lost {}",
+        stats.files_acknowledged,
+        stats.files_queued,
+        stats.files_failed,
+        stats.pending()
+    )
+}

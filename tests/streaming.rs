@@ -1,0 +1,340 @@
+//! The streaming core against real data servers on loopback.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{addresses, dead_address, start_servers, TestServer};
+use pyme_streaming::{
+    Error, FileInfo, FilterError, FnFilter, NameHash, OutcomeResult, Stream, Streamer, StreamerOptions,
+};
+
+/// Outcomes by name: (server, http status or error text).
+type Seen = Arc<Mutex<HashMap<String, Vec<(usize, Result<u16, String>)>>>>;
+
+fn recording(options: StreamerOptions) -> (StreamerOptions, Seen) {
+    let seen: Seen = Arc::default();
+    let sink = Arc::clone(&seen);
+    let options = options.on_complete(move |outcome| {
+        let result = match outcome.result {
+            OutcomeResult::Acknowledged { http_status } => Ok(http_status),
+            OutcomeResult::Failed(error) => Err(error.to_string()),
+        };
+        sink.lock()
+            .unwrap()
+            .entry(outcome.name.to_owned())
+            .or_default()
+            .push((outcome.server, result));
+    });
+    (options, seen)
+}
+
+fn body(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+}
+
+#[test]
+fn files_land_byte_exact_where_round_robin_puts_them() {
+    let servers = start_servers(3);
+    let (options, seen) = recording(StreamerOptions::new().servers(addresses(&servers)));
+    let streamer = Streamer::new(options).unwrap();
+    assert_eq!(streamer.n_servers(), 3);
+    for i in 0..30 {
+        streamer
+            .put(&format!("series/frame{i:05}.pzf"), &body(i, 1000 + i * 517), Some(i as i64))
+            .unwrap();
+    }
+    let stats = streamer.close();
+    assert_eq!((stats.files_acknowledged, stats.files_failed), (30, 0));
+    assert_eq!(stats.bytes_acknowledged, (0..30).map(|i| 1000 + i * 517).sum::<usize>() as u64);
+    let seen = seen.lock().unwrap();
+    for i in 0..30 {
+        let name = format!("series/frame{i:05}.pzf");
+        assert_eq!(seen[&name], vec![(i % 3, Ok(200))], "{name}");
+        for (s, server) in servers.iter().enumerate() {
+            let stored = server.read(&name);
+            if s == i % 3 {
+                assert_eq!(stored.as_deref(), Some(&body(i, 1000 + i * 517)[..]), "{name}");
+            } else {
+                assert_eq!(stored, None, "{name} also on server {s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn each_builtin_and_custom_distribution_places_files_as_it_says() {
+    let servers = start_servers(3);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers(addresses(&servers))
+            .distribution(NameHash),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..20 {
+        streamer.put(&format!("h/{i}"), b"x", None).unwrap();
+    }
+    streamer.close();
+    for (name, outcomes) in seen.lock().unwrap().iter() {
+        let expected = pyme_streaming::Distribution::choose(&NameHash, 3, None, name);
+        assert_eq!(outcomes, &vec![(expected, Ok(200))]);
+        assert!(servers[expected].read(name).is_some());
+    }
+
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers(addresses(&servers))
+            .distribution(|_n: usize, index: Option<i64>, _name: &str| if index == Some(7) { 2 } else { 1 }),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    streamer.put("c/seven", b"7", Some(7)).unwrap();
+    streamer.put("c/other", b"o", Some(1)).unwrap();
+    streamer.put_stream(0, "c/direct", b"d").unwrap();
+    streamer.close();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen["c/seven"][0].0, 2);
+    assert_eq!(seen["c/other"][0].0, 1);
+    assert_eq!(seen["c/direct"][0].0, 0);
+    assert_eq!(servers[0].read("c/direct").as_deref(), Some(&b"d"[..]));
+}
+
+#[test]
+fn a_distribution_out_of_range_fails_that_put_only() {
+    let servers = start_servers(2);
+    let streamer = Streamer::new(
+        StreamerOptions::new()
+            .servers(addresses(&servers))
+            .distribution(|_n: usize, index: Option<i64>, _name: &str| index.unwrap_or(0) as usize),
+    )
+    .unwrap();
+    streamer.put("ok0", b"a", Some(0)).unwrap();
+    assert_eq!(
+        streamer.put("bad", b"b", Some(5)),
+        Err(Error::DistributionOutOfRange { chosen: 5, n_servers: 2 })
+    );
+    assert!(matches!(streamer.put_stream(9, "bad2", b"b"), Err(Error::NoSuchStream { .. })));
+    streamer.put("ok1", b"c", Some(1)).unwrap();
+    let stats = streamer.close();
+    assert_eq!((stats.files_queued, stats.files_acknowledged), (2, 2));
+}
+
+#[test]
+fn an_existing_file_fails_with_405_and_the_rest_land() {
+    let servers = start_servers(1);
+    std::fs::create_dir_all(servers[0].path("s")).unwrap();
+    std::fs::write(servers[0].path("s/f2"), b"already here").unwrap();
+    let (options, seen) = recording(StreamerOptions::new().servers(addresses(&servers)));
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..5 {
+        streamer.put(&format!("s/f{i}"), format!("new {i}").as_bytes(), Some(0)).unwrap();
+    }
+    let stats = streamer.close();
+    assert_eq!((stats.files_acknowledged, stats.files_failed), (4, 1));
+    let seen = seen.lock().unwrap();
+    let failure = seen["s/f2"][0].1.clone().unwrap_err();
+    assert!(failure.contains("405"), "{failure}");
+    assert_eq!(servers[0].read("s/f2").as_deref(), Some(&b"already here"[..]));
+    for i in [0, 1, 3, 4] {
+        assert_eq!(servers[0].read(&format!("s/f{i}")), Some(format!("new {i}").into_bytes()));
+    }
+}
+
+#[test]
+fn close_drains_5000_files_over_two_servers() {
+    let servers = start_servers(2);
+    let (options, seen) = recording(StreamerOptions::new().servers(addresses(&servers)));
+    let streamer = Streamer::new(options).unwrap();
+    let data = vec![0xA5u8; 64 * 1024];
+    for i in 0..5000 {
+        streamer.put(&format!("drain/f{i:05}"), &data, Some(i)).unwrap();
+    }
+    // No flush, no sleep: close alone must wait for every answer.
+    let stats = streamer.close();
+    assert_eq!(stats.files_queued, 5000);
+    assert_eq!(stats.files_acknowledged, 5000);
+    assert_eq!(stats.files_failed, 0);
+    assert_eq!((stats.queue_files, stats.in_flight_files), (0, 0));
+    assert_eq!(seen.lock().unwrap().len(), 5000);
+    let on_disk = servers[0].files().len() + servers[1].files().len();
+    assert_eq!(on_disk, 5000);
+}
+
+#[test]
+fn four_threads_put_concurrently() {
+    let servers = start_servers(2);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers(addresses(&servers))
+            .queue_limits(8, 1 << 20),
+    );
+    let streamer = Arc::new(Streamer::new(options).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let streamer = Arc::clone(&streamer);
+            std::thread::spawn(move || {
+                for i in 0..250 {
+                    let index = t * 1000 + i;
+                    streamer
+                        .put(&format!("t{t}/f{i:04}"), &body(index as usize, 3000), Some(index))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let streamer = Arc::into_inner(streamer).unwrap();
+    let stats = streamer.close();
+    assert_eq!(stats.files_acknowledged, 1000);
+    assert!(seen.lock().unwrap().values().all(|v| v.len() == 1 && v[0].1 == Ok(200)));
+    for t in 0..4i64 {
+        for i in 0..250i64 {
+            let name = format!("t{t}/f{i:04}");
+            let index = t * 1000 + i;
+            let server = &servers[(index % 2) as usize];
+            assert_eq!(server.read(&name), Some(body(index as usize, 3000)), "{name}");
+        }
+    }
+}
+
+#[test]
+fn invalid_names_are_refused_before_anything_is_sent() {
+    let servers = start_servers(1);
+    let streamer = Streamer::new(StreamerOptions::new().servers(addresses(&servers))).unwrap();
+    for name in ["", "/abs", "a/../b", "with space", "crlf\r\nX-Evil: 1", "tab\t", "nul\0"] {
+        let error = streamer.put(name, b"data", Some(0)).unwrap_err();
+        assert!(matches!(error, Error::InvalidName { .. }), "{name:?}: {error}");
+    }
+    let message = streamer.put("a b", b"x", None).unwrap_err().to_string();
+    assert!(message.contains("' '"), "{message}");
+    let stats = streamer.close();
+    assert_eq!(stats.files_queued, 0);
+    assert_eq!(stats.bytes_sent, 0);
+    assert!(servers[0].files().is_empty());
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error_naming_it() {
+    let good = TestServer::start();
+    let dead = dead_address();
+    let result = Streamer::new(StreamerOptions::new().server(good.address()).server(dead.clone()));
+    let error = result.err().expect("must fail");
+    assert!(matches!(error, Error::Connect { .. }));
+    assert!(error.to_string().contains(&dead), "{error}");
+    assert!(matches!(
+        Streamer::new(StreamerOptions::new().server("no-port")).err(),
+        Some(Error::BadServerAddress(_))
+    ));
+    assert!(matches!(Streamer::new(StreamerOptions::new()).err(), Some(Error::NoServers)));
+}
+
+#[test]
+fn a_filter_runs_before_sending_and_its_errors_fail_one_file() {
+    let servers = start_servers(1);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers(addresses(&servers))
+            .filter(FnFilter(|file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>| {
+                if file.name.ends_with("refuse") {
+                    return Err(FilterError("refused by test".into()));
+                }
+                out.extend(data.iter().rev());
+                out.extend_from_slice(format!("#{}", file.index.unwrap_or(-1)).as_bytes());
+                Ok(())
+            })),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    streamer.put("f/a", b"abc", Some(4)).unwrap();
+    streamer.put("f/refuse", b"x", Some(5)).unwrap();
+    streamer.put("f/b", b"xyz", None).unwrap();
+    let stats = streamer.close();
+    assert_eq!((stats.files_acknowledged, stats.files_failed), (2, 1));
+    assert_eq!(servers[0].read("f/a").as_deref(), Some(&b"cba#4"[..]));
+    assert_eq!(servers[0].read("f/b").as_deref(), Some(&b"zyx#-1"[..]));
+    assert_eq!(servers[0].read("f/refuse"), None);
+    let failure = seen.lock().unwrap()["f/refuse"][0].1.clone().unwrap_err();
+    assert!(failure.contains("refused by test"), "{failure}");
+}
+
+#[test]
+fn a_full_queue_blocks_put_until_the_timeout_then_says_so() {
+    // A listener that accepts and never answers: the queue fills and stays full.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let streamer = Streamer::new(
+        StreamerOptions::new()
+            .server(address)
+            .queue_limits(4, 1 << 30)
+            .put_timeout(Some(Duration::from_millis(200)))
+            .response_timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    for i in 0..4 {
+        streamer.put(&format!("q/{i}"), b"x", Some(i)).unwrap();
+    }
+    let error = streamer.put("q/overflow", b"x", Some(9)).unwrap_err();
+    assert!(matches!(error, Error::QueueFull { files: 4, .. }), "{error}");
+    // The silent server times out: every accepted file fails, none hangs.
+    let stats = streamer.close();
+    assert_eq!((stats.files_queued, stats.files_acknowledged, stats.files_failed), (4, 0, 4));
+    drop(silent);
+}
+
+#[test]
+fn flush_waits_for_every_outcome_and_stats_add_up() {
+    let servers = start_servers(2);
+    let streamer = Streamer::new(StreamerOptions::new().servers(addresses(&servers))).unwrap();
+    for i in 0..200 {
+        streamer.put(&format!("fl/{i}"), &[1u8; 10_000], Some(i)).unwrap();
+    }
+    streamer.flush(Some(Duration::from_secs(60))).unwrap();
+    let stats = streamer.stats();
+    assert_eq!(stats.files_acknowledged, 200);
+    assert_eq!(stats.bytes_acknowledged, 2_000_000);
+    assert_eq!(stats.bytes_sent, 2_000_000);
+    assert_eq!((stats.queue_files, stats.queue_bytes, stats.in_flight_files), (0, 0, 0));
+    assert_eq!(servers[0].files().len() + servers[1].files().len(), 200);
+    streamer.close();
+}
+
+#[test]
+fn a_lone_stream_sends_and_finalizes_with_a_sentinel() {
+    let server = TestServer::start();
+    let options = StreamerOptions::new();
+    let stream = Stream::connect(&server.address(), &options).unwrap();
+    stream.put("one/a", b"A").unwrap();
+    stream.put("one/b", b"B").unwrap();
+    let stats = stream.finalize("one/__end").unwrap();
+    assert_eq!(stats.files_acknowledged, 3);
+    assert_eq!(server.read("one/a").as_deref(), Some(&b"A"[..]));
+    assert_eq!(server.read("one/__end").as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn the_connection_dying_fails_every_pending_file_with_a_reason() {
+    // A server that reads one request head and then closes the connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 16];
+        let _ = std::io::Read::read(&mut socket, &mut buf);
+    });
+    let (options, seen) = recording(StreamerOptions::new().server(address));
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..50 {
+        // Puts after the failure is known are refused, not lost.
+        let _ = streamer.put(&format!("d/{i}"), &[0u8; 1000], Some(i));
+    }
+    let stats = streamer.close();
+    server.join().unwrap();
+    assert_eq!(stats.files_acknowledged, 0);
+    assert_eq!(stats.files_failed, stats.files_queued);
+    assert!(stats.files_queued >= 1);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len() as u64, stats.files_queued);
+    assert!(seen.values().all(|v| v.len() == 1 && v[0].1.is_err()));
+}
