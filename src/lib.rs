@@ -13,7 +13,8 @@
 //! - [`distribution`]: which server gets a file.
 //! - [`filter`]: what is done to a file's bytes before they are sent.
 //! - [`stream`]: one server: its queue, its connection, its sender and receiver threads.
-//! - [`streamer`]: many servers behind one `put`.
+//! - [`streamer`]: many servers behind one `put`, and failover between them.
+//! - [`options`]: how a streamer is built: servers, policies, limits, timeouts.
 //! - [`protocol`]: the HTTP/1.1 bytes, written and parsed (no sockets).
 //! - [`outcome`]: what happened to each file, and the statistics.
 //! - [`pzf`]: the PZF frame format and its Huffman coding.
@@ -23,6 +24,7 @@ pub mod distribution;
 pub mod error;
 pub mod filter;
 pub mod name;
+pub mod options;
 pub mod outcome;
 pub mod protocol;
 pub mod pzf;
@@ -35,7 +37,8 @@ pub use error::Error;
 pub use filter::{FileInfo, Filter, FilterError, FnFilter, Identity};
 pub use outcome::{Outcome, OutcomeResult, Stats};
 pub use stream::Stream;
-pub use streamer::{Streamer, StreamerOptions};
+pub use options::StreamerOptions;
+pub use streamer::Streamer;
 pub use bytes::Bytes;
 
 /// The version of this library, as in Cargo.toml.

@@ -74,12 +74,24 @@ pub struct Stats {
     pub queue_bytes: u64,
     /// Files sent and waiting for their answer now.
     pub in_flight_files: u64,
+    /// Files moved to another server after their server's connection failed.
+    pub rerouted: u64,
+    /// Connections re-established after a failure.
+    pub reconnects: u64,
+    /// Files sent again after a 5xx answer.
+    pub retries: u64,
+    /// Re-sent files the server answered 405 (already stored: it had landed
+    /// before the failure). Counted in `files_acknowledged` too.
+    pub acknowledged_already: u64,
+    /// Puts refused because the queue was full (fail-fast backpressure or put timeout).
+    pub dropped: u64,
 }
 
 impl Stats {
     /// Files accepted that have no outcome yet.
     pub fn pending(&self) -> u64 {
-        self.files_queued - self.files_acknowledged - self.files_failed
+        self.files_queued
+            .saturating_sub(self.files_acknowledged + self.files_failed)
     }
 
     /// True when every accepted file was acknowledged.
@@ -98,12 +110,26 @@ pub(crate) struct Counters {
     bytes_queued: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_acknowledged: AtomicU64,
+    pub rerouted: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub retries: AtomicU64,
+    pub acknowledged_already: AtomicU64,
+    pub dropped: AtomicU64,
 }
 
 impl Counters {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
     pub fn queued(&self, bytes: u64) {
         self.files_queued.fetch_add(1, Relaxed);
         self.bytes_queued.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn unqueued(&self, bytes: u64) {
+        self.files_queued.fetch_sub(1, Relaxed);
+        self.bytes_queued.fetch_sub(bytes, Relaxed);
     }
 
     pub fn sent(&self, wire_bytes: u64) {
@@ -130,6 +156,11 @@ impl Counters {
             bytes_queued: self.bytes_queued.load(Relaxed),
             bytes_sent: self.bytes_sent.load(Relaxed),
             bytes_acknowledged: self.bytes_acknowledged.load(Relaxed),
+            rerouted: self.rerouted.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            acknowledged_already: self.acknowledged_already.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
             ..Stats::default()
         }
     }

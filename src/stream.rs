@@ -1,4 +1,4 @@
-//! One server: its bounded queue, its connection, its sender and receiver threads.
+//! One server: its bounded queue, its connection, and the threads that drive it.
 //!
 //! This is the only module that touches client sockets. Data flows:
 //!
@@ -8,11 +8,14 @@
 //! outcome ◄─ receiver thread: answer parsed, matched to in_flight front ◄─ socket
 //! ```
 //!
+//! Each server has a link thread (`pyme-link-N`) that runs one session per
+//! connection: it is the sender, and it starts the receiver (`pyme-recv-N`) of
+//! that connection. When the connection fails, the link thread hands every file
+//! queued or waiting for its answer back to the cluster (which moves them to a
+//! live server, or fails them with the reason), then reconnects with backoff.
+//!
 //! A file holds its place in the queue limits (files and bytes) from `put` until
 //! its outcome, so memory stays bounded by the limits however slow the server.
-//! When the connection fails, every file queued or waiting for an answer fails
-//! with the reason; none is dropped silently. `close` sends what is queued, waits
-//! for every answer, and joins both threads.
 
 use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
@@ -23,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::filter::{FileInfo, SharedFilter};
-use crate::outcome::{Outcome, OutcomeResult, Reporter};
+use crate::filter::FileInfo;
+use crate::outcome::{Counters, OutcomeResult, Stats};
 use crate::protocol::{self, ReadError, ResponseReader};
+use crate::streamer::{Cluster, Streamer};
 use crate::{Error, StreamerOptions};
 
 /// Socket write buffer: small requests are batched into one write.
@@ -38,19 +42,27 @@ pub(crate) struct Job {
     pub data: Bytes,
     /// The end-of-stream sentinel: sent with `Connection: close`, nothing after it.
     pub last: bool,
+    /// Times it was answered 5xx and sent again.
+    pub retries: u32,
+    /// It was written to a connection that then failed: it may have landed.
+    pub maybe_stored: bool,
 }
 
 impl Job {
-    fn len(&self) -> u64 {
+    pub fn new(name: &str, data: Bytes, index: Option<i64>) -> Job {
+        Job {
+            name: name.into(),
+            index,
+            data,
+            last: false,
+            retries: 0,
+            maybe_stored: false,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
         self.data.len() as u64
     }
-}
-
-/// The queue limits of one stream.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub max_files: usize,
-    pub max_bytes: u64,
 }
 
 #[derive(Default)]
@@ -61,226 +73,154 @@ struct State {
     /// Files and bytes queued or in flight: what the limits bound.
     held_files: usize,
     held_bytes: u64,
-    /// No more puts; the sender finishes what is queued.
+    /// A connection is up and takes files.
+    up: bool,
+    /// The current connection failed, with this reason.
+    failure: Option<String>,
+    /// Finish: send what is queued, wait for the answers, then stop.
     closing: bool,
-    /// The sender has sent all and seen every answer; the socket is being shut.
+    /// The current connection was shut by us after its last answer.
     finished: bool,
-    /// The connection failed, with this reason.
-    dead: Option<String>,
+    /// The socket of the current connection, to shut it from any thread.
+    socket: Option<TcpStream>,
 }
 
 impl State {
+    fn hold(&mut self, job: &Job) {
+        self.held_files += 1;
+        self.held_bytes += job.len();
+    }
+
     fn release(&mut self, job: &Job) {
         self.held_files -= 1;
         self.held_bytes -= job.len();
     }
+
+    fn push_queue(&mut self, job: Job) {
+        self.queue_bytes += job.len();
+        self.queue.push_back(job);
+    }
+
+    fn pop_queue(&mut self) -> Option<Job> {
+        let job = self.queue.pop_front()?;
+        self.queue_bytes -= job.len();
+        Some(job)
+    }
 }
 
-struct Shared {
-    server: String,
-    server_index: usize,
-    limits: Limits,
-    filter: Option<SharedFilter>,
-    reporter: Reporter,
-    socket: TcpStream,
+/// One server of a streamer: its queue and the state of its connection.
+pub(crate) struct Link {
+    pub server: String,
+    max_files: usize,
+    max_bytes: u64,
     state: Mutex<State>,
-    /// Signalled when a file is queued, or on close or failure (the sender waits).
+    /// Signalled when a file is queued, or on close (the link thread waits).
     work: Condvar,
-    /// Signalled when a file gets its outcome, or on close or failure
-    /// (producers waiting for room, `flush` and the closing sender wait).
+    /// Signalled when a file leaves the link, or the link changes state
+    /// (producers waiting for room and the finishing link thread wait).
     progress: Condvar,
 }
 
-/// A connection to one PYME data server.
-///
-/// `put` may be called from several threads at once.
-pub struct Stream {
-    shared: Arc<Shared>,
-    sender: Option<JoinHandle<()>>,
-    put_timeout: Option<Duration>,
-}
-
-impl Stream {
-    /// Connects to `server` (`host:port`), alone, with the options' queue limits,
-    /// filter, completion callback and timeouts. The distribution is not used.
-    pub fn connect(server: &str, options: &StreamerOptions) -> Result<Stream, Error> {
-        let reporter = Reporter {
-            counters: Arc::default(),
-            completion: options.completion.clone(),
-        };
-        Stream::open(server, 0, options, reporter)
-    }
-
-    pub(crate) fn open(
-        server: &str,
-        server_index: usize,
-        options: &StreamerOptions,
-        reporter: Reporter,
-    ) -> Result<Stream, Error> {
-        let socket = connect(server, options.connect_timeout)?;
-        let connect_error = |error: std::io::Error| Error::Connect {
-            server: server.to_owned(),
-            detail: error.to_string(),
-        };
-        socket.set_nodelay(true).map_err(connect_error)?;
-        socket
-            .set_read_timeout(Some(options.response_timeout))
-            .map_err(connect_error)?;
-        socket
-            .set_write_timeout(Some(options.response_timeout))
-            .map_err(connect_error)?;
-        let receive_socket = socket.try_clone().map_err(connect_error)?;
-        let send_socket = socket.try_clone().map_err(connect_error)?;
-        let shared = Arc::new(Shared {
-            server: server.to_owned(),
-            server_index,
-            limits: Limits {
-                max_files: options.queue_max_files.max(1),
-                max_bytes: options.queue_max_bytes,
-            },
-            filter: options.filter.clone(),
-            reporter,
-            socket,
-            state: Mutex::new(State::default()),
+impl Link {
+    /// A link whose first connection is already made (so it takes files at once).
+    pub fn new(server: String, options: &StreamerOptions) -> Link {
+        Link {
+            server,
+            max_files: options.queue_max_files.max(1),
+            max_bytes: options.queue_max_bytes,
+            state: Mutex::new(State {
+                up: true,
+                ..State::default()
+            }),
             work: Condvar::new(),
             progress: Condvar::new(),
-        });
-        let receiver = spawn(
-            format!("pyme-recv-{server_index}"),
-            Arc::clone(&shared),
-            move |shared| receive_loop(&shared, receive_socket),
-        )?;
-        let sender = spawn(format!("pyme-send-{server_index}"), Arc::clone(&shared), move |shared| {
-            send_loop(&shared, send_socket);
-            finish(&shared);
-            let _ = receiver.join();
-        })?;
-        Ok(Stream {
-            shared,
-            sender: Some(sender),
-            put_timeout: options.put_timeout,
-        })
+        }
     }
 
-    /// The server, as `host:port`.
-    pub fn server(&self) -> &str {
-        &self.shared.server
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a copy of `data` under `name`. See [`Stream::put_bytes`].
-    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
-        self.put_bytes(name, Bytes::copy_from_slice(data), None)
+    pub fn is_up(&self) -> bool {
+        let state = self.lock();
+        state.up && !state.closing
     }
 
-    /// Queues `data` under `name` without copying it. Blocks while the queue is
-    /// full, up to the put timeout. `Ok`: the file will get exactly one outcome.
-    /// `Err`: nothing was queued and no outcome will follow.
-    pub fn put_bytes(&self, name: &str, data: Bytes, index: Option<i64>) -> Result<(), Error> {
-        check_name(name)?;
-        let job = Job {
-            name: name.into(),
-            index,
-            data,
-            last: false,
-        };
-        self.enqueue(job, self.put_timeout.map(|timeout| Instant::now() + timeout))
+    fn has_room(&self, state: &State, bytes: u64) -> bool {
+        // A file larger than the byte limit still goes through, alone.
+        state.held_files == 0
+            || (state.held_files < self.max_files && state.held_bytes + bytes <= self.max_bytes)
     }
 
-    /// Sends the end-of-stream sentinel (an empty `PUT /<name>` with
-    /// `Connection: close`) after everything queued, then closes as [`Stream::close`].
-    pub fn finalize(mut self, name: &str) -> Result<crate::Stats, Error> {
-        check_name(name)?;
-        let job = Job {
-            name: name.into(),
-            index: None,
-            data: Bytes::new(),
-            last: true,
-        };
-        self.enqueue(job, None)?;
-        Ok(self.close_and_join())
+    pub fn has_room_now(&self, job: &Job) -> bool {
+        self.has_room(&self.lock(), job.len())
     }
 
-    /// Sends everything queued, waits for every answer, joins the threads and
-    /// returns the statistics.
-    pub fn close(mut self) -> crate::Stats {
-        self.close_and_join()
-    }
-
-    pub(crate) fn enqueue(&self, job: Job, deadline: Option<Instant>) -> Result<(), Error> {
-        let shared = &self.shared;
-        let mut state = shared.lock();
+    /// Queues a new file, waiting for room up to `deadline`. On refusal the
+    /// file comes back with the reason.
+    pub fn push(&self, job: Job, deadline: Option<Instant>) -> Result<(), (Error, Job)> {
+        let mut state = self.lock();
         loop {
             if state.closing {
-                return Err(Error::Closed);
+                return Err((Error::Closed, job));
             }
-            if let Some(reason) = &state.dead {
-                return Err(Error::ServerDown {
-                    server: shared.server.clone(),
-                    detail: reason.clone(),
-                });
+            if !state.up {
+                let detail = state.failure.clone().unwrap_or_else(|| "not connected".into());
+                let error = Error::ServerDown {
+                    server: self.server.clone(),
+                    detail,
+                };
+                return Err((error, job));
             }
-            if shared.has_room(&state, job.len()) {
+            if self.has_room(&state, job.len()) {
                 break;
             }
             state = match deadline {
-                None => shared.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
+                None => self.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(Error::QueueFull {
-                            server: shared.server.clone(),
+                        let error = Error::QueueFull {
+                            server: self.server.clone(),
                             files: state.held_files,
                             bytes: state.held_bytes,
-                        });
+                        };
+                        return Err((error, job));
                     }
-                    shared
-                        .progress
+                    self.progress
                         .wait_timeout(state, deadline - now)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
         }
-        shared.reporter.counters.queued(job.len());
-        state.held_files += 1;
-        state.held_bytes += job.len();
-        state.queue_bytes += job.len();
+        state.hold(&job);
         if job.last {
             state.closing = true;
         }
-        state.queue.push_back(job);
+        state.push_queue(job);
         drop(state);
-        shared.work.notify_one();
+        self.work.notify_one();
         Ok(())
     }
 
-    /// Waits until every accepted file has its outcome, or the deadline passes
-    /// (then returns how many are still pending).
-    pub(crate) fn wait_idle(&self, deadline: Option<Instant>) -> Result<(), u64> {
-        let shared = &self.shared;
-        let mut state = shared.lock();
-        while state.held_files > 0 {
-            state = match deadline {
-                None => shared.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(state.held_files as u64);
-                    }
-                    shared
-                        .progress
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+    /// Queues a file moved here from a failed server, whatever the limits:
+    /// its memory was already counted, and waiting here could deadlock.
+    pub fn push_rerouted(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if !state.up || state.closing {
+            return Err(job);
         }
+        state.hold(&job);
+        state.push_queue(job);
+        drop(state);
+        self.work.notify_one();
         Ok(())
     }
 
     /// Files and bytes waiting to be sent, and files waiting for their answer.
-    pub(crate) fn depth(&self) -> (u64, u64, u64) {
-        let state = self.shared.lock();
+    pub fn depth(&self) -> (u64, u64, u64) {
+        let state = self.lock();
         (
             state.queue.len() as u64,
             state.queue_bytes,
@@ -288,51 +228,39 @@ impl Stream {
         )
     }
 
-    pub(crate) fn stats(&self) -> crate::Stats {
-        let (queue_files, queue_bytes, in_flight_files) = self.depth();
-        crate::Stats {
-            queue_files,
-            queue_bytes,
-            in_flight_files,
-            ..self.shared.reporter.counters.snapshot()
+    /// No more files: the link thread sends what is queued, waits for the
+    /// answers and stops.
+    pub fn start_close(&self) {
+        self.lock().closing = true;
+        self.work.notify_all();
+        self.progress.notify_all();
+    }
+
+    /// The current connection is unusable. The first caller wins. Its files
+    /// stay where they are until the link thread hands them on.
+    fn fail_session(&self, reason: String) {
+        let mut state = self.lock();
+        if state.failure.is_some() || state.finished {
+            return;
         }
-    }
-
-    /// Stops taking puts and lets the sender finish; does not wait.
-    pub(crate) fn start_close(&self) {
-        self.shared.lock().closing = true;
-        self.shared.work.notify_all();
-        self.shared.progress.notify_all();
-    }
-
-    fn close_and_join(&mut self) -> crate::Stats {
-        self.start_close();
-        self.join();
-        self.stats()
-    }
-
-    pub(crate) fn join(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            let _ = sender.join();
+        state.failure = Some(reason);
+        state.up = false;
+        if let Some(socket) = &state.socket {
+            let _ = socket.shutdown(Shutdown::Both);
         }
+        drop(state);
+        self.work.notify_all();
+        self.progress.notify_all();
+    }
+
+    fn release(&self, job: &Job) {
+        self.lock().release(job);
+        self.progress.notify_all();
     }
 }
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.start_close();
-        self.join();
-    }
-}
-
-pub(crate) fn check_name(name: &str) -> Result<(), Error> {
-    crate::name::validate(name).map_err(|reason| Error::InvalidName {
-        name: name.to_owned(),
-        reason,
-    })
-}
-
-fn connect(server: &str, timeout: Duration) -> Result<TcpStream, Error> {
+/// Connects to `server` (`host:port`) with the options' timeouts.
+pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStream, Error> {
     let error = |detail: String| Error::Connect {
         server: server.to_owned(),
         detail,
@@ -343,89 +271,173 @@ fn connect(server: &str, timeout: Duration) -> Result<TcpStream, Error> {
         .collect();
     let mut last_error = String::from("no address");
     for address in addresses {
-        match TcpStream::connect_timeout(&address, timeout) {
-            Ok(socket) => return Ok(socket),
+        match TcpStream::connect_timeout(&address, options.connect_timeout) {
+            Ok(socket) => {
+                let configured = socket
+                    .set_nodelay(true)
+                    .and_then(|()| socket.set_read_timeout(Some(options.response_timeout)))
+                    .and_then(|()| socket.set_write_timeout(Some(options.response_timeout)));
+                return match configured {
+                    Ok(()) => Ok(socket),
+                    Err(e) => Err(error(e.to_string())),
+                };
+            }
             Err(e) => last_error = format!("{address}: {e}"),
         }
     }
     Err(error(last_error))
 }
 
-fn spawn(
-    name: String,
-    shared: Arc<Shared>,
-    body: impl FnOnce(Arc<Shared>) + Send + 'static,
-) -> Result<JoinHandle<()>, Error> {
-    let server = shared.server.clone();
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    crate::name::validate(name).map_err(|reason| Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// Starts the link thread of server `index`, on an established connection.
+pub(crate) fn spawn_link(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Result<JoinHandle<()>, Error> {
+    let cluster_for_thread = Arc::clone(cluster);
     std::thread::Builder::new()
-        .name(name)
-        .spawn(move || body(shared))
+        .name(format!("pyme-link-{index}"))
+        .spawn(move || run_link(&cluster_for_thread, index, socket))
         .map_err(|e| Error::Connect {
-            server,
+            server: cluster.links[index].server.clone(),
             detail: format!("cannot start a thread: {e}"),
         })
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn has_room(&self, state: &State, bytes: u64) -> bool {
-        // A file larger than the byte limit still goes through, alone.
-        state.held_files == 0
-            || (state.held_files < self.limits.max_files
-                && state.held_bytes + bytes <= self.limits.max_bytes)
-    }
-
-    fn report(&self, job: &Job, result: OutcomeResult<'_>) {
-        self.reporter.report(&Outcome {
-            name: &job.name,
-            server: self.server_index,
-            bytes: job.len(),
-            result,
-        });
-    }
-
-    /// The connection is unusable: every file queued or waiting for its answer
-    /// fails with `reason`. The first caller wins; later ones do nothing.
-    fn fail_connection(&self, reason: String) {
-        let mut guard = self.lock();
-        if guard.dead.is_some() || guard.finished {
+/// The link thread: one session per connection, reconnecting after failures,
+/// until the link is closed.
+fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
+    let link = &cluster.links[index];
+    let (first_delay, largest_delay) = cluster.options.reconnect_backoff;
+    let mut delay = first_delay;
+    let mut socket = Some(first);
+    loop {
+        if let Some(connected) = socket.take() {
+            match run_session(cluster, index, connected) {
+                SessionEnd::Finished => return,
+                SessionEnd::Failed { reason, answered } => {
+                    if answered {
+                        delay = first_delay;
+                    }
+                    let lost = take_pending(link);
+                    cluster.reroute(index, lost, &reason);
+                }
+            }
+        }
+        if wait_or_close(link, jittered(delay)) {
+            // Closing while down: every file already went elsewhere or failed.
             return;
         }
-        guard.dead = Some(reason.clone());
-        let state = &mut *guard;
-        let lost: Vec<Job> = state.in_flight.drain(..).chain(state.queue.drain(..)).collect();
-        state.queue_bytes = 0;
-        drop(guard);
-        let _ = self.socket.shutdown(Shutdown::Both);
-        self.work.notify_all();
-        let error = Error::ConnectionLost {
-            server: self.server.clone(),
-            detail: reason,
-        };
-        for job in &lost {
-            self.report(job, OutcomeResult::Failed(&error));
-            self.lock().release(job);
-            self.progress.notify_all();
+        delay = (delay * 2).min(largest_delay);
+        if let Ok(connected) = connect(&link.server, &cluster.options) {
+            Counters::add(&cluster.counters().reconnects);
+            socket = Some(connected);
         }
+    }
+}
+
+enum SessionEnd {
+    Finished,
+    Failed { reason: String, answered: bool },
+}
+
+/// Every file of a failed connection, released from this link. Files that
+/// were written may have landed.
+fn take_pending(link: &Link) -> Vec<Job> {
+    let mut guard = link.lock();
+    let state = &mut *guard;
+    let mut lost: Vec<Job> = state.in_flight.drain(..).collect();
+    for job in &mut lost {
+        job.maybe_stored = true;
+    }
+    lost.extend(state.queue.drain(..));
+    state.queue_bytes = 0;
+    state.held_files = 0;
+    state.held_bytes = 0;
+    drop(guard);
+    link.progress.notify_all();
+    lost
+}
+
+/// Sleeps `delay` unless the link closes first; true when closing.
+fn wait_or_close(link: &Link, delay: Duration) -> bool {
+    let deadline = Instant::now() + delay;
+    let mut state = link.lock();
+    while !state.closing {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        state = link
+            .work
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
+}
+
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+/// One connection: this thread sends, a receiver thread reads the answers.
+fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> SessionEnd {
+    let link = &cluster.links[index];
+    let clones = (socket.try_clone(), socket.try_clone());
+    let (Ok(receive_socket), Ok(control_socket)) = clones else {
+        return SessionEnd::Failed {
+            reason: "cannot share the socket between threads".into(),
+            answered: false,
+        };
+    };
+    {
+        let mut state = link.lock();
+        state.up = true;
+        state.failure = None;
+        state.finished = false;
+        state.socket = Some(control_socket);
+    }
+    link.progress.notify_all();
+    let receiver_cluster = Arc::clone(cluster);
+    let receiver = std::thread::Builder::new()
+        .name(format!("pyme-recv-{index}"))
+        .spawn(move || receive_loop(&receiver_cluster, index, receive_socket));
+    let answered = match receiver {
+        Ok(receiver) => {
+            send_loop(cluster, index, socket);
+            finish_session(link);
+            receiver.join().unwrap_or(false)
+        }
+        Err(error) => {
+            link.fail_session(format!("cannot start the receiver thread: {error}"));
+            false
+        }
+    };
+    let mut state = link.lock();
+    state.socket = None;
+    state.up = false;
+    match state.failure.clone() {
+        None => SessionEnd::Finished,
+        Some(reason) => SessionEnd::Failed { reason, answered },
     }
 }
 
 /// The sender: takes files from the queue, filters them and writes the
 /// requests back to back. It never waits for an answer before the next request.
-fn send_loop(shared: &Shared, socket: TcpStream) {
+fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
+    let link = &cluster.links[index];
+    let filter = cluster.options.filter.as_deref();
+    let content_encoding = filter.and_then(|f| f.content_encoding());
     let mut wire = BufWriter::with_capacity(WRITE_BUFFER, socket);
     let mut head = Vec::with_capacity(256);
     let mut filtered = Vec::new();
-    let content_encoding = shared.filter.as_ref().and_then(|f| f.content_encoding());
-    loop {
-        let Some(job) = next_job(shared, &mut wire) else {
-            return;
-        };
+    while let Some(job) = next_job(link, &mut wire) {
         let data = job.data.clone();
-        let body: &[u8] = match &shared.filter {
+        let body: &[u8] = match filter {
             None => &data,
             Some(filter) => {
                 filtered.clear();
@@ -434,9 +446,8 @@ fn send_loop(shared: &Shared, socket: TcpStream) {
                     index: job.index,
                 };
                 if let Err(error) = filter.apply(&file, &data, &mut filtered) {
-                    shared.report(&job, OutcomeResult::Failed(&Error::Filter(error)));
-                    shared.lock().release(&job);
-                    shared.progress.notify_all();
+                    link.release(&job);
+                    cluster.finish(&job, index, OutcomeResult::Failed(&Error::Filter(error)));
                     continue;
                 }
                 &filtered
@@ -445,140 +456,155 @@ fn send_loop(shared: &Shared, socket: TcpStream) {
         head.clear();
         protocol::write_put_head(&mut head, &job.name, body.len() as u64, content_encoding, job.last);
         let last = job.last;
-        let queue_now_empty = {
-            let mut state = shared.lock();
-            if state.dead.is_some() {
-                // The connection failed while we filtered: this file fails too.
-                drop(state);
-                fail_job(shared, &job);
+        let flush_now = {
+            let mut state = link.lock();
+            if state.failure.is_some() {
+                // Failed while we filtered: back in the queue, to be handed on.
+                state.queue.push_front(job);
+                state.queue_bytes += data.len() as u64;
                 return;
             }
             state.in_flight.push_back(job);
-            state.queue.is_empty()
+            state.queue.is_empty() || last
         };
         let written = wire
             .write_all(&head)
             .and_then(|()| wire.write_all(body))
-            .and_then(|()| if queue_now_empty || last { wire.flush() } else { Ok(()) });
+            .and_then(|()| if flush_now { wire.flush() } else { Ok(()) });
         if let Err(error) = written {
-            shared.fail_connection(format!("sending failed: {error}"));
+            link.fail_session(format!("sending failed: {error}"));
             return;
         }
-        shared.reporter.counters.sent(body.len() as u64);
+        cluster.counters().sent(body.len() as u64);
         if last {
             return;
         }
     }
 }
 
-fn fail_job(shared: &Shared, job: &Job) {
-    let detail = shared.lock().dead.clone().unwrap_or_default();
-    let error = Error::ConnectionLost {
-        server: shared.server.clone(),
-        detail,
-    };
-    shared.report(job, OutcomeResult::Failed(&error));
-    shared.lock().release(job);
-    shared.progress.notify_all();
-}
-
-/// The next file to send; `None` when closing with nothing left, or dead.
+/// The next file to send; `None` when closing with nothing left, or failed.
 /// Flushes the socket buffer before it sleeps.
-fn next_job(shared: &Shared, wire: &mut BufWriter<TcpStream>) -> Option<Job> {
-    let mut state = shared.lock();
+fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>) -> Option<Job> {
+    let mut state = link.lock();
     loop {
-        if state.dead.is_some() {
+        if state.failure.is_some() {
             return None;
         }
-        if let Some(job) = state.queue.pop_front() {
-            state.queue_bytes -= job.len();
+        if let Some(job) = state.pop_queue() {
             return Some(job);
         }
-        if state.closing {
-            drop(state);
-            if let Err(error) = wire.flush() {
-                shared.fail_connection(format!("sending failed: {error}"));
-            }
+        drop(state);
+        if let Err(error) = wire.flush() {
+            link.fail_session(format!("sending failed: {error}"));
             return None;
         }
-        state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+        state = link.lock();
+        if state.closing && state.queue.is_empty() {
+            return None;
+        }
+        if state.queue.is_empty() && state.failure.is_none() {
+            state = link.work.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
-/// After the sender is done: waits for the last answers, then shuts the socket
-/// so the receiver ends.
-fn finish(shared: &Shared) {
-    let mut state = shared.lock();
-    while !state.in_flight.is_empty() && state.dead.is_none() {
-        state = shared.progress.wait(state).unwrap_or_else(|e| e.into_inner());
+/// After the sender is done: waits for the last answers, then shuts the
+/// socket so that the receiver ends.
+fn finish_session(link: &Link) {
+    let mut state = link.lock();
+    while !state.in_flight.is_empty() && state.failure.is_none() {
+        state = link.progress.wait(state).unwrap_or_else(|e| e.into_inner());
     }
-    state.finished = true;
-    drop(state);
-    let _ = shared.socket.shutdown(Shutdown::Both);
+    if state.failure.is_none() {
+        state.finished = true;
+    }
+    if let Some(socket) = &state.socket {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
 }
 
 /// The receiver: reads the answers in order and matches each to the oldest
-/// file in flight.
-fn receive_loop(shared: &Shared, socket: TcpStream) {
+/// file in flight. Returns whether any answer came.
+fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
+    let link = &cluster.links[index];
     let mut answers = ResponseReader::new(socket);
+    let mut answered = false;
     loop {
         let response = match answers.read_response() {
             Ok(response) => response,
-            Err(error) => {
-                if !receive_error_is_fatal(shared, &error) {
-                    continue;
+            Err(error) => match read_error_verdict(link, &error) {
+                Verdict::KeepWaiting => continue,
+                Verdict::Stop => return answered,
+                Verdict::Fail(reason) => {
+                    link.fail_session(reason);
+                    return answered;
                 }
-                shared.fail_connection(describe_read_error(shared, &error));
-                return;
-            }
+            },
         };
-        let Some(job) = shared.lock().in_flight.pop_front() else {
-            shared.fail_connection(format!("unexpected answer {} with no request waiting", response.status));
-            return;
+        answered = true;
+        let Some(mut job) = link.lock().in_flight.pop_front() else {
+            link.fail_session(format!(
+                "unexpected answer {} with no request waiting",
+                response.status
+            ));
+            return answered;
         };
-        if (200..300).contains(&response.status) {
-            shared.report(&job, OutcomeResult::Acknowledged { http_status: response.status });
+        let last = job.last;
+        let status = response.status;
+        let retry = (500..600).contains(&status) && job.retries < cluster.options.max_retries;
+        // Once closing (only after the sentinel), nothing more may be sent.
+        if retry && !link.lock().closing {
+            job.retries += 1;
+            Counters::add(&cluster.counters().retries);
+            link.lock().push_queue(job);
+            link.work.notify_one();
         } else {
-            let error = Error::Http {
-                server: shared.server.clone(),
-                status: response.status,
-                detail: response.detail,
+            link.release(&job);
+            let error;
+            let result = if (200..300).contains(&status) {
+                OutcomeResult::Acknowledged { http_status: status }
+            } else if status == 405 && job.maybe_stored {
+                Counters::add(&cluster.counters().acknowledged_already);
+                OutcomeResult::Acknowledged { http_status: status }
+            } else {
+                error = Error::Http {
+                    server: link.server.clone(),
+                    status,
+                    detail: response.detail,
+                };
+                OutcomeResult::Failed(&error)
             };
-            shared.report(&job, OutcomeResult::Failed(&error));
+            cluster.finish(&job, index, result);
         }
-        let mut state = shared.lock();
-        state.release(&job);
-        let more_expected = !state.in_flight.is_empty() || !state.queue.is_empty() || !state.closing;
-        drop(state);
-        shared.progress.notify_all();
         if response.close {
-            if more_expected && !job.last {
-                shared.fail_connection("the server closed the connection".into());
+            if !last {
+                link.fail_session("the server closed the connection".into());
             }
-            return;
+            return answered;
         }
     }
 }
 
-/// A read error ends the receiver unless it is a read timeout with nothing in flight.
-fn receive_error_is_fatal(shared: &Shared, error: &ReadError) -> bool {
-    let state = shared.lock();
-    if state.finished || state.dead.is_some() {
-        return true;
-    }
-    match error {
-        ReadError::Io(io) if is_timeout(io) => !state.in_flight.is_empty(),
-        _ => true,
-    }
+enum Verdict {
+    KeepWaiting,
+    Stop,
+    Fail(String),
 }
 
-fn describe_read_error(shared: &Shared, error: &ReadError) -> String {
+/// A read timeout with nothing in flight is no failure; after our own
+/// shutdown, an error is the expected end.
+fn read_error_verdict(link: &Link, error: &ReadError) -> Verdict {
+    let state = link.lock();
+    if state.finished || state.failure.is_some() {
+        return Verdict::Stop;
+    }
     match error {
-        ReadError::Io(io) if is_timeout(io) => format!(
+        ReadError::Io(io) if is_timeout(io) && state.in_flight.is_empty() => Verdict::KeepWaiting,
+        ReadError::Io(io) if is_timeout(io) => Verdict::Fail(format!(
             "no answer within the response timeout ({} files waiting)",
-            shared.lock().in_flight.len()
-        ),
-        other => other.to_string(),
+            state.in_flight.len()
+        )),
+        other => Verdict::Fail(other.to_string()),
     }
 }
 
@@ -587,4 +613,60 @@ fn is_timeout(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
+}
+
+/// A connection to one PYME data server (PYME's `Stream`): a streamer of one.
+///
+/// `put` may be called from several threads at once.
+pub struct Stream {
+    streamer: Streamer,
+}
+
+impl Stream {
+    /// Connects to `server` (`host:port`) with the options' queue limits,
+    /// filter, completion callback and timeouts (servers and distribution in
+    /// `options` are ignored).
+    pub fn connect(server: &str, options: &StreamerOptions) -> Result<Stream, Error> {
+        let mut options = options.clone();
+        options.servers = vec![server.to_owned()];
+        Ok(Stream {
+            streamer: Streamer::new(options)?,
+        })
+    }
+
+    /// The server, as `host:port`.
+    pub fn server(&self) -> &str {
+        self.streamer.servers().next().unwrap_or_default()
+    }
+
+    /// Queues a copy of `data` under `name`. See [`Streamer::put_bytes`].
+    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
+        self.streamer.put_stream(0, name, data)
+    }
+
+    /// Queues `data` under `name` without copying it.
+    pub fn put_bytes(&self, name: &str, data: Bytes) -> Result<(), Error> {
+        self.streamer.put_stream_bytes(0, name, data)
+    }
+
+    /// Waits until every accepted file has its outcome.
+    pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.streamer.flush(timeout)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.streamer.stats()
+    }
+
+    /// Sends the end-of-stream sentinel (an empty `PUT /<name>` with
+    /// `Connection: close`) after everything queued, then closes as [`Stream::close`].
+    pub fn finalize(self, name: &str) -> Result<Stats, Error> {
+        self.streamer.finalize(name)
+    }
+
+    /// Sends everything queued, waits for every answer, joins the threads and
+    /// returns the statistics.
+    pub fn close(self) -> Stats {
+        self.streamer.close()
+    }
 }

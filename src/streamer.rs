@@ -1,139 +1,128 @@
-//! Many servers behind one `put`: the distribution picks a [`Stream`] for each file.
+//! Many servers behind one `put`: the distribution picks a server for each file,
+//! and failover moves files away from a server whose connection failed.
 //!
-//! The streamer owns one stream per server, in the order the servers were given;
-//! the server index the distribution returns is a position in that list.
+//! The streamer owns one [`Link`] per server, in the order the servers were
+//! given; the server index the distribution returns is a position in that list.
+//! The [`Cluster`] is what the streamer and the links' threads share: the links,
+//! the policies, the count of files without an outcome, and the reporter.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::distribution::{Distribution, RoundRobin};
-use crate::filter::{Filter, SharedFilter};
-use crate::outcome::{CompletionFn, Counters, Outcome, Reporter, Stats};
-use crate::stream::{check_name, Job, Stream};
-use crate::Error;
+use crate::distribution::Distribution;
+use crate::outcome::{Counters, Outcome, OutcomeResult, Reporter, Stats};
+use crate::stream::{self, Job, Link};
+use crate::{Error, StreamerOptions};
 
-/// Default queue limit per server, in files.
-pub const DEFAULT_QUEUE_FILES: usize = 256;
-/// Default queue limit per server, in bytes.
-pub const DEFAULT_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
-/// Default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default time a server may take to answer before its connection is failed
-/// (30 s, as the reference).
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How to build a [`Streamer`] (or a lone [`Stream`]).
-#[derive(Clone)]
-pub struct StreamerOptions {
-    pub(crate) servers: Vec<String>,
-    pub(crate) distribution: Arc<dyn Distribution>,
-    pub(crate) filter: Option<SharedFilter>,
-    pub(crate) completion: Option<CompletionFn>,
-    pub(crate) queue_max_files: usize,
-    pub(crate) queue_max_bytes: u64,
-    pub(crate) put_timeout: Option<Duration>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) response_timeout: Duration,
+/// What the streamer and the threads of its links share.
+pub(crate) struct Cluster {
+    pub links: Vec<Link>,
+    pub options: StreamerOptions,
+    pub reporter: Reporter,
+    distribution: Arc<dyn Distribution>,
+    accepting: AtomicBool,
+    /// Files accepted and without an outcome yet.
+    pending: Mutex<u64>,
+    idle: Condvar,
 }
 
-impl Default for StreamerOptions {
-    fn default() -> Self {
-        StreamerOptions {
-            servers: Vec::new(),
-            distribution: Arc::new(RoundRobin),
-            filter: None,
-            completion: None,
-            queue_max_files: DEFAULT_QUEUE_FILES,
-            queue_max_bytes: DEFAULT_QUEUE_BYTES,
-            put_timeout: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+impl Cluster {
+    pub fn counters(&self) -> &Counters {
+        &self.reporter.counters
+    }
+
+    /// Ends a file: counts it, tells the callback, and wakes `flush`/`close`
+    /// when it was the last one. Every accepted file passes here exactly once.
+    pub fn finish(&self, job: &Job, server: usize, result: OutcomeResult<'_>) {
+        self.reporter.report(&Outcome {
+            name: &job.name,
+            server,
+            bytes: job.len(),
+            result,
+        });
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        *pending -= 1;
+        if *pending == 0 {
+            self.idle.notify_all();
         }
     }
-}
 
-impl StreamerOptions {
-    pub fn new() -> Self {
-        Self::default()
+    /// A live server for `job` other than a failed one: the distribution over
+    /// the live set. `None` when no server is live.
+    fn pick_live(&self, job: &Job) -> Option<usize> {
+        let live: Vec<usize> = (0..self.links.len()).filter(|&i| self.links[i].is_up()).collect();
+        if live.is_empty() {
+            return None;
+        }
+        let chosen = self.distribution.choose(live.len(), job.index, &job.name);
+        Some(live[chosen % live.len()])
     }
 
-    /// Adds a server, `host:port`.
-    pub fn server(mut self, server: impl Into<String>) -> Self {
-        self.servers.push(server.into());
-        self
+    /// Files of server `from`, whose connection failed with `reason`: moved to
+    /// live servers (failover), or failed.
+    pub fn reroute(&self, from: usize, jobs: Vec<Job>, reason: &str) {
+        for job in jobs {
+            let mut job = Some(job);
+            if self.options.failover {
+                // Links can go down while we place the file: try each at most once more.
+                for _ in 0..=self.links.len() {
+                    let Some(target) = self.pick_live(job.as_ref().expect("job")) else {
+                        break;
+                    };
+                    match self.links[target].push_rerouted(job.take().expect("job")) {
+                        Ok(()) => {
+                            Counters::add(&self.counters().rerouted);
+                            break;
+                        }
+                        Err(back) => job = Some(back),
+                    }
+                }
+            }
+            if let Some(job) = job {
+                let detail = if self.options.failover {
+                    format!("{reason}; no other server is live")
+                } else {
+                    reason.to_owned()
+                };
+                let error = Error::ConnectionLost {
+                    server: self.links[from].server.clone(),
+                    detail,
+                };
+                self.finish(&job, from, OutcomeResult::Failed(&error));
+            }
+        }
     }
 
-    /// Adds servers, `host:port` each.
-    pub fn servers<S: Into<String>>(mut self, servers: impl IntoIterator<Item = S>) -> Self {
-        self.servers.extend(servers.into_iter().map(Into::into));
-        self
-    }
-
-    /// The distribution policy (default: [`RoundRobin`]).
-    pub fn distribution(mut self, distribution: impl Distribution + 'static) -> Self {
-        self.distribution = Arc::new(distribution);
-        self
-    }
-
-    /// The distribution policy, already shared.
-    pub fn shared_distribution(mut self, distribution: Arc<dyn Distribution>) -> Self {
-        self.distribution = distribution;
-        self
-    }
-
-    /// The filter run on every file before it is sent (default: none).
-    pub fn filter(mut self, filter: impl Filter + 'static) -> Self {
-        self.filter = Some(Arc::new(filter));
-        self
-    }
-
-    /// The filter, already shared.
-    pub fn shared_filter(mut self, filter: Option<SharedFilter>) -> Self {
-        self.filter = filter;
-        self
-    }
-
-    /// Called once for every file, with its outcome (see [`CompletionFn`]).
-    pub fn on_complete(mut self, completion: impl Fn(&Outcome<'_>) + Send + Sync + 'static) -> Self {
-        self.completion = Some(Arc::new(completion));
-        self
-    }
-
-    /// Queue limits per server: files and bytes accepted and not yet answered.
-    pub fn queue_limits(mut self, max_files: usize, max_bytes: u64) -> Self {
-        self.queue_max_files = max_files;
-        self.queue_max_bytes = max_bytes;
-        self
-    }
-
-    /// How long `put` waits for room in a full queue before it fails with
-    /// [`Error::QueueFull`]; `None` (the default) waits as long as it takes.
-    pub fn put_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.put_timeout = timeout;
-        self
-    }
-
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long a server may stay silent while answers are due before its
-    /// connection is failed.
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
+    fn wait_idle(&self, deadline: Option<Instant>) -> Result<(), u64> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while *pending > 0 {
+            pending = match deadline {
+                None => self.idle.wait(pending).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(*pending);
+                    }
+                    self.idle
+                        .wait_timeout(pending, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        Ok(())
     }
 }
 
 /// Streams files to a cluster of PYME data servers, one persistent pipelined
 /// connection per server. `put` may be called from several threads at once.
 pub struct Streamer {
-    streams: Vec<Stream>,
-    distribution: Arc<dyn Distribution>,
-    put_timeout: Option<Duration>,
+    cluster: Arc<Cluster>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Streamer {
@@ -146,42 +135,58 @@ impl Streamer {
         for server in &options.servers {
             check_address(server)?;
         }
-        let counters = Arc::new(Counters::default());
-        let streams = options
+        let sockets = options
             .servers
             .iter()
-            .enumerate()
-            .map(|(index, server)| {
-                let reporter = Reporter {
-                    counters: Arc::clone(&counters),
-                    completion: options.completion.clone(),
-                };
-                Stream::open(server, index, &options, reporter)
-            })
+            .map(|server| stream::connect(server, &options))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Streamer {
-            streams,
+        let links = options
+            .servers
+            .iter()
+            .map(|server| Link::new(server.clone(), &options))
+            .collect();
+        let cluster = Arc::new(Cluster {
+            links,
+            reporter: Reporter {
+                counters: Arc::default(),
+                completion: options.completion.clone(),
+            },
             distribution: Arc::clone(&options.distribution),
-            put_timeout: options.put_timeout,
-        })
+            options,
+            accepting: AtomicBool::new(true),
+            pending: Mutex::new(0),
+            idle: Condvar::new(),
+        });
+        let mut threads = Vec::with_capacity(sockets.len());
+        for (index, socket) in sockets.into_iter().enumerate() {
+            match stream::spawn_link(&cluster, index, socket) {
+                Ok(thread) => threads.push(thread),
+                Err(error) => {
+                    let mut streamer = Streamer { cluster, threads };
+                    streamer.close_all();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(Streamer { cluster, threads })
     }
 
     /// Number of servers.
     pub fn n_servers(&self) -> usize {
-        self.streams.len()
+        self.cluster.links.len()
     }
 
     /// The servers, as given.
     pub fn servers(&self) -> impl Iterator<Item = &str> {
-        self.streams.iter().map(Stream::server)
+        self.cluster.links.iter().map(|link| link.server.as_str())
     }
 
     /// Queues a copy of `data` under `name` on the server the distribution picks
     /// for `(name, index)`. See [`Streamer::put_bytes`].
     pub fn put(&self, name: &str, data: &[u8], index: Option<i64>) -> Result<(), Error> {
-        check_name(name)?;
+        stream::check_name(name)?;
         let server = self.choose(name, index)?;
-        self.enqueue(server, name, Bytes::copy_from_slice(data), index)
+        self.enqueue(server, Job::new(name, Bytes::copy_from_slice(data), index), true)
     }
 
     /// Queues `data` under `name` without copying it (`Bytes` can wrap a
@@ -189,42 +194,44 @@ impl Streamer {
     /// put timeout. `Ok`: the file will get exactly one outcome. `Err`: nothing
     /// was queued and no outcome will follow.
     pub fn put_bytes(&self, name: &str, data: Bytes, index: Option<i64>) -> Result<(), Error> {
-        check_name(name)?;
+        stream::check_name(name)?;
         let server = self.choose(name, index)?;
-        self.enqueue(server, name, data, index)
+        self.enqueue(server, Job::new(name, data, index), true)
     }
 
-    /// Queues a copy of `data` under `name` on server `stream`, bypassing the distribution.
+    /// Queues a copy of `data` under `name` on server `stream`, bypassing the
+    /// distribution and failover at put time.
     pub fn put_stream(&self, stream: usize, name: &str, data: &[u8]) -> Result<(), Error> {
-        check_name(name)?;
-        if stream >= self.streams.len() {
+        self.put_stream_bytes(stream, name, Bytes::copy_from_slice(data))
+    }
+
+    /// Queues `data` under `name` on server `stream` without copying it.
+    pub fn put_stream_bytes(&self, stream: usize, name: &str, data: Bytes) -> Result<(), Error> {
+        stream::check_name(name)?;
+        let n_servers = self.n_servers();
+        if stream >= n_servers {
             return Err(Error::NoSuchStream {
                 index: stream,
-                n_servers: self.streams.len(),
+                n_servers,
             });
         }
-        self.enqueue(stream, name, Bytes::copy_from_slice(data), None)
+        self.enqueue(stream, Job::new(name, data, None), false)
     }
 
     /// Waits until every file accepted so far has its outcome, up to `timeout`
     /// (`None`: as long as it takes).
     pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
-        for stream in &self.streams {
-            if stream.wait_idle(deadline).is_err() {
-                return Err(Error::FlushTimeout {
-                    pending: self.stats().pending(),
-                });
-            }
-        }
-        Ok(())
+        self.cluster
+            .wait_idle(deadline)
+            .map_err(|pending| Error::FlushTimeout { pending })
     }
 
     /// The statistics now.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.streams[0].stats();
-        for stream in &self.streams[1..] {
-            let (files, bytes, in_flight) = stream.depth();
+        let mut stats = self.cluster.counters().snapshot();
+        for link in &self.cluster.links {
+            let (files, bytes, in_flight) = link.depth();
             stats.queue_files += files;
             stats.queue_bytes += bytes;
             stats.in_flight_files += in_flight;
@@ -240,39 +247,106 @@ impl Streamer {
     }
 
     fn close_all(&mut self) -> Stats {
-        for stream in &self.streams {
-            stream.start_close();
+        self.cluster.accepting.store(false, Ordering::SeqCst);
+        // Links must keep running until every file has its outcome: a failing
+        // link hands its files to the others.
+        let _ = self.cluster.wait_idle(None);
+        for link in &self.cluster.links {
+            link.start_close();
         }
-        for stream in &mut self.streams {
-            stream.join();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
         self.stats()
     }
 
+    /// Ends the stream of server 0 with the end-of-stream sentinel, then closes.
+    pub(crate) fn finalize(mut self, name: &str) -> Result<Stats, Error> {
+        stream::check_name(name)?;
+        self.cluster.accepting.store(false, Ordering::SeqCst);
+        let mut job = Job::new(name, Bytes::new(), None);
+        job.last = true;
+        self.admit(0, job, None).map_err(|(error, _)| error)?;
+        Ok(self.close_all())
+    }
+
     fn choose(&self, name: &str, index: Option<i64>) -> Result<usize, Error> {
-        let n_servers = self.streams.len();
-        let chosen = self.distribution.choose(n_servers, index, name);
+        let n_servers = self.n_servers();
+        let chosen = self.cluster.distribution.choose(n_servers, index, name);
         if chosen >= n_servers {
             return Err(Error::DistributionOutOfRange { chosen, n_servers });
         }
         Ok(chosen)
     }
 
-    fn enqueue(&self, server: usize, name: &str, data: Bytes, index: Option<i64>) -> Result<(), Error> {
-        let job = Job {
-            name: name.into(),
-            index,
-            data,
-            last: false,
-        };
-        let deadline = self.put_timeout.map(|timeout| Instant::now() + timeout);
-        self.streams[server].enqueue(job, deadline)
+    /// Queues `job` on `server`, or, with failover, on a live server when
+    /// `server` is down (or full, with `spread_when_full`).
+    fn enqueue(&self, server: usize, job: Job, may_move: bool) -> Result<(), Error> {
+        if !self.cluster.accepting.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let deadline = self.cluster.options.put_timeout.map(|timeout| Instant::now() + timeout);
+        let may_move = may_move && self.cluster.options.failover;
+        let mut target = server;
+        let mut job = job;
+        for _ in 0..=self.n_servers() {
+            if may_move && self.cluster.options.spread_when_full && !self.cluster.links[target].has_room_now(&job) {
+                if let Some(other) = self.with_room(&job) {
+                    target = other;
+                }
+            }
+            match self.admit(target, job, deadline) {
+                Err((Error::ServerDown { .. }, back)) if may_move => {
+                    job = back;
+                    match self.cluster.pick_live(&job) {
+                        Some(live) => target = live,
+                        None => break,
+                    }
+                }
+                Err((error, _)) => {
+                    if matches!(error, Error::QueueFull { .. }) {
+                        Counters::add(&self.cluster.counters().dropped);
+                    }
+                    return Err(error);
+                }
+                Ok(()) => return Ok(()),
+            }
+        }
+        Err(Error::ServerDown {
+            server: self.cluster.links[server].server.clone(),
+            detail: "no server is live".into(),
+        })
+    }
+
+    fn admit(&self, server: usize, job: Job, deadline: Option<Instant>) -> Result<(), (Error, Job)> {
+        // Counted before it can possibly finish, uncounted if refused.
+        *self.cluster.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let bytes = job.len();
+        self.cluster.counters().queued(bytes);
+        match self.cluster.links[server].push(job, deadline) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                self.cluster.counters().unqueued(bytes);
+                let mut pending = self.cluster.pending.lock().unwrap_or_else(|e| e.into_inner());
+                *pending -= 1;
+                if *pending == 0 {
+                    self.cluster.idle.notify_all();
+                }
+                Err(refused)
+            }
+        }
+    }
+
+    fn with_room(&self, job: &Job) -> Option<usize> {
+        (0..self.n_servers()).find(|&i| self.cluster.links[i].is_up() && self.cluster.links[i].has_room_now(job))
     }
 }
 
 impl Drop for Streamer {
     fn drop(&mut self) {
-        self.close_all();
+        if !self.threads.is_empty() {
+            self.close_all();
+        }
     }
 }
 

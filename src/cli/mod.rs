@@ -24,10 +24,10 @@ pub struct StreamArgs {
     #[arg(long, default_value = "round-robin")]
     pub distribution: BuiltinDistribution,
     /// Queue limit per server, in files.
-    #[arg(long, default_value_t = pyme_streaming::streamer::DEFAULT_QUEUE_FILES)]
+    #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_QUEUE_FILES)]
     pub queue_files: usize,
     /// Queue limit per server, in bytes.
-    #[arg(long, default_value_t = pyme_streaming::streamer::DEFAULT_QUEUE_BYTES)]
+    #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_QUEUE_BYTES)]
     pub queue_bytes: u64,
     /// Response timeout in milliseconds: a server silent this long while answers are due is failed.
     #[arg(long, default_value_t = 30_000)]

@@ -1,0 +1,161 @@
+//! How to build a streamer: servers, policies, limits and timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::distribution::{Distribution, RoundRobin};
+use crate::filter::{Filter, SharedFilter};
+use crate::outcome::{CompletionFn, Outcome};
+
+/// Default queue limit per server, in files.
+pub const DEFAULT_QUEUE_FILES: usize = 256;
+/// Default queue limit per server, in bytes.
+pub const DEFAULT_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a server may take to answer before its connection is failed
+/// (30 s, as the reference).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default number of times a file answered 5xx is sent again before it fails.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// How to build a [`crate::Streamer`] (or a lone [`crate::Stream`]).
+#[derive(Clone)]
+pub struct StreamerOptions {
+    pub(crate) servers: Vec<String>,
+    pub(crate) distribution: Arc<dyn Distribution>,
+    pub(crate) filter: Option<SharedFilter>,
+    pub(crate) completion: Option<CompletionFn>,
+    pub(crate) queue_max_files: usize,
+    pub(crate) queue_max_bytes: u64,
+    pub(crate) put_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) failover: bool,
+    pub(crate) max_retries: u32,
+    pub(crate) spread_when_full: bool,
+    pub(crate) reconnect_backoff: (Duration, Duration),
+}
+
+impl Default for StreamerOptions {
+    fn default() -> Self {
+        StreamerOptions {
+            servers: Vec::new(),
+            distribution: Arc::new(RoundRobin),
+            filter: None,
+            completion: None,
+            queue_max_files: DEFAULT_QUEUE_FILES,
+            queue_max_bytes: DEFAULT_QUEUE_BYTES,
+            put_timeout: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            failover: true,
+            max_retries: DEFAULT_MAX_RETRIES,
+            spread_when_full: false,
+            reconnect_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+        }
+    }
+}
+
+impl StreamerOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a server, `host:port`.
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.servers.push(server.into());
+        self
+    }
+
+    /// Adds servers, `host:port` each.
+    pub fn servers<S: Into<String>>(mut self, servers: impl IntoIterator<Item = S>) -> Self {
+        self.servers.extend(servers.into_iter().map(Into::into));
+        self
+    }
+
+    /// The distribution policy (default: [`RoundRobin`]).
+    pub fn distribution(mut self, distribution: impl Distribution + 'static) -> Self {
+        self.distribution = Arc::new(distribution);
+        self
+    }
+
+    /// The distribution policy, already shared.
+    pub fn shared_distribution(mut self, distribution: Arc<dyn Distribution>) -> Self {
+        self.distribution = distribution;
+        self
+    }
+
+    /// The filter run on every file before it is sent (default: none).
+    pub fn filter(mut self, filter: impl Filter + 'static) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// The filter, already shared.
+    pub fn shared_filter(mut self, filter: Option<SharedFilter>) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Called once for every file, with its outcome (see [`CompletionFn`]).
+    pub fn on_complete(mut self, completion: impl Fn(&Outcome<'_>) + Send + Sync + 'static) -> Self {
+        self.completion = Some(Arc::new(completion));
+        self
+    }
+
+    /// Queue limits per server: files and bytes accepted and not yet answered.
+    pub fn queue_limits(mut self, max_files: usize, max_bytes: u64) -> Self {
+        self.queue_max_files = max_files;
+        self.queue_max_bytes = max_bytes;
+        self
+    }
+
+    /// Backpressure: how long `put` waits for room in a full queue before it
+    /// fails with [`crate::Error::QueueFull`]. `None` (the default) blocks as long
+    /// as it takes; `Some(Duration::ZERO)` fails fast, so a camera driver can
+    /// count its own drops.
+    pub fn put_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.put_timeout = timeout;
+        self
+    }
+
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a server may stay silent while answers are due before its
+    /// connection is failed.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// When a server's connection fails, move its queued and unanswered files
+    /// to the live servers (default: on). Off: they fail with the reason.
+    pub fn failover(mut self, failover: bool) -> Self {
+        self.failover = failover;
+        self
+    }
+
+    /// How many times a file answered 5xx is sent again before it fails (default 2).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// When the chosen server's queue is full, put the file on another live
+    /// server with room instead of waiting (default: off).
+    pub fn spread_when_full(mut self, spread: bool) -> Self {
+        self.spread_when_full = spread;
+        self
+    }
+
+    /// Reconnect delays after a failure: the first, doubling (with jitter) up to the largest.
+    pub fn reconnect_backoff(mut self, first: Duration, largest: Duration) -> Self {
+        self.reconnect_backoff = (first, largest.max(first));
+        self
+    }
+}
