@@ -1,0 +1,3 @@
+//! The subcommands of `pyme-stream`, one file each.
+
+pub mod serve;
