@@ -32,6 +32,28 @@ pub struct StreamArgs {
     /// Response timeout in milliseconds: a server silent this long while answers are due is failed.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
+    /// Connect timeout in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub connect_timeout_ms: u64,
+    /// What `put` does when the queue is full: wait for room, or fail at once
+    /// (the file is counted as dropped).
+    #[arg(long, value_enum, default_value_t = Backpressure::Block)]
+    pub backpressure: Backpressure,
+    /// With `block`: give up waiting after this many milliseconds (default: never).
+    #[arg(long)]
+    pub put_timeout_ms: Option<u64>,
+    /// Do not move files of a failed server to the live ones: fail them.
+    #[arg(long)]
+    pub no_failover: bool,
+    /// Times a file answered 5xx is sent again before it fails.
+    #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_MAX_RETRIES)]
+    pub retries: u32,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backpressure {
+    Block,
+    FailFast,
 }
 
 impl StreamArgs {
@@ -41,6 +63,13 @@ impl StreamArgs {
             .shared_distribution(self.distribution.into_distribution())
             .queue_limits(self.queue_files, self.queue_bytes)
             .response_timeout(Duration::from_millis(self.timeout_ms))
+            .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
+            .put_timeout(match self.backpressure {
+                Backpressure::FailFast => Some(Duration::ZERO),
+                Backpressure::Block => self.put_timeout_ms.map(Duration::from_millis),
+            })
+            .failover(!self.no_failover)
+            .max_retries(self.retries)
     }
 }
 

@@ -70,3 +70,135 @@ pub fn dead_address() -> String {
     drop(listener);
     address
 }
+
+/// A `pyme-stream serve` process, killed on drop.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub address: String,
+    pub root: PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts `pyme-stream serve` on `port` (0: any) with `root`, and waits
+    /// for its `listening on` line.
+    pub fn start(root: &Path, port: u16, extra: &[&str]) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+            .args(["serve", "--port", &port.to_string(), "--root"])
+            .arg(root)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("pyme-stream serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        ServeProcess {
+            child,
+            address,
+            root: root.to_owned(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.rsplit_once(':').unwrap().1.parse().unwrap()
+    }
+
+    /// SIGKILL: no clean shutdown, connections cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What a [`FakeServer`] does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Answer(u16),
+    /// Writes half an answer head, then closes the connection.
+    CloseMidAnswer,
+    /// Reads on, never answers.
+    Silent,
+}
+
+/// A hand-driven HTTP server for faults a real one does not make. `decide` gets
+/// the request path and the connection number (0 for the first connection).
+pub struct FakeServer {
+    pub address: String,
+}
+
+impl FakeServer {
+    pub fn start(decide: impl Fn(&str, usize) -> Action + Send + Sync + 'static) -> FakeServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let decide = std::sync::Arc::new(decide);
+        std::thread::spawn(move || {
+            for (number, socket) in listener.incoming().enumerate() {
+                let Ok(socket) = socket else { return };
+                let decide = std::sync::Arc::clone(&decide);
+                std::thread::spawn(move || serve_fake(socket, number, &*decide));
+            }
+        });
+        FakeServer { address }
+    }
+}
+
+fn serve_fake(mut socket: std::net::TcpStream, connection: usize, decide: &dyn Fn(&str, usize) -> Action) {
+    use std::io::{Read, Write};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let mut silent = false;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut request = httparse::Request::new(&mut headers);
+        let parsed = request.parse(&buf);
+        if let Ok(httparse::Status::Complete(head_len)) = parsed {
+            let length: usize = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= head_len + length {
+                let path = request.path.unwrap_or("/").to_owned();
+                buf.drain(..head_len + length);
+                if silent {
+                    continue;
+                }
+                match decide(&path[1..], connection) {
+                    Action::Answer(status) => {
+                        let body = if status == 200 { "" } else { "fake failure\n" };
+                        let answer = format!(
+                            "HTTP/1.1 {status} Fake\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    Action::CloseMidAnswer => {
+                        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Len");
+                        return;
+                    }
+                    Action::Silent => silent = true,
+                }
+                continue;
+            }
+        }
+        match socket.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}

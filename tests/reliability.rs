@@ -1,0 +1,317 @@
+//! Fault injection on loopback: servers killed, stalled, restarted, refusing;
+//! every accepted file must end in exactly one outcome and nothing is lost
+//! while a server lives.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{dead_address, Action, FakeServer, ServeProcess, TestServer};
+use pyme_streaming::{Error, OutcomeResult, Stats, Streamer, StreamerOptions};
+
+/// Outcomes per name: (server, acknowledged, detail).
+type Seen = Arc<Mutex<HashMap<String, Vec<(usize, bool, String)>>>>;
+
+fn recording(options: StreamerOptions) -> (StreamerOptions, Seen) {
+    let seen: Seen = Arc::default();
+    let sink = Arc::clone(&seen);
+    let options = options.on_complete(move |outcome| {
+        let (acknowledged, detail) = match outcome.result {
+            OutcomeResult::Acknowledged { http_status } => (true, http_status.to_string()),
+            OutcomeResult::Failed(error) => (false, error.to_string()),
+        };
+        sink.lock()
+            .unwrap()
+            .entry(outcome.name.to_owned())
+            .or_default()
+            .push((outcome.server, acknowledged, detail));
+    });
+    (options, seen)
+}
+
+fn assert_one_outcome_each(seen: &Seen, stats: &Stats, expected: usize) {
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), expected, "files with an outcome");
+    for (name, outcomes) in seen.iter() {
+        assert_eq!(outcomes.len(), 1, "{name} has {outcomes:?}");
+    }
+    assert_eq!(stats.files_queued as usize, expected);
+    assert_eq!((stats.files_acknowledged + stats.files_failed) as usize, expected);
+}
+
+/// Names of every file under the roots (a file may be on two servers when it
+/// landed just before its server died and was sent again elsewhere).
+fn distinct_names(roots: &[&std::path::Path]) -> HashSet<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, names: &mut HashSet<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, names);
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                names.insert(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut names = HashSet::new();
+    for root in roots {
+        walk(root, root, &mut names);
+    }
+    names
+}
+
+#[test]
+fn a_server_killed_mid_stream_loses_nothing() {
+    let roots: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers: Vec<ServeProcess> = roots.iter().map(|r| ServeProcess::start(r.path(), 0, &[])).collect();
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers(servers.iter().map(|s| s.address.clone()))
+            .response_timeout(Duration::from_secs(10)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let data = vec![0x5Au8; 64 * 1024];
+    let total = 20_000;
+    for i in 0..total {
+        if i == total / 3 {
+            servers[1].kill();
+        }
+        streamer.put(&format!("kill/f{i:05}"), &data, Some(i as i64)).unwrap();
+    }
+    let stats = streamer.close();
+    assert_one_outcome_each(&seen, &stats, total);
+    assert_eq!(stats.files_acknowledged as usize, total, "{stats:?}");
+    assert!(stats.rerouted > 0, "{stats:?}");
+    let roots: Vec<&std::path::Path> = roots.iter().map(|r| r.path()).collect();
+    assert_eq!(distinct_names(&roots).len(), total);
+    // Every file is whole wherever it is.
+    for root in &roots {
+        for name in distinct_names(&[root]) {
+            assert_eq!(std::fs::metadata(root.join(&name)).unwrap().len(), 64 * 1024, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_silent_server_costs_one_response_timeout_and_nothing_else() {
+    let good: Vec<TestServer> = (0..2).map(|_| TestServer::start()).collect();
+    let silent = FakeServer::start(|_, _| Action::Silent);
+    let timeout = Duration::from_millis(700);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(good[0].address())
+            .server(silent.address.clone())
+            .server(good[1].address())
+            .response_timeout(timeout)
+            .reconnect_backoff(Duration::from_secs(30), Duration::from_secs(30)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let started = Instant::now();
+    for i in 0..300 {
+        streamer.put(&format!("stall/f{i:03}"), &[7u8; 2000], Some(i)).unwrap();
+    }
+    let stats = streamer.close();
+    let elapsed = started.elapsed();
+    assert_one_outcome_each(&seen, &stats, 300);
+    assert_eq!(stats.files_acknowledged, 300);
+    assert_eq!(good[0].files().len() + good[1].files().len(), 300);
+    // Generous margin: the point is that close returns, not how fast.
+    assert!(elapsed < timeout + Duration::from_secs(20), "{elapsed:?}");
+}
+
+#[test]
+fn a_restarted_server_is_reconnected_and_used_again() {
+    let roots: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut first = ServeProcess::start(roots[0].path(), 0, &[]);
+    let second = ServeProcess::start(roots[1].path(), 0, &[]);
+    let port = first.port();
+    let streamer = Streamer::new(
+        StreamerOptions::new()
+            .server(first.address.clone())
+            .server(second.address.clone())
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100)),
+    )
+    .unwrap();
+    for i in 0..100 {
+        streamer.put(&format!("r/a{i:03}"), b"before", Some(i)).unwrap();
+    }
+    streamer.flush(Some(Duration::from_secs(30))).unwrap();
+    first.kill();
+    // Files put while it is down go to the live server.
+    for i in 0..100 {
+        streamer.put(&format!("r/b{i:03}"), b"while down", Some(i)).unwrap();
+    }
+    streamer.flush(Some(Duration::from_secs(30))).unwrap();
+    let _restarted = ServeProcess::start(roots[0].path(), port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while streamer.stats().reconnects == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in 0..100 {
+        streamer.put(&format!("r/c{i:03}"), b"after", Some(i)).unwrap();
+    }
+    let stats = streamer.close();
+    assert!(stats.reconnects >= 1, "{stats:?}");
+    assert_eq!(stats.files_acknowledged, 300, "{stats:?}");
+    let after_on_restarted = (0..100)
+        .filter(|i| roots[0].path().join(format!("r/c{i:03}")).exists())
+        .count();
+    assert!(after_on_restarted > 0, "the restarted server got no file");
+}
+
+#[test]
+fn server_errors_5xx_are_retried_then_failed_and_4xx_fail_at_once() {
+    let attempts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counter = Arc::clone(&attempts);
+    let server = FakeServer::start(move |name, _| {
+        let mut attempts = counter.lock().unwrap();
+        let n = attempts.entry(name.to_owned()).or_default();
+        *n += 1;
+        match name {
+            n2 if n2.starts_with("flaky") && *n == 1 => Action::Answer(503),
+            n2 if n2.starts_with("broken") => Action::Answer(500),
+            n2 if n2.starts_with("forbidden") => Action::Answer(403),
+            _ => Action::Answer(200),
+        }
+    });
+    let (options, seen) = recording(StreamerOptions::new().server(server.address.clone()).max_retries(2));
+    let streamer = Streamer::new(options).unwrap();
+    for name in ["ok1", "flaky1", "broken1", "forbidden1", "ok2"] {
+        streamer.put(name, b"x", None).unwrap();
+    }
+    let stats = streamer.close();
+    assert_one_outcome_each(&seen, &stats, 5);
+    let seen = seen.lock().unwrap();
+    assert!(seen["ok1"][0].1 && seen["ok2"][0].1 && seen["flaky1"][0].1);
+    assert!(!seen["broken1"][0].1 && seen["broken1"][0].2.contains("500"));
+    assert!(!seen["forbidden1"][0].1 && seen["forbidden1"][0].2.contains("403"));
+    let attempts = attempts.lock().unwrap();
+    assert_eq!(attempts["broken1"], 3, "one try and two retries");
+    assert_eq!(attempts["forbidden1"], 1);
+    assert_eq!(attempts["flaky1"], 2);
+    assert_eq!(stats.retries, 3);
+}
+
+#[test]
+fn a_connection_closed_mid_answer_moves_its_files_to_a_live_server() {
+    let good = TestServer::start();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&answered);
+    let breaking = FakeServer::start(move |_, connection| {
+        if connection == 0 && count.fetch_add(1, Ordering::SeqCst) == 20 {
+            Action::CloseMidAnswer
+        } else {
+            Action::Answer(200)
+        }
+    });
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(breaking.address.clone())
+            .server(good.address())
+            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..400 {
+        streamer.put(&format!("m/f{i:03}"), &[1u8; 5000], Some(i)).unwrap();
+    }
+    let stats = streamer.close();
+    assert_one_outcome_each(&seen, &stats, 400);
+    assert_eq!(stats.files_acknowledged, 400, "{stats:?}");
+    assert!(stats.rerouted >= 1, "{stats:?}");
+}
+
+#[test]
+fn with_every_server_dead_every_file_fails_with_a_reason_and_close_returns() {
+    let mut server = ServeProcess::start(tempfile::tempdir().unwrap().path(), 0, &[]);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .response_timeout(Duration::from_secs(2))
+            .put_timeout(Some(Duration::from_secs(5))),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    server.kill();
+    let started = Instant::now();
+    let mut refused = 0;
+    for i in 0..200 {
+        match streamer.put(&format!("dead/f{i}"), &[0u8; 10_000], Some(i)) {
+            Ok(()) => {}
+            Err(Error::ServerDown { detail, .. }) => {
+                assert!(!detail.is_empty());
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    let stats = streamer.close();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(stats.files_acknowledged, 0);
+    assert_eq!(stats.files_queued + refused, 200);
+    assert_one_outcome_each(&seen, &stats, stats.files_queued as usize);
+    for outcomes in seen.lock().unwrap().values() {
+        assert!(outcomes[0].2.contains("connection"), "{}", outcomes[0].2);
+    }
+    assert!(Streamer::new(StreamerOptions::new().server(dead_address())).is_err());
+}
+
+#[test]
+fn without_failover_the_files_of_a_dead_server_fail() {
+    let good = TestServer::start();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&answered);
+    let breaking = FakeServer::start(move |_, _| {
+        if count.fetch_add(1, Ordering::SeqCst) == 5 {
+            Action::CloseMidAnswer
+        } else {
+            Action::Answer(200)
+        }
+    });
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(breaking.address.clone())
+            .server(good.address())
+            .failover(false)
+            .reconnect_backoff(Duration::from_secs(30), Duration::from_secs(30)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let mut refused = 0;
+    for i in 0..100 {
+        if streamer.put(&format!("nf/f{i:03}"), &[1u8; 100], Some(i)).is_err() {
+            refused += 1;
+        }
+    }
+    let stats = streamer.close();
+    assert_one_outcome_each(&seen, &stats, 100 - refused);
+    assert!(stats.files_failed >= 1, "{stats:?}");
+    assert_eq!(stats.rerouted, 0);
+    // Everything for the good server landed.
+    assert_eq!(good.files().len(), 50);
+}
+
+#[test]
+fn fail_fast_backpressure_refuses_at_once_and_counts_drops() {
+    let silent = FakeServer::start(|_, _| Action::Silent);
+    let streamer = Streamer::new(
+        StreamerOptions::new()
+            .server(silent.address.clone())
+            .queue_limits(10, 1 << 30)
+            .put_timeout(Some(Duration::ZERO))
+            .response_timeout(Duration::from_millis(500)),
+    )
+    .unwrap();
+    let mut dropped = 0;
+    for i in 0..50 {
+        match streamer.put(&format!("ff/{i}"), b"x", Some(i)) {
+            Ok(()) => {}
+            Err(Error::QueueFull { .. }) => dropped += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(dropped, 40);
+    let stats = streamer.close();
+    assert_eq!(stats.dropped, 40);
+    assert_eq!(stats.files_queued, 10);
+    assert_eq!(stats.files_failed, 10);
+}
