@@ -540,3 +540,36 @@ fn the_serve_command_runs_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert!(client.is_closed());
 }
+
+#[test]
+fn racing_writers_of_one_name_get_one_200_and_one_405() {
+    let server = TestServer::start();
+    let racers: Vec<_> = (0..2u8)
+        .map(|racer| {
+            let mut client = server.connect();
+            std::thread::spawn(move || {
+                let mut requests = Vec::new();
+                for i in 0..50 {
+                    requests.extend(put(&format!("race/{i}"), &[racer; 5000]));
+                }
+                client.send(&requests);
+                (0..50).map(|_| client.response().code).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let codes: Vec<Vec<u16>> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    for (i, (&first, &second)) in codes[0].iter().zip(&codes[1]).enumerate() {
+        let mut pair = [first, second];
+        pair.sort();
+        assert_eq!(pair, [200, 405], "name {i}");
+        let winner = if first == 200 { 0u8 } else { 1 };
+        let stored = std::fs::read(server.root().join(format!("race/{i}"))).unwrap();
+        assert_eq!(stored, [winner; 5000]);
+    }
+    assert_eq!(
+        std::fs::read_dir(server.root().join("race"))
+            .unwrap()
+            .count(),
+        50
+    );
+}
