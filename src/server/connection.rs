@@ -15,8 +15,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use flate2::write::MultiGzDecoder;
-
+use super::body::{BodyError, Decoding};
 use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::status::status_json;
@@ -219,9 +218,10 @@ impl Connection<'_> {
         };
         let mut sink = Decoding::new(pending, head.gzip);
         let written = self.read_body(body_len, &mut sink)?;
-        let stored = written
-            .and_then(|()| sink.finish())
-            .and_then(|(pending, len)| pending.commit().map(|stored| (stored, len)));
+        let stored = sink.finish(written).and_then(|(pending, len)| {
+            let stored = pending.commit().map_err(BodyError::Store)?;
+            Ok((stored, len))
+        });
         match stored {
             Ok((Stored::New, len)) => {
                 self.shared.files_stored.fetch_add(1, Ordering::Relaxed);
@@ -231,13 +231,8 @@ impl Connection<'_> {
             Ok((Stored::AlreadyExists, _)) => {
                 self.error(405, "The file exists; files are written once.")
             }
-            Err(e)
-                if e.kind() == io::ErrorKind::InvalidData
-                    || e.kind() == io::ErrorKind::InvalidInput =>
-            {
-                self.error(400, "The gzip body is corrupt.")
-            }
-            Err(_) => self.error(500, "The file could not be written."),
+            Err(BodyError::Corrupt) => self.error(400, "The gzip body is corrupt."),
+            Err(BodyError::Store(_)) => self.error(500, "The file could not be written."),
         }
         Ok(())
     }
@@ -246,7 +241,7 @@ impl Connection<'_> {
     fn append(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
         let mut sink = Decoding::new(Vec::new(), head.gzip);
         let written = self.read_body(body_len, &mut sink)?;
-        match written.and_then(|()| sink.finish()) {
+        match sink.finish(written) {
             Ok((bytes, len)) => match self.shared.store.append(relative, &bytes) {
                 Ok(()) => {
                     self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
@@ -447,71 +442,5 @@ impl Connection<'_> {
         // io::sink never fails.
         let _ = self.read_body(len, &mut io::sink())?;
         Ok(())
-    }
-}
-
-/// A body on its way to storage, gunzipped when it was sent with `Content-Encoding: gzip`.
-/// Counts the bytes that reach the store.
-struct Decoding<W: Write> {
-    inner: DecodingInner<W>,
-}
-
-enum DecodingInner<W: Write> {
-    Plain(Counting<W>),
-    // Boxed: the decoder state is large and most bodies are not gzipped.
-    Gzip(Box<MultiGzDecoder<Counting<W>>>),
-}
-
-impl<W: Write> Decoding<W> {
-    fn new(writer: W, gzip: bool) -> Self {
-        let counting = Counting { writer, count: 0 };
-        let inner = if gzip {
-            DecodingInner::Gzip(Box::new(MultiGzDecoder::new(counting)))
-        } else {
-            DecodingInner::Plain(counting)
-        };
-        Decoding { inner }
-    }
-
-    /// Checks the end of a gzip body; returns the writer and the bytes it got.
-    fn finish(self) -> io::Result<(W, u64)> {
-        let counting = match self.inner {
-            DecodingInner::Plain(counting) => counting,
-            DecodingInner::Gzip(decoder) => decoder.finish()?,
-        };
-        Ok((counting.writer, counting.count))
-    }
-}
-
-impl<W: Write> Write for Decoding<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.inner {
-            DecodingInner::Plain(w) => w.write(buf),
-            DecodingInner::Gzip(w) => w.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.inner {
-            DecodingInner::Plain(w) => w.flush(),
-            DecodingInner::Gzip(w) => w.flush(),
-        }
-    }
-}
-
-struct Counting<W: Write> {
-    writer: W,
-    count: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.writer.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
 
+mod body;
 mod connection;
 pub mod request;
 mod response;

@@ -1,0 +1,575 @@
+//! The data server as a client sees it: a real server on loopback, raw TCP clients.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pyme_streaming::server::{DataServer, ServerConfig};
+
+/// A started server and the folder holding its root (`<dir>/root`), so that a test can
+/// check nothing was written beside the root.
+struct TestServer {
+    server: DataServer,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    fn start() -> TestServer {
+        TestServer::with(|_| {})
+    }
+
+    fn with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig {
+            root: dir.path().join("root"),
+            serverfilter: "test-cluster".into(),
+            ..ServerConfig::default()
+        };
+        adjust(&mut config);
+        let server = DataServer::start(config).unwrap();
+        TestServer { server, dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.server.root()
+    }
+
+    fn connect(&self) -> Client {
+        let stream = TcpStream::connect(self.server.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+}
+
+impl TestServer {
+    fn connect_and_get(&self, path: &str) -> Response {
+        let mut client = self.connect();
+        client.send(&get(path));
+        client.response()
+    }
+}
+
+struct Client {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+#[derive(Debug)]
+struct Response {
+    code: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Reads one final answer (skipping 1xx), whose body is framed by Content-Length.
+    fn response(&mut self) -> Response {
+        self.response_to(false)
+    }
+
+    fn response_to(&mut self, head_request: bool) -> Response {
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let code: u16 = line
+                .split(' ')
+                .nth(1)
+                .unwrap_or_else(|| panic!("bad status line {line:?}"))
+                .parse()
+                .unwrap();
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                self.reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').unwrap();
+                headers.push((name.to_owned(), value.trim().to_owned()));
+            }
+            if (100..200).contains(&code) {
+                continue;
+            }
+            let mut response = Response {
+                code,
+                headers,
+                body: Vec::new(),
+            };
+            let length: usize = response
+                .header("Content-Length")
+                .expect("every answer has a Content-Length")
+                .parse()
+                .unwrap();
+            if !head_request {
+                response.body = vec![0; length];
+                self.reader.read_exact(&mut response.body).unwrap();
+            }
+            return response;
+        }
+    }
+
+    /// Whether the server closed the connection (end of stream or reset).
+    fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match self.reader.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+fn put(name: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "PUT /{name} HTTP/1.1\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\n\r\n").into_bytes()
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap()
+}
+
+#[test]
+fn write_once_stores_read_only_and_refuses_a_second_put() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    client.send(&put("a.txt", b"first"));
+    let first = client.response();
+    assert_eq!(first.code, 200);
+    assert!(first.body.is_empty());
+    client.send(&put("a.txt", b"second"));
+    let second = client.response();
+    assert_eq!(second.code, 405);
+    assert!(!second.body.is_empty());
+    // The connection goes on after a 405.
+    client.send(&put("b.txt", b""));
+    assert_eq!(client.response().code, 200);
+
+    let path = server.root().join("a.txt");
+    assert_eq!(std::fs::read(&path).unwrap(), b"first");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o440);
+    }
+}
+
+#[test]
+fn a_thousand_pipelined_puts_are_answered_in_order() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let mut requests = Vec::new();
+    for i in 0..1000 {
+        requests.extend(put(&format!("series/frame{i:05}.pzf"), &[i as u8; 100]));
+    }
+    // A repeated name in the middle must get its 405 in its place.
+    requests.extend(put("series/frame00007.pzf", b"again"));
+    let mut writer = client.writer.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&requests).unwrap());
+    for i in 0..1000 {
+        assert_eq!(client.response().code, 200, "request {i}");
+    }
+    assert_eq!(client.response().code, 405);
+    sender.join().unwrap();
+    let stored = std::fs::read_dir(server.root().join("series")).unwrap();
+    assert_eq!(stored.count(), 1000);
+    assert_eq!(
+        std::fs::read(server.root().join("series/frame00999.pzf")).unwrap(),
+        [999u32 as u8; 100]
+    );
+}
+
+#[test]
+fn parent_folders_and_folder_only_puts() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    client.send(&put("x/y/z.txt", b"deep"));
+    assert_eq!(client.response().code, 200);
+    client.send(&put("empty/folder/", b""));
+    assert_eq!(client.response().code, 200);
+    assert_eq!(
+        std::fs::read(server.root().join("x/y/z.txt")).unwrap(),
+        b"deep"
+    );
+    assert!(server.root().join("empty/folder").is_dir());
+}
+
+#[test]
+fn gzip_bodies_are_stored_decoded() {
+    let server = TestServer::start();
+    let text = b"hello, gzip ".repeat(1000);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&text).unwrap();
+    let gz = encoder.finish().unwrap();
+
+    let mut client = server.connect();
+    let mut request = format!(
+        "PUT /z.txt HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        gz.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&gz);
+    client.send(&request);
+    assert_eq!(client.response().code, 200);
+    assert_eq!(std::fs::read(server.root().join("z.txt")).unwrap(), text);
+
+    // A cut gzip stream is refused and leaves nothing.
+    let cut = &gz[..gz.len() / 2];
+    let mut request = format!(
+        "PUT /cut.txt HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        cut.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(cut);
+    client.send(&request);
+    assert_eq!(client.response().code, 400);
+    assert!(!server.root().join("cut.txt").exists());
+    assert_eq!(std::fs::read_dir(server.root()).unwrap().count(), 1);
+}
+
+#[test]
+fn aggregate_txt_appends_and_hdf5_is_not_implemented() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    client.send(&put("__aggregate_txt/logs/run.txt", b"one\n"));
+    client.send(&put("__aggregate_txt/logs/run.txt", b"two\n"));
+    client.send(&put("__aggregate_h5r/a.h5r/table", b"xx"));
+    client.send(&put("__pyramid_create/p", b""));
+    client.send(&put("after.txt", b"ok"));
+    assert_eq!(client.response().code, 200);
+    assert_eq!(client.response().code, 200);
+    let h5r = client.response();
+    assert_eq!(h5r.code, 501);
+    assert!(!h5r.body.is_empty());
+    assert_eq!(client.response().code, 501);
+    assert_eq!(client.response().code, 200);
+    assert_eq!(
+        std::fs::read(server.root().join("logs/run.txt")).unwrap(),
+        b"one\ntwo\n"
+    );
+}
+
+#[test]
+fn get_files_listings_redirects_and_status() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    for (name, body) in [
+        ("s1/metadata.json", &b"{}"[..]),
+        ("s1/frame00000.pzf", b"frame"),
+        ("s2/metadata.json", b"{}"),
+        ("s2/events.json", b"[]"),
+        ("s2/x", b"1"),
+        ("plain.bin", b"12345"),
+        ("big.bin", &big),
+    ] {
+        client.send(&put(name, body));
+        assert_eq!(client.response().code, 200, "{name}");
+    }
+    client.send(&put("sub/", b""));
+    assert_eq!(client.response().code, 200);
+
+    client.send(&get("/plain.bin"));
+    assert_eq!(client.response().body, b"12345");
+    client.send(&get("/big.bin"));
+    assert_eq!(client.response().body, big);
+    client.send(b"HEAD /plain.bin HTTP/1.1\r\n\r\n");
+    let head = client.response_to(true);
+    assert_eq!(head.header("Content-Length"), Some("5"));
+
+    client.send(&get("/"));
+    let listing = json(&client.response().body);
+    assert_eq!(listing["plain.bin"], serde_json::json!([0, 5]));
+    assert_eq!(listing["s1/"], serde_json::json!([1 | 2, 2]));
+    assert_eq!(listing["s2/"], serde_json::json!([1 | 2 | 4, 3]));
+    assert_eq!(listing["sub/"], serde_json::json!([1, 0]));
+    assert_eq!(listing.as_object().unwrap().len(), 5);
+
+    client.send(&get("/s1/?x=1"));
+    let listing = json(&client.response().body);
+    assert_eq!(listing["frame00000.pzf"], serde_json::json!([0, 5]));
+
+    client.send(&get("/s1"));
+    let redirect = client.response();
+    assert_eq!(redirect.code, 301);
+    assert_eq!(redirect.header("Location"), Some("/s1/"));
+
+    client.send(&get("/missing"));
+    let missing = client.response();
+    assert_eq!(missing.code, 404);
+    assert!(!missing.body.is_empty());
+
+    client.send(&get("/__status"));
+    let status = json(&client.response().body);
+    assert_eq!(status["port"], server.server.local_addr().port());
+    assert_eq!(status["serverfilter"], "test-cluster");
+    assert_eq!(status["files_stored"], 7);
+    assert!(status["disk_total_bytes"].as_u64().unwrap() > 0);
+    assert!(status["uptime_s"].as_f64().is_some());
+    assert_eq!(status["connections_open"], 1);
+}
+
+#[test]
+fn paths_leaving_the_root_are_refused_and_close_only_their_connection() {
+    let server = TestServer::start();
+    let mut bystander = server.connect();
+    bystander.send(&put("before.txt", b"x"));
+    assert_eq!(bystander.response().code, 200);
+
+    for path in [
+        "/../x",
+        "/a/../../x",
+        "/%2e%2e/x",
+        "/a/%2E%2E/%2e%2e/x",
+        "//x",
+        "/%2Fx",
+        "/a%5c..%5cx",
+        "/a%00",
+        "/bad%zz",
+    ] {
+        let mut client = server.connect();
+        client.send(format!("PUT {path} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx").as_bytes());
+        let response = client.response();
+        assert!((400..500).contains(&response.code), "{path}: {response:?}");
+        assert!(!response.body.is_empty());
+        assert!(client.is_closed(), "{path}: connection left open");
+    }
+    let outside: Vec<_> = std::fs::read_dir(server.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["root"]);
+    assert!(!server.root().join("x").exists());
+
+    bystander.send(&put("after.txt", b"y"));
+    assert_eq!(bystander.response().code, 200);
+}
+
+#[test]
+fn bad_requests_get_a_4xx_and_a_close() {
+    let server = TestServer::with(|c| {
+        c.max_header_bytes = 1024;
+        c.max_body_bytes = 1000;
+    });
+    let cases: [(&[u8], u16); 5] = [
+        (b"THIS IS NOT HTTP\r\n\r\n", 400),
+        (b"PUT /a HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+        (b"PUT /a HTTP/1.1\r\n\r\n", 411),
+        (b"PUT /a HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 413),
+        (b"DELETE /a HTTP/1.1\r\n\r\n", 405),
+    ];
+    for (request, code) in cases {
+        let mut client = server.connect();
+        client.send(request);
+        let response = client.response();
+        assert_eq!(response.code, code, "{}", String::from_utf8_lossy(request));
+        assert!(!response.body.is_empty());
+        assert!(client.is_closed());
+    }
+
+    let mut client = server.connect();
+    let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(2000));
+    client.send(long.as_bytes());
+    let response = client.response();
+    assert!(response.code == 431 || response.code == 400);
+    assert!(client.is_closed());
+}
+
+#[test]
+fn connection_close_and_expect_continue() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    client.send(b"PUT /c HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    // The interim answer comes before the body is sent.
+    let mut line = String::new();
+    client.reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    client.reader.read_line(&mut line).unwrap();
+    client.send(b"abc");
+    assert_eq!(client.response().code, 200);
+
+    client.send(b"PUT /d HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(client.response().code, 200);
+    assert!(client.is_closed());
+    assert_eq!(std::fs::read(server.root().join("c")).unwrap(), b"abc");
+}
+
+#[test]
+fn a_client_silent_mid_body_is_dropped_and_leaves_no_file() {
+    let server = TestServer::with(|c| c.read_timeout = Duration::from_millis(200));
+    let mut client = server.connect();
+    client.send(b"PUT /stalled/f HTTP/1.1\r\nContent-Length: 1000\r\n\r\n0123456789");
+    let started = Instant::now();
+    assert!(client.is_closed());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let left: Vec<_> = std::fs::read_dir(server.root().join("stalled"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A client that disconnects mid-body leaves nothing either.
+    let mut client = server.connect();
+    client.send(b"PUT /cut/f HTTP/1.1\r\nContent-Length: 1000\r\n\r\n0123456789");
+    client.writer.shutdown(Shutdown::Both).unwrap();
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cut = server.root().join("cut");
+    while !(cut.is_dir() && std::fs::read_dir(&cut).unwrap().count() == 0) {
+        assert!(Instant::now() < deadline, "temporary file left in {cut:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn thousands_of_dropped_connections_do_no_harm() {
+    let server = TestServer::start();
+    for i in 0..2000 {
+        let mut stream = TcpStream::connect(server.server.local_addr()).unwrap();
+        if i % 3 == 0 {
+            let _ = stream.write_all(b"PUT /half HTTP/1.1\r\nContent-Len");
+        }
+        // Connections are accepted in order: one answered request means the accept
+        // queue is drained, so that the kernel never drops a connection attempt (which
+        // the client would retry only after a second).
+        if i % 100 == 99 {
+            assert_eq!(server.connect_and_get("/__status").code, 200);
+        }
+    }
+    let mut client = server.connect();
+    client.send(&put("still-works", b"yes"));
+    assert_eq!(client.response().code, 200);
+    assert!(!server.root().join("half").exists());
+}
+
+#[test]
+fn discard_mode_stores_nothing() {
+    let server = TestServer::with(|c| c.discard = true);
+    let mut client = server.connect();
+    client.send(&put("a/b", &[7; 10_000]));
+    client.send(&put("a/b", &[7; 10_000]));
+    assert_eq!(client.response().code, 200);
+    assert_eq!(client.response().code, 200);
+    assert_eq!(std::fs::read_dir(server.root()).unwrap().count(), 0);
+}
+
+#[test]
+fn shutdown_closes_open_connections_and_returns() {
+    let server = TestServer::start();
+    let mut idle = server.connect();
+    let mut mid_request = server.connect();
+    mid_request.send(b"PUT /m HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    idle.send(&put("i", b""));
+    assert_eq!(idle.response().code, 200);
+    let TestServer { server, dir } = server;
+    server.shutdown();
+    assert!(idle.is_closed());
+    assert!(mid_request.is_closed());
+    assert!(!dir.path().join("root/m").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_serve_command_runs_and_stops_on_sigterm() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+        .args(["serve", "--port", "0", "--root"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut client = Client {
+        writer: stream.try_clone().unwrap(),
+        reader: BufReader::new(stream),
+    };
+    client.send(&put("from-cli.txt", b"hi"));
+    assert_eq!(client.response().code, 200);
+    assert_eq!(
+        std::fs::read(dir.path().join("from-cli.txt")).unwrap(),
+        b"hi"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(client.is_closed());
+}
+
+#[test]
+fn racing_writers_of_one_name_get_one_200_and_one_405() {
+    let server = TestServer::start();
+    let racers: Vec<_> = (0..2u8)
+        .map(|racer| {
+            let mut client = server.connect();
+            std::thread::spawn(move || {
+                let mut requests = Vec::new();
+                for i in 0..50 {
+                    requests.extend(put(&format!("race/{i}"), &[racer; 5000]));
+                }
+                client.send(&requests);
+                (0..50).map(|_| client.response().code).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let codes: Vec<Vec<u16>> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    for (i, (&first, &second)) in codes[0].iter().zip(&codes[1]).enumerate() {
+        let mut pair = [first, second];
+        pair.sort();
+        assert_eq!(pair, [200, 405], "name {i}");
+        let winner = if first == 200 { 0u8 } else { 1 };
+        let stored = std::fs::read(server.root().join(format!("race/{i}"))).unwrap();
+        assert_eq!(stored, [winner; 5000]);
+    }
+    assert_eq!(
+        std::fs::read_dir(server.root().join("race"))
+            .unwrap()
+            .count(),
+        50
+    );
+}
