@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn name_hash_is_stable_and_ignores_the_query() {
         let hash = NameHash;
-        assert_eq!(hash.choose(7, None, "a/b"), hash.choose(7, Some(3), "a/b?x=1"));
+        assert_eq!(
+            hash.choose(7, None, "a/b"),
+            hash.choose(7, Some(3), "a/b?x=1")
+        );
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pyme-stream", version, about = "Stream files to a PYME data-server cluster")]
+#[command(
+    name = "pyme-stream",
+    version,
+    about = "Stream files to a PYME data-server cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

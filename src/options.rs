@@ -100,7 +100,10 @@ impl StreamerOptions {
     }
 
     /// Called once for every file, with its outcome (see [`CompletionFn`]).
-    pub fn on_complete(mut self, completion: impl Fn(&Outcome<'_>) + Send + Sync + 'static) -> Self {
+    pub fn on_complete(
+        mut self,
+        completion: impl Fn(&Outcome<'_>) + Send + Sync + 'static,
+    ) -> Self {
         self.completion = Some(Arc::new(completion));
         self
     }

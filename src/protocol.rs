@@ -26,7 +26,11 @@ pub fn write_put_head(
     out.extend_from_slice(b"PUT ");
     name::write_request_target(out, name);
     out.extend_from_slice(b" HTTP/1.1\r\nConnection: ");
-    out.extend_from_slice(if close { b"close" as &[u8] } else { b"keep-alive" });
+    out.extend_from_slice(if close {
+        b"close" as &[u8]
+    } else {
+        b"keep-alive"
+    });
     out.extend_from_slice(b"\r\nContent-Length: ");
     out.extend_from_slice(content_length.to_string().as_bytes());
     if let Some(encoding) = content_encoding {
@@ -88,7 +92,9 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, 
                 .and_then(|text| text.trim().parse::<u64>().ok())
                 .ok_or_else(|| ProtocolError::Malformed("bad Content-Length".into()))?;
             if head.content_length.is_some_and(|earlier| earlier != length) {
-                return Err(ProtocolError::Malformed("conflicting Content-Length".into()));
+                return Err(ProtocolError::Malformed(
+                    "conflicting Content-Length".into(),
+                ));
             }
             head.content_length = Some(length);
         } else if header.name.eq_ignore_ascii_case("connection") {
@@ -169,7 +175,11 @@ impl<R: Read> ResponseReader<R> {
             }
             let before = self.end - self.start;
             if self.fill()? == 0 {
-                return Err(if before == 0 { ReadError::Closed } else { ReadError::Truncated });
+                return Err(if before == 0 {
+                    ReadError::Closed
+                } else {
+                    ReadError::Truncated
+                });
             }
         }
     }
@@ -190,7 +200,8 @@ impl<R: Read> ResponseReader<R> {
                 }
                 return Err(ReadError::Truncated);
             }
-            let available = (self.end - self.start).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let available =
+                (self.end - self.start).min(usize::try_from(remaining).unwrap_or(usize::MAX));
             if keep_detail && detail.len() < MAX_DETAIL {
                 let take = available.min(MAX_DETAIL - detail.len());
                 detail.extend_from_slice(&self.buf[self.start..self.start + take]);
@@ -323,7 +334,9 @@ HTTP/1.1 201 Created\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
         struct OneByte<'a>(&'a [u8]);
         impl Read for OneByte<'_> {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let Some((&first, rest)) = self.0.split_first() else { return Ok(0) };
+                let Some((&first, rest)) = self.0.split_first() else {
+                    return Ok(0);
+                };
                 buf[0] = first;
                 self.0 = rest;
                 Ok(1)
@@ -333,7 +346,10 @@ HTTP/1.1 201 Created\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
         let mut reader = ResponseReader::new(OneByte(wire));
         assert_eq!(reader.read_response().unwrap().status, 200);
         let not_found = reader.read_response().unwrap();
-        assert_eq!((not_found.status, not_found.detail.as_str()), (404, "Not Found: nope"));
+        assert_eq!(
+            (not_found.status, not_found.detail.as_str()),
+            (404, "Not Found: nope")
+        );
         assert!(matches!(reader.read_response(), Err(ReadError::Closed)));
     }
 }

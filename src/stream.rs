@@ -65,6 +65,12 @@ impl Job {
     }
 }
 
+/// A file `push` did not take, and why.
+pub(crate) struct Refused {
+    pub error: Error,
+    pub job: Job,
+}
+
 #[derive(Default)]
 struct State {
     queue: VecDeque<Job>,
@@ -158,19 +164,25 @@ impl Link {
 
     /// Queues a new file, waiting for room up to `deadline`. On refusal the
     /// file comes back with the reason.
-    pub fn push(&self, job: Job, deadline: Option<Instant>) -> Result<(), (Error, Job)> {
+    pub fn push(&self, job: Job, deadline: Option<Instant>) -> Result<(), Box<Refused>> {
         let mut state = self.lock();
         loop {
             if state.closing {
-                return Err((Error::Closed, job));
+                return Err(Box::new(Refused {
+                    error: Error::Closed,
+                    job,
+                }));
             }
             if !state.up {
-                let detail = state.failure.clone().unwrap_or_else(|| "not connected".into());
+                let detail = state
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| "not connected".into());
                 let error = Error::ServerDown {
                     server: self.server.clone(),
                     detail,
                 };
-                return Err((error, job));
+                return Err(Box::new(Refused { error, job }));
             }
             if self.has_room(&state, job.len()) {
                 break;
@@ -185,7 +197,7 @@ impl Link {
                             files: state.held_files,
                             bytes: state.held_bytes,
                         };
-                        return Err((error, job));
+                        return Err(Box::new(Refused { error, job }));
                     }
                     self.progress
                         .wait_timeout(state, deadline - now)
@@ -296,7 +308,11 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
 }
 
 /// Starts the link thread of server `index`, on an established connection.
-pub(crate) fn spawn_link(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Result<JoinHandle<()>, Error> {
+pub(crate) fn spawn_link(
+    cluster: &Arc<Cluster>,
+    index: usize,
+    socket: TcpStream,
+) -> Result<JoinHandle<()>, Error> {
     let cluster_for_thread = Arc::clone(cluster);
     std::thread::Builder::new()
         .name(format!("pyme-link-{index}"))
@@ -454,7 +470,13 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
             }
         };
         head.clear();
-        protocol::write_put_head(&mut head, &job.name, body.len() as u64, content_encoding, job.last);
+        protocol::write_put_head(
+            &mut head,
+            &job.name,
+            body.len() as u64,
+            content_encoding,
+            job.last,
+        );
         let last = job.last;
         let flush_now = {
             let mut state = link.lock();
@@ -562,10 +584,14 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
             link.release(&job);
             let error;
             let result = if (200..300).contains(&status) {
-                OutcomeResult::Acknowledged { http_status: status }
+                OutcomeResult::Acknowledged {
+                    http_status: status,
+                }
             } else if status == 405 && job.maybe_stored {
                 Counters::add(&cluster.counters().acknowledged_already);
-                OutcomeResult::Acknowledged { http_status: status }
+                OutcomeResult::Acknowledged {
+                    http_status: status,
+                }
             } else {
                 error = Error::Http {
                     server: link.server.clone(),

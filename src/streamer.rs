@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use crate::distribution::Distribution;
 use crate::outcome::{Counters, Outcome, OutcomeResult, Reporter, Stats};
-use crate::stream::{self, Job, Link};
+use crate::stream::{self, Job, Link, Refused};
 use crate::{Error, StreamerOptions};
 
 /// What the streamer and the threads of its links share.
@@ -54,7 +54,9 @@ impl Cluster {
     /// A live server for `job` other than a failed one: the distribution over
     /// the live set. `None` when no server is live.
     fn pick_live(&self, job: &Job) -> Option<usize> {
-        let live: Vec<usize> = (0..self.links.len()).filter(|&i| self.links[i].is_up()).collect();
+        let live: Vec<usize> = (0..self.links.len())
+            .filter(|&i| self.links[i].is_up())
+            .collect();
         if live.is_empty() {
             return None;
         }
@@ -186,7 +188,11 @@ impl Streamer {
     pub fn put(&self, name: &str, data: &[u8], index: Option<i64>) -> Result<(), Error> {
         stream::check_name(name)?;
         let server = self.choose(name, index)?;
-        self.enqueue(server, Job::new(name, Bytes::copy_from_slice(data), index), true)
+        self.enqueue(
+            server,
+            Job::new(name, Bytes::copy_from_slice(data), index),
+            true,
+        )
     }
 
     /// Queues `data` under `name` without copying it (`Bytes` can wrap a
@@ -266,7 +272,7 @@ impl Streamer {
         self.cluster.accepting.store(false, Ordering::SeqCst);
         let mut job = Job::new(name, Bytes::new(), None);
         job.last = true;
-        self.admit(0, job, None).map_err(|(error, _)| error)?;
+        self.admit(0, job, None).map_err(|refused| refused.error)?;
         Ok(self.close_all())
     }
 
@@ -285,25 +291,33 @@ impl Streamer {
         if !self.cluster.accepting.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let deadline = self.cluster.options.put_timeout.map(|timeout| Instant::now() + timeout);
+        let deadline = self
+            .cluster
+            .options
+            .put_timeout
+            .map(|timeout| Instant::now() + timeout);
         let may_move = may_move && self.cluster.options.failover;
         let mut target = server;
         let mut job = job;
         for _ in 0..=self.n_servers() {
-            if may_move && self.cluster.options.spread_when_full && !self.cluster.links[target].has_room_now(&job) {
+            if may_move
+                && self.cluster.options.spread_when_full
+                && !self.cluster.links[target].has_room_now(&job)
+            {
                 if let Some(other) = self.with_room(&job) {
                     target = other;
                 }
             }
             match self.admit(target, job, deadline) {
-                Err((Error::ServerDown { .. }, back)) if may_move => {
-                    job = back;
+                Err(refused) if may_move && matches!(refused.error, Error::ServerDown { .. }) => {
+                    job = refused.job;
                     match self.cluster.pick_live(&job) {
                         Some(live) => target = live,
                         None => break,
                     }
                 }
-                Err((error, _)) => {
+                Err(refused) => {
+                    let error = refused.error;
                     if matches!(error, Error::QueueFull { .. }) {
                         Counters::add(&self.cluster.counters().dropped);
                     }
@@ -318,16 +332,29 @@ impl Streamer {
         })
     }
 
-    fn admit(&self, server: usize, job: Job, deadline: Option<Instant>) -> Result<(), (Error, Job)> {
+    fn admit(
+        &self,
+        server: usize,
+        job: Job,
+        deadline: Option<Instant>,
+    ) -> Result<(), Box<Refused>> {
         // Counted before it can possibly finish, uncounted if refused.
-        *self.cluster.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *self
+            .cluster
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) += 1;
         let bytes = job.len();
         self.cluster.counters().queued(bytes);
         match self.cluster.links[server].push(job, deadline) {
             Ok(()) => Ok(()),
             Err(refused) => {
                 self.cluster.counters().unqueued(bytes);
-                let mut pending = self.cluster.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let mut pending = self
+                    .cluster
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 *pending -= 1;
                 if *pending == 0 {
                     self.cluster.idle.notify_all();
@@ -338,7 +365,8 @@ impl Streamer {
     }
 
     fn with_room(&self, job: &Job) -> Option<usize> {
-        (0..self.n_servers()).find(|&i| self.cluster.links[i].is_up() && self.cluster.links[i].has_room_now(job))
+        (0..self.n_servers())
+            .find(|&i| self.cluster.links[i].is_up() && self.cluster.links[i].has_room_now(job))
     }
 }
 

@@ -39,7 +39,10 @@ fn assert_one_outcome_each(seen: &Seen, stats: &Stats, expected: usize) {
         assert_eq!(outcomes.len(), 1, "{name} has {outcomes:?}");
     }
     assert_eq!(stats.files_queued as usize, expected);
-    assert_eq!((stats.files_acknowledged + stats.files_failed) as usize, expected);
+    assert_eq!(
+        (stats.files_acknowledged + stats.files_failed) as usize,
+        expected
+    );
 }
 
 /// Names of every file under the roots (a file may be on two servers when it
@@ -51,7 +54,12 @@ fn distinct_names(roots: &[&std::path::Path]) -> HashSet<String> {
             if path.is_dir() {
                 walk(root, &path, names);
             } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                names.insert(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                names.insert(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -65,7 +73,10 @@ fn distinct_names(roots: &[&std::path::Path]) -> HashSet<String> {
 #[test]
 fn a_server_killed_mid_stream_loses_nothing() {
     let roots: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut servers: Vec<ServeProcess> = roots.iter().map(|r| ServeProcess::start(r.path(), 0, &[])).collect();
+    let mut servers: Vec<ServeProcess> = roots
+        .iter()
+        .map(|r| ServeProcess::start(r.path(), 0, &[]))
+        .collect();
     let (options, seen) = recording(
         StreamerOptions::new()
             .servers(servers.iter().map(|s| s.address.clone()))
@@ -78,7 +89,9 @@ fn a_server_killed_mid_stream_loses_nothing() {
         if i == total / 3 {
             servers[1].kill();
         }
-        streamer.put(&format!("kill/f{i:05}"), &data, Some(i as i64)).unwrap();
+        streamer
+            .put(&format!("kill/f{i:05}"), &data, Some(i as i64))
+            .unwrap();
     }
     let stats = streamer.close();
     assert_one_outcome_each(&seen, &stats, total);
@@ -89,7 +102,11 @@ fn a_server_killed_mid_stream_loses_nothing() {
     // Every file is whole wherever it is.
     for root in &roots {
         for name in distinct_names(&[root]) {
-            assert_eq!(std::fs::metadata(root.join(&name)).unwrap().len(), 64 * 1024, "{name}");
+            assert_eq!(
+                std::fs::metadata(root.join(&name)).unwrap().len(),
+                64 * 1024,
+                "{name}"
+            );
         }
     }
 }
@@ -110,7 +127,9 @@ fn a_silent_server_costs_one_response_timeout_and_nothing_else() {
     let streamer = Streamer::new(options).unwrap();
     let started = Instant::now();
     for i in 0..300 {
-        streamer.put(&format!("stall/f{i:03}"), &[7u8; 2000], Some(i)).unwrap();
+        streamer
+            .put(&format!("stall/f{i:03}"), &[7u8; 2000], Some(i))
+            .unwrap();
     }
     let stats = streamer.close();
     let elapsed = started.elapsed();
@@ -135,13 +154,17 @@ fn a_restarted_server_is_reconnected_and_used_again() {
     )
     .unwrap();
     for i in 0..100 {
-        streamer.put(&format!("r/a{i:03}"), b"before", Some(i)).unwrap();
+        streamer
+            .put(&format!("r/a{i:03}"), b"before", Some(i))
+            .unwrap();
     }
     streamer.flush(Some(Duration::from_secs(30))).unwrap();
     first.kill();
     // Files put while it is down go to the live server.
     for i in 0..100 {
-        streamer.put(&format!("r/b{i:03}"), b"while down", Some(i)).unwrap();
+        streamer
+            .put(&format!("r/b{i:03}"), b"while down", Some(i))
+            .unwrap();
     }
     streamer.flush(Some(Duration::from_secs(30))).unwrap();
     let _restarted = ServeProcess::start(roots[0].path(), port, &[]);
@@ -150,7 +173,9 @@ fn a_restarted_server_is_reconnected_and_used_again() {
         std::thread::sleep(Duration::from_millis(20));
     }
     for i in 0..100 {
-        streamer.put(&format!("r/c{i:03}"), b"after", Some(i)).unwrap();
+        streamer
+            .put(&format!("r/c{i:03}"), b"after", Some(i))
+            .unwrap();
     }
     let stats = streamer.close();
     assert!(stats.reconnects >= 1, "{stats:?}");
@@ -176,7 +201,11 @@ fn server_errors_5xx_are_retried_then_failed_and_4xx_fail_at_once() {
             _ => Action::Answer(200),
         }
     });
-    let (options, seen) = recording(StreamerOptions::new().server(server.address.clone()).max_retries(2));
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .max_retries(2),
+    );
     let streamer = Streamer::new(options).unwrap();
     for name in ["ok1", "flaky1", "broken1", "forbidden1", "ok2"] {
         streamer.put(name, b"x", None).unwrap();
@@ -214,7 +243,9 @@ fn a_connection_closed_mid_answer_moves_its_files_to_a_live_server() {
     );
     let streamer = Streamer::new(options).unwrap();
     for i in 0..400 {
-        streamer.put(&format!("m/f{i:03}"), &[1u8; 5000], Some(i)).unwrap();
+        streamer
+            .put(&format!("m/f{i:03}"), &[1u8; 5000], Some(i))
+            .unwrap();
     }
     let stats = streamer.close();
     assert_one_outcome_each(&seen, &stats, 400);
@@ -278,7 +309,10 @@ fn without_failover_the_files_of_a_dead_server_fail() {
     let streamer = Streamer::new(options).unwrap();
     let mut refused = 0;
     for i in 0..100 {
-        if streamer.put(&format!("nf/f{i:03}"), &[1u8; 100], Some(i)).is_err() {
+        if streamer
+            .put(&format!("nf/f{i:03}"), &[1u8; 100], Some(i))
+            .is_err()
+        {
             refused += 1;
         }
     }

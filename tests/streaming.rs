@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::{addresses, dead_address, start_servers, TestServer};
 use pyme_streaming::{
-    Error, FileInfo, FilterError, FnFilter, NameHash, OutcomeResult, Stream, Streamer, StreamerOptions,
+    Error, FileInfo, FilterError, FnFilter, NameHash, OutcomeResult, Stream, Streamer,
+    StreamerOptions,
 };
 
 /// Outcomes by name: (server, http status or error text).
@@ -43,12 +44,19 @@ fn files_land_byte_exact_where_round_robin_puts_them() {
     assert_eq!(streamer.n_servers(), 3);
     for i in 0..30 {
         streamer
-            .put(&format!("series/frame{i:05}.pzf"), &body(i, 1000 + i * 517), Some(i as i64))
+            .put(
+                &format!("series/frame{i:05}.pzf"),
+                &body(i, 1000 + i * 517),
+                Some(i as i64),
+            )
             .unwrap();
     }
     let stats = streamer.close();
     assert_eq!((stats.files_acknowledged, stats.files_failed), (30, 0));
-    assert_eq!(stats.bytes_acknowledged, (0..30).map(|i| 1000 + i * 517).sum::<usize>() as u64);
+    assert_eq!(
+        stats.bytes_acknowledged,
+        (0..30).map(|i| 1000 + i * 517).sum::<usize>() as u64
+    );
     let seen = seen.lock().unwrap();
     for i in 0..30 {
         let name = format!("series/frame{i:05}.pzf");
@@ -56,7 +64,11 @@ fn files_land_byte_exact_where_round_robin_puts_them() {
         for (s, server) in servers.iter().enumerate() {
             let stored = server.read(&name);
             if s == i % 3 {
-                assert_eq!(stored.as_deref(), Some(&body(i, 1000 + i * 517)[..]), "{name}");
+                assert_eq!(
+                    stored.as_deref(),
+                    Some(&body(i, 1000 + i * 517)[..]),
+                    "{name}"
+                );
             } else {
                 assert_eq!(stored, None, "{name} also on server {s}");
             }
@@ -86,7 +98,9 @@ fn each_builtin_and_custom_distribution_places_files_as_it_says() {
     let (options, seen) = recording(
         StreamerOptions::new()
             .servers(addresses(&servers))
-            .distribution(|_n: usize, index: Option<i64>, _name: &str| if index == Some(7) { 2 } else { 1 }),
+            .distribution(
+                |_n: usize, index: Option<i64>, _name: &str| if index == Some(7) { 2 } else { 1 },
+            ),
     );
     let streamer = Streamer::new(options).unwrap();
     streamer.put("c/seven", b"7", Some(7)).unwrap();
@@ -112,9 +126,15 @@ fn a_distribution_out_of_range_fails_that_put_only() {
     streamer.put("ok0", b"a", Some(0)).unwrap();
     assert_eq!(
         streamer.put("bad", b"b", Some(5)),
-        Err(Error::DistributionOutOfRange { chosen: 5, n_servers: 2 })
+        Err(Error::DistributionOutOfRange {
+            chosen: 5,
+            n_servers: 2
+        })
     );
-    assert!(matches!(streamer.put_stream(9, "bad2", b"b"), Err(Error::NoSuchStream { .. })));
+    assert!(matches!(
+        streamer.put_stream(9, "bad2", b"b"),
+        Err(Error::NoSuchStream { .. })
+    ));
     streamer.put("ok1", b"c", Some(1)).unwrap();
     let stats = streamer.close();
     assert_eq!((stats.files_queued, stats.files_acknowledged), (2, 2));
@@ -128,16 +148,24 @@ fn an_existing_file_fails_with_405_and_the_rest_land() {
     let (options, seen) = recording(StreamerOptions::new().servers(addresses(&servers)));
     let streamer = Streamer::new(options).unwrap();
     for i in 0..5 {
-        streamer.put(&format!("s/f{i}"), format!("new {i}").as_bytes(), Some(0)).unwrap();
+        streamer
+            .put(&format!("s/f{i}"), format!("new {i}").as_bytes(), Some(0))
+            .unwrap();
     }
     let stats = streamer.close();
     assert_eq!((stats.files_acknowledged, stats.files_failed), (4, 1));
     let seen = seen.lock().unwrap();
     let failure = seen["s/f2"][0].1.clone().unwrap_err();
     assert!(failure.contains("405"), "{failure}");
-    assert_eq!(servers[0].read("s/f2").as_deref(), Some(&b"already here"[..]));
+    assert_eq!(
+        servers[0].read("s/f2").as_deref(),
+        Some(&b"already here"[..])
+    );
     for i in [0, 1, 3, 4] {
-        assert_eq!(servers[0].read(&format!("s/f{i}")), Some(format!("new {i}").into_bytes()));
+        assert_eq!(
+            servers[0].read(&format!("s/f{i}")),
+            Some(format!("new {i}").into_bytes())
+        );
     }
 }
 
@@ -148,7 +176,9 @@ fn close_drains_5000_files_over_two_servers() {
     let streamer = Streamer::new(options).unwrap();
     let data = vec![0xA5u8; 64 * 1024];
     for i in 0..5000 {
-        streamer.put(&format!("drain/f{i:05}"), &data, Some(i)).unwrap();
+        streamer
+            .put(&format!("drain/f{i:05}"), &data, Some(i))
+            .unwrap();
     }
     // No flush, no sleep: close alone must wait for every answer.
     let stats = streamer.close();
@@ -177,7 +207,11 @@ fn four_threads_put_concurrently() {
                 for i in 0..250 {
                     let index = t * 1000 + i;
                     streamer
-                        .put(&format!("t{t}/f{i:04}"), &body(index as usize, 3000), Some(index))
+                        .put(
+                            &format!("t{t}/f{i:04}"),
+                            &body(index as usize, 3000),
+                            Some(index),
+                        )
                         .unwrap();
                 }
             })
@@ -189,13 +223,21 @@ fn four_threads_put_concurrently() {
     let streamer = Arc::into_inner(streamer).unwrap();
     let stats = streamer.close();
     assert_eq!(stats.files_acknowledged, 1000);
-    assert!(seen.lock().unwrap().values().all(|v| v.len() == 1 && v[0].1 == Ok(200)));
+    assert!(seen
+        .lock()
+        .unwrap()
+        .values()
+        .all(|v| v.len() == 1 && v[0].1 == Ok(200)));
     for t in 0..4i64 {
         for i in 0..250i64 {
             let name = format!("t{t}/f{i:04}");
             let index = t * 1000 + i;
             let server = &servers[(index % 2) as usize];
-            assert_eq!(server.read(&name), Some(body(index as usize, 3000)), "{name}");
+            assert_eq!(
+                server.read(&name),
+                Some(body(index as usize, 3000)),
+                "{name}"
+            );
         }
     }
 }
@@ -204,9 +246,20 @@ fn four_threads_put_concurrently() {
 fn invalid_names_are_refused_before_anything_is_sent() {
     let servers = start_servers(1);
     let streamer = Streamer::new(StreamerOptions::new().servers(addresses(&servers))).unwrap();
-    for name in ["", "/abs", "a/../b", "with space", "crlf\r\nX-Evil: 1", "tab\t", "nul\0"] {
+    for name in [
+        "",
+        "/abs",
+        "a/../b",
+        "with space",
+        "crlf\r\nX-Evil: 1",
+        "tab\t",
+        "nul\0",
+    ] {
         let error = streamer.put(name, b"data", Some(0)).unwrap_err();
-        assert!(matches!(error, Error::InvalidName { .. }), "{name:?}: {error}");
+        assert!(
+            matches!(error, Error::InvalidName { .. }),
+            "{name:?}: {error}"
+        );
     }
     let message = streamer.put("a b", b"x", None).unwrap_err().to_string();
     assert!(message.contains("' '"), "{message}");
@@ -220,7 +273,11 @@ fn invalid_names_are_refused_before_anything_is_sent() {
 fn an_unreachable_server_is_a_clear_error_naming_it() {
     let good = TestServer::start();
     let dead = dead_address();
-    let result = Streamer::new(StreamerOptions::new().server(good.address()).server(dead.clone()));
+    let result = Streamer::new(
+        StreamerOptions::new()
+            .server(good.address())
+            .server(dead.clone()),
+    );
     let error = result.err().expect("must fail");
     assert!(matches!(error, Error::Connect { .. }));
     assert!(error.to_string().contains(&dead), "{error}");
@@ -228,24 +285,25 @@ fn an_unreachable_server_is_a_clear_error_naming_it() {
         Streamer::new(StreamerOptions::new().server("no-port")).err(),
         Some(Error::BadServerAddress(_))
     ));
-    assert!(matches!(Streamer::new(StreamerOptions::new()).err(), Some(Error::NoServers)));
+    assert!(matches!(
+        Streamer::new(StreamerOptions::new()).err(),
+        Some(Error::NoServers)
+    ));
 }
 
 #[test]
 fn a_filter_runs_before_sending_and_its_errors_fail_one_file() {
     let servers = start_servers(1);
-    let (options, seen) = recording(
-        StreamerOptions::new()
-            .servers(addresses(&servers))
-            .filter(FnFilter(|file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>| {
-                if file.name.ends_with("refuse") {
-                    return Err(FilterError("refused by test".into()));
-                }
-                out.extend(data.iter().rev());
-                out.extend_from_slice(format!("#{}", file.index.unwrap_or(-1)).as_bytes());
-                Ok(())
-            })),
-    );
+    let (options, seen) = recording(StreamerOptions::new().servers(addresses(&servers)).filter(
+        FnFilter(|file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>| {
+            if file.name.ends_with("refuse") {
+                return Err(FilterError("refused by test".into()));
+            }
+            out.extend(data.iter().rev());
+            out.extend_from_slice(format!("#{}", file.index.unwrap_or(-1)).as_bytes());
+            Ok(())
+        }),
+    ));
     let streamer = Streamer::new(options).unwrap();
     streamer.put("f/a", b"abc", Some(4)).unwrap();
     streamer.put("f/refuse", b"x", Some(5)).unwrap();
@@ -276,10 +334,20 @@ fn a_full_queue_blocks_put_until_the_timeout_then_says_so() {
         streamer.put(&format!("q/{i}"), b"x", Some(i)).unwrap();
     }
     let error = streamer.put("q/overflow", b"x", Some(9)).unwrap_err();
-    assert!(matches!(error, Error::QueueFull { files: 4, .. }), "{error}");
+    assert!(
+        matches!(error, Error::QueueFull { files: 4, .. }),
+        "{error}"
+    );
     // The silent server times out: every accepted file fails, none hangs.
     let stats = streamer.close();
-    assert_eq!((stats.files_queued, stats.files_acknowledged, stats.files_failed), (4, 0, 4));
+    assert_eq!(
+        (
+            stats.files_queued,
+            stats.files_acknowledged,
+            stats.files_failed
+        ),
+        (4, 0, 4)
+    );
     drop(silent);
 }
 
@@ -288,14 +356,19 @@ fn flush_waits_for_every_outcome_and_stats_add_up() {
     let servers = start_servers(2);
     let streamer = Streamer::new(StreamerOptions::new().servers(addresses(&servers))).unwrap();
     for i in 0..200 {
-        streamer.put(&format!("fl/{i}"), &[1u8; 10_000], Some(i)).unwrap();
+        streamer
+            .put(&format!("fl/{i}"), &[1u8; 10_000], Some(i))
+            .unwrap();
     }
     streamer.flush(Some(Duration::from_secs(60))).unwrap();
     let stats = streamer.stats();
     assert_eq!(stats.files_acknowledged, 200);
     assert_eq!(stats.bytes_acknowledged, 2_000_000);
     assert_eq!(stats.bytes_sent, 2_000_000);
-    assert_eq!((stats.queue_files, stats.queue_bytes, stats.in_flight_files), (0, 0, 0));
+    assert_eq!(
+        (stats.queue_files, stats.queue_bytes, stats.in_flight_files),
+        (0, 0, 0)
+    );
     assert_eq!(servers[0].files().len() + servers[1].files().len(), 200);
     streamer.close();
 }

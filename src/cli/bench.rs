@@ -136,7 +136,11 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         println!("{report}");
     }
     let all_landed = rejected == 0 && stats.files_acknowledged == args.count;
-    Ok(if all_landed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_landed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn random_bytes(size: usize) -> Vec<u8> {
@@ -156,7 +160,12 @@ pub fn process_cpu_seconds() -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     const USER_HZ: f64 = 100.0;
     (ticks(11) + ticks(12)) / USER_HZ
 }
@@ -169,7 +178,13 @@ pub fn peak_rss_bytes() -> u64 {
             status
                 .lines()
                 .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
         })
         .map_or(0, |kib| kib * 1024)
 }

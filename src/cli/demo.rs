@@ -121,7 +121,11 @@ fn stream_and_check(args: &DemoArgs, roots: &[PathBuf]) -> CliResult<ExitCode> {
         files.len()
     );
     let perfect = lost == 0 && stats.files_acknowledged == files.len() as u64;
-    Ok(if perfect { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if perfect {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn make_roots(n: usize) -> CliResult<Vec<PathBuf>> {
@@ -207,8 +211,14 @@ impl Camera {
     fn new(width: u32, height: u32) -> Camera {
         let mut rng = fastrand::Rng::with_seed(2026);
         let pixels = (width * height) as usize;
-        let noise = (0..pixels + 65_536).map(|_| 100 + poisson(&mut rng, 50.0)).collect();
-        Camera { width, height, noise }
+        let noise = (0..pixels + 65_536)
+            .map(|_| 100 + poisson(&mut rng, 50.0))
+            .collect();
+        Camera {
+            width,
+            height,
+            noise,
+        }
     }
 
     fn frame_bytes(&self) -> usize {

@@ -96,7 +96,12 @@ impl Tally {
     }
 
     pub fn print_failures(&self) {
-        for failure in self.failures.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for failure in self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             eprintln!("failed: {failure}");
         }
     }

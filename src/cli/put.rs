@@ -26,10 +26,19 @@ pub fn run(args: PutArgs) -> CliResult<ExitCode> {
     let files = collect(&args.paths, &args.prefix)?;
     let bad: Vec<String> = files
         .iter()
-        .filter_map(|(_, name)| pyme_streaming::name::validate(name).err().map(|e| format!("{name:?}: {e}")))
+        .filter_map(|(_, name)| {
+            pyme_streaming::name::validate(name)
+                .err()
+                .map(|e| format!("{name:?}: {e}"))
+        })
         .collect();
     if !bad.is_empty() {
-        return Err(format!("nothing sent: {} file names cannot be sent:\n  {}", bad.len(), bad.join("\n  ")).into());
+        return Err(format!(
+            "nothing sent: {} file names cannot be sent:\n  {}",
+            bad.len(),
+            bad.join("\n  ")
+        )
+        .into());
     }
     let tally = Arc::new(Tally::default());
     let streamer = Streamer::new(tally.attach(args.stream.options()))?;
@@ -56,7 +65,11 @@ pub fn run(args: PutArgs) -> CliResult<ExitCode> {
         stats.bytes_acknowledged as f64 / 1e6 / seconds
     );
     let all_landed = rejected == 0 && stats.files_acknowledged == files.len() as u64;
-    Ok(if all_landed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_landed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Every file below `paths`, with its name on the cluster, sorted by name.
@@ -64,14 +77,22 @@ fn collect(paths: &[PathBuf], prefix: &str) -> CliResult<Vec<(PathBuf, String)>>
     let prefix = prefix.trim_matches('/');
     let mut files = Vec::new();
     for path in paths {
-        let base = path.file_name().ok_or_else(|| format!("{}: no file name", path.display()))?;
+        let base = path
+            .file_name()
+            .ok_or_else(|| format!("{}: no file name", path.display()))?;
         walk(path, Path::new(base), &mut files)?;
     }
     let mut named: Vec<(PathBuf, String)> = files
         .into_iter()
         .map(|(path, relative)| {
-            let relative = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-            let name = if prefix.is_empty() { relative } else { format!("{prefix}/{relative}") };
+            let relative = relative
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            let name = if prefix.is_empty() {
+                relative
+            } else {
+                format!("{prefix}/{relative}")
+            };
             (path, name)
         })
         .collect();

@@ -50,7 +50,12 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) {
         if path.is_dir() {
             collect(root, &path, files);
         } else {
-            files.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            files.push(
+                path.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
     }
 }
@@ -92,7 +97,9 @@ impl ServeProcess {
             .expect("pyme-stream serve starts");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
         let address = line
             .trim()
             .strip_prefix("listening on ")
@@ -154,7 +161,11 @@ impl FakeServer {
     }
 }
 
-fn serve_fake(mut socket: std::net::TcpStream, connection: usize, decide: &dyn Fn(&str, usize) -> Action) {
+fn serve_fake(
+    mut socket: std::net::TcpStream,
+    connection: usize,
+    decide: &dyn Fn(&str, usize) -> Action,
+) {
     use std::io::{Read, Write};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
