@@ -1,0 +1,124 @@
+//! The `pyme-stream` program end to end: `bench`, `put` and `demo`.
+
+mod common;
+
+use std::process::Command;
+
+use common::{ServeProcess, TestServer};
+
+fn pyme_stream() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+}
+
+fn last_json_line(stdout: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().last().expect("some output");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn bench_with_the_index_pattern_stores_checkable_files() {
+    let servers: Vec<TestServer> = (0..2).map(|_| TestServer::start()).collect();
+    let list = format!("{},{}", servers[0].address(), servers[1].address());
+    let output = pyme_stream()
+        .args(["bench", "--servers", &list, "--count", "50", "--size", "1000"])
+        .args(["--prefix", "b", "--pattern", "index", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = last_json_line(&output.stdout);
+    for (key, value) in [("files", 50), ("acknowledged", 50), ("failed", 0), ("bytes", 50_000)] {
+        assert_eq!(report[key], value, "{key} in {report}");
+    }
+    for key in ["seconds", "mb_per_s", "files_per_s", "rerouted", "reconnects", "acknowledged_already", "dropped"] {
+        assert!(report[key].is_number(), "{key} in {report}");
+    }
+    for i in 0..50u64 {
+        let name = format!("b/frame{i:05}.pzf");
+        let stored = servers[(i % 2) as usize].read(&name).expect(&name);
+        let expected: Vec<u8> = format!("{i}\n").bytes().cycle().take(1000).collect();
+        assert_eq!(stored, expected, "{name}");
+    }
+}
+
+#[test]
+fn bench_exits_non_zero_when_files_are_lost() {
+    let server = TestServer::start();
+    std::fs::create_dir_all(server.path("dup")).unwrap();
+    std::fs::write(server.path("dup/frame00003.pzf"), b"taken").unwrap();
+    let output = pyme_stream()
+        .args(["bench", "--servers", &server.address(), "--count", "5", "--size", "10"])
+        .args(["--prefix", "dup", "--json"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let report = last_json_line(&output.stdout);
+    assert_eq!(report["acknowledged"], 4);
+    assert_eq!(report["failed"], 1);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("405"));
+}
+
+#[test]
+fn bench_against_a_serve_process_with_a_dead_server_in_the_list_is_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(root.path(), 0, &[]);
+    let dead = common::dead_address();
+    let output = pyme_stream()
+        .args(["bench", "--servers", &format!("{},{dead}", server.address)])
+        .args(["--count", "3", "--size", "10"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&dead), "{stderr}");
+}
+
+#[test]
+fn put_streams_files_and_folders_under_the_prefix() {
+    let server = TestServer::start();
+    let source = tempfile::tempdir().unwrap();
+    let folder = source.path().join("cells");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    std::fs::write(folder.join("a.txt"), b"A").unwrap();
+    std::fs::write(folder.join("sub/b.bin"), [0u8, 1, 2]).unwrap();
+    std::fs::write(source.path().join("single.json"), b"{}").unwrap();
+    let output = pyme_stream()
+        .args(["put", "--servers", &server.address(), "--prefix", "up"])
+        .arg(&folder)
+        .arg(source.path().join("single.json"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(server.read("up/cells/a.txt").as_deref(), Some(&b"A"[..]));
+    assert_eq!(server.read("up/cells/sub/b.bin").as_deref(), Some(&[0u8, 1, 2][..]));
+    assert_eq!(server.read("up/single.json").as_deref(), Some(&b"{}"[..]));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("acknowledged 3/3"));
+}
+
+#[test]
+fn put_refuses_unsendable_names_before_sending_anything() {
+    let server = TestServer::start();
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(source.path().join("good.txt"), b"g").unwrap();
+    std::fs::write(source.path().join("bad name.txt"), b"b").unwrap();
+    let output = pyme_stream()
+        .args(["put", "--servers", &server.address()])
+        .arg(source.path().join("good.txt"))
+        .arg(source.path().join("bad name.txt"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad name.txt"));
+    assert!(server.files().is_empty());
+}
+
+#[test]
+fn demo_runs_a_small_acquisition_and_checks_every_file() {
+    let output = pyme_stream()
+        .args(["demo", "--frames", "12", "--width", "64", "--height", "48"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.lines().last(), Some("acknowledged 15/15, lost 0"), "{stdout}");
+}
