@@ -21,16 +21,41 @@ fn bench_with_the_index_pattern_stores_checkable_files() {
     let servers: Vec<TestServer> = (0..2).map(|_| TestServer::start()).collect();
     let list = format!("{},{}", servers[0].address(), servers[1].address());
     let output = pyme_stream()
-        .args(["bench", "--servers", &list, "--count", "50", "--size", "1000"])
+        .args([
+            "bench",
+            "--servers",
+            &list,
+            "--count",
+            "50",
+            "--size",
+            "1000",
+        ])
         .args(["--prefix", "b", "--pattern", "index", "--json"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report = last_json_line(&output.stdout);
-    for (key, value) in [("files", 50), ("acknowledged", 50), ("failed", 0), ("bytes", 50_000)] {
+    for (key, value) in [
+        ("files", 50),
+        ("acknowledged", 50),
+        ("failed", 0),
+        ("bytes", 50_000),
+    ] {
         assert_eq!(report[key], value, "{key} in {report}");
     }
-    for key in ["seconds", "mb_per_s", "files_per_s", "rerouted", "reconnects", "acknowledged_already", "dropped"] {
+    for key in [
+        "seconds",
+        "mb_per_s",
+        "files_per_s",
+        "rerouted",
+        "reconnects",
+        "acknowledged_already",
+        "dropped",
+    ] {
         assert!(report[key].is_number(), "{key} in {report}");
     }
     for i in 0..50u64 {
@@ -47,7 +72,15 @@ fn bench_exits_non_zero_when_files_are_lost() {
     std::fs::create_dir_all(server.path("dup")).unwrap();
     std::fs::write(server.path("dup/frame00003.pzf"), b"taken").unwrap();
     let output = pyme_stream()
-        .args(["bench", "--servers", &server.address(), "--count", "5", "--size", "10"])
+        .args([
+            "bench",
+            "--servers",
+            &server.address(),
+            "--count",
+            "5",
+            "--size",
+            "10",
+        ])
         .args(["--prefix", "dup", "--json"])
         .output()
         .unwrap();
@@ -88,9 +121,16 @@ fn put_streams_files_and_folders_under_the_prefix() {
         .arg(source.path().join("single.json"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(server.read("up/cells/a.txt").as_deref(), Some(&b"A"[..]));
-    assert_eq!(server.read("up/cells/sub/b.bin").as_deref(), Some(&[0u8, 1, 2][..]));
+    assert_eq!(
+        server.read("up/cells/sub/b.bin").as_deref(),
+        Some(&[0u8, 1, 2][..])
+    );
     assert_eq!(server.read("up/single.json").as_deref(), Some(&b"{}"[..]));
     assert!(String::from_utf8_lossy(&output.stdout).contains("acknowledged 3/3"));
 }
@@ -119,6 +159,14 @@ fn demo_runs_a_small_acquisition_and_checks_every_file() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout.lines().last(), Some("acknowledged 15/15, lost 0"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("acknowledged 15/15, lost 0"),
+        "{stdout}"
+    );
 }

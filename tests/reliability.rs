@@ -349,3 +349,63 @@ fn fail_fast_backpressure_refuses_at_once_and_counts_drops() {
     assert_eq!(stats.files_queued, 10);
     assert_eq!(stats.files_failed, 10);
 }
+
+/// Runs `pyme-stream bench` against a server slower than the producer and
+/// returns its JSON report.
+fn bench_against_slow_server(backpressure: &str) -> serde_json::Value {
+    let queue_bytes = std::env::var("PYME_TEST_QUEUE_BYTES").unwrap_or("33554432".into());
+    let slow = FakeServer::start(|_, _| Action::SlowOk(15));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+        .args([
+            "bench",
+            "--servers",
+            &slow.address,
+            "--count",
+            "80",
+            "--size",
+            "8388608",
+        ])
+        .args([
+            "--queue-bytes",
+            &queue_bytes,
+            "--backpressure",
+            backpressure,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn memory_stays_within_the_queue_limit_with_a_slow_server() {
+    const LIMIT: u64 = 32 * 1024 * 1024;
+    const MARGIN: u64 = 64 * 1024 * 1024;
+    let blocking = bench_against_slow_server("block");
+    assert_eq!(blocking["acknowledged"], 80, "{blocking}");
+    let peak = blocking["peak_rss_bytes"].as_u64().unwrap();
+    eprintln!("block: peak RSS {} MiB", peak >> 20);
+    assert!(
+        peak > 0 && peak <= LIMIT + MARGIN,
+        "block: peak RSS {peak} bytes"
+    );
+
+    let fail_fast = bench_against_slow_server("fail-fast");
+    eprintln!(
+        "fail-fast: peak RSS {} MiB",
+        fail_fast["peak_rss_bytes"].as_u64().unwrap_or(0) >> 20
+    );
+    let dropped = fail_fast["dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "{fail_fast}");
+    assert_eq!(
+        fail_fast["acknowledged"].as_u64().unwrap() + dropped,
+        80,
+        "{fail_fast}"
+    );
+    let peak = fail_fast["peak_rss_bytes"].as_u64().unwrap();
+    assert!(
+        peak > 0 && peak <= LIMIT + MARGIN,
+        "fail-fast: peak RSS {peak} bytes"
+    );
+}

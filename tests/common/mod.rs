@@ -137,6 +137,8 @@ pub enum Action {
     CloseMidAnswer,
     /// Reads on, never answers.
     Silent,
+    /// Sleeps this many milliseconds, then answers 200: a slow server.
+    SlowOk(u64),
 }
 
 /// A hand-driven HTTP server for faults a real one does not make. `decide` gets
@@ -203,6 +205,13 @@ fn serve_fake(
                         return;
                     }
                     Action::Silent => silent = true,
+                    Action::SlowOk(ms) => {
+                        std::thread::sleep(std::time::Duration::from_millis(ms));
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                        if socket.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
                 }
                 continue;
             }
