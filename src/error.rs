@@ -52,6 +52,13 @@ pub enum Error {
     /// The connection failed while the file was queued or waiting for its answer.
     #[error("connection to {server} failed before the answer: {detail}")]
     ConnectionLost { server: String, detail: String },
+    /// No server was live until `close`: the file waits in the spill folder,
+    /// for a later streamer given the same folder.
+    #[error("not delivered: kept in the spill folder at {path}")]
+    Spilled { path: String },
+    /// The spill folder could not be used.
+    #[error("spill folder: {0}")]
+    SpillFolder(String),
     /// `flush` ran out of time with files still waiting for their outcome.
     #[error("timed out with {pending} files still waiting for their outcome")]
     FlushTimeout { pending: u64 },

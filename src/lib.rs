@@ -18,6 +18,7 @@
 //! - [`protocol`]: the HTTP/1.1 bytes, written and parsed (no sockets).
 //! - [`outcome`]: what happened to each file, and the statistics.
 //! - [`pzf`]: the PZF frame format and its Huffman coding.
+//! - `spill`: files waiting on disk while no server is live.
 //! - [`server`]: a PYME-compatible data server.
 
 pub mod distribution;
@@ -29,6 +30,7 @@ pub mod outcome;
 pub mod protocol;
 pub mod pzf;
 pub mod server;
+mod spill;
 pub mod stream;
 pub mod streamer;
 

@@ -36,6 +36,7 @@ pub struct StreamerOptions {
     pub(crate) max_retries: u32,
     pub(crate) spread_when_full: bool,
     pub(crate) reconnect_backoff: (Duration, Duration),
+    pub(crate) spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StreamerOptions {
@@ -54,6 +55,7 @@ impl Default for StreamerOptions {
             max_retries: DEFAULT_MAX_RETRIES,
             spread_when_full: false,
             reconnect_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            spill_dir: None,
         }
     }
 }
@@ -159,6 +161,15 @@ impl StreamerOptions {
     /// Reconnect delays after a failure: the first, doubling (with jitter) up to the largest.
     pub fn reconnect_backoff(mut self, first: Duration, largest: Duration) -> Self {
         self.reconnect_backoff = (first, largest.max(first));
+        self
+    }
+
+    /// Ride through a whole-cluster outage (off by default): files that cannot
+    /// be delivered because no server is live are written to this folder
+    /// instead of failing, and sent again, oldest first, when a server is back.
+    /// A streamer given a folder that holds files from an earlier one sends them too.
+    pub fn spill_dir(mut self, folder: impl Into<std::path::PathBuf>) -> Self {
+        self.spill_dir = Some(folder.into());
         self
     }
 }

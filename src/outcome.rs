@@ -85,6 +85,8 @@ pub struct Stats {
     pub acknowledged_already: u64,
     /// Puts refused because the queue was full (fail-fast backpressure or put timeout).
     pub dropped: u64,
+    /// Files waiting in the spill folder now.
+    pub spilled: u64,
 }
 
 impl Stats {

@@ -46,6 +46,8 @@ pub(crate) struct Job {
     pub retries: u32,
     /// It was written to a connection that then failed: it may have landed.
     pub maybe_stored: bool,
+    /// It comes from the spill folder, at this path (removed once delivered).
+    pub spill_path: Option<std::path::PathBuf>,
 }
 
 impl Job {
@@ -57,6 +59,7 @@ impl Job {
             last: false,
             retries: 0,
             maybe_stored: false,
+            spill_path: None,
         }
     }
 
@@ -418,6 +421,7 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
         state.socket = Some(control_socket);
     }
     link.progress.notify_all();
+    cluster.link_is_up();
     let receiver_cluster = Arc::clone(cluster);
     let receiver = std::thread::Builder::new()
         .name(format!("pyme-recv-{index}"))

@@ -3,8 +3,9 @@
 //!
 //! The streamer owns one [`Link`] per server, in the order the servers were
 //! given; the server index the distribution returns is a position in that list.
-//! The [`Cluster`] is what the streamer and the links' threads share: the links,
-//! the policies, the count of files without an outcome, and the reporter.
+//! The [`Cluster`] is what the streamer and the threads share: the links, the
+//! policies, the count of files without an outcome, the spill folder and the
+//! reporter.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,6 +16,7 @@ use bytes::Bytes;
 
 use crate::distribution::Distribution;
 use crate::outcome::{Counters, Outcome, OutcomeResult, Reporter, Stats};
+use crate::spill::{self, Spill};
 use crate::stream::{self, Job, Link, Refused};
 use crate::{Error, StreamerOptions};
 
@@ -25,9 +27,13 @@ pub(crate) struct Cluster {
     pub reporter: Reporter,
     distribution: Arc<dyn Distribution>,
     accepting: AtomicBool,
-    /// Files accepted and without an outcome yet.
+    /// Files accepted and without an outcome yet (spilled ones included).
     pending: Mutex<u64>,
+    /// Signalled when `pending` drops, or the spill changes.
     idle: Condvar,
+    spill: Option<Spill>,
+    /// The spill thread stops once nothing more can be sent from the folder.
+    spill_closing: AtomicBool,
 }
 
 impl Cluster {
@@ -35,9 +41,12 @@ impl Cluster {
         &self.reporter.counters
     }
 
-    /// Ends a file: counts it, tells the callback, and wakes `flush`/`close`
-    /// when it was the last one. Every accepted file passes here exactly once.
+    /// Ends a file: counts it, tells the callback, and wakes `flush`/`close`.
+    /// Every accepted file passes here exactly once.
     pub fn finish(&self, job: &Job, server: usize, result: OutcomeResult<'_>) {
+        if let (OutcomeResult::Acknowledged { .. }, Some(path)) = (&result, &job.spill_path) {
+            spill::delivered(path);
+        }
         self.reporter.report(&Outcome {
             name: &job.name,
             server,
@@ -46,13 +55,19 @@ impl Cluster {
         });
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         *pending -= 1;
-        if *pending == 0 {
-            self.idle.notify_all();
+        drop(pending);
+        self.idle.notify_all();
+    }
+
+    /// A link came back: the spill thread may send again.
+    pub fn link_is_up(&self) {
+        if let Some(spill) = &self.spill {
+            spill.wake.notify_all();
         }
     }
 
-    /// A live server for `job` other than a failed one: the distribution over
-    /// the live set. `None` when no server is live.
+    /// A live server for `job`: the distribution over the live set. `None`
+    /// when no server is live.
     fn pick_live(&self, job: &Job) -> Option<usize> {
         let live: Vec<usize> = (0..self.links.len())
             .filter(|&i| self.links[i].is_up())
@@ -65,7 +80,8 @@ impl Cluster {
     }
 
     /// Files of server `from`, whose connection failed with `reason`: moved to
-    /// live servers (failover), or failed.
+    /// live servers (failover), spilled when none is live and a spill folder
+    /// is set, or failed.
     pub fn reroute(&self, from: usize, jobs: Vec<Job>, reason: &str) {
         for job in jobs {
             let mut job = Some(job);
@@ -84,24 +100,132 @@ impl Cluster {
                     }
                 }
             }
-            if let Some(job) = job {
-                let detail = if self.options.failover {
-                    format!("{reason}; no other server is live")
-                } else {
-                    reason.to_owned()
-                };
-                let error = Error::ConnectionLost {
-                    server: self.links[from].server.clone(),
-                    detail,
-                };
-                self.finish(&job, from, OutcomeResult::Failed(&error));
+            let Some(job) = job else { continue };
+            let (job, spill_problem) = match self.spill_or_keep(job) {
+                Ok(()) => continue,
+                Err(back) => back,
+            };
+            let mut detail = reason.to_owned();
+            if self.options.failover {
+                detail.push_str("; no other server is live");
             }
+            if let Some(problem) = spill_problem {
+                detail.push_str(&format!("; cannot spill: {problem}"));
+            }
+            let error = Error::ConnectionLost {
+                server: self.links[from].server.clone(),
+                detail,
+            };
+            self.finish(&job, from, OutcomeResult::Failed(&error));
         }
     }
 
+    /// Puts `job` in the spill folder, if there is one. On failure the job
+    /// comes back, with the spill error if there was a folder.
+    #[allow(clippy::result_large_err)]
+    fn spill_or_keep(&self, job: Job) -> Result<(), (Job, Option<String>)> {
+        let Some(spill) = &self.spill else {
+            return Err((job, None));
+        };
+        match spill.store(&job) {
+            Ok(()) => {
+                self.idle.notify_all();
+                Ok(())
+            }
+            Err(error) => Err((job, Some(error.to_string()))),
+        }
+    }
+
+    /// Queues `job` on `server`, or, with failover, on a live server when
+    /// `server` is down (or full, with `spread_when_full`); spills it when no
+    /// server is live and a spill folder is set.
+    fn enqueue(&self, server: usize, job: Job, may_move: bool) -> Result<(), Error> {
+        let deadline = self
+            .options
+            .put_timeout
+            .map(|timeout| Instant::now() + timeout);
+        let may_move = may_move && self.options.failover;
+        let mut target = server;
+        let mut job = job;
+        for _ in 0..=self.links.len() {
+            if may_move && self.options.spread_when_full && !self.links[target].has_room_now(&job) {
+                if let Some(other) = self.with_room(&job) {
+                    target = other;
+                }
+            }
+            match self.admit(target, job, deadline) {
+                Err(refused) if may_move && matches!(refused.error, Error::ServerDown { .. }) => {
+                    job = refused.job;
+                    match self.pick_live(&job) {
+                        Some(live) => target = live,
+                        None => break,
+                    }
+                }
+                Err(refused) => {
+                    if matches!(refused.error, Error::QueueFull { .. }) {
+                        Counters::add(&self.counters().dropped);
+                    }
+                    return Err(refused.error);
+                }
+                Ok(()) => return Ok(()),
+            }
+        }
+        if self.spill.is_some() {
+            let bytes = job.len();
+            *self.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.counters().queued(bytes);
+            return match self.spill_or_keep(job) {
+                Ok(()) => Ok(()),
+                Err((_, problem)) => {
+                    self.counters().unqueued(bytes);
+                    self.unpend();
+                    Err(Error::SpillFolder(problem.unwrap_or_default()))
+                }
+            };
+        }
+        Err(Error::ServerDown {
+            server: self.links[server].server.clone(),
+            detail: "no server is live".into(),
+        })
+    }
+
+    fn admit(
+        &self,
+        server: usize,
+        job: Job,
+        deadline: Option<Instant>,
+    ) -> Result<(), Box<Refused>> {
+        // Counted before it can possibly finish, uncounted if refused.
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let bytes = job.len();
+        let from_spill = job.spill_path.is_some();
+        if !from_spill {
+            self.counters().queued(bytes);
+        }
+        let pushed = self.links[server].push(job, deadline);
+        if pushed.is_err() {
+            if !from_spill {
+                self.counters().unqueued(bytes);
+            }
+            self.unpend();
+        }
+        pushed
+    }
+
+    fn unpend(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.idle.notify_all();
+    }
+
+    fn with_room(&self, job: &Job) -> Option<usize> {
+        (0..self.links.len()).find(|&i| self.links[i].is_up() && self.links[i].has_room_now(job))
+    }
+
+    /// Waits until no file is pending except those waiting in the spill folder.
     fn wait_idle(&self, deadline: Option<Instant>) -> Result<(), u64> {
+        let spilled = || self.spill.as_ref().map_or(0, |spill| spill.len() as u64);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        while *pending > 0 {
+        while *pending > spilled() {
             pending = match deadline {
                 None => self.idle.wait(pending).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
@@ -125,6 +249,7 @@ impl Cluster {
 pub struct Streamer {
     cluster: Arc<Cluster>,
     threads: Vec<JoinHandle<()>>,
+    spill_thread: Option<JoinHandle<()>>,
 }
 
 impl Streamer {
@@ -137,6 +262,13 @@ impl Streamer {
         for server in &options.servers {
             check_address(server)?;
         }
+        let spill = match &options.spill_dir {
+            Some(folder) => Some(
+                Spill::open(folder)
+                    .map_err(|e| Error::SpillFolder(format!("{}: {e}", folder.display())))?,
+            ),
+            None => None,
+        };
         let sockets = options
             .servers
             .iter()
@@ -147,30 +279,48 @@ impl Streamer {
             .iter()
             .map(|server| Link::new(server.clone(), &options))
             .collect();
+        // Files an earlier streamer left in the spill folder are this one's now.
+        let counters = Arc::new(Counters::default());
+        let mut already_spilled = 0;
+        if let Some(spill) = &spill {
+            for spilled in spill.lock().iter() {
+                counters.queued(spilled.bytes);
+                already_spilled += 1;
+            }
+        }
         let cluster = Arc::new(Cluster {
             links,
             reporter: Reporter {
-                counters: Arc::default(),
+                counters,
                 completion: options.completion.clone(),
             },
             distribution: Arc::clone(&options.distribution),
             options,
             accepting: AtomicBool::new(true),
-            pending: Mutex::new(0),
+            pending: Mutex::new(already_spilled),
             idle: Condvar::new(),
+            spill,
+            spill_closing: AtomicBool::new(false),
         });
-        let mut threads = Vec::with_capacity(sockets.len());
+        let mut streamer = Streamer {
+            cluster: Arc::clone(&cluster),
+            threads: Vec::with_capacity(sockets.len()),
+            spill_thread: None,
+        };
         for (index, socket) in sockets.into_iter().enumerate() {
-            match stream::spawn_link(&cluster, index, socket) {
-                Ok(thread) => threads.push(thread),
-                Err(error) => {
-                    let mut streamer = Streamer { cluster, threads };
-                    streamer.close_all();
-                    return Err(error);
-                }
-            }
+            streamer
+                .threads
+                .push(stream::spawn_link(&cluster, index, socket)?);
         }
-        Ok(Streamer { cluster, threads })
+        if cluster.spill.is_some() {
+            let spill_cluster = Arc::clone(&cluster);
+            let thread = std::thread::Builder::new()
+                .name("pyme-spill".into())
+                .spawn(move || resend_spilled(&spill_cluster))
+                .map_err(|e| Error::SpillFolder(format!("cannot start a thread: {e}")))?;
+            streamer.spill_thread = Some(thread);
+        }
+        Ok(streamer)
     }
 
     /// Number of servers.
@@ -224,8 +374,8 @@ impl Streamer {
         self.enqueue(stream, Job::new(name, data, None), false)
     }
 
-    /// Waits until every file accepted so far has its outcome, up to `timeout`
-    /// (`None`: as long as it takes).
+    /// Waits until every file accepted so far has its outcome (or waits in the
+    /// spill folder), up to `timeout` (`None`: as long as it takes).
     pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         self.cluster
@@ -242,28 +392,63 @@ impl Streamer {
             stats.queue_bytes += bytes;
             stats.in_flight_files += in_flight;
         }
+        stats.spilled = self
+            .cluster
+            .spill
+            .as_ref()
+            .map_or(0, |spill| spill.len() as u64);
         stats
     }
 
     /// Sends everything queued, waits for the answer to every request, joins
     /// every thread and returns the final statistics: each accepted file is
     /// then either acknowledged or failed (`files_queued == acknowledged + failed`).
+    /// Files still in the spill folder (no server came back) fail with
+    /// [`Error::Spilled`] and stay in the folder; `spilled` counts them.
     pub fn close(mut self) -> Stats {
         self.close_all()
     }
 
     fn close_all(&mut self) -> Stats {
         self.cluster.accepting.store(false, Ordering::SeqCst);
+        if let Some(thread) = self.spill_thread.take() {
+            self.cluster.spill_closing.store(true, Ordering::SeqCst);
+            if let Some(spill) = &self.cluster.spill {
+                spill.wake.notify_all();
+            }
+            let _ = thread.join();
+        }
         // Links must keep running until every file has its outcome: a failing
         // link hands its files to the others.
         let _ = self.cluster.wait_idle(None);
+        let spilled = self.fail_spilled();
         for link in &self.cluster.links {
             link.start_close();
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        self.stats()
+        Stats {
+            spilled,
+            ..self.stats()
+        }
+    }
+
+    /// Files left in the spill folder at close: failed, kept for a later streamer.
+    fn fail_spilled(&self) -> u64 {
+        let Some(spill) = &self.cluster.spill else {
+            return 0;
+        };
+        let left: Vec<spill::Spilled> = spill.lock().drain(..).collect();
+        for spilled in &left {
+            let mut job = Job::new(&spilled.name, Bytes::new(), None);
+            job.spill_path = Some(spilled.path.clone());
+            let error = Error::Spilled {
+                path: spilled.path.display().to_string(),
+            };
+            self.cluster.finish(&job, 0, OutcomeResult::Failed(&error));
+        }
+        left.len() as u64
     }
 
     /// Ends the stream of server 0 with the end-of-stream sentinel, then closes.
@@ -272,7 +457,9 @@ impl Streamer {
         self.cluster.accepting.store(false, Ordering::SeqCst);
         let mut job = Job::new(name, Bytes::new(), None);
         job.last = true;
-        self.admit(0, job, None).map_err(|refused| refused.error)?;
+        self.cluster
+            .admit(0, job, None)
+            .map_err(|refused| refused.error)?;
         Ok(self.close_all())
     }
 
@@ -285,88 +472,11 @@ impl Streamer {
         Ok(chosen)
     }
 
-    /// Queues `job` on `server`, or, with failover, on a live server when
-    /// `server` is down (or full, with `spread_when_full`).
     fn enqueue(&self, server: usize, job: Job, may_move: bool) -> Result<(), Error> {
         if !self.cluster.accepting.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let deadline = self
-            .cluster
-            .options
-            .put_timeout
-            .map(|timeout| Instant::now() + timeout);
-        let may_move = may_move && self.cluster.options.failover;
-        let mut target = server;
-        let mut job = job;
-        for _ in 0..=self.n_servers() {
-            if may_move
-                && self.cluster.options.spread_when_full
-                && !self.cluster.links[target].has_room_now(&job)
-            {
-                if let Some(other) = self.with_room(&job) {
-                    target = other;
-                }
-            }
-            match self.admit(target, job, deadline) {
-                Err(refused) if may_move && matches!(refused.error, Error::ServerDown { .. }) => {
-                    job = refused.job;
-                    match self.cluster.pick_live(&job) {
-                        Some(live) => target = live,
-                        None => break,
-                    }
-                }
-                Err(refused) => {
-                    let error = refused.error;
-                    if matches!(error, Error::QueueFull { .. }) {
-                        Counters::add(&self.cluster.counters().dropped);
-                    }
-                    return Err(error);
-                }
-                Ok(()) => return Ok(()),
-            }
-        }
-        Err(Error::ServerDown {
-            server: self.cluster.links[server].server.clone(),
-            detail: "no server is live".into(),
-        })
-    }
-
-    fn admit(
-        &self,
-        server: usize,
-        job: Job,
-        deadline: Option<Instant>,
-    ) -> Result<(), Box<Refused>> {
-        // Counted before it can possibly finish, uncounted if refused.
-        *self
-            .cluster
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) += 1;
-        let bytes = job.len();
-        self.cluster.counters().queued(bytes);
-        match self.cluster.links[server].push(job, deadline) {
-            Ok(()) => Ok(()),
-            Err(refused) => {
-                self.cluster.counters().unqueued(bytes);
-                let mut pending = self
-                    .cluster
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                *pending -= 1;
-                if *pending == 0 {
-                    self.cluster.idle.notify_all();
-                }
-                Err(refused)
-            }
-        }
-    }
-
-    fn with_room(&self, job: &Job) -> Option<usize> {
-        (0..self.n_servers())
-            .find(|&i| self.cluster.links[i].is_up() && self.cluster.links[i].has_room_now(job))
+        self.cluster.enqueue(server, job, may_move)
     }
 }
 
@@ -374,6 +484,47 @@ impl Drop for Streamer {
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.close_all();
+        }
+    }
+}
+
+/// The spill thread: while a server is live, sends the spilled files again,
+/// oldest first, through the normal put path (so it waits for room like a
+/// producer). Stops at close once nothing more can be sent.
+fn resend_spilled(cluster: &Cluster) {
+    let Some(spill) = &cluster.spill else { return };
+    loop {
+        let any_live = cluster.links.iter().any(Link::is_up);
+        let mut waiting = spill.lock();
+        if cluster.spill_closing.load(Ordering::SeqCst) && (waiting.is_empty() || !any_live) {
+            return;
+        }
+        if waiting.is_empty() || !any_live {
+            let _ = spill.wake.wait_timeout(waiting, Duration::from_millis(200));
+            continue;
+        }
+        let Some(next) = waiting.pop_front() else {
+            continue;
+        };
+        drop(waiting);
+        let job = match spill::load(&next) {
+            Ok(job) => job,
+            Err(error) => {
+                // Unreadable: it can never be sent; tell the caller and move on.
+                let job = Job::new(&next.name, Bytes::new(), None);
+                let error = Error::SpillFolder(format!("{}: {error}", next.path.display()));
+                cluster.finish(&job, 0, OutcomeResult::Failed(&error));
+                continue;
+            }
+        };
+        let Some(target) = cluster.pick_live(&job) else {
+            spill.lock().push_front(next);
+            continue;
+        };
+        // The spilled file is pending already: hand it to a link directly.
+        match cluster.links[target].push(job, None) {
+            Ok(()) => {}
+            Err(_) => spill.lock().push_front(next),
         }
     }
 }

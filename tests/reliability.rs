@@ -409,3 +409,105 @@ fn memory_stays_within_the_queue_limit_with_a_slow_server() {
         "fail-fast: peak RSS {peak} bytes"
     );
 }
+
+fn files_below(folder: &std::path::Path) -> usize {
+    distinct_names(&[folder]).len()
+}
+
+#[test]
+fn with_a_spill_folder_a_whole_cluster_outage_loses_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let mut server = ServeProcess::start(root.path(), 0, &[]);
+    let port = server.port();
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .spill_dir(spill.path())
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..50 {
+        streamer
+            .put(&format!("sp/a{i:03}"), &[1u8; 3000], Some(i))
+            .unwrap();
+    }
+    streamer.flush(Some(Duration::from_secs(30))).unwrap();
+    server.kill();
+    // Every put is accepted while the cluster is down: the files wait on disk.
+    for i in 0..100 {
+        streamer
+            .put(&format!("sp/b{i:03}"), &[2u8; 3000], Some(i))
+            .unwrap();
+    }
+    streamer.flush(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(streamer.stats().spilled, 100);
+    assert_eq!(files_below(spill.path()), 100);
+    let _back = ServeProcess::start(root.path(), port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while streamer.stats().spilled > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = streamer.close();
+    assert_one_outcome_each(&seen, &stats, 150);
+    assert_eq!(stats.files_acknowledged, 150, "{stats:?}");
+    assert_eq!(stats.spilled, 0);
+    assert_eq!(files_below(spill.path()), 0);
+    assert_eq!(distinct_names(&[root.path()]).len(), 150);
+    assert_eq!(
+        std::fs::read(root.path().join("sp/b042")).unwrap(),
+        vec![2u8; 3000]
+    );
+}
+
+#[test]
+fn files_still_spilled_at_close_are_sent_by_a_later_streamer() {
+    let root = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let mut server = ServeProcess::start(root.path(), 0, &[]);
+    let port = server.port();
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .spill_dir(spill.path())
+            .reconnect_backoff(Duration::from_secs(30), Duration::from_secs(30)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    server.kill();
+    for i in 0..20 {
+        streamer
+            .put(
+                &format!("later/f{i:02}"),
+                format!("frame {i}").as_bytes(),
+                Some(i),
+            )
+            .unwrap();
+    }
+    let stats = streamer.close();
+    assert_eq!(stats.spilled, 20, "{stats:?}");
+    assert_eq!(stats.files_failed, 20);
+    assert!(seen
+        .lock()
+        .unwrap()
+        .values()
+        .all(|v| v[0].2.contains("spill")));
+    assert_eq!(files_below(spill.path()), 20);
+
+    let _back = ServeProcess::start(root.path(), port, &[]);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(format!("127.0.0.1:{port}"))
+            .spill_dir(spill.path()),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    streamer.flush(Some(Duration::from_secs(30))).unwrap();
+    let stats = streamer.close();
+    assert_eq!(stats.files_acknowledged, 20, "{stats:?}");
+    assert!(stats.all_acknowledged(), "{stats:?}");
+    assert_one_outcome_each(&seen, &stats, 20);
+    assert_eq!(files_below(spill.path()), 0);
+    assert_eq!(
+        std::fs::read(root.path().join("later/f07")).unwrap(),
+        b"frame 7"
+    );
+}

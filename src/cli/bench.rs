@@ -116,6 +116,7 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
             "rerouted": stats.rerouted,
             "reconnects": stats.reconnects,
             "retries": stats.retries,
+            "spilled": stats.spilled,
             "acknowledged_already": stats.acknowledged_already,
             "bytes": stats.bytes_acknowledged,
             "bytes_sent": stats.bytes_sent,

@@ -48,6 +48,10 @@ pub struct StreamArgs {
     /// Times a file answered 5xx is sent again before it fails.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_MAX_RETRIES)]
     pub retries: u32,
+    /// Ride through a whole-cluster outage: files that cannot be delivered
+    /// wait in this folder and are sent when a server is back.
+    #[arg(long)]
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +62,7 @@ pub enum Backpressure {
 
 impl StreamArgs {
     pub fn options(&self) -> StreamerOptions {
-        StreamerOptions::new()
+        let options = StreamerOptions::new()
             .servers(self.servers.iter().cloned())
             .shared_distribution(self.distribution.into_distribution())
             .queue_limits(self.queue_files, self.queue_bytes)
@@ -69,7 +73,11 @@ impl StreamArgs {
                 Backpressure::Block => self.put_timeout_ms.map(Duration::from_millis),
             })
             .failover(!self.no_failover)
-            .max_retries(self.retries)
+            .max_retries(self.retries);
+        match &self.spill_dir {
+            Some(folder) => options.spill_dir(folder),
+            None => options,
+        }
     }
 }
 
