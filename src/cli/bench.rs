@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// decimal file number and a newline, repeated and cut to SIZE).
     #[arg(long, value_enum, default_value_t = Pattern::Random)]
     pub pattern: Pattern,
+    /// Produce at most this many files per second, like a camera at a fixed
+    /// frame rate (default: as fast as `put` returns). Below the network's
+    /// speed, `put` latency is measured with room in the queue.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Hand the library a shared buffer instead of letting `put` copy it.
     #[arg(long)]
     pub zero_copy: bool,
@@ -55,7 +60,17 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     let mut rejected = 0u64;
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
+    let period = args
+        .rate
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| std::time::Duration::from_secs_f64(1.0 / rate));
     for index in 0..args.count {
+        if let Some(period) = period {
+            let due = started + period.mul_f64(index as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         let name = format!("{}/frame{index:05}.pzf", args.prefix);
         let body = match args.pattern {
             Pattern::Random => random_body.clone(),
