@@ -31,13 +31,13 @@ pub mod server;
 pub mod stream;
 pub mod streamer;
 
-pub use bytes::Bytes;
 pub use distribution::{BuiltinDistribution, Distribution, Fixed, NameHash, Random, RoundRobin};
 pub use error::Error;
 pub use filter::{FileInfo, Filter, FilterError, FnFilter, Identity};
 pub use outcome::{Outcome, OutcomeResult, Stats};
 pub use stream::Stream;
 pub use streamer::{Streamer, StreamerOptions};
+pub use bytes::Bytes;
 
 /// The version of this library, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
