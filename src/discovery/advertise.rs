@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use super::mdns::MdnsAdvertisement;
 use super::registry::{self, RegistryEntry};
-use super::{instance_name, truncate_to_bytes, DiscoveryError, MAX_INSTANCE_NAME_BYTES};
+use super::{instance_name_with_tail, DiscoveryError};
 
 /// Where a data server advertises itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +95,7 @@ impl Advertisement {
         let IpAddr::V4(ipv4) = address else {
             return Err(DiscoveryError::NotIpv4(address));
         };
-        let name = claim_name(&instance_name(
-            serverfilter,
-            computer_name,
-            std::process::id(),
-        ));
+        let name = claim_name(serverfilter, computer_name, std::process::id());
         // From here on, dropping `advertisement` releases whatever was set up.
         let mut advertisement = Advertisement {
             name,
@@ -146,17 +142,17 @@ fn names_in_use() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
     NAMES_IN_USE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `base` if no live advertisement of this process uses it, else `base #2`, `#3`, ...
-/// (the base shortened so that the whole stays within 63 bytes).
-fn claim_name(base: &str) -> String {
+/// PYME's instance name if no live advertisement of this process uses it, else the same
+/// ending in `PID:<pid> #2`, `#3`, ... (still at most 63 bytes).
+fn claim_name(serverfilter: &str, computer_name: &str, pid: u32) -> String {
     let mut in_use = names_in_use();
-    let mut candidate = base.to_owned();
+    let mut tail = format!("PID:{pid}");
     let mut n = 1;
+    let mut candidate = instance_name_with_tail(serverfilter, computer_name, &tail);
     while in_use.contains(&candidate) {
         n += 1;
-        let suffix = format!(" #{n}");
-        let room = MAX_INSTANCE_NAME_BYTES - suffix.len();
-        candidate = format!("{}{suffix}", truncate_to_bytes(base, room));
+        tail = format!("PID:{pid} #{n}");
+        candidate = instance_name_with_tail(serverfilter, computer_name, &tail);
     }
     in_use.insert(candidate.clone());
     candidate
@@ -181,16 +177,16 @@ mod tests {
 
     #[test]
     fn names_are_unique_within_the_process_and_reused() {
-        let first = claim_name("unit-test-name");
-        let second = claim_name("unit-test-name");
-        assert_eq!(first, "unit-test-name");
-        assert_eq!(second, "unit-test-name #2");
+        let first = claim_name("unit", "pc", 7);
+        let second = claim_name("unit", "pc", 7);
+        assert_eq!(first, "PYMEDataServer [unit]:pc - PID:7");
+        assert_eq!(second, "PYMEDataServer [unit]:pc - PID:7 #2");
         names_in_use().remove(&first);
-        assert_eq!(claim_name("unit-test-name"), "unit-test-name");
-        let long = claim_name(&"y".repeat(63));
-        let long2 = claim_name(&"y".repeat(63));
-        assert_eq!(long2.len(), 63);
-        assert!(long2.ends_with(" #2"), "{long} {long2}");
+        assert_eq!(claim_name("unit", "pc", 7), first);
+        let long = claim_name(&"y".repeat(63), "pc", 7);
+        let long2 = claim_name(&"y".repeat(63), "pc", 7);
+        assert_eq!((long.len(), long2.len()), (63, 63));
+        assert!(long2.ends_with("yPID:7 #2"), "{long} {long2}");
     }
 
     #[test]

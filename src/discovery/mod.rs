@@ -127,11 +127,22 @@ impl ServerInfo {
 }
 
 /// The instance name PYME's data server advertises:
-/// `PYMEDataServer [<serverfilter>]:<computer name> - PID:<pid>`, cut to at most 63 bytes
-/// (on a character boundary).
+/// `PYMEDataServer [<serverfilter>]:<computer name> - PID:<pid>`, at most 63 bytes.
+/// As PYME does, a name too long is cut before `PID:`, which is always kept.
 pub fn instance_name(serverfilter: &str, computer_name: &str, pid: u32) -> String {
-    let full = format!("PYMEDataServer [{serverfilter}]:{computer_name} - PID:{pid}");
-    truncate_to_bytes(&full, MAX_INSTANCE_NAME_BYTES).to_owned()
+    instance_name_with_tail(serverfilter, computer_name, &format!("PID:{pid}"))
+}
+
+/// `PYMEDataServer [<serverfilter>]:<computer name> - <tail>`, the part before the tail
+/// cut so that the whole fits in 63 bytes (on a character boundary).
+pub(crate) fn instance_name_with_tail(
+    serverfilter: &str,
+    computer_name: &str,
+    tail: &str,
+) -> String {
+    let head = format!("PYMEDataServer [{serverfilter}]:{computer_name} - ");
+    let room = MAX_INSTANCE_NAME_BYTES.saturating_sub(tail.len());
+    format!("{}{tail}", truncate_to_bytes(&head, room))
 }
 
 /// The longest prefix of `text` that fits in `max` bytes without splitting a character.
@@ -303,11 +314,22 @@ mod tests {
     }
 
     #[test]
-    fn instance_name_is_cut_to_63_bytes_on_a_char_boundary() {
-        let name = instance_name(&"é".repeat(40), "pc", 1);
-        assert!(name.len() <= 63);
-        assert!(name.len() >= 62);
-        assert!(name.starts_with("PYMEDataServer ["));
+    fn a_long_instance_name_is_cut_before_the_pid_as_pyme_does() {
+        let name = instance_name(
+            "a-very-long-cluster-name",
+            "a-very-long-computer-name",
+            123456,
+        );
+        // PYME: (process_name + ':' + computer + ' - ')[:63 - 4 - len(pid)] + 'PID:' + pid
+        assert_eq!(
+            name,
+            "PYMEDataServer [a-very-long-cluster-name]:a-very-longPID:123456"
+        );
+        assert_eq!(name.len(), 63);
+        assert!(instance_name("lab", "pc", 1).len() < 63);
+        let unicode = instance_name(&"é".repeat(40), "pc", 1);
+        assert!(unicode.len() <= 63 && unicode.len() >= 62, "{unicode}");
+        assert!(unicode.ends_with("éPID:1"), "{unicode}");
     }
 
     #[test]
