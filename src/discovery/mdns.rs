@@ -1,0 +1,235 @@
+//! mDNS / DNS-SD for PYME data servers (`_pyme-http._tcp.local.`), over IPv4 only as
+//! PYME clients understand nothing else.
+//!
+//! The only module that sends multicast. Each call or advertisement runs its own
+//! `mdns-sd` daemon thread and shuts it down (waiting for it) when done, so nothing keeps
+//! answering on the network after an [`MdnsAdvertisement`] is dropped.
+//!
+//! What goes on the wire matches PYME's `zeroconf` advertisements: the instance name is
+//! the DNS-SD instance label, the SRV record carries the port (priority and weight 0),
+//! the A record the server's IPv4 address(es), and the TXT record is empty.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+
+use super::{DiscoveryError, ServerInfo, SERVICE_TYPE};
+
+/// How long to wait for the daemon to confirm an unregistration or a shutdown.
+const DAEMON_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `mdns-sd` repeats a goodbye once, 120 ms after the first; let it go out.
+const GOODBYE_REPEAT_DELAY: Duration = Duration::from_millis(150);
+
+/// The resolved `_pyme-http._tcp` services heard within `wait`, by instance name
+/// (an instance that said goodbye during the wait is left out).
+pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
+    let daemon = Daemon::start()?;
+    let events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
+    let deadline = Instant::now() + wait;
+    let mut found = BTreeMap::new();
+    while let Ok(event) = events.recv_deadline(deadline) {
+        match event {
+            ServiceEvent::ServiceResolved(service) => {
+                let Some(name) = instance_of(&service.fullname) else {
+                    continue;
+                };
+                let Some(address) = preferred_address(service.get_addresses_v4()) else {
+                    continue;
+                };
+                let server = ServerInfo {
+                    name: name.clone(),
+                    address: address.to_string(),
+                    port: service.port,
+                };
+                found.insert(name, server);
+            }
+            ServiceEvent::ServiceRemoved(_, fullname) => {
+                if let Some(name) = instance_of(&fullname) {
+                    found.remove(&name);
+                }
+            }
+            _ => {}
+        }
+    }
+    let _ = daemon.0.stop_browse(SERVICE_TYPE);
+    Ok(found.into_values().collect())
+}
+
+/// An mDNS advertisement of one data server, withdrawn (with a goodbye packet) when
+/// dropped.
+#[derive(Debug)]
+#[must_use = "the advertisement is withdrawn when dropped"]
+pub struct MdnsAdvertisement {
+    daemon: Option<Daemon>,
+    fullname: String,
+}
+
+impl MdnsAdvertisement {
+    /// Advertises `instance_name` at `address:port`. An unspecified address (`0.0.0.0`)
+    /// advertises the IPv4 addresses of every interface, each on its own interface.
+    pub fn start(
+        instance_name: &str,
+        address: IpAddr,
+        port: u16,
+    ) -> Result<MdnsAdvertisement, DiscoveryError> {
+        let IpAddr::V4(ipv4) = address else {
+            return Err(DiscoveryError::NotIpv4(address));
+        };
+        let host = host_label(instance_name, port);
+        let no_properties: &[(&str, &str)] = &[];
+        let addresses: &[IpAddr] = if ipv4.is_unspecified() {
+            &[]
+        } else {
+            &[address]
+        };
+        let mut info = ServiceInfo::new(
+            SERVICE_TYPE,
+            instance_name,
+            &format!("{host}.local."),
+            addresses,
+            port,
+            no_properties,
+        )
+        .map_err(mdns_error)?;
+        if ipv4.is_unspecified() {
+            info = info.enable_addr_auto();
+        }
+        let fullname = info.get_fullname().to_owned();
+        let daemon = Daemon::start()?;
+        daemon.0.register(info).map_err(mdns_error)?;
+        Ok(MdnsAdvertisement {
+            daemon: Some(daemon),
+            fullname,
+        })
+    }
+
+    /// The full DNS-SD name: `<instance>._pyme-http._tcp.local.`.
+    pub fn fullname(&self) -> &str {
+        &self.fullname
+    }
+}
+
+impl Drop for MdnsAdvertisement {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            if let Ok(status) = daemon.0.unregister(&self.fullname) {
+                let _ = status.recv_timeout(DAEMON_REPLY_TIMEOUT);
+                std::thread::sleep(GOODBYE_REPEAT_DELAY);
+            }
+            drop(daemon);
+        }
+    }
+}
+
+/// An `mdns-sd` daemon on the IPv4 interfaces, shut down (and waited for) on drop.
+struct Daemon(ServiceDaemon);
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Daemon")
+    }
+}
+
+impl Daemon {
+    fn start() -> Result<Daemon, DiscoveryError> {
+        let daemon = Daemon(ServiceDaemon::new().map_err(mdns_error)?);
+        daemon
+            .0
+            .disable_interface(IfKind::IPv6)
+            .map_err(mdns_error)?;
+        Ok(daemon)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(status) = self.0.shutdown() {
+            let _ = status.recv_timeout(DAEMON_REPLY_TIMEOUT);
+        }
+    }
+}
+
+/// The instance name of a full service name, as PYME takes it: the part before
+/// `._pyme-http._tcp.local.` (compared without case, as DNS does).
+fn instance_of(fullname: &str) -> Option<String> {
+    let suffix_len = SERVICE_TYPE.len() + 1;
+    let split = fullname.len().checked_sub(suffix_len)?;
+    let suffix = fullname.get(split..)?;
+    let dotted_type = format!(".{SERVICE_TYPE}");
+    (split > 0 && suffix.eq_ignore_ascii_case(&dotted_type)).then(|| fullname[..split].to_owned())
+}
+
+/// The address to connect to among a service's IPv4 addresses: the lowest that is not
+/// loopback, else the lowest.
+fn preferred_address(addresses: impl IntoIterator<Item = Ipv4Addr>) -> Option<Ipv4Addr> {
+    addresses.into_iter().min_by_key(|a| (a.is_loopback(), *a))
+}
+
+/// A DNS-safe host label unique to one advertisement: `pyme-<instance>-<port>` with
+/// every character but ASCII letters and digits replaced by `-`, at most 63 bytes.
+fn host_label(instance_name: &str, port: u16) -> String {
+    let suffix = format!("-{port}");
+    let mut label = String::from("pyme-");
+    let mut last_dash = true;
+    for c in instance_name.chars() {
+        if label.len() + suffix.len() >= super::MAX_INSTANCE_NAME_BYTES {
+            break;
+        }
+        if c.is_ascii_alphanumeric() {
+            label.push(c.to_ascii_lowercase());
+            last_dash = false;
+        } else if !last_dash {
+            label.push('-');
+            last_dash = true;
+        }
+    }
+    let trimmed_len = label.trim_end_matches('-').len();
+    label.truncate(trimmed_len);
+    label + &suffix
+}
+
+fn mdns_error(error: mdns_sd::Error) -> DiscoveryError {
+    DiscoveryError::Mdns(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_is_the_part_before_the_service_type() {
+        assert_eq!(
+            instance_of("PYMEDataServer [a.b]:pc - PID:1._pyme-http._tcp.local.").as_deref(),
+            Some("PYMEDataServer [a.b]:pc - PID:1")
+        );
+        assert_eq!(
+            instance_of("x._PYME-HTTP._tcp.local.").as_deref(),
+            Some("x")
+        );
+        assert_eq!(instance_of("._pyme-http._tcp.local."), None);
+        assert_eq!(instance_of("x._other._tcp.local."), None);
+    }
+
+    #[test]
+    fn host_label_is_dns_safe_and_short() {
+        assert_eq!(
+            host_label("PYMEDataServer [lab]:pc1 - PID:42", 15348),
+            "pyme-pymedataserver-lab-pc1-pid-42-15348"
+        );
+        let long = host_label(&"x".repeat(200), 65535);
+        assert!(long.len() <= 63, "{long}");
+        assert!(long.ends_with("-65535"));
+    }
+
+    #[test]
+    fn preferred_address_avoids_loopback() {
+        let lo = Ipv4Addr::LOCALHOST;
+        let lan = Ipv4Addr::new(192, 0, 2, 7);
+        assert_eq!(preferred_address([lo, lan]), Some(lan));
+        assert_eq!(preferred_address([lo]), Some(lo));
+        assert_eq!(preferred_address([]), None);
+    }
+}

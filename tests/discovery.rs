@@ -1,0 +1,621 @@
+//! Discovery as clients and servers use it.
+//!
+//! Registry tests use a temporary registry file and loopback listeners only. mDNS tests
+//! never send multicast on this machine's interfaces: each makes its own network
+//! namespace (loopback only), re-runs one `#[ignore]`d test of this binary inside it
+//! with `PYME_IN_NETNS=1`, and removes the namespace afterwards, also on failure. Where
+//! no namespace can be made (not root, no `ip`), they print why and pass.
+
+#[path = "../src/cli/discover.rs"]
+mod discover;
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pyme_streaming::discovery::{
+    self, mdns, registry, Advertise, Advertisement, DiscoveryError, DiscoveryOptions,
+    MdnsAdvertisement, ServerInfo,
+};
+use rusqlite::Connection;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// A port that accepts connections for as long as this lives.
+struct LiveServer(TcpListener);
+
+impl LiveServer {
+    fn new() -> LiveServer {
+        LiveServer(TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+    }
+
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+}
+
+/// A loopback port nobody listens on (bound, then released).
+fn dead_port() -> u16 {
+    LiveServer::new().port()
+}
+
+fn temp_registry() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("_pyme-http.sqlite");
+    (dir, path)
+}
+
+/// Options that read only the registry at `path`: no multicast.
+fn registry_only(path: &Path, serverfilter: &str, computer_name: &str) -> DiscoveryOptions {
+    DiscoveryOptions {
+        serverfilter: serverfilter.to_owned(),
+        computer_name: computer_name.to_owned(),
+        registry_path: path.to_owned(),
+        use_registry: true,
+        use_mdns: false,
+        mdns_wait: Duration::ZERO,
+        probe_timeout: Duration::from_millis(500),
+    }
+}
+
+fn names(servers: &[ServerInfo]) -> Vec<&str> {
+    servers.iter().map(|s| s.name.as_str()).collect()
+}
+
+fn insert_row(path: &Path, name: &str, port: u16, creation_time: f64) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS dns \
+         (name TEXT, address TEXT, port INTEGER, creation_time FLOAT, URI TEXT)",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO dns VALUES (?1, '127.0.0.1', ?2, ?3, '')",
+        rusqlite::params![name, port, creation_time],
+    )
+    .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// The local registry
+
+#[test]
+fn registered_servers_are_found_with_their_address() {
+    let (_dir, path) = temp_registry();
+    let (a, b) = (LiveServer::new(), LiveServer::new());
+    let _ea = registry::register(
+        &path,
+        "PYMEDataServer [lab]:pc1 - PID:1",
+        "127.0.0.1",
+        a.port(),
+    )
+    .unwrap();
+    let _eb = registry::register(
+        &path,
+        "PYMEDataServer [lab]:pc2 - PID:2",
+        "127.0.0.1",
+        b.port(),
+    )
+    .unwrap();
+
+    let servers = discovery::find_servers(&registry_only(&path, "lab", "elsewhere")).unwrap();
+
+    assert_eq!(
+        names(&servers),
+        [
+            "PYMEDataServer [lab]:pc1 - PID:1",
+            "PYMEDataServer [lab]:pc2 - PID:2"
+        ]
+    );
+    assert_eq!(servers[0].host_port(), format!("127.0.0.1:{}", a.port()));
+    assert_eq!(servers[1].host_port(), format!("127.0.0.1:{}", b.port()));
+}
+
+#[test]
+fn rows_whose_port_is_dead_are_dropped() {
+    let (_dir, path) = temp_registry();
+    let alive = LiveServer::new();
+    let _live =
+        registry::register(&path, "PYMEDataServer [lab]:up", "127.0.0.1", alive.port()).unwrap();
+    let _stale =
+        registry::register(&path, "PYMEDataServer [lab]:gone", "127.0.0.1", dead_port()).unwrap();
+
+    let servers = discovery::find_servers(&registry_only(&path, "lab", "pc")).unwrap();
+
+    assert_eq!(names(&servers), ["PYMEDataServer [lab]:up"]);
+}
+
+#[test]
+fn only_dead_servers_is_no_servers_and_says_so() {
+    let (_dir, path) = temp_registry();
+    let _stale =
+        registry::register(&path, "PYMEDataServer [lab]:gone", "127.0.0.1", dead_port()).unwrap();
+
+    let error = discovery::find_servers(&registry_only(&path, "lab", "pc")).unwrap_err();
+
+    let DiscoveryError::NoServers { looked, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert!(
+        looked.contains("none accepted a TCP connection"),
+        "{looked}"
+    );
+}
+
+#[test]
+fn the_newest_row_of_a_name_wins() {
+    let (_dir, path) = temp_registry();
+    let (old, new) = (LiveServer::new(), LiveServer::new());
+    insert_row(&path, "PYMEDataServer [lab]:pc", old.port(), 1000.0);
+    insert_row(&path, "PYMEDataServer [lab]:pc", new.port(), 2000.0);
+    insert_row(&path, "PYMEDataServer [lab]:pc", old.port(), 1500.0);
+
+    let servers = discovery::find_servers(&registry_only(&path, "lab", "pc")).unwrap();
+
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].port, new.port());
+}
+
+#[test]
+fn the_filter_is_a_substring_of_the_name() {
+    let (_dir, path) = temp_registry();
+    let live = LiveServer::new();
+    for name in [
+        "PYMEDataServer [labA]:pc1 - PID:1",
+        "PYMEDataServer [labB]:pc2 - PID:2",
+        "PYMEDataServer [labA2]:pc3 - PID:3",
+    ] {
+        insert_row(&path, name, live.port(), 1.0);
+    }
+    let find = |filter: &str| {
+        discovery::find_servers(&registry_only(&path, filter, "none"))
+            .map(|servers| servers.len())
+            .unwrap_or(0)
+    };
+
+    assert_eq!(find("labA"), 2, "labA is also a substring of [labA2]");
+    assert_eq!(find("[labA]"), 1);
+    assert_eq!(find("labB"), 1);
+    assert_eq!(find("lab"), 3);
+    assert_eq!(find(""), 3, "an empty filter keeps every server");
+    assert_eq!(find("labC"), 0);
+}
+
+#[test]
+fn this_computers_servers_come_first() {
+    let (_dir, path) = temp_registry();
+    let live = LiveServer::new();
+    for name in [
+        "PYMEDataServer [lab]:scope1 - PID:1",
+        "PYMEDataServer [lab]:scope3 - PID:3",
+        "PYMEDataServer [lab]:scope2 - PID:2",
+        "PYMEDataServer [lab]:scope2 - PID:9",
+    ] {
+        insert_row(&path, name, live.port(), 1.0);
+    }
+
+    let servers = discovery::find_servers(&registry_only(&path, "lab", "scope2")).unwrap();
+
+    assert_eq!(
+        names(&servers),
+        [
+            "PYMEDataServer [lab]:scope2 - PID:2",
+            "PYMEDataServer [lab]:scope2 - PID:9",
+            "PYMEDataServer [lab]:scope1 - PID:1",
+            "PYMEDataServer [lab]:scope3 - PID:3",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_registry_means_no_servers() {
+    let (_dir, path) = temp_registry();
+
+    assert_eq!(registry::read(&path), Ok(vec![]));
+    let error = discovery::find_servers(&registry_only(&path, "lab", "pc")).unwrap_err();
+
+    let message = error.to_string();
+    assert!(matches!(error, DiscoveryError::NoServers { .. }));
+    assert!(message.contains("\"lab\""), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(!path.exists(), "reading must not create the registry");
+}
+
+#[test]
+fn a_locked_registry_is_an_error_after_the_busy_timeout_not_a_hang() {
+    let (_dir, path) = temp_registry();
+    let live = LiveServer::new();
+    insert_row(&path, "PYMEDataServer [lab]:pc", live.port(), 1.0);
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let start = Instant::now();
+    let read = registry::read(&path);
+    let found = discovery::find_servers(&registry_only(&path, "lab", "pc"));
+    let elapsed = start.elapsed();
+
+    assert!(
+        matches!(read, Err(DiscoveryError::Registry { .. })),
+        "{read:?}"
+    );
+    let Err(DiscoveryError::NoServers { looked, .. }) = found else {
+        panic!("{found:?}");
+    };
+    assert!(looked.contains("unreadable"), "{looked}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(registry::read(&path).unwrap().len(), 1);
+}
+
+#[test]
+fn a_corrupt_registry_is_an_error() {
+    let (_dir, path) = temp_registry();
+    std::fs::write(&path, vec![0x5a; 4096]).unwrap();
+
+    assert!(matches!(
+        registry::read(&path),
+        Err(DiscoveryError::Registry { .. })
+    ));
+    assert!(matches!(
+        discovery::find_servers(&registry_only(&path, "", "pc")),
+        Err(DiscoveryError::NoServers { .. })
+    ));
+}
+
+#[test]
+fn a_registry_entry_removes_its_rows_when_dropped() {
+    let (_dir, path) = temp_registry();
+    let live = LiveServer::new();
+    let kept = registry::register(&path, "kept", "127.0.0.1", live.port()).unwrap();
+    let entry = registry::register(&path, "dropped", "127.0.0.1", live.port()).unwrap();
+    insert_row(&path, "dropped", live.port(), 1.0); // an older row of the same name
+    assert_eq!(registry::read(&path).unwrap().len(), 2);
+
+    drop(entry);
+
+    let left = registry::read(&path).unwrap();
+    assert_eq!(names(&left), ["kept"]);
+    kept.remove().unwrap();
+    assert_eq!(registry::read(&path).unwrap(), vec![]);
+}
+
+#[test]
+fn rows_are_written_as_pyme_writes_them() {
+    let (_dir, path) = temp_registry();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let _entry =
+        registry::register(&path, "PYMEDataServer [x]:pc - PID:7", "127.0.0.1", 4242).unwrap();
+
+    let conn = Connection::open(&path).unwrap();
+    let columns: Vec<(String, String)> = conn
+        .prepare("SELECT name, type FROM pragma_table_info('dns') ORDER BY cid")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected = [
+        ("name", "TEXT"),
+        ("address", "TEXT"),
+        ("port", "INTEGER"),
+        ("creation_time", "FLOAT"),
+        ("URI", "TEXT"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(columns, expected);
+    let (address, port, time, uri): (String, i64, f64, String) = conn
+        .query_row(
+            "SELECT address, port, creation_time, URI FROM dns",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (address.as_str(), port, uri.as_str()),
+        ("127.0.0.1", 4242, "")
+    );
+    assert!(time >= before - 1.0 && time < before + 60.0, "{time}");
+}
+
+#[test]
+fn local_advertisements_are_unique_per_process_and_withdrawn() {
+    let (_dir, path) = temp_registry();
+    let (a, b) = (LiveServer::new(), LiveServer::new());
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let first = Advertisement::start(Advertise::Local, "lab", "pc", any, a.port(), &path).unwrap();
+    let second = Advertisement::start(Advertise::Local, "lab", "pc", any, b.port(), &path).unwrap();
+    let pid = std::process::id();
+
+    assert_eq!(first.name(), format!("PYMEDataServer [lab]:pc - PID:{pid}"));
+    assert_eq!(second.name(), format!("{} #2", first.name()));
+    let servers = discovery::find_servers(&registry_only(&path, "lab", "pc")).unwrap();
+    assert_eq!(servers.len(), 2);
+    assert!(servers.iter().all(|s| s.address == "127.0.0.1"));
+
+    drop(first);
+    drop(second);
+    assert_eq!(registry::read(&path).unwrap(), vec![]);
+}
+
+#[test]
+fn advertising_nowhere_writes_nothing() {
+    let (_dir, path) = temp_registry();
+    let ad = Advertisement::start(
+        Advertise::None,
+        "lab",
+        "pc",
+        Ipv4Addr::LOCALHOST.into(),
+        1,
+        &path,
+    )
+    .unwrap();
+    assert!(!ad.is_advertised());
+    assert!(!path.exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// The `discover` command
+
+#[derive(Parser)]
+struct DiscoverCli {
+    #[command(flatten)]
+    args: discover::DiscoverArgs,
+}
+
+#[test]
+fn discover_reads_its_options_and_prints_name_tab_host_port() {
+    let (_dir, path) = temp_registry();
+    let live = LiveServer::new();
+    let _entry =
+        registry::register(&path, "PYMEDataServer [cli]:pc", "127.0.0.1", live.port()).unwrap();
+    let registry_arg = path.to_str().unwrap();
+    let cli = DiscoverCli::parse_from([
+        "discover",
+        "--serverfilter",
+        "cli",
+        "--wait-ms",
+        "250",
+        "--registry",
+        registry_arg,
+        "--no-mdns",
+    ]);
+    let options = cli.args.options();
+    assert_eq!(options.serverfilter, "cli");
+    assert_eq!(options.mdns_wait, Duration::from_millis(250));
+    assert!(options.use_registry && !options.use_mdns);
+
+    let servers = discovery::find_servers(&options).unwrap();
+    assert_eq!(
+        discover::line(&servers[0]),
+        format!("PYMEDataServer [cli]:pc\t127.0.0.1:{}", live.port())
+    );
+    assert_eq!(discover::run(cli.args).unwrap(), ExitCode::SUCCESS);
+
+    let nothing = DiscoverCli::parse_from(["discover", "--no-mdns", "--no-registry"]);
+    let error = discover::run(nothing.args).unwrap_err().to_string();
+    assert!(error.contains("no PYME data server found"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------
+// mDNS, inside network namespaces
+
+/// A network namespace with only `lo`, up and multicast-capable; deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Makes the namespace, or says why it cannot.
+    fn create(tag: &str) -> Result<Netns, String> {
+        let name = format!("pyme-disc-{}-{tag}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        let netns = Netns { name };
+        netns.exec_ip(&["link", "set", "lo", "up"])?;
+        netns.exec_ip(&["link", "set", "lo", "multicast", "on"])?;
+        Ok(netns)
+    }
+
+    fn exec_ip(&self, args: &[&str]) -> Result<(), String> {
+        let mut full = vec!["netns", "exec", &self.name, "ip"];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "delete", &self.name]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Runs the ignored test `name` of this binary inside a fresh namespace and asserts it
+/// passed; skips (passes, saying why) when no namespace can be made.
+fn run_in_netns(name: &str) {
+    let netns = match Netns::create(&name[name.len().saturating_sub(12)..]) {
+        Ok(netns) => netns,
+        Err(reason) => {
+            println!("skipped {name}: no network namespace for mDNS ({reason})");
+            return;
+        }
+    };
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new("ip")
+        .args(["netns", "exec", &netns.name])
+        .arg(exe)
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PYME_IN_NETNS", "1")
+        .output()
+        .expect("run the test binary in the namespace");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}{stderr}");
+    assert!(output.status.success(), "{name} failed in the namespace");
+    assert!(stdout.contains("1 passed"), "{name} did not run: {stdout}");
+}
+
+/// Whether this process may send multicast: only inside a namespace made by
+/// [`run_in_netns`], where `lo` is the only interface.
+fn in_test_netns() -> bool {
+    if std::env::var("PYME_IN_NETNS").as_deref() != Ok("1") {
+        println!("skipped: mDNS bodies run only inside their test network namespace");
+        return false;
+    }
+    let interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "refusing to send multicast: not in a test namespace"
+    );
+    true
+}
+
+fn mdns_only(serverfilter: &str, wait_ms: u64) -> DiscoveryOptions {
+    DiscoveryOptions {
+        serverfilter: serverfilter.to_owned(),
+        computer_name: "nowhere".to_owned(),
+        registry_path: PathBuf::from("/nonexistent/_pyme-http.sqlite"),
+        use_registry: false,
+        use_mdns: true,
+        mdns_wait: Duration::from_millis(wait_ms),
+        probe_timeout: Duration::from_millis(500),
+    }
+}
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[test]
+fn mdns_advertisement_is_found() {
+    run_in_netns("netns_advertisement_is_found");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace made by mdns_advertisement_is_found"]
+fn netns_advertisement_is_found() {
+    if !in_test_netns() {
+        return;
+    }
+    let (_dir, path) = temp_registry();
+    let (a, b, shadowed) = (LiveServer::new(), LiveServer::new(), LiveServer::new());
+    let explicit =
+        Advertisement::start(Advertise::Mdns, "found", "pcA", LOOPBACK, a.port(), &path).unwrap();
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let auto = Advertisement::start(Advertise::Both, "found", "pcA", any, b.port(), &path).unwrap();
+    // The same name in the registry with another port: mDNS wins.
+    let _old = registry::register(&path, explicit.name(), "127.0.0.1", shadowed.port()).unwrap();
+
+    let options = DiscoveryOptions {
+        use_registry: true,
+        registry_path: path.clone(),
+        ..mdns_only("found", 1500)
+    };
+    let servers = discovery::find_servers(&options).unwrap();
+
+    let expected = vec![
+        ServerInfo {
+            name: explicit.name().to_owned(),
+            address: "127.0.0.1".to_owned(),
+            port: a.port(),
+        },
+        ServerInfo {
+            name: auto.name().to_owned(),
+            address: "127.0.0.1".to_owned(),
+            port: b.port(),
+        },
+    ];
+    assert_eq!(servers, expected);
+}
+
+#[test]
+fn mdns_clusters_are_kept_apart_by_their_filters() {
+    run_in_netns("netns_clusters_are_kept_apart");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace made by mdns_clusters_are_kept_apart_by_their_filters"]
+fn netns_clusters_are_kept_apart() {
+    if !in_test_netns() {
+        return;
+    }
+    let (a, b) = (LiveServer::new(), LiveServer::new());
+    let name_a = discovery::instance_name("clusterA", "pc", 1);
+    let name_b = discovery::instance_name("clusterB", "pc", 2);
+    let _ad_a = MdnsAdvertisement::start(&name_a, LOOPBACK, a.port()).unwrap();
+    let _ad_b = MdnsAdvertisement::start(&name_b, LOOPBACK, b.port()).unwrap();
+
+    let cluster_a = discovery::find_servers(&mdns_only("clusterA", 1200)).unwrap();
+    let everything = mdns::browse(Duration::from_millis(1200)).unwrap();
+
+    assert_eq!(names(&cluster_a), [name_a.as_str()]);
+    assert_eq!(cluster_a[0].port, a.port());
+    assert_eq!(names(&everything), [name_a.as_str(), name_b.as_str()]);
+}
+
+#[test]
+fn mdns_goodbye_withdraws_an_advertisement() {
+    run_in_netns("netns_goodbye_withdraws");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace made by mdns_goodbye_withdraws_an_advertisement"]
+fn netns_goodbye_withdraws() {
+    if !in_test_netns() {
+        return;
+    }
+    let live = LiveServer::new();
+    let name = discovery::instance_name("bye", "pc", 3);
+    let ad = MdnsAdvertisement::start(&name, LOOPBACK, live.port()).unwrap();
+    assert_eq!(
+        names(&mdns::browse(Duration::from_millis(1000)).unwrap()),
+        [name.as_str()]
+    );
+
+    // A browse that hears the service, then its goodbye, leaves it out.
+    let browsing = std::thread::Builder::new()
+        .name("browse".into())
+        .spawn(|| mdns::browse(Duration::from_millis(2500)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    drop(ad);
+    let during = browsing.join().unwrap().unwrap();
+    let after = mdns::browse(Duration::from_millis(800)).unwrap();
+
+    assert_eq!(during, vec![], "the goodbye was not heard");
+    assert_eq!(after, vec![]);
+    // The port still accepts connections: only the goodbye removed it.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", live.port())).is_ok());
+}
