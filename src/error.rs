@@ -52,6 +52,9 @@ pub enum Error {
     /// The connection failed while the file was queued or waiting for its answer.
     #[error("connection to {server} failed before the answer: {detail}")]
     ConnectionLost { server: String, detail: String },
+    /// No server of the cluster could be found.
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
     /// No server was live until `close`: the file waits in the spill folder,
     /// for a later streamer given the same folder.
     #[error("not delivered: kept in the spill folder at {path}")]

@@ -25,6 +25,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Stream local files and folders to the cluster.
     Put(cli::put::PutArgs),
+    /// List the live data servers of a cluster (name<TAB>host:port).
+    Discover(cli::discover::DiscoverArgs),
     /// Zero configuration: three local servers, a simulated acquisition, every file checked.
     Demo(cli::demo::DemoArgs),
 }
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::Put(args) => cli::put::run(args),
         Command::Demo(args) => cli::demo::run(args),
+        Command::Discover(args) => cli::discover::run(args),
     };
     match result {
         Ok(code) => code,

@@ -37,6 +37,7 @@ pub struct StreamerOptions {
     pub(crate) spread_when_full: bool,
     pub(crate) reconnect_backoff: (Duration, Duration),
     pub(crate) spill_dir: Option<std::path::PathBuf>,
+    pub(crate) discovery: Option<crate::discovery::DiscoveryOptions>,
 }
 
 impl Default for StreamerOptions {
@@ -56,6 +57,7 @@ impl Default for StreamerOptions {
             spread_when_full: false,
             reconnect_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
             spill_dir: None,
+            discovery: None,
         }
     }
 }
@@ -171,5 +173,27 @@ impl StreamerOptions {
     pub fn spill_dir(mut self, folder: impl Into<std::path::PathBuf>) -> Self {
         self.spill_dir = Some(folder.into());
         self
+    }
+
+    /// Find the servers of the cluster named `serverfilter` (PYME's way: every
+    /// data server whose advertised name contains it, found over mDNS and the
+    /// local registry, this computer's first) when the streamer is built, in
+    /// addition to any servers given. See [`crate::discovery`].
+    pub fn serverfilter(self, serverfilter: &str) -> Self {
+        self.discovery(crate::discovery::DiscoveryOptions::for_cluster(
+            serverfilter,
+        ))
+    }
+
+    /// Like [`StreamerOptions::serverfilter`], with every discovery setting
+    /// (mDNS wait, registry path, sources).
+    pub fn discovery(mut self, options: crate::discovery::DiscoveryOptions) -> Self {
+        self.discovery = Some(options);
+        self
+    }
+
+    /// The discovery settings, if servers are to be found by serverfilter.
+    pub fn discovery_options_mut(&mut self) -> Option<&mut crate::discovery::DiscoveryOptions> {
+        self.discovery.as_mut()
     }
 }

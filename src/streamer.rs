@@ -255,7 +255,13 @@ pub struct Streamer {
 impl Streamer {
     /// Connects to every server of `options`. A server that cannot be reached is
     /// an error naming it (and the connections already made are closed).
-    pub fn new(options: StreamerOptions) -> Result<Streamer, Error> {
+    pub fn new(mut options: StreamerOptions) -> Result<Streamer, Error> {
+        if let Some(discovery) = &options.discovery {
+            let found = crate::discovery::find_servers(discovery)?;
+            options
+                .servers
+                .extend(found.iter().map(|server| server.host_port()));
+        }
         if options.servers.is_empty() {
             return Err(Error::NoServers);
         }

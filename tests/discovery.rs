@@ -619,3 +619,206 @@ fn netns_goodbye_withdraws() {
     // The port still accepts connections: only the goodbye removed it.
     assert!(std::net::TcpStream::connect(("127.0.0.1", live.port())).is_ok());
 }
+
+// ---------------------------------------------------------------------------------------
+// The command line: `serve` advertises, `discover` finds, `bench --serverfilter` streams.
+
+/// `pyme-stream serve` for one cluster; killed on drop.
+struct ServeChild {
+    child: std::process::Child,
+    address: String,
+}
+
+impl ServeChild {
+    fn start(root: &Path, serverfilter: &str, advertise: &str, registry: &Path) -> ServeChild {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+            .args(["serve", "--port", "0", "--serverfilter", serverfilter])
+            .args(["--advertise", advertise, "--registry"])
+            .arg(registry)
+            .arg("--root")
+            .arg(root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect(&line)
+            .to_owned();
+        ServeChild { child, address }
+    }
+
+    /// SIGTERM: a clean stop that withdraws the advertisement.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pyme_stream(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Streams 30 index-pattern files to cluster `serverfilter` and checks that
+/// they all landed on the roots of that cluster and nowhere else.
+fn bench_by_name(serverfilter: &str, extra: &[&str], ours: &[&Path], others: &[&Path]) {
+    let mut args = vec!["bench", "--serverfilter", serverfilter, "--count", "30"];
+    args.extend_from_slice(&[
+        "--size",
+        "100",
+        "--pattern",
+        "index",
+        "--prefix",
+        "byname",
+        "--json",
+    ]);
+    args.extend_from_slice(extra);
+    let output = pyme_stream(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let count = |roots: &[&Path]| -> usize {
+        (0..30)
+            .filter(|i| {
+                roots
+                    .iter()
+                    .any(|r| r.join(format!("byname/frame{i:05}.pzf")).exists())
+            })
+            .count()
+    };
+    assert_eq!(count(ours), 30);
+    assert_eq!(count(others), 0);
+}
+
+#[test]
+fn serve_registers_locally_and_bench_streams_by_serverfilter() {
+    let (_dir, registry) = temp_registry();
+    let roots: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let registry_arg = registry.to_str().unwrap();
+    let a1 = ServeChild::start(roots[0].path(), "clusterA", "local", &registry);
+    let _a2 = ServeChild::start(roots[1].path(), "clusterA", "local", &registry);
+    let _b = ServeChild::start(roots[2].path(), "clusterB", "local", &registry);
+
+    let output = pyme_stream(&[
+        "discover",
+        "--serverfilter",
+        "clusterA",
+        "--no-mdns",
+        "--registry",
+        registry_arg,
+    ]);
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.contains(&a1.address), "{listed}");
+
+    bench_by_name(
+        "clusterA",
+        &["--no-mdns", "--registry", registry_arg],
+        &[roots[0].path(), roots[1].path()],
+        &[roots[2].path()],
+    );
+    a1.stop();
+    let output = pyme_stream(&[
+        "discover",
+        "--serverfilter",
+        "clusterA",
+        "--no-mdns",
+        "--registry",
+        registry_arg,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
+    let output = pyme_stream(&[
+        "discover",
+        "--serverfilter",
+        "nosuch",
+        "--no-mdns",
+        "--registry",
+        registry_arg,
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nosuch"));
+}
+
+#[test]
+fn mdns_serve_is_found_by_discover_and_used_by_bench() {
+    run_in_netns("netns_cli_serve_discover_bench");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace made by mdns_serve_is_found_by_discover_and_used_by_bench"]
+fn netns_cli_serve_discover_bench() {
+    if !in_test_netns() {
+        return;
+    }
+    // No registry anywhere: only mDNS can find them.
+    let (_dir, registry) = temp_registry();
+    let roots: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = ServeChild::start(roots[0].path(), "mdnsA", "mdns", &registry);
+    let _b = ServeChild::start(roots[1].path(), "mdnsB", "mdns", &registry);
+    let output = pyme_stream(&[
+        "discover",
+        "--serverfilter",
+        "mdnsA",
+        "--no-registry",
+        "--wait-ms",
+        "1500",
+    ]);
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{listed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains(&a.address) && listed.contains("[mdnsA]"),
+        "{listed}"
+    );
+    let missing = registry.with_file_name("none.sqlite");
+    bench_by_name(
+        "mdnsA",
+        &[
+            "--registry",
+            missing.to_str().unwrap(),
+            "--discovery-wait-ms",
+            "1500",
+        ],
+        &[roots[0].path()],
+        &[roots[1].path()],
+    );
+    // A server that leaves is dropped.
+    a.stop();
+    let output = pyme_stream(&[
+        "discover",
+        "--serverfilter",
+        "mdnsA",
+        "--no-registry",
+        "--wait-ms",
+        "1500",
+    ]);
+    assert!(
+        !output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}

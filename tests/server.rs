@@ -498,12 +498,23 @@ fn shutdown_closes_open_connections_and_returns() {
 
 #[cfg(unix)]
 #[test]
-fn the_serve_command_runs_and_stops_on_sigterm() {
+fn the_serve_command_runs_advertises_and_stops_on_sigterm() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
+    let registry = tempfile::tempdir().unwrap();
+    let registry = registry.path().join("_pyme-http.sqlite");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
-        .args(["serve", "--port", "0", "--root"])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--serverfilter",
+            "sigtermtest",
+            "--root",
+        ])
         .arg(dir.path())
+        .arg("--registry")
+        .arg(&registry)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -531,6 +542,15 @@ fn the_serve_command_runs_and_stops_on_sigterm() {
         b"hi"
     );
 
+    // Advertised in the local registry under PYME's instance name while it runs.
+    let found = pyme_streaming::discovery::registry::read(&registry).unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|server| server.name.contains("[sigtermtest]") && server.host_port() == addr),
+        "{found:?}"
+    );
+
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -539,6 +559,9 @@ fn the_serve_command_runs_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(client.is_closed());
+    // Withdrawn on a clean shutdown.
+    let found = pyme_streaming::discovery::registry::read(&registry).unwrap();
+    assert!(found.is_empty(), "{found:?}");
 }
 
 #[test]

@@ -91,6 +91,7 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         }
         bar.set_position(tally.done.load(std::sync::atomic::Ordering::Relaxed));
     }
+    let servers: Vec<String> = streamer.servers().map(str::to_owned).collect();
     let stats = streamer.close();
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
@@ -146,7 +147,7 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
             "cpu_seconds": cpu_seconds,
             "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
             "peak_rss_bytes": peak_rss_bytes(),
-            "servers": args.stream.servers,
+            "servers": servers,
             "size": args.size,
         });
         println!("{report}");

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod discover;
 pub mod put;
 pub mod serve;
 
@@ -18,8 +19,21 @@ pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 #[derive(clap::Args, Debug, Clone)]
 pub struct StreamArgs {
     /// Servers, comma separated: HOST:PORT[,HOST:PORT...]
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "serverfilter")]
     pub servers: Vec<String>,
+    /// Find the servers of this cluster by name (mDNS and the local registry)
+    /// instead of listing them.
+    #[arg(long, value_name = "NAME")]
+    pub serverfilter: Option<String>,
+    /// With --serverfilter: how long to listen for mDNS answers, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub discovery_wait_ms: u64,
+    /// With --serverfilter: the local registry file [default: <temp dir>/_pyme-http.sqlite]
+    #[arg(long)]
+    pub registry: Option<std::path::PathBuf>,
+    /// With --serverfilter: do not browse mDNS (no multicast; registry only).
+    #[arg(long)]
+    pub no_mdns: bool,
     /// round-robin, random, hash or fixed:N
     #[arg(long, default_value = "round-robin")]
     pub distribution: BuiltinDistribution,
@@ -74,8 +88,21 @@ impl StreamArgs {
             })
             .failover(!self.no_failover)
             .max_retries(self.retries);
-        match &self.spill_dir {
+        let options = match &self.spill_dir {
             Some(folder) => options.spill_dir(folder),
+            None => options,
+        };
+        match &self.serverfilter {
+            Some(serverfilter) => {
+                let mut discovery =
+                    pyme_streaming::discovery::DiscoveryOptions::for_cluster(serverfilter);
+                discovery.mdns_wait = Duration::from_millis(self.discovery_wait_ms);
+                discovery.use_mdns = !self.no_mdns;
+                if let Some(registry) = &self.registry {
+                    discovery.registry_path = registry.clone();
+                }
+                options.discovery(discovery)
+            }
             None => options,
         }
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use pyme_streaming::discovery::{self, Advertise, Advertisement};
 use pyme_streaming::server::{DataServer, ServerConfig};
 
 /// Options of `serve`.
@@ -34,17 +35,29 @@ pub struct ServeArgs {
     /// Drop a client silent this long in the middle of a request.
     #[arg(long)]
     pub read_timeout_ms: Option<u64>,
+    /// Where to advertise the server so clients find it by its serverfilter:
+    /// none, local (the registry file, for this computer), mdns (multicast on
+    /// the network: bind a non-loopback address), or both.
+    #[arg(long, default_value = "local")]
+    pub advertise: Advertise,
+    /// The local registry file [default: <temp dir>/_pyme-http.sqlite]
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts it down cleanly.
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let defaults = ServerConfig::default();
+    let serverfilter = args
+        .serverfilter
+        .clone()
+        .unwrap_or_else(discovery::computer_name);
     let config = ServerConfig {
         root: args.root.unwrap_or(defaults.root),
         bind: args.bind,
         port: args.port,
         discard: args.discard,
-        serverfilter: args.serverfilter.unwrap_or_else(computer_name),
+        serverfilter: serverfilter.clone(),
         max_header_bytes: defaults.max_header_bytes,
         max_body_bytes: args.max_body_bytes.unwrap_or(defaults.max_body_bytes),
         read_timeout: args
@@ -59,6 +72,23 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     let server = DataServer::start(config)?;
     let addr = server.local_addr();
+    let registry = args
+        .registry
+        .unwrap_or_else(discovery::registry::default_path);
+    let advertisement = match Advertisement::start(
+        args.advertise,
+        &serverfilter,
+        &discovery::computer_name(),
+        addr.ip(),
+        addr.port(),
+        &registry,
+    ) {
+        Ok(advertisement) => advertisement,
+        Err(error) => {
+            server.shutdown();
+            return Err(error.into());
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {}:{}", addr.ip(), addr.port())?;
     stdout.flush()?;
@@ -66,33 +96,8 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     // Any signal, or the handler gone, means stop.
     let _ = stop_rx.recv();
+    // Withdrawn before the port closes, so no client finds a dead server.
+    drop(advertisement);
     server.shutdown();
     Ok(())
-}
-
-/// This computer's name as PYME uses it: `PYME_COMPUTERNAME`, else the host name up to
-/// the first dot.
-fn computer_name() -> String {
-    if let Ok(name) = std::env::var("PYME_COMPUTERNAME") {
-        return name;
-    }
-    let host = host_name().unwrap_or_default();
-    host.split('.').next().unwrap_or_default().to_owned()
-}
-
-#[cfg(unix)]
-fn host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
-}
-
-#[cfg(not(unix))]
-fn host_name() -> Option<String> {
-    std::env::var("COMPUTERNAME").ok()
 }

@@ -89,7 +89,14 @@ impl ServeProcess {
     pub fn start(root: &Path, port: u16, extra: &[&str]) -> ServeProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
-            .args(["serve", "--port", &port.to_string(), "--root"])
+            .args([
+                "serve",
+                "--advertise",
+                "none",
+                "--port",
+                &port.to_string(),
+                "--root",
+            ])
             .arg(root)
             .args(extra)
             .stdout(std::process::Stdio::piped())
