@@ -1,0 +1,517 @@
+//! One client connection of the data server: the request loop that reads pipelined
+//! requests and answers each, in order, on the same connection.
+//!
+//! Input is read in large chunks into one buffer, so that many small pipelined requests
+//! cost one read between them; answers are gathered in an output buffer that is sent
+//! only when no further complete request is waiting (or before any read that could
+//! block), so a burst of requests gets a burst of answers in few writes.
+//!
+//! The only server module that reads or writes a client socket.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use flate2::write::MultiGzDecoder;
+
+use super::request::{parse_request_head, Method, RequestHead};
+use super::response::{self, write_error, write_full, write_head};
+use super::status::status_json;
+use super::storage::{resolve, RequestPath, Stored};
+use super::Shared;
+
+/// Room for body bytes beyond the longest head: big bodies are moved this much per read.
+const BODY_CHUNK: usize = 256 * 1024;
+/// Answers are sent once this much has gathered, even if more requests wait.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Files up to this size are copied into the output buffer; larger ones are streamed.
+const INLINE_FILE_BYTES: u64 = 64 * 1024;
+
+/// Why the request loop stops. Either way the connection is closed.
+enum End {
+    /// The client closed, went silent, or the socket failed.
+    Gone,
+    /// The connection must close after the answers already written (refused request,
+    /// `Connection: close`).
+    Close,
+}
+
+impl From<io::Error> for End {
+    fn from(_: io::Error) -> End {
+        End::Gone
+    }
+}
+
+/// Whether the connection stays open after an answer.
+type Next = Result<(), End>;
+
+/// Serves one connection until the client leaves, a request asks to close, a request is
+/// refused, or the server shuts the socket down.
+pub(crate) fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let write_timeout = nonzero(shared.config.read_timeout);
+    let _ = stream.set_write_timeout(write_timeout);
+    let mut connection = Connection {
+        input: vec![0; shared.config.max_header_bytes + BODY_CHUNK].into_boxed_slice(),
+        start: 0,
+        end: 0,
+        output: Vec::with_capacity(OUTPUT_HIGH_WATER),
+        stream,
+        shared,
+        timeout_set: false,
+    };
+    if let Err(End::Close) = connection.request_loop() {
+        if connection.send_output().is_ok() {
+            connection.linger();
+        }
+    }
+}
+
+fn nonzero(timeout: Duration) -> Option<Duration> {
+    (!timeout.is_zero()).then_some(timeout)
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    shared: &'a Shared,
+    /// Bytes read but not yet used are `input[start..end]`.
+    input: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Answers not yet sent.
+    output: Vec<u8>,
+    /// Whether the socket's read timeout is on (it is on only inside a request).
+    timeout_set: bool,
+}
+
+impl Connection<'_> {
+    fn request_loop(&mut self) -> Next {
+        let max_head = self.shared.config.max_header_bytes;
+        loop {
+            match parse_request_head(&self.input[self.start..self.end], max_head) {
+                Ok(Some((head, len))) => {
+                    self.start += len;
+                    self.handle(head)?;
+                    if self.output.len() >= OUTPUT_HIGH_WATER {
+                        self.send_output()?;
+                    }
+                }
+                Ok(None) => {
+                    let between_requests = self.start == self.end;
+                    if !self.read_more(between_requests)? {
+                        return Err(End::Gone);
+                    }
+                }
+                Err(e) => {
+                    let detail = match e.status_code() {
+                        431 => "The request head is too long.",
+                        _ => "The request head is malformed.",
+                    };
+                    write_error(&mut self.output, e.status_code(), detail, true);
+                    return Err(End::Close);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, head: RequestHead) -> Next {
+        if head.transfer_encoding {
+            // Chunked bodies are not decoded; PYME clients always send Content-Length.
+            return self.refuse(411, "Send the body with a Content-Length.");
+        }
+        let body_len = head.content_length.unwrap_or(0);
+        if body_len > self.shared.config.max_body_bytes {
+            return self.refuse(413, "The body is too large.");
+        }
+        let Ok(path) = resolve(&head.target) else {
+            return self.refuse(400, "The path is not allowed.");
+        };
+        match head.method {
+            Method::Put if head.content_length.is_none() => {
+                self.refuse(411, "A PUT needs a Content-Length.")
+            }
+            Method::Put => {
+                if head.expect_continue {
+                    self.output.extend_from_slice(response::CONTINUE);
+                }
+                self.put(&head, path, body_len)?;
+                self.close_if_asked(&head)
+            }
+            Method::Get | Method::Head => {
+                self.skip_body(body_len)?;
+                self.get(&head, path)?;
+                self.close_if_asked(&head)
+            }
+            Method::Other => self.refuse(405, "Only GET, HEAD and PUT are served."),
+        }
+    }
+
+    /// Answers an error and ends the connection (the body, if any, is not read).
+    fn refuse(&mut self, code: u16, detail: &str) -> Next {
+        write_error(&mut self.output, code, detail, true);
+        Err(End::Close)
+    }
+
+    fn close_if_asked(&self, head: &RequestHead) -> Next {
+        if head.close {
+            Err(End::Close)
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- PUT -------------------------------------------------------------------
+
+    fn put(&mut self, head: &RequestHead, path: RequestPath, body_len: u64) -> Next {
+        if self.shared.config.discard {
+            self.skip_body(body_len)?;
+            self.output.extend_from_slice(response::OK_EMPTY);
+            return Ok(());
+        }
+        match path {
+            RequestPath::Plain {
+                relative,
+                folder: false,
+            } => self.put_file(head, &relative, body_len),
+            RequestPath::Plain {
+                relative,
+                folder: true,
+            } => {
+                self.skip_body(body_len)?;
+                match self.shared.store.create_folder(&relative) {
+                    Ok(()) => self.output.extend_from_slice(response::OK_EMPTY),
+                    Err(_) => self.error(405, "A file of that name exists."),
+                }
+                Ok(())
+            }
+            RequestPath::AggregateText(relative) => self.append(head, &relative, body_len),
+            RequestPath::Unsupported => {
+                self.skip_body(body_len)?;
+                self.error(501, "HDF5 aggregation and pyramids are not supported.");
+                Ok(())
+            }
+            RequestPath::Status => {
+                self.skip_body(body_len)?;
+                self.error(405, "The status cannot be written.");
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores a new file, write-once.
+    fn put_file(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
+        let store = &self.shared.store;
+        if store.exists(relative) {
+            self.skip_body(body_len)?;
+            self.error(405, "The file exists; files are written once.");
+            return Ok(());
+        }
+        let pending = match store.begin_file(relative) {
+            Ok(pending) => pending,
+            Err(_) => {
+                self.skip_body(body_len)?;
+                self.error(500, "The file could not be created.");
+                return Ok(());
+            }
+        };
+        let mut sink = Decoding::new(pending, head.gzip);
+        let written = self.read_body(body_len, &mut sink)?;
+        let stored = written
+            .and_then(|()| sink.finish())
+            .and_then(|(pending, len)| pending.commit().map(|stored| (stored, len)));
+        match stored {
+            Ok((Stored::New, len)) => {
+                self.shared.files_stored.fetch_add(1, Ordering::Relaxed);
+                self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
+                self.output.extend_from_slice(response::OK_EMPTY);
+            }
+            Ok((Stored::AlreadyExists, _)) => {
+                self.error(405, "The file exists; files are written once.")
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::InvalidData
+                    || e.kind() == io::ErrorKind::InvalidInput =>
+            {
+                self.error(400, "The gzip body is corrupt.")
+            }
+            Err(_) => self.error(500, "The file could not be written."),
+        }
+        Ok(())
+    }
+
+    /// Appends the body to a file (`__aggregate_txt`).
+    fn append(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
+        let mut sink = Decoding::new(Vec::new(), head.gzip);
+        let written = self.read_body(body_len, &mut sink)?;
+        match written.and_then(|()| sink.finish()) {
+            Ok((bytes, len)) => match self.shared.store.append(relative, &bytes) {
+                Ok(()) => {
+                    self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
+                    self.output.extend_from_slice(response::OK_EMPTY);
+                }
+                Err(_) => self.error(500, "The file could not be appended to."),
+            },
+            Err(_) => self.error(400, "The gzip body is corrupt."),
+        }
+        Ok(())
+    }
+
+    // ---- GET -------------------------------------------------------------------
+
+    fn get(&mut self, head: &RequestHead, path: RequestPath) -> Next {
+        let with_body = head.method == Method::Get;
+        match path {
+            RequestPath::Status => {
+                let json = status_json(self.shared);
+                self.answer(200, "application/json", json.as_bytes(), with_body);
+            }
+            RequestPath::Plain {
+                relative,
+                folder: true,
+            } => match self.shared.store.list_folder(&relative) {
+                Ok(json) => self.answer(200, "application/json", json.as_bytes(), with_body),
+                Err(_) => self.error(404, "No such folder."),
+            },
+            RequestPath::Plain {
+                relative,
+                folder: false,
+            } => return self.get_file(head, &relative, with_body),
+            RequestPath::AggregateText(_) | RequestPath::Unsupported => {
+                self.error(404, "Nothing to get here.")
+            }
+        }
+        Ok(())
+    }
+
+    fn get_file(&mut self, head: &RequestHead, relative: &Path, with_body: bool) -> Next {
+        let full = self.shared.store.full_path(relative);
+        let Ok(metadata) = std::fs::metadata(&full) else {
+            self.error(404, "No such file.");
+            return Ok(());
+        };
+        if metadata.is_dir() {
+            let path = head.target.split(['?', '#']).next().unwrap_or_default();
+            let location = format!("Location: {path}/");
+            write_head(&mut self.output, 301, None, 0, &[&location], false);
+            return Ok(());
+        }
+        let Ok(file) = File::open(&full) else {
+            self.error(404, "The file cannot be read.");
+            return Ok(());
+        };
+        let size = metadata.len();
+        let content_type = Some("application/octet-stream");
+        write_head(&mut self.output, 200, content_type, size, &[], false);
+        if with_body {
+            self.send_file(file, size)?;
+        }
+        Ok(())
+    }
+
+    /// Sends exactly `size` bytes of a file after the head already in the output.
+    fn send_file(&mut self, file: File, size: u64) -> Next {
+        let mut limited = file.take(size);
+        let copied = if size <= INLINE_FILE_BYTES {
+            limited.read_to_end(&mut self.output)? as u64
+        } else {
+            self.send_output()?;
+            // On Linux this copies file to socket inside the kernel.
+            io::copy(&mut limited, &mut self.stream)?
+        };
+        if copied != size {
+            // The file shrank under us: the answer cannot be framed any more.
+            return Err(End::Gone);
+        }
+        Ok(())
+    }
+
+    // ---- answers ---------------------------------------------------------------
+
+    fn answer(&mut self, code: u16, content_type: &str, body: &[u8], with_body: bool) {
+        if with_body {
+            write_full(&mut self.output, code, content_type, body, false);
+        } else {
+            write_head(
+                &mut self.output,
+                code,
+                Some(content_type),
+                body.len() as u64,
+                &[],
+                false,
+            );
+        }
+    }
+
+    /// An error answer after which the connection stays open.
+    fn error(&mut self, code: u16, detail: &str) {
+        write_error(&mut self.output, code, detail, false);
+    }
+
+    fn send_output(&mut self) -> io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output)?;
+            self.output.clear();
+        }
+        Ok(())
+    }
+
+    // ---- input -----------------------------------------------------------------
+
+    /// Sends pending answers, then reads more input. Between requests the read waits
+    /// for ever; inside one it gives up after the read timeout. Returns false at the
+    /// end of the stream.
+    fn read_more(&mut self, between_requests: bool) -> Result<bool, End> {
+        self.send_output()?;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.input.len() || self.start > self.input.len() / 2 {
+            self.input.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        self.set_timeout(!between_requests)?;
+        loop {
+            match self.stream.read(&mut self.input[self.end..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(End::Gone),
+            }
+        }
+    }
+
+    /// Before closing after a refused request, reads and drops what the client still
+    /// sends for a moment, so that the close is not a reset that could destroy the
+    /// answer before the client reads it. Server shutdown ends this at once.
+    fn linger(&mut self) {
+        const LINGER_READ: Duration = Duration::from_millis(200);
+        const LINGER_TOTAL: Duration = Duration::from_secs(2);
+        const LINGER_BYTES: usize = 16 << 20;
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        if self.stream.set_read_timeout(Some(LINGER_READ)).is_err() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut drained = 0;
+        while drained < LINGER_BYTES && started.elapsed() < LINGER_TOTAL {
+            match self.stream.read(&mut self.input) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+
+    fn set_timeout(&mut self, on: bool) -> io::Result<()> {
+        if on != self.timeout_set {
+            let timeout = if on {
+                nonzero(self.shared.config.read_timeout)
+            } else {
+                None
+            };
+            self.stream.set_read_timeout(timeout)?;
+            self.timeout_set = on;
+        }
+        Ok(())
+    }
+
+    /// Moves `len` body bytes into `sink`. A failing sink does not stop the reading (the
+    /// body must be consumed to find the next request); its first error is returned
+    /// inside `Ok`. A client gone mid-body is `Err`.
+    fn read_body(&mut self, len: u64, sink: &mut impl Write) -> Result<io::Result<()>, End> {
+        let mut remaining = len;
+        let mut sink_result = Ok(());
+        while remaining > 0 {
+            if self.start == self.end && !self.read_more(false)? {
+                return Err(End::Gone);
+            }
+            let take =
+                (self.end - self.start).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let chunk = &self.input[self.start..self.start + take];
+            if sink_result.is_ok() {
+                sink_result = sink.write_all(chunk);
+            }
+            self.start += take;
+            remaining -= take as u64;
+        }
+        Ok(sink_result)
+    }
+
+    fn skip_body(&mut self, len: u64) -> Next {
+        // io::sink never fails.
+        let _ = self.read_body(len, &mut io::sink())?;
+        Ok(())
+    }
+}
+
+/// A body on its way to storage, gunzipped when it was sent with `Content-Encoding: gzip`.
+/// Counts the bytes that reach the store.
+struct Decoding<W: Write> {
+    inner: DecodingInner<W>,
+}
+
+enum DecodingInner<W: Write> {
+    Plain(Counting<W>),
+    // Boxed: the decoder state is large and most bodies are not gzipped.
+    Gzip(Box<MultiGzDecoder<Counting<W>>>),
+}
+
+impl<W: Write> Decoding<W> {
+    fn new(writer: W, gzip: bool) -> Self {
+        let counting = Counting { writer, count: 0 };
+        let inner = if gzip {
+            DecodingInner::Gzip(Box::new(MultiGzDecoder::new(counting)))
+        } else {
+            DecodingInner::Plain(counting)
+        };
+        Decoding { inner }
+    }
+
+    /// Checks the end of a gzip body; returns the writer and the bytes it got.
+    fn finish(self) -> io::Result<(W, u64)> {
+        let counting = match self.inner {
+            DecodingInner::Plain(counting) => counting,
+            DecodingInner::Gzip(decoder) => decoder.finish()?,
+        };
+        Ok((counting.writer, counting.count))
+    }
+}
+
+impl<W: Write> Write for Decoding<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            DecodingInner::Plain(w) => w.write(buf),
+            DecodingInner::Gzip(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            DecodingInner::Plain(w) => w.flush(),
+            DecodingInner::Gzip(w) => w.flush(),
+        }
+    }
+}
+
+struct Counting<W: Write> {
+    writer: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.writer.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}

@@ -1,0 +1,354 @@
+//! The data server's files: turning a request path into a place under the root,
+//! write-once storage, appending, and folder listings.
+//!
+//! The only server module that touches the file system (besides reading the disk
+//! usage for `/__status`). It knows nothing of sockets or HTTP.
+//!
+//! Write-once is enforced without a lock: a body is written to a hidden temporary file
+//! in the destination folder and then hard-linked to its real name, which fails if the
+//! name exists. Of two writers racing for one name, exactly one wins; a reader never
+//! sees a half-written file under a real name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use thiserror::Error;
+
+/// Temporary files start with this; listings hide them.
+const TEMP_PREFIX: &str = ".pyme-part-";
+
+/// Tells temporary files apart within this process (the pid tells processes apart).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Why a request path was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PathError {
+    #[error("the path does not start with '/'")]
+    NotAbsolute,
+    #[error("bad percent-encoding in the path")]
+    BadEscape,
+    #[error("the path is not UTF-8 once decoded")]
+    NotUtf8,
+    #[error("the path has an empty, '.' or '..' segment, a NUL or a backslash")]
+    Forbidden,
+}
+
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestPath {
+    /// `/__status`.
+    Status,
+    /// `/__aggregate_txt/<path>`: append to `<path>`.
+    AggregateText(PathBuf),
+    /// `/__aggregate_h5r/…`, `/__aggregate_h5/…`, `/__pyramid_*/…`: not supported here.
+    Unsupported,
+    /// A file (or, with `folder`, a folder: the path ended in `/`) relative to the root.
+    Plain { relative: PathBuf, folder: bool },
+}
+
+/// Decodes a request target (`/a/b%20c?x=1`) into what it names under the root.
+///
+/// The query is ignored. The decoded path must be made of non-empty segments other
+/// than `.` and `..`, without NUL or backslash, so that it can never leave the root.
+pub fn resolve(target: &str) -> Result<RequestPath, PathError> {
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    let decoded = percent_decode(rest.as_bytes())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    let folder = decoded.is_empty() || decoded.ends_with('/');
+    let body = decoded.strip_suffix('/').unwrap_or(&decoded);
+    let segments: Vec<&str> = if body.is_empty() {
+        Vec::new()
+    } else {
+        body.split('/').collect()
+    };
+    if segments.iter().any(|s| !is_safe_segment(s)) {
+        return Err(PathError::Forbidden);
+    }
+    let relative: PathBuf = segments.iter().collect();
+    Ok(match segments.first().copied() {
+        Some("__status") if segments.len() == 1 && !folder => RequestPath::Status,
+        Some("__aggregate_txt") if segments.len() > 1 && !folder => {
+            RequestPath::AggregateText(segments[1..].iter().collect())
+        }
+        Some("__aggregate_h5r" | "__aggregate_h5") => RequestPath::Unsupported,
+        Some(first) if first.starts_with("__pyramid_") => RequestPath::Unsupported,
+        _ => RequestPath::Plain { relative, folder },
+    })
+}
+
+fn is_safe_segment(segment: &str) -> bool {
+    !segment.is_empty() && segment != "." && segment != ".." && !segment.contains(['\0', '\\'])
+}
+
+fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadEscape)?;
+            let value = u8::from_str_radix(hex, 16).map_err(|_| PathError::BadEscape)?;
+            out.push(value);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// How a write-once store ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The file is now under its name.
+    New,
+    /// The name was already taken; nothing was changed.
+    AlreadyExists,
+}
+
+/// The storage root and what is done in it.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the storage root.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        fs::create_dir_all(root)?;
+        Ok(Store {
+            root: root.canonicalize()?,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The full path of something relative to the root.
+    pub fn full_path(&self, relative: &Path) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Whether anything (file, folder, link) is under this name.
+    pub fn exists(&self, relative: &Path) -> bool {
+        fs::symlink_metadata(self.full_path(relative)).is_ok()
+    }
+
+    /// Creates a folder and its parents.
+    pub fn create_folder(&self, relative: &Path) -> io::Result<()> {
+        fs::create_dir_all(self.full_path(relative))
+    }
+
+    /// Starts storing a new file: creates the parent folders and a temporary file.
+    pub fn begin_file(&self, relative: &Path) -> io::Result<PendingFile> {
+        let destination = self.full_path(relative);
+        let parent = destination.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent)?;
+        let temp = parent.join(format!(
+            "{TEMP_PREFIX}{}-{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        Ok(PendingFile {
+            file: Some(file),
+            temp,
+            destination,
+        })
+    }
+
+    /// Appends bytes to a file (created with its parents if missing), in one write so
+    /// that appends from several connections do not interleave.
+    pub fn append(&self, relative: &Path, bytes: &[u8]) -> io::Result<()> {
+        let path = self.full_path(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)?
+            .write_all(bytes)
+    }
+
+    /// Lists a folder as the PYME JSON object `{"name": [type, size], ...}`.
+    pub fn list_folder(&self, relative: &Path) -> io::Result<String> {
+        let mut listing = serde_json::Map::new();
+        for entry in fs::read_dir(self.full_path(relative))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_temp_name(&name) {
+                continue;
+            }
+            // Follows links, as a client would; a dangling link is left out.
+            let Ok(metadata) = fs::metadata(entry.path()) else {
+                continue;
+            };
+            let (key, kind, size) = if metadata.is_dir() {
+                let path = entry.path();
+                (format!("{name}/"), folder_kind(&path), count_entries(&path))
+            } else {
+                (name, 0, metadata.len())
+            };
+            listing.insert(key, serde_json::json!([kind, size]));
+        }
+        Ok(serde_json::Value::Object(listing).to_string())
+    }
+}
+
+/// The PYME type bits of a folder: 1 folder, 2 series, 4 complete series.
+fn folder_kind(path: &Path) -> u32 {
+    let mut kind = 1;
+    if path.join("metadata.json").exists() {
+        kind |= 2;
+    }
+    if path.join("events.json").exists() {
+        kind |= 4;
+    }
+    kind
+}
+
+fn count_entries(path: &Path) -> u64 {
+    fs::read_dir(path).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| !is_temp_name(&e.file_name().to_string_lossy()))
+            .count() as u64
+    })
+}
+
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
+/// A file being received: bytes go to a hidden temporary file, which
+/// [`PendingFile::commit`] puts under the real name. Dropped without commit (a client
+/// gone mid-body, a bad body), it removes the temporary file.
+#[derive(Debug)]
+pub struct PendingFile {
+    file: Option<File>,
+    temp: PathBuf,
+    destination: PathBuf,
+}
+
+impl PendingFile {
+    /// Makes the file read-only and puts it under its name unless that name is taken.
+    pub fn commit(mut self) -> io::Result<Stored> {
+        if let Some(file) = self.file.take() {
+            make_read_only(&file)?;
+        }
+        match fs::hard_link(&self.temp, &self.destination) {
+            Ok(()) => Ok(Stored::New),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),
+            Err(e) => Err(e),
+        }
+        // Drop removes the temporary name in every case.
+    }
+}
+
+impl Write for PendingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(file) => file.write(buf),
+            None => Err(io::Error::other("file already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        self.file = None;
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+#[cfg(unix)]
+fn make_read_only(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o440))
+}
+
+#[cfg(not(unix))]
+fn make_read_only(file: &File) -> io::Result<()> {
+    let mut permissions = file.metadata()?.permissions();
+    permissions.set_readonly(true);
+    file.set_permissions(permissions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(path: &str, folder: bool) -> RequestPath {
+        RequestPath::Plain {
+            relative: PathBuf::from(path),
+            folder,
+        }
+    }
+
+    #[test]
+    fn resolves_names() {
+        assert_eq!(resolve("/a/b.pzf"), Ok(plain("a/b.pzf", false)));
+        assert_eq!(resolve("/a/b/?x=1"), Ok(plain("a/b", true)));
+        assert_eq!(resolve("/"), Ok(plain("", true)));
+        assert_eq!(resolve("/a%20b"), Ok(plain("a b", false)));
+        assert_eq!(resolve("/__status"), Ok(RequestPath::Status));
+        assert_eq!(
+            resolve("/__aggregate_txt/log/x.txt"),
+            Ok(RequestPath::AggregateText(PathBuf::from("log/x.txt")))
+        );
+        assert_eq!(
+            resolve("/__pyramid_create/p?x=1"),
+            Ok(RequestPath::Unsupported)
+        );
+    }
+
+    #[test]
+    fn refuses_escapes() {
+        for bad in [
+            "/../x",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/a/%2E%2E",
+            "//etc/passwd",
+            "/%2Fetc",
+            "/a/./b",
+            "/a%00b",
+            "/a%5c..",
+            "/%zz",
+            "/%4",
+            "x",
+            "/a%ff",
+        ] {
+            assert!(resolve(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut first = store.begin_file(Path::new("s/a")).unwrap();
+        let mut second = store.begin_file(Path::new("s/a")).unwrap();
+        first.write_all(b"one").unwrap();
+        second.write_all(b"two").unwrap();
+        assert_eq!(first.commit().unwrap(), Stored::New);
+        assert_eq!(second.commit().unwrap(), Stored::AlreadyExists);
+        assert_eq!(fs::read(dir.path().join("s/a")).unwrap(), b"one");
+        let dropped = store.begin_file(Path::new("s/b")).unwrap();
+        drop(dropped);
+        assert_eq!(store.list_folder(Path::new("s")).unwrap(), r#"{"a":[0,3]}"#);
+    }
+}
