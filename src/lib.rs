@@ -21,6 +21,7 @@
 
 pub mod distribution;
 pub mod error;
+pub mod ffi;
 pub mod filter;
 pub mod name;
 pub mod outcome;
