@@ -501,6 +501,17 @@ fn next_job(shared: &Shared, wire: &mut BufWriter<TcpStream>) -> Option<Job> {
             }
             return None;
         }
+        if !wire.buffer().is_empty() {
+            // Requests still buffered (the last file may have failed in the
+            // filter, skipping the flush after it): send them before sleeping.
+            drop(state);
+            if let Err(error) = wire.flush() {
+                shared.fail_connection(format!("sending failed: {error}"));
+                return None;
+            }
+            state = shared.lock();
+            continue;
+        }
         state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
     }
 }
