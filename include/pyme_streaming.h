@@ -599,6 +599,16 @@ int32_t stream_last_error(const struct Stream *stream, char *buf, size_t buf_len
 int32_t stream_close(struct Stream *stream);
 
 /**
+ * As `stream_close`, and writes the final statistics to `*out` whenever the
+ * handle was closed (as `streamer_close_stats`). With `out` NULL the handle is
+ * not closed and `STREAMER_ERR_NULL_ARGUMENT` is returned.
+ *
+ * # Safety
+ * As `stream_close`; `out` is NULL or a valid pointer.
+ */
+int32_t stream_close_stats(struct Stream *stream, struct StreamerStats *out);
+
+/**
  * Connects to every server of `options`. On failure nothing stays open and the
  * message is kept on `options` (`streamer_options_last_error`). The options are
  * copied: they may be freed or reused at once.

@@ -114,8 +114,8 @@ fn header_compiles_as_cpp17() {
         "g++",
         "c++17",
         "cpp",
-        "#include <pyme_streaming.h>\n#include <pyme_streaming.h>\n\
-         int main() { StreamerStats stats{}; (void)stats; return STREAMER_OK; }\n",
+        "#include <pyme_streaming.h>\n#include <pyme_streaming.hpp>\n#include <pyme_streaming.hpp>\n\
+         int main() { pyme::Stats stats{}; return pyme::all_acknowledged(stats) ? STREAMER_OK : 1; }\n",
     );
 }
 
@@ -237,4 +237,26 @@ fn stream_frames_is_clean_under_valgrind() {
         .args(frames.get_args());
     run(&mut command);
     check_frames(&servers, "series", 20, 4096);
+}
+
+#[test]
+fn camera_sim_streams_every_frame_on_time() {
+    let servers = start_servers(2);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("camera_sim");
+    build_against_shared(
+        "g++",
+        "c++17",
+        &example("camera_sim.cpp"),
+        &exe,
+        &["-pthread"],
+    );
+    let output = run(Command::new(&exe)
+        .args(["-f", "200", "-n", "100", "-s", "65536", "-p", "cam"])
+        .args(servers.iter().map(TestServer::address)));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("all 100 frames acknowledged"), "{stdout}");
+    assert!(stdout.contains("put latency: median"), "{stdout}");
+    let stored: usize = servers.iter().map(|s| s.files().len()).sum();
+    assert_eq!(stored, 100);
 }

@@ -203,12 +203,39 @@ pub unsafe extern "C" fn stream_close(stream: *mut Stream) -> i32 {
         if stream.is_null() {
             return STREAMER_OK;
         }
-        let stream = Box::from_raw(stream);
-        let core = stream.core.into_inner().unwrap_or_else(|e| e.into_inner());
-        let stats = match core {
-            Some(core) => core.close(),
-            None => stream.final_stats.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_default(),
-        };
-        status_of_stats(&stats)
+        close(*Box::from_raw(stream)).0
     }
+}
+
+/// As `stream_close`, and writes the final statistics to `*out` whenever the
+/// handle was closed (as `streamer_close_stats`). With `out` NULL the handle is
+/// not closed and `STREAMER_ERR_NULL_ARGUMENT` is returned.
+///
+/// # Safety
+/// As `stream_close`; `out` is NULL or a valid pointer.
+#[no_mangle]
+pub unsafe extern "C" fn stream_close_stats(stream: *mut Stream, out: *mut StreamerStats) -> i32 {
+    ffi_panic_boundary! {
+        let out = try_mut!(out);
+        if stream.is_null() {
+            *out = StreamerStats::default();
+            return STREAMER_OK;
+        }
+        let (status, stats) = close(*Box::from_raw(stream));
+        *out = stats.into();
+        status
+    }
+}
+
+fn close(stream: Stream) -> (i32, Stats) {
+    let core = stream.core.into_inner().unwrap_or_else(|e| e.into_inner());
+    let stats = match core {
+        Some(core) => core.close(),
+        None => stream
+            .final_stats
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_default(),
+    };
+    (status_of_stats(&stats), stats)
 }
