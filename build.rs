@@ -11,6 +11,11 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=build.rs");
+    // A SONAME, so that programs linked with the shared library find it by name
+    // (not by the path it was linked from).
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libpyme_streaming.so");
+    }
 
     let mut config = cbindgen::Config::from_file(manifest_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is valid");
