@@ -217,6 +217,7 @@ static void check_streamer(const Address *live) {
     CHECK_STATUS(streamer_last_error(streamer, NULL, 10, &message_len), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_last_error(streamer, message, sizeof message, NULL), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_buffer_append(NULL, frame, 1), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_buffer_reserve(NULL, 1), STREAMER_ERR_NULL_ARGUMENT);
     CHECK(streamer_buffer_len(NULL) == 0);
 
     /* Bad names: nothing queued. */
@@ -357,6 +358,8 @@ static void check_stream(const Address *live, const Address *dead) {
     CHECK(stats.files_queued == 3 && stats.files_acknowledged == 3 && stats.files_failed == 0);
     CHECK_STATUS(stream_close(stream), STREAMER_OK);
     CHECK_STATUS(stream_close(NULL), STREAMER_OK);
+    CHECK_STATUS(stream_close_stats(NULL, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(stream_close_stats(NULL, &stats), STREAMER_OK);
 }
 
 int main(int argc, char **argv) {

@@ -84,3 +84,28 @@ impl PanicDefault for *const c_char {
         c"internal error (panic)".as_ptr()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::status::{STREAMER_ERR_PANIC, STREAMER_OK};
+
+    fn guarded(should_panic: bool) -> i32 {
+        ffi_panic_boundary! {
+            if should_panic {
+                panic!("a bug");
+            }
+            STREAMER_OK
+        }
+    }
+
+    fn guarded_count() -> usize {
+        ffi_panic_boundary! { panic!("a bug") }
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_or_a_neutral_value() {
+        assert_eq!(guarded(false), STREAMER_OK);
+        assert_eq!(guarded(true), STREAMER_ERR_PANIC);
+        assert_eq!(guarded_count(), 0);
+    }
+}
