@@ -24,6 +24,7 @@
 pub mod discovery;
 pub mod distribution;
 pub mod error;
+pub mod ffi;
 pub mod filter;
 pub mod name;
 pub mod options;

@@ -1,0 +1,286 @@
+//! C function pointers as the core's hooks: distribution, filter, completion,
+//! and the release of caller-owned bytes (`streamer_put_nocopy`).
+//!
+//! The `user_data` pointers are the caller's: the library never reads them, only
+//! hands them back. The caller promises (in the header) that its callbacks may
+//! be called from the threads documented there; that promise is what makes the
+//! `Send`/`Sync` impls below sound.
+
+use std::ffi::{c_char, c_void, CString};
+
+use super::status::{status_of, STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK};
+use crate::filter::{FileInfo, Filter, FilterError};
+use crate::{Distribution, Outcome, OutcomeResult};
+
+/// Chooses the server for a file: returns an index in `0..n_servers`.
+///
+/// Called on the thread that calls `streamer_put` / `streamer_put_nocopy`,
+/// inside that call (so calls overlap when several threads put at once).
+/// `index` is the index given to put (negative: none). `name` is valid only
+/// during the call. A result `>= n_servers` fails that put with
+/// `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+pub type StreamerDistributionFn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        n_servers: usize,
+        index: i64,
+        name: *const c_char,
+    ) -> usize,
+>;
+
+/// Transforms a file's bytes before they are sent: append the output to `out`
+/// with `streamer_buffer_append` (it arrives empty). Return 0 on success; any
+/// other value fails that file with `STREAMER_ERR_FILTER` (nothing is sent for it).
+///
+/// Called on the sender thread of the file's server; calls for different
+/// servers overlap, calls for one server do not. `name`, `data` and `out` are
+/// valid only during the call.
+pub type StreamerFilterFn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        name: *const c_char,
+        data: *const u8,
+        len: usize,
+        out: *mut StreamerBuffer,
+    ) -> i32,
+>;
+
+/// Called exactly once for every file a put accepted, when its outcome is known.
+///
+/// `status` is `STREAMER_OK` when the server acknowledged the file, else the
+/// reason (`STREAMER_ERR_HTTP`, `STREAMER_ERR_CONNECTION_LOST`,
+/// `STREAMER_ERR_FILTER`...). `http_status` is the server's HTTP status, or 0
+/// when there was no answer. `bytes` is the size given to put.
+///
+/// Called on a library thread (the receiver or sender of the file's server);
+/// calls for different servers overlap. `name` is valid only during the call.
+/// It must return quickly and must not call `streamer_close`; a put from it
+/// may block on a full queue and deadlock.
+pub type StreamerCompletionFn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        name: *const c_char,
+        server_index: usize,
+        status: i32,
+        http_status: i32,
+        bytes: u64,
+    ),
+>;
+
+/// Gives caller-owned bytes back (`streamer_put_nocopy`): called exactly once,
+/// with the `data` and `len` given to put, when the library no longer needs them.
+///
+/// Called on a library thread after the file's outcome (possibly just after
+/// its completion callback, and possibly after `streamer_flush` returned), or
+/// on the calling thread before put returns when the put fails. Every release
+/// has happened when `streamer_close` returns.
+pub type StreamerReleaseFn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
+
+/// The output buffer of a filter callback. Valid only during that call.
+pub struct StreamerBuffer {
+    out: *mut Vec<u8>,
+}
+
+/// Appends `len` bytes at `data` to a filter's output buffer.
+///
+/// # Safety
+/// `out` is the buffer passed to the running filter callback; `data` points to
+/// `len` readable bytes (it may be NULL when `len` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn streamer_buffer_append(
+    out: *mut StreamerBuffer,
+    data: *const u8,
+    len: usize,
+) -> i32 {
+    ffi_panic_boundary! {
+        let out = try_mut!(out);
+        let Ok(data) = super::util::byte_slice(data, len) else {
+            return STREAMER_ERR_NULL_ARGUMENT;
+        };
+        (*out.out).extend_from_slice(data);
+        STREAMER_OK
+    }
+}
+
+/// Reserves room for `additional` more bytes in a filter's output buffer, so a
+/// filter that knows its output size appends without reallocation.
+///
+/// # Safety
+/// `out` is the buffer passed to the running filter callback.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_buffer_reserve(
+    out: *mut StreamerBuffer,
+    additional: usize,
+) -> i32 {
+    ffi_panic_boundary! {
+        let out = try_mut!(out);
+        (*out.out).reserve(additional);
+        STREAMER_OK
+    }
+}
+
+/// The number of bytes in a filter's output buffer so far (0 for NULL).
+///
+/// # Safety
+/// `out` is NULL or the buffer passed to the running filter callback.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_buffer_len(out: *const StreamerBuffer) -> usize {
+    ffi_panic_boundary! {
+        match out.as_ref() {
+            Some(out) => (*out.out).len(),
+            None => 0,
+        }
+    }
+}
+
+/// A caller's `user_data` pointer, handed back untouched.
+#[derive(Clone, Copy)]
+pub(crate) struct UserData(pub *mut c_void);
+
+// SAFETY: the library only passes the pointer back to the caller's callbacks;
+// the header tells the caller those run on library threads.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
+
+/// A distribution index as C sees it: negative means none.
+pub(crate) fn index_from_c(index: i64) -> Option<i64> {
+    (index >= 0).then_some(index)
+}
+
+fn name_for_c(name: &str) -> CString {
+    // Names passed validation, which refuses NUL; an empty string is the safe fallback.
+    CString::new(name).unwrap_or_default()
+}
+
+/// A C distribution callback as a core [`Distribution`].
+pub(crate) struct CDistribution {
+    pub function: unsafe extern "C" fn(*mut c_void, usize, i64, *const c_char) -> usize,
+    pub user_data: UserData,
+}
+
+impl Distribution for CDistribution {
+    fn choose(&self, n_servers: usize, index: Option<i64>, name: &str) -> usize {
+        let name = name_for_c(name);
+        // SAFETY: the caller gave a function of this signature; `name` outlives the call.
+        unsafe {
+            (self.function)(
+                self.user_data.0,
+                n_servers,
+                index.unwrap_or(-1),
+                name.as_ptr(),
+            )
+        }
+    }
+}
+
+/// A C filter callback as a core [`Filter`].
+pub(crate) struct CFilter {
+    pub function: unsafe extern "C" fn(
+        *mut c_void,
+        *const c_char,
+        *const u8,
+        usize,
+        *mut StreamerBuffer,
+    ) -> i32,
+    pub user_data: UserData,
+}
+
+impl Filter for CFilter {
+    fn apply(
+        &self,
+        file: &FileInfo<'_>,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FilterError> {
+        let name = name_for_c(file.name);
+        let mut buffer = StreamerBuffer { out };
+        // SAFETY: every pointer passed lives until the callback returns; the
+        // buffer is used only through `streamer_buffer_*` during the call.
+        let code = unsafe {
+            (self.function)(
+                self.user_data.0,
+                name.as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                &mut buffer,
+            )
+        };
+        match code {
+            0 => Ok(()),
+            code => Err(FilterError(format!("the filter callback returned {code}"))),
+        }
+    }
+}
+
+/// A C completion callback, called with an outcome.
+#[derive(Clone, Copy)]
+pub(crate) struct CCompletion {
+    pub function: unsafe extern "C" fn(*mut c_void, *const c_char, usize, i32, i32, u64),
+    pub user_data: UserData,
+}
+
+impl CCompletion {
+    pub fn call(&self, outcome: &Outcome<'_>) {
+        let status = match outcome.result {
+            OutcomeResult::Acknowledged { .. } => STREAMER_OK,
+            OutcomeResult::Failed(error) => status_of(error),
+        };
+        let http_status = outcome.http_status().map_or(0, i32::from);
+        let name = name_for_c(outcome.name);
+        // SAFETY: the caller gave a function of this signature; `name` outlives the call.
+        unsafe {
+            (self.function)(
+                self.user_data.0,
+                name.as_ptr(),
+                outcome.server,
+                status,
+                http_status,
+                outcome.bytes,
+            )
+        }
+    }
+}
+
+/// Caller-owned bytes lent to the library (`streamer_put_nocopy`): the owner of
+/// a `Bytes`, whose drop gives them back through the release callback.
+pub(crate) struct LentBytes {
+    pub data: *const u8,
+    pub len: usize,
+    pub release: StreamerReleaseFn,
+    pub user_data: UserData,
+}
+
+// SAFETY: the caller promises the bytes stay valid and unchanged until the
+// release callback, which may run on any thread (documented in the header).
+unsafe impl Send for LentBytes {}
+unsafe impl Sync for LentBytes {}
+
+impl AsRef<[u8]> for LentBytes {
+    fn as_ref(&self) -> &[u8] {
+        if self.data.is_null() {
+            return &[];
+        }
+        // SAFETY: see the `Send` impl; NULL was handled above.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl Drop for LentBytes {
+    fn drop(&mut self) {
+        if let Some(release) = self.release {
+            // SAFETY: the caller's release function, called exactly once (here).
+            unsafe { release(self.user_data.0, self.data, self.len) }
+        }
+    }
+}
+
+/// PYME's round-robin policy as a plain function: `index % n_servers` for
+/// `index >= 0`, a random server for `index < 0`; 0 when `n_servers` is 0.
+/// Usable from a distribution callback that wants round-robin for some files.
+#[no_mangle]
+pub extern "C" fn distribution_function_round_robin(n_servers: usize, index: i64) -> usize {
+    ffi_panic_boundary! {
+        crate::distribution::round_robin(n_servers, index_from_c(index))
+    }
+}

@@ -1,0 +1,353 @@
+//! `StreamerOptions`: the builder C fills before `streamer_new` / `stream_new`.
+//!
+//! It wraps the core's `StreamerOptions` and keeps what the core does not know
+//! about: the C completion callback (wrapped per handle in `streamer_new`, so the
+//! handle can record failures) and the message of the last failure of a
+//! `streamer_options_*`, `streamer_new` or `stream_new` call.
+
+use std::ffi::{c_char, c_void};
+use std::time::Duration;
+
+use super::callbacks::{
+    CCompletion, CDistribution, CFilter, StreamerCompletionFn, StreamerDistributionFn,
+    StreamerFilterFn, UserData,
+};
+use super::status::{STREAMER_ERR_INVALID_ARGUMENT, STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK};
+use super::util::{c_str, into_handle, LastError};
+use crate::distribution::BuiltinDistribution;
+
+/// `index % n_servers` (a frame number spreads frames evenly); a random server
+/// when put is given no index. The default.
+pub const STREAMER_DISTRIBUTION_ROUND_ROBIN: i32 = 0;
+/// A random server for every file.
+pub const STREAMER_DISTRIBUTION_RANDOM: i32 = 1;
+/// Always one server: the one set by `streamer_options_set_fixed_server` (default 0).
+pub const STREAMER_DISTRIBUTION_FIXED: i32 = 2;
+/// A stable hash of the file name (without `?query`): a name always lands on the
+/// same server of a cluster of the same size.
+pub const STREAMER_DISTRIBUTION_HASH: i32 = 3;
+
+/// Send the bytes unchanged (the default; no copy is made).
+pub const STREAMER_FILTER_IDENTITY: i32 = 0;
+
+/// Settings for a `Streamer` or a `Stream`. Not thread-safe: fill it from one
+/// thread. One options object may create any number of handles; each handle
+/// copies what it needs, so the options may be freed right after `streamer_new`.
+pub struct StreamerOptions {
+    pub(crate) core: crate::StreamerOptions,
+    pub(crate) completion: Option<CCompletion>,
+    fixed_server: usize,
+    pub(crate) last_error: LastError,
+}
+
+impl StreamerOptions {
+    fn update(&mut self, change: impl FnOnce(crate::StreamerOptions) -> crate::StreamerOptions) {
+        self.core = change(std::mem::take(&mut self.core));
+    }
+}
+
+/// Creates options with the defaults: no servers, round-robin distribution, no
+/// filter, no completion callback, 256 files / 256 MiB queued per server, a put
+/// that waits for room as long as it takes, 5 s connect and 30 s response timeouts.
+///
+/// # Safety
+/// `out` is NULL or a valid pointer; on success `*out` is a new handle to free
+/// with `streamer_options_free`.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_new(out: *mut *mut StreamerOptions) -> i32 {
+    ffi_panic_boundary! {
+        let out = try_mut!(out);
+        *out = into_handle(StreamerOptions {
+            core: crate::StreamerOptions::new(),
+            completion: None,
+            fixed_server: 0,
+            last_error: LastError::default(),
+        });
+        STREAMER_OK
+    }
+}
+
+/// Frees options. NULL: does nothing.
+///
+/// # Safety
+/// `options` is NULL or a handle from `streamer_options_new`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_free(options: *mut StreamerOptions) {
+    ffi_panic_boundary! {
+        if !options.is_null() {
+            drop(Box::from_raw(options));
+        }
+    }
+}
+
+/// Adds a data server. Servers are numbered 0, 1, ... in the order added; that
+/// number is the server index of distributions, `streamer_put_stream` and the
+/// completion callback. `host` is a name or an IP address (IPv6 without brackets
+/// is accepted); `port` must not be 0.
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `host` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_add_server(
+    options: *mut StreamerOptions,
+    host: *const c_char,
+    port: u16,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let host = match c_str(host) {
+            Ok(host) => host,
+            Err(failure) => return options.last_error.fail(failure),
+        };
+        if host.is_empty() || port == 0 {
+            return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("invalid server {host:?} port {port}"));
+        }
+        let address = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        options.update(|core| core.server(address));
+        STREAMER_OK
+    }
+}
+
+/// Chooses the server of each file with a C callback (see
+/// `StreamerDistributionFn`). `user_data` is passed back to every call.
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `fn` follows the `StreamerDistributionFn`
+/// contract and, with `user_data`, stays usable until every handle created from
+/// these options is closed.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_distribution(
+    options: *mut StreamerOptions,
+    r#fn: StreamerDistributionFn,
+    user_data: *mut c_void,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let Some(function) = r#fn else {
+            return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the distribution function is NULL");
+        };
+        let distribution = CDistribution { function, user_data: UserData(user_data) };
+        options.update(|core| core.distribution(distribution));
+        STREAMER_OK
+    }
+}
+
+/// Chooses a built-in distribution: one of `STREAMER_DISTRIBUTION_*`. No
+/// callback needed (for LabVIEW and other hosts without function pointers).
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_distribution_kind(
+    options: *mut StreamerOptions,
+    kind: i32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let builtin = match kind {
+            STREAMER_DISTRIBUTION_ROUND_ROBIN => BuiltinDistribution::RoundRobin,
+            STREAMER_DISTRIBUTION_RANDOM => BuiltinDistribution::Random,
+            STREAMER_DISTRIBUTION_FIXED => BuiltinDistribution::Fixed(options.fixed_server),
+            STREAMER_DISTRIBUTION_HASH => BuiltinDistribution::NameHash,
+            _ => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown distribution kind {kind}")),
+        };
+        options.update(|core| core.shared_distribution(builtin.into_distribution()));
+        STREAMER_OK
+    }
+}
+
+/// Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
+/// index beyond the servers makes every put fail with
+/// `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_fixed_server(
+    options: *mut StreamerOptions,
+    server: usize,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        options.fixed_server = server;
+        options.update(|core| core.shared_distribution(BuiltinDistribution::Fixed(server).into_distribution()));
+        STREAMER_OK
+    }
+}
+
+/// Runs a C filter on every file before it is sent (see `StreamerFilterFn`).
+/// Replaces any filter set before.
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `fn` follows the `StreamerFilterFn`
+/// contract and, with `user_data`, stays usable until every handle created from
+/// these options is closed.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_filter(
+    options: *mut StreamerOptions,
+    r#fn: StreamerFilterFn,
+    user_data: *mut c_void,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let Some(function) = r#fn else {
+            return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the filter function is NULL");
+        };
+        let filter = CFilter { function, user_data: UserData(user_data) };
+        options.update(|core| core.filter(filter));
+        STREAMER_OK
+    }
+}
+
+/// Chooses a built-in filter: `STREAMER_FILTER_IDENTITY` (send the bytes
+/// unchanged; removes any filter set before).
+//
+// Built-in filters with parameters get their own setter, next to this one:
+// `streamer_options_set_filter_pzf(...)` (crate::filter::pzf::PzfFilter) and
+// `streamer_options_set_filter_gzip(options, int32_t level)`
+// (crate::filter::gzip::GzipFilter), once those modules are merged.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_filter_kind(
+    options: *mut StreamerOptions,
+    kind: i32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        match kind {
+            STREAMER_FILTER_IDENTITY => options.update(|core| core.shared_filter(None)),
+            _ => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown filter kind {kind}")),
+        }
+        STREAMER_OK
+    }
+}
+
+/// Calls `fn` once with the outcome of every file (see `StreamerCompletionFn`).
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `fn` follows the `StreamerCompletionFn`
+/// contract and, with `user_data`, stays usable until every handle created from
+/// these options is closed.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_completion(
+    options: *mut StreamerOptions,
+    r#fn: StreamerCompletionFn,
+    user_data: *mut c_void,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let Some(function) = r#fn else {
+            return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the completion function is NULL");
+        };
+        options.completion = Some(CCompletion { function, user_data: UserData(user_data) });
+        STREAMER_OK
+    }
+}
+
+/// Bounds what each server may hold: files and bytes accepted by put and not yet
+/// answered. A put waits for room (see `streamer_options_set_put_timeout`). A
+/// single file larger than `max_bytes` still goes through, alone. Both must be > 0.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_queue_limits(
+    options: *mut StreamerOptions,
+    max_files: usize,
+    max_bytes: u64,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        if max_files == 0 || max_bytes == 0 {
+            return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "queue limits must be greater than 0");
+        }
+        options.update(|core| core.queue_limits(max_files, max_bytes));
+        STREAMER_OK
+    }
+}
+
+/// How long connecting to a server may take, and how long a server may stay
+/// silent while answers are due before its connection is failed. Both in
+/// milliseconds, both > 0.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_timeouts(
+    options: *mut StreamerOptions,
+    connect_ms: u32,
+    response_ms: u32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        if connect_ms == 0 || response_ms == 0 {
+            return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "timeouts must be greater than 0");
+        }
+        options.update(|core| {
+            core.connect_timeout(Duration::from_millis(connect_ms.into()))
+                .response_timeout(Duration::from_millis(response_ms.into()))
+        });
+        STREAMER_OK
+    }
+}
+
+/// How long a put waits for room in a full queue before it fails with
+/// `STREAMER_ERR_QUEUE_FULL`: `ms < 0` waits as long as it takes (the
+/// default), `0` fails at once, `ms > 0` waits up to that many milliseconds.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_put_timeout(
+    options: *mut StreamerOptions,
+    ms: i64,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let timeout = u64::try_from(ms).ok().map(Duration::from_millis);
+        options.update(|core| core.put_timeout(timeout));
+        STREAMER_OK
+    }
+}
+
+/// Copies the message of the last failure of a call on these options (or of
+/// `streamer_new` / `stream_new` with them) into `buf`, as `streamer_last_error`.
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
+/// points to `buf_len` writable bytes; `out_len` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_last_error(
+    options: *const StreamerOptions,
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_ref!(options);
+        options.last_error.copy_out(buf, buf_len, out_len)
+    }
+}
+
+impl StreamerOptions {
+    /// The core options for one new handle: the C completion (if any) wrapped so
+    /// that failed files are also recorded in that handle's `last_error`.
+    pub(crate) fn for_handle(&self, last_error: &LastError) -> crate::StreamerOptions {
+        let completion = self.completion;
+        let last_error = last_error.clone();
+        self.core.clone().on_complete(move |outcome| {
+            if let crate::OutcomeResult::Failed(error) = outcome.result {
+                last_error.error(error);
+            }
+            if let Some(completion) = &completion {
+                completion.call(outcome);
+            }
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! The status codes every fallible C function returns, their text, and the one
+//! place where the core's [`Error`] becomes a code.
+//!
+//! `STREAMER_OK` is 0; every error is a negative constant. Codes are never
+//! renumbered: a new error gets the next free number.
+
+use std::ffi::c_char;
+
+use crate::Error;
+
+/// Success.
+pub const STREAMER_OK: i32 = 0;
+/// A pointer argument was NULL.
+pub const STREAMER_ERR_NULL_ARGUMENT: i32 = -1;
+/// An argument is out of its range (a zero port, an unknown kind, a zero limit...).
+pub const STREAMER_ERR_INVALID_ARGUMENT: i32 = -2;
+/// A string argument is not valid UTF-8.
+pub const STREAMER_ERR_UTF8: i32 = -3;
+/// The file name cannot be sent (allowed: letters, digits, `_`, `/`, `.`, `-`,
+/// optionally `?query`; relative; no `..`); nothing was queued.
+pub const STREAMER_ERR_INVALID_NAME: i32 = -4;
+/// The options name no server.
+pub const STREAMER_ERR_NO_SERVERS: i32 = -5;
+/// A server address is not a valid `host:port`.
+pub const STREAMER_ERR_BAD_SERVER_ADDRESS: i32 = -6;
+/// A server did not accept a connection.
+pub const STREAMER_ERR_CONNECT: i32 = -7;
+/// The distribution chose a server index >= the number of servers; nothing was queued.
+pub const STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE: i32 = -8;
+/// `streamer_put_stream` named a server index that does not exist; nothing was queued.
+pub const STREAMER_ERR_NO_SUCH_STREAM: i32 = -9;
+/// The queue stayed full for the whole put timeout; nothing was queued.
+pub const STREAMER_ERR_QUEUE_FULL: i32 = -10;
+/// The streamer or stream is closing, closed or finalized; nothing was queued.
+pub const STREAMER_ERR_CLOSED: i32 = -11;
+/// The chosen server's connection failed earlier; nothing was queued.
+pub const STREAMER_ERR_SERVER_DOWN: i32 = -12;
+/// The filter failed for this file (a filter callback returned non-zero); nothing was sent for it.
+pub const STREAMER_ERR_FILTER: i32 = -13;
+/// The server answered with a non-2xx HTTP status (for example 405: the file exists).
+pub const STREAMER_ERR_HTTP: i32 = -14;
+/// The connection failed before the file's answer arrived.
+pub const STREAMER_ERR_CONNECTION_LOST: i32 = -15;
+/// The wait ended before every file had its outcome (`streamer_flush`).
+pub const STREAMER_ERR_TIMEOUT: i32 = -16;
+/// The close (or finalize) completed, but not every file was acknowledged.
+pub const STREAMER_ERR_FILES_FAILED: i32 = -17;
+/// An internal error (a bug): the library caught a panic. The handle may be unusable.
+pub const STREAMER_ERR_PANIC: i32 = -18;
+/// The requested feature is not built into this library.
+pub const STREAMER_ERR_UNSUPPORTED: i32 = -19;
+/// No server of the cluster could be found by its serverfilter.
+pub const STREAMER_ERR_DISCOVERY: i32 = -20;
+/// No server came back before close: the file waits in the spill folder.
+pub const STREAMER_ERR_SPILLED: i32 = -21;
+/// The spill folder could not be used.
+pub const STREAMER_ERR_SPILL_FOLDER: i32 = -22;
+
+/// The status code for a core error. The only conversion from [`Error`] to a code.
+pub(crate) fn status_of(error: &Error) -> i32 {
+    match error {
+        Error::InvalidName { .. } => STREAMER_ERR_INVALID_NAME,
+        Error::NoServers => STREAMER_ERR_NO_SERVERS,
+        Error::BadServerAddress(_) => STREAMER_ERR_BAD_SERVER_ADDRESS,
+        Error::Connect { .. } => STREAMER_ERR_CONNECT,
+        Error::DistributionOutOfRange { .. } => STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE,
+        Error::NoSuchStream { .. } => STREAMER_ERR_NO_SUCH_STREAM,
+        Error::QueueFull { .. } => STREAMER_ERR_QUEUE_FULL,
+        Error::Closed => STREAMER_ERR_CLOSED,
+        Error::ServerDown { .. } => STREAMER_ERR_SERVER_DOWN,
+        Error::Filter(_) => STREAMER_ERR_FILTER,
+        Error::Http { .. } => STREAMER_ERR_HTTP,
+        Error::ConnectionLost { .. } => STREAMER_ERR_CONNECTION_LOST,
+        Error::FlushTimeout { .. } => STREAMER_ERR_TIMEOUT,
+        Error::Discovery(_) => STREAMER_ERR_DISCOVERY,
+        Error::Spilled { .. } => STREAMER_ERR_SPILLED,
+        Error::SpillFolder(_) => STREAMER_ERR_SPILL_FOLDER,
+    }
+}
+
+/// Every status code, for tests and for `streamer_status_str`.
+pub(crate) const ALL: [(i32, &std::ffi::CStr); 23] = [
+    (STREAMER_OK, c"ok"),
+    (STREAMER_ERR_NULL_ARGUMENT, c"a pointer argument was NULL"),
+    (STREAMER_ERR_INVALID_ARGUMENT, c"invalid argument"),
+    (STREAMER_ERR_UTF8, c"a string argument is not valid UTF-8"),
+    (STREAMER_ERR_INVALID_NAME, c"invalid file name"),
+    (STREAMER_ERR_NO_SERVERS, c"no servers given"),
+    (STREAMER_ERR_BAD_SERVER_ADDRESS, c"invalid server address"),
+    (STREAMER_ERR_CONNECT, c"cannot connect to a server"),
+    (
+        STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE,
+        c"the distribution chose a server that does not exist",
+    ),
+    (STREAMER_ERR_NO_SUCH_STREAM, c"no such stream"),
+    (STREAMER_ERR_QUEUE_FULL, c"the queue is full"),
+    (STREAMER_ERR_CLOSED, c"closed"),
+    (
+        STREAMER_ERR_SERVER_DOWN,
+        c"the server's connection has failed",
+    ),
+    (STREAMER_ERR_FILTER, c"the filter failed"),
+    (STREAMER_ERR_HTTP, c"the server answered with an HTTP error"),
+    (
+        STREAMER_ERR_CONNECTION_LOST,
+        c"the connection failed before the answer",
+    ),
+    (STREAMER_ERR_TIMEOUT, c"timed out"),
+    (
+        STREAMER_ERR_FILES_FAILED,
+        c"not every file was acknowledged",
+    ),
+    (STREAMER_ERR_PANIC, c"internal error (panic)"),
+    (STREAMER_ERR_UNSUPPORTED, c"not supported by this build"),
+    (
+        STREAMER_ERR_DISCOVERY,
+        c"no server of the cluster was found",
+    ),
+    (
+        STREAMER_ERR_SPILLED,
+        c"not delivered: kept in the spill folder",
+    ),
+    (
+        STREAMER_ERR_SPILL_FOLDER,
+        c"the spill folder cannot be used",
+    ),
+];
+
+/// A static, NUL-terminated English description of `status`, for any value
+/// (unknown codes give "unknown status"). Never NULL; never free it.
+#[no_mangle]
+pub extern "C" fn streamer_status_str(status: i32) -> *const c_char {
+    ffi_panic_boundary! {
+        ALL.iter()
+            .find(|(code, _)| *code == status)
+            .map_or(c"unknown status".as_ptr(), |(_, text)| text.as_ptr())
+    }
+}
+
+/// The library version, `"MAJOR.MINOR.PATCH"` (static; equals
+/// `PYME_STREAMING_VERSION` of the header the program was built with, unless it
+/// runs against another build of the library).
+#[no_mangle]
+pub extern "C" fn streamer_version() -> *const c_char {
+    ffi_panic_boundary! {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_distinct_and_has_text() {
+        for (i, (code, text)) in ALL.iter().enumerate() {
+            assert!(!text.to_bytes().is_empty());
+            assert!(ALL[i + 1..].iter().all(|(other, _)| other != code));
+            assert!(*code <= 0);
+        }
+    }
+}

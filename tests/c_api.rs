@@ -1,0 +1,262 @@
+//! The C API as a C or C++ consumer uses it: the header compiles as C99 and as
+//! C++17 with every warning an error; the C examples are built with gcc against
+//! the library cargo just built (`target/<profile>/deps/libpyme_streaming.{so,a}`)
+//! and run against real data servers on loopback; `stream_frames` also runs
+//! under valgrind when it is installed.
+//!
+//! Needs gcc and g++ (and optionally valgrind). Run: `cargo test --test c_api`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{dead_address, start_servers, TestServer};
+
+const WARNINGS: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where cargo put the library for this test run: next to the test executable
+/// (`target/<profile>/deps/`), whatever CARGO_TARGET_DIR is.
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir").to_owned();
+    assert!(
+        deps.join("libpyme_streaming.so").exists() && deps.join("libpyme_streaming.a").exists(),
+        "libpyme_streaming.so/.a not found in {}",
+        deps.display()
+    );
+    deps
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "{command:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// Compiles `source` into an executable linked with the shared library.
+fn build_against_shared(compiler: &str, std: &str, source: &Path, out: &Path, extra: &[&str]) {
+    let lib = library_dir();
+    run(Command::new(compiler)
+        .arg(format!("-std={std}"))
+        .args(WARNINGS)
+        .arg("-g")
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lpyme_streaming")
+        .args(extra));
+}
+
+/// Compiles `source` into an executable linked with the static library.
+fn build_against_static(source: &Path, out: &Path) {
+    run(Command::new("gcc")
+        .args(["-std=c99", "-D_POSIX_C_SOURCE=200809L"])
+        .args(WARNINGS)
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .arg(library_dir().join("libpyme_streaming.a"))
+        .args(["-lpthread", "-ldl", "-lm"]));
+}
+
+fn example(name: &str) -> PathBuf {
+    manifest_dir().join("c_examples").join(name)
+}
+
+fn compile_header_only(compiler: &str, std: &str, suffix: &str, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join(format!("header_check.{suffix}"));
+    std::fs::write(&source, text).unwrap();
+    run(Command::new(compiler)
+        .arg(format!("-std={std}"))
+        .args(WARNINGS)
+        .arg("-fsyntax-only")
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(&source));
+}
+
+#[test]
+fn header_compiles_as_c99() {
+    compile_header_only(
+        "gcc",
+        "c99",
+        "c",
+        "#include <pyme_streaming.h>\n#include <pyme_streaming.h>\n\
+         int main(void) { StreamerStats stats = {0}; (void)stats; return STREAMER_OK; }\n",
+    );
+}
+
+#[test]
+fn header_compiles_as_cpp17() {
+    compile_header_only(
+        "g++",
+        "c++17",
+        "cpp",
+        "#include <pyme_streaming.h>\n#include <pyme_streaming.hpp>\n#include <pyme_streaming.hpp>\n\
+         int main() { pyme::Stats stats{}; return pyme::all_acknowledged(stats) ? STREAMER_OK : 1; }\n",
+    );
+}
+
+#[test]
+fn api_checks_pass_against_a_server() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("api_checks");
+    build_against_static(&example("api_checks.c"), &exe);
+    let output = run(Command::new(&exe).arg(server.address()).arg(dead_address()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with(" passed, 0 failed"),
+        "api_checks said: {stdout}"
+    );
+    assert!(
+        server.files().iter().any(|f| f.ends_with("end_of_stream")),
+        "sentinel stored"
+    );
+}
+
+/// Checks that server `s` of `servers` holds frames `s, s + n, ...`, each the
+/// synthetic frame with the filter's trailer.
+fn check_frames(servers: &[TestServer], series: &str, n_frames: usize, frame_bytes: usize) {
+    for (s, server) in servers.iter().enumerate() {
+        let expected: Vec<String> = (s..n_frames)
+            .step_by(servers.len())
+            .map(|i| format!("{series}/frame{i:05}.raw"))
+            .collect();
+        assert_eq!(server.files(), expected, "files on server {s}");
+        for (i, name) in (s..n_frames).step_by(servers.len()).zip(&expected) {
+            let bytes = server.read(name).unwrap();
+            assert_eq!(bytes.len(), frame_bytes + 8, "{name}");
+            let body: Vec<u8> = (0..frame_bytes).map(|b| (i + b) as u8).collect();
+            assert_eq!(&bytes[..frame_bytes], &body[..], "{name} pixels");
+            assert_eq!(
+                &bytes[frame_bytes..frame_bytes + 4],
+                b"PYME",
+                "{name} trailer"
+            );
+            assert_eq!(
+                u32::from_le_bytes(bytes[frame_bytes + 4..].try_into().unwrap()) as usize,
+                frame_bytes
+            );
+        }
+    }
+}
+
+fn stream_frames_command(
+    exe: &Path,
+    servers: &[TestServer],
+    n_frames: usize,
+    frame_bytes: usize,
+) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .args([
+            "-n",
+            &n_frames.to_string(),
+            "-s",
+            &frame_bytes.to_string(),
+            "-p",
+            "series",
+        ])
+        .args(servers.iter().map(TestServer::address));
+    command
+}
+
+#[test]
+fn stream_frames_delivers_every_frame() {
+    let servers = start_servers(3);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("stream_frames");
+    build_against_shared("gcc", "c99", &example("stream_frames.c"), &exe, &[]);
+    let output = run(&mut stream_frames_command(&exe, &servers, 90, 10_000));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all 90 frames acknowledged"));
+    check_frames(&servers, "series", 90, 10_000);
+}
+
+#[test]
+fn stream_frames_fails_when_a_server_is_lost() {
+    let servers = start_servers(1);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("stream_frames");
+    build_against_shared("gcc", "c99", &example("stream_frames.c"), &exe, &[]);
+    // The frames exist already: the server refuses every one (write-once, 405).
+    run(&mut stream_frames_command(&exe, &servers, 5, 100));
+    let output = stream_frames_command(&exe, &servers, 5, 100)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "a refused frame must fail the run"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("5 of 5 frames lost"));
+}
+
+#[test]
+fn stream_frames_is_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let servers = start_servers(2);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("stream_frames");
+    build_against_shared("gcc", "c99", &example("stream_frames.c"), &exe, &[]);
+    let frames = stream_frames_command(&exe, &servers, 20, 4096);
+    let mut command = Command::new("valgrind");
+    command
+        .args([
+            "--quiet",
+            "--error-exitcode=1",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+        ])
+        .arg(frames.get_program())
+        .args(frames.get_args());
+    run(&mut command);
+    check_frames(&servers, "series", 20, 4096);
+}
+
+#[test]
+fn camera_sim_streams_every_frame_on_time() {
+    let servers = start_servers(2);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("camera_sim");
+    build_against_shared(
+        "g++",
+        "c++17",
+        &example("camera_sim.cpp"),
+        &exe,
+        &["-pthread"],
+    );
+    let output = run(Command::new(&exe)
+        .args(["-f", "200", "-n", "100", "-s", "65536", "-p", "cam"])
+        .args(servers.iter().map(TestServer::address)));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("all 100 frames acknowledged"), "{stdout}");
+    assert!(stdout.contains("put latency: median"), "{stdout}");
+    let stored: usize = servers.iter().map(|s| s.files().len()).sum();
+    assert_eq!(stored, 100);
+}
