@@ -178,6 +178,30 @@ static void check_options(const Address *dead) {
     CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, &message_len), STREAMER_OK);
     CHECK(strstr(message, "cannot connect") != NULL);
     streamer_options_free(options);
+
+    /* Reliability and discovery settings. Discovery here reads only a registry
+       file that does not exist: no multicast leaves this test. */
+    CHECK_STATUS(streamer_options_new(&options), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_failover(NULL, 0), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_failover(options, 0), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_max_retries(NULL, 1), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_max_retries(options, 5), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_spill_dir(NULL, "/tmp/x"), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_spill_dir(options, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_spill_dir(options, ""), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_discovery_timeout_ms(options, 100), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_discovery_sources(options, 0, NULL), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_serverfilter(NULL, "x"), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_serverfilter(options, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_serverfilter(options, "no-such-cluster"), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_discovery_timeout_ms(NULL, 100), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_discovery_timeout_ms(options, 100), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_discovery_sources(options, 0, "/nonexistent/_pyme-http.sqlite"), STREAMER_OK);
+    CHECK_STATUS(streamer_new(options, &streamer), STREAMER_ERR_DISCOVERY);
+    CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, &message_len), STREAMER_OK);
+    CHECK(strstr(message, "no-such-cluster") != NULL);
+    CHECK_STATUS(n_cluster_servers("x", NULL), STREAMER_ERR_NULL_ARGUMENT);
+    streamer_options_free(options);
 }
 
 static void check_streamer(const Address *live) {

@@ -335,6 +335,31 @@ typedef struct StreamerStats {
      * Files sent and waiting for their answer now.
      */
     uint64_t in_flight_files;
+    /**
+     * Files moved to another server after their server's connection failed.
+     */
+    uint64_t rerouted;
+    /**
+     * Connections re-established after a failure.
+     */
+    uint64_t reconnects;
+    /**
+     * Files sent again after a 5xx answer.
+     */
+    uint64_t retries;
+    /**
+     * Re-sent files a server answered 405 (they had landed before a failure);
+     * counted in `files_acknowledged` too.
+     */
+    uint64_t acknowledged_already;
+    /**
+     * Puts refused with `STREAMER_ERR_QUEUE_FULL`.
+     */
+    uint64_t dropped;
+    /**
+     * Files waiting in the spill folder now.
+     */
+    uint64_t spilled;
 } StreamerStats;
 
 /**
@@ -384,6 +409,17 @@ size_t streamer_buffer_len(const struct StreamerBuffer *out);
  * Usable from a distribution callback that wants round-robin for some files.
  */
 size_t distribution_function_round_robin(size_t n_servers, int64_t index);
+
+/**
+ * Counts the live data servers of the cluster named `serverfilter` (as
+ * PYME's `n_cluster_servers`), looking over mDNS (multicast on the network,
+ * 2 s) and in the local registry. `*out` is written on success; finding none
+ * is `STREAMER_ERR_DISCOVERY`.
+ *
+ * # Safety
+ * `serverfilter` is NULL or a NUL-terminated string; `out` is NULL or valid.
+ */
+int32_t n_cluster_servers(const char *serverfilter, size_t *out);
 
 /**
  * Creates options with the defaults: no servers, round-robin distribution, no
@@ -516,6 +552,70 @@ int32_t streamer_options_set_timeouts(struct StreamerOptions *options,
  * `options` is NULL or a valid handle.
  */
 int32_t streamer_options_set_put_timeout(struct StreamerOptions *options, int64_t ms);
+
+/**
+ * Failover (on by default): when a server's connection fails, its queued and
+ * unanswered files move to the live servers. `enabled == 0`: they fail with
+ * `STREAMER_ERR_CONNECTION_LOST` instead (a strict placement policy).
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_failover(struct StreamerOptions *options, int32_t enabled);
+
+/**
+ * How many times a file answered 5xx is sent again before it fails (default 2).
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_max_retries(struct StreamerOptions *options, uint32_t retries);
+
+/**
+ * Rides through a whole-cluster outage (off by default): files that cannot be
+ * delivered because no server is live are written below `folder` instead of
+ * failing, and sent again, oldest first, when a server is back. Files still
+ * there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
+ * streamer given the same folder.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
+ */
+int32_t streamer_options_set_spill_dir(struct StreamerOptions *options, const char *folder);
+
+/**
+ * Finds the servers of the cluster named `serverfilter` when the streamer is
+ * created (PYME's way: every data server whose advertised name contains it,
+ * over mDNS and the local registry, this computer's servers first), in
+ * addition to any added with `streamer_options_add_server`. Finding none makes
+ * `streamer_new` fail with `STREAMER_ERR_DISCOVERY`. `""` takes every server.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
+ */
+int32_t streamer_options_set_serverfilter(struct StreamerOptions *options,
+                                          const char *serverfilter);
+
+/**
+ * How long discovery listens for mDNS answers (default 2000 ms). Call after
+ * `streamer_options_set_serverfilter`.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_discovery_timeout_ms(struct StreamerOptions *options, uint32_t ms);
+
+/**
+ * Where discovery looks: `use_mdns` (multicast on the network) and the local
+ * registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
+ * no registry). Call after `streamer_options_set_serverfilter`.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
+ */
+int32_t streamer_options_set_discovery_sources(struct StreamerOptions *options,
+                                               int32_t use_mdns,
+                                               const char *registry_path);
 
 /**
  * Copies the message of the last failure of a call on these options (or of

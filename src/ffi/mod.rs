@@ -50,6 +50,7 @@ macro_rules! try_mut {
 }
 
 pub mod callbacks;
+pub mod discovery;
 pub mod options;
 pub mod status;
 pub mod stream;

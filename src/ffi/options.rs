@@ -316,6 +316,148 @@ pub unsafe extern "C" fn streamer_options_set_put_timeout(
     }
 }
 
+/// Failover (on by default): when a server's connection fails, its queued and
+/// unanswered files move to the live servers. `enabled == 0`: they fail with
+/// `STREAMER_ERR_CONNECTION_LOST` instead (a strict placement policy).
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_failover(
+    options: *mut StreamerOptions,
+    enabled: i32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        options.update(|core| core.failover(enabled != 0));
+        STREAMER_OK
+    }
+}
+
+/// How many times a file answered 5xx is sent again before it fails (default 2).
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_max_retries(
+    options: *mut StreamerOptions,
+    retries: u32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        options.update(|core| core.max_retries(retries));
+        STREAMER_OK
+    }
+}
+
+/// Rides through a whole-cluster outage (off by default): files that cannot be
+/// delivered because no server is live are written below `folder` instead of
+/// failing, and sent again, oldest first, when a server is back. Files still
+/// there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
+/// streamer given the same folder.
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_spill_dir(
+    options: *mut StreamerOptions,
+    folder: *const c_char,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let folder = match c_str(folder) {
+            Ok(folder) if !folder.is_empty() => folder.to_owned(),
+            Ok(_) => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "the spill folder is empty"),
+            Err(failure) => return options.last_error.fail(failure),
+        };
+        options.update(|core| core.spill_dir(folder));
+        STREAMER_OK
+    }
+}
+
+/// Finds the servers of the cluster named `serverfilter` when the streamer is
+/// created (PYME's way: every data server whose advertised name contains it,
+/// over mDNS and the local registry, this computer's servers first), in
+/// addition to any added with `streamer_options_add_server`. Finding none makes
+/// `streamer_new` fail with `STREAMER_ERR_DISCOVERY`. `""` takes every server.
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_serverfilter(
+    options: *mut StreamerOptions,
+    serverfilter: *const c_char,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let serverfilter = match c_str(serverfilter) {
+            Ok(text) => text,
+            Err(failure) => return options.last_error.fail(failure),
+        };
+        options.update(|core| core.serverfilter(serverfilter));
+        STREAMER_OK
+    }
+}
+
+/// How long discovery listens for mDNS answers (default 2000 ms). Call after
+/// `streamer_options_set_serverfilter`.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
+    options: *mut StreamerOptions,
+    ms: u32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        match options.core.discovery_options_mut() {
+            Some(discovery) => {
+                discovery.mdns_wait = Duration::from_millis(ms.into());
+                STREAMER_OK
+            }
+            None => options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "set a serverfilter first"),
+        }
+    }
+}
+
+/// Where discovery looks: `use_mdns` (multicast on the network) and the local
+/// registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
+/// no registry). Call after `streamer_options_set_serverfilter`.
+///
+/// # Safety
+/// `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_discovery_sources(
+    options: *mut StreamerOptions,
+    use_mdns: i32,
+    registry_path: *const c_char,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let registry = if registry_path.is_null() {
+            None
+        } else {
+            match c_str(registry_path) {
+                Ok(path) => Some(path.to_owned()),
+                Err(failure) => return options.last_error.fail(failure),
+            }
+        };
+        match options.core.discovery_options_mut() {
+            Some(discovery) => {
+                discovery.use_mdns = use_mdns != 0;
+                match registry {
+                    Some(path) if path.is_empty() => discovery.use_registry = false,
+                    Some(path) => discovery.registry_path = path.into(),
+                    None => {}
+                }
+                STREAMER_OK
+            }
+            None => options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "set a serverfilter first"),
+        }
+    }
+}
+
 /// Copies the message of the last failure of a call on these options (or of
 /// `streamer_new` / `stream_new` with them) into `buf`, as `streamer_last_error`.
 ///

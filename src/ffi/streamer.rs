@@ -50,6 +50,19 @@ pub struct StreamerStats {
     pub queue_bytes: u64,
     /// Files sent and waiting for their answer now.
     pub in_flight_files: u64,
+    /// Files moved to another server after their server's connection failed.
+    pub rerouted: u64,
+    /// Connections re-established after a failure.
+    pub reconnects: u64,
+    /// Files sent again after a 5xx answer.
+    pub retries: u64,
+    /// Re-sent files a server answered 405 (they had landed before a failure);
+    /// counted in `files_acknowledged` too.
+    pub acknowledged_already: u64,
+    /// Puts refused with `STREAMER_ERR_QUEUE_FULL`.
+    pub dropped: u64,
+    /// Files waiting in the spill folder now.
+    pub spilled: u64,
 }
 
 impl From<Stats> for StreamerStats {
@@ -65,6 +78,12 @@ impl From<Stats> for StreamerStats {
             queue_files: stats.queue_files,
             queue_bytes: stats.queue_bytes,
             in_flight_files: stats.in_flight_files,
+            rerouted: stats.rerouted,
+            reconnects: stats.reconnects,
+            retries: stats.retries,
+            acknowledged_already: stats.acknowledged_already,
+            dropped: stats.dropped,
+            spilled: stats.spilled,
         }
     }
 }
