@@ -135,7 +135,10 @@ fn a_silent_server_costs_one_response_timeout_and_nothing_else() {
     let elapsed = started.elapsed();
     assert_one_outcome_each(&seen, &stats, 300);
     assert_eq!(stats.files_acknowledged, 300);
-    assert_eq!(good[0].files().len() + good[1].files().len(), 300);
+    // Distinct names: on a loaded machine a good server can also miss the short
+    // timeout, and a file it had stored is then sent again to the other one.
+    let roots = [good[0].root.path(), good[1].root.path()];
+    assert_eq!(distinct_names(&roots).len(), 300);
     // Generous margin: the point is that close returns, not how fast.
     assert!(elapsed < timeout + Duration::from_secs(20), "{elapsed:?}");
 }
