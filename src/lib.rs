@@ -21,6 +21,7 @@
 //! - `spill`: files waiting on disk while no server is live.
 //! - [`server`]: a PYME-compatible data server.
 
+mod buffers;
 pub mod discovery;
 pub mod distribution;
 pub mod error;

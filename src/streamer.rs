@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::buffers::BufferPool;
 use crate::distribution::Distribution;
 use crate::outcome::{Counters, Outcome, OutcomeResult, Reporter, Stats};
 use crate::spill::{self, Spill};
@@ -34,6 +35,8 @@ pub(crate) struct Cluster {
     spill: Option<Spill>,
     /// The spill thread stops once nothing more can be sent from the folder.
     spill_closing: AtomicBool,
+    /// Recycled buffers for copying puts.
+    buffers: Arc<BufferPool>,
 }
 
 impl Cluster {
@@ -294,6 +297,11 @@ impl Streamer {
                 already_spilled += 1;
             }
         }
+        let buffers = BufferPool::new(
+            options
+                .queue_max_bytes
+                .saturating_mul(options.servers.len() as u64),
+        );
         let cluster = Arc::new(Cluster {
             links,
             reporter: Reporter {
@@ -307,6 +315,7 @@ impl Streamer {
             idle: Condvar::new(),
             spill,
             spill_closing: AtomicBool::new(false),
+            buffers,
         });
         let mut streamer = Streamer {
             cluster: Arc::clone(&cluster),
@@ -344,11 +353,8 @@ impl Streamer {
     pub fn put(&self, name: &str, data: &[u8], index: Option<i64>) -> Result<(), Error> {
         stream::check_name(name)?;
         let server = self.choose(name, index)?;
-        self.enqueue(
-            server,
-            Job::new(name, Bytes::copy_from_slice(data), index),
-            true,
-        )
+        let data = self.cluster.buffers.copy(data);
+        self.enqueue(server, Job::new(name, data, index), true)
     }
 
     /// Queues `data` under `name` without copying it (`Bytes` can wrap a
@@ -364,7 +370,7 @@ impl Streamer {
     /// Queues a copy of `data` under `name` on server `stream`, bypassing the
     /// distribution and failover at put time.
     pub fn put_stream(&self, stream: usize, name: &str, data: &[u8]) -> Result<(), Error> {
-        self.put_stream_bytes(stream, name, Bytes::copy_from_slice(data))
+        self.put_stream_bytes(stream, name, self.cluster.buffers.copy(data))
     }
 
     /// Queues `data` under `name` on server `stream` without copying it.
