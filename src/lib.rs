@@ -30,6 +30,5 @@ pub mod server;
 pub mod stream;
 pub mod streamer;
 
-
 /// The version of this library, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -26,7 +26,8 @@ pub struct FilterError(pub String);
 pub trait Filter: Send + Sync {
     /// Write the transformed `data` into `out`. `out` arrives empty, with the
     /// capacity left by earlier calls.
-    fn apply(&self, file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError>;
+    fn apply(&self, file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>)
+        -> Result<(), FilterError>;
 
     /// The `Content-Encoding` the filtered body carries on the wire (for example
     /// `gzip`, which PYME servers decode before storing), if any.
@@ -40,7 +41,12 @@ pub trait Filter: Send + Sync {
 pub struct Identity;
 
 impl Filter for Identity {
-    fn apply(&self, _file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+    fn apply(
+        &self,
+        _file: &FileInfo<'_>,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FilterError> {
         out.extend_from_slice(data);
         Ok(())
     }
@@ -53,7 +59,12 @@ impl<F> Filter for FnFilter<F>
 where
     F: Fn(&FileInfo<'_>, &[u8], &mut Vec<u8>) -> Result<(), FilterError> + Send + Sync,
 {
-    fn apply(&self, file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+    fn apply(
+        &self,
+        file: &FileInfo<'_>,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FilterError> {
         (self.0)(file, data, out)
     }
 }

@@ -1,1 +1,2 @@
-//! PZF: PYME's one-frame-per-file image format, and its Huffman coding (being written).
+//! PZF: PYME's one-frame-per-file image format, and its Huffman coding.
+pub mod huffman;
