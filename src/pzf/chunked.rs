@@ -55,21 +55,19 @@ pub fn encode_into<S: SymbolSource + ?Sized>(
     let plans: Vec<EncodePlan> = plans.into_iter().map(|p| p.expect("planned")).collect();
 
     out.extend_from_slice(&(ranges.len() as u16).to_le_bytes());
-    let mut body_len = 0;
-    for (plan, &(_, len)) in plans.iter().zip(&ranges) {
-        let block_len = u32::try_from(plan.block_len()).map_err(|_| PzfError::TooLarge)?;
-        out.extend_from_slice(&block_len.to_le_bytes());
-        out.extend_from_slice(&(len as u32).to_le_bytes());
-        body_len += plan.block_len();
-    }
+    let body_len: usize = plans.iter().map(|p| CHUNK_HEADER + p.block_len()).sum();
     let start = out.len();
     out.resize(start + body_len, 0);
     let mut rest = &mut out[start..];
     let mut jobs = Vec::with_capacity(plans.len());
-    for (plan, &range) in plans.iter().zip(&ranges) {
-        let (block, tail) = rest.split_at_mut(plan.block_len());
+    for (plan, &(begin, len)) in plans.iter().zip(&ranges) {
+        let block_len = u32::try_from(plan.block_len()).map_err(|_| PzfError::TooLarge)?;
+        let (head, tail) = rest.split_at_mut(CHUNK_HEADER);
+        head[..4].copy_from_slice(&block_len.to_le_bytes());
+        head[4..].copy_from_slice(&(len as u32).to_le_bytes());
+        let (block, tail) = tail.split_at_mut(plan.block_len());
         rest = tail;
-        jobs.push((plan, range, block));
+        jobs.push((plan, (begin, len), block));
     }
     in_parallel(&mut jobs, threads, |(plan, (start, len), block)| {
         plan.write(

@@ -182,6 +182,12 @@ pub fn encode(params: &EncodeParams, pixels: &[u8], out: &mut Vec<u8>) -> Result
     })
 }
 
+thread_local! {
+    /// Quantized bytes of the frame being encoded on this thread; kept between
+    /// frames so that the steady state allocates nothing.
+    static QUANTIZED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Writes header and data; parameters and sizes are already checked.
 fn write_frame(
     params: &EncodeParams,
@@ -190,15 +196,23 @@ fn write_frame(
     out: &mut Vec<u8>,
 ) -> Result<(), PzfError> {
     params.header().write(out);
-    match quant {
-        Some(table) => write_data(
-            params.compression,
-            params.chunks,
-            &table.source(pixels),
-            out,
-        ),
-        None => write_data(params.compression, params.chunks, pixels, out),
+    let Some(table) = quant else {
+        return write_data(params.compression, params.chunks, pixels, out);
+    };
+    if params.compression == Compression::Raw {
+        let start = out.len();
+        out.resize(start + pixels.len() / 2, 0);
+        quant::quantize_into(table, pixels, &mut out[start..]);
+        return Ok(());
     }
+    // Quantizing once into a buffer beats quantizing on the fly twice (histogram, codes).
+    QUANTIZED.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        scratch.clear();
+        scratch.resize(pixels.len() / 2, 0);
+        quant::quantize_into(table, pixels, &mut scratch);
+        write_data(params.compression, params.chunks, &scratch[..], out)
+    })
 }
 
 fn write_data<S: SymbolSource + ?Sized>(

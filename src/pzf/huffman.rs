@@ -296,12 +296,10 @@ impl EncodePlan {
         while start < source.len() {
             let len = BLOCK.min(source.len() - start);
             let symbols = source.block(start, &mut buf[..len]);
-            match self.max_len {
-                0..=14 => write_codes::<4>(&mut w, symbols, &table),
-                15..=18 => write_codes::<3>(&mut w, symbols, &table),
-                19..=28 => write_codes::<2>(&mut w, symbols, &table),
-                29..=56 => write_codes::<1>(&mut w, symbols, &table),
-                _ => self.write_long_codes(&mut w, symbols),
+            if self.max_len <= 56 {
+                write_codes(&mut w, symbols, &table);
+            } else {
+                self.write_long_codes(&mut w, symbols);
             }
             start += len;
         }
@@ -359,15 +357,37 @@ fn block_bytes(bits: u64) -> usize {
     }
 }
 
-/// `N` codes between flushes: `N * max_len` must be at most 56.
-fn write_codes<const N: usize>(w: &mut BitWriter<'_>, symbols: &[u8], table: &[u64; 256]) {
-    let mut groups = symbols.chunks_exact(N);
+/// Codes of at most 56 bits. Eight codes that fit in 56 bits together (the common
+/// case) are first joined pairwise, which keeps the accumulator's chain of
+/// dependent shifts short, and go out with one flush; otherwise one flush per code.
+fn write_codes(w: &mut BitWriter<'_>, symbols: &[u8], table: &[u64; 256]) {
+    let mut groups = symbols.chunks_exact(GROUP);
     for group in &mut groups {
-        for &s in group {
-            let entry = table[s as usize];
-            w.put(entry >> 8, (entry & 0xff) as u32);
+        let group: &[u8; GROUP] = group.try_into().expect("GROUP symbols");
+        let entries = group.map(|s| table[s as usize]);
+        let lens = entries.map(|e| e & 0xff);
+        let total: u64 = lens.iter().sum();
+        if total <= 56 {
+            let codes = entries.map(|e| e >> 8);
+            let pair = |i: usize| (codes[i] << lens[i + 1]) | codes[i + 1];
+            let (l01, l23, l45, l67) = (
+                lens[0] + lens[1],
+                lens[2] + lens[3],
+                lens[4] + lens[5],
+                lens[6] + lens[7],
+            );
+            let low = (pair(0) << l23) | pair(2);
+            let high = (pair(4) << l67) | pair(6);
+            let all = (low << (l45 + l67)) | high;
+            debug_assert!(l01 + l23 + l45 + l67 == total);
+            w.put(all, total as u32);
+            w.flush();
+        } else {
+            for entry in entries {
+                w.put(entry >> 8, (entry & 0xff) as u32);
+                w.flush();
+            }
         }
-        w.flush();
     }
     for &s in groups.remainder() {
         let entry = table[s as usize];
@@ -375,6 +395,9 @@ fn write_codes<const N: usize>(w: &mut BitWriter<'_>, symbols: &[u8], table: &[u
         w.flush();
     }
 }
+
+/// Symbols coded between two flushes in [`write_codes`].
+const GROUP: usize = 8;
 
 /// MSB-first bit writer: codes gather in a 64-bit accumulator, whole bytes go out.
 struct BitWriter<'a> {
@@ -429,9 +452,16 @@ pub fn encode(data: &[u8]) -> Vec<u8> {
 /// Bits resolved by one table look-up.
 const TABLE_BITS: u32 = 12;
 const TABLE_SIZE: usize = 1 << TABLE_BITS;
-/// Table entry flag: the code is longer than TABLE_BITS; the low bits name the
-/// internal node reached after TABLE_BITS bits.
-const LONG: u32 = 1 << 31;
+// A table entry is `symbols << 8 | count << 6 | len`: up to three symbols whose
+// codes take `len` bits in all. The length sits in the low bits so that a shift by
+// the whole entry (masked to 6 bits by the CPU) consumes the codes. An entry with
+// count 0 is a code longer than TABLE_BITS: `node << 8`, the internal node reached.
+const COUNT_MASK: u32 = 0b11 << 6;
+const LEN_MASK: u32 = 63;
+
+fn entry_is_long(entry: u32) -> bool {
+    entry & COUNT_MASK == 0
+}
 /// A child reference in the decoder's tree: leaves carry this flag and their symbol.
 const LEAF: u16 = 1 << 15;
 
@@ -469,15 +499,14 @@ impl DecodeTree {
         Ok(index as u16)
     }
 
-    /// Fills `table` (TABLE_BITS-bit prefixes) with single-symbol entries:
-    /// `symbol | len << 24 | 1 << 28`, or `LONG | node`.
+    /// Fills `table` (TABLE_BITS-bit prefixes) with single-symbol entries.
     fn fill_table(&self, node: u16, depth: u32, prefix: usize, table: &mut [u32; TABLE_SIZE]) {
         if node & LEAF != 0 {
             let span = 1usize << (TABLE_BITS - depth);
-            let entry = u32::from(node & 0xff) | depth << 24 | 1 << 28;
+            let entry = u32::from(node & 0xff) << 8 | 1 << 6 | depth;
             table[prefix * span..(prefix + 1) * span].fill(entry);
         } else if depth == TABLE_BITS {
-            table[prefix] = LONG | u32::from(node);
+            table[prefix] = u32::from(node) << 8;
         } else {
             let [a, b] = self.children[node as usize];
             self.fill_table(a, depth + 1, prefix * 2, table);
@@ -496,29 +525,29 @@ impl DecodeTree {
 }
 
 /// Combines single-symbol entries into entries of up to three symbols that fit in
-/// TABLE_BITS bits: `symbols (3 x 8 bits) | total len << 24 | count << 28`.
+/// TABLE_BITS bits.
 fn multi_symbol_table(single: &[u32; TABLE_SIZE]) -> [u32; TABLE_SIZE] {
     let mut multi = [0u32; TABLE_SIZE];
     for (index, entry) in multi.iter_mut().enumerate() {
         let first = single[index];
-        if first & LONG != 0 {
+        if entry_is_long(first) {
             *entry = first;
             continue;
         }
-        let mut symbols = first & 0xff;
-        let mut len = (first >> 24) & 0xf;
+        let mut symbols = first >> 8;
+        let mut len = first & LEN_MASK;
         let mut count = 1;
         while count < 3 {
             let next = single[(index << len) & (TABLE_SIZE - 1)];
-            let next_len = (next >> 24) & 0xf;
-            if next & LONG != 0 || len + next_len > TABLE_BITS {
+            let next_len = next & LEN_MASK;
+            if entry_is_long(next) || len + next_len > TABLE_BITS {
                 break;
             }
-            symbols |= (next & 0xff) << (8 * count);
+            symbols |= (next >> 8) << (8 * count);
             len += next_len;
             count += 1;
         }
-        *entry = symbols | len << 24 | count << 28;
+        *entry = symbols << 8 | count << 6 | len;
     }
     multi
 }
@@ -632,15 +661,14 @@ fn decode_fast(
         let mut long = None;
         for _ in 0..4 {
             let entry = table[(bits >> (64 - TABLE_BITS)) as usize];
-            if entry & LONG != 0 {
-                long = Some((entry & 0xffff) as u16);
+            if entry_is_long(entry) {
+                long = Some((entry >> 8) as u16);
                 break;
             }
-            out[pos..pos + 4].copy_from_slice(&entry.to_le_bytes());
-            let len = (entry >> 24) & 0xf;
-            pos += (entry >> 28) as usize;
-            bits <<= len;
-            bitpos += len as usize;
+            out[pos..pos + 4].copy_from_slice(&(entry >> 8).to_le_bytes());
+            pos += ((entry & COUNT_MASK) >> 6) as usize;
+            bits = bits.wrapping_shl(entry);
+            bitpos += (entry & LEN_MASK) as usize;
         }
         if let Some(node) = long {
             reader.pos = bitpos + TABLE_BITS as usize;
@@ -671,21 +699,19 @@ fn decode_tail(
             expected,
         };
         let entry = table[(reader.peek() >> (64 - TABLE_BITS)) as usize];
-        if entry & LONG != 0 {
+        if entry_is_long(entry) {
             if reader.bits_left() < TABLE_BITS as usize {
                 return Err(truncated);
             }
             reader.pos += TABLE_BITS as usize;
-            *slot = tree
-                .walk((entry & 0xffff) as u16, reader)
-                .ok_or(truncated)?;
+            *slot = tree.walk((entry >> 8) as u16, reader).ok_or(truncated)?;
         } else {
-            let len = ((entry >> 24) & 0xf) as usize;
+            let len = (entry & LEN_MASK) as usize;
             if reader.bits_left() < len {
                 return Err(truncated);
             }
             reader.pos += len;
-            *slot = (entry & 0xff) as u8;
+            *slot = (entry >> 8) as u8;
         }
     }
     Ok(())

@@ -1,7 +1,6 @@
 //! Square-root quantization of uint16 pixels to bytes, and its inverse, through
 //! lookup tables (PYME_WIRE.md section 3).
 
-use super::huffman::SymbolSource;
 use super::PzfError;
 
 /// Checks a quantization offset and scale: both finite, the scale positive.
@@ -50,14 +49,6 @@ impl QuantTable {
     pub fn get(&self, x: u16) -> u8 {
         self.table[x as usize]
     }
-
-    /// A symbol source giving the quantized bytes of little-endian uint16 `pixels`.
-    pub fn source<'a>(&'a self, pixels: &'a [u8]) -> QuantizedPixels<'a> {
-        QuantizedPixels {
-            table: self,
-            pixels,
-        }
-    }
 }
 
 /// `round(sqrt(x - offset) / scale)`, saturated to 0..=255; 0 below the offset.
@@ -67,26 +58,6 @@ pub fn quantize_one(x: u16, offset: f32, scale: f32) -> u8 {
         return 0;
     }
     (above.sqrt() / f64::from(scale)).round().min(255.0) as u8
-}
-
-/// Little-endian uint16 pixels seen as their quantized bytes.
-pub struct QuantizedPixels<'a> {
-    table: &'a QuantTable,
-    pixels: &'a [u8],
-}
-
-impl SymbolSource for QuantizedPixels<'_> {
-    fn len(&self) -> usize {
-        self.pixels.len() / 2
-    }
-
-    fn block<'b>(&'b self, start: usize, buf: &'b mut [u8]) -> &'b [u8] {
-        let pixels = &self.pixels[2 * start..2 * (start + buf.len())];
-        for (q, p) in buf.iter_mut().zip(pixels.chunks_exact(2)) {
-            *q = self.table.get(u16::from_le_bytes([p[0], p[1]]));
-        }
-        buf
-    }
 }
 
 /// Quantizes little-endian uint16 `pixels` into `out` (one byte per pixel).
