@@ -98,7 +98,10 @@ fn decode(args: DecodeArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("version {}", h.version);
     println!("format {:?}", h.format);
     println!("compression {:?}", h.compression);
-    println!("quantization {:?} (offset {}, scale {})", h.quantization, h.quant_offset, h.quant_scale);
+    println!(
+        "quantization {:?} (offset {}, scale {})",
+        h.quantization, h.quant_offset, h.quant_scale
+    );
     println!("order {:?}", h.order);
     println!("shape {}x{}x{}", h.width, h.height, h.depth);
     println!("sequence_id {}", h.sequence_id);

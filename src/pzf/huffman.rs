@@ -216,6 +216,12 @@ pub struct EncodePlan {
 impl EncodePlan {
     /// Plans the block for symbols with this histogram.
     pub fn new(hist: &Histogram) -> Self {
+        Self::with_weights(hist, hist)
+    }
+
+    /// Plans a block of symbols counted in `counts` with the tree built from
+    /// `weights` (which must be non-zero wherever `counts` is).
+    fn with_weights(weights: &Histogram, counts: &Histogram) -> Self {
         let mut plan = EncodePlan {
             lens: [0; 256],
             codes: [[0; 4]; 256],
@@ -226,7 +232,7 @@ impl EncodePlan {
             bytes: 0,
         };
         let mut nodes = [BuildNode::default(); 511];
-        let Some(root) = build_tree(hist, &mut nodes) else {
+        let Some(root) = build_tree(weights, &mut nodes) else {
             return plan;
         };
         let mut path = [0u64; 4];
@@ -236,11 +242,12 @@ impl EncodePlan {
             plan.lens[nodes[root].symbol as usize] = 1;
         }
         let mut bits = plan.tree_bits as u64;
-        for (&count, &len) in hist.iter().zip(plan.lens.iter()) {
+        for (&count, &len) in counts.iter().zip(plan.lens.iter()) {
+            assert!(count == 0 || len > 0, "a counted symbol has no code");
             bits += count * u64::from(len);
             plan.max_len = plan.max_len.max(len as usize);
         }
-        plan.symbols = hist.iter().sum::<u64>() as usize;
+        plan.symbols = counts.iter().sum::<u64>() as usize;
         plan.bytes = block_bytes(bits);
         plan
     }
@@ -346,15 +353,10 @@ impl EncodePlan {
     }
 }
 
-/// Bytes of a block holding `bits` bits. The reference counts one byte of slack
-/// when the last byte is partial.
+/// Bytes of a block holding `bits` bits: pymecompress ends the block at the last
+/// byte holding code bits, with no slack byte (the golden vectors check this).
 fn block_bytes(bits: u64) -> usize {
-    let full = (bits / 8) as usize;
-    if bits % 8 == 0 {
-        full
-    } else {
-        full + 1
-    }
+    bits.div_ceil(8) as usize
 }
 
 /// Codes of at most 56 bits. Eight codes that fit in 56 bits together (the common
@@ -438,6 +440,17 @@ pub fn encode_into<S: SymbolSource + ?Sized>(source: &S, out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + plan.block_len(), 0);
     plan.write(source, &mut out[start..]);
+}
+
+/// Encodes `data` with the code tree that `weights` would give: a test hook for
+/// code lengths no real input of testable size produces (up to 88 bits with
+/// Fibonacci weights). `weights` must be non-zero for every byte in `data`.
+#[doc(hidden)]
+pub fn encode_with_weights(weights: &Histogram, data: &[u8]) -> Vec<u8> {
+    let plan = EncodePlan::with_weights(weights, &histogram(data));
+    let mut out = vec![0u8; plan.block_len()];
+    plan.write(data, &mut out);
+    out
 }
 
 /// Encodes `data` as one block.
