@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
         ("quant_chunked2", Compression::HuffmanChunked, true),
     ];
     let mut group = c.benchmark_group("pzf_2048x2048_u16");
-    group.throughput(Throughput::Bytes(pixels.len() as u64));
+    group.throughput(Throughput::BytesDecimal(pixels.len() as u64));
     group.sample_size(20);
     for (name, compression, quantized) in cases {
         let p = params(compression, quantized);

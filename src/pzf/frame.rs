@@ -3,7 +3,8 @@
 //! Encoding checks its parameters before writing anything, so bad parameters give
 //! an error, never a corrupt file. Decoding checks every size against the input
 //! before allocating, so a lying header cannot make it allocate more than the
-//! input could justify (at most eight pixels' bytes per input byte).
+//! input could justify (every coded byte takes at least one bit: at most 8 bytes
+//! out per byte in, 16 for quantized frames).
 
 use std::cell::RefCell;
 

@@ -4,7 +4,8 @@
 //! The encoder builds the tree exactly as the reference does, so its output is
 //! byte-identical; unlike the reference it is correct for every code length. The
 //! decoder trusts nothing in a block: a corrupt tree or a short stream is an error.
-//! Nothing here allocates: tables live on the stack and output goes to caller slices.
+//! The `_into` functions allocate nothing: tables live on the stack and output goes
+//! to the caller's buffers.
 
 use thiserror::Error;
 
