@@ -8,6 +8,9 @@
 
 use std::sync::Arc;
 
+pub mod gzip;
+pub mod pzf;
+
 /// What a filter knows about the file it transforms.
 #[derive(Debug, Clone, Copy)]
 pub struct FileInfo<'a> {

@@ -1,0 +1,82 @@
+//! The steady state allocates nothing: once buffers have grown to a frame's size,
+//! encoding, decoding and filtering more frames makes no heap allocation.
+//! (One test in its own binary, so no other thread allocates meanwhile.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pyme_streaming::filter::gzip::GzipFilter;
+use pyme_streaming::filter::pzf::PzfFilter;
+use pyme_streaming::filter::{FileInfo, Filter};
+use pyme_streaming::pzf::{decode_into, Compression, DataFormat, EncodeParams, Quantization};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steady_state_makes_no_allocation() {
+    let mut rng = fastrand::Rng::with_seed(1);
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|_| {
+            (0..256 * 256)
+                .flat_map(|_| (100 + rng.u16(..60)).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let mut filters: Vec<Box<dyn Filter>> = Vec::new();
+    for quantization in [Quantization::None, Quantization::Sqrt] {
+        for compression in [Compression::Raw, Compression::Huffman] {
+            let mut p = EncodeParams::new(DataFormat::U16, 256, 256);
+            p.compression = compression;
+            p.quantization = quantization;
+            p.quant_offset = 100.0;
+            filters.push(Box::new(PzfFilter::new(p).unwrap()));
+        }
+    }
+    filters.push(Box::new(GzipFilter::default()));
+    let mut out = Vec::new();
+    let mut pixels = Vec::new();
+    for filter in &filters {
+        for round in 0..2 {
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            for (i, frame) in frames.iter().enumerate() {
+                out.clear();
+                filter
+                    .apply(
+                        &FileInfo {
+                            name: "f",
+                            index: Some(i as i64),
+                        },
+                        frame,
+                        &mut out,
+                    )
+                    .unwrap();
+                if out[..2] == *b"BD" {
+                    decode_into(&out, &mut pixels).unwrap();
+                }
+            }
+            let made = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            if round == 1 {
+                assert_eq!(made, 0, "allocations in the steady state");
+            }
+        }
+    }
+}

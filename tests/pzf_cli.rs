@@ -1,0 +1,85 @@
+//! The file-level functions behind the `pzf` subcommand: raw files to PZF files and back.
+
+use pyme_streaming::pzf::files::{decode_file, encode_raw_file, frame_path, parse_shape};
+use pyme_streaming::pzf::{Compression, DataFormat, EncodeParams, PzfError, Quantization};
+
+#[test]
+fn shapes_parse() {
+    assert_eq!(parse_shape("512x256").unwrap(), (512, 256, 1));
+    assert_eq!(parse_shape("4x5x6").unwrap(), (4, 5, 6));
+    for bad in ["", "5", "4x", "ax5", "1x2x3x4", "-1x5"] {
+        assert!(
+            matches!(parse_shape(bad), Err(PzfError::InvalidParams(_))),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn frame_files_are_numbered_with_five_digits() {
+    assert_eq!(
+        frame_path("out/frame", 7).to_str().unwrap(),
+        "out/frame00007.pzf"
+    );
+}
+
+#[test]
+fn raw_file_round_trips_frame_by_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw: Vec<u8> = (0..3 * 6 * 4 * 2).map(|i| (i * 7 % 251) as u8).collect();
+    let input = dir.path().join("in.raw");
+    std::fs::write(&input, &raw).unwrap();
+    let prefix = dir.path().join("f").to_str().unwrap().to_owned();
+    for compression in [
+        Compression::Raw,
+        Compression::Huffman,
+        Compression::HuffmanChunked,
+    ] {
+        let mut params = EncodeParams::new(DataFormat::U16, 6, 4);
+        params.compression = compression;
+        let written = encode_raw_file(&input, &prefix, &params, None).unwrap();
+        assert_eq!(written.len(), 3);
+        for (i, path) in written.iter().enumerate() {
+            assert_eq!(path, &frame_path(&prefix, i));
+            let out = dir.path().join("out.raw");
+            let header = decode_file(path, &out).unwrap();
+            assert_eq!(header.frame_num, i as u32);
+            assert_eq!(std::fs::read(&out).unwrap(), &raw[i * 48..(i + 1) * 48]);
+        }
+    }
+    let params = EncodeParams::new(DataFormat::U16, 6, 4);
+    assert_eq!(
+        encode_raw_file(&input, &prefix, &params, Some(2))
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.raw");
+    std::fs::write(&input, [0u8; 50]).unwrap();
+    let prefix = dir.path().join("f").to_str().unwrap().to_owned();
+    let params = EncodeParams::new(DataFormat::U16, 6, 4);
+    assert!(matches!(
+        encode_raw_file(&input, &prefix, &params, None),
+        Err(PzfError::SizeMismatch { .. })
+    ));
+    let mut quantized_u8 = EncodeParams::new(DataFormat::U8, 5, 5);
+    quantized_u8.quantization = Quantization::Sqrt;
+    assert!(matches!(
+        encode_raw_file(&input, &prefix, &quantized_u8, None),
+        Err(PzfError::InvalidParams(_))
+    ));
+    let missing = dir.path().join("missing.raw");
+    assert!(matches!(
+        encode_raw_file(&missing, &prefix, &params, None),
+        Err(PzfError::Io { .. })
+    ));
+    assert!(matches!(
+        decode_file(&input, &dir.path().join("o")),
+        Err(PzfError::BadHeader(_))
+    ));
+}
