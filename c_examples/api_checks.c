@@ -201,6 +201,24 @@ static void check_options(const Address *dead) {
     CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, &message_len), STREAMER_OK);
     CHECK(strstr(message, "no-such-cluster") != NULL);
     CHECK_STATUS(n_cluster_servers("x", NULL), STREAMER_ERR_NULL_ARGUMENT);
+
+    /* Built-in filters: bad parameters are refused at configuration. */
+    CHECK_STATUS(streamer_options_set_filter_pzf(NULL, STREAMER_PZF_UINT16, 4, 4, 1, STREAMER_PZF_HUFFMAN,
+                                                 STREAMER_PZF_QUANT_NONE, 0.0f, 1.0f), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_pzf(options, 9, 4, 4, 1, STREAMER_PZF_HUFFMAN,
+                                                 STREAMER_PZF_QUANT_NONE, 0.0f, 1.0f), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_pzf(options, STREAMER_PZF_UINT16, 0, 4, 1, STREAMER_PZF_HUFFMAN,
+                                                 STREAMER_PZF_QUANT_NONE, 0.0f, 1.0f), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_pzf(options, STREAMER_PZF_FLOAT32, 4, 4, 1, STREAMER_PZF_HUFFMAN,
+                                                 STREAMER_PZF_QUANT_SQRT, 0.0f, 1.0f), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_pzf(options, STREAMER_PZF_UINT16, 4, 4, 1, STREAMER_PZF_HUFFMAN,
+                                                 STREAMER_PZF_QUANT_SQRT, 100.0f, 0.0f), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_pzf(options, STREAMER_PZF_UINT16, 4, 4, 1, STREAMER_PZF_HUFFMAN,
+                                                 STREAMER_PZF_QUANT_SQRT, 100.0f, 1.0f), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_filter_gzip(NULL, 1), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_gzip(options, 0), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_gzip(options, 10), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_filter_gzip(options, 6), STREAMER_OK);
     streamer_options_free(options);
 }
 

@@ -98,6 +98,46 @@
 #define STREAMER_FILTER_IDENTITY 0
 
 /**
+ * PZF pixel type: uint8.
+ */
+#define STREAMER_PZF_UINT8 0
+
+/**
+ * PZF pixel type: uint16 (sCMOS cameras).
+ */
+#define STREAMER_PZF_UINT16 1
+
+/**
+ * PZF pixel type: float32.
+ */
+#define STREAMER_PZF_FLOAT32 2
+
+/**
+ * PZF compression: none.
+ */
+#define STREAMER_PZF_RAW 0
+
+/**
+ * PZF compression: one Huffman block (pymecompress-compatible).
+ */
+#define STREAMER_PZF_HUFFMAN 1
+
+/**
+ * PZF compression: Huffman-coded chunks, coded in parallel.
+ */
+#define STREAMER_PZF_HUFFMAN_CHUNKED 2
+
+/**
+ * PZF quantization: none (lossless).
+ */
+#define STREAMER_PZF_QUANT_NONE 0
+
+/**
+ * PZF quantization: square root, uint16 only (within photon shot noise).
+ */
+#define STREAMER_PZF_QUANT_SQRT 1
+
+/**
  * Success.
  */
 #define STREAMER_OK 0
@@ -500,12 +540,50 @@ int32_t streamer_options_set_filter(struct StreamerOptions *options,
 
 /**
  * Chooses a built-in filter: `STREAMER_FILTER_IDENTITY` (send the bytes
- * unchanged; removes any filter set before).
+ * unchanged; removes any filter set before). Built-in filters with parameters
+ * have their own setters: `streamer_options_set_filter_pzf`,
+ * `streamer_options_set_filter_gzip`.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
 int32_t streamer_options_set_filter_kind(struct StreamerOptions *options, int32_t kind);
+
+/**
+ * Encodes every file as a PZF frame (PYME's one-frame-per-file format) on
+ * the library's sender threads, without a callback: each put's `data` is one
+ * raw little-endian frame of `rows` x `cols` (x `depth`, 1 for 2-D) pixels in
+ * C (row-major) order, and its index is the frame number. (The PZF header
+ * calls the first dimension Width: it holds `rows`.)
+ * `data_format`: `STREAMER_PZF_UINT8`, `_UINT16` or `_FLOAT32`;
+ * `compression`: `STREAMER_PZF_RAW`, `_HUFFMAN` or `_HUFFMAN_CHUNKED`;
+ * `quantization`: `STREAMER_PZF_QUANT_NONE` or `_SQRT` (uint16 only, with
+ * `quant_offset` (the camera's dark level) and `quant_scale` > 0). Invalid
+ * parameters are `STREAMER_ERR_INVALID_ARGUMENT` here; a put whose size does
+ * not match fails that file with `STREAMER_ERR_FILTER`, never a corrupt file.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_filter_pzf(struct StreamerOptions *options,
+                                        int32_t data_format,
+                                        uint32_t rows,
+                                        uint32_t cols,
+                                        uint32_t depth,
+                                        int32_t compression,
+                                        int32_t quantization,
+                                        float quant_offset,
+                                        float quant_scale);
+
+/**
+ * Compresses every file with gzip for the transport (`Content-Encoding:
+ * gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
+ * (small). For non-image files; use the PZF filter for frames.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_filter_gzip(struct StreamerOptions *options, int32_t level);
 
 /**
  * Calls `fn` once with the outcome of every file (see `StreamerCompletionFn`).

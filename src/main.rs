@@ -25,6 +25,11 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Stream local files and folders to the cluster.
     Put(cli::put::PutArgs),
+    /// Encode raw frames as PZF files, or decode one.
+    Pzf {
+        #[command(subcommand)]
+        command: cli::pzf::PzfCommand,
+    },
     /// List the live data servers of a cluster (name<TAB>host:port).
     Discover(cli::discover::DiscoverArgs),
     /// Zero configuration: three local servers, a simulated acquisition, every file checked.
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
         Command::Put(args) => cli::put::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Discover(args) => cli::discover::run(args),
+        Command::Pzf { command } => cli::pzf::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -260,3 +260,42 @@ fn camera_sim_streams_every_frame_on_time() {
     let stored: usize = servers.iter().map(|s| s.files().len()).sum();
     assert_eq!(stored, 100);
 }
+
+/// The PZF filter from C without a callback: every stored frame decodes to
+/// the pixels the C program made (exactly, or within one quantization step).
+#[test]
+fn pzf_frames_from_c_decode_to_the_pixels_sent() {
+    let servers = start_servers(2);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("pzf_frames");
+    build_against_shared("gcc", "c99", &example("pzf_frames.c"), &exe, &[]);
+    for (series, quantize) in [("exact", false), ("quantized", true)] {
+        let mut command = Command::new(&exe);
+        command.args(["-n", "6", "-w", "40", "-h", "30", "-p", series]);
+        if quantize {
+            command.arg("-q");
+        }
+        command.args(servers.iter().map(TestServer::address));
+        run(&mut command);
+        for i in 0..6u32 {
+            let name = format!("{series}/frame{i:05}.pzf");
+            let stored = servers[(i % 2) as usize].read(&name).expect(&name);
+            let (header, pixels) = pyme_streaming::pzf::decode(&stored).unwrap();
+            assert_eq!(header.frame_num, i);
+            assert_eq!((header.width, header.height), (30, 40));
+            for (p, value) in pixels.chunks(2).enumerate() {
+                let value = u16::from_le_bytes([value[0], value[1]]) as f64;
+                let sent = (100 + (p as u32 + i) % 64) as f64;
+                let tolerance = if quantize {
+                    2.0 * (sent - 100.0).sqrt() + 1.0
+                } else {
+                    0.0
+                };
+                assert!(
+                    (value - sent).abs() <= tolerance,
+                    "{name} pixel {p}: {value} vs {sent}"
+                );
+            }
+        }
+    }
+}

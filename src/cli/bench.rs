@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use pyme_streaming::{Bytes, Streamer};
 
+use super::camera::Camera;
 use super::{progress_bar, summary_line, CliResult, StreamArgs, Tally};
 
 #[derive(clap::Args, Debug)]
@@ -16,14 +17,16 @@ pub struct BenchArgs {
     /// Number of files.
     #[arg(long, default_value_t = 1000)]
     pub count: u64,
-    /// Size of each file in bytes.
-    #[arg(long, default_value_t = 8 * 1024 * 1024)]
-    pub size: usize,
+    /// Size of each file in bytes [default: 8 MiB, or the frame size of --shape].
+    #[arg(long)]
+    pub size: Option<usize>,
     /// Files are named PREFIX/frameNNNNN.pzf.
     #[arg(long, default_value = "bench")]
     pub prefix: String,
-    /// Body of each file: `random` (one random buffer for all) or `index` (the
-    /// decimal file number and a newline, repeated and cut to SIZE).
+    /// Body of each file: `random` (one random buffer for all), `index` (the
+    /// decimal file number and a newline, repeated and cut to SIZE), or
+    /// `camera` (uint16 frames of --shape with photon noise, as a microscope
+    /// camera makes them).
     #[arg(long, value_enum, default_value_t = Pattern::Random)]
     pub pattern: Pattern,
     /// Produce at most this many files per second, like a camera at a fixed
@@ -43,6 +46,7 @@ pub struct BenchArgs {
 pub enum Pattern {
     Random,
     Index,
+    Camera,
 }
 
 /// The body of file `index` with the `index` pattern.
@@ -52,9 +56,30 @@ pub fn index_body(index: u64, size: usize) -> Vec<u8> {
 }
 
 pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
+    let frame_bytes = args.stream.frame_bytes()?;
+    let size = match (args.size, frame_bytes) {
+        (Some(size), Some(frame)) if size != frame => {
+            return Err(format!("--size {size} does not match --shape ({frame} bytes)").into())
+        }
+        (Some(size), _) => size,
+        (None, Some(frame)) => frame,
+        (None, None) => 8 * 1024 * 1024,
+    };
+    let camera = match args.pattern {
+        Pattern::Camera => {
+            let shape = args
+                .stream
+                .shape
+                .as_deref()
+                .ok_or("--pattern camera needs --shape ROWSxCOLS")?;
+            let (rows, cols, _) = pyme_streaming::pzf::files::parse_shape(shape)?;
+            Some(Camera::new(cols, rows))
+        }
+        _ => None,
+    };
     let tally = Arc::new(Tally::default());
-    let streamer = Streamer::new(tally.attach(args.stream.options()))?;
-    let random_body = Bytes::from(random_bytes(args.size));
+    let streamer = Streamer::new(tally.attach(args.stream.options()?))?;
+    let random_body = Bytes::from(random_bytes(size));
     let bar = progress_bar(args.count, "bench");
     let mut latencies_ns = Vec::with_capacity(args.count as usize);
     let mut rejected = 0u64;
@@ -74,7 +99,12 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         let name = format!("{}/frame{index:05}.pzf", args.prefix);
         let body = match args.pattern {
             Pattern::Random => random_body.clone(),
-            Pattern::Index => Bytes::from(index_body(index, args.size)),
+            Pattern::Index => Bytes::from(index_body(index, size)),
+            Pattern::Camera => Bytes::from(
+                camera
+                    .as_ref()
+                    .map_or_else(Vec::new, |c| c.frame(index as u32)),
+            ),
         };
         let put_started = Instant::now();
         let result = if args.zero_copy {
@@ -148,7 +178,7 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
             "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
             "peak_rss_bytes": peak_rss_bytes(),
             "servers": servers,
-            "size": args.size,
+            "size": size,
         });
         println!("{report}");
     }

@@ -1,9 +1,11 @@
 //! The subcommands of `pyme-stream`, one file each, and what they share.
 
 pub mod bench;
+pub mod camera;
 pub mod demo;
 pub mod discover;
 pub mod put;
+pub mod pzf;
 pub mod serve;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +68,29 @@ pub struct StreamArgs {
     /// wait in this folder and are sent when a server is back.
     #[arg(long)]
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Filter run on every file before it is sent: gzip (transport
+    /// compression, decoded by the server) or PZF encoding of uint16 frames
+    /// (raw, Huffman, or square-root quantized + Huffman).
+    #[arg(long, value_enum, default_value_t = FilterArg::None)]
+    pub filter: FilterArg,
+    /// With a pzf filter: the frame shape, ROWSxCOLS[xDEPTH] uint16 pixels.
+    #[arg(long)]
+    pub shape: Option<String>,
+    /// With pzf-huffman-sqrt: the quantization offset (the camera's dark level).
+    #[arg(long, default_value_t = 100.0)]
+    pub quant_offset: f32,
+    /// With pzf-huffman-sqrt: the quantization scale (near 1 keeps the error within shot noise).
+    #[arg(long, default_value_t = 1.0)]
+    pub quant_scale: f32,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterArg {
+    None,
+    Gzip,
+    PzfRaw,
+    PzfHuffman,
+    PzfHuffmanSqrt,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +100,7 @@ pub enum Backpressure {
 }
 
 impl StreamArgs {
-    pub fn options(&self) -> StreamerOptions {
+    pub fn options(&self) -> CliResult<StreamerOptions> {
         let options = StreamerOptions::new()
             .servers(self.servers.iter().cloned())
             .shared_distribution(self.distribution.into_distribution())
@@ -92,7 +117,8 @@ impl StreamArgs {
             Some(folder) => options.spill_dir(folder),
             None => options,
         };
-        match &self.serverfilter {
+        let options = options.shared_filter(self.filter()?);
+        Ok(match &self.serverfilter {
             Some(serverfilter) => {
                 let mut discovery =
                     pyme_streaming::discovery::DiscoveryOptions::for_cluster(serverfilter);
@@ -104,7 +130,55 @@ impl StreamArgs {
                 options.discovery(discovery)
             }
             None => options,
+        })
+    }
+
+    /// The frame size the pzf filters expect, in bytes.
+    pub fn frame_bytes(&self) -> CliResult<Option<usize>> {
+        if !self.is_pzf() {
+            return Ok(None);
         }
+        let shape = self
+            .shape
+            .as_deref()
+            .ok_or("a pzf filter needs --shape ROWSxCOLS")?;
+        let (rows, cols, depth) = pyme_streaming::pzf::files::parse_shape(shape)?;
+        Ok(Some(rows as usize * cols as usize * depth as usize * 2))
+    }
+
+    fn is_pzf(&self) -> bool {
+        matches!(
+            self.filter,
+            FilterArg::PzfRaw | FilterArg::PzfHuffman | FilterArg::PzfHuffmanSqrt
+        )
+    }
+
+    fn filter(&self) -> CliResult<Option<pyme_streaming::filter::SharedFilter>> {
+        use pyme_streaming::filter::{gzip::GzipFilter, pzf::PzfFilter};
+        use pyme_streaming::pzf::{Compression, DataFormat, EncodeParams, Quantization};
+        if self.filter == FilterArg::None {
+            return Ok(None);
+        }
+        if self.filter == FilterArg::Gzip {
+            return Ok(Some(Arc::new(GzipFilter::default())));
+        }
+        let shape = self
+            .shape
+            .as_deref()
+            .ok_or("a pzf filter needs --shape ROWSxCOLS")?;
+        let (rows, cols, depth) = pyme_streaming::pzf::files::parse_shape(shape)?;
+        let mut params = EncodeParams::new(DataFormat::U16, rows, cols);
+        params.depth = depth;
+        params.compression = match self.filter {
+            FilterArg::PzfRaw => Compression::Raw,
+            _ => Compression::Huffman,
+        };
+        if self.filter == FilterArg::PzfHuffmanSqrt {
+            params.quantization = Quantization::Sqrt;
+            params.quant_offset = self.quant_offset;
+            params.quant_scale = self.quant_scale;
+        }
+        Ok(Some(Arc::new(PzfFilter::new(params)?)))
     }
 }
 

@@ -41,7 +41,7 @@ pub fn run(args: PutArgs) -> CliResult<ExitCode> {
         .into());
     }
     let tally = Arc::new(Tally::default());
-    let streamer = Streamer::new(tally.attach(args.stream.options()))?;
+    let streamer = Streamer::new(tally.attach(args.stream.options()?))?;
     let bar = progress_bar(files.len() as u64, "put");
     let started = Instant::now();
     let mut rejected = 0;

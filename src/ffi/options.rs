@@ -30,6 +30,23 @@ pub const STREAMER_DISTRIBUTION_HASH: i32 = 3;
 /// Send the bytes unchanged (the default; no copy is made).
 pub const STREAMER_FILTER_IDENTITY: i32 = 0;
 
+/// PZF pixel type: uint8.
+pub const STREAMER_PZF_UINT8: i32 = 0;
+/// PZF pixel type: uint16 (sCMOS cameras).
+pub const STREAMER_PZF_UINT16: i32 = 1;
+/// PZF pixel type: float32.
+pub const STREAMER_PZF_FLOAT32: i32 = 2;
+/// PZF compression: none.
+pub const STREAMER_PZF_RAW: i32 = 0;
+/// PZF compression: one Huffman block (pymecompress-compatible).
+pub const STREAMER_PZF_HUFFMAN: i32 = 1;
+/// PZF compression: Huffman-coded chunks, coded in parallel.
+pub const STREAMER_PZF_HUFFMAN_CHUNKED: i32 = 2;
+/// PZF quantization: none (lossless).
+pub const STREAMER_PZF_QUANT_NONE: i32 = 0;
+/// PZF quantization: square root, uint16 only (within photon shot noise).
+pub const STREAMER_PZF_QUANT_SQRT: i32 = 1;
+
 /// Settings for a `Streamer` or a `Stream`. Not thread-safe: fill it from one
 /// thread. One options object may create any number of handles; each handle
 /// copies what it needs, so the options may be freed right after `streamer_new`.
@@ -204,12 +221,9 @@ pub unsafe extern "C" fn streamer_options_set_filter(
 }
 
 /// Chooses a built-in filter: `STREAMER_FILTER_IDENTITY` (send the bytes
-/// unchanged; removes any filter set before).
-//
-// Built-in filters with parameters get their own setter, next to this one:
-// `streamer_options_set_filter_pzf(...)` (crate::filter::pzf::PzfFilter) and
-// `streamer_options_set_filter_gzip(options, int32_t level)`
-// (crate::filter::gzip::GzipFilter), once those modules are merged.
+/// unchanged; removes any filter set before). Built-in filters with parameters
+/// have their own setters: `streamer_options_set_filter_pzf`,
+/// `streamer_options_set_filter_gzip`.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -224,6 +238,90 @@ pub unsafe extern "C" fn streamer_options_set_filter_kind(
             STREAMER_FILTER_IDENTITY => options.update(|core| core.shared_filter(None)),
             _ => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown filter kind {kind}")),
         }
+        STREAMER_OK
+    }
+}
+
+/// Encodes every file as a PZF frame (PYME's one-frame-per-file format) on
+/// the library's sender threads, without a callback: each put's `data` is one
+/// raw little-endian frame of `rows` x `cols` (x `depth`, 1 for 2-D) pixels in
+/// C (row-major) order, and its index is the frame number. (The PZF header
+/// calls the first dimension Width: it holds `rows`.)
+/// `data_format`: `STREAMER_PZF_UINT8`, `_UINT16` or `_FLOAT32`;
+/// `compression`: `STREAMER_PZF_RAW`, `_HUFFMAN` or `_HUFFMAN_CHUNKED`;
+/// `quantization`: `STREAMER_PZF_QUANT_NONE` or `_SQRT` (uint16 only, with
+/// `quant_offset` (the camera's dark level) and `quant_scale` > 0). Invalid
+/// parameters are `STREAMER_ERR_INVALID_ARGUMENT` here; a put whose size does
+/// not match fails that file with `STREAMER_ERR_FILTER`, never a corrupt file.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn streamer_options_set_filter_pzf(
+    options: *mut StreamerOptions,
+    data_format: i32,
+    rows: u32,
+    cols: u32,
+    depth: u32,
+    compression: i32,
+    quantization: i32,
+    quant_offset: f32,
+    quant_scale: f32,
+) -> i32 {
+    ffi_panic_boundary! {
+        use crate::pzf::{Compression, DataFormat, EncodeParams, Quantization};
+        let options = try_mut!(options);
+        let format = match data_format {
+            STREAMER_PZF_UINT8 => DataFormat::U8,
+            STREAMER_PZF_UINT16 => DataFormat::U16,
+            STREAMER_PZF_FLOAT32 => DataFormat::F32,
+            other => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown PZF data format {other}")),
+        };
+        let compression = match compression {
+            STREAMER_PZF_RAW => Compression::Raw,
+            STREAMER_PZF_HUFFMAN => Compression::Huffman,
+            STREAMER_PZF_HUFFMAN_CHUNKED => Compression::HuffmanChunked,
+            other => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown PZF compression {other}")),
+        };
+        let quantization = match quantization {
+            STREAMER_PZF_QUANT_NONE => Quantization::None,
+            STREAMER_PZF_QUANT_SQRT => Quantization::Sqrt,
+            other => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown PZF quantization {other}")),
+        };
+        let mut params = EncodeParams::new(format, rows, cols);
+        params.depth = depth;
+        params.compression = compression;
+        params.quantization = quantization;
+        params.quant_offset = quant_offset;
+        params.quant_scale = quant_scale;
+        match crate::filter::pzf::PzfFilter::new(params) {
+            Ok(filter) => {
+                options.update(|core| core.filter(filter));
+                STREAMER_OK
+            }
+            Err(error) => options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, error.to_string()),
+        }
+    }
+}
+
+/// Compresses every file with gzip for the transport (`Content-Encoding:
+/// gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
+/// (small). For non-image files; use the PZF filter for frames.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_filter_gzip(
+    options: *mut StreamerOptions,
+    level: i32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_mut!(options);
+        let Ok(level @ 1..=9) = u32::try_from(level) else {
+            return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("gzip level {level} is not 1..9"));
+        };
+        options.update(|core| core.filter(crate::filter::gzip::GzipFilter::new(level)));
         STREAMER_OK
     }
 }
