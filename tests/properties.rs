@@ -65,7 +65,14 @@ proptest! {
 fn the_fuzz_corpora_parse_without_panicking() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut inputs = 0;
-    for target in ["response_parser", "name_validator", "request_parser"] {
+    let targets = [
+        "response_parser",
+        "name_validator",
+        "request_parser",
+        "pzf_decode",
+        "huffman_decode",
+    ];
+    for target in targets {
         for entry in std::fs::read_dir(corpus.join(target)).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
             inputs += 1;
@@ -80,11 +87,19 @@ fn the_fuzz_corpora_parse_without_panicking() {
                         let _ = name::validate(text);
                     }
                 }
-                _ => {
+                "request_parser" => {
                     let _ = pyme_streaming::server::request::parse_request_head(&bytes, 64 * 1024);
                 }
+                "pzf_decode" => {
+                    let _ = pyme_streaming::pzf::decode(&bytes);
+                }
+                _ if bytes.len() >= 2 => {
+                    let symbols = usize::from(u16::from_le_bytes([bytes[0], bytes[1]]));
+                    let _ = pyme_streaming::pzf::huffman::decode(&bytes[2..], symbols);
+                }
+                _ => {}
             }
         }
     }
-    assert!(inputs >= 9, "seed corpora missing: {inputs} inputs");
+    assert!(inputs >= 19, "seed corpora missing: {inputs} inputs");
 }
