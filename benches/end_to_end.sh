@@ -246,9 +246,15 @@ log "runs $RUNS; $BIG_COUNT x $BIG_SIZE B, $SMALL_COUNT x $SMALL_SIZE B, $RATE_C
 
 PYTHON_OK=0
 PYTHON_REASON=""
-# Checked with the same stand-in as pyme_python_streamer.py: a plain import of
-# PYME's cluster modules starts mDNS discovery, which would leave loopback.
-if "$PYTHON_STREAMER" -c 'import sys, types; sys.modules["sphinx"] = types.ModuleType("sphinx"); import PYME.IO.cluster_streaming' 2> /dev/null; then
+# PYME's cluster modules start mDNS discovery when imported (multicast on every
+# interface). The stand-in below stops that, but as a second guard PYME is only
+# ever imported inside a network namespace whose only interface is lo:
+#   ip netns add pymebench && ip netns exec pymebench ip link set lo up
+#   ip netns exec pymebench bash benches/end_to_end.sh
+interfaces=$(ls /sys/class/net)
+if [ "$interfaces" != "lo" ]; then
+    PYTHON_REASON="PYME's streamer runs only inside a network namespace with lo alone (see the comment above)"
+elif "$PYTHON_STREAMER" -c 'import sys, types; sys.modules["sphinx"] = types.ModuleType("sphinx"); import PYME.IO.cluster_streaming' 2> /dev/null; then
     PYTHON_OK=1
     start_server PYSTORE --root "$SHM_ROOT/python"
 else

@@ -36,6 +36,7 @@ pub mod server;
 mod spill;
 pub mod stream;
 pub mod streamer;
+mod threads;
 
 pub use bytes::Bytes;
 pub use distribution::{BuiltinDistribution, Distribution, Fixed, NameHash, Random, RoundRobin};

@@ -274,21 +274,6 @@ impl Link {
     }
 }
 
-/// Marks the calling library thread as batch work for the Linux scheduler:
-/// waking it (as every `put` does) then never preempts the caller's thread, so
-/// a camera thread's `put` returns at once instead of waiting for the sender
-/// to be scheduled out. Elsewhere, and if refused, nothing changes.
-fn yield_to_producers() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: plain system call on the calling thread (pid 0) with a valid parameter.
-        unsafe {
-            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
-        }
-    }
-}
-
 /// Connects to `server` (`host:port`) with the options' timeouts.
 pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStream, Error> {
     let error = |detail: String| Error::Connect {
@@ -344,7 +329,7 @@ pub(crate) fn spawn_link(
 /// The link thread: one session per connection, reconnecting after failures,
 /// until the link is closed.
 fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
-    yield_to_producers();
+    crate::threads::yield_to_producers();
     let link = &cluster.links[index];
     let (first_delay, largest_delay) = cluster.options.reconnect_backoff;
     let mut delay = first_delay;
@@ -568,7 +553,7 @@ fn finish_session(link: &Link) {
 /// The receiver: reads the answers in order and matches each to the oldest
 /// file in flight. Returns whether any answer came.
 fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
-    yield_to_producers();
+    crate::threads::yield_to_producers();
     let link = &cluster.links[index];
     let mut answers = ResponseReader::new(socket);
     let mut answered = false;
