@@ -308,7 +308,7 @@ typedef int32_t (*StreamerFilterFn)(void *user_data,
                                     const char *name,
                                     const uint8_t *data,
                                     size_t len,
-                                    struct StreamerBuffer *out);
+                                    StreamerBuffer *out);
 
 /**
  * Called exactly once for every file a put accepted, when its outcome is known.
@@ -334,7 +334,7 @@ typedef void (*StreamerCompletionFn)(void *user_data,
  * The statistics of a streamer or stream: counters since it was created, and
  * the queue depths now.
  */
-typedef struct StreamerStats {
+typedef struct {
     /**
      * Files accepted by put.
      */
@@ -424,7 +424,7 @@ extern "C" {
  * `out` is the buffer passed to the running filter callback; `data` points to
  * `len` readable bytes (it may be NULL when `len` is 0).
  */
-int32_t streamer_buffer_append(struct StreamerBuffer *out, const uint8_t *data, size_t len);
+int32_t streamer_buffer_append(StreamerBuffer *out, const uint8_t *data, size_t len);
 
 /**
  * Reserves room for `additional` more bytes in a filter's output buffer, so a
@@ -433,7 +433,7 @@ int32_t streamer_buffer_append(struct StreamerBuffer *out, const uint8_t *data, 
  * # Safety
  * `out` is the buffer passed to the running filter callback.
  */
-int32_t streamer_buffer_reserve(struct StreamerBuffer *out, size_t additional);
+int32_t streamer_buffer_reserve(StreamerBuffer *out, size_t additional);
 
 /**
  * The number of bytes in a filter's output buffer so far (0 for NULL).
@@ -441,7 +441,7 @@ int32_t streamer_buffer_reserve(struct StreamerBuffer *out, size_t additional);
  * # Safety
  * `out` is NULL or the buffer passed to the running filter callback.
  */
-size_t streamer_buffer_len(const struct StreamerBuffer *out);
+size_t streamer_buffer_len(const StreamerBuffer *out);
 
 /**
  * PYME's round-robin policy as a plain function: `index % n_servers` for
@@ -470,7 +470,7 @@ int32_t n_cluster_servers(const char *serverfilter, size_t *out);
  * `out` is NULL or a valid pointer; on success `*out` is a new handle to free
  * with `streamer_options_free`.
  */
-int32_t streamer_options_new(struct StreamerOptions **out);
+int32_t streamer_options_new(StreamerOptions **out);
 
 /**
  * Frees options. NULL: does nothing.
@@ -478,7 +478,7 @@ int32_t streamer_options_new(struct StreamerOptions **out);
  * # Safety
  * `options` is NULL or a handle from `streamer_options_new`, not used afterwards.
  */
-void streamer_options_free(struct StreamerOptions *options);
+void streamer_options_free(StreamerOptions *options);
 
 /**
  * Adds a data server. Servers are numbered 0, 1, ... in the order added; that
@@ -489,9 +489,7 @@ void streamer_options_free(struct StreamerOptions *options);
  * # Safety
  * `options` is NULL or a valid handle; `host` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_add_server(struct StreamerOptions *options,
-                                    const char *host,
-                                    uint16_t port);
+int32_t streamer_options_add_server(StreamerOptions *options, const char *host, uint16_t port);
 
 /**
  * Chooses the server of each file with a C callback (see
@@ -502,7 +500,7 @@ int32_t streamer_options_add_server(struct StreamerOptions *options,
  * contract and, with `user_data`, stays usable until every handle created from
  * these options is closed.
  */
-int32_t streamer_options_set_distribution(struct StreamerOptions *options,
+int32_t streamer_options_set_distribution(StreamerOptions *options,
                                           StreamerDistributionFn fn,
                                           void *user_data);
 
@@ -513,7 +511,7 @@ int32_t streamer_options_set_distribution(struct StreamerOptions *options,
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_distribution_kind(struct StreamerOptions *options, int32_t kind);
+int32_t streamer_options_set_distribution_kind(StreamerOptions *options, int32_t kind);
 
 /**
  * Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
@@ -523,7 +521,7 @@ int32_t streamer_options_set_distribution_kind(struct StreamerOptions *options, 
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_fixed_server(struct StreamerOptions *options, size_t server);
+int32_t streamer_options_set_fixed_server(StreamerOptions *options, size_t server);
 
 /**
  * Runs a C filter on every file before it is sent (see `StreamerFilterFn`).
@@ -534,9 +532,7 @@ int32_t streamer_options_set_fixed_server(struct StreamerOptions *options, size_
  * contract and, with `user_data`, stays usable until every handle created from
  * these options is closed.
  */
-int32_t streamer_options_set_filter(struct StreamerOptions *options,
-                                    StreamerFilterFn fn,
-                                    void *user_data);
+int32_t streamer_options_set_filter(StreamerOptions *options, StreamerFilterFn fn, void *user_data);
 
 /**
  * Chooses a built-in filter: `STREAMER_FILTER_IDENTITY` (send the bytes
@@ -547,7 +543,7 @@ int32_t streamer_options_set_filter(struct StreamerOptions *options,
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_filter_kind(struct StreamerOptions *options, int32_t kind);
+int32_t streamer_options_set_filter_kind(StreamerOptions *options, int32_t kind);
 
 /**
  * Encodes every file as a PZF frame (PYME's one-frame-per-file format) on
@@ -565,7 +561,7 @@ int32_t streamer_options_set_filter_kind(struct StreamerOptions *options, int32_
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_filter_pzf(struct StreamerOptions *options,
+int32_t streamer_options_set_filter_pzf(StreamerOptions *options,
                                         int32_t data_format,
                                         uint32_t rows,
                                         uint32_t cols,
@@ -583,7 +579,7 @@ int32_t streamer_options_set_filter_pzf(struct StreamerOptions *options,
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_filter_gzip(struct StreamerOptions *options, int32_t level);
+int32_t streamer_options_set_filter_gzip(StreamerOptions *options, int32_t level);
 
 /**
  * Calls `fn` once with the outcome of every file (see `StreamerCompletionFn`).
@@ -593,7 +589,7 @@ int32_t streamer_options_set_filter_gzip(struct StreamerOptions *options, int32_
  * contract and, with `user_data`, stays usable until every handle created from
  * these options is closed.
  */
-int32_t streamer_options_set_completion(struct StreamerOptions *options,
+int32_t streamer_options_set_completion(StreamerOptions *options,
                                         StreamerCompletionFn fn,
                                         void *user_data);
 
@@ -605,7 +601,7 @@ int32_t streamer_options_set_completion(struct StreamerOptions *options,
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_queue_limits(struct StreamerOptions *options,
+int32_t streamer_options_set_queue_limits(StreamerOptions *options,
                                           size_t max_files,
                                           uint64_t max_bytes);
 
@@ -617,7 +613,7 @@ int32_t streamer_options_set_queue_limits(struct StreamerOptions *options,
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_timeouts(struct StreamerOptions *options,
+int32_t streamer_options_set_timeouts(StreamerOptions *options,
                                       uint32_t connect_ms,
                                       uint32_t response_ms);
 
@@ -629,7 +625,7 @@ int32_t streamer_options_set_timeouts(struct StreamerOptions *options,
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_put_timeout(struct StreamerOptions *options, int64_t ms);
+int32_t streamer_options_set_put_timeout(StreamerOptions *options, int64_t ms);
 
 /**
  * Failover (on by default): when a server's connection fails, its queued and
@@ -639,7 +635,7 @@ int32_t streamer_options_set_put_timeout(struct StreamerOptions *options, int64_
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_failover(struct StreamerOptions *options, int32_t enabled);
+int32_t streamer_options_set_failover(StreamerOptions *options, int32_t enabled);
 
 /**
  * How many times a file answered 5xx is sent again before it fails (default 2).
@@ -647,7 +643,7 @@ int32_t streamer_options_set_failover(struct StreamerOptions *options, int32_t e
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_max_retries(struct StreamerOptions *options, uint32_t retries);
+int32_t streamer_options_set_max_retries(StreamerOptions *options, uint32_t retries);
 
 /**
  * Rides through a whole-cluster outage (off by default): files that cannot be
@@ -659,7 +655,7 @@ int32_t streamer_options_set_max_retries(struct StreamerOptions *options, uint32
  * # Safety
  * `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_set_spill_dir(struct StreamerOptions *options, const char *folder);
+int32_t streamer_options_set_spill_dir(StreamerOptions *options, const char *folder);
 
 /**
  * Finds the servers of the cluster named `serverfilter` when the streamer is
@@ -671,8 +667,7 @@ int32_t streamer_options_set_spill_dir(struct StreamerOptions *options, const ch
  * # Safety
  * `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_set_serverfilter(struct StreamerOptions *options,
-                                          const char *serverfilter);
+int32_t streamer_options_set_serverfilter(StreamerOptions *options, const char *serverfilter);
 
 /**
  * How long discovery listens for mDNS answers (default 2000 ms). Call after
@@ -681,7 +676,7 @@ int32_t streamer_options_set_serverfilter(struct StreamerOptions *options,
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_discovery_timeout_ms(struct StreamerOptions *options, uint32_t ms);
+int32_t streamer_options_set_discovery_timeout_ms(StreamerOptions *options, uint32_t ms);
 
 /**
  * Where discovery looks: `use_mdns` (multicast on the network) and the local
@@ -691,7 +686,7 @@ int32_t streamer_options_set_discovery_timeout_ms(struct StreamerOptions *option
  * # Safety
  * `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_set_discovery_sources(struct StreamerOptions *options,
+int32_t streamer_options_set_discovery_sources(StreamerOptions *options,
                                                int32_t use_mdns,
                                                const char *registry_path);
 
@@ -703,7 +698,7 @@ int32_t streamer_options_set_discovery_sources(struct StreamerOptions *options,
  * `options` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
  * points to `buf_len` writable bytes; `out_len` is NULL or valid.
  */
-int32_t streamer_options_last_error(const struct StreamerOptions *options,
+int32_t streamer_options_last_error(const StreamerOptions *options,
                                     char *buf,
                                     size_t buf_len,
                                     size_t *out_len);
@@ -731,10 +726,7 @@ const char *streamer_version(void);
  * handle; `out` is NULL or a valid pointer. On success `*out` is a new handle
  * to close with `stream_close`.
  */
-int32_t stream_new(const char *host,
-                   uint16_t port,
-                   const struct StreamerOptions *options,
-                   struct Stream **out);
+int32_t stream_new(const char *host, uint16_t port, const StreamerOptions *options, Stream **out);
 
 /**
  * Queues a copy of the bytes as file `name`, as `streamer_put`.
@@ -744,7 +736,7 @@ int32_t stream_new(const char *host,
  * `stream` is NULL or a valid handle; `name` is NULL or a NUL-terminated
  * string; `data` points to `len` readable bytes (NULL allowed when `len` is 0).
  */
-int32_t stream_put(struct Stream *stream, const char *name, const uint8_t *data, size_t len);
+int32_t stream_put(Stream *stream, const char *name, const uint8_t *data, size_t len);
 
 /**
  * Ends the stream: after everything queued, sends the end-of-stream sentinel
@@ -761,7 +753,7 @@ int32_t stream_put(struct Stream *stream, const char *name, const uint8_t *data,
  * `stream` is NULL or a valid handle; `sentinel_name` is NULL or a
  * NUL-terminated string.
  */
-int32_t stream_finalize(struct Stream *stream, const char *sentinel_name);
+int32_t stream_finalize(Stream *stream, const char *sentinel_name);
 
 /**
  * Writes the statistics to `*out` (the final ones after `stream_finalize`).
@@ -769,7 +761,7 @@ int32_t stream_finalize(struct Stream *stream, const char *sentinel_name);
  * # Safety
  * `stream` is NULL or a valid handle; `out` is NULL or a valid pointer.
  */
-int32_t stream_stats(const struct Stream *stream, struct StreamerStats *out);
+int32_t stream_stats(const Stream *stream, StreamerStats *out);
 
 /**
  * Copies the message of the stream's last failure, as `streamer_last_error`.
@@ -777,7 +769,7 @@ int32_t stream_stats(const struct Stream *stream, struct StreamerStats *out);
  * # Safety
  * As `streamer_last_error`, with a `Stream` handle.
  */
-int32_t stream_last_error(const struct Stream *stream, char *buf, size_t buf_len, size_t *out_len);
+int32_t stream_last_error(const Stream *stream, char *buf, size_t buf_len, size_t *out_len);
 
 /**
  * Sends everything queued (no sentinel), waits for every answer, joins the
@@ -789,7 +781,7 @@ int32_t stream_last_error(const struct Stream *stream, char *buf, size_t buf_len
  * `stream` is NULL or a valid handle; no other call on it may run
  * concurrently or follow.
  */
-int32_t stream_close(struct Stream *stream);
+int32_t stream_close(Stream *stream);
 
 /**
  * As `stream_close`, and writes the final statistics to `*out` whenever the
@@ -799,7 +791,7 @@ int32_t stream_close(struct Stream *stream);
  * # Safety
  * As `stream_close`; `out` is NULL or a valid pointer.
  */
-int32_t stream_close_stats(struct Stream *stream, struct StreamerStats *out);
+int32_t stream_close_stats(Stream *stream, StreamerStats *out);
 
 /**
  * Connects to every server of `options`. On failure nothing stays open and the
@@ -810,7 +802,7 @@ int32_t stream_close_stats(struct Stream *stream, struct StreamerStats *out);
  * `options` is NULL or a valid handle; `out` is NULL or a valid pointer. On
  * success `*out` is a new handle to close with `streamer_close`.
  */
-int32_t streamer_new(const struct StreamerOptions *options, struct Streamer **out);
+int32_t streamer_new(const StreamerOptions *options, Streamer **out);
 
 /**
  * Queues a copy of `len` bytes at `data` as file `name` on the server the
@@ -823,7 +815,7 @@ int32_t streamer_new(const struct StreamerOptions *options, struct Streamer **ou
  * `streamer` is NULL or a valid handle; `name` is NULL or a NUL-terminated
  * string; `data` points to `len` readable bytes (NULL allowed when `len` is 0).
  */
-int32_t streamer_put(struct Streamer *streamer,
+int32_t streamer_put(Streamer *streamer,
                      const char *name,
                      const uint8_t *data,
                      size_t len,
@@ -841,7 +833,7 @@ int32_t streamer_put(struct Streamer *streamer,
  * As `streamer_put`; `data` stays valid and unchanged until `release` is
  * called (or, without `release`, until `streamer_close` returns).
  */
-int32_t streamer_put_nocopy(struct Streamer *streamer,
+int32_t streamer_put_nocopy(Streamer *streamer,
                             const char *name,
                             const uint8_t *data,
                             size_t len,
@@ -856,7 +848,7 @@ int32_t streamer_put_nocopy(struct Streamer *streamer,
  * # Safety
  * As `streamer_put`.
  */
-int32_t streamer_put_stream(struct Streamer *streamer,
+int32_t streamer_put_stream(Streamer *streamer,
                             size_t stream_index,
                             const char *name,
                             const uint8_t *data,
@@ -868,7 +860,7 @@ int32_t streamer_put_stream(struct Streamer *streamer,
  * # Safety
  * `streamer` is NULL or a valid handle.
  */
-size_t streamer_n_servers(const struct Streamer *streamer);
+size_t streamer_n_servers(const Streamer *streamer);
 
 /**
  * Waits until every file accepted so far has its outcome (its completion has
@@ -879,7 +871,7 @@ size_t streamer_n_servers(const struct Streamer *streamer);
  * # Safety
  * `streamer` is NULL or a valid handle.
  */
-int32_t streamer_flush(struct Streamer *streamer, uint32_t timeout_ms);
+int32_t streamer_flush(Streamer *streamer, uint32_t timeout_ms);
 
 /**
  * Writes the statistics now to `*out`.
@@ -887,7 +879,7 @@ int32_t streamer_flush(struct Streamer *streamer, uint32_t timeout_ms);
  * # Safety
  * `streamer` is NULL or a valid handle; `out` is NULL or a valid pointer.
  */
-int32_t streamer_stats(const struct Streamer *streamer, struct StreamerStats *out);
+int32_t streamer_stats(const Streamer *streamer, StreamerStats *out);
 
 /**
  * Copies the message of the handle's last failure (a failed call on it, or a
@@ -900,10 +892,7 @@ int32_t streamer_stats(const struct Streamer *streamer, struct StreamerStats *ou
  * `streamer` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
  * points to `buf_len` writable bytes; `out_len` is NULL or valid.
  */
-int32_t streamer_last_error(const struct Streamer *streamer,
-                            char *buf,
-                            size_t buf_len,
-                            size_t *out_len);
+int32_t streamer_last_error(const Streamer *streamer, char *buf, size_t buf_len, size_t *out_len);
 
 /**
  * Sends everything queued, waits for the answer to every request, runs every
@@ -916,7 +905,7 @@ int32_t streamer_last_error(const struct Streamer *streamer,
  * `streamer` is NULL or a valid handle; no other call on it may run
  * concurrently or follow.
  */
-int32_t streamer_close(struct Streamer *streamer);
+int32_t streamer_close(Streamer *streamer);
 
 /**
  * As `streamer_close`, and writes the final statistics to `*out` whenever the
@@ -927,7 +916,7 @@ int32_t streamer_close(struct Streamer *streamer);
  * # Safety
  * As `streamer_close`; `out` is NULL or a valid pointer.
  */
-int32_t streamer_close_stats(struct Streamer *streamer, struct StreamerStats *out);
+int32_t streamer_close_stats(Streamer *streamer, StreamerStats *out);
 
 #ifdef __cplusplus
 }  // extern "C"
