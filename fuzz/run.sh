@@ -6,7 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${SECONDS_PER_TARGET:-${1:-60}}"
+# New inputs go to a scratch corpus (the first folder); the seeds in the repo stay as they are.
+# A crash is saved under fuzz/artifacts/: add it to fuzz/corpus/<target>/ once fixed.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 for target in response_parser name_validator request_parser pzf_decode huffman_decode; do
   echo "== $target ($seconds s)"
-  cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- -max_total_time="$seconds"
+  mkdir -p "$scratch/$target"
+  cargo +nightly fuzz run "$target" "$scratch/$target" "fuzz/corpus/$target" -- -max_total_time="$seconds"
 done

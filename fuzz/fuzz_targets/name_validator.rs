@@ -1,5 +1,6 @@
-//! Any name a caller may give: a validated one never puts a control byte,
-//! space or `..` segment on the wire.
+//! Any name a caller may give: a validated one never puts a control byte or
+//! space on the wire, and the part that names the stored file (before any
+//! `?query`, which servers ignore for storage) has no `..` segment.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
         let line_end = head.iter().position(|&b| b == b'\r').unwrap();
         assert!(head[..line_end].iter().all(|&b| b == b' ' || b.is_ascii_graphic()));
         assert_eq!(head[..line_end].iter().filter(|&&b| b == b' ').count(), 2);
-        assert!(!text.split('/').any(|segment| segment == ".."));
+        let stored = name::storage_name(text);
+        assert!(!stored.split('/').any(|segment| segment == ".."));
+        assert!(!stored.starts_with('/'));
     }
 });
