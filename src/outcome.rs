@@ -181,7 +181,10 @@ impl Reporter {
             OutcomeResult::Failed(_) => self.counters.failed(),
         }
         if let Some(completion) = &self.completion {
-            completion(outcome);
+            // A panic in the caller's callback must not take down the library
+            // thread that reports (every later file would wait on it forever).
+            let call = std::panic::AssertUnwindSafe(|| completion(outcome));
+            let _ = std::panic::catch_unwind(call);
         }
     }
 }

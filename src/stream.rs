@@ -466,7 +466,7 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
                     name: &job.name,
                     index: job.index,
                 };
-                if let Err(error) = filter.apply(&file, &data, &mut filtered) {
+                if let Err(error) = apply_filter(filter, &file, &data, &mut filtered) {
                     link.release(&job);
                     cluster.finish(&job, index, OutcomeResult::Failed(&Error::Filter(error)));
                     continue;
@@ -507,6 +507,28 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
             return;
         }
     }
+}
+
+/// Runs the filter; a panic in it fails that one file instead of taking the
+/// link thread (and every file queued behind it) down.
+fn apply_filter(
+    filter: &dyn crate::Filter,
+    file: &FileInfo<'_>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), crate::FilterError> {
+    let run = std::panic::AssertUnwindSafe(|| filter.apply(file, data, out));
+    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        out.clear();
+        Err(crate::FilterError(format!(
+            "the filter panicked: {message}"
+        )))
+    })
 }
 
 /// The next file to send; `None` when closing with nothing left, or failed.

@@ -411,3 +411,46 @@ fn the_connection_dying_fails_every_pending_file_with_a_reason() {
     assert_eq!(seen.len() as u64, stats.files_queued);
     assert!(seen.values().all(|v| v.len() == 1 && v[0].1.is_err()));
 }
+
+#[test]
+fn a_panicking_filter_fails_that_file_and_nothing_else() {
+    let servers = start_servers(1);
+    let (options, seen) = recording(StreamerOptions::new().servers(addresses(&servers)).filter(
+        FnFilter(|file: &FileInfo<'_>, data: &[u8], out: &mut Vec<u8>| {
+            if file.name.ends_with("boom") {
+                panic!("a bug in a filter");
+            }
+            out.extend_from_slice(data);
+            Ok(())
+        }),
+    ));
+    let streamer = Streamer::new(options).unwrap();
+    for name in ["p/a", "p/boom", "p/b"] {
+        streamer.put(name, b"x", None).unwrap();
+    }
+    let stats = streamer.close();
+    assert_eq!((stats.files_acknowledged, stats.files_failed), (2, 1));
+    let failure = seen.lock().unwrap()["p/boom"][0].1.clone().unwrap_err();
+    assert!(failure.contains("panicked: a bug in a filter"), "{failure}");
+    assert_eq!(servers[0].read("p/b").as_deref(), Some(&b"x"[..]));
+}
+
+#[test]
+fn a_panicking_completion_callback_does_not_stop_the_stream() {
+    let servers = start_servers(1);
+    let calls = Arc::new(Mutex::new(0));
+    let counter = Arc::clone(&calls);
+    let options = StreamerOptions::new()
+        .servers(addresses(&servers))
+        .on_complete(move |_| {
+            *counter.lock().unwrap() += 1;
+            panic!("a bug in a callback");
+        });
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..20 {
+        streamer.put(&format!("cb/{i}"), b"x", Some(i)).unwrap();
+    }
+    let stats = streamer.close();
+    assert_eq!(stats.files_acknowledged, 20);
+    assert_eq!(*calls.lock().unwrap(), 20);
+}

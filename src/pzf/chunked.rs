@@ -166,6 +166,8 @@ fn in_parallel<T: Send>(jobs: &mut [T], threads: usize, work: impl Fn(&mut T) + 
         let mut groups = jobs.chunks_mut(group);
         let first = groups.next();
         for g in groups {
+            // Only when the system has no thread left; in the streamer a filter's
+            // panic fails that one file (see `stream::apply_filter`).
             thread::Builder::new()
                 .name("pzf-chunk".into())
                 .spawn_scoped(scope, move || g.iter_mut().for_each(work))
