@@ -210,8 +210,7 @@ fn write_frame(
     QUANTIZED.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         scratch.clear();
-        scratch.resize(pixels.len() / 2, 0);
-        quant::quantize_into(table, pixels, &mut scratch);
+        quant::quantize_extend(table, pixels, &mut scratch);
         write_data(params.compression, params.chunks, &scratch[..], out)
     })
 }

@@ -299,18 +299,26 @@ impl EncodePlan {
         };
         self.write_tree(&mut w);
         let table = self.short_code_table();
-        let mut buf = [0u8; BLOCK];
-        let mut start = 0;
-        while start < source.len() {
-            let len = BLOCK.min(source.len() - start);
-            let symbols = source.block(start, &mut buf[..len]);
-            if self.max_len <= 56 {
-                write_codes(&mut w, symbols, &table);
-            } else {
-                self.write_long_codes(&mut w, symbols);
+        let pairs = self.max_len <= 28 && source.len() >= PAIRS_MIN_SYMBOLS;
+        PAIR_TABLE.with_borrow_mut(|pair_table| {
+            if pairs {
+                fill_pair_table(&table, pair_table);
             }
-            start += len;
-        }
+            let mut buf = [0u8; BLOCK];
+            let mut start = 0;
+            while start < source.len() {
+                let len = BLOCK.min(source.len() - start);
+                let symbols = source.block(start, &mut buf[..len]);
+                if pairs {
+                    write_code_pairs(&mut w, symbols, pair_table, &table);
+                } else if self.max_len <= 56 {
+                    write_codes(&mut w, symbols, &table);
+                } else {
+                    self.write_long_codes(&mut w, symbols);
+                }
+                start += len;
+            }
+        });
     }
 
     fn write_tree(&self, w: &mut BitWriter<'_>) {
@@ -401,6 +409,65 @@ fn write_codes(w: &mut BitWriter<'_>, symbols: &[u8], table: &[u64; 256]) {
 
 /// Symbols coded between two flushes in [`write_codes`].
 const GROUP: usize = 8;
+
+/// Blocks of at least this many symbols are coded two symbols per table
+/// lookup: filling the pair table (64 Ki entries) pays for itself.
+const PAIRS_MIN_SYMBOLS: usize = 1 << 18;
+
+thread_local! {
+    /// The pair table of the frame being coded on this thread: kept between
+    /// frames, so the steady state allocates nothing.
+    static PAIR_TABLE: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// For every two consecutive symbols `a, b` (index `b << 8 | a`, the order a
+/// little-endian read gives), `code(a) code(b) << 8 | len(a) + len(b)`.
+/// Codes of at most 28 bits keep every pair within 56 bits.
+fn fill_pair_table(table: &[u64; 256], pairs: &mut Vec<u64>) {
+    pairs.resize(1 << 16, 0);
+    for (b, entry_b) in table.iter().enumerate() {
+        let (code_b, len_b) = (entry_b >> 8, entry_b & 0xff);
+        let row = &mut pairs[b << 8..(b + 1) << 8];
+        for (slot, entry_a) in row.iter_mut().zip(table.iter()) {
+            let (code_a, len_a) = (entry_a >> 8, entry_a & 0xff);
+            *slot = (((code_a << len_b) | code_b) << 8) | (len_a + len_b);
+        }
+    }
+}
+
+/// As [`write_codes`], two symbols per lookup: eight symbols are four pairs,
+/// joined and flushed once when they fit in 56 bits.
+fn write_code_pairs(w: &mut BitWriter<'_>, symbols: &[u8], pairs: &[u64], table: &[u64; 256]) {
+    let mut words = symbols.chunks_exact(GROUP);
+    for word in &mut words {
+        let v = u64::from_le_bytes(word.try_into().expect("GROUP symbols"));
+        let e = [
+            pairs[(v & 0xffff) as usize],
+            pairs[((v >> 16) & 0xffff) as usize],
+            pairs[((v >> 32) & 0xffff) as usize],
+            pairs[(v >> 48) as usize],
+        ];
+        let lens = e.map(|e| e & 0xff);
+        let total = lens[0] + lens[1] + lens[2] + lens[3];
+        if total <= 56 {
+            let codes = e.map(|e| e >> 8);
+            let low = (codes[0] << lens[1]) | codes[1];
+            let high = (codes[2] << lens[3]) | codes[3];
+            w.put((low << (lens[2] + lens[3])) | high, total as u32);
+            w.flush();
+        } else {
+            for entry in e {
+                w.put(entry >> 8, (entry & 0xff) as u32);
+                w.flush();
+            }
+        }
+    }
+    for &s in words.remainder() {
+        let entry = table[s as usize];
+        w.put(entry >> 8, (entry & 0xff) as u32);
+        w.flush();
+    }
+}
 
 /// MSB-first bit writer: codes gather in a 64-bit accumulator, whole bytes go out.
 struct BitWriter<'a> {
@@ -742,6 +809,38 @@ pub fn decode(block: &[u8], symbols: usize) -> Result<Vec<u8>, HuffmanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The block written one symbol per lookup, as the reference does.
+    fn write_singly(plan: &EncodePlan, data: &[u8]) -> Vec<u8> {
+        let mut dst = vec![0u8; plan.block_len()];
+        let mut w = BitWriter {
+            dst: &mut dst,
+            pos: 0,
+            acc: 0,
+            nbits: 0,
+        };
+        plan.write_tree(&mut w);
+        write_codes(&mut w, data, &plan.short_code_table());
+        dst
+    }
+
+    #[test]
+    fn coding_in_pairs_gives_the_same_bytes() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        // Skewed: most bytes near 0, some rare ones (long codes), odd length.
+        let data: Vec<u8> = (0..PAIRS_MIN_SYMBOLS * 2 + 13)
+            .map(|_| {
+                let r = rng.u32(..1 << 20);
+                (r.leading_zeros() * 9 + (r & 7)) as u8
+            })
+            .collect();
+        let plan = EncodePlan::new(&histogram(&data[..]));
+        assert!(plan.max_len <= 28 && plan.max_len > 8, "max_len {}", plan.max_len);
+        let mut paired = vec![0u8; plan.block_len()];
+        plan.write(&data[..], &mut paired);
+        assert_eq!(paired, write_singly(&plan, &data));
+        assert_eq!(decode(&paired, data.len()).unwrap(), data);
+    }
 
     #[test]
     fn round_trips_small_inputs() {
