@@ -686,3 +686,25 @@ proptest! {
         let _ = decode(&file);
     }
 }
+
+#[test]
+fn chunks_coded_on_the_calling_thread_are_the_same_bytes() {
+    use pyme_streaming::pzf::Encoder;
+    let mut rng = fastrand::Rng::with_seed(5);
+    let pixels: Vec<u8> = (0..1024 * 768)
+        .flat_map(|_| (100 + rng.u16(..200)).to_le_bytes())
+        .collect();
+    for quantization in [Quantization::None, Quantization::Sqrt] {
+        let mut params = EncodeParams::new(DataFormat::U16, 1024, 768);
+        params.compression = Compression::HuffmanChunked;
+        params.chunks = 5;
+        params.quantization = quantization;
+        params.quant_offset = 100.0;
+        let mut parallel = Vec::new();
+        pyme_streaming::pzf::encode(&params, &pixels, &mut parallel).unwrap();
+        let mut here = Vec::new();
+        let encoder = Encoder::new(params).unwrap().on_calling_thread();
+        encoder.encode(&pixels, 0, 0, &mut here).unwrap();
+        assert!(parallel == here, "{quantization:?}: the two codings differ");
+    }
+}

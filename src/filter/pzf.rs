@@ -16,7 +16,7 @@ impl PzfFilter {
     /// each file's index, 0 when it has none).
     pub fn new(params: EncodeParams) -> Result<Self, PzfError> {
         Ok(PzfFilter {
-            encoder: Encoder::new(params)?,
+            encoder: Encoder::new(params)?.on_calling_thread(),
         })
     }
 

@@ -18,10 +18,13 @@ fn cores() -> usize {
     thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
-/// Appends the chunked section of `source` cut into `chunks` pieces (0: one per core).
+/// Appends the chunked section of `source` cut into `chunks` pieces (0: one per
+/// core), coded on several threads when `parallel`, else on the calling thread
+/// (then nothing is allocated and no thread is started; the bytes are the same).
 pub fn encode_into<S: SymbolSource + ?Sized>(
     source: &S,
     chunks: u16,
+    parallel: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), PzfError> {
     let total = source.len();
@@ -35,6 +38,9 @@ pub fn encode_into<S: SymbolSource + ?Sized>(
         return Err(PzfError::InvalidParams(
             "chunks over 4 GiB: use more chunks".into(),
         ));
+    }
+    if !parallel {
+        return encode_here(source, piece, out);
     }
     let ranges: Vec<(usize, usize)> = (0..total)
         .step_by(piece)
@@ -79,6 +85,29 @@ pub fn encode_into<S: SymbolSource + ?Sized>(
             block,
         );
     });
+    Ok(())
+}
+
+/// The chunked section, one chunk after the other on the calling thread.
+fn encode_here<S: SymbolSource + ?Sized>(
+    source: &S,
+    piece: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), PzfError> {
+    let total = source.len();
+    let count = total.div_ceil(piece);
+    out.extend_from_slice(&(count as u16).to_le_bytes());
+    for start in (0..total).step_by(piece) {
+        let len = piece.min(total - start);
+        let sub = SubSource { source, start, len };
+        let plan = EncodePlan::new(&huffman::histogram(&sub));
+        let block_len = u32::try_from(plan.block_len()).map_err(|_| PzfError::TooLarge)?;
+        out.extend_from_slice(&block_len.to_le_bytes());
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        let begin = out.len();
+        out.resize(begin + plan.block_len(), 0);
+        plan.write(&sub, &mut out[begin..]);
+    }
     Ok(())
 }
 

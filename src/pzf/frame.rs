@@ -104,6 +104,7 @@ pub struct Encoder {
     params: EncodeParams,
     frame_bytes: usize,
     quant: Option<QuantTable>,
+    parallel_chunks: bool,
 }
 
 impl Encoder {
@@ -118,7 +119,17 @@ impl Encoder {
             params,
             frame_bytes,
             quant,
+            parallel_chunks: true,
         })
+    }
+
+    /// Codes the chunks of `HuffmanChunked` frames on the calling thread (no
+    /// thread started, nothing allocated per frame; same bytes). The streamer's
+    /// PZF filter does this: the sender threads of the servers already run in
+    /// parallel, and more threads per frame would only oversubscribe the cores.
+    pub fn on_calling_thread(mut self) -> Self {
+        self.parallel_chunks = false;
+        self
     }
 
     /// The parameters frames are encoded with.
@@ -150,7 +161,13 @@ impl Encoder {
             timestamp,
             ..self.params
         };
-        write_frame(&params, self.quant.as_ref(), pixels, out)
+        write_frame(
+            &params,
+            self.quant.as_ref(),
+            self.parallel_chunks,
+            pixels,
+            out,
+        )
     }
 }
 
@@ -169,7 +186,7 @@ pub fn encode(params: &EncodeParams, pixels: &[u8], out: &mut Vec<u8>) -> Result
         });
     }
     if params.quantization == Quantization::None {
-        return write_frame(params, None, pixels, out);
+        return write_frame(params, None, true, pixels, out);
     }
     QUANT_CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -179,7 +196,7 @@ pub fn encode(params: &EncodeParams, pixels: &[u8], out: &mut Vec<u8>) -> Result
         {
             *cache = Some(QuantTable::new(params.quant_offset, params.quant_scale)?);
         }
-        write_frame(params, cache.as_ref(), pixels, out)
+        write_frame(params, cache.as_ref(), true, pixels, out)
     })
 }
 
@@ -193,12 +210,13 @@ thread_local! {
 fn write_frame(
     params: &EncodeParams,
     quant: Option<&QuantTable>,
+    parallel: bool,
     pixels: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), PzfError> {
     params.header().write(out);
     let Some(table) = quant else {
-        return write_data(params.compression, params.chunks, pixels, out);
+        return write_data(params.compression, params.chunks, parallel, pixels, out);
     };
     if params.compression == Compression::Raw {
         let start = out.len();
@@ -211,13 +229,20 @@ fn write_frame(
         let mut scratch = scratch.borrow_mut();
         scratch.clear();
         quant::quantize_extend(table, pixels, &mut scratch);
-        write_data(params.compression, params.chunks, &scratch[..], out)
+        write_data(
+            params.compression,
+            params.chunks,
+            parallel,
+            &scratch[..],
+            out,
+        )
     })
 }
 
 fn write_data<S: SymbolSource + ?Sized>(
     compression: Compression,
     chunks: u16,
+    parallel: bool,
     source: &S,
     out: &mut Vec<u8>,
 ) -> Result<(), PzfError> {
@@ -228,7 +253,7 @@ fn write_data<S: SymbolSource + ?Sized>(
             copy_symbols(source, &mut out[start..]);
         }
         Compression::Huffman => huffman::encode_into(source, out),
-        Compression::HuffmanChunked => chunked::encode_into(source, chunks, out)?,
+        Compression::HuffmanChunked => chunked::encode_into(source, chunks, parallel, out)?,
     }
     Ok(())
 }

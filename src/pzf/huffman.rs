@@ -835,7 +835,11 @@ mod tests {
             })
             .collect();
         let plan = EncodePlan::new(&histogram(&data[..]));
-        assert!(plan.max_len <= 28 && plan.max_len > 8, "max_len {}", plan.max_len);
+        assert!(
+            plan.max_len <= 28 && plan.max_len > 8,
+            "max_len {}",
+            plan.max_len
+        );
         let mut paired = vec![0u8; plan.block_len()];
         plan.write(&data[..], &mut paired);
         assert_eq!(paired, write_singly(&plan, &data));
