@@ -58,8 +58,12 @@ impl Cluster {
         });
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         *pending -= 1;
+        // Waiters need every change only when spilled files count as idle.
+        let wake = *pending == 0 || self.spill.is_some();
         drop(pending);
-        self.idle.notify_all();
+        if wake {
+            self.idle.notify_all();
+        }
     }
 
     /// A link came back: the spill thread may send again.
