@@ -11,8 +11,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-#[cfg(target_os = "linux")]
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,18 +19,13 @@ use super::body::{BodyError, Decoding};
 use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::status::status_json;
-use super::storage::{resolve, PendingFile, RequestPath, Stored};
+use super::storage::{resolve, RequestPath, Stored};
 use super::Shared;
 
 /// Room for body bytes beyond the longest head: big bodies are moved this much per read.
 const BODY_CHUNK: usize = 256 * 1024;
 /// Answers are sent once this much has gathered, even if more requests wait.
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
-/// Plain bodies this large go from the socket to their file inside the kernel.
-const SPLICE_MIN_BYTES: u64 = 1024 * 1024;
-/// Bytes moved per `splice` call (and the pipe's size).
-#[cfg(target_os = "linux")]
-const SPLICE_CHUNK: usize = 1024 * 1024;
 /// Files up to this size are copied into the output buffer; larger ones are streamed.
 const INLINE_FILE_BYTES: u64 = 64 * 1024;
 
@@ -223,21 +216,12 @@ impl Connection<'_> {
                 return Ok(());
             }
         };
-        let stored = if !head.gzip && body_len >= SPLICE_MIN_BYTES {
-            let mut pending = pending;
-            let written = self.read_body_into_file(body_len, &mut pending)?;
-            written
-                .and_then(|()| pending.commit())
-                .map(|stored| (stored, body_len))
-                .map_err(BodyError::Store)
-        } else {
-            let mut sink = Decoding::new(pending, head.gzip);
-            let written = self.read_body(body_len, &mut sink)?;
-            sink.finish(written).and_then(|(pending, len)| {
-                let stored = pending.commit().map_err(BodyError::Store)?;
-                Ok((stored, len))
-            })
-        };
+        let mut sink = Decoding::new(pending, head.gzip);
+        let written = self.read_body(body_len, &mut sink)?;
+        let stored = sink.finish(written).and_then(|(pending, len)| {
+            let stored = pending.commit().map_err(BodyError::Store)?;
+            Ok((stored, len))
+        });
         match stored {
             Ok((Stored::New, len)) => {
                 self.shared.files_stored.fetch_add(1, Ordering::Relaxed);
@@ -454,96 +438,9 @@ impl Connection<'_> {
         Ok(sink_result)
     }
 
-    /// Moves a large plain body into `file`: what is already buffered is written,
-    /// the rest goes from the socket to the file inside the kernel (Linux `splice`,
-    /// one copy instead of two). Same contract as [`Connection::read_body`].
-    #[cfg(target_os = "linux")]
-    fn read_body_into_file(
-        &mut self,
-        len: u64,
-        file: &mut PendingFile,
-    ) -> Result<io::Result<()>, End> {
-        let buffered = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
-        let mut result = file.write_all(&self.input[self.start..self.start + buffered]);
-        self.start += buffered;
-        let mut remaining = len - buffered as u64;
-        if remaining == 0 {
-            return Ok(result);
-        }
-        self.send_output()?;
-        self.set_timeout(true)?;
-        let (mut pipe_reader, pipe_writer) = io::pipe().map_err(|_| End::Gone)?;
-        let (pipe_out, pipe_in) = (pipe_reader.as_raw_fd(), pipe_writer.as_raw_fd());
-        // SAFETY: fcntl on a pipe we own; if it fails the pipe keeps its default size.
-        unsafe { libc::fcntl(pipe_in, libc::F_SETPIPE_SZ, SPLICE_CHUNK as libc::c_int) };
-        let socket = self.stream.as_raw_fd();
-        let file_fd = file.raw_fd();
-        while remaining > 0 {
-            let want = remaining.min(SPLICE_CHUNK as u64) as usize;
-            // A read timeout (EAGAIN), a reset or the end of the stream: the client is gone.
-            let moved = splice(socket, pipe_in, want).map_err(|_| End::Gone)?;
-            if moved == 0 {
-                return Err(End::Gone);
-            }
-            remaining -= moved as u64;
-            let mut left = moved;
-            while left > 0 && result.is_ok() {
-                match file_fd.map(|fd| splice(pipe_out, fd, left)) {
-                    Some(Ok(n)) if n > 0 => left -= n,
-                    Some(Err(e)) => result = Err(e),
-                    _ => result = Err(io::Error::other("the file takes no more bytes")),
-                }
-            }
-            // After a failed write the body is still consumed, to find the next request.
-            while left > 0 {
-                let scratch_len = left.min(self.input.len());
-                match io::Read::read(&mut pipe_reader, &mut self.input[..scratch_len]) {
-                    Ok(n) if n > 0 => left -= n,
-                    _ => return Err(End::Gone),
-                }
-            }
-        }
-        Ok(result)
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn read_body_into_file(
-        &mut self,
-        len: u64,
-        file: &mut PendingFile,
-    ) -> Result<io::Result<()>, End> {
-        self.read_body(len, file)
-    }
-
     fn skip_body(&mut self, len: u64) -> Next {
         // io::sink never fails.
         let _ = self.read_body(len, &mut io::sink())?;
         Ok(())
-    }
-}
-
-/// Moves up to `len` bytes from `from` to `to` inside the kernel; retried when
-/// interrupted. One side must be a pipe.
-#[cfg(target_os = "linux")]
-fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
-    loop {
-        // SAFETY: a system call on descriptors the caller keeps open, without offsets.
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
     }
 }

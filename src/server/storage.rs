@@ -254,15 +254,6 @@ impl PendingFile {
     }
 }
 
-impl PendingFile {
-    /// The open temporary file, for writing to it without a copy through user space.
-    #[cfg(target_os = "linux")]
-    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        self.file.as_ref().map(AsRawFd::as_raw_fd)
-    }
-}
-
 impl Write for PendingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.file {
