@@ -596,3 +596,56 @@ fn racing_writers_of_one_name_get_one_200_and_one_405() {
         50
     );
 }
+
+/// Bodies of several MiB: stored exactly, pipelined with small ones, and a
+/// client that stalls or leaves in the middle of one leaves no file behind.
+#[test]
+fn large_bodies_are_stored_exactly_and_cut_ones_leave_nothing() {
+    let server = TestServer::with(|c| c.read_timeout = Duration::from_millis(300));
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let mut client = server.connect();
+    let mut requests = put("big/a", &big);
+    requests.extend(put("big/small", b"tiny"));
+    requests.extend(put("big/b", &big[..2 * 1024 * 1024]));
+    requests.extend(put("big/a", &big));
+    client.send(&requests);
+    let codes: Vec<u16> = (0..4).map(|_| client.response().code).collect();
+    assert_eq!(codes, [200, 200, 200, 405]);
+    assert!(std::fs::read(server.root().join("big/a")).unwrap() == big);
+    assert!(std::fs::read(server.root().join("big/b")).unwrap() == big[..2 * 1024 * 1024]);
+    assert_eq!(
+        std::fs::read(server.root().join("big/small")).unwrap(),
+        b"tiny"
+    );
+
+    // Stalls after 1.5 MiB of a 3 MiB body: dropped after the read timeout, nothing left.
+    let mut client = server.connect();
+    let mut partial = b"PUT /bigstall/f HTTP/1.1\r\nContent-Length: 3145728\r\n\r\n".to_vec();
+    partial.extend_from_slice(&big[..1536 * 1024]);
+    client.send(&partial);
+    assert!(client.is_closed());
+    let left: Vec<_> = std::fs::read_dir(server.root().join("bigstall"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Leaves after 1.5 MiB: nothing left either.
+    let mut client = server.connect();
+    let mut partial = b"PUT /bigcut/f HTTP/1.1\r\nContent-Length: 3145728\r\n\r\n".to_vec();
+    partial.extend_from_slice(&big[..1536 * 1024]);
+    client.send(&partial);
+    client.writer.shutdown(Shutdown::Both).unwrap();
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cut = server.root().join("bigcut");
+    while !(cut.is_dir() && std::fs::read_dir(&cut).unwrap().count() == 0) {
+        assert!(Instant::now() < deadline, "temporary file left in {cut:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The server still serves.
+    let mut client = server.connect();
+    client.send(&put("big/after", b"ok"));
+    assert_eq!(client.response().code, 200);
+}
