@@ -605,32 +605,37 @@ impl DecodeTree {
     }
 }
 
-/// Combines single-symbol entries into entries of up to three symbols that fit in
+/// Most symbols one multi-symbol entry holds.
+const MULTI_MAX: u64 = 4;
+// A multi-symbol entry is `symbols << 32 | count << 6 | len`: up to four symbols
+// whose codes take `len` bits in all, `len` in the low bits as in the single table.
+// Count 0 is a long code: `node << 16`, the internal node reached.
+const MULTI_COUNT_MASK: u64 = 0b111 << 6;
+
+/// Combines single-symbol entries into entries of up to four symbols that fit in
 /// TABLE_BITS bits.
-fn multi_symbol_table(single: &[u32; TABLE_SIZE]) -> [u32; TABLE_SIZE] {
-    let mut multi = [0u32; TABLE_SIZE];
+fn multi_symbol_table(single: &[u32; TABLE_SIZE], multi: &mut [u64; TABLE_SIZE]) {
     for (index, entry) in multi.iter_mut().enumerate() {
         let first = single[index];
         if entry_is_long(first) {
-            *entry = first;
+            *entry = u64::from(first >> 8) << 16;
             continue;
         }
-        let mut symbols = first >> 8;
+        let mut symbols = u64::from(first >> 8);
         let mut len = first & LEN_MASK;
         let mut count = 1;
-        while count < 3 {
+        while count < MULTI_MAX {
             let next = single[(index << len) & (TABLE_SIZE - 1)];
             let next_len = next & LEN_MASK;
             if entry_is_long(next) || len + next_len > TABLE_BITS {
                 break;
             }
-            symbols |= (next >> 8) << (8 * count);
+            symbols |= u64::from(next >> 8) << (8 * count);
             len += next_len;
             count += 1;
         }
-        *entry = symbols << 8 | count << 6 | len;
+        *entry = symbols << 32 | count << 6 | u64::from(len);
     }
-    multi
 }
 
 /// Bounds-checked MSB-first bit reader.
@@ -688,7 +693,8 @@ pub fn decode_into(block: &[u8], out: &mut [u8]) -> Result<usize, HuffmanError> 
     } else {
         let mut single = [0u32; TABLE_SIZE];
         tree.fill_table(root, 0, 0, &mut single);
-        let multi = multi_symbol_table(&single);
+        let mut multi = [0u64; TABLE_SIZE];
+        multi_symbol_table(&single, &mut multi);
         let done = decode_fast(&tree, &multi, &mut reader, out)?;
         decode_tail(&tree, &single, &mut reader, &mut out[done..], done)?;
     }
@@ -728,7 +734,7 @@ fn decode_single_symbol(
 /// Stops near the end of the block or of the output; returns symbols decoded.
 fn decode_fast(
     tree: &DecodeTree,
-    table: &[u32; TABLE_SIZE],
+    table: &[u64; TABLE_SIZE],
     reader: &mut BitReader<'_>,
     out: &mut [u8],
 ) -> Result<usize, HuffmanError> {
@@ -742,14 +748,14 @@ fn decode_fast(
         let mut long = None;
         for _ in 0..4 {
             let entry = table[(bits >> (64 - TABLE_BITS)) as usize];
-            if entry_is_long(entry) {
-                long = Some((entry >> 8) as u16);
+            if entry & MULTI_COUNT_MASK == 0 {
+                long = Some((entry >> 16) as u16);
                 break;
             }
-            out[pos..pos + 4].copy_from_slice(&(entry >> 8).to_le_bytes());
-            pos += ((entry & COUNT_MASK) >> 6) as usize;
-            bits = bits.wrapping_shl(entry);
-            bitpos += (entry & LEN_MASK) as usize;
+            out[pos..pos + 4].copy_from_slice(&((entry >> 32) as u32).to_le_bytes());
+            pos += ((entry & MULTI_COUNT_MASK) >> 6) as usize;
+            bits = bits.wrapping_shl(entry as u32);
+            bitpos += (entry & u64::from(LEN_MASK)) as usize;
         }
         if let Some(node) = long {
             reader.pos = bitpos + TABLE_BITS as usize;
