@@ -730,7 +730,7 @@ fn decode_single_symbol(
     Ok(())
 }
 
-/// The fast loop: up to four table look-ups (each up to three symbols) per load.
+/// The fast loop: three table look-ups (each up to four symbols) per refill.
 /// Stops near the end of the block or of the output; returns symbols decoded.
 fn decode_fast(
     tree: &DecodeTree,
@@ -739,35 +739,68 @@ fn decode_fast(
     out: &mut [u8],
 ) -> Result<usize, HuffmanError> {
     let data = reader.data;
-    let mut bitpos = reader.pos;
     let mut pos = 0;
-    while pos + 16 <= out.len() && bitpos / 8 + 8 <= data.len() {
-        let byte = bitpos / 8;
-        let mut bits =
-            u64::from_be_bytes(data[byte..byte + 8].try_into().expect("8 bytes")) << (bitpos % 8);
+    // `buf` holds `avail` valid bits, left-aligned; `next` is the first byte not
+    // yet loaded, so the stream position is `8 * next - avail`.
+    let mut buf;
+    let mut avail;
+    let mut next = reader.pos / 8;
+    let skip = (reader.pos % 8) as u32;
+    // Seven whole bytes are claimed (avail stays under 64); the bits past them in
+    // `buf` are the stream's own, which the next refill ORs in again.
+    match data.get(next..next + 8) {
+        Some(word) => {
+            buf = u64::from_be_bytes(word.try_into().expect("8 bytes")) << skip;
+            avail = 56 - skip;
+            next += 7;
+        }
+        None => return Ok(0),
+    }
+    // The first look-up of a round reads bits already held (avail >= 12), so it
+    // overlaps the refill; the refill leaves at least 56 bits for three look-ups.
+    while avail >= TABLE_BITS && pos + 16 <= out.len() {
+        let Some(word) = data.get(next..next + 8) else {
+            break;
+        };
+        let first = table[(buf >> (64 - TABLE_BITS)) as usize];
+        buf |= u64::from_be_bytes(word.try_into().expect("8 bytes")) >> avail;
+        next += ((63 - avail) / 8) as usize;
+        avail |= 56;
         let mut long = None;
-        for _ in 0..4 {
-            let entry = table[(bits >> (64 - TABLE_BITS)) as usize];
+        let mut entry = first;
+        for i in 0..3 {
+            if i > 0 {
+                entry = table[(buf >> (64 - TABLE_BITS)) as usize];
+            }
             if entry & MULTI_COUNT_MASK == 0 {
                 long = Some((entry >> 16) as u16);
                 break;
             }
             out[pos..pos + 4].copy_from_slice(&((entry >> 32) as u32).to_le_bytes());
             pos += ((entry & MULTI_COUNT_MASK) >> 6) as usize;
-            bits = bits.wrapping_shl(entry as u32);
-            bitpos += (entry & u64::from(LEN_MASK)) as usize;
+            buf = buf.wrapping_shl(entry as u32);
+            avail -= (entry & u64::from(LEN_MASK)) as u32;
         }
         if let Some(node) = long {
-            reader.pos = bitpos + TABLE_BITS as usize;
+            reader.pos = 8 * next - avail as usize + TABLE_BITS as usize;
             out[pos] = tree.walk(node, reader).ok_or(HuffmanError::Truncated {
                 decoded: pos,
                 expected: out.len(),
             })?;
             pos += 1;
-            bitpos = reader.pos;
+            next = reader.pos / 8;
+            let skip = (reader.pos % 8) as u32;
+            match data.get(next..next + 8) {
+                Some(word) => {
+                    buf = u64::from_be_bytes(word.try_into().expect("8 bytes")) << skip;
+                    avail = 56 - skip;
+                    next += 7;
+                }
+                None => return Ok(pos),
+            }
         }
     }
-    reader.pos = bitpos;
+    reader.pos = 8 * next - avail as usize;
     Ok(pos)
 }
 
