@@ -531,7 +531,7 @@ pub fn encode(data: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------- decoding
 
 /// Bits resolved by one table look-up.
-const TABLE_BITS: u32 = 12;
+const TABLE_BITS: u32 = 13;
 const TABLE_SIZE: usize = 1 << TABLE_BITS;
 // A table entry is `symbols << 8 | count << 6 | len`: up to three symbols whose
 // codes take `len` bits in all. The length sits in the low bits so that a shift by
@@ -756,7 +756,7 @@ fn decode_fast(
         }
         None => return Ok(0),
     }
-    // The first look-up of a round reads bits already held (avail >= 12), so it
+    // The first look-up of a round reads bits already held (avail >= TABLE_BITS), so it
     // overlaps the refill; the refill leaves at least 56 bits for three look-ups.
     while avail >= TABLE_BITS && pos + 16 <= out.len() {
         let Some(word) = data.get(next..next + 8) else {
