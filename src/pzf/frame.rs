@@ -327,9 +327,17 @@ fn check_data_size(
 fn dequantize_in_place(header: &PzfHeader, pixels: &mut [u8]) {
     let table = quant::dequant_table(header.quant_offset, header.quant_scale);
     let n = pixels.len() / 2;
-    for i in 0..n {
+    // Pixels `i..i + k` read bytes `n + i..n + i + k` and write `2i..2i + 2k`:
+    // disjoint while `k <= (n - i) / 2`, so whole runs go at once.
+    let mut i = 0;
+    while n - i >= 2 {
+        let k = (n - i) / 2;
+        let (low, high) = pixels.split_at_mut(n + i);
+        quant::dequantize_into(&table, &high[..k], &mut low[2 * i..2 * (i + k)]);
+        i += k;
+    }
+    if i < n {
         let x = table[pixels[n + i] as usize].to_le_bytes();
-        pixels[2 * i] = x[0];
-        pixels[2 * i + 1] = x[1];
+        pixels[2 * i..2 * i + 2].copy_from_slice(&x);
     }
 }

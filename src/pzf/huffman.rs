@@ -531,7 +531,7 @@ pub fn encode(data: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------- decoding
 
 /// Bits resolved by one table look-up.
-const TABLE_BITS: u32 = 12;
+const TABLE_BITS: u32 = 13;
 const TABLE_SIZE: usize = 1 << TABLE_BITS;
 // A table entry is `symbols << 8 | count << 6 | len`: up to three symbols whose
 // codes take `len` bits in all. The length sits in the low bits so that a shift by
@@ -605,32 +605,37 @@ impl DecodeTree {
     }
 }
 
-/// Combines single-symbol entries into entries of up to three symbols that fit in
+/// Most symbols one multi-symbol entry holds.
+const MULTI_MAX: u64 = 4;
+// A multi-symbol entry is `symbols << 32 | count << 6 | len`: up to four symbols
+// whose codes take `len` bits in all, `len` in the low bits as in the single table.
+// Count 0 is a long code: `node << 16`, the internal node reached.
+const MULTI_COUNT_MASK: u64 = 0b111 << 6;
+
+/// Combines single-symbol entries into entries of up to four symbols that fit in
 /// TABLE_BITS bits.
-fn multi_symbol_table(single: &[u32; TABLE_SIZE]) -> [u32; TABLE_SIZE] {
-    let mut multi = [0u32; TABLE_SIZE];
+fn multi_symbol_table(single: &[u32; TABLE_SIZE], multi: &mut [u64; TABLE_SIZE]) {
     for (index, entry) in multi.iter_mut().enumerate() {
         let first = single[index];
         if entry_is_long(first) {
-            *entry = first;
+            *entry = u64::from(first >> 8) << 16;
             continue;
         }
-        let mut symbols = first >> 8;
+        let mut symbols = u64::from(first >> 8);
         let mut len = first & LEN_MASK;
         let mut count = 1;
-        while count < 3 {
+        while count < MULTI_MAX {
             let next = single[(index << len) & (TABLE_SIZE - 1)];
             let next_len = next & LEN_MASK;
             if entry_is_long(next) || len + next_len > TABLE_BITS {
                 break;
             }
-            symbols |= (next >> 8) << (8 * count);
+            symbols |= u64::from(next >> 8) << (8 * count);
             len += next_len;
             count += 1;
         }
-        *entry = symbols << 8 | count << 6 | len;
+        *entry = symbols << 32 | count << 6 | u64::from(len);
     }
-    multi
 }
 
 /// Bounds-checked MSB-first bit reader.
@@ -688,7 +693,8 @@ pub fn decode_into(block: &[u8], out: &mut [u8]) -> Result<usize, HuffmanError> 
     } else {
         let mut single = [0u32; TABLE_SIZE];
         tree.fill_table(root, 0, 0, &mut single);
-        let multi = multi_symbol_table(&single);
+        let mut multi = [0u64; TABLE_SIZE];
+        multi_symbol_table(&single, &mut multi);
         let done = decode_fast(&tree, &multi, &mut reader, out)?;
         decode_tail(&tree, &single, &mut reader, &mut out[done..], done)?;
     }
@@ -724,44 +730,77 @@ fn decode_single_symbol(
     Ok(())
 }
 
-/// The fast loop: up to four table look-ups (each up to three symbols) per load.
+/// The fast loop: three table look-ups (each up to four symbols) per refill.
 /// Stops near the end of the block or of the output; returns symbols decoded.
 fn decode_fast(
     tree: &DecodeTree,
-    table: &[u32; TABLE_SIZE],
+    table: &[u64; TABLE_SIZE],
     reader: &mut BitReader<'_>,
     out: &mut [u8],
 ) -> Result<usize, HuffmanError> {
     let data = reader.data;
-    let mut bitpos = reader.pos;
     let mut pos = 0;
-    while pos + 16 <= out.len() && bitpos / 8 + 8 <= data.len() {
-        let byte = bitpos / 8;
-        let mut bits =
-            u64::from_be_bytes(data[byte..byte + 8].try_into().expect("8 bytes")) << (bitpos % 8);
+    // `buf` holds `avail` valid bits, left-aligned; `next` is the first byte not
+    // yet loaded, so the stream position is `8 * next - avail`.
+    let mut buf;
+    let mut avail;
+    let mut next = reader.pos / 8;
+    let skip = (reader.pos % 8) as u32;
+    // Seven whole bytes are claimed (avail stays under 64); the bits past them in
+    // `buf` are the stream's own, which the next refill ORs in again.
+    match data.get(next..next + 8) {
+        Some(word) => {
+            buf = u64::from_be_bytes(word.try_into().expect("8 bytes")) << skip;
+            avail = 56 - skip;
+            next += 7;
+        }
+        None => return Ok(0),
+    }
+    // The first look-up of a round reads bits already held (avail >= TABLE_BITS), so it
+    // overlaps the refill; the refill leaves at least 56 bits for three look-ups.
+    while avail >= TABLE_BITS && pos + 16 <= out.len() {
+        let Some(word) = data.get(next..next + 8) else {
+            break;
+        };
+        let first = table[(buf >> (64 - TABLE_BITS)) as usize];
+        buf |= u64::from_be_bytes(word.try_into().expect("8 bytes")) >> avail;
+        next += ((63 - avail) / 8) as usize;
+        avail |= 56;
         let mut long = None;
-        for _ in 0..4 {
-            let entry = table[(bits >> (64 - TABLE_BITS)) as usize];
-            if entry_is_long(entry) {
-                long = Some((entry >> 8) as u16);
+        let mut entry = first;
+        for i in 0..3 {
+            if i > 0 {
+                entry = table[(buf >> (64 - TABLE_BITS)) as usize];
+            }
+            if entry & MULTI_COUNT_MASK == 0 {
+                long = Some((entry >> 16) as u16);
                 break;
             }
-            out[pos..pos + 4].copy_from_slice(&(entry >> 8).to_le_bytes());
-            pos += ((entry & COUNT_MASK) >> 6) as usize;
-            bits = bits.wrapping_shl(entry);
-            bitpos += (entry & LEN_MASK) as usize;
+            out[pos..pos + 4].copy_from_slice(&((entry >> 32) as u32).to_le_bytes());
+            pos += ((entry & MULTI_COUNT_MASK) >> 6) as usize;
+            buf = buf.wrapping_shl(entry as u32);
+            avail -= (entry & u64::from(LEN_MASK)) as u32;
         }
         if let Some(node) = long {
-            reader.pos = bitpos + TABLE_BITS as usize;
+            reader.pos = 8 * next - avail as usize + TABLE_BITS as usize;
             out[pos] = tree.walk(node, reader).ok_or(HuffmanError::Truncated {
                 decoded: pos,
                 expected: out.len(),
             })?;
             pos += 1;
-            bitpos = reader.pos;
+            next = reader.pos / 8;
+            let skip = (reader.pos % 8) as u32;
+            match data.get(next..next + 8) {
+                Some(word) => {
+                    buf = u64::from_be_bytes(word.try_into().expect("8 bytes")) << skip;
+                    avail = 56 - skip;
+                    next += 7;
+                }
+                None => return Ok(pos),
+            }
         }
     }
-    reader.pos = bitpos;
+    reader.pos = 8 * next - avail as usize;
     Ok(pos)
 }
 
