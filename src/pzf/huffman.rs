@@ -730,6 +730,20 @@ fn decode_single_symbol(
     Ok(())
 }
 
+/// Loads the bits at stream position `bitpos` for [`decode_fast`]: the bit
+/// buffer (left-aligned), how many of its bits are claimed, and the next byte
+/// to load. Seven whole bytes are claimed (so `avail` stays under 64); the bits
+/// past them in the buffer are the stream's own, which the next refill ORs in
+/// again. `None` when fewer than eight bytes are left.
+#[inline(always)]
+fn load_bits(data: &[u8], bitpos: usize) -> Option<(u64, u32, usize)> {
+    let byte = bitpos / 8;
+    let skip = (bitpos % 8) as u32;
+    let word = data.get(byte..byte + 8)?;
+    let buf = u64::from_be_bytes(word.try_into().expect("8 bytes")) << skip;
+    Some((buf, 56 - skip, byte + 7))
+}
+
 /// The fast loop: three table look-ups (each up to four symbols) per refill.
 /// Stops near the end of the block or of the output; returns symbols decoded.
 fn decode_fast(
@@ -742,20 +756,9 @@ fn decode_fast(
     let mut pos = 0;
     // `buf` holds `avail` valid bits, left-aligned; `next` is the first byte not
     // yet loaded, so the stream position is `8 * next - avail`.
-    let mut buf;
-    let mut avail;
-    let mut next = reader.pos / 8;
-    let skip = (reader.pos % 8) as u32;
-    // Seven whole bytes are claimed (avail stays under 64); the bits past them in
-    // `buf` are the stream's own, which the next refill ORs in again.
-    match data.get(next..next + 8) {
-        Some(word) => {
-            buf = u64::from_be_bytes(word.try_into().expect("8 bytes")) << skip;
-            avail = 56 - skip;
-            next += 7;
-        }
-        None => return Ok(0),
-    }
+    let Some((mut buf, mut avail, mut next)) = load_bits(data, reader.pos) else {
+        return Ok(0);
+    };
     // The first look-up of a round reads bits already held (avail >= TABLE_BITS), so it
     // overlaps the refill; the refill leaves at least 56 bits for three look-ups.
     while avail >= TABLE_BITS && pos + 16 <= out.len() {
@@ -788,14 +791,8 @@ fn decode_fast(
                 expected: out.len(),
             })?;
             pos += 1;
-            next = reader.pos / 8;
-            let skip = (reader.pos % 8) as u32;
-            match data.get(next..next + 8) {
-                Some(word) => {
-                    buf = u64::from_be_bytes(word.try_into().expect("8 bytes")) << skip;
-                    avail = 56 - skip;
-                    next += 7;
-                }
+            match load_bits(data, reader.pos) {
+                Some(loaded) => (buf, avail, next) = loaded,
                 None => return Ok(pos),
             }
         }
