@@ -92,6 +92,8 @@ struct State {
     finished: bool,
     /// The socket of the current connection, to shut it from any thread.
     socket: Option<TcpStream>,
+    /// Threads waiting on `progress`: a file's outcome wakes them only if any.
+    progress_waiters: usize,
 }
 
 impl State {
@@ -190,24 +192,15 @@ impl Link {
             if self.has_room(&state, job.len()) {
                 break;
             }
-            state = match deadline {
-                None => self.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        let error = Error::QueueFull {
-                            server: self.server.clone(),
-                            files: state.held_files,
-                            bytes: state.held_bytes,
-                        };
-                        return Err(Box::new(Refused { error, job }));
-                    }
-                    self.progress
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                let error = Error::QueueFull {
+                    server: self.server.clone(),
+                    files: state.held_files,
+                    bytes: state.held_bytes,
+                };
+                return Err(Box::new(Refused { error, job }));
+            }
+            state = self.wait_progress(state, deadline);
         }
         state.hold(&job);
         if job.last {
@@ -268,9 +261,37 @@ impl Link {
         self.progress.notify_all();
     }
 
+    /// A file left the link: wakes whoever waits for room or for the last answer.
     fn release(&self, job: &Job) {
-        self.lock().release(job);
-        self.progress.notify_all();
+        let mut state = self.lock();
+        state.release(job);
+        let anyone_waiting = state.progress_waiters > 0;
+        drop(state);
+        // Skipped when nobody waits: it is a system call per file otherwise.
+        if anyone_waiting {
+            self.progress.notify_all();
+        }
+    }
+
+    /// Waits for `progress` (up to `deadline`), counted so that `release` knows.
+    fn wait_progress<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        state.progress_waiters += 1;
+        let mut state = match deadline {
+            None => self.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                self.progress
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        state.progress_waiters -= 1;
+        state
     }
 }
 
@@ -562,7 +583,7 @@ fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>) -> Option<Job> {
 fn finish_session(link: &Link) {
     let mut state = link.lock();
     while !state.in_flight.is_empty() && state.failure.is_none() {
-        state = link.progress.wait(state).unwrap_or_else(|e| e.into_inner());
+        state = link.wait_progress(state, None);
     }
     if state.failure.is_none() {
         state.finished = true;

@@ -9,9 +9,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{dead_address, start_servers, TestServer};
+use common::{dead_address, run, start_servers, TestServer};
 
 const WARNINGS: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
 
@@ -30,21 +30,6 @@ fn library_dir() -> PathBuf {
         deps.display()
     );
     deps
-}
-
-fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    if !output.status.success() {
-        panic!(
-            "{command:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output
 }
 
 /// Compiles `source` into an executable linked with the shared library.
