@@ -186,6 +186,9 @@ static void check_options(const Address *dead) {
     CHECK_STATUS(streamer_options_set_failover(options, 0), STREAMER_OK);
     CHECK_STATUS(streamer_options_set_max_retries(NULL, 1), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_options_set_max_retries(options, 5), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_sender_poll_us(NULL, 500), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_sender_poll_us(options, 0), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_sender_poll_us(options, 500), STREAMER_OK);
     CHECK_STATUS(streamer_options_set_spill_dir(NULL, "/tmp/x"), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_options_set_spill_dir(options, NULL), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_options_set_spill_dir(options, ""), STREAMER_ERR_INVALID_ARGUMENT);

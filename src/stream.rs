@@ -34,6 +34,11 @@ use crate::{Error, StreamerOptions};
 
 /// Socket write buffer: small requests are batched into one write.
 const WRITE_BUFFER: usize = 256 * 1024;
+/// While files keep coming (one within `POLL_WINDOW`), an idle sender looks at
+/// its queue every `sender_poll` interval instead of waiting to be woken, so
+/// that `put` costs no system call: waking a sleeping thread takes a futex call
+/// and an interrupt to the other core, tens of microseconds on a busy machine.
+const POLL_WINDOW: Duration = Duration::from_millis(250);
 
 /// One file on its way.
 pub(crate) struct Job {
@@ -94,6 +99,8 @@ struct State {
     socket: Option<TcpStream>,
     /// Threads waiting on `progress`: a file's outcome wakes them only if any.
     progress_waiters: usize,
+    /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
+    sender_polling: bool,
 }
 
 impl State {
@@ -207,9 +214,21 @@ impl Link {
             state.closing = true;
         }
         state.push_queue(job);
+        let wake = self.sender_must_wake(&state);
         drop(state);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
         Ok(())
+    }
+
+    /// Whether a put must wake the sender: it sleeps, or it polls but the
+    /// queue holds a quarter of a limit already (the producer may soon wait
+    /// for room, and the sender should not lose time).
+    fn sender_must_wake(&self, state: &State) -> bool {
+        !state.sender_polling
+            || state.queue.len() >= self.max_files.div_ceil(4)
+            || state.queue_bytes >= self.max_bytes / 4
     }
 
     /// Queues a file moved here from a failed server, whatever the limits:
@@ -477,7 +496,9 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
     let mut wire = BufWriter::with_capacity(WRITE_BUFFER, socket);
     let mut head = Vec::with_capacity(256);
     let mut filtered = Vec::new();
-    while let Some(job) = next_job(link, &mut wire) {
+    let mut last_job = Instant::now();
+    let poll = cluster.options.sender_poll;
+    while let Some(job) = next_job(link, &mut wire, poll, &mut last_job) {
         let data = job.data.clone();
         let body: &[u8] = match filter {
             None => &data,
@@ -554,13 +575,19 @@ fn apply_filter(
 
 /// The next file to send; `None` when closing with nothing left, or failed.
 /// Flushes the socket buffer before it sleeps.
-fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>) -> Option<Job> {
+fn next_job(
+    link: &Link,
+    wire: &mut BufWriter<TcpStream>,
+    poll: Option<Duration>,
+    last_job: &mut Instant,
+) -> Option<Job> {
     let mut state = link.lock();
     loop {
         if state.failure.is_some() {
             return None;
         }
         if let Some(job) = state.pop_queue() {
+            *last_job = Instant::now();
             return Some(job);
         }
         drop(state);
@@ -573,7 +600,17 @@ fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>) -> Option<Job> {
             return None;
         }
         if state.queue.is_empty() && state.failure.is_none() {
-            state = link.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            if let Some(poll) = poll.filter(|_| last_job.elapsed() < POLL_WINDOW) {
+                state.sender_polling = true;
+                state = link
+                    .work
+                    .wait_timeout(state, poll)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                state.sender_polling = false;
+            } else {
+                state = link.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
         }
     }
 }
@@ -743,5 +780,33 @@ impl Stream {
     /// returns the statistics.
     pub fn close(self) -> Stats {
         self.streamer.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(len: usize) -> Job {
+        Job::new("a", Bytes::from(vec![0; len]), None)
+    }
+
+    #[test]
+    fn a_put_wakes_a_polling_sender_only_once_a_quarter_of_a_limit_waits() {
+        let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
+        let mut state = link.lock();
+        state.push_queue(job(10));
+        assert!(link.sender_must_wake(&state), "a sleeping sender is woken");
+        state.sender_polling = true;
+        assert!(
+            !link.sender_must_wake(&state),
+            "1 file of 8, 10 bytes of 1000"
+        );
+        state.push_queue(job(10));
+        assert!(link.sender_must_wake(&state), "2 files of 8");
+        state.queue.clear();
+        state.queue_bytes = 0;
+        state.push_queue(job(250));
+        assert!(link.sender_must_wake(&state), "250 bytes of 1000");
     }
 }

@@ -242,6 +242,41 @@ fn four_threads_put_concurrently() {
     }
 }
 
+/// A put hands its file to an idle sender either by waking it or, while files
+/// keep coming, by leaving it for the sender's next look at the queue. Both
+/// paths, and the switch between them (no file for longer than the 250 ms poll
+/// window), must deliver every file without waiting for `close`.
+#[test]
+fn files_reach_a_sleeping_or_polling_sender_without_close() {
+    let servers = start_servers(1);
+    for poll in [
+        Some(Duration::from_millis(1)),
+        Some(Duration::from_millis(50)),
+        None,
+    ] {
+        let options = StreamerOptions::new()
+            .servers(addresses(&servers))
+            .sender_poll(poll);
+        let streamer = Streamer::new(options).unwrap();
+        let prefix = format!("poll{}", poll.map_or(0, |p| p.as_millis()));
+        let mut names = Vec::new();
+        for (step, pause_before) in [0, 0, 400, 0, 0, 300, 5].into_iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(pause_before));
+            let name = format!("{prefix}/f{step}");
+            streamer.put(&name, &body(step, 1000), None).unwrap();
+            names.push(name);
+            streamer
+                .flush(Some(Duration::from_secs(10)))
+                .unwrap_or_else(|e| panic!("{poll:?}, file {step}: {e}"));
+            assert_eq!(streamer.stats().files_acknowledged, step as u64 + 1);
+        }
+        streamer.close();
+        for (step, name) in names.iter().enumerate() {
+            assert_eq!(servers[0].read(name), Some(body(step, 1000)), "{name}");
+        }
+    }
+}
+
 #[test]
 fn invalid_names_are_refused_before_anything_is_sent() {
     let servers = start_servers(1);

@@ -64,6 +64,10 @@ pub struct StreamArgs {
     /// Times a file answered 5xx is sent again before it fails.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_MAX_RETRIES)]
     pub retries: u32,
+    /// How often an idle sender looks at its queue while files keep coming, in
+    /// microseconds (a put then makes no system call); 0: put wakes the sender.
+    #[arg(long, default_value_t = 1000)]
+    pub sender_poll_us: u64,
     /// Ride through a whole-cluster outage: files that cannot be delivered
     /// wait in this folder and are sent when a server is back.
     #[arg(long)]
@@ -112,7 +116,8 @@ impl StreamArgs {
                 Backpressure::Block => self.put_timeout_ms.map(Duration::from_millis),
             })
             .failover(!self.no_failover)
-            .max_retries(self.retries);
+            .max_retries(self.retries)
+            .sender_poll(Some(Duration::from_micros(self.sender_poll_us)));
         let options = match &self.spill_dir {
             Some(folder) => options.spill_dir(folder),
             None => options,
