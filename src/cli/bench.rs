@@ -31,7 +31,10 @@ pub struct BenchArgs {
     pub pattern: Pattern,
     /// Produce at most this many files per second, like a camera at a fixed
     /// frame rate (default: as fast as `put` returns). Below the network's
-    /// speed, `put` latency is measured with room in the queue.
+    /// speed, `put` latency is measured with room in the queue. With a copying
+    /// put, the bench also times a plain memory copy of one file halfway
+    /// between two puts: the machine's own limit for a copying put, in the
+    /// same run.
     #[arg(long)]
     pub rate: Option<f64>,
     /// Hand the library a shared buffer instead of letting `put` copy it.
@@ -81,14 +84,20 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     let streamer = Streamer::new(tally.attach(args.stream.options()?))?;
     let random_body = Bytes::from(random_bytes(size));
     let bar = progress_bar(args.count, "bench");
-    let mut latencies_ns = Vec::with_capacity(args.count as usize);
-    let mut rejected = 0u64;
-    let cpu_before = process_cpu_seconds();
-    let started = Instant::now();
     let period = args
         .rate
         .filter(|rate| *rate > 0.0)
         .map(|rate| std::time::Duration::from_secs_f64(1.0 / rate));
+    let mut latencies_ns = Vec::with_capacity(args.count as usize);
+    // The memory-copy baseline: a plain copy into a buffer touched beforehand.
+    let mut copy_ns = Vec::new();
+    let mut copy_target = match (period, args.zero_copy) {
+        (Some(_), false) => vec![1u8; size],
+        _ => Vec::new(),
+    };
+    let mut rejected = 0u64;
+    let cpu_before = process_cpu_seconds();
+    let started = Instant::now();
     for index in 0..args.count {
         if let Some(period) = period {
             let due = started + period.mul_f64(index as f64);
@@ -108,11 +117,21 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         };
         let put_started = Instant::now();
         let result = if args.zero_copy {
-            streamer.put_bytes(&name, body, Some(index as i64))
+            streamer.put_bytes(&name, body.clone(), Some(index as i64))
         } else {
             streamer.put(&name, &body, Some(index as i64))
         };
         latencies_ns.push(put_started.elapsed().as_nanos() as u64);
+        if let (Some(period), false) = (period, copy_target.is_empty()) {
+            let halfway = started + period.mul_f64(index as f64 + 0.5);
+            if let Some(wait) = halfway.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let copy_started = Instant::now();
+            copy_target.copy_from_slice(&body);
+            std::hint::black_box(&copy_target);
+            copy_ns.push(copy_started.elapsed().as_nanos() as u64);
+        }
         if let Err(error) = result {
             rejected += 1;
             if rejected <= 10 {
@@ -128,14 +147,9 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     bar.finish_and_clear();
     tally.print_failures();
 
-    latencies_ns.sort_unstable();
-    let percentile_us = |p: f64| -> f64 {
-        if latencies_ns.is_empty() {
-            return 0.0;
-        }
-        let rank = ((latencies_ns.len() - 1) as f64 * p).round() as usize;
-        latencies_ns[rank] as f64 / 1000.0
-    };
+    let put_us = Percentiles::of(latencies_ns);
+    let copy_us = Percentiles::of(copy_ns);
+    let percentile_us = |p: f64| put_us.at(p);
     let mb_per_s = stats.bytes_acknowledged as f64 / 1e6 / seconds;
     let files_per_s = stats.files_acknowledged as f64 / seconds;
     let gb_sent = stats.bytes_sent as f64 / 1e9;
@@ -152,6 +166,14 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
         peak_rss_bytes() / (1024 * 1024),
     );
+    if !copy_us.is_empty() {
+        println!(
+            "memory copy of one file between puts (the limit of a copying put): p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+            copy_us.at(0.5),
+            copy_us.at(0.99),
+            copy_us.at(1.0)
+        );
+    }
     if args.json {
         let report = serde_json::json!({
             "files": args.count,
@@ -174,6 +196,11 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
                 "p99": percentile_us(0.99),
                 "max": percentile_us(1.0),
             },
+            "memcpy_latency_us": (!copy_us.is_empty()).then(|| serde_json::json!({
+                "p50": copy_us.at(0.5),
+                "p99": copy_us.at(0.99),
+                "max": copy_us.at(1.0),
+            })),
             "cpu_seconds": cpu_seconds,
             "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
             "peak_rss_bytes": peak_rss_bytes(),
@@ -188,6 +215,29 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Percentiles of durations in nanoseconds, in microseconds.
+struct Percentiles(Vec<u64>);
+
+impl Percentiles {
+    fn of(mut ns: Vec<u64>) -> Percentiles {
+        ns.sort_unstable();
+        Percentiles(ns)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value at rank `p` (0 to 1; nearest rank), 0 when empty.
+    fn at(&self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let rank = ((self.0.len() - 1) as f64 * p).round() as usize;
+        self.0[rank] as f64 / 1000.0
+    }
 }
 
 fn random_bytes(size: usize) -> Vec<u8> {
