@@ -24,6 +24,9 @@
 #   IPERF_SECONDS    length of each iperf3 run (default 5)
 #   PYTHON_STREAMER  a python3 with PYME installed, for the reference comparison
 #                    (default: python3)
+#   PIN=1            give the servers a core of their own, as on a real cluster:
+#                    servers (and iperf3's server) on the last core, clients on the
+#                    others (taskset). Default: everything shares every core.
 #
 # All traffic stays on 127.0.0.1. Nothing is installed by this script.
 set -euo pipefail
@@ -54,7 +57,22 @@ else
     IPERF_SECONDS=${IPERF_SECONDS:-5}
 fi
 
-for tool in iperf3 python3; do
+PIN=${PIN:-0}
+CLIENT=()
+SERVER=()
+PINNING="client and servers share all $(nproc) cores"
+if [[ $PIN == 1 ]]; then
+    cores=$(nproc)
+    if ((cores < 2)); then
+        echo "error: PIN=1 needs at least 2 cores" >&2
+        exit 1
+    fi
+    CLIENT=(taskset -c "0-$((cores - 2))")
+    SERVER=(taskset -c "$((cores - 1))")
+    PINNING="clients on cores 0-$((cores - 2)), servers on core $((cores - 1))"
+fi
+
+for tool in iperf3 python3 $([[ $PIN == 1 ]] && echo taskset); do
     if ! command -v "$tool" > /dev/null; then
         echo "error: $tool is missing: apt-get install -y $tool" >&2
         exit 1
@@ -105,7 +123,7 @@ start_server() {
     local var=$1 out pid address
     shift
     out=$WORK/server-$var.out
-    "$BIN" serve --port 0 --advertise none "$@" > "$out" 2>&1 &
+    "${SERVER[@]}" "$BIN" serve --port 0 --advertise none "$@" > "$out" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     address=$(wait_listening "$out" "$pid")
@@ -165,7 +183,7 @@ EOF
 
 start_slow_receiver() {
     local out=$WORK/slow-receiver.out pid
-    python3 "$WORK/slow_receiver.py" "$SLOW_MS" > "$out" 2>&1 &
+    "${SERVER[@]}" python3 "$WORK/slow_receiver.py" "$SLOW_MS" > "$out" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     SLOW=$(wait_listening "$out" "$pid")
@@ -180,12 +198,12 @@ iperf_mb_per_s() {
     local port out attempt pid
     port=$(free_port)
     out=$WORK/iperf-client.json
-    iperf3 -s -1 -B 127.0.0.1 -p "$port" > "$WORK/iperf-server.out" 2>&1 &
+    "${SERVER[@]}" iperf3 -s -1 -B 127.0.0.1 -p "$port" > "$WORK/iperf-server.out" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     for ((attempt = 0; attempt < 50; attempt++)); do
         sleep 0.1
-        if iperf3 -c 127.0.0.1 -p "$port" -t "$IPERF_SECONDS" -J > "$out" 2> /dev/null; then
+        if "${CLIENT[@]}" iperf3 -c 127.0.0.1 -p "$port" -t "$IPERF_SECONDS" -J > "$out" 2> /dev/null; then
             break
         fi
     done
@@ -202,7 +220,7 @@ bench() {
     local key=$1 run=$2 out
     shift 2
     out=$WORK/$key-$run.out
-    if ! "$BIN" bench --json --prefix "$key-run$run" "$@" > "$out" 2> "$WORK/$key-$run.err"; then
+    if ! "${CLIENT[@]}" "$BIN" bench --json --prefix "$key-run$run" "$@" > "$out" 2> "$WORK/$key-$run.err"; then
         log "warning: $key run $run: not every file was acknowledged: $(tail -n 1 "$out")"
         sed -n '1,5p' "$WORK/$key-$run.err" >&2
     fi
@@ -242,6 +260,7 @@ start_server SHM --root "$SHM_ROOT"
 write_slow_receiver
 start_slow_receiver
 log "servers: discard $S1 $S2 $S3; tmpfs $SHM; slow receiver $SLOW"
+log "$PINNING"
 log "runs $RUNS; $BIG_COUNT x $BIG_SIZE B, $SMALL_COUNT x $SMALL_SIZE B, $RATE_COUNT at $RATE/s, $MEM_COUNT to the slow receiver"
 
 PYTHON_OK=0
@@ -283,7 +302,7 @@ for ((run = 1; run <= RUNS; run++)); do
         log "run $run/$RUNS: PYME's Python streamer"
         for case in "big:$BIG_COUNT:$BIG_SIZE" "small:$((SMALL_COUNT / 10)):$SMALL_SIZE"; do
             IFS=: read -r label count size <<< "$case"
-            "$PYTHON_STREAMER" "$HERE/pyme_python_streamer.py" --server "$PYSTORE" \
+            "${CLIENT[@]}" "$PYTHON_STREAMER" "$HERE/pyme_python_streamer.py" --server "$PYSTORE" \
                 --root "$SHM_ROOT/python" --prefix "py_$label-run$run" \
                 --count "$count" --size "$size" > "$WORK/py_$label-$run.out" \
                 2> "$WORK/py_$label-$run.err" || log "warning: python streamer failed: $(tail -n 3 "$WORK/py_$label-$run.err")"
@@ -304,7 +323,7 @@ row() { printf '| %s | %s | %s | %s |\n' "$@"; }
 fmt() { python3 -c "import sys; print(format(float(sys.argv[1]), sys.argv[2]))" "$1" "$2"; }
 
 echo
-echo "pyme-stream end to end, $(nproc) cores, $RUNS runs, medians (ratios taken within each run)"
+echo "pyme-stream end to end, $(nproc) cores ($PINNING), $RUNS runs, medians (ratios taken within each run)"
 echo
 row scenario figure limit ratio
 row --- --- --- ---
