@@ -4,7 +4,7 @@
 //! A request is exactly (PYME_WIRE.md section 1):
 //! `PUT /<name> HTTP/1.1\r\nConnection: keep-alive\r\nContent-Length: <n>\r\n\r\n<body>`.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use crate::name;
 
@@ -32,7 +32,8 @@ pub fn write_put_head(
         b"keep-alive"
     });
     out.extend_from_slice(b"\r\nContent-Length: ");
-    out.extend_from_slice(content_length.to_string().as_bytes());
+    // Formatted straight into the buffer: no allocation per request.
+    let _ = write!(out, "{content_length}");
     if let Some(encoding) = content_encoding {
         out.extend_from_slice(b"\r\nContent-Encoding: ");
         out.extend_from_slice(encoding.as_bytes());
