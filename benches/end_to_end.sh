@@ -311,6 +311,13 @@ for ((run = 1; run <= RUNS; run++)); do
             # PYME's put keeps a reference to the caller's bytes: compare with put_bytes.
             bench "rs_$label" "$run" --servers "$PYSTORE" --count "$count" --size "$size" --zero-copy
             rm -rf "$SHM_ROOT/python/rs_$label-run$run"
+            # The same against the discard server: the clients' own speed.
+            "${CLIENT[@]}" "$PYTHON_STREAMER" "$HERE/pyme_python_streamer.py" --server "$S1" \
+                --prefix "pyd_$label-run$run" --count "$count" --size "$size" \
+                > "$WORK/pyd_$label-$run.out" 2> "$WORK/pyd_$label-$run.err" ||
+                log "warning: python streamer failed: $(tail -n 3 "$WORK/pyd_$label-$run.err")"
+            tail -n 1 "$WORK/pyd_$label-$run.out" > "$WORK/pyd_$label-$run.json"
+            bench "rsd_$label" "$run" --servers "$S1" --count "$count" --size "$size" --zero-copy
         done
     fi
 done
@@ -363,11 +370,19 @@ if [[ $PYTHON_OK == 1 ]]; then
     row "PYME Python Streamer, 8 MiB, tmpfs server" \
         "$(fmt "$(median py_big 'r["mb_per_s"]')" .0f) MB/s, stored $(median py_big 'r["stored"]')/$(median py_big 'r["files"]')" \
         "pyme-stream put_bytes $(fmt "$(median rs_big 'r["mb_per_s"]')" .0f) MB/s, stored $(median rs_big 'r["acknowledged"]')" \
-        "$(fmt "$(median py_big 'r["mb_per_s"] / j("rs_big")["mb_per_s"]')" .2f)"
+        "pyme-stream $(fmt "$(median rs_big 'r["mb_per_s"] / j("py_big")["mb_per_s"]')" .2f)x PYME"
     row "PYME Python Streamer, 4 KiB, tmpfs server" \
         "$(fmt "$(median py_small 'r["files_per_s"]')" .0f) files/s, stored $(median py_small 'r["stored"]')/$(median py_small 'r["files"]')" \
         "pyme-stream put_bytes $(fmt "$(median rs_small 'r["files_per_s"]')" .0f) files/s, stored $(median rs_small 'r["acknowledged"]')" \
-        "$(fmt "$(median py_small 'r["files_per_s"] / j("rs_small")["files_per_s"]')" .2f)"
+        "pyme-stream $(fmt "$(median rs_small 'r["files_per_s"] / j("py_small")["files_per_s"]')" .2f)x PYME"
+    row "PYME Python Streamer, 8 MiB, discard server" \
+        "$(fmt "$(median pyd_big 'r["mb_per_s"]')" .0f) MB/s (files put)" \
+        "pyme-stream put_bytes $(fmt "$(median rsd_big 'r["mb_per_s"]')" .0f) MB/s" \
+        "pyme-stream $(fmt "$(median rsd_big 'r["mb_per_s"] / j("pyd_big")["mb_per_s"]')" .2f)x PYME"
+    row "PYME Python Streamer, 4 KiB, discard server" \
+        "$(fmt "$(median pyd_small 'r["files_per_s"]')" .0f) files/s (files put)" \
+        "pyme-stream put_bytes $(fmt "$(median rsd_small 'r["files_per_s"]')" .0f) files/s" \
+        "pyme-stream $(fmt "$(median rsd_small 'r["files_per_s"] / j("pyd_small")["files_per_s"]')" .2f)x PYME"
 else
     echo
     echo "PYME Python Streamer comparison skipped: $PYTHON_REASON"

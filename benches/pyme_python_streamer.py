@@ -75,7 +75,11 @@ def percentile_us(sorted_ns, p):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", required=True, help="HOST:PORT of the data server")
-    parser.add_argument("--root", required=True, help="the server's storage root")
+    parser.add_argument(
+        "--root",
+        help="the server's storage root, to count the files stored; without it (a "
+        "--discard server) the figures are of the files put",
+    )
     parser.add_argument("--prefix", default="pybench")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--size", type=int, default=8 << 20)
@@ -94,16 +98,20 @@ def main():
     streamer.close()
     seconds = time.perf_counter() - started
 
-    stored = count_files(os.path.join(args.root, args.prefix))
+    if args.root is None:
+        stored, landed = None, args.count
+    else:
+        stored = count_files(os.path.join(args.root, args.prefix))
+        landed = stored
     latencies_ns.sort()
     report = {
         "files": args.count,
         "stored": stored,
-        "lost": args.count - stored,
+        "lost": None if stored is None else args.count - stored,
         "size": args.size,
         "seconds": seconds,
-        "mb_per_s": stored * args.size / 1e6 / seconds,
-        "files_per_s": stored / seconds,
+        "mb_per_s": landed * args.size / 1e6 / seconds,
+        "files_per_s": landed / seconds,
         "put_latency_us": {
             "p50": percentile_us(latencies_ns, 0.5),
             "p99": percentile_us(latencies_ns, 0.99),
@@ -111,8 +119,14 @@ def main():
         },
     }
     print(
-        "PYME Streamer: stored %d/%d files, %.1f MB/s, %.0f files/s in %.2f s"
-        % (stored, args.count, report["mb_per_s"], report["files_per_s"], seconds)
+        "PYME Streamer: %s %d files, %.1f MB/s, %.0f files/s in %.2f s"
+        % (
+            "put" if stored is None else "stored %d of" % stored,
+            args.count,
+            report["mb_per_s"],
+            report["files_per_s"],
+            seconds,
+        )
     )
     print(json.dumps(report))
 
