@@ -2,31 +2,13 @@
 //! encoding, decoding and filtering more frames makes no heap allocation.
 //! (One test in its own binary, so no other thread allocates meanwhile.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use common::counting::{allocations, Counting};
 use pyme_streaming::filter::gzip::GzipFilter;
 use pyme_streaming::filter::pzf::PzfFilter;
 use pyme_streaming::filter::{FileInfo, Filter};
 use pyme_streaming::pzf::{decode_into, Compression, DataFormat, EncodeParams, Quantization};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -67,7 +49,7 @@ fn steady_state_makes_no_allocation() {
             let mut made = 0;
             for (i, frame) in frames.iter().enumerate() {
                 out.clear();
-                let before = ALLOCATIONS.load(Ordering::Relaxed);
+                let before = allocations();
                 filter
                     .apply(
                         &FileInfo {
@@ -78,7 +60,7 @@ fn steady_state_makes_no_allocation() {
                         &mut out,
                     )
                     .unwrap();
-                made += ALLOCATIONS.load(Ordering::Relaxed) - before;
+                made += allocations() - before;
                 // Checked outside the count: decoding is not the filter's work.
                 if out[..2] == *b"BD" {
                     decode_into(&out, &mut pixels).unwrap();

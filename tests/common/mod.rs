@@ -1,6 +1,8 @@
 //! Shared by the integration tests: real data servers on loopback.
 #![allow(dead_code)]
 
+pub mod counting;
+
 use std::path::{Path, PathBuf};
 
 use pyme_streaming::server::{DataServer, ServerConfig};
