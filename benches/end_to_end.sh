@@ -366,23 +366,26 @@ row "g. client CPU, 8 MiB, copy" \
     "$(fmt "$(median big_copy 'r["cpu_seconds_per_gb"]')" .2f) CPU s/GB" "-" "-"
 row "g. client CPU, 8 MiB, zero-copy" \
     "$(fmt "$(median big_zero 'r["cpu_seconds_per_gb"]')" .2f) CPU s/GB" "-" "-"
+# pyme_row LABEL PY_KEY RS_KEY FIELD UNIT STORED: PYME's streamer against pyme-stream's
+# put_bytes on the same server; STORED=1 also gives the files each stored.
+pyme_row() {
+    local label=$1 py=$2 rs=$3 field=$4 unit=$5 stored=$6 py_text rs_text
+    py_text="$(fmt "$(median "$py" "r[\"$field\"]")" .0f) $unit"
+    rs_text="pyme-stream put_bytes $(fmt "$(median "$rs" "r[\"$field\"]")" .0f) $unit"
+    if [[ $stored == 1 ]]; then
+        py_text="$py_text, stored $(median "$py" 'r["stored"]')/$(median "$py" 'r["files"]')"
+        rs_text="$rs_text, stored $(median "$rs" 'r["acknowledged"]')"
+    else
+        py_text="$py_text (files put)"
+    fi
+    row "$label" "$py_text" "$rs_text" \
+        "pyme-stream $(fmt "$(median "$rs" "r[\"$field\"] / j(\"$py\")[\"$field\"]")" .2f)x PYME"
+}
 if [[ $PYTHON_OK == 1 ]]; then
-    row "PYME Python Streamer, 8 MiB, tmpfs server" \
-        "$(fmt "$(median py_big 'r["mb_per_s"]')" .0f) MB/s, stored $(median py_big 'r["stored"]')/$(median py_big 'r["files"]')" \
-        "pyme-stream put_bytes $(fmt "$(median rs_big 'r["mb_per_s"]')" .0f) MB/s, stored $(median rs_big 'r["acknowledged"]')" \
-        "pyme-stream $(fmt "$(median rs_big 'r["mb_per_s"] / j("py_big")["mb_per_s"]')" .2f)x PYME"
-    row "PYME Python Streamer, 4 KiB, tmpfs server" \
-        "$(fmt "$(median py_small 'r["files_per_s"]')" .0f) files/s, stored $(median py_small 'r["stored"]')/$(median py_small 'r["files"]')" \
-        "pyme-stream put_bytes $(fmt "$(median rs_small 'r["files_per_s"]')" .0f) files/s, stored $(median rs_small 'r["acknowledged"]')" \
-        "pyme-stream $(fmt "$(median rs_small 'r["files_per_s"] / j("py_small")["files_per_s"]')" .2f)x PYME"
-    row "PYME Python Streamer, 8 MiB, discard server" \
-        "$(fmt "$(median pyd_big 'r["mb_per_s"]')" .0f) MB/s (files put)" \
-        "pyme-stream put_bytes $(fmt "$(median rsd_big 'r["mb_per_s"]')" .0f) MB/s" \
-        "pyme-stream $(fmt "$(median rsd_big 'r["mb_per_s"] / j("pyd_big")["mb_per_s"]')" .2f)x PYME"
-    row "PYME Python Streamer, 4 KiB, discard server" \
-        "$(fmt "$(median pyd_small 'r["files_per_s"]')" .0f) files/s (files put)" \
-        "pyme-stream put_bytes $(fmt "$(median rsd_small 'r["files_per_s"]')" .0f) files/s" \
-        "pyme-stream $(fmt "$(median rsd_small 'r["files_per_s"] / j("pyd_small")["files_per_s"]')" .2f)x PYME"
+    pyme_row "PYME Python Streamer, 8 MiB, tmpfs server" py_big rs_big mb_per_s MB/s 1
+    pyme_row "PYME Python Streamer, 4 KiB, tmpfs server" py_small rs_small files_per_s files/s 1
+    pyme_row "PYME Python Streamer, 8 MiB, discard server" pyd_big rsd_big mb_per_s MB/s 0
+    pyme_row "PYME Python Streamer, 4 KiB, discard server" pyd_small rsd_small files_per_s files/s 0
 else
     echo
     echo "PYME Python Streamer comparison skipped: $PYTHON_REASON"
