@@ -34,10 +34,10 @@ use crate::{Error, StreamerOptions};
 
 /// Socket write buffer: small requests are batched into one write.
 const WRITE_BUFFER: usize = 256 * 1024;
-/// While files keep coming (one within `POLL_WINDOW`), an idle sender looks at
-/// its queue every `sender_poll` interval instead of waiting to be woken, so
-/// that `put` costs no system call: waking a sleeping thread takes a futex call
-/// and an interrupt to the other core, tens of microseconds on a busy machine.
+/// For `POLL_WINDOW` after its queue runs dry, an idle sender looks at the
+/// queue every `sender_poll` interval instead of waiting to be woken, so that
+/// `put` costs no system call: waking a sleeping thread takes a futex call and
+/// an interrupt to the other core, tens of microseconds on a busy machine.
 const POLL_WINDOW: Duration = Duration::from_millis(250);
 
 /// One file on its way.
@@ -496,9 +496,8 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
     let mut wire = BufWriter::with_capacity(WRITE_BUFFER, socket);
     let mut head = Vec::with_capacity(256);
     let mut filtered = Vec::new();
-    let mut last_job = Instant::now();
     let poll = cluster.options.sender_poll;
-    while let Some(job) = next_job(link, &mut wire, poll, &mut last_job) {
+    while let Some(job) = next_job(link, &mut wire, poll) {
         let data = job.data.clone();
         let body: &[u8] = match filter {
             None => &data,
@@ -574,20 +573,16 @@ fn apply_filter(
 }
 
 /// The next file to send; `None` when closing with nothing left, or failed.
-/// Flushes the socket buffer before it sleeps.
-fn next_job(
-    link: &Link,
-    wire: &mut BufWriter<TcpStream>,
-    poll: Option<Duration>,
-    last_job: &mut Instant,
-) -> Option<Job> {
+/// Flushes the socket buffer before it sleeps. An idle period starts and ends
+/// inside one call, so the clock is read only when the queue runs dry.
+fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>, poll: Option<Duration>) -> Option<Job> {
+    let mut idle_since = None;
     let mut state = link.lock();
     loop {
         if state.failure.is_some() {
             return None;
         }
         if let Some(job) = state.pop_queue() {
-            *last_job = Instant::now();
             return Some(job);
         }
         drop(state);
@@ -600,7 +595,8 @@ fn next_job(
             return None;
         }
         if state.queue.is_empty() && state.failure.is_none() {
-            if let Some(poll) = poll.filter(|_| last_job.elapsed() < POLL_WINDOW) {
+            let idle_since = *idle_since.get_or_insert_with(Instant::now);
+            if let Some(poll) = poll.filter(|_| idle_since.elapsed() < POLL_WINDOW) {
                 state.sender_polling = true;
                 state = link
                     .work

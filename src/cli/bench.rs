@@ -149,7 +149,6 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
 
     let put_us = Percentiles::of(latencies_ns);
     let copy_us = Percentiles::of(copy_ns);
-    let percentile_us = |p: f64| put_us.at(p);
     let mb_per_s = stats.bytes_acknowledged as f64 / 1e6 / seconds;
     let files_per_s = stats.files_acknowledged as f64 / seconds;
     let gb_sent = stats.bytes_sent as f64 / 1e9;
@@ -159,9 +158,9 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         mb_per_s,
         files_per_s,
         seconds,
-        percentile_us(0.5),
-        percentile_us(0.99),
-        percentile_us(1.0),
+        put_us.at(0.5),
+        put_us.at(0.99),
+        put_us.at(1.0),
         cpu_seconds,
         if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
         peak_rss_bytes() / (1024 * 1024),
@@ -192,9 +191,9 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
             "mb_per_s": mb_per_s,
             "files_per_s": files_per_s,
             "put_latency_us": {
-                "p50": percentile_us(0.5),
-                "p99": percentile_us(0.99),
-                "max": percentile_us(1.0),
+                "p50": put_us.at(0.5),
+                "p99": put_us.at(0.99),
+                "max": put_us.at(1.0),
             },
             "memcpy_latency_us": (!copy_us.is_empty()).then(|| serde_json::json!({
                 "p50": copy_us.at(0.5),
