@@ -24,6 +24,9 @@
 #   IPERF_SECONDS    length of each iperf3 run (default 5)
 #   PYTHON_STREAMER  a python3 with PYME installed, for the reference comparison
 #                    (default: python3)
+#   HUGE_TMPFS=0     skip the server storing on a tmpfs with huge pages (that
+#                    scenario needs root: it mounts a tmpfs with huge=within_size
+#                    in a private mount namespace, seen only by that server)
 #   PIN=1            give the servers a core of their own, as on a real cluster:
 #                    servers (and iperf3's server) on the last core, clients on the
 #                    others (taskset). Default: everything shares every core.
@@ -58,6 +61,7 @@ else
 fi
 
 PIN=${PIN:-0}
+HUGE_TMPFS=${HUGE_TMPFS:-1}
 CLIENT=()
 SERVER=()
 PINNING="client and servers share all $(nproc) cores"
@@ -194,25 +198,62 @@ free_port() {
 }
 
 # iperf3 single stream on loopback; prints MB/s (10^6 bytes per second).
+# iperf_mb_per_s [FILE]: with FILE, iperf3's server writes what it receives into FILE
+# (iperf3 -F) and the client sends BIG_COUNT x BIG_SIZE bytes: the speed of a plain
+# read-then-write receiver storing into that file system.
 iperf_mb_per_s() {
-    local port out attempt pid
+    local file=${1:-} port out attempt pid server_args=() client_args=(-t "$IPERF_SECONDS")
     port=$(free_port)
     out=$WORK/iperf-client.json
-    "${SERVER[@]}" iperf3 -s -1 -B 127.0.0.1 -p "$port" > "$WORK/iperf-server.out" 2>&1 &
+    if [[ -n $file ]]; then
+        server_args=(-F "$file")
+        client_args=(-n "$((BIG_COUNT * BIG_SIZE))")
+    fi
+    "${SERVER[@]}" iperf3 -s -1 -B 127.0.0.1 -p "$port" "${server_args[@]}" > "$WORK/iperf-server.out" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     for ((attempt = 0; attempt < 50; attempt++)); do
         sleep 0.1
-        if "${CLIENT[@]}" iperf3 -c 127.0.0.1 -p "$port" -t "$IPERF_SECONDS" -J > "$out" 2> /dev/null; then
+        if "${CLIENT[@]}" iperf3 -c 127.0.0.1 -p "$port" "${client_args[@]}" -J > "$out" 2> /dev/null; then
             break
         fi
     done
     wait "$pid" 2> /dev/null || true
+    [[ -z $file ]] || rm -f "$file"
     python3 -c '
 import json, sys
 end = json.load(open(sys.argv[1]))["end"]
 summary = end.get("sum_received") or end["sum"]
 print(summary["bits_per_second"] / 8 / 1e6)' "$out"
+}
+
+# A server storing on a tmpfs mounted with huge=within_size (2 MiB pages for large
+# files). The mount is made in a private mount namespace that only this server sees,
+# and goes away with it; the machine's mounts are not touched. Sets HUGE (HOST:PORT)
+# and HUGE_PID, or HUGE_REASON when it cannot be done.
+start_huge_tmpfs_server() {
+    local dir=$WORK/huge-tmpfs out=$WORK/server-huge.out size
+    HUGE_REASON=""
+    if [[ $HUGE_TMPFS != 1 ]]; then
+        HUGE_REASON="HUGE_TMPFS=0"
+        return 0
+    fi
+    if [[ $(id -u) != 0 ]] || ! command -v unshare > /dev/null || ! command -v nsenter > /dev/null ||
+        ! unshare -m --propagation private true 2> /dev/null; then
+        HUGE_REASON="needs root and unshare/nsenter (util-linux) to mount a private tmpfs"
+        return 0
+    fi
+    mkdir -p "$dir"
+    size=$((BIG_COUNT * BIG_SIZE + 256 * 1048576))
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    "${SERVER[@]}" unshare -m --propagation private sh -c \
+        'mount -t tmpfs -o "huge=within_size,size=$3" pyme-bench-huge "$1" && exec "$2" serve --port 0 --advertise none --root "$1"' \
+        sh "$dir" "$BIN" "$size" > "$out" 2>&1 &
+    HUGE_PID=$!
+    PIDS+=("$HUGE_PID")
+    if ! HUGE=$(wait_listening "$out" "$HUGE_PID"); then
+        HUGE_REASON="the private tmpfs could not be mounted: $(head -n 1 "$out")"
+    fi
 }
 
 # bench KEY RUN ARGS...: one `pyme-stream bench` run, its JSON kept as KEY-RUN.json.
@@ -257,9 +298,10 @@ start_server S1 --discard --root "$WORK/root1"
 start_server S2 --discard --root "$WORK/root2"
 start_server S3 --discard --root "$WORK/root3"
 start_server SHM --root "$SHM_ROOT"
+start_huge_tmpfs_server
 write_slow_receiver
 start_slow_receiver
-log "servers: discard $S1 $S2 $S3; tmpfs $SHM; slow receiver $SLOW"
+log "servers: discard $S1 $S2 $S3; tmpfs $SHM; huge-page tmpfs ${HUGE:-none ($HUGE_REASON)}; slow receiver $SLOW"
 log "$PINNING"
 log "runs $RUNS; $BIG_COUNT x $BIG_SIZE B, $SMALL_COUNT x $SMALL_SIZE B, $RATE_COUNT at $RATE/s, $MEM_COUNT to the slow receiver"
 
@@ -285,12 +327,17 @@ fi
 for ((run = 1; run <= RUNS; run++)); do
     log "run $run/$RUNS: iperf3"
     echo "{\"mb_per_s\": $(iperf_mb_per_s)}" > "$WORK/iperf-$run.json"
+    echo "{\"mb_per_s\": $(iperf_mb_per_s "$SHM_ROOT/iperf-received")}" > "$WORK/iperf_tmpfs-$run.json"
     log "run $run/$RUNS: 8 MiB files"
     bench big_copy "$run" --servers "$S1" --count "$BIG_COUNT" --size "$BIG_SIZE"
     bench big_zero "$run" --servers "$S1" --count "$BIG_COUNT" --size "$BIG_SIZE" --zero-copy
     bench big_rr3 "$run" --servers "$S1,$S2,$S3" --count "$BIG_COUNT" --size "$BIG_SIZE"
     bench big_tmpfs "$run" --servers "$SHM" --count "$BIG_COUNT" --size "$BIG_SIZE"
     rm -rf "$SHM_ROOT/big_tmpfs-run$run"
+    if [[ -z $HUGE_REASON ]]; then
+        bench big_huge "$run" --servers "$HUGE" --count "$BIG_COUNT" --size "$BIG_SIZE"
+        nsenter -t "$HUGE_PID" -m rm -rf "$WORK/huge-tmpfs/big_huge-run$run"
+    fi
     log "run $run/$RUNS: 4 KiB files"
     bench small "$run" --servers "$S1" --count "$SMALL_COUNT" --size "$SMALL_SIZE"
     log "run $run/$RUNS: put latency at $RATE files/s"
@@ -358,10 +405,20 @@ row "e. peak RSS, slow receiver, queue 64 MiB" \
     "$(fmt "$(median memory "r[\"peak_rss_bytes\"] / $MIB")" .0f) MiB" \
     "queue + 64 MiB = $(((QUEUE_BYTES + 64 * MIB) / MIB)) MiB" \
     "$(fmt "$(median memory "r[\"peak_rss_bytes\"] / ($QUEUE_BYTES + 64 * $MIB)")" .2f) (target <= 1)"
-row "f. 8 MiB, 1 server storing on tmpfs vs discard" \
+row "f. 8 MiB, 1 server storing on /dev/shm (tmpfs, 4 KiB pages) vs discard" \
     "$(fmt "$(median big_tmpfs 'r["mb_per_s"]')" .0f) MB/s" \
     "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s" \
     "$(fmt "$(median big_tmpfs 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
+row "f. reference: iperf3 receiving into a tmpfs file vs discarding" \
+    "$(fmt "$(median iperf_tmpfs 'r["mb_per_s"]')" .0f) MB/s" \
+    "iperf3 $(fmt "$iperf" .0f) MB/s" \
+    "$(fmt "$(median iperf_tmpfs 'r["mb_per_s"] / j("iperf")["mb_per_s"]')" .2f)"
+if [[ -z $HUGE_REASON ]]; then
+    row "f. 8 MiB, 1 server storing on tmpfs with huge=within_size vs discard" \
+        "$(fmt "$(median big_huge 'r["mb_per_s"]')" .0f) MB/s" \
+        "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s" \
+        "$(fmt "$(median big_huge 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
+fi
 row "g. client CPU, 8 MiB, copy" \
     "$(fmt "$(median big_copy 'r["cpu_seconds_per_gb"]')" .2f) CPU s/GB" "-" "-"
 row "g. client CPU, 8 MiB, zero-copy" \
@@ -389,4 +446,8 @@ if [[ $PYTHON_OK == 1 ]]; then
 else
     echo
     echo "PYME Python Streamer comparison skipped: $PYTHON_REASON"
+fi
+if [[ -n $HUGE_REASON ]]; then
+    echo
+    echo "tmpfs with huge pages skipped: $HUGE_REASON"
 fi

@@ -2,6 +2,7 @@
 //!
 //! Prints exactly one line, `listening on HOST:PORT`, once the server accepts
 //! connections, so that scripts and tests can wait for it and learn the port.
+//! Advice about the storage (a tmpfs without huge pages) goes to stderr after it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use pyme_streaming::discovery::{self, Advertise, Advertisement};
-use pyme_streaming::server::{DataServer, ServerConfig};
+use pyme_streaming::server::{mounts, DataServer, ServerConfig};
 
 /// Options of `serve`.
 #[derive(clap::Args, Debug)]
@@ -52,6 +53,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .serverfilter
         .clone()
         .unwrap_or_else(discovery::computer_name);
+    let discard = args.discard;
     let config = ServerConfig {
         root: args.root.unwrap_or(defaults.root),
         bind: args.bind,
@@ -93,6 +95,11 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     writeln!(stdout, "listening on {}:{}", addr.ip(), addr.port())?;
     stdout.flush()?;
     drop(stdout);
+    if !discard {
+        if let Some(advice) = mounts::tmpfs_advice(server.root()) {
+            eprintln!("note: {advice}");
+        }
+    }
 
     // Any signal, or the handler gone, means stop.
     let _ = stop_rx.recv();

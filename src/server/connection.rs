@@ -200,15 +200,11 @@ impl Connection<'_> {
         }
     }
 
-    /// Stores a new file, write-once.
+    /// Stores a new file, write-once. A taken name is found when the file is committed
+    /// (the move to its name fails), not checked first: that would cost a system call
+    /// per file.
     fn put_file(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
-        let store = &self.shared.store;
-        if store.exists(relative) {
-            self.skip_body(body_len)?;
-            self.error(405, "The file exists; files are written once.");
-            return Ok(());
-        }
-        let pending = match store.begin_file(relative) {
+        let pending = match self.shared.store.begin_file(relative) {
             Ok(pending) => pending,
             Err(_) => {
                 self.skip_body(body_len)?;

@@ -10,6 +10,7 @@
 
 mod body;
 mod connection;
+pub mod mounts;
 pub mod request;
 mod response;
 pub mod status;

@@ -1,13 +1,14 @@
 //! The data server's files: turning a request path into a place under the root,
 //! write-once storage, appending, and folder listings.
 //!
-//! The only server module that touches the file system (besides reading the disk
-//! usage for `/__status`). It knows nothing of sockets or HTTP.
+//! The only server module that writes to the file system (`status` reads the disk
+//! usage, `mounts` the mount table). It knows nothing of sockets or HTTP.
 //!
 //! Write-once is enforced without a lock: a body is written to a hidden temporary file
-//! in the destination folder and then hard-linked to its real name, which fails if the
-//! name exists. Of two writers racing for one name, exactly one wins; a reader never
-//! sees a half-written file under a real name.
+//! in the destination folder and then moved to its real name without replacing
+//! anything (`renameat2(RENAME_NOREPLACE)`, or a hard link where that is missing),
+//! which fails if the name exists. Of two writers racing for one name, exactly one
+//! wins; a reader never sees a half-written file under a real name.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -114,6 +115,8 @@ pub enum Stored {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// `TEMP_PREFIX` and this process's id: the start of every temporary name.
+    temp_prefix: String,
 }
 
 impl Store {
@@ -122,6 +125,7 @@ impl Store {
         fs::create_dir_all(root)?;
         Ok(Store {
             root: root.canonicalize()?,
+            temp_prefix: format!("{TEMP_PREFIX}{}-", std::process::id()),
         })
     }
 
@@ -144,24 +148,31 @@ impl Store {
         fs::create_dir_all(self.full_path(relative))
     }
 
-    /// Starts storing a new file: creates the parent folders and a temporary file.
+    /// Starts storing a new file: creates a temporary file next to its destination,
+    /// and the parent folders if they are missing.
+    ///
+    /// Costs one `open` when the folder exists: this runs once per received file,
+    /// and on tmpfs the system calls around a small file cost more than its bytes.
     pub fn begin_file(&self, relative: &Path) -> io::Result<PendingFile> {
         let destination = self.full_path(relative);
         let parent = destination.parent().unwrap_or(&self.root);
-        fs::create_dir_all(parent)?;
         let temp = parent.join(format!(
-            "{TEMP_PREFIX}{}-{}",
-            std::process::id(),
+            "{}{}",
+            self.temp_prefix,
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        let file = match create_temp(&temp) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(parent)?;
+                create_temp(&temp)
+            }
+            result => result,
+        }?;
         Ok(PendingFile {
             file: Some(file),
             temp,
             destination,
+            committed: false,
         })
     }
 
@@ -237,20 +248,79 @@ pub struct PendingFile {
     file: Option<File>,
     temp: PathBuf,
     destination: PathBuf,
+    committed: bool,
 }
 
 impl PendingFile {
     /// Makes the file read-only and puts it under its name unless that name is taken.
+    /// Either way the temporary name is gone afterwards.
     pub fn commit(mut self) -> io::Result<Stored> {
+        self.committed = true;
         if let Some(file) = self.file.take() {
-            make_read_only(&file)?;
+            if let Err(e) = make_read_only(&file) {
+                let _ = fs::remove_file(&self.temp);
+                return Err(e);
+            }
         }
-        match fs::hard_link(&self.temp, &self.destination) {
-            Ok(()) => Ok(Stored::New),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),
-            Err(e) => Err(e),
+        publish(&self.temp, &self.destination)
+    }
+}
+
+/// Moves `temp` to `destination` unless that name is taken (by anything: a file, a
+/// folder, a link), and makes sure `temp` is gone afterwards.
+///
+/// On Linux one `renameat2(RENAME_NOREPLACE)` does it; a file system without that
+/// flag, and other systems, take a hard link and an unlink.
+fn publish(temp: &Path, destination: &Path) -> io::Result<Stored> {
+    #[cfg(target_os = "linux")]
+    match rename_noreplace(temp, destination) {
+        Ok(()) => return Ok(Stored::New),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {}
+        Err(e) => {
+            let _ = fs::remove_file(temp);
+            return match e.kind() {
+                io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),
+                _ => Err(e),
+            };
         }
-        // Drop removes the temporary name in every case.
+    }
+    link_then_remove(temp, destination)
+}
+
+/// The portable way: a hard link (refused if the name is taken), then the temporary
+/// name removed.
+fn link_then_remove(temp: &Path, destination: &Path) -> io::Result<Stored> {
+    let linked = fs::hard_link(temp, destination);
+    let _ = fs::remove_file(temp);
+    match linked {
+        Ok(()) => Ok(Stored::New),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(from.as_os_str().as_bytes())?;
+    let to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths, no pointer kept after the call. The raw
+    // system call works whatever the C library's version.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -270,14 +340,32 @@ impl Write for PendingFile {
 impl Drop for PendingFile {
     fn drop(&mut self) {
         self.file = None;
-        let _ = fs::remove_file(&self.temp);
+        if !self.committed {
+            let _ = fs::remove_file(&self.temp);
+        }
     }
 }
 
+/// Creates a temporary file, read-only from the start on Unix: the mode applies to
+/// later opens, the returned handle can still write.
 #[cfg(unix)]
-fn make_read_only(file: &File) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(0o440))
+fn create_temp(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o440)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn create_temp(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
+}
+
+#[cfg(unix)]
+fn make_read_only(_file: &File) -> io::Result<()> {
+    Ok(()) // created read-only
 }
 
 #[cfg(not(unix))]
@@ -350,5 +438,52 @@ mod tests {
         let dropped = store.begin_file(Path::new("s/b")).unwrap();
         drop(dropped);
         assert_eq!(store.list_folder(Path::new("s")).unwrap(), r#"{"a":[0,3]}"#);
+    }
+
+    #[test]
+    fn creates_missing_folders_and_refuses_a_file_as_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut deep = store.begin_file(Path::new("x/y/z/frame")).unwrap();
+        deep.write_all(b"abc").unwrap();
+        assert_eq!(deep.commit().unwrap(), Stored::New);
+        assert_eq!(fs::read(dir.path().join("x/y/z/frame")).unwrap(), b"abc");
+        // Only the stored file is left in its folder: no temporary name.
+        let names: Vec<_> = fs::read_dir(dir.path().join("x/y/z"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["frame"]);
+        // A file cannot be a folder: the error comes back, nothing is created.
+        assert!(store.begin_file(Path::new("x/y/z/frame/inner")).is_err());
+        // A taken name that is a folder is refused at commit.
+        let onto_folder = store.begin_file(Path::new("x/y")).unwrap();
+        assert_eq!(onto_folder.commit().unwrap(), Stored::AlreadyExists);
+    }
+
+    #[test]
+    fn both_ways_of_publishing_keep_files_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            fs::write(&path, bytes).unwrap();
+            path
+        };
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        // renameat2 on Linux (tmpfs, ext4, ...), link and unlink elsewhere.
+        let publishers: [(fn(&Path, &Path) -> io::Result<Stored>, &Path); 2] =
+            [(publish, &first), (link_then_remove, &second)];
+        for (publish, destination) in publishers {
+            let a = temp(".pyme-part-a", b"one");
+            assert_eq!(publish(&a, destination).unwrap(), Stored::New);
+            let b = temp(".pyme-part-b", b"two");
+            assert_eq!(publish(&b, destination).unwrap(), Stored::AlreadyExists);
+            assert_eq!(fs::read(destination).unwrap(), b"one");
+            assert!(!a.exists() && !b.exists(), "a temporary name is left");
+            let c = temp(".pyme-part-c", b"three");
+            let missing = dir.path().join("no/such/folder");
+            assert!(publish(&c, &missing).is_err());
+            assert!(!c.exists(), "a temporary name is left after an error");
+        }
     }
 }
