@@ -471,8 +471,8 @@ mod tests {
         };
         let (first, second) = (dir.path().join("first"), dir.path().join("second"));
         // renameat2 on Linux (tmpfs, ext4, ...), link and unlink elsewhere.
-        let publishers: [(fn(&Path, &Path) -> io::Result<Stored>, &Path); 2] =
-            [(publish, &first), (link_then_remove, &second)];
+        type Publish = fn(&Path, &Path) -> io::Result<Stored>;
+        let publishers: [(Publish, &Path); 2] = [(publish, &first), (link_then_remove, &second)];
         for (publish, destination) in publishers {
             let a = temp(".pyme-part-a", b"one");
             assert_eq!(publish(&a, destination).unwrap(), Stored::New);
