@@ -132,6 +132,15 @@ start_server() {
     PIDS+=("$pid")
     address=$(wait_listening "$out" "$pid")
     printf -v "$var" '%s' "$address"
+    printf -v "${var}_PID" '%s' "$pid"
+}
+
+# CPU seconds (user + system) used so far by process $1 and all its threads.
+cpu_seconds() {
+    python3 -c '
+import os, sys
+fields = open("/proc/%s/stat" % sys.argv[1]).read().rsplit(")", 1)[1].split()
+print((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))' "$1"
 }
 
 # A receiver slower than any producer: answers every PUT after a pause.
@@ -268,6 +277,17 @@ bench() {
     tail -n 1 "$out" > "$WORK/$key-$run.json"
 }
 
+# bench_server KEY RUN PID ARGS...: bench, and the CPU time the server (PID) spent
+# meanwhile, kept as KEY_server-RUN.json {"cpu_s": ...}.
+bench_server() {
+    local key=$1 run=$2 pid=$3 before
+    shift 3
+    before=$(cpu_seconds "$pid")
+    bench "$key" "$run" "$@"
+    echo "{\"cpu_s\": $(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$before" "$(cpu_seconds "$pid")")}" \
+        > "$WORK/${key}_server-$run.json"
+}
+
 # median KEY EXPR: median over the runs of EXPR evaluated on each run's JSON of KEY
 # (EXPR is Python over `r`, e.g. 'r["mb_per_s"]'; other keys via `j("OTHER")`).
 median() {
@@ -329,13 +349,13 @@ for ((run = 1; run <= RUNS; run++)); do
     echo "{\"mb_per_s\": $(iperf_mb_per_s)}" > "$WORK/iperf-$run.json"
     echo "{\"mb_per_s\": $(iperf_mb_per_s "$SHM_ROOT/iperf-received")}" > "$WORK/iperf_tmpfs-$run.json"
     log "run $run/$RUNS: 8 MiB files"
-    bench big_copy "$run" --servers "$S1" --count "$BIG_COUNT" --size "$BIG_SIZE"
+    bench_server big_copy "$run" "$S1_PID" --servers "$S1" --count "$BIG_COUNT" --size "$BIG_SIZE"
     bench big_zero "$run" --servers "$S1" --count "$BIG_COUNT" --size "$BIG_SIZE" --zero-copy
     bench big_rr3 "$run" --servers "$S1,$S2,$S3" --count "$BIG_COUNT" --size "$BIG_SIZE"
-    bench big_tmpfs "$run" --servers "$SHM" --count "$BIG_COUNT" --size "$BIG_SIZE"
+    bench_server big_tmpfs "$run" "$SHM_PID" --servers "$SHM" --count "$BIG_COUNT" --size "$BIG_SIZE"
     rm -rf "$SHM_ROOT/big_tmpfs-run$run"
     if [[ -z $HUGE_REASON ]]; then
-        bench big_huge "$run" --servers "$HUGE" --count "$BIG_COUNT" --size "$BIG_SIZE"
+        bench_server big_huge "$run" "$HUGE_PID" --servers "$HUGE" --count "$BIG_COUNT" --size "$BIG_SIZE"
         nsenter -t "$HUGE_PID" -m rm -rf "$WORK/huge-tmpfs/big_huge-run$run"
     fi
     log "run $run/$RUNS: 4 KiB files"
@@ -405,9 +425,13 @@ row "e. peak RSS, slow receiver, queue 64 MiB" \
     "$(fmt "$(median memory "r[\"peak_rss_bytes\"] / $MIB")" .0f) MiB" \
     "queue + 64 MiB = $(((QUEUE_BYTES + 64 * MIB) / MIB)) MiB" \
     "$(fmt "$(median memory "r[\"peak_rss_bytes\"] / ($QUEUE_BYTES + 64 * $MIB)")" .2f) (target <= 1)"
+# server_cpu KEY: the server's CPU seconds per GB received in scenario KEY, median.
+server_cpu() {
+    fmt "$(median "${1}_server" "r[\"cpu_s\"] / ($BIG_COUNT * $BIG_SIZE / 1e9)")" .2f
+}
 row "f. 8 MiB, 1 server storing on /dev/shm (tmpfs, 4 KiB pages) vs discard" \
-    "$(fmt "$(median big_tmpfs 'r["mb_per_s"]')" .0f) MB/s" \
-    "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s" \
+    "$(fmt "$(median big_tmpfs 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu big_tmpfs) CPU s/GB" \
+    "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu big_copy) CPU s/GB" \
     "$(fmt "$(median big_tmpfs 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
 row "f. reference: iperf3 receiving into a tmpfs file vs discarding" \
     "$(fmt "$(median iperf_tmpfs 'r["mb_per_s"]')" .0f) MB/s" \
@@ -415,7 +439,7 @@ row "f. reference: iperf3 receiving into a tmpfs file vs discarding" \
     "$(fmt "$(median iperf_tmpfs 'r["mb_per_s"] / j("iperf")["mb_per_s"]')" .2f)"
 if [[ -z $HUGE_REASON ]]; then
     row "f. 8 MiB, 1 server storing on tmpfs with huge=within_size vs discard" \
-        "$(fmt "$(median big_huge 'r["mb_per_s"]')" .0f) MB/s" \
+        "$(fmt "$(median big_huge 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu big_huge) CPU s/GB" \
         "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s" \
         "$(fmt "$(median big_huge 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
 fi

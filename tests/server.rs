@@ -599,6 +599,33 @@ fn racing_writers_of_one_name_get_one_200_and_one_405() {
 
 /// Bodies of several MiB: stored exactly, pipelined with small ones, and a
 /// client that stalls or leaves in the middle of one leaves no file behind.
+/// Bodies larger and smaller than the server's read buffer (about 320 KiB) and around
+/// multiples of 512 KiB, pipelined back to back with small ones, all land exactly.
+#[test]
+fn bodies_of_many_sizes_pipelined_are_stored_exactly() {
+    let server = TestServer::start();
+    const K512: usize = 512 * 1024;
+    let sizes = [K512 - 1, K512, K512 + 1, 3 * K512 + 12_345, 7, 300 * 1024];
+    let bodies: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(n, &size)| (0..size).map(|i| ((i * 31 + n * 17) % 253) as u8).collect())
+        .collect();
+    let mut client = server.connect();
+    let mut requests = Vec::new();
+    for (n, body) in bodies.iter().enumerate() {
+        requests.extend(put(&format!("pieces/{n}"), body));
+    }
+    client.send(&requests);
+    for _ in &bodies {
+        assert_eq!(client.response().code, 200);
+    }
+    for (n, body) in bodies.iter().enumerate() {
+        let stored = std::fs::read(server.root().join(format!("pieces/{n}"))).unwrap();
+        assert!(stored == *body, "file {n} of {} bytes differs", body.len());
+    }
+}
+
 #[test]
 fn large_bodies_are_stored_exactly_and_cut_ones_leave_nothing() {
     let server = TestServer::with(|c| c.read_timeout = Duration::from_millis(300));
