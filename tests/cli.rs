@@ -170,3 +170,52 @@ fn demo_runs_a_small_acquisition_and_checks_every_file() {
         "{stdout}"
     );
 }
+
+/// `serve` prints, on stderr after its one stdout line, the library's advice about a
+/// tmpfs root without huge pages, and nothing when there is none. Tried on a folder in
+/// `/dev/shm` (a tmpfs without huge pages on most Linux machines) and in the temporary
+/// folder; the expectation for each comes from `mounts::tmpfs_advice`, which the unit
+/// tests check against mount tables.
+#[test]
+fn serve_gives_the_tmpfs_advice_on_stderr_exactly_when_it_applies() {
+    use pyme_streaming::server::mounts;
+    use std::io::{BufRead, BufReader, Read};
+    let mut roots = vec![tempfile::tempdir().unwrap()];
+    match tempfile::tempdir_in("/dev/shm") {
+        Ok(dir) => roots.push(dir),
+        Err(e) => eprintln!("no /dev/shm here ({e}): only the temporary folder is tried"),
+    }
+    let mut advised = 0;
+    for root in &roots {
+        let expected = mounts::tmpfs_advice(&root.path().canonicalize().unwrap());
+        let mut child = pyme_stream()
+            .args(["serve", "--advertise", "none", "--port", "0", "--root"])
+            .arg(root.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with("listening on "), "{line:?}");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut note = String::new();
+        if expected.is_some() {
+            // Printed right after the listening line: wait for it.
+            stderr.read_line(&mut note).unwrap();
+            advised += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "", "serve printed more than one line on stdout");
+        stderr.read_to_string(&mut note).unwrap();
+        match expected {
+            Some(advice) => assert_eq!(note, format!("note: {advice}\n")),
+            None => assert_eq!(note, "", "unexpected stderr for {:?}", root.path()),
+        }
+    }
+    eprintln!("{advised} of {} roots advised", roots.len());
+}
