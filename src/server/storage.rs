@@ -138,11 +138,6 @@ impl Store {
         self.root.join(relative)
     }
 
-    /// Whether anything (file, folder, link) is under this name.
-    pub fn exists(&self, relative: &Path) -> bool {
-        fs::symlink_metadata(self.full_path(relative)).is_ok()
-    }
-
     /// Creates a folder and its parents.
     pub fn create_folder(&self, relative: &Path) -> io::Result<()> {
         fs::create_dir_all(self.full_path(relative))
