@@ -441,12 +441,7 @@ fn a_client_silent_mid_body_is_dropped_and_leaves_no_file() {
     client.send(b"PUT /cut/f HTTP/1.1\r\nContent-Length: 1000\r\n\r\n0123456789");
     client.writer.shutdown(Shutdown::Both).unwrap();
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let cut = server.root().join("cut");
-    while !(cut.is_dir() && std::fs::read_dir(&cut).unwrap().count() == 0) {
-        assert!(Instant::now() < deadline, "temporary file left in {cut:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_empty(&server.root().join("cut"));
 }
 
 #[test]
@@ -665,14 +660,22 @@ fn large_bodies_are_stored_exactly_and_cut_ones_leave_nothing() {
     client.send(&partial);
     client.writer.shutdown(Shutdown::Both).unwrap();
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let cut = server.root().join("bigcut");
-    while !(cut.is_dir() && std::fs::read_dir(&cut).unwrap().count() == 0) {
-        assert!(Instant::now() < deadline, "temporary file left in {cut:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_empty(&server.root().join("bigcut"));
     // The server still serves.
     let mut client = server.connect();
     client.send(&put("big/after", b"ok"));
     assert_eq!(client.response().code, 200);
+}
+
+/// Waits (up to 10 s) until `folder` exists and is empty: the server removes the
+/// temporary file of a cut body when it notices the client is gone.
+fn wait_until_empty(folder: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(folder.is_dir() && std::fs::read_dir(folder).unwrap().count() == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "temporary file left in {folder:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
