@@ -236,8 +236,8 @@ summary = end.get("sum_received") or end["sum"]
 print(summary["bits_per_second"] / 8 / 1e6)' "$out"
 }
 
-# A server storing on a tmpfs mounted with huge=within_size (2 MiB pages for large
-# files). The mount is made in a private mount namespace that only this server sees,
+# A server storing on a tmpfs mounted with huge=within_size (large files get pages as
+# large as each write, up to 2 MiB). The mount is made in a private mount namespace that only this server sees,
 # and goes away with it; the machine's mounts are not touched. Sets HUGE (HOST:PORT)
 # and HUGE_PID, or HUGE_REASON when it cannot be done.
 start_huge_tmpfs_server() {
@@ -444,23 +444,23 @@ row "e. peak RSS, slow receiver, queue 64 MiB" \
 server_cpu() {
     fmt "$(median "${1}_server" "r[\"cpu_s\"] / ($BIG_COUNT * $BIG_SIZE / 1e9)")" .2f
 }
-row "f. 8 MiB, 1 server storing on /dev/shm (tmpfs, 4 KiB pages) vs discard" \
-    "$(fmt "$(median big_tmpfs 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu big_tmpfs) CPU s/GB" \
-    "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu big_copy) CPU s/GB" \
-    "$(fmt "$(median big_tmpfs 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
-row "f. the same, memory just used (see warm_memory)" \
-    "$(fmt "$(median big_tmpfs_warm 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu big_tmpfs_warm) CPU s/GB" \
-    "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s" \
-    "$(fmt "$(median big_tmpfs_warm 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
+# storing_row LABEL KEY LIMIT: a storing server's scenario against the discarding one.
+storing_row() {
+    row "$1" \
+        "$(fmt "$(median "$2" 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu "$2") CPU s/GB" "$3" \
+        "$(fmt "$(median "$2" 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
+}
+discard="discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s"
+storing_row "f. 8 MiB, 1 server storing on /dev/shm (tmpfs, 4 KiB pages) vs discard" big_tmpfs \
+    "$discard, server $(server_cpu big_copy) CPU s/GB"
+storing_row "f. the same, memory just used (see warm_memory)" big_tmpfs_warm "$discard"
 row "f. reference: iperf3 receiving into a tmpfs file vs discarding" \
     "$(fmt "$(median iperf_tmpfs 'r["mb_per_s"]')" .0f) MB/s" \
     "iperf3 $(fmt "$iperf" .0f) MB/s" \
     "$(fmt "$(median iperf_tmpfs 'r["mb_per_s"] / j("iperf")["mb_per_s"]')" .2f)"
 if [[ -z $HUGE_REASON ]]; then
-    row "f. 8 MiB, 1 server storing on tmpfs with huge=within_size vs discard, memory just used" \
-        "$(fmt "$(median big_huge 'r["mb_per_s"]')" .0f) MB/s, server $(server_cpu big_huge) CPU s/GB" \
-        "discard $(fmt "$(median big_copy 'r["mb_per_s"]')" .0f) MB/s" \
-        "$(fmt "$(median big_huge 'r["mb_per_s"] / j("big_copy")["mb_per_s"]')" .2f) (target >= 0.7)"
+    storing_row "f. 8 MiB, 1 server storing on tmpfs with huge=within_size vs discard, memory just used" \
+        big_huge "$discard"
 fi
 row "g. client CPU, 8 MiB, copy" \
     "$(fmt "$(median big_copy 'r["cpu_seconds_per_gb"]')" .2f) CPU s/GB" "-" "-"
