@@ -190,16 +190,8 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
             "seconds": seconds,
             "mb_per_s": mb_per_s,
             "files_per_s": files_per_s,
-            "put_latency_us": {
-                "p50": put_us.at(0.5),
-                "p99": put_us.at(0.99),
-                "max": put_us.at(1.0),
-            },
-            "memcpy_latency_us": (!copy_us.is_empty()).then(|| serde_json::json!({
-                "p50": copy_us.at(0.5),
-                "p99": copy_us.at(0.99),
-                "max": copy_us.at(1.0),
-            })),
+            "put_latency_us": put_us.json(),
+            "memcpy_latency_us": (!copy_us.is_empty()).then(|| copy_us.json()),
             "cpu_seconds": cpu_seconds,
             "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
             "peak_rss_bytes": peak_rss_bytes(),
@@ -236,6 +228,11 @@ impl Percentiles {
         }
         let rank = ((self.0.len() - 1) as f64 * p).round() as usize;
         self.0[rank] as f64 / 1000.0
+    }
+
+    /// `{"p50": .., "p99": .., "max": ..}` for the JSON report.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({ "p50": self.at(0.5), "p99": self.at(0.99), "max": self.at(1.0) })
     }
 }
 

@@ -66,7 +66,7 @@ pub struct StreamArgs {
     pub retries: u32,
     /// How often an idle sender looks at its queue while files keep coming, in
     /// microseconds (a put then makes no system call); 0: put wakes the sender.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_SENDER_POLL.as_micros() as u64)]
     pub sender_poll_us: u64,
     /// Ride through a whole-cluster outage: files that cannot be delivered
     /// wait in this folder and are sent when a server is back.

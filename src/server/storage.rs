@@ -251,12 +251,16 @@ impl PendingFile {
     /// Either way the temporary name is gone afterwards.
     pub fn commit(mut self) -> io::Result<Stored> {
         self.committed = true;
-        if let Some(file) = self.file.take() {
-            if let Err(e) = make_read_only(&file) {
+        // On Unix the file was created read-only (`create_temp`).
+        #[cfg(not(unix))]
+        if let Some(file) = &self.file {
+            if let Err(e) = make_read_only(file) {
+                self.file = None;
                 let _ = fs::remove_file(&self.temp);
                 return Err(e);
             }
         }
+        self.file = None;
         publish(&self.temp, &self.destination)
     }
 }
@@ -356,11 +360,6 @@ fn create_temp(path: &Path) -> io::Result<File> {
 #[cfg(not(unix))]
 fn create_temp(path: &Path) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
-}
-
-#[cfg(unix)]
-fn make_read_only(_file: &File) -> io::Result<()> {
-    Ok(()) // created read-only
 }
 
 #[cfg(not(unix))]
