@@ -5,7 +5,22 @@
 //! The pool never holds more than the streamer's total queue byte limit, and
 //! since every pooled buffer once held a queued file, memory stays bounded by
 //! the queue limits.
+//!
+//! A large buffer (2 MiB or more) is made for the one copy a `put` makes of a
+//! camera frame, which is most of the time that `put` takes:
+//! - it starts on a 2 MiB boundary and, on Linux, asks for transparent huge
+//!   pages: fewer TLB misses, and in a VM each miss walks two page tables;
+//! - on x86-64 it is filled with non-temporal (streaming) stores, which write
+//!   to memory without first reading each destination cache line in, and
+//!   leave the caches to the caller. glibc's `memcpy` does the same only
+//!   above a threshold derived from the cache size, which VMs often report
+//!   far too large (192 MiB on the test machine).
+//!
+//! Measurements: "The put copy: huge pages and streaming stores" in
+//! docs/PERFORMANCE.md.
 
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -14,6 +29,10 @@ use bytes::Bytes;
 /// is as fast as the pool for them.
 const SMALLEST_POOLED: usize = 64 * 1024;
 
+/// The size of a transparent huge page on x86-64 and (with 4 KiB base pages)
+/// aarch64, and the smallest large buffer.
+const HUGE_PAGE: usize = 2 * 1024 * 1024;
+
 pub(crate) struct BufferPool {
     free: Mutex<Free>,
     max_bytes: u64,
@@ -21,7 +40,7 @@ pub(crate) struct BufferPool {
 
 #[derive(Default)]
 struct Free {
-    buffers: Vec<Vec<u8>>,
+    buffers: Vec<Buffer>,
     bytes: u64,
 }
 
@@ -39,7 +58,7 @@ impl BufferPool {
             return Bytes::copy_from_slice(data);
         }
         let mut buffer = self.take(data.len());
-        buffer.extend_from_slice(data);
+        buffer.fill(data);
         Bytes::from_owner(Pooled {
             buffer,
             pool: Arc::clone(self),
@@ -47,7 +66,7 @@ impl BufferPool {
     }
 
     /// The most recently returned buffer if it is large enough, else a new one.
-    fn take(&self, len: usize) -> Vec<u8> {
+    fn take(&self, len: usize) -> Buffer {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(buffer) = free.buffers.pop() {
             free.bytes -= buffer.capacity() as u64;
@@ -55,11 +74,10 @@ impl BufferPool {
                 return buffer;
             }
         }
-        Vec::with_capacity(len)
+        Buffer::new(len)
     }
 
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
+    fn give_back(&self, buffer: Buffer) {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         if free.bytes + buffer.capacity() as u64 <= self.max_bytes {
             free.bytes += buffer.capacity() as u64;
@@ -70,20 +88,152 @@ impl BufferPool {
 
 /// A pooled buffer inside a `Bytes`: back to the pool when the last clone goes.
 struct Pooled {
-    buffer: Vec<u8>,
+    buffer: Buffer,
     pool: Arc<BufferPool>,
 }
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        &self.buffer
+        self.buffer.bytes()
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        self.pool.give_back(std::mem::take(&mut self.buffer));
+        let buffer = std::mem::replace(&mut self.buffer, Buffer::empty());
+        self.pool.give_back(buffer);
     }
+}
+
+/// One heap allocation holding the copy of one file: `len` bytes written of
+/// `layout.size()`. Large ones are aligned to `HUGE_PAGE` (see the module
+/// comment); `Vec<u8>` cannot be, as it always frees with alignment 1.
+struct Buffer {
+    start: NonNull<u8>,
+    layout: Layout,
+    len: usize,
+}
+
+// SAFETY: a `Buffer` owns its allocation alone, like a `Vec<u8>`.
+unsafe impl Send for Buffer {}
+unsafe impl Sync for Buffer {}
+
+impl Buffer {
+    fn new(capacity: usize) -> Buffer {
+        let align = if capacity >= HUGE_PAGE { HUGE_PAGE } else { 64 };
+        let layout =
+            Layout::from_size_align(capacity.max(1), align).expect("buffer size overflows");
+        // SAFETY: the layout's size is not zero.
+        let start = NonNull::new(unsafe { alloc::alloc(layout) })
+            .unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        if align == HUGE_PAGE {
+            ask_for_huge_pages(start, layout.size());
+        }
+        Buffer {
+            start,
+            layout,
+            len: 0,
+        }
+    }
+
+    /// Holds nothing and frees nothing: what a `Pooled` keeps after giving its
+    /// buffer back.
+    fn empty() -> Buffer {
+        Buffer {
+            start: NonNull::dangling(),
+            layout: Layout::new::<()>(),
+            len: 0,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Makes the buffer hold a copy of `data`, which must fit.
+    fn fill(&mut self, data: &[u8]) {
+        assert!(data.len() <= self.capacity(), "buffer too small");
+        // SAFETY: the destination holds `capacity` bytes, the source is a
+        // separate live slice, and a large buffer is aligned to `HUGE_PAGE`.
+        unsafe {
+            if self.capacity() >= HUGE_PAGE {
+                copy_streaming(data, self.start.as_ptr());
+            } else {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), self.start.as_ptr(), data.len());
+            }
+        }
+        self.len = data.len();
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes were written by `fill`.
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if self.layout.size() > 0 {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { alloc::dealloc(self.start.as_ptr(), self.layout) };
+        }
+    }
+}
+
+/// Advice only: a kernel without transparent huge pages, or with them turned
+/// off, refuses or ignores it, and the buffer works the same.
+#[cfg(target_os = "linux")]
+fn ask_for_huge_pages(start: NonNull<u8>, len: usize) {
+    let whole_pages = len / HUGE_PAGE * HUGE_PAGE;
+    // SAFETY: the range lies inside one live allocation, and the advice
+    // changes no contents.
+    unsafe { libc::madvise(start.as_ptr().cast(), whole_pages, libc::MADV_HUGEPAGE) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ask_for_huge_pages(_start: NonNull<u8>, _len: usize) {}
+
+/// Copies `data` to `to` with SSE2 streaming stores, 64 bytes (one cache line)
+/// at a time, and the tail with a plain copy.
+///
+/// # Safety
+/// `to` is aligned to 16 bytes, holds `data.len()` bytes and does not overlap
+/// `data`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn copy_streaming(data: &[u8], to: *mut u8) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    const LINE: usize = 64;
+    let whole = data.len() / LINE * LINE;
+    let from = data.as_ptr();
+    for line in (0..whole).step_by(LINE) {
+        // SAFETY: (all four) inside both ranges, and the stores are aligned.
+        unsafe {
+            let a = _mm_loadu_si128(from.add(line).cast::<__m128i>());
+            let b = _mm_loadu_si128(from.add(line + 16).cast::<__m128i>());
+            let c = _mm_loadu_si128(from.add(line + 32).cast::<__m128i>());
+            let d = _mm_loadu_si128(from.add(line + 48).cast::<__m128i>());
+            _mm_stream_si128(to.add(line).cast::<__m128i>(), a);
+            _mm_stream_si128(to.add(line + 16).cast::<__m128i>(), b);
+            _mm_stream_si128(to.add(line + 32).cast::<__m128i>(), c);
+            _mm_stream_si128(to.add(line + 48).cast::<__m128i>(), d);
+        }
+    }
+    // SAFETY: as above; the fence orders the streaming stores before the
+    // hand-off of the buffer to the sender thread.
+    unsafe {
+        _mm_sfence();
+        std::ptr::copy_nonoverlapping(from.add(whole), to.add(whole), data.len() - whole);
+    }
+}
+
+/// Other architectures: a plain copy.
+///
+/// # Safety
+/// `to` holds `data.len()` bytes and does not overlap `data`.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn copy_streaming(data: &[u8], to: *mut u8) {
+    // SAFETY: the caller's promise.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), to, data.len()) };
 }
 
 #[cfg(test)]
@@ -111,5 +261,29 @@ mod tests {
                 .map(|b| b.capacity() as u64)
                 .sum::<u64>()
         );
+    }
+
+    #[test]
+    fn large_buffers_start_on_a_huge_page_and_hold_their_copy() {
+        let pool = BufferPool::new(64 << 20);
+        let data: Vec<u8> = (0..5 * HUGE_PAGE + 123).map(|i| (i % 251) as u8).collect();
+        let copy = pool.copy(&data);
+        let address = copy.as_ptr();
+        assert_eq!(address as usize % HUGE_PAGE, 0);
+        assert_eq!(&copy[..], &data[..]);
+        // A source that is not aligned, of a length that is no whole number
+        // of cache lines.
+        let shifted = pool.copy(&data[1..4 * HUGE_PAGE + 100]);
+        assert_eq!(&shifted[..], &data[1..4 * HUGE_PAGE + 100]);
+        drop(shifted);
+        let small = pool.copy(&data[..100 * 1024]);
+        assert_eq!(&small[..], &data[..100 * 1024]);
+        drop(small);
+        drop(copy);
+        // The large buffer comes back for a smaller file, holding only it.
+        let again = pool.copy(&data[..3 * HUGE_PAGE]);
+        assert_eq!(again.as_ptr(), address);
+        assert_eq!(again.len(), 3 * HUGE_PAGE);
+        assert_eq!(&again[..], &data[..3 * HUGE_PAGE]);
     }
 }
