@@ -36,14 +36,7 @@ impl TestServer {
     }
 
     fn connect(&self) -> Client {
-        let stream = TcpStream::connect(self.server.local_addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        }
+        Client::connect(self.server.local_addr())
     }
 }
 
@@ -77,6 +70,17 @@ impl Response {
 }
 
 impl Client {
+    fn connect(address: impl std::net::ToSocketAddrs) -> Client {
+        let stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
     fn send(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
     }
@@ -665,6 +669,82 @@ fn large_bodies_are_stored_exactly_and_cut_ones_leave_nothing() {
     let mut client = server.connect();
     client.send(&put("big/after", b"ok"));
     assert_eq!(client.response().code, 200);
+}
+
+/// A store that fails in the middle of a body (here the file size limit, `ulimit -f`,
+/// of a `serve` process) answers 500 for that file, leaves no temporary file, and the
+/// connection goes on: the rest of the body is read and dropped. Bodies of 256 KiB and
+/// more are moved into their file by `splice`, smaller ones are written from the read
+/// buffer; both ways are checked.
+#[test]
+fn a_store_failing_mid_body_is_a_500_and_the_connection_goes_on() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"));
+    command
+        .args(["serve", "--advertise", "none", "--port", "0", "--root"])
+        .arg(&root)
+        .stdout(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec. Files may grow to
+    // 128 KiB; SIGXFSZ is ignored, as in a server that must survive a full disk.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            let limit = libc::rlimit {
+                rlim_cur: 128 * 1024,
+                rlim_max: 128 * 1024,
+            };
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+
+    let body: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i * 13 % 251) as u8).collect();
+    let fits = &body[..128 * 1024];
+    let mut client = Client::connect(&address);
+    let mut requests = put("limit/spliced", &body);
+    // The first head alone, so that the server has none of that body in its buffer
+    // and splices all of it: the failure is met inside `splice`.
+    let head_len = requests.len() - body.len();
+    requests.extend(put("limit/fits", fits));
+    requests.extend(put("limit/written", &body[..200 * 1024]));
+    requests.extend(put("limit/small", b"small"));
+    client.send(&requests[..head_len]);
+    std::thread::sleep(Duration::from_millis(100));
+    client.send(&requests[head_len..]);
+    let codes: Vec<u16> = (0..4).map(|_| client.response().code).collect();
+    drop(child);
+    assert_eq!(codes, [500, 200, 500, 200]);
+    let mut left: Vec<String> = std::fs::read_dir(root.join("limit"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["fits", "small"], "only the stored files are left");
+    assert!(std::fs::read(root.join("limit/fits")).unwrap() == fits);
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits (up to 10 s) until `folder` exists and is empty: the server removes the

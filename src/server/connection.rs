@@ -18,8 +18,9 @@ use std::time::Duration;
 use super::body::{BodyError, Decoding};
 use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
+use super::splice::{Moved, Pipe};
 use super::status::status_json;
-use super::storage::{resolve, RequestPath, Stored};
+use super::storage::{resolve, PendingFile, RequestPath, Stored};
 use super::Shared;
 
 /// Room for body bytes beyond the longest head: big bodies are moved this much per read.
@@ -28,6 +29,8 @@ const BODY_CHUNK: usize = 256 * 1024;
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Files up to this size are copied into the output buffer; larger ones are streamed.
 const INLINE_FILE_BYTES: u64 = 64 * 1024;
+/// Plain bodies of this size or more are moved into their file by `splice`.
+const SPLICE_BODY_BYTES: u64 = BODY_CHUNK as u64;
 
 /// Why the request loop stops. Either way the connection is closed.
 enum End {
@@ -61,6 +64,7 @@ pub(crate) fn serve(stream: TcpStream, shared: &Shared) {
         stream,
         shared,
         timeout_set: false,
+        pipe: PipeState::NotMade,
     };
     if let Err(End::Close) = connection.request_loop() {
         if connection.send_output().is_ok() {
@@ -84,6 +88,15 @@ struct Connection<'a> {
     output: Vec<u8>,
     /// Whether the socket's read timeout is on (it is on only inside a request).
     timeout_set: bool,
+    /// For large bodies; made at the first.
+    pipe: PipeState,
+}
+
+enum PipeState {
+    NotMade,
+    Ready(Pipe),
+    /// `splice` failed once here: the plain path from now on.
+    Unavailable,
 }
 
 impl Connection<'_> {
@@ -212,9 +225,18 @@ impl Connection<'_> {
                 return Ok(());
             }
         };
-        let mut sink = Decoding::new(pending, head.gzip);
-        let written = self.read_body(body_len, &mut sink)?;
-        let stored = sink.finish(written).and_then(|(pending, len)| {
+        let received = if head.gzip || body_len < SPLICE_BODY_BYTES {
+            let mut sink = Decoding::new(pending, head.gzip);
+            let written = self.read_body(body_len, &mut sink)?;
+            sink.finish(written)
+        } else {
+            let mut pending = pending;
+            let written = self.splice_body(body_len, &mut pending)?;
+            written
+                .map(|()| (pending, body_len))
+                .map_err(BodyError::Store)
+        };
+        let stored = received.and_then(|(pending, len)| {
             let stored = pending.commit().map_err(BodyError::Store)?;
             Ok((stored, len))
         });
@@ -432,6 +454,42 @@ impl Connection<'_> {
             remaining -= take as u64;
         }
         Ok(sink_result)
+    }
+
+    /// Like `read_body` into a new file, but what is not yet read is moved from the
+    /// socket into the file by `splice` (see `splice.rs`).
+    fn splice_body(&mut self, len: u64, file: &mut PendingFile) -> Result<io::Result<()>, End> {
+        let buffered = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
+        let mut result = file.write_all(&self.input[self.start..self.start + buffered]);
+        self.start += buffered;
+        let mut remaining = len - buffered as u64;
+        if let PipeState::NotMade = self.pipe {
+            self.pipe = Pipe::new().map_or(PipeState::Unavailable, PipeState::Ready);
+        }
+        while remaining > 0 {
+            if result.is_err() {
+                self.skip_body(remaining)?;
+                return Ok(result);
+            }
+            // As `read_more` does before a read that can block.
+            self.send_output()?;
+            self.set_timeout(true)?;
+            let (PipeState::Ready(pipe), Some(target)) = (&mut self.pipe, file.file()) else {
+                return self.read_body(remaining, file);
+            };
+            match pipe.move_to_file(&self.stream, target, remaining) {
+                Moved::Stored(n) => remaining -= n,
+                Moved::Refused(n, error) => {
+                    remaining -= n;
+                    result = Err(error);
+                    // With what the file did not take.
+                    self.pipe = PipeState::NotMade;
+                }
+                Moved::Gone => return Err(End::Gone),
+                Moved::Unsupported => self.pipe = PipeState::Unavailable,
+            }
+        }
+        Ok(result)
     }
 
     fn skip_body(&mut self, len: u64) -> Next {

@@ -13,6 +13,7 @@ mod connection;
 pub mod mounts;
 pub mod request;
 mod response;
+mod splice;
 pub mod status;
 pub mod storage;
 

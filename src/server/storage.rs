@@ -247,6 +247,11 @@ pub struct PendingFile {
 }
 
 impl PendingFile {
+    /// The open file, until it is committed.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
     /// Makes the file read-only and puts it under its name unless that name is taken.
     /// Either way the temporary name is gone afterwards.
     pub fn commit(mut self) -> io::Result<Stored> {
