@@ -9,12 +9,13 @@
 //! A large buffer (2 MiB or more) is made for the one copy a `put` makes of a
 //! camera frame, which is most of the time that `put` takes:
 //! - it starts on a 2 MiB boundary and, on Linux, asks for transparent huge
-//!   pages: fewer TLB misses, and in a VM each miss walks two page tables;
-//! - on x86-64 it is filled with non-temporal (streaming) stores, which write
-//!   to memory without first reading each destination cache line in, and
-//!   leave the caches to the caller. glibc's `memcpy` does the same only
-//!   above a threshold derived from the cache size, which VMs often report
-//!   far too large (192 MiB on the test machine).
+//!   pages: fewer TLB misses, and in a VM each miss walks two page tables; a
+//!   new buffer is also faulted in with 4 faults instead of 2048;
+//! - on x86-64 a large file is copied with non-temporal (streaming) stores,
+//!   which write to memory without first reading each destination cache line
+//!   in, and leave the caches to the caller. glibc's `memcpy` does the same
+//!   only above a threshold derived from the cache size, which VMs often
+//!   report far too large (192 MiB on the test machine).
 //!
 //! Measurements: "The put copy: huge pages and streaming stores" in
 //! docs/PERFORMANCE.md.
@@ -30,7 +31,7 @@ use bytes::Bytes;
 const SMALLEST_POOLED: usize = 64 * 1024;
 
 /// The size of a transparent huge page on x86-64 and (with 4 KiB base pages)
-/// aarch64, and the smallest large buffer.
+/// aarch64; also the smallest file copied with streaming stores.
 const HUGE_PAGE: usize = 2 * 1024 * 1024;
 
 pub(crate) struct BufferPool {
@@ -154,9 +155,9 @@ impl Buffer {
     fn fill(&mut self, data: &[u8]) {
         assert!(data.len() <= self.capacity(), "buffer too small");
         // SAFETY: the destination holds `capacity` bytes, the source is a
-        // separate live slice, and a large buffer is aligned to `HUGE_PAGE`.
+        // separate live slice, and a buffer is aligned to 64 bytes at least.
         unsafe {
-            if self.capacity() >= HUGE_PAGE {
+            if data.len() >= HUGE_PAGE {
                 copy_streaming(data, self.start.as_ptr());
             } else {
                 std::ptr::copy_nonoverlapping(data.as_ptr(), self.start.as_ptr(), data.len());
