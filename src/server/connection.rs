@@ -6,7 +6,8 @@
 //! only when no further complete request is waiting (or before any read that could
 //! block), so a burst of requests gets a burst of answers in few writes.
 //!
-//! The only server module that reads or writes a client socket.
+//! The only server module that reads or writes a client socket (`splice.rs` moves
+//! body bytes out of it when asked to here).
 
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -1,8 +1,8 @@
 //! Moves a large request body from the socket into its file inside the kernel (Linux
 //! `splice(2)` through a pipe), without copying it through user space: the socket's
 //! pages go into the pipe by reference, and only the move from the pipe into the file
-//! copies. It halves the copies per stored byte and cut the receiver's CPU per GB by
-//! about a quarter on tmpfs (docs/PERFORMANCE.md, "Storing: splice").
+//! copies. It halves the copies per stored byte; on tmpfs it cut the receiver's CPU
+//! per GB by 15-25 % (docs/PERFORMANCE.md, "Storing: `splice`").
 //!
 //! Other systems, and sockets or files that refuse `splice`, use the plain path:
 //! read into the connection's buffer, then write.
