@@ -486,13 +486,22 @@ fn shutdown_closes_open_connections_and_returns() {
     let mut idle = server.connect();
     let mut mid_request = server.connect();
     mid_request.send(b"PUT /m HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    // A large body is moved by `splice`: the server waits inside it.
+    let mut mid_splice = server.connect();
+    mid_splice.send(b"PUT /s HTTP/1.1\r\nContent-Length: 4194304\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    mid_splice.send(&[7u8; 1000]);
     idle.send(&put("i", b""));
     assert_eq!(idle.response().code, 200);
     let TestServer { server, dir } = server;
+    let started = Instant::now();
     server.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert!(idle.is_closed());
     assert!(mid_request.is_closed());
+    assert!(mid_splice.is_closed());
     assert!(!dir.path().join("root/m").exists());
+    assert!(!dir.path().join("root/s").exists());
 }
 
 #[cfg(unix)]
