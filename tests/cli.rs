@@ -58,12 +58,39 @@ fn bench_with_the_index_pattern_stores_checkable_files() {
     ] {
         assert!(report[key].is_number(), "{key} in {report}");
     }
+    // Without a rate, no per-put CPU time (it would cost two system calls per put).
+    assert!(report["put_cpu_us"].is_null(), "{report}");
     for i in 0..50u64 {
         let name = format!("b/frame{i:05}.pzf");
         let stored = servers[(i % 2) as usize].read(&name).expect(&name);
         let expected: Vec<u8> = format!("{i}\n").bytes().cycle().take(1000).collect();
         assert_eq!(stored, expected, "{name}");
     }
+}
+
+/// With a rate, `bench` times a plain memory copy between puts and reports each
+/// put's CPU time beside its latency.
+#[cfg(target_os = "linux")]
+#[test]
+fn bench_at_a_rate_reports_put_cpu_time_and_the_memcpy_limit() {
+    let server = TestServer::start();
+    let output = pyme_stream()
+        .args(["bench", "--servers", &server.address()])
+        .args([
+            "--count", "20", "--size", "300000", "--rate", "200", "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let report = last_json_line(&output.stdout);
+    for key in ["put_latency_us", "put_cpu_us", "memcpy_latency_us"] {
+        for p in ["p50", "p99", "max"] {
+            let value = report[key][p].as_f64().unwrap_or(-1.0);
+            assert!(value > 0.0, "{key}.{p} in {report}");
+        }
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("put CPU time"), "{text}");
 }
 
 #[test]
