@@ -421,6 +421,17 @@ fn connection_close_and_expect_continue() {
     client.send(b"abc");
     assert_eq!(client.response().code, 200);
 
+    // The same for a body large enough to be spliced.
+    let large: Vec<u8> = (0..1_000_000).map(|i| (i % 249) as u8).collect();
+    client.send(b"PUT /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n");
+    let mut line = String::new();
+    client.reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    client.reader.read_line(&mut line).unwrap();
+    client.send(&large);
+    assert_eq!(client.response().code, 200);
+    assert!(std::fs::read(server.root().join("e")).unwrap() == large);
+
     client.send(b"PUT /d HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(client.response().code, 200);
     assert!(client.is_closed());
