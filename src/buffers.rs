@@ -117,7 +117,6 @@ struct Buffer {
 
 // SAFETY: a `Buffer` owns its allocation alone, like a `Vec<u8>`.
 unsafe impl Send for Buffer {}
-unsafe impl Sync for Buffer {}
 
 impl Buffer {
     fn new(capacity: usize) -> Buffer {

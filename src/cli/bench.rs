@@ -265,37 +265,32 @@ fn random_bytes(size: usize) -> Vec<u8> {
 /// not counted.
 fn thread_cpu_ns() -> Option<u64> {
     #[cfg(target_os = "linux")]
-    {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `now` is a valid timespec to write to.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0 {
-            return Some(now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64);
-        }
-    }
+    return cpu_clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+    #[cfg(not(target_os = "linux"))]
     None
 }
 
-/// User + system CPU seconds of this process, all threads (Linux `/proc`; 0 elsewhere).
+/// User + system CPU seconds of this process, all threads (Linux; 0 elsewhere).
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
+    #[cfg(target_os = "linux")]
+    let ns = cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID);
+    #[cfg(not(target_os = "linux"))]
+    let ns: Option<u64> = None;
+    ns.map_or(0.0, |ns| ns as f64 / 1e9)
+}
+
+/// A CPU-time clock, read in nanoseconds.
+#[cfg(target_os = "linux")]
+fn cpu_clock_ns(clock: libc::clockid_t) -> Option<u64> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
-    let Some((_, after_name)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    const USER_HZ: f64 = 100.0;
-    (ticks(11) + ticks(12)) / USER_HZ
+    // SAFETY: `now` is a valid timespec to write to.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64)
 }
 
 /// Peak resident memory of this process in bytes (Linux `VmHWM`; 0 elsewhere).

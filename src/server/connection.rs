@@ -218,7 +218,7 @@ impl Connection<'_> {
     /// (the move to its name fails), not checked first: that would cost a system call
     /// per file.
     fn put_file(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
-        let pending = match self.shared.store.begin_file(relative) {
+        let mut pending = match self.shared.store.begin_file(relative) {
             Ok(pending) => pending,
             Err(_) => {
                 self.skip_body(body_len)?;
@@ -231,7 +231,6 @@ impl Connection<'_> {
             let written = self.read_body(body_len, &mut sink)?;
             sink.finish(written)
         } else {
-            let mut pending = pending;
             let written = self.splice_body(body_len, &mut pending)?;
             written
                 .map(|()| (pending, body_len))
