@@ -779,3 +779,128 @@ fn wait_until_empty(folder: &std::path::Path) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A root on a tmpfs: large bodies go into spares, files allocated ahead by a
+/// background thread (`src/server/spares.rs`). Each file lands exactly, also one
+/// shorter or longer than the spares on hand; a taken name is still refused; a cut
+/// body leaves nothing; nothing but the stored files is left in the root.
+#[test]
+fn large_files_on_a_tmpfs_root_go_into_spares_exactly() {
+    let Some(shm) = tmpfs_folder() else {
+        eprintln!("skipped: /dev/shm is not a tmpfs with 4 KiB pages here, so no spares");
+        return;
+    };
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let root = dir.path().join("root");
+    let server = DataServer::start(ServerConfig {
+        root: root.clone(),
+        read_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    assert!(server.has_spares(), "a tmpfs root has spares");
+    let mut client = Client::connect(server.local_addr());
+    let body = |n: usize, len: usize| -> Vec<u8> {
+        (0..len).map(|i| ((i * 7 + n * 13) % 251) as u8).collect()
+    };
+    let mut stored: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut put_one = |client: &mut Client, name: String, bytes: Vec<u8>| {
+        client.send(&put(&name, &bytes));
+        assert_eq!(client.response().code, 200, "{name}");
+        stored.push((name, bytes));
+    };
+    let in_spares = |client: &mut Client| -> u64 {
+        client.send(&get("/__status"));
+        json(&client.response().body)["files_stored_in_spares"]
+            .as_u64()
+            .unwrap()
+    };
+    // 2 MiB + 5 bytes each, until three went into spares (the first cannot: spares
+    // are made once a large body has been seen).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    while in_spares(&mut client) < 3 {
+        assert!(Instant::now() < deadline, "no spare was ever taken");
+        put_one(&mut client, format!("s/{n}"), body(n, 2 * 1024 * 1024 + 5));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Shorter than the spares on hand: cut to its length.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = in_spares(&mut client);
+    put_one(&mut client, "s/shorter".into(), body(100, 1536 * 1024 + 1));
+    assert_eq!(
+        in_spares(&mut client),
+        before + 1,
+        "a shorter body takes a spare"
+    );
+    // Longer: no spare fits, then new spares have its size.
+    put_one(&mut client, "s/longer".into(), body(101, 3 * 1024 * 1024));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = in_spares(&mut client);
+    let mut m = 0;
+    while in_spares(&mut client) == before {
+        assert!(Instant::now() < deadline, "no spare of the new size");
+        std::thread::sleep(Duration::from_millis(20));
+        put_one(
+            &mut client,
+            format!("s/longer{m}"),
+            body(200 + m, 3 * 1024 * 1024),
+        );
+        m += 1;
+    }
+    // A taken name is refused; the stored file is untouched.
+    std::thread::sleep(Duration::from_millis(200));
+    client.send(&put("s/0", &body(0, 3 * 1024 * 1024)));
+    assert_eq!(client.response().code, 405);
+    // A cut body in a spare leaves nothing.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut partial = b"PUT /cut/f HTTP/1.1\r\nContent-Length: 3145728\r\n\r\n".to_vec();
+    partial.extend_from_slice(&body(1, 1536 * 1024));
+    let mut cut = Client::connect(server.local_addr());
+    cut.send(&partial);
+    assert!(cut.is_closed(), "dropped after the read timeout");
+    assert!(!root.join("cut/f").exists());
+
+    for (name, bytes) in &stored {
+        let path = root.join(name);
+        assert!(std::fs::read(&path).unwrap() == *bytes, "{name} differs");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o440, "{name} is read-only");
+    }
+    server.shutdown();
+    let mut names: Vec<String> = walk(&root)
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = stored.iter().map(|(name, _)| name.clone()).collect();
+    expected.sort();
+    assert_eq!(names, expected, "only the stored files are left");
+}
+
+/// `/dev/shm` when it is a tmpfs with 4 KiB pages only, where the server makes spares.
+fn tmpfs_folder() -> Option<&'static Path> {
+    let shm = Path::new("/dev/shm");
+    pyme_streaming::server::mounts::small_pages_tmpfs(shm).map(|_| shm)
+}
+
+/// Every file under `folder`, recursively.
+fn walk(folder: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

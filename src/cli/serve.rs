@@ -99,6 +99,13 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(advice) = mounts::tmpfs_advice(server.root()) {
             eprintln!("note: {advice}");
         }
+        if server.has_spares() {
+            eprintln!(
+                "note: the root is on a tmpfs: files of 1 MiB or more are received into \
+                 files allocated ahead, {} at a time, the size of the latest one",
+                pyme_streaming::server::SPARES
+            );
+        }
     }
 
     // Any signal, or the handler gone, means stop.

@@ -218,7 +218,15 @@ impl Connection<'_> {
     /// (the move to its name fails), not checked first: that would cost a system call
     /// per file.
     fn put_file(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
-        let mut pending = match self.shared.store.begin_file(relative) {
+        let spare = self.take_spare(head, body_len);
+        let in_spare = spare.is_some();
+        let begun = match spare {
+            Some((spare, allocated)) => {
+                Ok(self.shared.store.begin_in_spare(relative, spare, allocated))
+            }
+            None => self.shared.store.begin_file(relative),
+        };
+        let mut pending = match begun {
             Ok(pending) => pending,
             Err(_) => {
                 self.skip_body(body_len)?;
@@ -243,6 +251,9 @@ impl Connection<'_> {
         match stored {
             Ok((Stored::New, len)) => {
                 self.shared.files_stored.fetch_add(1, Ordering::Relaxed);
+                if in_spare {
+                    self.shared.files_in_spares.fetch_add(1, Ordering::Relaxed);
+                }
                 self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
                 self.output.extend_from_slice(response::OK_EMPTY);
             }
@@ -253,6 +264,16 @@ impl Connection<'_> {
             Err(BodyError::Store(_)) => self.error(500, "The file could not be written."),
         }
         Ok(())
+    }
+
+    /// A spare for a large plain body, when the root has spares and one is ready.
+    fn take_spare(&self, head: &RequestHead, body_len: u64) -> Option<(File, u64)> {
+        #[cfg(target_os = "linux")]
+        if !head.gzip {
+            return self.shared.spares.as_ref()?.take(body_len);
+        }
+        let _ = (head, body_len);
+        None
     }
 
     /// Appends the body to a file (`__aggregate_txt`).

@@ -13,6 +13,7 @@ mod connection;
 pub mod mounts;
 pub mod request;
 mod response;
+mod spares;
 mod splice;
 pub mod status;
 pub mod storage;
@@ -26,7 +27,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
+use spares::Spares;
 use storage::Store;
+
+pub use spares::{SPARES, SPARE_MIN_BYTES};
 
 /// How many connections are served at once; more are answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -72,9 +77,14 @@ impl Default for ServerConfig {
 pub(crate) struct Shared {
     config: ServerConfig,
     store: Store,
+    /// Files allocated ahead for large bodies, when the root is on a tmpfs.
+    #[cfg(target_os = "linux")]
+    spares: Option<Spares>,
     local_addr: SocketAddr,
     started: Instant,
     files_stored: AtomicU64,
+    /// Of `files_stored`, those received into a spare.
+    files_in_spares: AtomicU64,
     bytes_stored: AtomicU64,
     connections_open: AtomicUsize,
     stopping: AtomicBool,
@@ -86,6 +96,8 @@ pub(crate) struct Shared {
 pub struct DataServer {
     shared: Arc<Shared>,
     accept_thread: Option<JoinHandle<()>>,
+    /// The thread that keeps spares ready, if there are spares.
+    spare_thread: Option<JoinHandle<()>>,
 }
 
 impl DataServer {
@@ -95,12 +107,21 @@ impl DataServer {
         let bind = config.bind.trim_start_matches('[').trim_end_matches(']');
         let listener = TcpListener::bind((bind, config.port))?;
         let local_addr = listener.local_addr()?;
+        #[cfg(target_os = "linux")]
+        let spares = if config.discard {
+            None
+        } else {
+            Spares::for_root(store.root())
+        };
         let shared = Arc::new(Shared {
             config,
             store,
+            #[cfg(target_os = "linux")]
+            spares,
             local_addr,
             started: Instant::now(),
             files_stored: AtomicU64::new(0),
+            files_in_spares: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
             connections_open: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
@@ -110,10 +131,28 @@ impl DataServer {
         let accept_thread = thread::Builder::new()
             .name(format!("pyme-server-accept-{}", local_addr.port()))
             .spawn(move || accept_loop(listener, accept_shared))?;
-        Ok(DataServer {
+        let mut server = DataServer {
             shared,
             accept_thread: Some(accept_thread),
-        })
+            spare_thread: None,
+        };
+        #[cfg(target_os = "linux")]
+        if server.shared.spares.is_some() {
+            let spare_shared = Arc::clone(&server.shared);
+            let spare_thread = thread::Builder::new()
+                .name(format!("pyme-server-spares-{}", local_addr.port()))
+                .spawn(move || {
+                    if let Some(spares) = &spare_shared.spares {
+                        spares.run();
+                    }
+                });
+            match spare_thread {
+                Ok(thread) => server.spare_thread = Some(thread),
+                // Shuts the server down: it was not started as asked.
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(server)
     }
 
     /// The address the server listens on (with the real port when 0 was asked).
@@ -131,6 +170,15 @@ impl DataServer {
         self.stop();
     }
 
+    /// Whether large files are received into spares (files allocated ahead, on a
+    /// tmpfs root; see `spares.rs`).
+    pub fn has_spares(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.shared.spares.is_some();
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
     fn stop(&mut self) {
         let Some(accept_thread) = self.accept_thread.take() else {
             return;
@@ -140,6 +188,13 @@ impl DataServer {
         // fails the accept thread is not blocked on this listener any more anyway.
         let _ = TcpStream::connect(wake_address(self.shared.local_addr));
         let _ = accept_thread.join();
+        #[cfg(target_os = "linux")]
+        if let Some(spares) = &self.shared.spares {
+            spares.stop();
+        }
+        if let Some(spare_thread) = self.spare_thread.take() {
+            let _ = spare_thread.join();
+        }
     }
 }
 

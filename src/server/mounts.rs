@@ -1,5 +1,6 @@
-//! Which file system holds the storage root, for one piece of advice: a tmpfs
-//! without huge pages makes storing large files cost more than it needs to.
+//! Which file system holds the storage root: a tmpfs without huge pages makes storing
+//! large files cost more than it needs to. It decides one piece of advice, and whether
+//! the server keeps spares (`spares.rs`).
 //!
 //! On such a tmpfs every 4 KiB page of a file is allocated and accounted one by one,
 //! which costs more than copying the bytes. Mounted with `huge=within_size`, the
@@ -22,14 +23,7 @@ pub struct Mount {
 /// Advice when `root` (an absolute, canonical path) is on a tmpfs that gives its
 /// files 4 KiB pages only, naming the mount point to change.
 pub fn tmpfs_advice(root: &Path) -> Option<String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let shmem_enabled =
-        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
-            .unwrap_or_default();
-    let mount = mount_of(&mountinfo, root)?;
-    if !small_pages_only(&mount, &shmem_enabled) {
-        return None;
-    }
+    let mount = small_pages_tmpfs(root)?;
     Some(format!(
         "{} is on a tmpfs without huge pages ({}): each 4 KiB page of a stored file is \
          allocated on its own, which makes storing large files cost more CPU; \
@@ -38,6 +32,17 @@ pub fn tmpfs_advice(root: &Path) -> Option<String> {
         mount.point.display(),
         mount.point.display()
     ))
+}
+
+/// The mount holding `root` (absolute, canonical) when it is a tmpfs that gives its
+/// files 4 KiB pages only.
+pub fn small_pages_tmpfs(root: &Path) -> Option<Mount> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let shmem_enabled =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+            .unwrap_or_default();
+    let mount = mount_of(&mountinfo, root)?;
+    small_pages_only(&mount, &shmem_enabled).then_some(mount)
 }
 
 /// Whether files on this mount get 4 KiB pages only: a tmpfs whose `huge` option is

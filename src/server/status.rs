@@ -56,6 +56,7 @@ pub(crate) fn status_json(shared: &Shared) -> String {
         "disk_free_bytes": disk.map(|d| d.free),
         "uptime_s": shared.started.elapsed().as_secs_f64(),
         "files_stored": shared.files_stored.load(Ordering::Relaxed),
+        "files_stored_in_spares": shared.files_in_spares.load(Ordering::Relaxed),
         "bytes_stored": shared.bytes_stored.load(Ordering::Relaxed),
         "connections_open": shared.connections_open.load(Ordering::Relaxed),
         "discard": shared.config.discard,

@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
+use super::spares::link_unnamed;
+
 /// Temporary files start with this; listings hide them.
-const TEMP_PREFIX: &str = ".pyme-part-";
+pub(crate) const TEMP_PREFIX: &str = ".pyme-part-";
 
 /// Tells temporary files apart within this process (the pid tells processes apart).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -151,11 +153,7 @@ impl Store {
     pub fn begin_file(&self, relative: &Path) -> io::Result<PendingFile> {
         let destination = self.full_path(relative);
         let parent = destination.parent().unwrap_or(&self.root);
-        let temp = parent.join(format!(
-            "{}{}",
-            self.temp_prefix,
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = temp_path(parent, &self.temp_prefix);
         let file = match create_temp(&temp) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir_all(parent)?;
@@ -165,10 +163,23 @@ impl Store {
         }?;
         Ok(PendingFile {
             file: Some(file),
-            temp,
+            temp: Some(temp),
+            allocated: 0,
             destination,
             committed: false,
         })
+    }
+
+    /// Starts storing a new file in a spare (`spares.rs`): an unnamed file in the
+    /// root with `allocated` bytes already allocated.
+    pub fn begin_in_spare(&self, relative: &Path, spare: File, allocated: u64) -> PendingFile {
+        PendingFile {
+            file: Some(spare),
+            temp: None,
+            allocated,
+            destination: self.full_path(relative),
+            committed: false,
+        }
     }
 
     /// Appends bytes to a file (created with its parents if missing), in one write so
@@ -231,6 +242,15 @@ fn count_entries(path: &Path) -> u64 {
     })
 }
 
+/// A new temporary name in `parent`: `prefix` (`TEMP_PREFIX` and the process id) and
+/// a counter.
+fn temp_path(parent: &Path, prefix: &str) -> PathBuf {
+    parent.join(format!(
+        "{prefix}{}",
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 fn is_temp_name(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX)
 }
@@ -241,7 +261,10 @@ fn is_temp_name(name: &str) -> bool {
 #[derive(Debug)]
 pub struct PendingFile {
     file: Option<File>,
-    temp: PathBuf,
+    /// The hidden temporary name; none for a spare, which has no name until commit.
+    temp: Option<PathBuf>,
+    /// A spare's allocated size: a shorter body is cut to its length at commit.
+    allocated: u64,
     destination: PathBuf,
     committed: bool,
 }
@@ -256,18 +279,72 @@ impl PendingFile {
     /// Either way the temporary name is gone afterwards.
     pub fn commit(mut self) -> io::Result<Stored> {
         self.committed = true;
+        let Some(temp) = self.temp.take() else {
+            let spare = self
+                .file
+                .take()
+                .ok_or_else(|| io::Error::other("no file"))?;
+            return publish_spare(&spare, self.allocated, &self.destination);
+        };
         // On Unix the file was created read-only (`create_temp`).
         #[cfg(not(unix))]
         if let Some(file) = &self.file {
             if let Err(e) = make_read_only(file) {
                 self.file = None;
-                let _ = fs::remove_file(&self.temp);
+                let _ = fs::remove_file(&temp);
                 return Err(e);
             }
         }
         self.file = None;
-        publish(&self.temp, &self.destination)
+        publish(&temp, &self.destination)
     }
+}
+
+/// Cuts a spare to the length written into it and gives it its name, unless that is
+/// taken. A hard link from `/proc/self/fd` does it (`linkat` refuses a taken name); a
+/// destination on another file system (a mount inside the root) gets a copy.
+fn publish_spare(spare: &File, allocated: u64, destination: &Path) -> io::Result<Stored> {
+    use std::io::Seek;
+    let written = (&*spare).stream_position()?;
+    if written < allocated {
+        spare.set_len(written)?;
+    }
+    let linked = match link_unnamed(spare, destination) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(destination.parent().unwrap_or(Path::new("/")))?;
+            link_unnamed(spare, destination)
+        }
+        result => result,
+    };
+    match linked {
+        Ok(()) => Ok(Stored::New),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),
+        Err(e) if crosses_devices(&e) => copy_then_publish(spare, destination),
+        Err(e) => Err(e),
+    }
+}
+
+fn crosses_devices(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    return error.raw_os_error() == Some(libc::EXDEV);
+    #[cfg(not(unix))]
+    false
+}
+
+/// The way for a spare whose destination is on another file system: its bytes copied
+/// into a temporary file there, which is then published as usual.
+fn copy_then_publish(mut spare: &File, destination: &Path) -> io::Result<Stored> {
+    use std::io::Seek;
+    let parent = destination.parent().unwrap_or(Path::new("/"));
+    let temp = temp_path(parent, &format!("{TEMP_PREFIX}{}-", std::process::id()));
+    let mut file = create_temp(&temp)?;
+    spare.rewind()?;
+    if let Err(e) = io::copy(&mut spare, &mut file) {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    drop(file);
+    publish(&temp, destination)
 }
 
 /// Moves `temp` to `destination` unless that name is taken (by anything: a file, a
@@ -344,8 +421,8 @@ impl Write for PendingFile {
 impl Drop for PendingFile {
     fn drop(&mut self) {
         self.file = None;
-        if !self.committed {
-            let _ = fs::remove_file(&self.temp);
+        if let (false, Some(temp)) = (self.committed, &self.temp) {
+            let _ = fs::remove_file(temp);
         }
     }
 }
@@ -484,5 +561,29 @@ mod tests {
             assert!(publish(&c, &missing).is_err());
             assert!(!c.exists(), "a temporary name is left after an error");
         }
+    }
+
+    /// A spare whose destination is on another file system (`linkat` answers EXDEV)
+    /// is copied there; write-once holds, and no temporary name is left.
+    #[test]
+    fn a_spare_for_another_file_system_is_copied_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let destination = dir.path().join("frame");
+        let bytes: Vec<u8> = (0..300_000).map(|i| (i % 253) as u8).collect();
+        let mut spare = tempfile::tempfile().unwrap();
+        spare.write_all(&bytes).unwrap();
+        assert_eq!(
+            copy_then_publish(&spare, &destination).unwrap(),
+            Stored::New
+        );
+        assert!(fs::read(&destination).unwrap() == bytes);
+        spare.write_all(b"more").unwrap();
+        assert_eq!(
+            copy_then_publish(&spare, &destination).unwrap(),
+            Stored::AlreadyExists
+        );
+        assert!(fs::read(&destination).unwrap() == bytes);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 }
