@@ -199,7 +199,8 @@ fn demo_runs_a_small_acquisition_and_checks_every_file() {
 }
 
 /// `serve` prints, on stderr after its one stdout line, the library's advice about a
-/// tmpfs root without huge pages, and nothing when there is none. Tried on a folder in
+/// tmpfs root without huge pages and a note that it keeps spares there, and nothing
+/// when there is none. Tried on a folder in
 /// `/dev/shm` (a tmpfs without huge pages on most Linux machines) and in the temporary
 /// folder; the expectation for each comes from `mounts::tmpfs_advice`, which the unit
 /// tests check against mount tables.
@@ -229,7 +230,9 @@ fn serve_gives_the_tmpfs_advice_on_stderr_exactly_when_it_applies() {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut note = String::new();
         if expected.is_some() {
-            // Printed right after the listening line: wait for it.
+            // Printed right after the listening line, with the note that the server
+            // keeps spares there (same condition): wait for both.
+            stderr.read_line(&mut note).unwrap();
             stderr.read_line(&mut note).unwrap();
             advised += 1;
         }
@@ -240,7 +243,14 @@ fn serve_gives_the_tmpfs_advice_on_stderr_exactly_when_it_applies() {
         assert_eq!(rest, "", "serve printed more than one line on stdout");
         stderr.read_to_string(&mut note).unwrap();
         match expected {
-            Some(advice) => assert_eq!(note, format!("note: {advice}\n")),
+            Some(advice) => {
+                let (first, second) = note.split_once('\n').unwrap();
+                assert_eq!(first, format!("note: {advice}"));
+                assert!(
+                    second.starts_with("note: spares on: ") && second.ends_with(")\n"),
+                    "{second:?}"
+                );
+            }
             None => assert_eq!(note, "", "unexpected stderr for {:?}", root.path()),
         }
     }

@@ -115,7 +115,11 @@ fn a_server_killed_mid_stream_loses_nothing() {
 fn a_silent_server_costs_one_response_timeout_and_nothing_else() {
     let good: Vec<TestServer> = (0..2).map(|_| TestServer::start()).collect();
     let silent = FakeServer::start(|_, _| Action::Silent);
-    let timeout = Duration::from_millis(700);
+    // Long enough that the good servers answer within it on a loaded machine. At
+    // 700 ms this test once failed 3 of 6 runs in a busy phase (files not all
+    // acknowledged); the likely cause, not confirmed, is both good servers missing
+    // the timeout, which leaves no live server for their files.
+    let timeout = Duration::from_secs(2);
     let (options, seen) = recording(
         StreamerOptions::new()
             .server(good[0].address())

@@ -101,8 +101,8 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         if server.has_spares() {
             eprintln!(
-                "note: the root is on a tmpfs: files of 1 MiB or more are received into \
-                 files allocated ahead, {} at a time, the size of the latest one",
+                "note: spares on: files of 1 MiB or more are received into files \
+                 allocated ahead ({} kept ready, the size of the latest such file)",
                 pyme_streaming::server::SPARES
             );
         }
