@@ -30,18 +30,16 @@ pub const SPARES: usize = 2;
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::ffi::CString;
     use std::fs::{File, OpenOptions};
     use std::io;
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::OpenOptionsExt;
     use std::path::{Path, PathBuf};
     use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
     use super::super::mounts::small_pages_tmpfs;
     use super::super::status::disk_usage;
-    use super::super::storage::TEMP_PREFIX;
+    use super::super::storage::{on_two_paths, TEMP_PREFIX};
     use super::{SPARES, SPARE_MIN_BYTES};
 
     /// The spares of one root, and what their thread needs to know.
@@ -168,23 +166,20 @@ mod linux {
 
     /// Gives an unnamed file a name, unless the name is taken (`AlreadyExists`).
     pub(crate) fn link_unnamed(file: &File, destination: &Path) -> io::Result<()> {
-        let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-        let target = CString::new(destination.as_os_str().as_bytes())?;
-        // SAFETY: two valid NUL-terminated paths, no pointer kept after the call.
-        let rc = unsafe {
-            libc::linkat(
-                libc::AT_FDCWD,
-                source.as_ptr(),
-                libc::AT_FDCWD,
-                target.as_ptr(),
-                libc::AT_SYMLINK_FOLLOW,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        let source = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        on_two_paths(&source, destination, |source, destination| {
+            // SAFETY: two valid NUL-terminated paths, no pointer kept after the call.
+            let rc = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    source,
+                    libc::AT_FDCWD,
+                    destination,
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            libc::c_long::from(rc)
+        })
     }
 
     /// An unnamed, read-only-to-others file in `folder`, readable and writable

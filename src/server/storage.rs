@@ -382,23 +382,34 @@ fn link_then_remove(temp: &Path, destination: &Path) -> io::Result<Stored> {
 
 #[cfg(target_os = "linux")]
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    on_two_paths(from, to, |from, to| {
+        // SAFETY: two valid NUL-terminated paths, no pointer kept after the call. The
+        // raw system call works whatever the C library's version.
+        unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                from,
+                libc::AT_FDCWD,
+                to,
+                libc::RENAME_NOREPLACE,
+            )
+        }
+    })
+}
+
+/// Calls `call` with two paths as C strings, and turns its -1 into the error.
+#[cfg(target_os = "linux")]
+pub(crate) fn on_two_paths(
+    from: &Path,
+    to: &Path,
+    call: impl FnOnce(*const libc::c_char, *const libc::c_char) -> libc::c_long,
+) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let from = CString::new(from.as_os_str().as_bytes())?;
     let to = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: two valid NUL-terminated paths, no pointer kept after the call. The raw
-    // system call works whatever the C library's version.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
+    if call(from.as_ptr(), to.as_ptr()) == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
