@@ -101,8 +101,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         if server.has_spares() {
             eprintln!(
-                "note: spares on: files of 1 MiB or more are received into files \
+                "note: spares on: files of {} MiB or more are received into files \
                  allocated ahead ({} kept ready, the size of the latest such file)",
+                pyme_streaming::server::SPARE_MIN_BYTES >> 20,
                 pyme_streaming::server::SPARES
             );
         }
