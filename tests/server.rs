@@ -782,7 +782,8 @@ fn wait_until_empty(folder: &std::path::Path) {
 
 /// A root on a tmpfs: large bodies go into spares, files allocated ahead by a
 /// background thread (`src/server/spares.rs`). Each file lands exactly, also one
-/// shorter or longer than the spares on hand; a taken name is still refused; a cut
+/// shorter or longer than the spare it took; a body more than twice the spares' size
+/// takes none, and spares of its size follow; a taken name is still refused; a cut
 /// body leaves nothing; nothing but the stored files is left in the root.
 #[test]
 fn large_files_on_a_tmpfs_root_go_into_spares_exactly() {
@@ -804,59 +805,51 @@ fn large_files_on_a_tmpfs_root_go_into_spares_exactly() {
         (0..len).map(|i| ((i * 7 + n * 13) % 251) as u8).collect()
     };
     let mut stored: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut put_one = |client: &mut Client, name: String, bytes: Vec<u8>| {
-        client.send(&put(&name, &bytes));
+    let mut put_one = |client: &mut Client, name: &str, bytes: Vec<u8>| {
+        client.send(&put(name, &bytes));
         assert_eq!(client.response().code, 200, "{name}");
-        stored.push((name, bytes));
+        stored.push((name.to_owned(), bytes));
     };
-    let in_spares = |client: &mut Client| -> u64 {
+    let status = |client: &mut Client, key: &str| -> u64 {
         client.send(&get("/__status"));
-        json(&client.response().body)["files_stored_in_spares"]
-            .as_u64()
-            .unwrap()
+        json(&client.response().body)[key].as_u64().unwrap()
     };
-    // 2 MiB + 5 bytes each, until three went into spares (the first cannot: spares
-    // are made once a large body has been seen).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut n = 0;
-    while in_spares(&mut client) < 3 {
-        assert!(Instant::now() < deadline, "no spare was ever taken");
-        put_one(&mut client, format!("s/{n}"), body(n, 2 * 1024 * 1024 + 5));
-        n += 1;
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Shorter than the spares on hand: cut to its length.
-    std::thread::sleep(Duration::from_millis(200));
-    let before = in_spares(&mut client);
-    put_one(&mut client, "s/shorter".into(), body(100, 1536 * 1024 + 1));
-    assert_eq!(
-        in_spares(&mut client),
-        before + 1,
-        "a shorter body takes a spare"
-    );
-    // Longer: no spare fits, then new spares have its size.
-    put_one(&mut client, "s/longer".into(), body(101, 3 * 1024 * 1024));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let before = in_spares(&mut client);
-    let mut m = 0;
-    while in_spares(&mut client) == before {
-        assert!(Instant::now() < deadline, "no spare of the new size");
-        std::thread::sleep(Duration::from_millis(20));
-        put_one(
-            &mut client,
-            format!("s/longer{m}"),
-            body(200 + m, 3 * 1024 * 1024),
-        );
-        m += 1;
-    }
+    // Waits until the thread has both spares ready for the latest size.
+    let wait_ready = |client: &mut Client| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while status(client, "spares_ready") < 2 {
+            assert!(Instant::now() < deadline, "spares never made");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    const MIB: usize = 1024 * 1024;
+    // The first large body takes none: spares are made once one has been seen.
+    put_one(&mut client, "s/first", body(0, 2 * MIB + 5));
+    assert_eq!(status(&mut client, "files_stored_in_spares"), 0);
+    let mut expect_spare = |client: &mut Client, name: &str, len: usize, takes: bool| {
+        wait_ready(client);
+        let before = status(client, "files_stored_in_spares");
+        put_one(client, name, body(name.len(), len));
+        let after = status(client, "files_stored_in_spares");
+        assert_eq!(after, before + u64::from(takes), "{name}: a spare taken?");
+    };
+    expect_spare(&mut client, "s/same", 2 * MIB + 5, true);
+    // Shorter than the spare: cut to its length.
+    expect_spare(&mut client, "s/shorter", 3 * MIB / 2 + 1, true);
+    // Longer than the spare (one of 2 MiB + 5 is the closest): the rest is allocated
+    // the usual way.
+    expect_spare(&mut client, "s/longer", 5 * MIB / 2, true);
+    // More than twice the spares' size: none fits; then spares of its size.
+    expect_spare(&mut client, "s/much-longer", 6 * MIB, false);
+    expect_spare(&mut client, "s/much-longer-again", 6 * MIB - 3, true);
     // A taken name is refused; the stored file is untouched.
-    std::thread::sleep(Duration::from_millis(200));
-    client.send(&put("s/0", &body(0, 3 * 1024 * 1024)));
+    wait_ready(&mut client);
+    client.send(&put("s/same", &body(0, 6 * MIB)));
     assert_eq!(client.response().code, 405);
     // A cut body in a spare leaves nothing.
-    std::thread::sleep(Duration::from_millis(200));
-    let mut partial = b"PUT /cut/f HTTP/1.1\r\nContent-Length: 3145728\r\n\r\n".to_vec();
-    partial.extend_from_slice(&body(1, 1536 * 1024));
+    wait_ready(&mut client);
+    let mut partial = b"PUT /cut/f HTTP/1.1\r\nContent-Length: 6291456\r\n\r\n".to_vec();
+    partial.extend_from_slice(&body(1, 3 * MIB));
     let mut cut = Client::connect(server.local_addr());
     cut.send(&partial);
     assert!(cut.is_closed(), "dropped after the read timeout");

@@ -16,8 +16,9 @@
 //!
 //! Nothing waits for a spare: a connection that finds none ready stores the usual way.
 //! Spares are never named, so a crash leaves none behind. They hold memory: at most
-//! [`SPARES`] files the size of the latest large body, and only while the file system
-//! keeps an eighth of its size free besides.
+//! [`SPARES`] files the size of the latest large body (and, until the thread closes
+//! them, those that no longer fit), and only while the file system keeps an eighth of
+//! its size free besides.
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{link_unnamed, Spares};
@@ -53,6 +54,9 @@ mod linux {
     struct State {
         /// Ready spares and their allocated size.
         ready: Vec<(File, u64)>,
+        /// Spares that no longer fit the bodies coming, for the thread to close: a
+        /// close frees the pages, which should not cost a connection.
+        stale: Vec<File>,
         /// The size of the latest large body; 0 until one came.
         size: u64,
         /// Set when making a spare failed, cleared by the next take: no retrying in
@@ -73,6 +77,7 @@ mod linux {
                 root: root.to_owned(),
                 state: Mutex::new(State {
                     ready: Vec::new(),
+                    stale: Vec::new(),
                     size: 0,
                     failed: false,
                     stopping: false,
@@ -83,6 +88,11 @@ mod linux {
 
         /// A spare for a body of `len` bytes, if one is ready; remembers `len` as the
         /// size of the next spares.
+        ///
+        /// A spare fits a body from half to twice its size: a larger one is cut at
+        /// commit, a smaller one leaves the rest of the body to allocate the usual
+        /// way. Either costs less than no spare, and frames compressed to varying
+        /// sizes (PZF) still find one. Spares that no longer fit go to the thread.
         pub fn take(&self, len: u64) -> Option<(File, u64)> {
             if len < SPARE_MIN_BYTES {
                 return None;
@@ -90,18 +100,29 @@ mod linux {
             let mut state = self.lock();
             state.size = len;
             state.failed = false;
-            // Smaller ones would leave part of the body to allocate: drop them.
-            state.ready.retain(|(_, allocated)| *allocated >= len);
-            let taken = state.ready.pop();
+            let (fitting, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut state.ready)
+                .into_iter()
+                .partition(|(_, allocated)| fits(*allocated, len));
+            state.ready = fitting;
+            state.stale.extend(stale.into_iter().map(|(file, _)| file));
+            let closest = (0..state.ready.len()).min_by_key(|&i| state.ready[i].1.abs_diff(len));
+            let taken = closest.map(|i| state.ready.swap_remove(i));
             self.wake.notify_one();
             taken
         }
 
-        /// The thread's work: keeps [`SPARES`] spares ready until [`Spares::stop`].
+        /// How many spares are ready (for `/__status`).
+        pub fn ready(&self) -> usize {
+            self.lock().ready.len()
+        }
+
+        /// The thread's work: keeps [`SPARES`] spares ready until [`Spares::stop`],
+        /// and closes the stale ones.
         pub fn run(&self) {
             let mut state = self.lock();
             loop {
                 while !state.stopping
+                    && state.stale.is_empty()
                     && (state.size == 0 || state.failed || state.ready.len() >= SPARES)
                 {
                     state = self
@@ -111,6 +132,13 @@ mod linux {
                 }
                 if state.stopping {
                     return;
+                }
+                if !state.stale.is_empty() {
+                    let stale = std::mem::take(&mut state.stale);
+                    drop(state);
+                    drop(stale);
+                    state = self.lock();
+                    continue;
                 }
                 let size = state.size;
                 drop(state);
@@ -131,6 +159,7 @@ mod linux {
             let mut state = self.lock();
             state.stopping = true;
             state.ready.clear();
+            state.stale.clear();
             self.wake.notify_all();
         }
 
@@ -153,6 +182,11 @@ mod linux {
         fn lock(&self) -> MutexGuard<'_, State> {
             self.state.lock().unwrap_or_else(PoisonError::into_inner)
         }
+    }
+
+    /// Whether a spare of `allocated` bytes is worth using for a body of `len`.
+    fn fits(allocated: u64, len: u64) -> bool {
+        allocated >= len / 2 && allocated <= len.saturating_mul(2)
     }
 
     /// Whether an unnamed file can be made in `root` and given a name there: it needs
@@ -201,7 +235,8 @@ mod tests {
     use super::{Spares, SPARE_MIN_BYTES};
 
     /// The thread makes spares of the size last asked for, a take hands one over
-    /// with that many bytes allocated, and stop ends the thread.
+    /// with that many bytes allocated, a spare less than half a body's size is not
+    /// handed over, and stop ends the thread.
     #[test]
     fn spares_are_made_ahead_and_handed_over() {
         let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
@@ -233,6 +268,17 @@ mod tests {
             };
             assert_eq!(allocated, len);
             assert_eq!(file.metadata().unwrap().len(), len);
+            // Three times larger: the spare on hand does not fit (it goes stale),
+            // then spares of the new size come.
+            assert!(spares.take(3 * len).is_none(), "a spare a third the size");
+            let (_, allocated) = loop {
+                if let Some(taken) = spares.take(3 * len) {
+                    break taken;
+                }
+                assert!(Instant::now() < deadline, "no spare of the new size");
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            assert_eq!(allocated, 3 * len);
             spares.stop();
             thread.join().unwrap();
         });

@@ -46,6 +46,11 @@ pub fn disk_usage(_path: &Path) -> Option<DiskUsage> {
 /// The JSON object answered to `GET /__status`.
 pub(crate) fn status_json(shared: &Shared) -> String {
     let disk = disk_usage(shared.store.root());
+    // Null where the server keeps no spares.
+    #[cfg(target_os = "linux")]
+    let spares_ready = shared.spares.as_ref().map(|spares| spares.ready());
+    #[cfg(not(target_os = "linux"))]
+    let spares_ready: Option<usize> = None;
     serde_json::json!({
         "address": shared.local_addr.ip().to_string(),
         "port": shared.local_addr.port(),
@@ -57,6 +62,7 @@ pub(crate) fn status_json(shared: &Shared) -> String {
         "uptime_s": shared.started.elapsed().as_secs_f64(),
         "files_stored": shared.files_stored.load(Ordering::Relaxed),
         "files_stored_in_spares": shared.files_in_spares.load(Ordering::Relaxed),
+        "spares_ready": spares_ready,
         "bytes_stored": shared.bytes_stored.load(Ordering::Relaxed),
         "connections_open": shared.connections_open.load(Ordering::Relaxed),
         "discard": shared.config.discard,
