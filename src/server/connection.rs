@@ -268,12 +268,10 @@ impl Connection<'_> {
 
     /// A spare for a large plain body, when the root has spares and one is ready.
     fn take_spare(&self, head: &RequestHead, body_len: u64) -> Option<(File, u64)> {
-        #[cfg(target_os = "linux")]
-        if !head.gzip {
-            return self.shared.spares.as_ref()?.take(body_len);
+        if head.gzip {
+            return None;
         }
-        let _ = (head, body_len);
-        None
+        self.shared.spares.as_ref()?.take(body_len)
     }
 
     /// Appends the body to a file (`__aggregate_txt`).

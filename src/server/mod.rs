@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
 use spares::Spares;
 use storage::Store;
 
@@ -78,7 +77,6 @@ pub(crate) struct Shared {
     config: ServerConfig,
     store: Store,
     /// Files allocated ahead for large bodies, when the root is on a tmpfs.
-    #[cfg(target_os = "linux")]
     spares: Option<Spares>,
     local_addr: SocketAddr,
     started: Instant,
@@ -107,7 +105,6 @@ impl DataServer {
         let bind = config.bind.trim_start_matches('[').trim_end_matches(']');
         let listener = TcpListener::bind((bind, config.port))?;
         let local_addr = listener.local_addr()?;
-        #[cfg(target_os = "linux")]
         let spares = if config.discard {
             None
         } else {
@@ -116,7 +113,6 @@ impl DataServer {
         let shared = Arc::new(Shared {
             config,
             store,
-            #[cfg(target_os = "linux")]
             spares,
             local_addr,
             started: Instant::now(),
@@ -136,7 +132,6 @@ impl DataServer {
             accept_thread: Some(accept_thread),
             spare_thread: None,
         };
-        #[cfg(target_os = "linux")]
         if server.shared.spares.is_some() {
             let spare_shared = Arc::clone(&server.shared);
             let spare_thread = thread::Builder::new()
@@ -173,10 +168,7 @@ impl DataServer {
     /// Whether large files are received into spares (files allocated ahead, on a
     /// tmpfs root; see `spares.rs`).
     pub fn has_spares(&self) -> bool {
-        #[cfg(target_os = "linux")]
-        return self.shared.spares.is_some();
-        #[cfg(not(target_os = "linux"))]
-        false
+        self.shared.spares.is_some()
     }
 
     fn stop(&mut self) {
@@ -188,7 +180,6 @@ impl DataServer {
         // fails the accept thread is not blocked on this listener any more anyway.
         let _ = TcpStream::connect(wake_address(self.shared.local_addr));
         let _ = accept_thread.join();
-        #[cfg(target_os = "linux")]
         if let Some(spares) = &self.shared.spares {
             spares.stop();
         }

@@ -38,10 +38,10 @@ mod linux {
     use std::path::{Path, PathBuf};
     use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-    use super::super::mounts::small_pages_tmpfs;
-    use super::super::status::disk_usage;
-    use super::super::storage::{on_two_paths, TEMP_PREFIX};
     use super::{SPARES, SPARE_MIN_BYTES};
+    use crate::server::mounts::small_pages_tmpfs;
+    use crate::server::status::disk_usage;
+    use crate::server::storage::{on_two_paths, TEMP_PREFIX};
 
     /// The spares of one root, and what their thread needs to know.
     pub(crate) struct Spares {
@@ -288,7 +288,29 @@ mod tests {
     }
 }
 
-/// Spares exist only on Linux.
+/// Elsewhere there are no spares: never made, so every file is stored the usual way.
+#[cfg(not(target_os = "linux"))]
+pub(crate) struct Spares;
+
+#[cfg(not(target_os = "linux"))]
+impl Spares {
+    pub fn for_root(_root: &std::path::Path) -> Option<Spares> {
+        None
+    }
+
+    pub fn take(&self, _len: u64) -> Option<(std::fs::File, u64)> {
+        None
+    }
+
+    pub fn ready(&self) -> usize {
+        0
+    }
+
+    pub fn run(&self) {}
+
+    pub fn stop(&self) {}
+}
+
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn link_unnamed(
     _file: &std::fs::File,

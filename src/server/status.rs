@@ -47,10 +47,7 @@ pub fn disk_usage(_path: &Path) -> Option<DiskUsage> {
 pub(crate) fn status_json(shared: &Shared) -> String {
     let disk = disk_usage(shared.store.root());
     // Null where the server keeps no spares.
-    #[cfg(target_os = "linux")]
     let spares_ready = shared.spares.as_ref().map(|spares| spares.ready());
-    #[cfg(not(target_os = "linux"))]
-    let spares_ready: Option<usize> = None;
     serde_json::json!({
         "address": shared.local_addr.ip().to_string(),
         "port": shared.local_addr.port(),
