@@ -281,6 +281,15 @@ static void check_streamer(const Address *live) {
     CHECK_STATUS(streamer_last_error(streamer, NULL, 0, &message_len), STREAMER_OK);
     CHECK(message_len == strlen(message));
 
+    /* Prepared buffers: none for small files, NULL out allowed. */
+    message_len = 99;
+    CHECK_STATUS(streamer_prepare_buffers(NULL, 1 << 20, 1, &message_len), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_prepare_buffers(streamer, 1 << 20, 2, &message_len), STREAMER_OK);
+    CHECK(message_len == 2);
+    CHECK_STATUS(streamer_prepare_buffers(streamer, 1000, 2, &message_len), STREAMER_OK);
+    CHECK(message_len == 0);
+    CHECK_STATUS(streamer_prepare_buffers(streamer, 1 << 20, 1, NULL), STREAMER_OK);
+
     /* No such stream. */
     CHECK_STATUS(streamer_put_stream(streamer, 1, name, frame, sizeof frame), STREAMER_ERR_NO_SUCH_STREAM);
 

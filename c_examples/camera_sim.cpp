@@ -110,6 +110,8 @@ int main(int argc, char **argv) {
                 if (!outcome.ok()) failed_files++;
             });
         pyme::Streamer streamer(options);
+        // Arming: buffers for the frames in flight are faulted in now, not by the first puts.
+        streamer.prepare_buffers(config.frame_bytes, 4);
 
         CameraResult result;
         std::thread camera([&] { result = run_camera(streamer, config); });

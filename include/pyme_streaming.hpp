@@ -263,6 +263,13 @@ public:
     void put_stream(std::size_t stream_index, const std::string &name, const void *data, std::size_t len) {
         check(streamer_put_stream(raw_, stream_index, name.c_str(), static_cast<const uint8_t *>(data), len));
     }
+    /// Makes buffers for copies of `count` files of `file_bytes` ready now (call
+    /// it when the camera is armed); returns how many: see streamer_prepare_buffers.
+    std::size_t prepare_buffers(std::size_t file_bytes, std::size_t count) {
+        std::size_t prepared = 0;
+        check(streamer_prepare_buffers(raw_, file_bytes, count, &prepared));
+        return prepared;
+    }
     /// Waits until every file has its outcome; false when the timeout passed first.
     bool flush(std::chrono::milliseconds timeout) {
         int32_t status = streamer_flush(raw_, static_cast<uint32_t>(timeout.count()));

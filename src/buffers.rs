@@ -66,6 +66,39 @@ impl BufferPool {
         })
     }
 
+    /// Puts up to `count` new buffers for files of `len` bytes into the pool,
+    /// each written once so that its pages are faulted in now and not by a
+    /// `put`. On the test machine the first fill of a new 8 MiB buffer took
+    /// 2 to 30 ms, against under 1 ms for a recycled one. Stops where the pool
+    /// would exceed its byte limit; files below [`SMALLEST_POOLED`] are not
+    /// pooled at all. Returns how many buffers it added.
+    pub fn prepare(&self, len: usize, count: usize) -> usize {
+        if len < SMALLEST_POOLED {
+            return 0;
+        }
+        let mut added = 0;
+        while added < count {
+            {
+                let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+                if free.bytes + len as u64 > self.max_bytes {
+                    break;
+                }
+            }
+            // Made and written outside the lock: puts go on meanwhile.
+            let buffer = Buffer::new(len);
+            // SAFETY: the allocation holds `capacity` bytes.
+            unsafe { std::ptr::write_bytes(buffer.start.as_ptr(), 0, buffer.capacity()) };
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if free.bytes + len as u64 > self.max_bytes {
+                break;
+            }
+            free.bytes += buffer.capacity() as u64;
+            free.buffers.push(buffer);
+            added += 1;
+        }
+        added
+    }
+
     /// The most recently returned buffer if it is large enough, else a new one.
     fn take(&self, len: usize) -> Buffer {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,6 +309,38 @@ mod tests {
                 .iter()
                 .map(|b| b.capacity() as u64)
                 .sum::<u64>()
+        );
+    }
+
+    #[test]
+    fn prepared_buffers_serve_the_next_copies_within_the_byte_limit() {
+        let pool = BufferPool::new(5 * HUGE_PAGE as u64);
+        assert_eq!(
+            pool.prepare(SMALLEST_POOLED - 1, 4),
+            0,
+            "small files are not pooled"
+        );
+        assert_eq!(pool.prepare(2 * HUGE_PAGE, 4), 2, "the limit allows two");
+        let prepared: Vec<*const u8> = {
+            let free = pool.free.lock().unwrap();
+            assert_eq!(free.bytes, 4 * HUGE_PAGE as u64);
+            free.buffers
+                .iter()
+                .map(|b| b.start.as_ptr().cast_const())
+                .collect()
+        };
+        let data: Vec<u8> = (0..2 * HUGE_PAGE).map(|i| (i % 249) as u8).collect();
+        let first = pool.copy(&data);
+        let second = pool.copy(&data[..HUGE_PAGE + 5]);
+        assert_eq!(first.as_ptr(), prepared[1]);
+        assert_eq!(second.as_ptr(), prepared[0]);
+        assert!(first[..] == data[..] && second[..] == data[..HUGE_PAGE + 5]);
+        assert_eq!(pool.free.lock().unwrap().bytes, 0);
+        drop((first, second));
+        assert_eq!(
+            pool.prepare(2 * HUGE_PAGE, 1),
+            0,
+            "the two are back: no room"
         );
     }
 

@@ -47,6 +47,10 @@ fn build_against_shared(compiler: &str, std: &str, source: &Path, out: &Path, ex
         .arg("-L")
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        // An RPATH, not a RUNPATH: cargo runs tests with LD_LIBRARY_PATH
+        // starting at target/<profile>, where an older `cargo build` may have
+        // left an older library; a RUNPATH would lose to it.
+        .arg("-Wl,--disable-new-dtags")
         .arg("-lpyme_streaming")
         .args(extra));
 }

@@ -489,3 +489,33 @@ fn a_panicking_completion_callback_does_not_stop_the_stream() {
     assert_eq!(stats.files_acknowledged, 20);
     assert_eq!(*calls.lock().unwrap(), 20);
 }
+
+#[test]
+fn prepared_buffers_stay_within_the_queue_bytes_and_carry_exact_copies() {
+    let servers = start_servers(2);
+    // Queue byte limit 3 MiB per server: the pool may hold 6 MiB in all.
+    let options = StreamerOptions::new()
+        .servers(addresses(&servers))
+        .queue_limits(16, 3 << 20);
+    let streamer = Streamer::new(options).unwrap();
+    assert_eq!(streamer.prepare_buffers(1000, 4), 0, "small files: no pool");
+    assert_eq!(streamer.prepare_buffers(2 << 20, 2), 2);
+    assert_eq!(streamer.prepare_buffers(2 << 20, 5), 1, "6 MiB in all");
+    // Prepared buffers hold zeros; each put must carry its own bytes, also
+    // shorter ones, and more files than buffers.
+    for i in 0..8 {
+        let len = (2 << 20) - i * 100_003;
+        streamer
+            .put(&format!("prepared/f{i}"), &body(i, len), Some(i as i64))
+            .unwrap();
+    }
+    let stats = streamer.close();
+    assert_eq!((stats.files_acknowledged, stats.files_failed), (8, 0));
+    for i in 0..8 {
+        let stored = servers[i % 2].read(&format!("prepared/f{i}"));
+        assert!(
+            stored.as_deref() == Some(&body(i, (2 << 20) - i * 100_003)[..]),
+            "prepared/f{i}"
+        );
+    }
+}

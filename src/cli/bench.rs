@@ -37,6 +37,12 @@ pub struct BenchArgs {
     /// same run.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Before the first put, prepare this many buffers for copies of one file
+    /// (`Streamer::prepare_buffers`, as a camera driver does when it arms), so
+    /// that the first puts do not fault in fresh memory. Ignored with
+    /// --zero-copy.
+    #[arg(long, default_value_t = 0)]
+    pub prepare_buffers: usize,
     /// Hand the library a shared buffer instead of letting `put` copy it.
     #[arg(long)]
     pub zero_copy: bool,
@@ -82,6 +88,15 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     };
     let tally = Arc::new(Tally::default());
     let streamer = Streamer::new(tally.attach(args.stream.options()?))?;
+    if args.prepare_buffers > 0 && !args.zero_copy {
+        let prepared = streamer.prepare_buffers(size, args.prepare_buffers);
+        if prepared < args.prepare_buffers {
+            eprintln!(
+                "note: prepared {prepared} of {} buffers (the queue byte limit, or files under 64 KiB)",
+                args.prepare_buffers
+            );
+        }
+    }
     let random_body = Bytes::from(random_bytes(size));
     let bar = progress_bar(args.count, "bench");
     let period = args
