@@ -878,7 +878,7 @@ size_t streamer_n_servers(const Streamer *streamer);
 /**
  * Makes `count` buffers for copies of files of `file_bytes` bytes ready now,
  * so that the first `streamer_put`s of an acquisition do not fault in fresh
- * memory (2 to 30 ms for an 8 MiB frame on the test machine, against under
+ * memory (1.6 to 30 ms for an 8 MiB frame on the test machine, against under
  * 1 ms later). Call it when the camera is armed, with the frame size and the
  * number of frames expected in flight at once. The buffers count against the
  * queue byte limit (all servers together) and files under 64 KiB are not

@@ -69,7 +69,7 @@ impl BufferPool {
     /// Puts up to `count` new buffers for files of `len` bytes into the pool,
     /// each written once so that its pages are faulted in now and not by a
     /// `put`. On the test machine the first fill of a new 8 MiB buffer took
-    /// 2 to 30 ms, against under 1 ms for a recycled one. Stops where the pool
+    /// 1.6 to 30 ms, against under 1 ms for a recycled one. Stops where the pool
     /// would exceed its byte limit; files below [`SMALLEST_POOLED`] are not
     /// pooled at all. Returns how many buffers it added.
     pub fn prepare(&self, len: usize, count: usize) -> usize {
