@@ -77,26 +77,22 @@ impl BufferPool {
             return 0;
         }
         let mut added = 0;
-        while added < count {
-            {
-                let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-                if free.bytes + len as u64 > self.max_bytes {
-                    break;
-                }
-            }
+        while added < count && self.has_room_for(len) {
             // Made and written outside the lock: puts go on meanwhile.
             let buffer = Buffer::new(len);
             // SAFETY: the allocation holds `capacity` bytes.
             unsafe { std::ptr::write_bytes(buffer.start.as_ptr(), 0, buffer.capacity()) };
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            if free.bytes + len as u64 > self.max_bytes {
+            if !self.give_back(buffer) {
                 break;
             }
-            free.bytes += buffer.capacity() as u64;
-            free.buffers.push(buffer);
             added += 1;
         }
         added
+    }
+
+    fn has_room_for(&self, len: usize) -> bool {
+        let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.bytes + len as u64 <= self.max_bytes
     }
 
     /// The most recently returned buffer if it is large enough, else a new one.
@@ -111,12 +107,16 @@ impl BufferPool {
         Buffer::new(len)
     }
 
-    fn give_back(&self, buffer: Buffer) {
+    /// Keeps `buffer` for later copies if the pool has room for it (true),
+    /// else frees it.
+    fn give_back(&self, buffer: Buffer) -> bool {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.bytes + buffer.capacity() as u64 <= self.max_bytes {
+        let room = free.bytes + buffer.capacity() as u64 <= self.max_bytes;
+        if room {
             free.bytes += buffer.capacity() as u64;
             free.buffers.push(buffer);
         }
+        room
     }
 }
 
