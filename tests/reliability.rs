@@ -85,14 +85,25 @@ fn a_server_killed_mid_stream_loses_nothing() {
     let streamer = Streamer::new(options).unwrap();
     let data = vec![0x5Au8; 64 * 1024];
     let total = 20_000;
+    let mut victim = Some(servers.remove(1));
+    let mut killer = None;
     for i in 0..total {
+        // Stopped, then killed by another thread while files keep coming, so
+        // that files are in flight on its connection when it dies (killed at
+        // once between two puts, it may have answered everything it got).
         if i == total / 3 {
-            servers[1].kill();
+            let mut server = victim.take().unwrap();
+            server.pause();
+            killer = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                server.kill();
+            }));
         }
         streamer
             .put(&format!("kill/f{i:05}"), &data, Some(i as i64))
             .unwrap();
     }
+    killer.unwrap().join().unwrap();
     let stats = streamer.close();
     assert_one_outcome_each(&seen, &stats, total);
     assert_eq!(stats.files_acknowledged as usize, total, "{stats:?}");

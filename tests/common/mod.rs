@@ -125,6 +125,13 @@ impl ServeProcess {
         self.address.rsplit_once(':').unwrap().1.parse().unwrap()
     }
 
+    /// SIGSTOP: the server stops reading and answering; its connections stay
+    /// open, so files sent to it stay in flight.
+    pub fn pause(&self) {
+        // SAFETY: a plain system call on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGSTOP) };
+    }
+
     /// SIGKILL: no clean shutdown, connections cut.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
