@@ -141,11 +141,8 @@ impl DataServer {
                         spares.run();
                     }
                 });
-            match spare_thread {
-                Ok(thread) => server.spare_thread = Some(thread),
-                // Shuts the server down: it was not started as asked.
-                Err(e) => return Err(e),
-            }
+            // On failure `server` is dropped, which stops it: it was not started as asked.
+            server.spare_thread = Some(spare_thread?);
         }
         Ok(server)
     }

@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use thiserror::Error;
 
@@ -117,8 +118,6 @@ pub enum Stored {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    /// `TEMP_PREFIX` and this process's id: the start of every temporary name.
-    temp_prefix: String,
 }
 
 impl Store {
@@ -127,7 +126,6 @@ impl Store {
         fs::create_dir_all(root)?;
         Ok(Store {
             root: root.canonicalize()?,
-            temp_prefix: format!("{TEMP_PREFIX}{}-", std::process::id()),
         })
     }
 
@@ -153,7 +151,7 @@ impl Store {
     pub fn begin_file(&self, relative: &Path) -> io::Result<PendingFile> {
         let destination = self.full_path(relative);
         let parent = destination.parent().unwrap_or(&self.root);
-        let temp = temp_path(parent, &self.temp_prefix);
+        let temp = temp_path(parent);
         let file = match create_temp(&temp) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir_all(parent)?;
@@ -242,9 +240,11 @@ fn count_entries(path: &Path) -> u64 {
     })
 }
 
-/// A new temporary name in `parent`: `prefix` (`TEMP_PREFIX` and the process id) and
-/// a counter.
-fn temp_path(parent: &Path, prefix: &str) -> PathBuf {
+/// A new temporary name in `parent`: `TEMP_PREFIX`, this process's id (taken once)
+/// and a counter.
+fn temp_path(parent: &Path) -> PathBuf {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| format!("{TEMP_PREFIX}{}-", std::process::id()));
     parent.join(format!(
         "{prefix}{}",
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -336,7 +336,7 @@ fn crosses_devices(error: &io::Error) -> bool {
 fn copy_then_publish(mut spare: &File, destination: &Path) -> io::Result<Stored> {
     use std::io::Seek;
     let parent = destination.parent().unwrap_or(Path::new("/"));
-    let temp = temp_path(parent, &format!("{TEMP_PREFIX}{}-", std::process::id()));
+    let temp = temp_path(parent);
     let mut file = create_temp(&temp)?;
     spare.rewind()?;
     if let Err(e) = io::copy(&mut spare, &mut file) {
