@@ -139,7 +139,9 @@ impl StreamerOptions {
     }
 
     /// How long a server may stay silent while answers are due before its
-    /// connection is failed.
+    /// connection is failed. The silence counts from when an answer falls due
+    /// (checked every quarter of the timeout, so a stalled server is failed
+    /// after 1 to 1.25 timeouts), never from an idle spell before a file.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self

@@ -134,11 +134,24 @@ pub enum ReadError {
 
 /// Reads answers one after the other from a connection, with its own buffer so
 /// that many pipelined answers cost one read.
+///
+/// A read error such as a socket timeout loses nothing: the next call goes on
+/// where this one stopped, in the head or in the body of an answer.
 pub struct ResponseReader<R> {
     source: R,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// The answer whose head is read and whose body is not yet wholly read.
+    body: Option<BodyInProgress>,
+}
+
+struct BodyInProgress {
+    head: ResponseHead,
+    /// Body bytes still to consume (`u64::MAX`: up to the end of the connection).
+    remaining: u64,
+    /// The start of an error answer's body, for its message.
+    detail: Vec<u8>,
 }
 
 impl<R: Read> ResponseReader<R> {
@@ -148,6 +161,7 @@ impl<R: Read> ResponseReader<R> {
             buf: vec![0; MAX_RESPONSE_HEAD + 1].into_boxed_slice(),
             start: 0,
             end: 0,
+            body: None,
         }
     }
 
@@ -155,16 +169,21 @@ impl<R: Read> ResponseReader<R> {
     /// read to its end. Never returns a 1xx.
     pub fn read_response(&mut self) -> Result<Response, ReadError> {
         loop {
-            let head = self.read_head()?;
-            if (100..200).contains(&head.status) {
-                continue;
+            let mut body = match self.body.take() {
+                Some(body) => body,
+                None => {
+                    let head = self.read_head()?;
+                    if (100..200).contains(&head.status) {
+                        continue;
+                    }
+                    BodyInProgress::new(head)
+                }
+            };
+            if let Err(error) = self.read_body(&mut body) {
+                self.body = Some(body);
+                return Err(error);
             }
-            let detail = self.read_body(&head)?;
-            return Ok(Response {
-                status: head.status,
-                detail,
-                close: head.close,
-            });
+            return Ok(body.into_response());
         }
     }
 
@@ -185,35 +204,27 @@ impl<R: Read> ResponseReader<R> {
         }
     }
 
-    /// Consumes the body; keeps its first line for a non-2xx answer.
-    fn read_body(&mut self, head: &ResponseHead) -> Result<String, ReadError> {
-        let keep_detail = !(200..300).contains(&head.status);
-        let mut detail = Vec::new();
-        let mut remaining = match (head.content_length, head.close) {
-            (Some(length), _) => length,
-            (None, true) => u64::MAX, // the body runs to the end of the connection
-            (None, false) => 0,
-        };
-        while remaining > 0 {
+    /// Consumes the rest of the body; keeps the start of an error answer's body.
+    fn read_body(&mut self, body: &mut BodyInProgress) -> Result<(), ReadError> {
+        let keep_detail = !(200..300).contains(&body.head.status);
+        while body.remaining > 0 {
             if self.start == self.end && self.fill()? == 0 {
-                if head.content_length.is_none() {
-                    break;
+                if body.head.content_length.is_none() {
+                    return Ok(());
                 }
                 return Err(ReadError::Truncated);
             }
             let available =
-                (self.end - self.start).min(usize::try_from(remaining).unwrap_or(usize::MAX));
-            if keep_detail && detail.len() < MAX_DETAIL {
-                let take = available.min(MAX_DETAIL - detail.len());
-                detail.extend_from_slice(&self.buf[self.start..self.start + take]);
+                (self.end - self.start).min(usize::try_from(body.remaining).unwrap_or(usize::MAX));
+            if keep_detail && body.detail.len() < MAX_DETAIL {
+                let take = available.min(MAX_DETAIL - body.detail.len());
+                body.detail
+                    .extend_from_slice(&self.buf[self.start..self.start + take]);
             }
             self.start += available;
-            remaining -= available as u64;
+            body.remaining -= available as u64;
         }
-        if !keep_detail {
-            return Ok(String::new());
-        }
-        Ok(describe(head, &detail))
+        Ok(())
     }
 
     /// Reads more bytes after the buffered ones; returns how many (0 at the end).
@@ -235,6 +246,34 @@ impl<R: Read> ResponseReader<R> {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(error),
             }
+        }
+    }
+}
+
+impl BodyInProgress {
+    fn new(head: ResponseHead) -> Self {
+        let remaining = match (head.content_length, head.close) {
+            (Some(length), _) => length,
+            (None, true) => u64::MAX, // the body runs to the end of the connection
+            (None, false) => 0,
+        };
+        BodyInProgress {
+            head,
+            remaining,
+            detail: Vec::new(),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let detail = if (200..300).contains(&self.head.status) {
+            String::new()
+        } else {
+            describe(&self.head, &self.detail)
+        };
+        Response {
+            status: self.head.status,
+            detail,
+            close: self.head.close,
         }
     }
 }
@@ -352,5 +391,47 @@ HTTP/1.1 201 Created\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
             (404, "Not Found: nope")
         );
         assert!(matches!(reader.read_response(), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn a_timeout_inside_an_answer_loses_nothing() {
+        /// One byte per read, with a timeout before each byte.
+        struct Stalling<'a> {
+            wire: &'a [u8],
+            stall: bool,
+        }
+        impl Read for Stalling<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.stall = !self.stall;
+                if self.stall {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                let Some((&first, rest)) = self.wire.split_first() else {
+                    return Ok(0);
+                };
+                buf[0] = first;
+                self.wire = rest;
+                Ok(1)
+            }
+        }
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\nContent-Length: 9\r\n\r\ndisk full\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nok\n";
+        let mut reader = ResponseReader::new(Stalling { wire, stall: false });
+        let mut answers = Vec::new();
+        let mut timeouts = 0;
+        loop {
+            match reader.read_response() {
+                Ok(response) => answers.push((response.status, response.detail)),
+                Err(ReadError::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    timeouts += 1;
+                }
+                Err(ReadError::Closed) => break,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(
+            answers,
+            [(500, "Oops: disk full".to_owned()), (201, String::new())]
+        );
+        assert!(timeouts > wire.len() - 2, "{timeouts}");
     }
 }

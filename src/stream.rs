@@ -330,7 +330,7 @@ pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStre
             Ok(socket) => {
                 let configured = socket
                     .set_nodelay(true)
-                    .and_then(|()| socket.set_read_timeout(Some(options.response_timeout)))
+                    .and_then(|()| socket.set_read_timeout(Some(read_tick(options))))
                     .and_then(|()| socket.set_write_timeout(Some(options.response_timeout)));
                 return match configured {
                     Ok(()) => Ok(socket),
@@ -341,6 +341,13 @@ pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStre
         }
     }
     Err(error(last_error))
+}
+
+/// How long one read of answers may block: a quarter of the response
+/// timeout, so that the receiver measures the silence itself, from the moment
+/// an answer is due (see [`Silence`]), and not from whenever its read began.
+fn read_tick(options: &StreamerOptions) -> Duration {
+    (options.response_timeout / 4).max(Duration::from_millis(1))
 }
 
 pub(crate) fn check_name(name: &str) -> Result<(), Error> {
@@ -633,10 +640,14 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
     let link = &cluster.links[index];
     let mut answers = ResponseReader::new(socket);
     let mut answered = false;
+    let mut silence = Silence::new(cluster.options.response_timeout);
     loop {
         let response = match answers.read_response() {
-            Ok(response) => response,
-            Err(error) => match read_error_verdict(link, &error) {
+            Ok(response) => {
+                silence.answered();
+                response
+            }
+            Err(error) => match read_error_verdict(link, &error, &mut silence) {
                 Verdict::KeepWaiting => continue,
                 Verdict::Stop => return answered,
                 Verdict::Fail(reason) => {
@@ -699,19 +710,57 @@ enum Verdict {
     Fail(String),
 }
 
-/// A read timeout with nothing in flight is no failure; after our own
-/// shutdown, an error is the expected end.
-fn read_error_verdict(link: &Link, error: &ReadError) -> Verdict {
+/// How long the server has owed an answer without giving one. A read
+/// timeout (a tick, a quarter of the response timeout) starts the count when
+/// files are in flight; an answer, or a tick with nothing in flight, ends it.
+/// The server thus gets the whole response timeout from the moment an answer
+/// is due, whenever the receiver's read began (a read that began on an idle
+/// link must not count the idle time against the next file).
+struct Silence {
+    timeout: Duration,
+    since: Option<Instant>,
+}
+
+impl Silence {
+    fn new(timeout: Duration) -> Self {
+        Silence {
+            timeout,
+            since: None,
+        }
+    }
+
+    fn answered(&mut self) {
+        self.since = None;
+    }
+
+    /// A read timed out: whether the server has now been silent too long.
+    fn too_long(&mut self, answers_due: bool) -> bool {
+        if !answers_due {
+            self.since = None;
+            return false;
+        }
+        self.since.get_or_insert_with(Instant::now).elapsed() >= self.timeout
+    }
+}
+
+/// A read timeout is a failure only after the response timeout of silence
+/// while answers are due; after our own shutdown, an error is the expected end.
+fn read_error_verdict(link: &Link, error: &ReadError, silence: &mut Silence) -> Verdict {
     let state = link.lock();
     if state.finished || state.failure.is_some() {
         return Verdict::Stop;
     }
     match error {
-        ReadError::Io(io) if is_timeout(io) && state.in_flight.is_empty() => Verdict::KeepWaiting,
-        ReadError::Io(io) if is_timeout(io) => Verdict::Fail(format!(
-            "no answer within the response timeout ({} files waiting)",
-            state.in_flight.len()
-        )),
+        ReadError::Io(io) if is_timeout(io) => {
+            if silence.too_long(!state.in_flight.is_empty()) {
+                Verdict::Fail(format!(
+                    "no answer within the response timeout ({} files waiting)",
+                    state.in_flight.len()
+                ))
+            } else {
+                Verdict::KeepWaiting
+            }
+        }
         other => Verdict::Fail(other.to_string()),
     }
 }

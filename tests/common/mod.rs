@@ -155,6 +155,9 @@ pub enum Action {
     Silent,
     /// Sleeps this many milliseconds, then answers 200: a slow server.
     SlowOk(u64),
+    /// Writes the head and part of the body of an error answer, sleeps this
+    /// many milliseconds, then writes the rest.
+    StallMidAnswer(u64),
 }
 
 /// A hand-driven HTTP server for faults a real one does not make. `decide` gets
@@ -221,6 +224,19 @@ fn serve_fake(
                         return;
                     }
                     Action::Silent => silent = true,
+                    Action::StallMidAnswer(ms) => {
+                        let (head, rest) = (
+                            b"HTTP/1.1 507 Full\r\nContent-Length: 10\r\n\r\ndisk",
+                            b" full\n",
+                        );
+                        if socket.write_all(head).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(ms));
+                        if socket.write_all(rest).is_err() {
+                            return;
+                        }
+                    }
                     Action::SlowOk(ms) => {
                         std::thread::sleep(std::time::Duration::from_millis(ms));
                         let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
