@@ -17,12 +17,21 @@
 //!   only above a threshold derived from the cache size, which VMs often
 //!   report far too large (192 MiB on the test machine).
 //!
+//! The first fill of a new buffer is slow (the kernel, and in a VM the host,
+//! must back every page: 1.6 to 30 ms for 8 MiB on the test machine, against
+//! under 1 ms for a recycled buffer). So a streamer's pool keeps one spare
+//! large buffer ready: when a `put` takes the last free one, a helper thread
+//! (`pyme-spare-buffer`) makes and writes the next, within the byte limit.
+//! [`BufferPool::prepare`] (`Streamer::prepare_buffers`) does the same ahead
+//! of time, for as many buffers as the caller asks.
+//!
 //! Measurements: "The put copy: huge pages and streaming stores" in
 //! docs/PERFORMANCE.md.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
@@ -37,20 +46,40 @@ const HUGE_PAGE: usize = 2 * 1024 * 1024;
 pub(crate) struct BufferPool {
     free: Mutex<Free>,
     max_bytes: u64,
+    /// Whether a spare large buffer is kept ready (see the module comment).
+    keeps_a_spare: bool,
+    /// Wakes the spare-buffer thread.
+    spare_wanted: Condvar,
+    spare_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
 struct Free {
     buffers: Vec<Buffer>,
     bytes: u64,
+    /// Bytes in every buffer of the pool, free or holding a file.
+    allocated: u64,
+    /// The length of the spare buffer wanted, if one is.
+    spare: Option<usize>,
+    stopped: bool,
 }
 
 impl BufferPool {
-    pub fn new(max_bytes: u64) -> Arc<BufferPool> {
+    /// A pool of at most `max_bytes` of free buffers; with `keep_a_spare`, it
+    /// keeps a spare large buffer ready (see the module comment), and
+    /// [`Self::stop`] ends the thread that makes it.
+    pub fn new(max_bytes: u64, keep_a_spare: bool) -> Arc<BufferPool> {
         Arc::new(BufferPool {
             free: Mutex::new(Free::default()),
             max_bytes,
+            keeps_a_spare: keep_a_spare,
+            spare_wanted: Condvar::new(),
+            spare_thread: Mutex::new(None),
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Free> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A copy of `data` in a recycled buffer.
@@ -79,10 +108,8 @@ impl BufferPool {
         let mut added = 0;
         while added < count && self.has_room_for(len) {
             // Made and written outside the lock: puts go on meanwhile.
-            let buffer = Buffer::new(len);
-            // SAFETY: the allocation holds `capacity` bytes.
-            unsafe { std::ptr::write_bytes(buffer.start.as_ptr(), 0, buffer.capacity()) };
-            if !self.give_back(buffer) {
+            self.lock().allocated += len as u64;
+            if !self.give_back(Buffer::written(len)) {
                 break;
             }
             added += 1;
@@ -91,30 +118,104 @@ impl BufferPool {
     }
 
     fn has_room_for(&self, len: usize) -> bool {
-        let free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.bytes + len as u64 <= self.max_bytes
+        self.lock().bytes + len as u64 <= self.max_bytes
     }
 
     /// The most recently returned buffer if it is large enough, else a new one.
-    fn take(&self, len: usize) -> Buffer {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+    /// Taking the last free large buffer asks for a spare.
+    fn take(self: &Arc<Self>, len: usize) -> Buffer {
+        let mut free = self.lock();
+        let mut found = None;
         if let Some(buffer) = free.buffers.pop() {
             free.bytes -= buffer.capacity() as u64;
             if buffer.capacity() >= len {
-                return buffer;
+                found = Some(buffer);
+            } else {
+                free.allocated -= buffer.capacity() as u64;
             }
         }
-        Buffer::new(len)
+        let buffer = found.unwrap_or_else(|| {
+            free.allocated += len as u64;
+            Buffer::new(len)
+        });
+        if self.keeps_a_spare && len >= HUGE_PAGE && free.buffers.is_empty() {
+            self.want_a_spare(free, len);
+        }
+        buffer
+    }
+
+    /// Asks the spare-buffer thread (started here the first time) for a
+    /// buffer of `len` bytes, if the byte limit allows one more.
+    fn want_a_spare(self: &Arc<Self>, mut free: MutexGuard<'_, Free>, len: usize) {
+        if free.stopped || free.spare.is_some() || free.allocated + len as u64 > self.max_bytes {
+            return;
+        }
+        free.spare = Some(len);
+        drop(free);
+        self.spare_wanted.notify_one();
+        let mut thread = self.spare_thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_none() {
+            let pool = Arc::clone(self);
+            // Without the thread the pool works as without spares.
+            *thread = std::thread::Builder::new()
+                .name("pyme-spare-buffer".into())
+                .spawn(move || pool.make_spares())
+                .ok();
+        }
+    }
+
+    /// The spare-buffer thread: makes each wanted spare, written once so that
+    /// its pages are backed, unless a buffer came back meanwhile.
+    fn make_spares(&self) {
+        crate::threads::yield_to_producers();
+        let mut free = self.lock();
+        loop {
+            if free.stopped {
+                return;
+            }
+            let Some(len) = free.spare else {
+                free = self
+                    .spare_wanted
+                    .wait(free)
+                    .unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            if free.buffers.is_empty() && free.allocated + len as u64 <= self.max_bytes {
+                free.allocated += len as u64;
+                drop(free);
+                let spare = Buffer::written(len);
+                free = self.lock();
+                free.bytes += spare.capacity() as u64;
+                free.buffers.insert(0, spare);
+            }
+            free.spare = None;
+        }
+    }
+
+    /// Ends the spare-buffer thread, if it runs (waits for a spare being made).
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.spare_wanted.notify_all();
+        let thread = self
+            .spare_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     /// Keeps `buffer` for later copies if the pool has room for it (true),
     /// else frees it.
     fn give_back(&self, buffer: Buffer) -> bool {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = self.lock();
         let room = free.bytes + buffer.capacity() as u64 <= self.max_bytes;
         if room {
             free.bytes += buffer.capacity() as u64;
             free.buffers.push(buffer);
+        } else {
+            free.allocated -= buffer.capacity() as u64;
         }
         room
     }
@@ -167,6 +268,15 @@ impl Buffer {
             layout,
             len: 0,
         }
+    }
+
+    /// A new buffer with every byte written (zero), so that its pages are
+    /// backed now and not by the copy that will use it.
+    fn written(capacity: usize) -> Buffer {
+        let buffer = Buffer::new(capacity);
+        // SAFETY: the allocation holds `capacity` bytes.
+        unsafe { std::ptr::write_bytes(buffer.start.as_ptr(), 0, buffer.capacity()) };
+        buffer
     }
 
     /// Holds nothing and frees nothing: what a `Pooled` keeps after giving its
@@ -291,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_returned_buffer_is_reused_and_the_pool_stays_bounded() {
-        let pool = BufferPool::new(300 * 1024);
+        let pool = BufferPool::new(300 * 1024, false);
         let first = pool.copy(&[1u8; 100 * 1024]);
         let address = first.as_ptr();
         assert_eq!(&first[..], &[1u8; 100 * 1024][..]);
@@ -314,7 +424,7 @@ mod tests {
 
     #[test]
     fn prepared_buffers_serve_the_next_copies_within_the_byte_limit() {
-        let pool = BufferPool::new(5 * HUGE_PAGE as u64);
+        let pool = BufferPool::new(5 * HUGE_PAGE as u64, false);
         assert_eq!(
             pool.prepare(SMALLEST_POOLED - 1, 4),
             0,
@@ -344,6 +454,59 @@ mod tests {
         );
     }
 
+    /// Waits (without a time limit that could fail the test on a busy
+    /// machine, up to a minute) until the pool holds `count` free buffers.
+    fn wait_for_free(pool: &BufferPool, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while pool.lock().buffers.len() < count {
+            assert!(std::time::Instant::now() < deadline, "no spare came");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn taking_the_last_large_buffer_makes_a_spare_within_the_byte_limit() {
+        let len = 2 * HUGE_PAGE;
+        let pool = BufferPool::new(3 * len as u64, true);
+        let data: Vec<u8> = (0..len).map(|i| (i % 247) as u8).collect();
+        // Small files never ask for a spare.
+        drop(pool.copy(&data[..HUGE_PAGE - 1]));
+        assert!(pool.spare_thread.lock().unwrap().is_none());
+        let small_buffers = pool.lock().buffers.len();
+        assert_eq!(small_buffers, 1);
+        pool.lock().buffers.clear();
+        pool.lock().bytes = 0;
+        pool.lock().allocated = 0;
+
+        let first = pool.copy(&data);
+        wait_for_free(&pool, 1);
+        let spare = pool.lock().buffers[0].start.as_ptr().cast_const();
+        let second = pool.copy(&data);
+        assert_eq!(second.as_ptr(), spare, "the spare serves the next copy");
+        wait_for_free(&pool, 1);
+        let third = pool.copy(&data);
+        {
+            // Three buffers make the limit: no fourth is asked for.
+            let free = pool.lock();
+            assert_eq!(
+                (free.allocated, free.spare, free.buffers.len()),
+                (3 * len as u64, None, 0)
+            );
+        }
+        assert!(first[..] == data[..] && second[..] == data[..] && third[..] == data[..]);
+        drop((first, second, third));
+        assert_eq!(pool.lock().bytes, 3 * len as u64);
+        pool.stop();
+        assert!(pool.spare_thread.lock().unwrap().is_none());
+        // A stopped pool still copies, and asks for nothing.
+        pool.lock().buffers.clear();
+        pool.lock().bytes = 0;
+        pool.lock().allocated = 0;
+        let after = pool.copy(&data);
+        assert!(after[..] == data[..]);
+        assert_eq!(pool.lock().spare, None);
+    }
+
     /// `copy_streaming` directly: debug builds do not use it in `fill`.
     #[test]
     fn streaming_copies_are_exact_at_any_length_and_source_offset() {
@@ -360,7 +523,7 @@ mod tests {
 
     #[test]
     fn large_buffers_start_on_a_huge_page_and_hold_their_copy() {
-        let pool = BufferPool::new(64 << 20);
+        let pool = BufferPool::new(64 << 20, false);
         let data: Vec<u8> = (0..5 * HUGE_PAGE + 123).map(|i| (i % 251) as u8).collect();
         let copy = pool.copy(&data);
         let address = copy.as_ptr();

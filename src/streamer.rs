@@ -305,6 +305,7 @@ impl Streamer {
             options
                 .queue_max_bytes
                 .saturating_mul(options.servers.len() as u64),
+            true,
         );
         let cluster = Arc::new(Cluster {
             links,
@@ -457,6 +458,7 @@ impl Streamer {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        self.cluster.buffers.stop();
         Stats {
             spilled,
             ..self.stats()

@@ -1,7 +1,7 @@
 //! How the library's own threads are scheduled.
 //!
-//! The threads this library starts (stream senders and receivers, data-server
-//! connections) do bulk work that may wait a moment; the thread that calls
+//! The threads this library starts (stream senders and receivers, the spare
+//! buffer maker, data-server connections) do bulk work that may wait a moment; the thread that calls
 //! `put` is usually a camera's acquisition loop, which may not. On Linux the
 //! library's threads are therefore "batch" threads: waking one (as every `put`
 //! does) never preempts the caller, so `put` returns at once instead of
