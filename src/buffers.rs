@@ -469,15 +469,6 @@ mod tests {
         let len = 2 * HUGE_PAGE;
         let pool = BufferPool::new(3 * len as u64, true);
         let data: Vec<u8> = (0..len).map(|i| (i % 247) as u8).collect();
-        // Small files never ask for a spare.
-        drop(pool.copy(&data[..HUGE_PAGE - 1]));
-        assert!(pool.spare_thread.lock().unwrap().is_none());
-        let small_buffers = pool.lock().buffers.len();
-        assert_eq!(small_buffers, 1);
-        pool.lock().buffers.clear();
-        pool.lock().bytes = 0;
-        pool.lock().allocated = 0;
-
         let first = pool.copy(&data);
         wait_for_free(&pool, 1);
         let spare = pool.lock().buffers[0].start.as_ptr().cast_const();
@@ -498,13 +489,20 @@ mod tests {
         assert_eq!(pool.lock().bytes, 3 * len as u64);
         pool.stop();
         assert!(pool.spare_thread.lock().unwrap().is_none());
-        // A stopped pool still copies, and asks for nothing.
-        pool.lock().buffers.clear();
-        pool.lock().bytes = 0;
-        pool.lock().allocated = 0;
-        let after = pool.copy(&data);
-        assert!(after[..] == data[..]);
+    }
+
+    #[test]
+    fn small_files_and_a_stopped_pool_ask_for_no_spare() {
+        let pool = BufferPool::new(64 << 20, true);
+        let data = vec![5u8; 2 * HUGE_PAGE];
+        let small = pool.copy(&data[..HUGE_PAGE - 1]);
         assert_eq!(pool.lock().spare, None);
+        assert!(pool.spare_thread.lock().unwrap().is_none());
+        pool.stop();
+        let large = pool.copy(&data);
+        assert!(small[..] == data[..HUGE_PAGE - 1] && large[..] == data[..]);
+        assert_eq!(pool.lock().spare, None);
+        assert!(pool.spare_thread.lock().unwrap().is_none());
     }
 
     /// `copy_streaming` directly: debug builds do not use it in `fill`.
