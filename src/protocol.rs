@@ -206,7 +206,7 @@ impl<R: Read> ResponseReader<R> {
 
     /// Consumes the rest of the body; keeps the start of an error answer's body.
     fn read_body(&mut self, body: &mut BodyInProgress) -> Result<(), ReadError> {
-        let keep_detail = !(200..300).contains(&body.head.status);
+        let keep_detail = body.is_error();
         while body.remaining > 0 {
             if self.start == self.end && self.fill()? == 0 {
                 if body.head.content_length.is_none() {
@@ -264,11 +264,16 @@ impl BodyInProgress {
         }
     }
 
+    /// A non-2xx answer, whose body's start goes into the error message.
+    fn is_error(&self) -> bool {
+        !(200..300).contains(&self.head.status)
+    }
+
     fn into_response(self) -> Response {
-        let detail = if (200..300).contains(&self.head.status) {
-            String::new()
-        } else {
+        let detail = if self.is_error() {
             describe(&self.head, &self.detail)
+        } else {
+            String::new()
         };
         Response {
             status: self.head.status,
