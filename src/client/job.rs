@@ -13,8 +13,12 @@ pub(crate) struct Job {
     pub data: Bytes,
     /// The end-of-stream sentinel: sent with `Connection: close`, nothing after it.
     pub last: bool,
-    /// Times it was answered 5xx and sent again.
+    /// Times it was answered 5xx and sent again on the same server.
     pub retries: u32,
+    /// Servers it was moved away from after repeated 5xx answers.
+    pub moves: u32,
+    /// Connections that ended while it was in flight (written, not answered).
+    pub interrupted: u32,
     /// It was written to a connection that then failed: it may have landed.
     pub maybe_stored: bool,
     /// It comes from the spill folder, at this path (removed once delivered).
@@ -29,6 +33,8 @@ impl Job {
             data,
             last: false,
             retries: 0,
+            moves: 0,
+            interrupted: 0,
             maybe_stored: false,
             spill_path: None,
         }

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::job::{Job, Refused};
 use crate::{Error, StreamerOptions};
@@ -29,12 +29,22 @@ pub(super) struct State {
     pub(super) up: bool,
     /// The current connection failed, with this reason.
     pub(super) failure: Option<String>,
+    /// The server ended the current connection in order, at an answer
+    /// boundary (`Some(true)`: it said `Connection: close`): the link stays
+    /// up while it reconnects, so puts still queue.
+    pub(super) ended_by_server: Option<bool>,
     /// Finish: send what is queued, wait for the answers, then stop.
     pub(super) closing: bool,
     /// The current connection was shut by us after its last answer.
     pub(super) finished: bool,
     /// The socket of the current connection, to shut it from any thread.
     pub(super) socket: Option<TcpStream>,
+    /// Answers to 5xx errors exhausted a file's retries here: new files go to
+    /// other servers until then.
+    pub(super) resting_until: Option<Instant>,
+    /// When the sender last wrote bytes of a request: the response timeout
+    /// counts from here, not from when a slow upload began.
+    pub(super) last_sent: Option<Instant>,
     /// Threads waiting on `progress`: a file's outcome wakes them only if any.
     pub(super) progress_waiters: usize,
     /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
@@ -100,6 +110,32 @@ impl Link {
     pub fn is_up(&self) -> bool {
         let state = self.lock();
         state.up && !state.closing
+    }
+
+    /// Up, and not resting after repeated server errors.
+    pub fn is_healthy(&self) -> bool {
+        let state = self.lock();
+        state.up
+            && !state.closing
+            && state
+                .resting_until
+                .map_or(true, |until| Instant::now() >= until)
+    }
+
+    /// The sender wrote bytes to the connection just now.
+    pub fn note_sent(&self) {
+        self.lock().last_sent = Some(Instant::now());
+    }
+
+    /// Leaves this server out of the rotation for `period` (it kept answering
+    /// 5xx). Its queued files still go to it.
+    pub fn rest(&self, period: Duration) {
+        self.lock().resting_until = Some(Instant::now() + period);
+    }
+
+    /// Bytes queued or waiting for their answer: the work this server owes.
+    pub fn outstanding_bytes(&self) -> u64 {
+        self.lock().held_bytes
     }
 
     fn has_room(&self, state: &State, bytes: u64) -> bool {
@@ -204,18 +240,73 @@ impl Link {
     /// The current connection is unusable. The first caller wins. Its files
     /// stay where they are until the link thread hands them on.
     pub(super) fn fail_session(&self, reason: String) {
+        self.end_session(reason, None);
+    }
+
+    /// The server ended the connection in order (`Connection: close`, or a
+    /// clean end between answers): like a failure, the session stops, but the
+    /// link stays up, since its thread reconnects at once and sends the
+    /// unanswered files again.
+    pub(super) fn session_ended_by_server(&self, reason: String, said_close: bool) {
+        self.end_session(reason, Some(said_close));
+    }
+
+    fn end_session(&self, reason: String, by_server: Option<bool>) {
         let mut state = self.lock();
         if state.failure.is_some() || state.finished {
             return;
         }
         state.failure = Some(reason);
-        state.up = false;
+        state.ended_by_server = by_server;
+        if by_server.is_none() {
+            state.up = false;
+        }
         if let Some(socket) = &state.socket {
             let _ = socket.shutdown(Shutdown::Both);
         }
         drop(state);
         self.work.notify_all();
         self.progress.notify_all();
+    }
+
+    /// Takes this link down (a reconnection failed): producers go elsewhere.
+    pub(super) fn mark_down(&self, reason: String) {
+        let mut state = self.lock();
+        state.up = false;
+        state.failure = Some(reason);
+        drop(state);
+        self.progress.notify_all();
+    }
+
+    /// Puts a file answered 5xx back in the queue to be sent again, unless the
+    /// link is closing (the end-of-stream sentinel is queued: nothing may
+    /// follow it). One lock for the check and the push, so that the sentinel
+    /// cannot slip in between.
+    pub(super) fn requeue_for_retry(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if state.closing {
+            return Err(job);
+        }
+        state.push_queue(job);
+        drop(state);
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// After the server ended a connection in order: its unanswered files go
+    /// back to the front of the queue, in order, to be sent again on the next
+    /// connection. Returns how many. `maybe_stored`: the server may have
+    /// stored them without answering (it did not say `Connection: close`).
+    pub(super) fn requeue_unanswered(&self, maybe_stored: bool) -> usize {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let count = state.in_flight.len();
+        while let Some(mut job) = state.in_flight.pop_back() {
+            job.maybe_stored |= maybe_stored;
+            state.queue_bytes += job.len();
+            state.queue.push_front(job);
+        }
+        count
     }
 
     /// A file left the link: wakes whoever waits for room or for the last answer.

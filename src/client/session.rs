@@ -34,6 +34,9 @@ use crate::{Error, StreamerOptions};
 
 /// Socket write buffer: small requests are batched into one write.
 const WRITE_BUFFER: usize = 256 * 1024;
+/// A large body is written in pieces of this size, the link noting the
+/// progress after each: an upload is "silent" only when no piece moves.
+const PROGRESS_STEP: usize = 256 * 1024;
 /// For `POLL_WINDOW` after its queue runs dry, an idle sender looks at the
 /// queue every `sender_poll` interval instead of waiting to be woken, so that
 /// `put` costs no system call: waking a sleeping thread takes a futex call and
@@ -93,7 +96,17 @@ pub(crate) fn spawn_link(
 }
 
 /// The link thread: one session per connection, reconnecting after failures,
-/// until the link is closed.
+/// until the link is closed. This is the main loop of a link.
+///
+/// How a session ends decides what happens to its files:
+/// - finished (the link closed, every answer in): the thread ends;
+/// - ended by the server in order, after at least one answer (`Connection:
+///   close`, as servers do after N requests, or a clean end between answers):
+///   the link stays up, reconnects at once and sends the unanswered files
+///   again, in order, on the new connection;
+/// - failed (reset, timeout, garbage, or an orderly end with no answer at all):
+///   every file of the link goes back to the cluster (failover, spill, or
+///   failure) and the link reconnects with backoff.
 fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
     crate::threads::yield_to_producers();
     let link = &cluster.links[index];
@@ -103,31 +116,78 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
     loop {
         if let Some(connected) = socket.take() {
             match run_session(cluster, index, connected) {
-                SessionEnd::Finished => return,
-                SessionEnd::Failed { reason, answered } => {
+                SessionEnd::Finished => {
+                    fail_leftovers(cluster, index);
+                    return;
+                }
+                SessionEnd::Failed {
+                    reason,
+                    answered,
+                    by_server,
+                } => {
                     if answered {
                         delay = first_delay;
                     }
-                    let lost = take_pending(link);
-                    cluster.reroute(index, lost, &reason);
+                    let in_flight = link.depth().2;
+                    match by_server {
+                        Some(said_close) if answered => {
+                            // A server that said `Connection: close` read
+                            // nothing after that answer; after a bare end it may have.
+                            link.requeue_unanswered(!said_close);
+                            match connect(&link.server, &cluster.options) {
+                                Ok(connected) => {
+                                    Counters::add(&cluster.counters().reconnects);
+                                    socket = Some(connected);
+                                    continue;
+                                }
+                                Err(error) => link.mark_down(format!("{reason}; {error}")),
+                            }
+                        }
+                        // An idle connection the server closed (its keep-alive
+                        // timeout): the link stays up and reconnects after the delay.
+                        Some(_) if in_flight == 0 => {}
+                        Some(_) => link.mark_down(reason.clone()),
+                        None => {}
+                    }
+                    if !link.is_up() {
+                        let lost = take_pending(link);
+                        cluster.reroute(index, lost, &reason);
+                    }
                 }
             }
         }
         if wait_or_close(link, jittered(delay)) {
             // Closing while down: every file already went elsewhere or failed.
+            // (Closing while up but idle: nothing is queued, see `Streamer::close`.)
+            fail_leftovers(cluster, index);
             return;
         }
         delay = (delay * 2).min(largest_delay);
-        if let Ok(connected) = connect(&link.server, &cluster.options) {
-            Counters::add(&cluster.counters().reconnects);
-            socket = Some(connected);
+        match connect(&link.server, &cluster.options) {
+            Ok(connected) => {
+                Counters::add(&cluster.counters().reconnects);
+                socket = Some(connected);
+            }
+            Err(error) if link.is_up() => {
+                // It was up between connections: it is down now.
+                link.mark_down(error.to_string());
+                let lost = take_pending(link);
+                cluster.reroute(index, lost, &error.to_string());
+            }
+            Err(_) => {}
         }
     }
 }
 
 enum SessionEnd {
     Finished,
-    Failed { reason: String, answered: bool },
+    Failed {
+        reason: String,
+        answered: bool,
+        /// The server ended the connection in order (see [`run_link`]);
+        /// `Some(true)` when it said `Connection: close`.
+        by_server: Option<bool>,
+    },
 }
 
 /// Every file of a failed connection, released from this link. Files that
@@ -138,6 +198,7 @@ fn take_pending(link: &Link) -> Vec<Job> {
     let mut lost: Vec<Job> = state.in_flight.drain(..).collect();
     for job in &mut lost {
         job.maybe_stored = true;
+        job.interrupted += 1;
     }
     lost.extend(state.queue.drain(..));
     state.queue_bytes = 0;
@@ -146,6 +207,14 @@ fn take_pending(link: &Link) -> Vec<Job> {
     drop(guard);
     link.progress.notify_all();
     lost
+}
+
+/// After the last session: a file still here (none should be: nothing is
+/// queued behind the end-of-stream sentinel) gets its outcome all the same.
+fn fail_leftovers(cluster: &Cluster, index: usize) {
+    for job in take_pending(&cluster.links[index]) {
+        cluster.finish(&job, index, OutcomeResult::Failed(&Error::Closed));
+    }
 }
 
 /// Sleeps `delay` unless the link closes first; true when closing.
@@ -178,12 +247,14 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
         return SessionEnd::Failed {
             reason: "cannot share the socket between threads".into(),
             answered: false,
+            by_server: None,
         };
     };
     {
         let mut state = link.lock();
         state.up = true;
         state.failure = None;
+        state.ended_by_server = None;
         state.finished = false;
         state.socket = Some(control_socket);
     }
@@ -206,10 +277,17 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
     };
     let mut state = link.lock();
     state.socket = None;
-    state.up = false;
+    let by_server = state.ended_by_server;
+    if by_server.is_none() {
+        state.up = false;
+    }
     match state.failure.clone() {
         None => SessionEnd::Finished,
-        Some(reason) => SessionEnd::Failed { reason, answered },
+        Some(reason) => SessionEnd::Failed {
+            reason,
+            answered,
+            by_server,
+        },
     }
 }
 
@@ -258,22 +336,45 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
                 state.queue_bytes += data.len() as u64;
                 return;
             }
+            // Counted before the answer can possibly come (see `Counters::snapshot`).
+            cluster.counters().sent(body.len() as u64);
+            if job.maybe_stored {
+                Counters::add(&cluster.counters().resent_maybe_stored);
+            }
             state.in_flight.push_back(job);
             state.queue.is_empty() || last
         };
         let written = wire
             .write_all(&head)
-            .and_then(|()| wire.write_all(body))
-            .and_then(|()| if flush_now { wire.flush() } else { Ok(()) });
+            .and_then(|()| write_body(link, &mut wire, body))
+            .and_then(|()| {
+                if flush_now {
+                    wire.flush()?;
+                    link.note_sent();
+                }
+                Ok(())
+            });
         if let Err(error) = written {
             link.fail_session(format!("sending failed: {error}"));
             return;
         }
-        cluster.counters().sent(body.len() as u64);
         if last {
             return;
         }
     }
+}
+
+/// Writes a body; a large one in pieces, noting the progress after each, so
+/// that the response timeout never counts a slow upload (see [`Silence`]).
+fn write_body(link: &Link, wire: &mut BufWriter<TcpStream>, body: &[u8]) -> std::io::Result<()> {
+    if body.len() <= PROGRESS_STEP {
+        return wire.write_all(body);
+    }
+    for piece in body.chunks(PROGRESS_STEP) {
+        wire.write_all(piece)?;
+        link.note_sent();
+    }
+    Ok(())
 }
 
 /// Runs the filter; a panic in it fails that one file instead of taking the
@@ -373,10 +474,16 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
                     link.fail_session(reason);
                     return answered;
                 }
+                Verdict::EndedByServer(reason) => {
+                    link.session_ended_by_server(reason, false);
+                    return answered;
+                }
             },
         };
         answered = true;
-        let Some(mut job) = link.lock().in_flight.pop_front() else {
+        let Some(job) = link.lock().in_flight.pop_front() else {
+            // While requests are pipelined, an extra answer cannot be told
+            // from the next one; with none in flight it is a protocol error.
             link.fail_session(format!(
                 "unexpected answer {} with no request waiting",
                 response.status
@@ -384,49 +491,137 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
             return answered;
         };
         let last = job.last;
-        let status = response.status;
-        let retry = (500..600).contains(&status) && job.retries < cluster.options.max_retries;
-        // Once closing (only after the sentinel), nothing more may be sent.
-        if retry && !link.lock().closing {
-            job.retries += 1;
-            Counters::add(&cluster.counters().retries);
-            link.lock().push_queue(job);
-            link.work.notify_one();
-        } else {
-            link.release(&job);
-            let error;
-            let result = if (200..300).contains(&status) {
-                OutcomeResult::Acknowledged {
-                    http_status: status,
-                }
-            } else if status == 405 && job.maybe_stored {
-                Counters::add(&cluster.counters().acknowledged_already);
-                OutcomeResult::Acknowledged {
-                    http_status: status,
-                }
-            } else {
-                error = Error::Http {
-                    server: link.server.clone(),
-                    status,
-                    detail: response.detail,
-                };
-                OutcomeResult::Failed(&error)
-            };
-            cluster.finish(&job, index, result);
-        }
-        if response.close {
+        let close = response.close;
+        settle(cluster, index, job, response);
+        if close {
             if !last {
-                link.fail_session("the server closed the connection".into());
+                let reason = "the server answered with Connection: close".to_owned();
+                link.session_ended_by_server(reason, true);
             }
             return answered;
         }
     }
 }
 
+/// What an answer means for its file: acknowledged, sent again (5xx, within
+/// the retries), moved to another server (5xx after the retries), or failed.
+fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Response) {
+    let link = &cluster.links[index];
+    let status = response.status;
+    let server_error = (500..600).contains(&status);
+    // 507: the server's storage is full; sending there again is pointless.
+    if server_error && status != 507 && job.retries < cluster.options.max_retries {
+        job.retries += 1;
+        match link.requeue_for_retry(job) {
+            Ok(()) => {
+                Counters::add(&cluster.counters().retries);
+                return;
+            }
+            Err(back) => job = back,
+        }
+    }
+    link.release(&job);
+    if (200..300).contains(&status) {
+        let result = OutcomeResult::Acknowledged {
+            http_status: status,
+        };
+        return cluster.finish(&job, index, result);
+    }
+    if status == 405 && job.maybe_stored {
+        // Already stored: acknowledged only if the bytes there are ours.
+        match stored_copy_matches(cluster, &link.server, &job) {
+            Ok(true) => {
+                Counters::add(&cluster.counters().acknowledged_already);
+                let result = OutcomeResult::Acknowledged {
+                    http_status: status,
+                };
+                return cluster.finish(&job, index, result);
+            }
+            Ok(false) => {
+                let error = Error::NameTaken {
+                    server: link.server.clone(),
+                    detail: "the server holds other bytes under this name".into(),
+                };
+                return cluster.finish(&job, index, OutcomeResult::Failed(&error));
+            }
+            Err(problem) => {
+                let error = Error::NameTaken {
+                    server: link.server.clone(),
+                    detail: format!("the stored copy could not be compared: {problem}"),
+                };
+                return cluster.finish(&job, index, OutcomeResult::Failed(&error));
+            }
+        }
+    }
+    if server_error && !job.last {
+        match cluster.move_after_errors(index, job) {
+            None => return,
+            Some(back) => job = back,
+        }
+    }
+    let error = if status == 405 {
+        Error::NameTaken {
+            server: link.server.clone(),
+            detail: response.detail,
+        }
+    } else {
+        Error::Http {
+            server: link.server.clone(),
+            status,
+            detail: response.detail,
+        }
+    };
+    cluster.finish(&job, index, OutcomeResult::Failed(&error));
+}
+
+/// Whether the file the server already holds under `job`'s name has exactly
+/// the bytes this job would store: read back with a GET on a connection of
+/// its own, and compared with the body as the server stores it (the filter's
+/// output, or the file itself when the filter only sets a content encoding
+/// the server decodes).
+fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, String> {
+    let expected = stored_form(cluster, job)?;
+    let mut socket = connect(server, &cluster.options).map_err(|e| e.to_string())?;
+    // One read for the whole answer may wait the whole response timeout.
+    socket
+        .set_read_timeout(Some(cluster.options.response_timeout))
+        .map_err(|e| e.to_string())?;
+    let mut request = Vec::with_capacity(128);
+    protocol::write_get_head(&mut request, crate::name::storage_name(&job.name));
+    socket.write_all(&request).map_err(|e| e.to_string())?;
+    let mut reader = ResponseReader::new(socket);
+    match reader.read_body_of_length(expected.len()) {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            Ok(body.as_deref() == Some(&expected[..]))
+        }
+        Ok((status, _)) => Err(format!("GET answered {status}")),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The bytes a server stores for `job`.
+fn stored_form(cluster: &Cluster, job: &Job) -> Result<Vec<u8>, String> {
+    let Some(filter) = cluster.options.filter.as_deref() else {
+        return Ok(job.data.to_vec());
+    };
+    if filter.content_encoding().is_some() {
+        return Ok(job.data.to_vec());
+    }
+    let mut out = Vec::new();
+    let file = FileInfo {
+        name: &job.name,
+        index: job.index,
+    };
+    apply_filter(filter, &file, &job.data, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 enum Verdict {
     KeepWaiting,
     Stop,
     Fail(String),
+    /// The server ended the connection cleanly between answers.
+    EndedByServer(String),
 }
 
 /// How long the server has owed an answer without giving one. A read
@@ -453,12 +648,17 @@ impl Silence {
     }
 
     /// A read timed out: whether the server has now been silent too long.
-    fn too_long(&mut self, answers_due: bool) -> bool {
+    /// The count starts at the first timeout with answers due, or when the
+    /// sender last wrote, whichever is later: an upload in progress is not
+    /// silence, however long it takes.
+    fn too_long(&mut self, answers_due: bool, last_sent: Option<Instant>) -> bool {
         if !answers_due {
             self.since = None;
             return false;
         }
-        self.since.get_or_insert_with(Instant::now).elapsed() >= self.timeout
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let since = last_sent.map_or(since, |sent| sent.max(since));
+        since.elapsed() >= self.timeout
     }
 }
 
@@ -471,7 +671,7 @@ fn read_error_verdict(link: &Link, error: &ReadError, silence: &mut Silence) -> 
     }
     match error {
         ReadError::Io(io) if is_timeout(io) => {
-            if silence.too_long(!state.in_flight.is_empty()) {
+            if silence.too_long(!state.in_flight.is_empty(), state.last_sent) {
                 Verdict::Fail(format!(
                     "no answer within the response timeout ({} files waiting)",
                     state.in_flight.len()
@@ -480,6 +680,7 @@ fn read_error_verdict(link: &Link, error: &ReadError, silence: &mut Silence) -> 
                 Verdict::KeepWaiting
             }
         }
+        ReadError::Closed => Verdict::EndedByServer(error.to_string()),
         other => Verdict::Fail(other.to_string()),
     }
 }

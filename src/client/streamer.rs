@@ -4,8 +4,8 @@
 //! Out of scope: what happens to a file once accepted (see `cluster`, `link`,
 //! `session`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,9 @@ use super::buffers::BufferPool;
 use super::cluster::{resend_spilled, Cluster};
 use super::job::Job;
 use super::link::Link;
-use super::outcome::{Counters, OutcomeResult, Reporter, Stats};
+use super::outcome::{Counters, Reporter, Stats};
 use super::session;
-use super::spill::{self, Spill};
+use super::spill::Spill;
 use crate::{Error, StreamerOptions};
 
 /// Streams files to a cluster of PYME data servers, one persistent pipelined
@@ -61,36 +61,17 @@ impl Streamer {
             .iter()
             .map(|server| Link::new(server.clone(), &options))
             .collect();
-        // Files an earlier streamer left in the spill folder are this one's now.
-        let counters = Arc::new(Counters::default());
-        let mut already_spilled = 0;
-        if let Some(spill) = &spill {
-            for spilled in spill.lock().iter() {
-                counters.queued(spilled.bytes);
-                already_spilled += 1;
-            }
-        }
         let buffers = BufferPool::new(
             options
                 .queue_max_bytes
                 .saturating_mul(options.servers.len() as u64),
             true,
         );
-        let cluster = Arc::new(Cluster {
-            links,
-            reporter: Reporter {
-                counters,
-                completion: options.completion.clone(),
-            },
-            distribution: Arc::clone(&options.distribution),
-            options,
-            accepting: AtomicBool::new(true),
-            pending: Mutex::new(already_spilled),
-            idle: Condvar::new(),
-            spill,
-            spill_closing: AtomicBool::new(false),
-            buffers,
-        });
+        let reporter = Reporter {
+            counters: Arc::new(Counters::default()),
+            completion: options.completion.clone(),
+        };
+        let cluster = Arc::new(Cluster::new(links, options, reporter, spill, buffers));
         let mut streamer = Streamer {
             cluster: Arc::clone(&cluster),
             threads: Vec::with_capacity(sockets.len()),
@@ -191,11 +172,7 @@ impl Streamer {
             stats.queue_bytes += bytes;
             stats.in_flight_files += in_flight;
         }
-        stats.spilled = self
-            .cluster
-            .spill
-            .as_ref()
-            .map_or(0, |spill| spill.len() as u64);
+        stats.spilled = self.cluster.spilled_count();
         stats
     }
 
@@ -211,16 +188,13 @@ impl Streamer {
     fn close_all(&mut self) -> Stats {
         self.cluster.accepting.store(false, Ordering::SeqCst);
         if let Some(thread) = self.spill_thread.take() {
-            self.cluster.spill_closing.store(true, Ordering::SeqCst);
-            if let Some(spill) = &self.cluster.spill {
-                spill.wake.notify_all();
-            }
+            self.cluster.stop_spilling();
             let _ = thread.join();
         }
         // Links must keep running until every file has its outcome: a failing
         // link hands its files to the others.
         let _ = self.cluster.wait_idle(None);
-        let spilled = self.fail_spilled();
+        let spilled = self.cluster.fail_spilled();
         for link in &self.cluster.links {
             link.start_close();
         }
@@ -232,23 +206,6 @@ impl Streamer {
             spilled,
             ..self.stats()
         }
-    }
-
-    /// Files left in the spill folder at close: failed, kept for a later streamer.
-    fn fail_spilled(&self) -> u64 {
-        let Some(spill) = &self.cluster.spill else {
-            return 0;
-        };
-        let left: Vec<spill::Spilled> = spill.lock().drain(..).collect();
-        for spilled in &left {
-            let mut job = Job::new(&spilled.name, Bytes::new(), None);
-            job.spill_path = Some(spilled.path.clone());
-            let error = Error::Spilled {
-                path: spilled.path.display().to_string(),
-            };
-            self.cluster.finish(&job, 0, OutcomeResult::Failed(&error));
-        }
-        left.len() as u64
     }
 
     /// Ends the stream of server 0 with the end-of-stream sentinel, then closes.
