@@ -1,0 +1,1 @@
+//! Network namespaces for the soak test (filled in with the soak test).
