@@ -834,7 +834,8 @@ fn item09_files_unanswered_when_the_server_hangs_up_are_resent() {
     assert_eq!(
         stats.files_acknowledged,
         20,
-        "after a hang-up: {:?}",
+        "{} of 20 acknowledged after a hang-up: {:?}",
+        stats.files_acknowledged,
         failures(&outcomes)
     );
     assert_eq!(proxy.counts().closes, 1, "the fault happened");
