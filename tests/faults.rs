@@ -138,6 +138,59 @@ fn proxy_forwards_pipelined_requests_and_counts_them() {
 }
 
 #[test]
+fn proxy_frames_requests_written_byte_by_byte() {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(&server.address());
+    let mut client = RawClient::connect(&proxy.address());
+    let mut wire = Vec::new();
+    for (name, body) in [
+        ("b/one", &b"first body"[..]),
+        ("b/two", &b""[..]),
+        ("b/three", &b"3"[..]),
+    ] {
+        wire.extend_from_slice(
+            format!(
+                "PUT /{name} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        wire.extend_from_slice(body);
+    }
+    for byte in &wire {
+        client.socket.write_all(std::slice::from_ref(byte)).unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(client.answer().unwrap().status, 200);
+    }
+    let counts = proxy.counts();
+    assert_eq!(
+        (counts.requests_received, counts.requests_forwarded),
+        (3, 3)
+    );
+    assert_eq!(counts.bytes[0], wire.len() as u64);
+    assert_eq!(server.read("b/one").unwrap(), b"first body");
+    assert_eq!(server.read("b/two").unwrap(), b"");
+}
+
+#[test]
+fn proxy_resets_only_the_connections_still_open() {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(&server.address());
+    let mut finished = RawClient::connect(&proxy.address());
+    finished.put("z/1", b"1");
+    assert_eq!(finished.answer().unwrap().status, 200);
+    finished.socket.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(finished.answer().is_none());
+    let mut open = RawClient::connect(&proxy.address());
+    open.put("z/2", b"2");
+    assert_eq!(open.answer().unwrap().status, 200);
+    proxy.reset_connections();
+    assert!(open.answer().is_none());
+    assert_eq!(proxy.counts().resets, 1);
+}
+
+#[test]
 fn proxy_closes_politely_after_n_answers_on_every_connection() {
     let server = TestServer::start();
     let proxy = FaultProxy::start(&server.address());

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -155,11 +155,20 @@ struct Connection {
     /// of that number arrives while a close-after policy is armed).
     close_at: Mutex<Option<(u64, bool)>>,
     dead: AtomicBool,
+    /// Pumps still running; the last one to end marks the connection dead.
+    pumps_running: AtomicUsize,
 }
 
 impl Connection {
     fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
+    }
+
+    /// A pump ended; once both have, the connection is over.
+    fn pump_ended(&self) {
+        if self.pumps_running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.dead.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Cuts both sides: the client gets a reset (linger 0), the server an end.
@@ -441,6 +450,7 @@ fn start_connection(shared: &Arc<Shared>, client: TcpStream, number: u64) {
         server,
         close_at: Mutex::new(None),
         dead: AtomicBool::new(false),
+        pumps_running: AtomicUsize::new(2),
     });
     shared
         .connections
@@ -460,7 +470,8 @@ fn start_connection(shared: &Arc<Shared>, client: TcpStream, number: u64) {
                     &connection_for_requests,
                     client_reader,
                     server_writer,
-                )
+                );
+                connection_for_requests.pump_ended();
             })
             .expect("proxy thread starts"),
     );
@@ -474,7 +485,8 @@ fn start_connection(shared: &Arc<Shared>, client: TcpStream, number: u64) {
                     &connection_for_answers,
                     server_reader,
                     client_writer,
-                )
+                );
+                connection_for_answers.pump_ended();
             })
             .expect("proxy thread starts"),
     );
@@ -495,7 +507,9 @@ fn pump_requests(shared: &Shared, connection: &Connection, mut from: TcpStream, 
         };
         let mut forward = |piece: Piece<'_>| -> io::Result<()> {
             match piece {
-                Piece::Head { bytes, interim: _ } => {
+                Piece::Head {
+                    bytes, body_len, ..
+                } => {
                     requests_here += 1;
                     shared.count(|counts| counts.requests_received += 1);
                     dropping = request_is_dropped(shared, connection, requests_here);
@@ -505,6 +519,11 @@ fn pump_requests(shared: &Shared, connection: &Connection, mut from: TcpStream, 
                     }
                     let delay = shared.knobs().delay;
                     shared.sleep(connection, delay)?;
+                    let counted: &dyn Fn(&mut Counts) = if body_len == 0 {
+                        &|counts| counts.requests_forwarded += 1
+                    } else {
+                        &|_| {}
+                    };
                     write_faulty(
                         shared,
                         connection,
@@ -512,22 +531,26 @@ fn pump_requests(shared: &Shared, connection: &Connection, mut from: TcpStream, 
                         &mut to,
                         &bytes,
                         &mut pacer,
+                        counted,
                     )
                 }
-                Piece::Body(bytes) if !dropping => write_faulty(
-                    shared,
-                    connection,
-                    Direction::Requests,
-                    &mut to,
-                    bytes,
-                    &mut pacer,
-                ),
-                Piece::Body(_) => Ok(()),
-                Piece::End if !dropping => {
-                    shared.count(|counts| counts.requests_forwarded += 1);
-                    Ok(())
+                Piece::Body { bytes, last } if !dropping => {
+                    let counted: &dyn Fn(&mut Counts) = if last {
+                        &|counts| counts.requests_forwarded += 1
+                    } else {
+                        &|_| {}
+                    };
+                    write_faulty(
+                        shared,
+                        connection,
+                        Direction::Requests,
+                        &mut to,
+                        bytes,
+                        &mut pacer,
+                        counted,
+                    )
                 }
-                Piece::End => Ok(()),
+                Piece::Body { .. } | Piece::End => Ok(()),
                 Piece::Raw(bytes) => write_faulty(
                     shared,
                     connection,
@@ -535,6 +558,7 @@ fn pump_requests(shared: &Shared, connection: &Connection, mut from: TcpStream, 
                     &mut to,
                     &bytes,
                     &mut pacer,
+                    &|_| {},
                 ),
             }
         };
@@ -587,12 +611,12 @@ fn pump_answers(shared: &Shared, connection: &Connection, mut from: TcpStream, m
         };
         let mut forward = |piece: Piece<'_>| -> io::Result<()> {
             match piece {
-                Piece::Head { bytes, interim } => {
+                Piece::Head { bytes, interim, .. } => {
                     answer = bytes;
                     answer_is_interim = interim;
                     Ok(())
                 }
-                Piece::Body(bytes) => {
+                Piece::Body { bytes, .. } => {
                     answer.extend_from_slice(bytes);
                     Ok(())
                 }
@@ -603,6 +627,7 @@ fn pump_answers(shared: &Shared, connection: &Connection, mut from: TcpStream, m
                     &mut to,
                     &answer,
                     &mut pacer,
+                    &|_| {},
                 ),
                 Piece::End => {
                     answers_here += 1;
@@ -621,6 +646,7 @@ fn pump_answers(shared: &Shared, connection: &Connection, mut from: TcpStream, m
                     &mut to,
                     &bytes,
                     &mut pacer,
+                    &|_| {},
                 ),
             }
         };
@@ -679,15 +705,32 @@ fn forward_answer(
         answer = GARBAGE.to_vec();
     }
     shared.sleep(connection, delay)?;
-    write_faulty(shared, connection, Direction::Answers, to, &answer, pacer)?;
-    if duplicate {
-        write_faulty(shared, connection, Direction::Answers, to, &answer, pacer)?;
-    }
-    shared.count(|counts| {
+    // Counted as the answer's last bytes go out, before the client can see them.
+    let counted = |counts: &mut Counts| {
         counts.answers_forwarded += 1;
         counts.answers_garbled += u64::from(garble);
         counts.answers_duplicated += u64::from(duplicate);
-    });
+    };
+    write_faulty(
+        shared,
+        connection,
+        Direction::Answers,
+        to,
+        &answer,
+        pacer,
+        &counted,
+    )?;
+    if duplicate {
+        write_faulty(
+            shared,
+            connection,
+            Direction::Answers,
+            to,
+            &answer,
+            pacer,
+            &|_| {},
+        )?;
+    }
     Ok(())
 }
 
@@ -716,7 +759,8 @@ fn with_connection_close(answer: &[u8]) -> Vec<u8> {
 
 /// Writes `bytes` to `to` as the knobs say: waits while the direction is
 /// stalled, paces to the bandwidth, cuts the connection after the armed
-/// number of bytes.
+/// number of bytes. The bytes, and `counted` with the last piece, are counted
+/// just before they are written, so that whoever sees them sees the counts.
 fn write_faulty(
     shared: &Shared,
     connection: &Connection,
@@ -724,6 +768,7 @@ fn write_faulty(
     to: &mut TcpStream,
     bytes: &[u8],
     pacer: &mut Pacer,
+    counted: &dyn Fn(&mut Counts),
 ) -> io::Result<()> {
     let d = direction.index();
     let mut rest = bytes;
@@ -755,15 +800,21 @@ fn write_faulty(
                     knobs.reset_after[d] = Some(left - length as u64);
                 }
             }
+            if connection.is_dead() {
+                return Err(io::Error::other("connection cut"));
+            }
+            knobs.counts.bytes[d] += length as u64;
+            if length == rest.len() {
+                counted(&mut knobs.counts);
+            }
+            if reset {
+                knobs.counts.resets += 1;
+            }
             (length, rate, reset)
         };
-        if connection.is_dead() {
-            return Err(io::Error::other("connection cut"));
-        }
+        shared.changed.notify_all();
         to.write_all(&rest[..length])?;
-        shared.count(|counts| counts.bytes[d] += length as u64);
         if reset {
-            shared.count(|counts| counts.resets += 1);
             connection.kill();
             return Err(io::Error::other("reset after N bytes"));
         }
@@ -820,9 +871,11 @@ enum Piece<'a> {
     /// A whole message head; `interim` for a `1xx` answer.
     Head {
         bytes: Vec<u8>,
+        body_len: u64,
         interim: bool,
     },
-    Body(&'a [u8]),
+    /// Body bytes; `last` when they end the body.
+    Body { bytes: &'a [u8], last: bool },
     /// The message (head and body) is complete.
     End,
     /// Bytes that are not HTTP: everything after them is passed through as is.
@@ -853,9 +906,12 @@ impl Framer {
             }
             if self.in_body {
                 let take = input.len().min(self.body_left as usize);
-                out(Piece::Body(&input[..take]))?;
-                input = &input[take..];
                 self.body_left -= take as u64;
+                out(Piece::Body {
+                    bytes: &input[..take],
+                    last: self.body_left == 0,
+                })?;
+                input = &input[take..];
                 if self.body_left == 0 {
                     self.in_body = false;
                     out(Piece::End)?;
@@ -881,6 +937,7 @@ impl Framer {
             };
             out(Piece::Head {
                 bytes: head,
+                body_len: length,
                 interim,
             })?;
             if length == 0 {
