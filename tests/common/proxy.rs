@@ -452,14 +452,22 @@ fn start_connection(shared: &Arc<Shared>, client: TcpStream, number: u64) {
         dead: AtomicBool::new(false),
         pumps_running: AtomicUsize::new(2),
     });
-    shared
-        .connections
-        .lock()
-        .unwrap()
-        .push(Arc::clone(&connection));
+    {
+        // Connections that are over release their sockets here.
+        let mut connections = shared.connections.lock().unwrap();
+        connections.retain(|connection| !connection.is_dead());
+        connections.push(Arc::clone(&connection));
+    }
     shared.count(|counts| counts.connections += 1);
     let port = shared.port;
     let mut pumps = shared.pumps.lock().unwrap();
+    // Join the pumps of connections that are over.
+    let (finished, running): (Vec<_>, Vec<_>) =
+        pumps.drain(..).partition(|pump| pump.is_finished());
+    *pumps = running;
+    for pump in finished {
+        let _ = pump.join();
+    }
     let (for_requests, connection_for_requests) = (Arc::clone(shared), Arc::clone(&connection));
     pumps.push(
         std::thread::Builder::new()
