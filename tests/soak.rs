@@ -2,8 +2,9 @@
 //! removes (a client namespace, three server namespaces, veth links with a
 //! rate limit, delay and loss), `pyme-stream serve` in each server namespace,
 //! and the client (this test binary, run again inside the client namespace)
-//! streaming files while one server is killed and restarted and another is
-//! stopped (SIGSTOP) for 6 s and resumed.
+//! streaming files while one server is killed and restarted, another is
+//! stopped (SIGSTOP) for 6 s and resumed, and then the whole cluster is killed
+//! and restarted (the client spills meanwhile, to a spill folder).
 //!
 //! It ends with a table: files put, acknowledged, failed, stored (on disk),
 //! duplicated (stored on two servers), lost (acknowledged but not stored, or
@@ -30,6 +31,7 @@ const ROLE: &str = "PYME_SOAK_ROLE";
 const SERVERS: &str = "PYME_SOAK_SERVERS";
 const RESULTS: &str = "PYME_SOAK_RESULTS";
 const SECONDS: &str = "PYME_SOAK_SECONDS";
+const SPILL: &str = "PYME_SOAK_SPILL";
 const DEFAULT_SECONDS: u64 = 75;
 /// The data servers' port, the same in every server namespace.
 const PORT: u16 = 15348;
@@ -88,11 +90,13 @@ fn soak_three_servers_with_faults_lose_nothing() {
         .env(SERVERS, addresses.join(","))
         .env(SECONDS, seconds.to_string())
         .env(RESULTS, &results)
+        .env(SPILL, scratch.path().join("spill"))
         .spawn()
         .expect("the client starts in its namespace");
     let mut client = KillOnDrop(client);
 
-    // The faults, every period: server 1 killed, restarted; server 2 stopped 6 s.
+    // The faults, every period: server 1 killed, restarted; server 2 stopped
+    // 6 s; every server killed, restarted.
     let started = Instant::now();
     let period = Duration::from_secs(seconds.clamp(20, 120));
     let mut cycle_start = started;
@@ -105,8 +109,11 @@ fn soak_three_servers_with_faults_lose_nothing() {
             cycle_start + period.mul_f64(0.65) + Duration::from_secs(6),
             Fault::Resume,
         ));
+        events.push((cycle_start + period.mul_f64(0.80), Fault::Outage));
+        events.push((cycle_start + period.mul_f64(0.86), Fault::Back));
         cycle_start += period;
     }
+    events.sort_by_key(|(when, _)| *when);
     let close_deadline = started + Duration::from_secs(seconds) + CLOSE_LIMIT;
     let mut log = Vec::new();
     let status = loop {
@@ -137,6 +144,19 @@ fn soak_three_servers_with_faults_lose_nothing() {
                     }
                     Fault::Stop => servers[2].pause(),
                     Fault::Resume => servers[2].resume(),
+                    Fault::Outage => servers.iter_mut().for_each(NsServer::kill),
+                    Fault::Back => {
+                        for (i, server) in servers.iter_mut().enumerate() {
+                            let ip = topology.server_ip(i);
+                            *server = NsServer::start(
+                                &topology,
+                                &topology.servers[i],
+                                &ip,
+                                PORT,
+                                roots[i].path(),
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -180,10 +200,17 @@ impl Drop for KillOnDrop {
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
+    /// Server 1 killed.
     Kill,
+    /// Server 1 started again (same port, same root).
     Restart,
+    /// Server 2 stopped (SIGSTOP).
     Stop,
     Resume,
+    /// Every server killed: the client spills.
+    Outage,
+    /// Every server started again.
+    Back,
 }
 
 fn tail(report: &str) -> String {
@@ -210,6 +237,7 @@ fn soak_client_role() {
         .servers(servers)
         .response_timeout(Duration::from_secs(3))
         .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .spill_dir(std::env::var(SPILL).unwrap())
         .on_complete(move |outcome| {
             let line = match outcome.result {
                 OutcomeResult::Acknowledged { http_status } => {
