@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod counting;
+pub mod netns;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 
