@@ -79,7 +79,82 @@ fn bad_inputs_are_errors() {
         Err(PzfError::Io { .. })
     ));
     assert!(matches!(
+        encode_raw_file(dir.path(), &prefix, &params, None),
+        Err(PzfError::Io { .. })
+    ));
+    assert!(matches!(
         decode_file(&input, &dir.path().join("o")),
         Err(PzfError::BadHeader(_))
     ));
+}
+
+#[test]
+fn a_partial_last_frame_in_a_regular_file_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.raw");
+    // Two whole frames of 48 bytes and half a third.
+    std::fs::write(&input, [7u8; 2 * 48 + 24]).unwrap();
+    let prefix = dir.path().join("f").to_str().unwrap().to_owned();
+    let params = EncodeParams::new(DataFormat::U16, 6, 4);
+    assert!(matches!(
+        encode_raw_file(&input, &prefix, &params, None),
+        Err(PzfError::SizeMismatch {
+            expected: 48,
+            actual: 24
+        })
+    ));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the input"
+    );
+}
+
+/// Input of unknown size (a FIFO) is encoded as it arrives; a partial last frame is
+/// an error after the whole frames before it were written.
+#[test]
+fn a_pipe_is_encoded_frame_by_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("in.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let raw: Vec<u8> = (0..2 * 48 + 10).map(|i| (i * 13 % 251) as u8).collect();
+    let writer = {
+        let (fifo, raw) = (fifo.clone(), raw.clone());
+        std::thread::Builder::new()
+            .name("fifo-writer".into())
+            .spawn(move || {
+                use std::io::Write;
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                // In pieces that cut across frames, as a pipe may deliver them.
+                for piece in raw.chunks(20) {
+                    pipe.write_all(piece).unwrap();
+                }
+            })
+            .unwrap()
+    };
+    let prefix = dir.path().join("f").to_str().unwrap().to_owned();
+    let params = EncodeParams::new(DataFormat::U16, 6, 4);
+    let result = encode_raw_file(&fifo, &prefix, &params, None);
+    writer.join().unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(PzfError::SizeMismatch {
+                expected: 48,
+                actual: 10
+            })
+        ),
+        "{result:?}"
+    );
+    for i in 0..2 {
+        let out = dir.path().join("out.raw");
+        let header = decode_file(&frame_path(&prefix, i), &out).unwrap();
+        assert_eq!(header.frame_num, i as u32);
+        assert_eq!(std::fs::read(&out).unwrap(), &raw[i * 48..(i + 1) * 48]);
+    }
+    assert!(!frame_path(&prefix, 2).exists());
 }
