@@ -147,6 +147,15 @@ pub extern "C" fn streamer_version() -> *const c_char {
     }
 }
 
+/// The status of a close: every file acknowledged, or some failed.
+pub(super) fn status_of_stats(stats: &crate::Stats) -> i32 {
+    if stats.all_acknowledged() {
+        STREAMER_OK
+    } else {
+        STREAMER_ERR_FILES_FAILED
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,13 @@ mod connection;
 pub mod mounts;
 pub mod request;
 mod response;
+#[allow(unsafe_code)] // fallocate and linkat on spare files
 mod spares;
+#[allow(unsafe_code)] // splice(2) from the socket to the file
 mod splice;
+#[allow(unsafe_code)] // statvfs(3) for the disk figures
 pub mod status;
+#[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 pub mod storage;
 
 use std::collections::HashMap;

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::stream::Job;
+use super::job::Job;
 
 const TEMP_PREFIX: &str = ".pyme-spill-";
 

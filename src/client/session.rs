@@ -1,9 +1,8 @@
-//! One server: its bounded queue, its connection, and the threads that drive it.
-//!
-//! This is the only module that touches client sockets. Data flows:
+//! The main loop of a link: connect, send, receive, and hand the files of a
+//! failed connection back to the cluster. This is where a reader starts.
 //!
 //! ```text
-//! put ─► queue ─► sender thread: filter, PUT head + body ─► socket ─► server
+//! put ─► link queue ─► sender (link thread): filter, PUT head + body ─► socket ─► server
 //!                       │ (moves the file to in_flight before writing)
 //! outcome ◄─ receiver thread: answer parsed, matched to in_flight front ◄─ socket
 //! ```
@@ -14,22 +13,23 @@
 //! queued or waiting for its answer back to the cluster (which moves them to a
 //! live server, or fails them with the reason), then reconnects with backoff.
 //!
-//! A file holds its place in the queue limits (files and bytes) from `put` until
-//! its outcome, so memory stays bounded by the limits however slow the server.
+//! In scope: the only client code that touches sockets: connecting, writing
+//! requests, reading answers, the response timeout ("silence").
+//! Out of scope: the bytes of HTTP (see `protocol`), where a file goes (see
+//! `cluster`), the link's queue and its limits (see `link`).
 
-use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
+use super::cluster::Cluster;
+use super::job::Job;
+use super::link::Link;
 use crate::filter::FileInfo;
-use crate::outcome::{Counters, OutcomeResult, Stats};
+use crate::outcome::{Counters, OutcomeResult};
 use crate::protocol::{self, ReadError, ResponseReader};
-use crate::streamer::{Cluster, Streamer};
 use crate::{Error, StreamerOptions};
 
 /// Socket write buffer: small requests are batched into one write.
@@ -39,280 +39,6 @@ const WRITE_BUFFER: usize = 256 * 1024;
 /// `put` costs no system call: waking a sleeping thread takes a futex call and
 /// an interrupt to the other core, tens of microseconds on a busy machine.
 const POLL_WINDOW: Duration = Duration::from_millis(250);
-
-/// One file on its way.
-pub(crate) struct Job {
-    pub name: Box<str>,
-    pub index: Option<i64>,
-    pub data: Bytes,
-    /// The end-of-stream sentinel: sent with `Connection: close`, nothing after it.
-    pub last: bool,
-    /// Times it was answered 5xx and sent again.
-    pub retries: u32,
-    /// It was written to a connection that then failed: it may have landed.
-    pub maybe_stored: bool,
-    /// It comes from the spill folder, at this path (removed once delivered).
-    pub spill_path: Option<std::path::PathBuf>,
-}
-
-impl Job {
-    pub fn new(name: &str, data: Bytes, index: Option<i64>) -> Job {
-        Job {
-            name: name.into(),
-            index,
-            data,
-            last: false,
-            retries: 0,
-            maybe_stored: false,
-            spill_path: None,
-        }
-    }
-
-    pub fn len(&self) -> u64 {
-        self.data.len() as u64
-    }
-}
-
-/// A file `push` did not take, and why.
-pub(crate) struct Refused {
-    pub error: Error,
-    pub job: Job,
-}
-
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Job>,
-    queue_bytes: u64,
-    in_flight: VecDeque<Job>,
-    /// Files and bytes queued or in flight: what the limits bound.
-    held_files: usize,
-    held_bytes: u64,
-    /// A connection is up and takes files.
-    up: bool,
-    /// The current connection failed, with this reason.
-    failure: Option<String>,
-    /// Finish: send what is queued, wait for the answers, then stop.
-    closing: bool,
-    /// The current connection was shut by us after its last answer.
-    finished: bool,
-    /// The socket of the current connection, to shut it from any thread.
-    socket: Option<TcpStream>,
-    /// Threads waiting on `progress`: a file's outcome wakes them only if any.
-    progress_waiters: usize,
-    /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
-    sender_polling: bool,
-}
-
-impl State {
-    fn hold(&mut self, job: &Job) {
-        self.held_files += 1;
-        self.held_bytes += job.len();
-    }
-
-    fn release(&mut self, job: &Job) {
-        self.held_files -= 1;
-        self.held_bytes -= job.len();
-    }
-
-    fn push_queue(&mut self, job: Job) {
-        self.queue_bytes += job.len();
-        self.queue.push_back(job);
-    }
-
-    fn pop_queue(&mut self) -> Option<Job> {
-        let job = self.queue.pop_front()?;
-        self.queue_bytes -= job.len();
-        Some(job)
-    }
-}
-
-/// One server of a streamer: its queue and the state of its connection.
-pub(crate) struct Link {
-    pub server: String,
-    max_files: usize,
-    max_bytes: u64,
-    state: Mutex<State>,
-    /// Signalled when a file is queued, or on close (the link thread waits).
-    work: Condvar,
-    /// Signalled when a file leaves the link, or the link changes state
-    /// (producers waiting for room and the finishing link thread wait).
-    progress: Condvar,
-}
-
-impl Link {
-    /// A link whose first connection is already made (so it takes files at once).
-    pub fn new(server: String, options: &StreamerOptions) -> Link {
-        Link {
-            server,
-            max_files: options.queue_max_files.max(1),
-            max_bytes: options.queue_max_bytes,
-            state: Mutex::new(State {
-                up: true,
-                ..State::default()
-            }),
-            work: Condvar::new(),
-            progress: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn is_up(&self) -> bool {
-        let state = self.lock();
-        state.up && !state.closing
-    }
-
-    fn has_room(&self, state: &State, bytes: u64) -> bool {
-        // A file larger than the byte limit still goes through, alone.
-        state.held_files == 0
-            || (state.held_files < self.max_files && state.held_bytes + bytes <= self.max_bytes)
-    }
-
-    pub fn has_room_now(&self, job: &Job) -> bool {
-        self.has_room(&self.lock(), job.len())
-    }
-
-    /// Queues a new file, waiting for room up to `deadline`. On refusal the
-    /// file comes back with the reason.
-    pub fn push(&self, job: Job, deadline: Option<Instant>) -> Result<(), Box<Refused>> {
-        let mut state = self.lock();
-        loop {
-            if state.closing {
-                return Err(Box::new(Refused {
-                    error: Error::Closed,
-                    job,
-                }));
-            }
-            if !state.up {
-                let detail = state
-                    .failure
-                    .clone()
-                    .unwrap_or_else(|| "not connected".into());
-                let error = Error::ServerDown {
-                    server: self.server.clone(),
-                    detail,
-                };
-                return Err(Box::new(Refused { error, job }));
-            }
-            if self.has_room(&state, job.len()) {
-                break;
-            }
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                let error = Error::QueueFull {
-                    server: self.server.clone(),
-                    files: state.held_files,
-                    bytes: state.held_bytes,
-                };
-                return Err(Box::new(Refused { error, job }));
-            }
-            state = self.wait_progress(state, deadline);
-        }
-        state.hold(&job);
-        if job.last {
-            state.closing = true;
-        }
-        state.push_queue(job);
-        let wake = self.sender_must_wake(&state);
-        drop(state);
-        if wake {
-            self.work.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Whether a put must wake the sender: it sleeps, or it polls but the
-    /// queue holds a quarter of a limit already (the producer may soon wait
-    /// for room, and the sender should not lose time).
-    fn sender_must_wake(&self, state: &State) -> bool {
-        !state.sender_polling
-            || state.queue.len() >= self.max_files.div_ceil(4)
-            || state.queue_bytes >= self.max_bytes / 4
-    }
-
-    /// Queues a file moved here from a failed server, whatever the limits:
-    /// its memory was already counted, and waiting here could deadlock.
-    pub fn push_rerouted(&self, job: Job) -> Result<(), Job> {
-        let mut state = self.lock();
-        if !state.up || state.closing {
-            return Err(job);
-        }
-        state.hold(&job);
-        state.push_queue(job);
-        drop(state);
-        self.work.notify_one();
-        Ok(())
-    }
-
-    /// Files and bytes waiting to be sent, and files waiting for their answer.
-    pub fn depth(&self) -> (u64, u64, u64) {
-        let state = self.lock();
-        (
-            state.queue.len() as u64,
-            state.queue_bytes,
-            state.in_flight.len() as u64,
-        )
-    }
-
-    /// No more files: the link thread sends what is queued, waits for the
-    /// answers and stops.
-    pub fn start_close(&self) {
-        self.lock().closing = true;
-        self.work.notify_all();
-        self.progress.notify_all();
-    }
-
-    /// The current connection is unusable. The first caller wins. Its files
-    /// stay where they are until the link thread hands them on.
-    fn fail_session(&self, reason: String) {
-        let mut state = self.lock();
-        if state.failure.is_some() || state.finished {
-            return;
-        }
-        state.failure = Some(reason);
-        state.up = false;
-        if let Some(socket) = &state.socket {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-        drop(state);
-        self.work.notify_all();
-        self.progress.notify_all();
-    }
-
-    /// A file left the link: wakes whoever waits for room or for the last answer.
-    fn release(&self, job: &Job) {
-        let mut state = self.lock();
-        state.release(job);
-        let anyone_waiting = state.progress_waiters > 0;
-        drop(state);
-        // Skipped when nobody waits: it is a system call per file otherwise.
-        if anyone_waiting {
-            self.progress.notify_all();
-        }
-    }
-
-    /// Waits for `progress` (up to `deadline`), counted so that `release` knows.
-    fn wait_progress<'a>(
-        &self,
-        mut state: MutexGuard<'a, State>,
-        deadline: Option<Instant>,
-    ) -> MutexGuard<'a, State> {
-        state.progress_waiters += 1;
-        let mut state = match deadline {
-            None => self.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
-            Some(deadline) => {
-                let timeout = deadline.saturating_duration_since(Instant::now());
-                self.progress
-                    .wait_timeout(state, timeout)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
-        state.progress_waiters -= 1;
-        state
-    }
-}
 
 /// Connects to `server` (`host:port`) with the options' timeouts.
 pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStream, Error> {
@@ -348,13 +74,6 @@ pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStre
 /// an answer is due (see [`Silence`]), and not from whenever its read began.
 fn read_tick(options: &StreamerOptions) -> Duration {
     (options.response_timeout / 4).max(Duration::from_millis(1))
-}
-
-pub(crate) fn check_name(name: &str) -> Result<(), Error> {
-    crate::name::validate(name).map_err(|reason| Error::InvalidName {
-        name: name.to_owned(),
-        reason,
-    })
 }
 
 /// Starts the link thread of server `index`, on an established connection.
@@ -770,88 +489,4 @@ fn is_timeout(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
-}
-
-/// A connection to one PYME data server (PYME's `Stream`): a streamer of one.
-///
-/// `put` may be called from several threads at once.
-pub struct Stream {
-    streamer: Streamer,
-}
-
-impl Stream {
-    /// Connects to `server` (`host:port`) with the options' queue limits,
-    /// filter, completion callback and timeouts (servers and distribution in
-    /// `options` are ignored).
-    pub fn connect(server: &str, options: &StreamerOptions) -> Result<Stream, Error> {
-        let mut options = options.clone();
-        options.servers = vec![server.to_owned()];
-        Ok(Stream {
-            streamer: Streamer::new(options)?,
-        })
-    }
-
-    /// The server, as `host:port`.
-    pub fn server(&self) -> &str {
-        self.streamer.servers().next().unwrap_or_default()
-    }
-
-    /// Queues a copy of `data` under `name`. See [`Streamer::put_bytes`].
-    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
-        self.streamer.put_stream(0, name, data)
-    }
-
-    /// Queues `data` under `name` without copying it.
-    pub fn put_bytes(&self, name: &str, data: Bytes) -> Result<(), Error> {
-        self.streamer.put_stream_bytes(0, name, data)
-    }
-
-    /// Waits until every accepted file has its outcome.
-    pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.streamer.flush(timeout)
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.streamer.stats()
-    }
-
-    /// Sends the end-of-stream sentinel (an empty `PUT /<name>` with
-    /// `Connection: close`) after everything queued, then closes as [`Stream::close`].
-    pub fn finalize(self, name: &str) -> Result<Stats, Error> {
-        self.streamer.finalize(name)
-    }
-
-    /// Sends everything queued, waits for every answer, joins the threads and
-    /// returns the statistics.
-    pub fn close(self) -> Stats {
-        self.streamer.close()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(len: usize) -> Job {
-        Job::new("a", Bytes::from(vec![0; len]), None)
-    }
-
-    #[test]
-    fn a_put_wakes_a_polling_sender_only_once_a_quarter_of_a_limit_waits() {
-        let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
-        let mut state = link.lock();
-        state.push_queue(job(10));
-        assert!(link.sender_must_wake(&state), "a sleeping sender is woken");
-        state.sender_polling = true;
-        assert!(
-            !link.sender_must_wake(&state),
-            "1 file of 8, 10 bytes of 1000"
-        );
-        state.push_queue(job(10));
-        assert!(link.sender_must_wake(&state), "2 files of 8");
-        state.queue.clear();
-        state.queue_bytes = 0;
-        state.push_queue(job(250));
-        assert!(link.sender_must_wake(&state), "250 bytes of 1000");
-    }
 }
