@@ -158,3 +158,43 @@ fn a_pipe_is_encoded_frame_by_frame() {
     }
     assert!(!frame_path(&prefix, 2).exists());
 }
+
+/// A shape far larger than the input allocates for the input, not for the shape:
+/// an empty file writes nothing, a short pipe is an error.
+#[test]
+fn a_huge_shape_with_little_input_allocates_little() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("f").to_str().unwrap().to_owned();
+    // 65536 x 65536 x 4 uint16 pixels: 32 GiB a frame, more than this machine has.
+    let mut params = EncodeParams::new(DataFormat::U16, 65536, 65536);
+    params.depth = 4;
+    let empty = dir.path().join("empty.raw");
+    std::fs::write(&empty, []).unwrap();
+    assert_eq!(
+        encode_raw_file(&empty, &prefix, &params, None).unwrap(),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let fifo = dir.path().join("in.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::Builder::new()
+            .name("fifo-writer".into())
+            .spawn(move || {
+                use std::io::Write;
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                pipe.write_all(&[1u8; 1000]).unwrap();
+            })
+            .unwrap()
+    };
+    let result = encode_raw_file(&fifo, &prefix, &params, None);
+    writer.join().unwrap();
+    assert!(
+        matches!(result, Err(PzfError::SizeMismatch { actual: 1000, .. })),
+        "{result:?}"
+    );
+}

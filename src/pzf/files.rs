@@ -38,10 +38,11 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PzfError + '_ {
 /// at most `frames` of them. Returns the paths written.
 ///
 /// The input is read frame by frame into one buffer reused for every frame, and each
-/// PZF file is written before the next frame is read, so memory stays at about two
-/// frames whatever the input's size. A regular file must hold whole frames, checked
-/// before anything is written; input whose size is not known in advance (a pipe)
-/// ending in a partial frame gives the same error after the whole frames before it.
+/// PZF file is written before the next frame is read, so memory stays at a few
+/// frames whatever the input's size (and at what was read, if that is less). A
+/// regular file must hold whole frames, checked before anything is written; input
+/// whose size is not known in advance (a pipe) ending in a partial frame gives the
+/// same error after the whole frames before it.
 pub fn encode_raw_file(
     input: &Path,
     out_prefix: &str,
@@ -63,12 +64,18 @@ pub fn encode_raw_file(
         0
     };
     let mut reader = BufReader::with_capacity(gather, file);
-    let mut pixels = vec![0u8; frame_bytes];
+    // Grows with the input actually read, never to a shape's size ahead of the
+    // data; from the second frame on, its capacity is reused.
+    let mut pixels = Vec::new();
     let mut out = Vec::new();
     let mut written = Vec::new();
     let limit = frames.unwrap_or(usize::MAX);
     while written.len() < limit {
-        let filled = read_full(&mut reader, &mut pixels).map_err(io_error(input))?;
+        pixels.clear();
+        let filled = Read::by_ref(&mut reader)
+            .take(frame_bytes as u64)
+            .read_to_end(&mut pixels)
+            .map_err(io_error(input))?;
         if filled == 0 {
             break;
         }
@@ -104,21 +111,6 @@ fn check_whole_frames(len: u64, frame_bytes: usize) -> Result<(), PzfError> {
         });
     }
     Ok(())
-}
-
-/// Fills `buf` from `reader` unless the input ends first; returns the bytes read
-/// (less than `buf.len()` only at the end of the input).
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Decodes the PZF file `input` and writes its pixels to `output`; returns its header.
