@@ -1,4 +1,12 @@
-//! The file-level functions behind the `pzf` subcommand: raw files to PZF files and back.
+//! The `pzf` subcommand and the file-level functions behind it: raw files to PZF
+//! files and back.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::pyme_stream;
 
 use pyme_streaming::pzf::files::{decode_file, encode_raw_file, frame_path, parse_shape};
 use pyme_streaming::pzf::{Compression, DataFormat, EncodeParams, PzfError, Quantization};
@@ -197,4 +205,39 @@ fn a_huge_shape_with_little_input_allocates_little() {
         matches!(result, Err(PzfError::SizeMismatch { actual: 1000, .. })),
         "{result:?}"
     );
+}
+
+/// The program end to end, reading its frames from a pipe on stdin.
+#[test]
+fn the_program_encodes_frames_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("cam").to_str().unwrap().to_owned();
+    let raw: Vec<u8> = (0..3 * 48).map(|i| (i * 5 % 241) as u8).collect();
+    let mut child = pyme_stream()
+        .args([
+            "pzf",
+            "encode",
+            "--dtype",
+            "u16",
+            "--shape",
+            "6x4",
+            "/dev/stdin",
+        ])
+        .arg(&prefix)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&raw).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "wrote 3 PZF files"
+    );
+    for i in 0..3 {
+        let out = dir.path().join("out.raw");
+        decode_file(&frame_path(&prefix, i), &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), &raw[i * 48..(i + 1) * 48]);
+    }
 }
