@@ -464,23 +464,6 @@ fn failures(outcomes: &Outcomes) -> Vec<String> {
     failed
 }
 
-/// A statistic read by name from `Stats`' debug form, so that a test can
-/// name a field the library does not have yet and fail (not break the build)
-/// until it exists. Once the field exists, read it directly instead.
-fn stat_field(stats: &Stats, field: &str) -> u64 {
-    let text = format!("{stats:?}");
-    let key = format!(" {field}: ");
-    let at = text
-        .find(&key)
-        .unwrap_or_else(|| panic!("Stats has no field `{field}` (issue 15 asks for it): {text}"));
-    text[at + key.len()..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .expect("a number")
-}
-
 /// Runs `work` on a thread of its own and waits up to `limit` for it. `None`
 /// when it is not done by then: it hangs (the thread is left behind, stuck).
 fn within<T: Send + 'static>(
@@ -541,7 +524,6 @@ const QUICKLY: Duration = Duration::from_millis(10);
 /// cannot be the stored ones: its outcome is a failure, and its only copy
 /// stays in the spill folder.
 #[test]
-#[ignore = "issue 15 item 1: fails on main until fixed"]
 fn item01_a_spilled_file_whose_name_is_taken_fails_and_stays_spilled() {
     let server = TestServer::start();
     let first = Stream::connect(&server.address(), &StreamerOptions::new()).unwrap();
@@ -589,7 +571,6 @@ fn item01_a_spilled_file_whose_name_is_taken_fails_and_stays_spilled() {
 /// stored on it, then resumes. Every file is acknowledged once, the files
 /// re-sent elsewhere are stored twice, and the statistics count them.
 #[test]
-#[ignore = "issue 15 item 3: fails on main until fixed"]
 fn item03_files_resent_after_a_stall_are_counted_as_possibly_stored_twice() {
     let servers = start_servers(3);
     let proxy = FaultProxy::start(&servers[1].address());
@@ -630,7 +611,7 @@ fn item03_files_resent_after_a_stall_are_counted_as_possibly_stored_twice() {
     let twice = on_1.intersection(&elsewhere).count() as u64;
     assert_eq!(twice, 10, "the ten stalled files are stored twice");
     assert_eq!(on_1.union(&elsewhere).count(), 60);
-    let counted = stat_field(&stats, "resent_maybe_stored");
+    let counted = stats.resent_maybe_stored;
     assert!(
         counted >= twice,
         "{twice} files stored twice, {counted} counted as re-sent after a possible landing"
@@ -645,7 +626,6 @@ fn item03_files_resent_after_a_stall_are_counted_as_possibly_stored_twice() {
 /// (a spill folder on a disk that answers slowly): the spill thread blocks
 /// reading it until the test writes, after the cluster has died.
 #[test]
-#[ignore = "issue 15 item 5: fails on main until fixed"]
 fn item05_flush_returns_when_the_cluster_dies_during_spill_resends() {
     const SIZE: usize = 4 << 20;
     let spill = tempfile::tempdir().unwrap();
@@ -827,7 +807,6 @@ fn item05_a_5xx_retry_racing_the_sentinel_still_gets_an_outcome() {
 /// with a 2 s response timeout it must still be acknowledged, since the
 /// server owes no answer before the last byte of the body arrives.
 #[test]
-#[ignore = "issue 15 item 8: fails on main until fixed"]
 fn item08_the_response_timeout_does_not_count_upload_time() {
     let server = TestServer::start();
     let proxy = FaultProxy::start(&server.address());
@@ -862,7 +841,6 @@ fn item08_the_response_timeout_does_not_count_upload_time() {
 /// as a server does after answering 400 to a bad name). The files sent
 /// behind them were never read: they are re-sent on a new connection.
 #[test]
-#[ignore = "issue 15 item 9: fails on main until fixed"]
 fn item09_files_unanswered_when_the_server_hangs_up_are_resent() {
     let server = TestServer::start();
     let proxy = FaultProxy::start(&server.address());
@@ -898,7 +876,6 @@ fn item09_files_unanswered_when_the_server_hangs_up_are_resent() {
 /// Item 10: a server that closes politely (`Connection: close`) after every
 /// 7 requests, as nginx after its keep-alive limit: all 59 files acknowledged.
 #[test]
-#[ignore = "issue 15 item 10: fails on main until fixed"]
 fn item10_a_server_closing_after_every_7_requests_gets_all_59_files() {
     let server = TestServer::start();
     let proxy = FaultProxy::start(&server.address());
@@ -934,7 +911,6 @@ fn item10_a_server_closing_after_every_7_requests_gets_all_59_files() {
 /// Item 11: one of three servers answers 500 to every PUT (a full disk):
 /// after the retries its files move to the two live servers; none fails.
 #[test]
-#[ignore = "issue 15 item 11: fails on main until fixed"]
 fn item11_files_answered_5xx_move_to_another_live_server() {
     let good = start_servers(2);
     let full = FakeServer::start(|_, _| Action::Answer(500));
@@ -1036,7 +1012,6 @@ impl pyme_streaming::Distribution for RecordingDistribution {
 /// Item 13: the distribution callback runs only on the thread that calls
 /// `put`, also when a server fails and its files move to the others.
 #[test]
-#[ignore = "issue 15 item 13: fails on main until fixed"]
 fn item13_the_distribution_is_only_called_on_the_put_thread() {
     let servers = start_servers(3);
     let proxy = FaultProxy::start(&servers[1].address());
@@ -1084,7 +1059,6 @@ fn item13_the_distribution_is_only_called_on_the_put_thread() {
 /// Each server holds one file at a time, so that few files are pending, and
 /// three watchers on a busy machine get preempted between two counters often.
 #[test]
-#[ignore = "issue 15 item 18: fails on main until fixed"]
 fn item18_a_stats_snapshot_never_shows_more_acknowledged_than_queued() {
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     let servers = start_servers(2);
@@ -1135,7 +1109,6 @@ fn item18_a_stats_snapshot_never_shows_more_acknowledged_than_queued() {
 /// size and the "no server" index (`usize::MAX`, until the lead names a
 /// constant for it).
 #[test]
-#[ignore = "issue 15 item 20: fails on main until fixed"]
 fn item20_files_failed_from_the_spill_folder_report_size_and_no_server() {
     let server = TestServer::start();
     let proxy = FaultProxy::start(&server.address());
@@ -1165,6 +1138,10 @@ fn item20_files_failed_from_the_spill_folder_report_size_and_no_server() {
             "{seen:?}"
         );
         assert_eq!(seen.bytes, *size as u64, "left/f{i}: {seen:?}");
-        assert_eq!(seen.server, usize::MAX, "left/f{i}: {seen:?}");
+        assert_eq!(
+            seen.server,
+            pyme_streaming::outcome::NO_SERVER,
+            "left/f{i}: {seen:?}"
+        );
     }
 }

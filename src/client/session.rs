@@ -217,13 +217,14 @@ fn fail_leftovers(cluster: &Cluster, index: usize) {
     }
 }
 
-/// Sleeps `delay` unless the link closes first; true when closing.
+/// Sleeps `delay` unless the link closes first (true) or, while it is still
+/// up between connections, files arrive for it (false: connect now).
 fn wait_or_close(link: &Link, delay: Duration) -> bool {
     let deadline = Instant::now() + delay;
     let mut state = link.lock();
     while !state.closing {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || (state.up && !state.queue.is_empty()) {
             return false;
         }
         state = link
