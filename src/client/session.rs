@@ -560,17 +560,10 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
             Some(back) => job = back,
         }
     }
-    let error = if status == 405 {
-        Error::NameTaken {
-            server: link.server.clone(),
-            detail: response.detail,
-        }
-    } else {
-        Error::Http {
-            server: link.server.clone(),
-            status,
-            detail: response.detail,
-        }
+    let error = Error::Http {
+        server: link.server.clone(),
+        status,
+        detail: response.detail,
     };
     cluster.finish(&job, index, OutcomeResult::Failed(&error));
 }
