@@ -73,38 +73,162 @@ fn example(name: &str) -> PathBuf {
     manifest_dir().join("c_examples").join(name)
 }
 
-fn compile_header_only(compiler: &str, std: &str, suffix: &str, text: &str) {
+/// Compiles `text` (which includes the headers) with every warning an error,
+/// `-pedantic-errors` and `extra` flags, without linking.
+fn compile_header_only(compiler: &str, std: &str, suffix: &str, text: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join(format!("header_check.{suffix}"));
     std::fs::write(&source, text).unwrap();
     run(Command::new(compiler)
         .arg(format!("-std={std}"))
         .args(WARNINGS)
+        .arg("-pedantic-errors")
+        .args(extra)
         .arg("-fsyntax-only")
         .arg("-I")
         .arg(manifest_dir().join("include"))
         .arg(&source));
 }
 
+/// The compilers to try: gcc/g++ always, clang/clang++ when installed (CI
+/// installs them: see .ci/run).
+fn compilers(cxx: bool) -> Vec<&'static str> {
+    let (gnu, llvm) = if cxx {
+        ("g++", "clang++")
+    } else {
+        ("gcc", "clang")
+    };
+    let mut found = vec![gnu];
+    if Command::new(llvm).arg("--version").output().is_ok() {
+        found.push(llvm);
+    } else {
+        eprintln!("SKIPPED for {llvm}: not installed");
+    }
+    found
+}
+
+/// Uses every type, enum and constant of the header, so that each is compiled.
+const USES_THE_HEADER: &str = r#"
+#include <pyme_streaming.h>
+#include <pyme_streaming.h>
+static int uses_the_header(void) {
+    PymeStreamerStats stats;
+    PymeStreamerStatus status = STREAMER_ERR_CLOSE_DETACHED;
+    PymeStreamerDistribution distribution = STREAMER_DISTRIBUTION_HASH;
+    PymeStreamerFilter filter = STREAMER_FILTER_IDENTITY;
+    PymeStreamerPzfFormat format = STREAMER_PZF_UINT16;
+    PymeStreamerPzfCompression compression = STREAMER_PZF_HUFFMAN_CHUNKED;
+    PymeStreamerPzfQuantization quantization = STREAMER_PZF_QUANT_SQRT;
+    PymeStreamer *streamer = 0;
+    PymeStream *stream = 0;
+    PymeStreamerOptions *options = 0;
+    PymeStreamerBuffer *buffer = 0;
+    PymeStreamerCompletionFn completion = 0;
+    PymeStreamerDistributionFn choose = 0;
+    PymeStreamerFilterFn transform = 0;
+    PymeStreamerReleaseFn release = 0;
+    uint32_t forever = STREAMER_WAIT_FOREVER;
+    stats.size = sizeof stats;
+    (void)streamer; (void)stream; (void)options; (void)buffer; (void)completion;
+    (void)choose; (void)transform; (void)release; (void)distribution; (void)filter;
+    (void)format; (void)compression; (void)quantization;
+    return (int)status + (int)(forever - STREAMER_WAIT_FOREVER) + (int)stats.size;
+}
+"#;
+
 #[test]
-fn header_compiles_as_c99() {
-    compile_header_only(
-        "gcc",
-        "c99",
-        "c",
-        "#include <pyme_streaming.h>\n#include <pyme_streaming.h>\n\
-         int main(void) { StreamerStats stats = {0}; (void)stats; return STREAMER_OK; }\n",
-    );
+fn header_is_valid_c_from_c89_to_c2x_with_gcc_and_clang() {
+    let text = format!("{USES_THE_HEADER}\nint main(void) {{ return uses_the_header() == 0; }}\n");
+    for compiler in compilers(false) {
+        for std in ["c89", "c99", "c11", "c17", "c2x"] {
+            compile_header_only(compiler, std, "c", &text, &[]);
+        }
+    }
 }
 
 #[test]
-fn header_compiles_as_cpp17() {
-    compile_header_only(
-        "g++",
-        "c++17",
-        "cpp",
-        "#include <pyme_streaming.h>\n#include <pyme_streaming.hpp>\n#include <pyme_streaming.hpp>\n\
-         int main() { pyme::Stats stats{}; return pyme::all_acknowledged(stats) ? STREAMER_OK : 1; }\n",
+fn header_is_valid_cpp_from_cpp98_to_cpp20_with_gcc_and_clang() {
+    let text = format!("{USES_THE_HEADER}\nint main() {{ return uses_the_header() == 0; }}\n");
+    for compiler in compilers(true) {
+        for std in ["c++98", "c++11", "c++14", "c++17", "c++20"] {
+            compile_header_only(compiler, std, "cpp", &text, &[]);
+        }
+    }
+}
+
+#[test]
+fn the_wrapper_compiles_as_cpp17_and_cpp20_and_refuses_older() {
+    let text = "#include <pyme_streaming.h>\n#include <pyme_streaming.hpp>\n#include <pyme_streaming.hpp>\n\
+                int main() { pyme::Stats stats{}; return pyme::all_acknowledged(stats) ? STREAMER_OK : 1; }\n";
+    for compiler in compilers(true) {
+        for std in ["c++17", "c++20"] {
+            compile_header_only(compiler, std, "cpp", text, &[]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("old.cpp");
+        std::fs::write(&source, text).unwrap();
+        let output = Command::new(compiler)
+            .args(["-std=c++14", "-fsyntax-only", "-I"])
+            .arg(manifest_dir().join("include"))
+            .arg(&source)
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "{compiler} -std=c++14 must refuse the wrapper"
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("needs C++17 or later"),
+            "{compiler}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A C++ driver with its own `Stream` and `Streamer` types includes both
+/// headers: the library's types are prefixed, so nothing clashes.
+#[test]
+fn a_program_with_its_own_stream_and_streamer_types_compiles() {
+    let text = r#"
+struct Stream { int camera_port; };
+class Streamer { public: int frames = 0; };
+typedef int StreamerStats;
+#include <pyme_streaming.h>
+#include <pyme_streaming.hpp>
+int main() {
+    Stream own_stream{1};
+    Streamer own_streamer;
+    StreamerStats own_stats = 2;
+    PymeStream *library_stream = nullptr;
+    pyme::Stats library_stats{};
+    return own_stream.camera_port + own_streamer.frames + own_stats + (library_stream != nullptr) +
+           static_cast<int>(library_stats.files_queued);
+}
+"#;
+    for compiler in compilers(true) {
+        compile_header_only(compiler, "c++17", "cpp", text, &[]);
+    }
+}
+
+/// The short names of earlier versions, only when asked for.
+#[test]
+fn the_short_names_exist_only_with_pyme_streaming_short_names() {
+    let text = "#include <pyme_streaming.h>\n\
+                int main(void) { StreamerStats stats; Streamer *s = 0; Stream *t = 0; StreamerOptions *o = 0;\n\
+                stats.size = 0; (void)s; (void)t; (void)o; return (int)stats.size; }\n";
+    compile_header_only("gcc", "c99", "c", text, &["-DPYME_STREAMING_SHORT_NAMES"]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("short.c");
+    std::fs::write(&source, text).unwrap();
+    let output = Command::new("gcc")
+        .args(["-std=c99", "-fsyntax-only", "-I"])
+        .arg(manifest_dir().join("include"))
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "short names must be off by default"
     );
 }
 

@@ -3,7 +3,6 @@
 use std::ffi::c_char;
 
 use super::status::{status_of, STREAMER_OK};
-use super::util::c_str;
 
 /// Counts the live data servers of the cluster named `serverfilter` (as
 /// PYME's `n_cluster_servers`), looking over mDNS (multicast on the network,
@@ -15,8 +14,8 @@ use super::util::c_str;
 #[no_mangle]
 pub unsafe extern "C" fn n_cluster_servers(serverfilter: *const c_char, out: *mut usize) -> i32 {
     ffi_panic_boundary! {
-        let out = try_mut!(out);
-        let serverfilter = match c_str(serverfilter) {
+        let out = try_out!(out);
+        let serverfilter = match c_string!(serverfilter) {
             Ok(text) => text,
             Err((status, _)) => return status,
         };

@@ -1,6 +1,6 @@
-//! `StreamerOptions`: the builder C fills before `streamer_new` / `stream_new`.
+//! `PymeStreamerOptions`: the builder C fills before `streamer_new` / `stream_new`.
 //!
-//! It wraps the core's `StreamerOptions` and keeps what the core does not know
+//! It wraps the core's `PymeStreamerOptions` and keeps what the core does not know
 //! about: the C completion callback (wrapped per handle in `streamer_new`, so the
 //! handle can record failures) and the message of the last failure of a
 //! `streamer_options_*`, `streamer_new` or `stream_new` call.
@@ -9,55 +9,108 @@ use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use super::callbacks::{
-    CCompletion, CDistribution, CFilter, StreamerCompletionFn, StreamerDistributionFn,
-    StreamerFilterFn, UserData,
+    CCompletion, CDistribution, CFilter, PymeStreamerCompletionFn, PymeStreamerDistributionFn,
+    PymeStreamerFilterFn, UserData,
 };
+use super::handle::{self, BoxedHandle};
 use super::status::{STREAMER_ERR_INVALID_ARGUMENT, STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK};
-use super::util::{c_str, into_handle, LastError};
+use super::util::LastError;
 use crate::distribution::BuiltinDistribution;
 
-/// `index % n_servers` (a frame number spreads frames evenly); a random server
-/// when put is given no index. The default.
-pub const STREAMER_DISTRIBUTION_ROUND_ROBIN: i32 = 0;
-/// A random server for every file.
-pub const STREAMER_DISTRIBUTION_RANDOM: i32 = 1;
-/// Always one server: the one set by `streamer_options_set_fixed_server` (default 0).
-pub const STREAMER_DISTRIBUTION_FIXED: i32 = 2;
-/// A stable hash of the file name (without `?query`): a name always lands on the
-/// same server of a cluster of the same size.
-pub const STREAMER_DISTRIBUTION_HASH: i32 = 3;
+/// The built-in distributions (`streamer_options_set_distribution_kind`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerDistribution {
+    /// `index % n_servers` (a frame number spreads frames evenly); a random server
+    /// when put is given no index. The default.
+    STREAMER_DISTRIBUTION_ROUND_ROBIN = 0,
+    /// A random server for every file.
+    STREAMER_DISTRIBUTION_RANDOM = 1,
+    /// Always one server: the one set by `streamer_options_set_fixed_server` (default 0).
+    STREAMER_DISTRIBUTION_FIXED = 2,
+    /// A stable hash of the file name (without `?query`): a name always lands on the
+    /// same server of a cluster of the same size.
+    STREAMER_DISTRIBUTION_HASH = 3,
+}
 
-/// Send the bytes unchanged (the default; no copy is made).
-pub const STREAMER_FILTER_IDENTITY: i32 = 0;
+/// The built-in filters without parameters (`streamer_options_set_filter_kind`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerFilter {
+    /// Send the bytes unchanged (the default; no copy is made).
+    STREAMER_FILTER_IDENTITY = 0,
+}
 
-/// PZF pixel type: uint8.
-pub const STREAMER_PZF_UINT8: i32 = 0;
-/// PZF pixel type: uint16 (sCMOS cameras).
-pub const STREAMER_PZF_UINT16: i32 = 1;
-/// PZF pixel type: float32.
-pub const STREAMER_PZF_FLOAT32: i32 = 2;
-/// PZF compression: none.
-pub const STREAMER_PZF_RAW: i32 = 0;
-/// PZF compression: one Huffman block (pymecompress-compatible).
-pub const STREAMER_PZF_HUFFMAN: i32 = 1;
-/// PZF compression: Huffman-coded chunks, coded in parallel.
-pub const STREAMER_PZF_HUFFMAN_CHUNKED: i32 = 2;
-/// PZF quantization: none (lossless).
-pub const STREAMER_PZF_QUANT_NONE: i32 = 0;
-/// PZF quantization: square root, uint16 only (within photon shot noise).
-pub const STREAMER_PZF_QUANT_SQRT: i32 = 1;
+/// PZF pixel types (`streamer_options_set_filter_pzf`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerPzfFormat {
+    /// uint8.
+    STREAMER_PZF_UINT8 = 0,
+    /// uint16 (sCMOS cameras).
+    STREAMER_PZF_UINT16 = 1,
+    /// float32.
+    STREAMER_PZF_FLOAT32 = 2,
+}
+
+/// PZF compressions (`streamer_options_set_filter_pzf`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerPzfCompression {
+    /// None.
+    STREAMER_PZF_RAW = 0,
+    /// One Huffman block (pymecompress-compatible).
+    STREAMER_PZF_HUFFMAN = 1,
+    /// Huffman-coded chunks, coded in parallel.
+    STREAMER_PZF_HUFFMAN_CHUNKED = 2,
+}
+
+/// PZF quantizations (`streamer_options_set_filter_pzf`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerPzfQuantization {
+    /// None (lossless).
+    STREAMER_PZF_QUANT_NONE = 0,
+    /// Square root, uint16 only (within photon shot noise).
+    STREAMER_PZF_QUANT_SQRT = 1,
+}
+
+const STREAMER_DISTRIBUTION_ROUND_ROBIN: i32 =
+    PymeStreamerDistribution::STREAMER_DISTRIBUTION_ROUND_ROBIN as i32;
+const STREAMER_DISTRIBUTION_RANDOM: i32 =
+    PymeStreamerDistribution::STREAMER_DISTRIBUTION_RANDOM as i32;
+const STREAMER_DISTRIBUTION_FIXED: i32 =
+    PymeStreamerDistribution::STREAMER_DISTRIBUTION_FIXED as i32;
+const STREAMER_DISTRIBUTION_HASH: i32 = PymeStreamerDistribution::STREAMER_DISTRIBUTION_HASH as i32;
+const STREAMER_FILTER_IDENTITY: i32 = PymeStreamerFilter::STREAMER_FILTER_IDENTITY as i32;
+const STREAMER_PZF_UINT8: i32 = PymeStreamerPzfFormat::STREAMER_PZF_UINT8 as i32;
+const STREAMER_PZF_UINT16: i32 = PymeStreamerPzfFormat::STREAMER_PZF_UINT16 as i32;
+const STREAMER_PZF_FLOAT32: i32 = PymeStreamerPzfFormat::STREAMER_PZF_FLOAT32 as i32;
+const STREAMER_PZF_RAW: i32 = PymeStreamerPzfCompression::STREAMER_PZF_RAW as i32;
+const STREAMER_PZF_HUFFMAN: i32 = PymeStreamerPzfCompression::STREAMER_PZF_HUFFMAN as i32;
+const STREAMER_PZF_HUFFMAN_CHUNKED: i32 =
+    PymeStreamerPzfCompression::STREAMER_PZF_HUFFMAN_CHUNKED as i32;
+const STREAMER_PZF_QUANT_NONE: i32 = PymeStreamerPzfQuantization::STREAMER_PZF_QUANT_NONE as i32;
+const STREAMER_PZF_QUANT_SQRT: i32 = PymeStreamerPzfQuantization::STREAMER_PZF_QUANT_SQRT as i32;
 
 /// Settings for a `Streamer` or a `Stream`. Not thread-safe: fill it from one
 /// thread. One options object may create any number of handles; each handle
 /// copies what it needs, so the options may be freed right after `streamer_new`.
-pub struct StreamerOptions {
+pub struct PymeStreamerOptions {
     pub(crate) core: crate::StreamerOptions,
     pub(crate) completion: Option<CCompletion>,
     fixed_server: usize,
     pub(crate) last_error: LastError,
 }
 
-impl StreamerOptions {
+impl BoxedHandle for PymeStreamerOptions {}
+
+impl PymeStreamerOptions {
     fn update(&mut self, change: impl FnOnce(crate::StreamerOptions) -> crate::StreamerOptions) {
         self.core = change(std::mem::take(&mut self.core));
     }
@@ -71,10 +124,10 @@ impl StreamerOptions {
 /// `out` is NULL or a valid pointer; on success `*out` is a new handle to free
 /// with `streamer_options_free`.
 #[no_mangle]
-pub unsafe extern "C" fn streamer_options_new(out: *mut *mut StreamerOptions) -> i32 {
+pub unsafe extern "C" fn streamer_options_new(out: *mut *mut PymeStreamerOptions) -> i32 {
     ffi_panic_boundary! {
-        let out = try_mut!(out);
-        *out = into_handle(StreamerOptions {
+        let out = try_out!(out);
+        *out = BoxedHandle::into_ptr(PymeStreamerOptions {
             core: crate::StreamerOptions::new(),
             completion: None,
             fixed_server: 0,
@@ -89,11 +142,10 @@ pub unsafe extern "C" fn streamer_options_new(out: *mut *mut StreamerOptions) ->
 /// # Safety
 /// `options` is NULL or a handle from `streamer_options_new`, not used afterwards.
 #[no_mangle]
-pub unsafe extern "C" fn streamer_options_free(options: *mut StreamerOptions) {
+pub unsafe extern "C" fn streamer_options_free(options: *mut PymeStreamerOptions) {
     ffi_panic_boundary! {
-        if !options.is_null() {
-            drop(Box::from_raw(options));
-        }
+        // SAFETY: the contract: NULL or a handle C gives back, not used afterwards.
+        drop(unsafe { handle::take(options) });
     }
 }
 
@@ -106,13 +158,13 @@ pub unsafe extern "C" fn streamer_options_free(options: *mut StreamerOptions) {
 /// `options` is NULL or a valid handle; `host` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_add_server(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     host: *const c_char,
     port: u16,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
-        let host = match c_str(host) {
+        let options = try_handle_mut!(options);
+        let host = match c_string!(host) {
             Ok(host) => host,
             Err(failure) => return options.last_error.fail(failure),
         };
@@ -126,20 +178,20 @@ pub unsafe extern "C" fn streamer_options_add_server(
 }
 
 /// Chooses the server of each file with a C callback (see
-/// `StreamerDistributionFn`). `user_data` is passed back to every call.
+/// `PymeStreamerDistributionFn`). `user_data` is passed back to every call.
 ///
 /// # Safety
-/// `options` is NULL or a valid handle; `fn` follows the `StreamerDistributionFn`
+/// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerDistributionFn`
 /// contract and, with `user_data`, stays usable until every handle created from
 /// these options is closed.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_distribution(
-    options: *mut StreamerOptions,
-    r#fn: StreamerDistributionFn,
+    options: *mut PymeStreamerOptions,
+    r#fn: PymeStreamerDistributionFn,
     user_data: *mut c_void,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Some(function) = r#fn else {
             return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the distribution function is NULL");
         };
@@ -156,11 +208,11 @@ pub unsafe extern "C" fn streamer_options_set_distribution(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_distribution_kind(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     kind: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let builtin = match kind {
             STREAMER_DISTRIBUTION_ROUND_ROBIN => BuiltinDistribution::RoundRobin,
             STREAMER_DISTRIBUTION_RANDOM => BuiltinDistribution::Random,
@@ -181,32 +233,32 @@ pub unsafe extern "C" fn streamer_options_set_distribution_kind(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_fixed_server(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     server: usize,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         options.fixed_server = server;
         options.update(|core| core.shared_distribution(BuiltinDistribution::Fixed(server).into_distribution()));
         STREAMER_OK
     }
 }
 
-/// Runs a C filter on every file before it is sent (see `StreamerFilterFn`).
+/// Runs a C filter on every file before it is sent (see `PymeStreamerFilterFn`).
 /// Replaces any filter set before.
 ///
 /// # Safety
-/// `options` is NULL or a valid handle; `fn` follows the `StreamerFilterFn`
+/// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerFilterFn`
 /// contract and, with `user_data`, stays usable until every handle created from
 /// these options is closed.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_filter(
-    options: *mut StreamerOptions,
-    r#fn: StreamerFilterFn,
+    options: *mut PymeStreamerOptions,
+    r#fn: PymeStreamerFilterFn,
     user_data: *mut c_void,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Some(function) = r#fn else {
             return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the filter function is NULL");
         };
@@ -225,11 +277,11 @@ pub unsafe extern "C" fn streamer_options_set_filter(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_filter_kind(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     kind: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         match kind {
             STREAMER_FILTER_IDENTITY => options.update(|core| core.shared_filter(None)),
             _ => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown filter kind {kind}")),
@@ -255,7 +307,7 @@ pub unsafe extern "C" fn streamer_options_set_filter_kind(
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn streamer_options_set_filter_pzf(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     data_format: i32,
     rows: u32,
     cols: u32,
@@ -267,7 +319,7 @@ pub unsafe extern "C" fn streamer_options_set_filter_pzf(
 ) -> i32 {
     ffi_panic_boundary! {
         use crate::pzf::{Compression, DataFormat, EncodeParams, Quantization};
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let format = match data_format {
             STREAMER_PZF_UINT8 => DataFormat::U8,
             STREAMER_PZF_UINT16 => DataFormat::U16,
@@ -309,11 +361,11 @@ pub unsafe extern "C" fn streamer_options_set_filter_pzf(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_filter_gzip(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     level: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Ok(level @ 1..=9) = u32::try_from(level) else {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("gzip level {level} is not 1..9"));
         };
@@ -322,20 +374,20 @@ pub unsafe extern "C" fn streamer_options_set_filter_gzip(
     }
 }
 
-/// Calls `fn` once with the outcome of every file (see `StreamerCompletionFn`).
+/// Calls `fn` once with the outcome of every file (see `PymeStreamerCompletionFn`).
 ///
 /// # Safety
-/// `options` is NULL or a valid handle; `fn` follows the `StreamerCompletionFn`
+/// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerCompletionFn`
 /// contract and, with `user_data`, stays usable until every handle created from
 /// these options is closed.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_completion(
-    options: *mut StreamerOptions,
-    r#fn: StreamerCompletionFn,
+    options: *mut PymeStreamerOptions,
+    r#fn: PymeStreamerCompletionFn,
     user_data: *mut c_void,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Some(function) = r#fn else {
             return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the completion function is NULL");
         };
@@ -352,12 +404,12 @@ pub unsafe extern "C" fn streamer_options_set_completion(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_queue_limits(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     max_files: usize,
     max_bytes: u64,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         if max_files == 0 || max_bytes == 0 {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "queue limits must be greater than 0");
         }
@@ -374,12 +426,12 @@ pub unsafe extern "C" fn streamer_options_set_queue_limits(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_timeouts(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     connect_ms: u32,
     response_ms: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         if connect_ms == 0 || response_ms == 0 {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "timeouts must be greater than 0");
         }
@@ -399,11 +451,11 @@ pub unsafe extern "C" fn streamer_options_set_timeouts(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_put_timeout(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     ms: i64,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let timeout = u64::try_from(ms).ok().map(Duration::from_millis);
         options.update(|core| core.put_timeout(timeout));
         STREAMER_OK
@@ -418,11 +470,11 @@ pub unsafe extern "C" fn streamer_options_set_put_timeout(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_failover(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     enabled: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         options.update(|core| core.failover(enabled != 0));
         STREAMER_OK
     }
@@ -434,11 +486,11 @@ pub unsafe extern "C" fn streamer_options_set_failover(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_max_retries(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     retries: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         options.update(|core| core.max_retries(retries));
         STREAMER_OK
     }
@@ -455,11 +507,11 @@ pub unsafe extern "C" fn streamer_options_set_max_retries(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_sender_poll_us(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     interval_us: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let interval = std::time::Duration::from_micros(u64::from(interval_us));
         options.update(|core| core.sender_poll(Some(interval)));
         STREAMER_OK
@@ -476,12 +528,12 @@ pub unsafe extern "C" fn streamer_options_set_sender_poll_us(
 /// `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_spill_dir(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     folder: *const c_char,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
-        let folder = match c_str(folder) {
+        let options = try_handle_mut!(options);
+        let folder = match c_string!(folder) {
             Ok(folder) if !folder.is_empty() => folder.to_owned(),
             Ok(_) => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "the spill folder is empty"),
             Err(failure) => return options.last_error.fail(failure),
@@ -501,12 +553,12 @@ pub unsafe extern "C" fn streamer_options_set_spill_dir(
 /// `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_serverfilter(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     serverfilter: *const c_char,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
-        let serverfilter = match c_str(serverfilter) {
+        let options = try_handle_mut!(options);
+        let serverfilter = match c_string!(serverfilter) {
             Ok(text) => text,
             Err(failure) => return options.last_error.fail(failure),
         };
@@ -522,11 +574,11 @@ pub unsafe extern "C" fn streamer_options_set_serverfilter(
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     ms: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         match options.core.discovery_options_mut() {
             Some(discovery) => {
                 discovery.mdns_wait = Duration::from_millis(ms.into());
@@ -545,16 +597,16 @@ pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
 /// `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_discovery_sources(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     use_mdns: i32,
     registry_path: *const c_char,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let registry = if registry_path.is_null() {
             None
         } else {
-            match c_str(registry_path) {
+            match c_string!(registry_path) {
                 Ok(path) => Some(path.to_owned()),
                 Err(failure) => return options.last_error.fail(failure),
             }
@@ -582,18 +634,19 @@ pub unsafe extern "C" fn streamer_options_set_discovery_sources(
 /// points to `buf_len` writable bytes; `out_len` is NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_last_error(
-    options: *const StreamerOptions,
+    options: *const PymeStreamerOptions,
     buf: *mut c_char,
     buf_len: usize,
     out_len: *mut usize,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_ref!(options);
-        options.last_error.copy_out(buf, buf_len, out_len)
+        let options = try_handle!(options);
+        // SAFETY: `buf` and `out_len` as the contract says.
+        unsafe { options.last_error.copy_out(buf, buf_len, out_len) }
     }
 }
 
-impl StreamerOptions {
+impl PymeStreamerOptions {
     /// The core options for one new handle: the C completion (if any) wrapped so
     /// that failed files are also recorded in that handle's `last_error`.
     pub(crate) fn for_handle(&self, last_error: &LastError) -> crate::StreamerOptions {
