@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{dead_address, run, start_servers, TestServer};
+use common::{dead_address, run, start_servers, Action, FakeServer, TestServer};
 
 const WARNINGS: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
 
@@ -411,4 +411,97 @@ fn pzf_frames_from_c_decode_to_the_pixels_sent() {
             }
         }
     }
+}
+
+/// Runs `command`, failing the test if it does not end within `limit` (a
+/// deadlock in the program must fail the test, not hang it).
+fn run_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{command:?} did not end within {limit:?} (a deadlock?)\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn build_callbacks_program(dir: &Path) -> PathBuf {
+    let exe = dir.join("callbacks");
+    build_against_shared(
+        "gcc",
+        "c99",
+        &example("callbacks.c"),
+        &exe,
+        &["-D_POSIX_C_SOURCE=200809L", "-pthread"],
+    );
+    exe
+}
+
+/// Re-entrancy from every C callback (stats and put work, flush/close/finalize
+/// refuse with STREAMER_ERR_IN_CALLBACK), `stream_finalize` while callbacks read
+/// `stream_stats` (it deadlocked), and the bounded close against a stalled server.
+#[test]
+fn callbacks_may_call_back_and_a_bounded_close_returns_in_time() {
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_callbacks_program(dir.path());
+    let output = run_within(
+        Command::new(&exe)
+            .arg(server.address())
+            .arg(&stalled.address),
+        std::time::Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+    assert!(server.files().iter().any(|f| f.ends_with("end_of_stream")));
+}
+
+#[test]
+fn callbacks_program_is_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_callbacks_program(dir.path());
+    let output = run_within(
+        Command::new("valgrind")
+            .args([
+                "--quiet",
+                "--error-exitcode=1",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+            ])
+            .arg(&exe)
+            .arg(server.address())
+            .arg(&stalled.address)
+            // valgrind runs the library many times slower.
+            .arg("8000"),
+        std::time::Duration::from_secs(600),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
 }
