@@ -56,6 +56,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -63,6 +64,7 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace pyme {
 
@@ -231,9 +233,18 @@ inline uint32_t destructor_limit_ms(int exceptions_at_construction, std::chrono:
 }
 
 /// After a close that left a thread inside a callback, the callbacks must
-/// outlive that thread: they are kept for ever (see "Destruction" above).
+/// outlive that thread: they are kept for ever (see "Destruction" above), in a
+/// list that is never destroyed (the thread may outlive static destructors).
 inline void keep_alive_if_detached(int32_t status, Callbacks &callbacks) noexcept {
-    if (status == STREAMER_ERR_CLOSE_DETACHED) new Callbacks(std::move(callbacks));
+    if (status != STREAMER_ERR_CLOSE_DETACHED) return;
+    static std::mutex *lock = new std::mutex();
+    static std::vector<Callbacks> *kept = new std::vector<Callbacks>();
+    try {
+        std::lock_guard<std::mutex> guard(*lock);
+        kept->push_back(std::move(callbacks));
+    } catch (...) {
+        new Callbacks(std::move(callbacks));  // out of memory: leak it rather than free it
+    }
 }
 
 /// Destroyed inside one of its own callbacks, a handle cannot close there (it

@@ -505,3 +505,84 @@ fn callbacks_program_is_clean_under_valgrind() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
 }
+
+fn build_wrapper_checks(dir: &Path, compiler: &str) -> PathBuf {
+    let exe = dir.join(format!("wrapper_checks_{compiler}"));
+    build_against_shared(
+        compiler,
+        "c++17",
+        &example("wrapper_checks.cpp"),
+        &exe,
+        &["-pthread"],
+    );
+    exe
+}
+
+/// The C++ wrapper: every option, puts that allocate nothing, put_nocopy with
+/// owners, "closed" after close, a callback calling back, and the destructor's
+/// bounded close during exception unwinding (stalled server) and while the
+/// destroying thread holds the lock its completion lambda takes.
+#[test]
+fn the_cpp_wrapper_is_complete_and_its_destructor_is_bounded() {
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let answer_once = FakeServer::start(|path, _| {
+        if path.ends_with("answered") {
+            Action::Answer(200)
+        } else {
+            Action::Silent
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for compiler in compilers(true) {
+        let exe = build_wrapper_checks(dir.path(), compiler);
+        let output = run_within(
+            Command::new(&exe)
+                .arg(server.address())
+                .arg(&stalled.address)
+                .arg(&answer_once.address),
+            std::time::Duration::from_secs(120),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.trim_end().ends_with(" passed, 0 failed"),
+            "{compiler}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_cpp_wrapper_checks_are_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let answer_once = FakeServer::start(|path, _| {
+        if path.ends_with("answered") {
+            Action::Answer(200)
+        } else {
+            Action::Silent
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_wrapper_checks(dir.path(), "g++");
+    let output = run_within(
+        Command::new("valgrind")
+            .args([
+                "--quiet",
+                "--error-exitcode=1",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+            ])
+            .arg(&exe)
+            .arg(server.address())
+            .arg(&stalled.address)
+            .arg(&answer_once.address)
+            .arg("8000"),
+        std::time::Duration::from_secs(600),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+}
