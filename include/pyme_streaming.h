@@ -118,8 +118,8 @@ typedef enum PymeStreamerStatus {
      */
     STREAMER_ERR_UTF8 = -3,
     /**
-     * The file name cannot be sent (see `pyme_streaming::name`: relative, no `.`,
-     * `..` or empty segments, no trailing `/`, at most the server's length); nothing was queued.
+     * The file name cannot be sent (it breaks the rules the data server applies,
+     * shared in `pyme_streaming::name`); nothing was queued.
      */
     STREAMER_ERR_INVALID_NAME = -4,
     /**
