@@ -478,6 +478,7 @@ typedef void (*PymeStreamerReleaseFn)(void *user_data, const uint8_t *data, size
 
 /**
  * Appends `len` bytes at `data` to a filter's output buffer.
+ * Consumes nothing: the bytes are copied.
  *
  * # Safety
  * `out` is the buffer passed to the running filter callback; `data` points to
@@ -488,6 +489,7 @@ int32_t streamer_buffer_append(struct PymeStreamerBuffer *out, const uint8_t *da
 /**
  * Reserves room for `additional` more bytes in a filter's output buffer, so a
  * filter that knows its output size appends without reallocation.
+ * Consumes nothing.
  *
  * # Safety
  * `out` is the buffer passed to the running filter callback.
@@ -496,6 +498,7 @@ int32_t streamer_buffer_reserve(struct PymeStreamerBuffer *out, size_t additiona
 
 /**
  * The number of bytes in a filter's output buffer so far (0 for NULL).
+ * Consumes nothing.
  *
  * # Safety
  * `out` is NULL or the buffer passed to the running filter callback.
@@ -506,6 +509,7 @@ size_t streamer_buffer_len(const struct PymeStreamerBuffer *out);
  * PYME's round-robin policy as a plain function: `index % n_servers` for
  * `index >= 0`, a random server for `index < 0`; 0 when `n_servers` is 0.
  * Usable from a distribution callback that wants round-robin for some files.
+ * Consumes nothing.
  */
 size_t distribution_function_round_robin(size_t n_servers, int64_t index);
 
@@ -514,6 +518,7 @@ size_t distribution_function_round_robin(size_t n_servers, int64_t index);
  * PYME's `n_cluster_servers`), looking over mDNS (multicast on the network,
  * 2 s) and in the local registry. `*out` is written on success; finding none
  * is `STREAMER_ERR_DISCOVERY`.
+ * Consumes nothing.
  *
  * # Safety
  * `serverfilter` is NULL or a NUL-terminated string; `out` is NULL or valid.
@@ -524,6 +529,7 @@ int32_t n_cluster_servers(const char *serverfilter, size_t *out);
  * Creates options with the defaults: no servers, round-robin distribution, no
  * filter, no completion callback, 256 files / 256 MiB queued per server, a put
  * that waits for room as long as it takes, 5 s connect and 30 s response timeouts.
+ * Consumes nothing; the new handle belongs to the caller.
  *
  * # Safety
  * `out` is NULL or a valid pointer; on success `*out` is a new handle to free
@@ -533,6 +539,7 @@ int32_t streamer_options_new(struct PymeStreamerOptions **out);
 
 /**
  * Frees options. NULL: does nothing.
+ * Consumes the options handle.
  *
  * # Safety
  * `options` is NULL or a handle from `streamer_options_new`, not used afterwards.
@@ -544,6 +551,7 @@ void streamer_options_free(struct PymeStreamerOptions *options);
  * number is the server index of distributions, `streamer_put_stream` and the
  * completion callback. `host` is a name or an IP address (IPv6 without brackets
  * is accepted); `port` must not be 0.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `host` is NULL or a NUL-terminated string.
@@ -555,6 +563,7 @@ int32_t streamer_options_add_server(struct PymeStreamerOptions *options,
 /**
  * Chooses the server of each file with a C callback (see
  * `PymeStreamerDistributionFn`). `user_data` is passed back to every call.
+ * Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
  *
  * # Safety
  * `options` is NULL or a valid handle; `fn` follows the `PymeStreamerDistributionFn`
@@ -568,6 +577,7 @@ int32_t streamer_options_set_distribution(struct PymeStreamerOptions *options,
 /**
  * Chooses a built-in distribution: one of `STREAMER_DISTRIBUTION_*`. No
  * callback needed (for LabVIEW and other hosts without function pointers).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -578,6 +588,7 @@ int32_t streamer_options_set_distribution_kind(struct PymeStreamerOptions *optio
  * Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
  * index beyond the servers makes every put fail with
  * `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -587,6 +598,7 @@ int32_t streamer_options_set_fixed_server(struct PymeStreamerOptions *options, s
 /**
  * Runs a C filter on every file before it is sent (see `PymeStreamerFilterFn`).
  * Replaces any filter set before.
+ * Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
  *
  * # Safety
  * `options` is NULL or a valid handle; `fn` follows the `PymeStreamerFilterFn`
@@ -602,6 +614,7 @@ int32_t streamer_options_set_filter(struct PymeStreamerOptions *options,
  * unchanged; removes any filter set before). Built-in filters with parameters
  * have their own setters: `streamer_options_set_filter_pzf`,
  * `streamer_options_set_filter_gzip`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -620,6 +633,7 @@ int32_t streamer_options_set_filter_kind(struct PymeStreamerOptions *options, in
  * `quant_offset` (the camera's dark level) and `quant_scale` > 0). Invalid
  * parameters are `STREAMER_ERR_INVALID_ARGUMENT` here; a put whose size does
  * not match fails that file with `STREAMER_ERR_FILTER`, never a corrupt file.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -638,6 +652,7 @@ int32_t streamer_options_set_filter_pzf(struct PymeStreamerOptions *options,
  * Compresses every file with gzip for the transport (`Content-Encoding:
  * gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
  * (small). For non-image files; use the PZF filter for frames.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -646,6 +661,7 @@ int32_t streamer_options_set_filter_gzip(struct PymeStreamerOptions *options, in
 
 /**
  * Calls `fn` once with the outcome of every file (see `PymeStreamerCompletionFn`).
+ * Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
  *
  * # Safety
  * `options` is NULL or a valid handle; `fn` follows the `PymeStreamerCompletionFn`
@@ -660,6 +676,7 @@ int32_t streamer_options_set_completion(struct PymeStreamerOptions *options,
  * Bounds what each server may hold: files and bytes accepted by put and not yet
  * answered. A put waits for room (see `streamer_options_set_put_timeout`). A
  * single file larger than `max_bytes` still goes through, alone. Both must be > 0.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -672,6 +689,7 @@ int32_t streamer_options_set_queue_limits(struct PymeStreamerOptions *options,
  * How long connecting to a server may take, and how long a server may stay
  * silent while answers are due before its connection is failed. Both in
  * milliseconds, both > 0.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -684,6 +702,7 @@ int32_t streamer_options_set_timeouts(struct PymeStreamerOptions *options,
  * How long a put waits for room in a full queue before it fails with
  * `STREAMER_ERR_QUEUE_FULL`: `ms < 0` waits as long as it takes (the
  * default), `0` fails at once, `ms > 0` waits up to that many milliseconds.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -694,6 +713,7 @@ int32_t streamer_options_set_put_timeout(struct PymeStreamerOptions *options, in
  * Failover (on by default): when a server's connection fails, its queued and
  * unanswered files move to the live servers. `enabled == 0`: they fail with
  * `STREAMER_ERR_CONNECTION_LOST` instead (a strict placement policy).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -702,6 +722,7 @@ int32_t streamer_options_set_failover(struct PymeStreamerOptions *options, int32
 
 /**
  * How many times a file answered 5xx is sent again before it fails (default 2).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -715,6 +736,7 @@ int32_t streamer_options_set_max_retries(struct PymeStreamerOptions *options, ui
  * file may wait that long before it is sent, and each idle server costs about
  * 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
  * (slower puts, no cost while idle).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -728,6 +750,7 @@ int32_t streamer_options_set_sender_poll_us(struct PymeStreamerOptions *options,
  * failing, and sent again, oldest first, when a server is back. Files still
  * there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
  * streamer given the same folder.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
@@ -740,6 +763,7 @@ int32_t streamer_options_set_spill_dir(struct PymeStreamerOptions *options, cons
  * over mDNS and the local registry, this computer's servers first), in
  * addition to any added with `streamer_options_add_server`. Finding none makes
  * `streamer_new` fail with `STREAMER_ERR_DISCOVERY`. `""` takes every server.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
@@ -750,6 +774,7 @@ int32_t streamer_options_set_serverfilter(struct PymeStreamerOptions *options,
 /**
  * How long discovery listens for mDNS answers (default 2000 ms). Call after
  * `streamer_options_set_serverfilter`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
@@ -760,6 +785,7 @@ int32_t streamer_options_set_discovery_timeout_ms(struct PymeStreamerOptions *op
  * Where discovery looks: `use_mdns` (multicast on the network) and the local
  * registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
  * no registry). Call after `streamer_options_set_serverfilter`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
@@ -771,6 +797,7 @@ int32_t streamer_options_set_discovery_sources(struct PymeStreamerOptions *optio
 /**
  * Copies the message of the last failure of a call on these options (or of
  * `streamer_new` / `stream_new` with them) into `buf`, as `streamer_last_error`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
@@ -791,6 +818,7 @@ const char *streamer_status_str(int32_t status);
  * The library version, `"MAJOR.MINOR.PATCH"` (static; equals
  * `PYME_STREAMING_VERSION` of the header the program was built with, unless it
  * runs against another build of the library).
+ * Consumes nothing.
  */
 const char *streamer_version(void);
 
@@ -823,6 +851,7 @@ int32_t stream_put(struct PymeStream *stream, const char *name, const uint8_t *d
  * Waits until every file accepted so far has its outcome, as `streamer_flush`.
  * `STREAMER_OK` at once after `stream_finalize`; `STREAMER_ERR_IN_CALLBACK`
  * at once from inside a callback.
+ * Consumes nothing.
  *
  * # Safety
  * `stream` is NULL or a valid handle.
@@ -852,6 +881,7 @@ int32_t stream_finalize(struct PymeStream *stream, const char *sentinel_name);
  * Writes the statistics to `*out` (the final ones after `stream_finalize`),
  * at most `stats_size` bytes, as `streamer_stats`. Works from a completion
  * callback, also during `stream_finalize`.
+ * Consumes nothing.
  *
  * # Safety
  * `stream` is NULL or a valid handle; `out` is NULL or points to `stats_size`
@@ -864,6 +894,7 @@ int32_t stream_stats(const struct PymeStream *stream,
 /**
  * Copies the message of the last failure seen by the calling thread on this
  * stream, as `streamer_last_error` (per thread; `out_len` may be NULL).
+ * Consumes nothing.
  *
  * # Safety
  * As `streamer_last_error`, with a `PymeStream` handle.
@@ -965,6 +996,7 @@ int32_t streamer_put_nocopy(struct PymeStreamer *streamer,
 /**
  * Queues a copy of the bytes as file `name` on server `stream_index` (the order
  * servers were added), bypassing the distribution. Otherwise as `streamer_put`.
+ * Consumes nothing.
  *
  * # Safety
  * As `streamer_put`.
@@ -977,6 +1009,7 @@ int32_t streamer_put_stream(struct PymeStreamer *streamer,
 
 /**
  * The number of servers (0 for NULL).
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle.
@@ -992,6 +1025,7 @@ size_t streamer_n_servers(const struct PymeStreamer *streamer);
  * queue byte limit (all servers together) and files under 64 KiB are not
  * pooled, so it may prepare fewer: it writes how many to `*out_prepared`
  * (which may be NULL). Zero-copy puts need no buffers.
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle; `out_prepared` is NULL or valid.
@@ -1007,6 +1041,7 @@ int32_t streamer_prepare_buffers(struct PymeStreamer *streamer,
  * `STREAMER_ERR_TIMEOUT` when time ran out. Files that failed do not make it
  * fail: look at `streamer_stats`. `STREAMER_ERR_IN_CALLBACK` at once from
  * inside a callback.
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle.
@@ -1017,6 +1052,7 @@ int32_t streamer_flush(struct PymeStreamer *streamer, uint32_t timeout_ms);
  * Writes the statistics now to `*out`, `stats_size` bytes of it at most
  * (pass `sizeof(PymeStreamerStats)`; see `PymeStreamerStats.size`). A
  * consistent snapshot: never more outcomes than files queued.
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle; `out` is NULL or points to
@@ -1035,6 +1071,7 @@ int32_t streamer_stats(const struct PymeStreamer *streamer,
  * string when nothing failed on this thread. `buf` may be NULL when
  * `buf_len` is 0, to ask for the length only. Messages are per thread, so
  * two threads never read each other's.
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or

@@ -113,6 +113,7 @@ impl PymeStreamerBuffer {
 }
 
 /// Appends `len` bytes at `data` to a filter's output buffer.
+/// Consumes nothing: the bytes are copied.
 ///
 /// # Safety
 /// `out` is the buffer passed to the running filter callback; `data` points to
@@ -137,6 +138,7 @@ pub unsafe extern "C" fn streamer_buffer_append(
 
 /// Reserves room for `additional` more bytes in a filter's output buffer, so a
 /// filter that knows its output size appends without reallocation.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `out` is the buffer passed to the running filter callback.
@@ -154,6 +156,7 @@ pub unsafe extern "C" fn streamer_buffer_reserve(
 }
 
 /// The number of bytes in a filter's output buffer so far (0 for NULL).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `out` is NULL or the buffer passed to the running filter callback.
@@ -316,6 +319,7 @@ impl Drop for LentBytes {
 /// PYME's round-robin policy as a plain function: `index % n_servers` for
 /// `index >= 0`, a random server for `index < 0`; 0 when `n_servers` is 0.
 /// Usable from a distribution callback that wants round-robin for some files.
+/// Consumes nothing.
 #[no_mangle]
 pub extern "C" fn distribution_function_round_robin(n_servers: usize, index: i64) -> usize {
     ffi_panic_boundary! {

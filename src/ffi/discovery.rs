@@ -8,6 +8,7 @@ use super::status::{status_of, STREAMER_OK};
 /// PYME's `n_cluster_servers`), looking over mDNS (multicast on the network,
 /// 2 s) and in the local registry. `*out` is written on success; finding none
 /// is `STREAMER_ERR_DISCOVERY`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `serverfilter` is NULL or a NUL-terminated string; `out` is NULL or valid.

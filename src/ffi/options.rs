@@ -119,6 +119,7 @@ impl PymeStreamerOptions {
 /// Creates options with the defaults: no servers, round-robin distribution, no
 /// filter, no completion callback, 256 files / 256 MiB queued per server, a put
 /// that waits for room as long as it takes, 5 s connect and 30 s response timeouts.
+/// Consumes nothing; the new handle belongs to the caller.
 ///
 /// # Safety
 /// `out` is NULL or a valid pointer; on success `*out` is a new handle to free
@@ -138,6 +139,7 @@ pub unsafe extern "C" fn streamer_options_new(out: *mut *mut PymeStreamerOptions
 }
 
 /// Frees options. NULL: does nothing.
+/// Consumes the options handle.
 ///
 /// # Safety
 /// `options` is NULL or a handle from `streamer_options_new`, not used afterwards.
@@ -153,6 +155,7 @@ pub unsafe extern "C" fn streamer_options_free(options: *mut PymeStreamerOptions
 /// number is the server index of distributions, `streamer_put_stream` and the
 /// completion callback. `host` is a name or an IP address (IPv6 without brackets
 /// is accepted); `port` must not be 0.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `host` is NULL or a NUL-terminated string.
@@ -179,6 +182,7 @@ pub unsafe extern "C" fn streamer_options_add_server(
 
 /// Chooses the server of each file with a C callback (see
 /// `PymeStreamerDistributionFn`). `user_data` is passed back to every call.
+/// Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerDistributionFn`
@@ -203,6 +207,7 @@ pub unsafe extern "C" fn streamer_options_set_distribution(
 
 /// Chooses a built-in distribution: one of `STREAMER_DISTRIBUTION_*`. No
 /// callback needed (for LabVIEW and other hosts without function pointers).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -228,6 +233,7 @@ pub unsafe extern "C" fn streamer_options_set_distribution_kind(
 /// Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
 /// index beyond the servers makes every put fail with
 /// `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -246,6 +252,7 @@ pub unsafe extern "C" fn streamer_options_set_fixed_server(
 
 /// Runs a C filter on every file before it is sent (see `PymeStreamerFilterFn`).
 /// Replaces any filter set before.
+/// Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerFilterFn`
@@ -272,6 +279,7 @@ pub unsafe extern "C" fn streamer_options_set_filter(
 /// unchanged; removes any filter set before). Built-in filters with parameters
 /// have their own setters: `streamer_options_set_filter_pzf`,
 /// `streamer_options_set_filter_gzip`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -301,6 +309,7 @@ pub unsafe extern "C" fn streamer_options_set_filter_kind(
 /// `quant_offset` (the camera's dark level) and `quant_scale` > 0). Invalid
 /// parameters are `STREAMER_ERR_INVALID_ARGUMENT` here; a put whose size does
 /// not match fails that file with `STREAMER_ERR_FILTER`, never a corrupt file.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -356,6 +365,7 @@ pub unsafe extern "C" fn streamer_options_set_filter_pzf(
 /// Compresses every file with gzip for the transport (`Content-Encoding:
 /// gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
 /// (small). For non-image files; use the PZF filter for frames.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -375,6 +385,7 @@ pub unsafe extern "C" fn streamer_options_set_filter_gzip(
 }
 
 /// Calls `fn` once with the outcome of every file (see `PymeStreamerCompletionFn`).
+/// Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerCompletionFn`
@@ -399,6 +410,7 @@ pub unsafe extern "C" fn streamer_options_set_completion(
 /// Bounds what each server may hold: files and bytes accepted by put and not yet
 /// answered. A put waits for room (see `streamer_options_set_put_timeout`). A
 /// single file larger than `max_bytes` still goes through, alone. Both must be > 0.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -421,6 +433,7 @@ pub unsafe extern "C" fn streamer_options_set_queue_limits(
 /// How long connecting to a server may take, and how long a server may stay
 /// silent while answers are due before its connection is failed. Both in
 /// milliseconds, both > 0.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -446,6 +459,7 @@ pub unsafe extern "C" fn streamer_options_set_timeouts(
 /// How long a put waits for room in a full queue before it fails with
 /// `STREAMER_ERR_QUEUE_FULL`: `ms < 0` waits as long as it takes (the
 /// default), `0` fails at once, `ms > 0` waits up to that many milliseconds.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -465,6 +479,7 @@ pub unsafe extern "C" fn streamer_options_set_put_timeout(
 /// Failover (on by default): when a server's connection fails, its queued and
 /// unanswered files move to the live servers. `enabled == 0`: they fail with
 /// `STREAMER_ERR_CONNECTION_LOST` instead (a strict placement policy).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -481,6 +496,7 @@ pub unsafe extern "C" fn streamer_options_set_failover(
 }
 
 /// How many times a file answered 5xx is sent again before it fails (default 2).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -502,6 +518,7 @@ pub unsafe extern "C" fn streamer_options_set_max_retries(
 /// file may wait that long before it is sent, and each idle server costs about
 /// 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
 /// (slower puts, no cost while idle).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -523,6 +540,7 @@ pub unsafe extern "C" fn streamer_options_set_sender_poll_us(
 /// failing, and sent again, oldest first, when a server is back. Files still
 /// there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
 /// streamer given the same folder.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
@@ -548,6 +566,7 @@ pub unsafe extern "C" fn streamer_options_set_spill_dir(
 /// over mDNS and the local registry, this computer's servers first), in
 /// addition to any added with `streamer_options_add_server`. Finding none makes
 /// `streamer_new` fail with `STREAMER_ERR_DISCOVERY`. `""` takes every server.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
@@ -569,6 +588,7 @@ pub unsafe extern "C" fn streamer_options_set_serverfilter(
 
 /// How long discovery listens for mDNS answers (default 2000 ms). Call after
 /// `streamer_options_set_serverfilter`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
@@ -592,6 +612,7 @@ pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
 /// Where discovery looks: `use_mdns` (multicast on the network) and the local
 /// registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
 /// no registry). Call after `streamer_options_set_serverfilter`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
@@ -628,6 +649,7 @@ pub unsafe extern "C" fn streamer_options_set_discovery_sources(
 
 /// Copies the message of the last failure of a call on these options (or of
 /// `streamer_new` / `stream_new` with them) into `buf`, as `streamer_last_error`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or

@@ -212,6 +212,7 @@ pub extern "C" fn streamer_status_str(status: i32) -> *const c_char {
 /// The library version, `"MAJOR.MINOR.PATCH"` (static; equals
 /// `PYME_STREAMING_VERSION` of the header the program was built with, unless it
 /// runs against another build of the library).
+/// Consumes nothing.
 #[no_mangle]
 pub extern "C" fn streamer_version() -> *const c_char {
     ffi_panic_boundary! {

@@ -120,6 +120,7 @@ pub unsafe extern "C" fn stream_put(
 /// Waits until every file accepted so far has its outcome, as `streamer_flush`.
 /// `STREAMER_OK` at once after `stream_finalize`; `STREAMER_ERR_IN_CALLBACK`
 /// at once from inside a callback.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `stream` is NULL or a valid handle.
@@ -196,6 +197,7 @@ pub unsafe extern "C" fn stream_finalize(
 /// Writes the statistics to `*out` (the final ones after `stream_finalize`),
 /// at most `stats_size` bytes, as `streamer_stats`. Works from a completion
 /// callback, also during `stream_finalize`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `stream` is NULL or a valid handle; `out` is NULL or points to `stats_size`
@@ -221,6 +223,7 @@ pub unsafe extern "C" fn stream_stats(
 
 /// Copies the message of the last failure seen by the calling thread on this
 /// stream, as `streamer_last_error` (per thread; `out_len` may be NULL).
+/// Consumes nothing.
 ///
 /// # Safety
 /// As `streamer_last_error`, with a `PymeStream` handle.

@@ -134,6 +134,7 @@ pub unsafe extern "C" fn streamer_put_nocopy(
 
 /// Queues a copy of the bytes as file `name` on server `stream_index` (the order
 /// servers were added), bypassing the distribution. Otherwise as `streamer_put`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// As `streamer_put`.
@@ -159,6 +160,7 @@ pub unsafe extern "C" fn streamer_put_stream(
 }
 
 /// The number of servers (0 for NULL).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `streamer` is NULL or a valid handle.
@@ -178,6 +180,7 @@ pub unsafe extern "C" fn streamer_n_servers(streamer: *const PymeStreamer) -> us
 /// queue byte limit (all servers together) and files under 64 KiB are not
 /// pooled, so it may prepare fewer: it writes how many to `*out_prepared`
 /// (which may be NULL). Zero-copy puts need no buffers.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `streamer` is NULL or a valid handle; `out_prepared` is NULL or valid.
@@ -204,6 +207,7 @@ pub unsafe extern "C" fn streamer_prepare_buffers(
 /// `STREAMER_ERR_TIMEOUT` when time ran out. Files that failed do not make it
 /// fail: look at `streamer_stats`. `STREAMER_ERR_IN_CALLBACK` at once from
 /// inside a callback.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `streamer` is NULL or a valid handle.
@@ -221,6 +225,7 @@ pub unsafe extern "C" fn streamer_flush(streamer: *mut PymeStreamer, timeout_ms:
 /// Writes the statistics now to `*out`, `stats_size` bytes of it at most
 /// (pass `sizeof(PymeStreamerStats)`; see `PymeStreamerStats.size`). A
 /// consistent snapshot: never more outcomes than files queued.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `streamer` is NULL or a valid handle; `out` is NULL or points to
@@ -252,6 +257,7 @@ pub unsafe extern "C" fn streamer_stats(
 /// string when nothing failed on this thread. `buf` may be NULL when
 /// `buf_len` is 0, to ask for the length only. Messages are per thread, so
 /// two threads never read each other's.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `streamer` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
