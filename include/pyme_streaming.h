@@ -207,9 +207,10 @@ typedef enum PymeStreamerStatus {
      */
     STREAMER_ERR_CLOSE_TIMEOUT = -24,
     /**
-     * As `STREAMER_ERR_CLOSE_TIMEOUT`, and a library thread was still inside a
-     * callback (or filter) that began before the limit: it was left to end on its
-     * own; its `user_data` must stay valid until it returns. No other callback starts.
+     * As `STREAMER_ERR_CLOSE_TIMEOUT`, and a library thread was still busy (inside
+     * a callback or filter that began before the limit, or reconnecting): it was
+     * left to end on its own; a running callback's `user_data` must stay valid
+     * until it returns. No other callback starts.
      */
     STREAMER_ERR_CLOSE_DETACHED = -25
 } PymeStreamerStatus;

@@ -56,6 +56,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <new>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -448,7 +449,12 @@ public:
     template <typename Owner>
     void put_nocopy(std::string_view name, const void *data, std::size_t len, int64_t index, Owner &&owner) {
         using Held = std::decay_t<Owner>;
-        Held *held = new Held(std::forward<Owner>(owner));
+        Held *held = new (std::nothrow) Held(std::forward<Owner>(owner));
+        if (held == nullptr) {
+            // No memory to keep the owner: release now, as promised, then fail.
+            if constexpr (std::is_invocable_v<Owner &>) owner();
+            throw std::bad_alloc();
+        }
         if (raw_ == nullptr) {
             detail::release_trampoline<Held>(held, nullptr, 0);
             throw Error(STREAMER_ERR_CLOSED, "the streamer was closed");

@@ -670,17 +670,20 @@ pub unsafe extern "C" fn streamer_options_last_error(
 
 impl PymeStreamerOptions {
     /// The core options for one new handle: the C completion (if any) wrapped so
-    /// that failed files are also recorded in that handle's `last_error`.
+    /// that, inside it, `*_last_error` gives the failed file's message.
     pub(crate) fn for_handle(&self, last_error: &LastError) -> crate::StreamerOptions {
         let completion = self.completion;
         let last_error = last_error.clone();
         self.core.clone().on_complete(move |outcome| {
+            // Recorded for the library thread that runs the callback: only the
+            // callback can read it (`*_last_error` is per thread).
+            let Some(completion) = &completion else {
+                return;
+            };
             if let crate::OutcomeResult::Failed(error) = outcome.result {
                 last_error.error(error);
             }
-            if let Some(completion) = &completion {
-                completion.call(outcome);
-            }
+            completion.call(outcome);
         })
     }
 }
