@@ -840,7 +840,8 @@ int32_t stream_new(const char *host,
 
 /**
  * Queues a copy of the bytes as file `name`, as `streamer_put` (consumes
- * nothing). `STREAMER_ERR_CLOSED` after `stream_finalize`.
+ * nothing). `STREAMER_ERR_CLOSED` after `stream_finalize`, and, from inside a
+ * callback, while `stream_finalize` is starting.
  *
  * # Safety
  * `stream` is NULL or a valid handle; `name` is NULL or a NUL-terminated

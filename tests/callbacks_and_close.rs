@@ -285,3 +285,129 @@ impl Drop for ReleaseCounter {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+/// What the C callback of the finalize race sees (shared through `user_data`).
+struct RaceState {
+    stream: std::sync::atomic::AtomicPtr<pyme_streaming::ffi::stream::PymeStream>,
+    status_in_callback: std::sync::atomic::AtomicI32,
+}
+
+unsafe extern "C" fn put_from_callback(
+    user_data: *mut std::ffi::c_void,
+    name: *const std::ffi::c_char,
+    _server_index: usize,
+    _status: i32,
+    _http_status: i32,
+    _bytes: u64,
+) {
+    // SAFETY: `user_data` is the test's RaceState, alive until the stream is
+    // closed; `name` is valid during the call.
+    let (state, name) = unsafe {
+        (
+            &*(user_data as *const RaceState),
+            std::ffi::CStr::from_ptr(name),
+        )
+    };
+    if !name.to_bytes().ends_with(b"race/f1") {
+        return;
+    }
+    let stream = state.stream.load(Ordering::SeqCst);
+    // SAFETY: a live stream handle; the name and byte are valid for the call.
+    let status = unsafe {
+        pyme_streaming::ffi::stream::stream_put(
+            stream,
+            c"race/from_callback".as_ptr(),
+            [1u8].as_ptr(),
+            1,
+        )
+    };
+    state.status_in_callback.store(status, Ordering::SeqCst);
+}
+
+/// A put from a completion callback while `stream_finalize` waits for the
+/// handle's lock, which a producer holds while it waits for room that only
+/// the answers behind that callback can make: the put must not wait for the
+/// lock (it answers "closed"), or nothing ever moves again.
+#[test]
+fn a_put_from_a_callback_does_not_wait_for_a_finalize_that_waits_for_it() {
+    use pyme_streaming::ffi::{options, stream};
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let server = {
+        let gate = Arc::clone(&gate);
+        FakeServer::start(move |path, _| {
+            if path.ends_with("race/f1") {
+                let (open, opened) = &*gate;
+                let mut open = open.lock().unwrap();
+                while !*open {
+                    open = opened.wait(open).unwrap();
+                }
+            }
+            Action::Answer(200)
+        })
+    };
+    let (host, port) = server.address.rsplit_once(':').unwrap();
+    let host = std::ffi::CString::new(host).unwrap();
+    let port: u16 = port.parse().unwrap();
+    let state: &'static RaceState = Box::leak(Box::new(RaceState {
+        stream: Default::default(),
+        status_in_callback: std::sync::atomic::AtomicI32::new(1),
+    }));
+    let handle = within(Duration::from_secs(60), move || {
+        let mut opts = std::ptr::null_mut();
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: the C API used as its header says, with valid pointers.
+        unsafe {
+            assert_eq!(options::streamer_options_new(&mut opts), 0);
+            assert_eq!(options::streamer_options_set_queue_limits(opts, 10, 100), 0);
+            let user_data = state as *const RaceState as *mut std::ffi::c_void;
+            assert_eq!(
+                options::streamer_options_set_completion(opts, Some(put_from_callback), user_data),
+                0
+            );
+            assert_eq!(
+                stream::stream_new(host.as_ptr(), port, opts, &mut handle),
+                0
+            );
+            options::streamer_options_free(opts);
+            state.stream.store(handle, Ordering::SeqCst);
+            let half = [0u8; 50];
+            assert_eq!(
+                stream::stream_put(handle, c"race/f1".as_ptr(), half.as_ptr(), 50),
+                0
+            );
+            assert_eq!(
+                stream::stream_put(handle, c"race/f2".as_ptr(), half.as_ptr(), 50),
+                0
+            );
+        }
+        handle as usize
+    });
+    // A producer that waits for room (100 bytes are held) with the read lock.
+    let producer = std::thread::spawn(move || {
+        let big = [0u8; 60];
+        // SAFETY: the handle stays open until both threads are joined.
+        unsafe { stream::stream_put(handle as *mut _, c"race/f3".as_ptr(), big.as_ptr(), 60) }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    // A finalize that waits for the producer's lock.
+    let finalizer = std::thread::spawn(move || {
+        // SAFETY: as above.
+        unsafe { stream::stream_finalize(handle as *mut _, c"race/end".as_ptr()) }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // Now f1 is answered: its callback puts while the finalize waits.
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    let (produced, finalized) = within(Duration::from_secs(60), move || {
+        (producer.join().unwrap(), finalizer.join().unwrap())
+    });
+    assert_eq!(produced, 0, "the producer's file was queued");
+    assert_eq!(finalized, 0, "every file acknowledged");
+    let in_callback = state.status_in_callback.load(Ordering::SeqCst);
+    assert!(
+        in_callback == pyme_streaming::ffi::status::PymeStreamerStatus::STREAMER_ERR_CLOSED as i32,
+        "the put from the callback found the stream being finalized: {in_callback}"
+    );
+    // SAFETY: the handle is open and no other call runs.
+    assert_eq!(unsafe { stream::stream_close(handle as *mut _) }, 0);
+}

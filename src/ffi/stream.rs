@@ -8,7 +8,7 @@
 //! not need the lock, so a completion callback can read them during finalize.
 
 use std::ffi::c_char;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, RwLock, TryLockError};
 
 use super::handle::{self, BoxedHandle};
 use super::options::PymeStreamerOptions;
@@ -88,7 +88,8 @@ pub unsafe extern "C" fn stream_new(
 }
 
 /// Queues a copy of the bytes as file `name`, as `streamer_put` (consumes
-/// nothing). `STREAMER_ERR_CLOSED` after `stream_finalize`.
+/// nothing). `STREAMER_ERR_CLOSED` after `stream_finalize`, and, from inside a
+/// callback, while `stream_finalize` is starting.
 ///
 /// # Safety
 /// `stream` is NULL or a valid handle; `name` is NULL or a NUL-terminated
@@ -106,7 +107,19 @@ pub unsafe extern "C" fn stream_put(
             Ok(inputs) => inputs,
             Err(failure) => return stream.last_error.fail(failure),
         };
-        let core = stream.core.read().unwrap_or_else(|e| e.into_inner());
+        let core = if in_callback() {
+            // Never wait for the lock inside a callback: a finalize waiting for
+            // it may be waiting for a put that needs this callback to return.
+            match stream.core.try_read() {
+                Ok(core) => core,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    return stream.last_error.set(STREAMER_ERR_CLOSED, "the stream is being finalized");
+                }
+            }
+        } else {
+            stream.core.read().unwrap_or_else(|e| e.into_inner())
+        };
         let Some(core) = &*core else {
             return stream.last_error.set(STREAMER_ERR_CLOSED, "the stream was finalized");
         };
