@@ -411,3 +411,46 @@ fn a_put_from_a_callback_does_not_wait_for_a_finalize_that_waits_for_it() {
     // SAFETY: the handle is open and no other call runs.
     assert_eq!(unsafe { stream::stream_close(handle as *mut _) }, 0);
 }
+
+/// With a spill folder, what a bounded close gives up is kept on disk (for a
+/// later streamer), not lost.
+#[test]
+fn a_bounded_close_keeps_what_it_gives_up_in_the_spill_folder() {
+    let server = FakeServer::start(|_, _| Action::Silent);
+    let spill = tempfile::tempdir().unwrap();
+    let streamer = Streamer::new(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .response_timeout(Duration::from_secs(60))
+            .spill_dir(spill.path()),
+    )
+    .unwrap();
+    for i in 0..3 {
+        streamer
+            .put(&format!("kept/f{i}"), &[i as u8; 100], Some(i))
+            .unwrap();
+    }
+    let started = Instant::now();
+    let failed = streamer
+        .close_timeout(Duration::from_millis(200))
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(200) + CLOSE_MARGIN + SLACK);
+    assert_eq!(failed.error, Error::CloseTimeout { limit_ms: 200 });
+    assert_eq!(failed.stats.files_failed, 3);
+    assert_eq!(failed.stats.spilled, 3, "{:?}", failed.stats);
+    let mut kept = 0;
+    let mut folders = vec![spill.path().to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap().flatten() {
+            if entry.path().is_dir() {
+                folders.push(entry.path());
+            } else {
+                kept += 1;
+            }
+        }
+    }
+    assert!(
+        kept >= 3,
+        "the three files are in the spill folder ({kept} files)"
+    );
+}
