@@ -345,7 +345,7 @@ static void check_bounded_close(const Address *live, const Address *stalled) {
     CHECK_STATUS(streamer_close_timeout(streamer, 300, &stats, sizeof stats), STREAMER_ERR_CLOSE_TIMEOUT);
     elapsed = now_ms() - started;
     CHECK(elapsed >= 300.0);
-    CHECK(elapsed < 300.0 + 500.0 + (double)slack_ms);
+    CHECK(elapsed < 300.0 + STREAMER_CLOSE_MARGIN_MS + (double)slack_ms);
     CHECK(stats.size == sizeof stats);
     CHECK(stats.files_queued == 4 && stats.files_failed == 4 && stats.files_acknowledged == 0);
     CHECK(__sync_fetch_and_add(&lent_released, 0) == 4);
@@ -359,7 +359,7 @@ static void check_bounded_close(const Address *live, const Address *stalled) {
     started = now_ms();
     CHECK_STATUS(stream_close_timeout(stream, 200, NULL, 0), STREAMER_ERR_CLOSE_TIMEOUT);
     elapsed = now_ms() - started;
-    CHECK(elapsed < 200.0 + 500.0 + (double)slack_ms);
+    CHECK(elapsed < 200.0 + STREAMER_CLOSE_MARGIN_MS + (double)slack_ms);
     CHECK(__sync_fetch_and_add(&completions_after_limit, 0) == 0);
 
     /* Within its limit a bounded close is a close; NULL does nothing. */

@@ -97,6 +97,12 @@ extern "C" {
 #define STREAMER_WAIT_FOREVER 4294967295u
 
 /**
+ * How long `streamer_close_timeout` / `stream_close_timeout` may take beyond
+ * their limit, in milliseconds (to give up the pending files and join the threads).
+ */
+#define STREAMER_CLOSE_MARGIN_MS 500u
+
+/**
  * The status codes: what every fallible function returns (as `int32_t`), and
  * the `status` a completion callback receives.
  */
@@ -1116,7 +1122,7 @@ int32_t streamer_close_stats(struct PymeStreamer *streamer,
 
 /**
  * A close bounded in time: as `streamer_close_stats`, but returns within
- * `timeout_ms` milliseconds plus a margin of 500 ms (`STREAMER_WAIT_FOREVER`:
+ * `timeout_ms` milliseconds plus `STREAMER_CLOSE_MARGIN_MS` (`STREAMER_WAIT_FOREVER`:
  * no limit). Consumes the handle (except with `STREAMER_ERR_IN_CALLBACK`, or
  * a `stats_size` too small). `out` may be NULL.
  *

@@ -26,6 +26,10 @@ use crate::Stats;
 /// `streamer_close_timeout` / `stream_close_timeout`).
 pub const STREAMER_WAIT_FOREVER: u32 = 0xFFFF_FFFFu32;
 
+/// How long `streamer_close_timeout` / `stream_close_timeout` may take beyond
+/// their limit, in milliseconds (to give up the pending files and join the threads).
+pub const STREAMER_CLOSE_MARGIN_MS: u32 = 500u32;
+
 /// Streams files to a cluster of data servers, one persistent pipelined
 /// connection per server.
 pub struct PymeStreamer {
@@ -320,7 +324,7 @@ pub unsafe extern "C" fn streamer_close_stats(
 }
 
 /// A close bounded in time: as `streamer_close_stats`, but returns within
-/// `timeout_ms` milliseconds plus a margin of 500 ms (`STREAMER_WAIT_FOREVER`:
+/// `timeout_ms` milliseconds plus `STREAMER_CLOSE_MARGIN_MS` (`STREAMER_WAIT_FOREVER`:
 /// no limit). Consumes the handle (except with `STREAMER_ERR_IN_CALLBACK`, or
 /// a `stats_size` too small). `out` may be NULL.
 ///
@@ -389,5 +393,18 @@ pub(super) fn status_of_bounded_close(closed: Result<Stats, Box<CloseError>>) ->
         Ok(stats) => (status_of_stats(&stats), stats),
         Err(failed) if failed.threads_detached => (STREAMER_ERR_CLOSE_DETACHED, failed.stats),
         Err(failed) => (status_of(&failed.error), failed.stats),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_close_margin_in_the_header_is_the_cores() {
+        assert_eq!(
+            Duration::from_millis(STREAMER_CLOSE_MARGIN_MS.into()),
+            crate::streamer::CLOSE_MARGIN
+        );
     }
 }
