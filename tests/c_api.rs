@@ -544,6 +544,7 @@ fn the_cpp_wrapper_is_complete_and_its_destructor_is_bounded() {
             std::time::Duration::from_secs(120),
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
+        eprint!("{compiler}: {stdout}");
         assert!(
             stdout.trim_end().ends_with(" passed, 0 failed"),
             "{compiler}: {stdout}"

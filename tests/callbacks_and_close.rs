@@ -169,6 +169,7 @@ fn a_bounded_close_gives_up_files_a_stalled_server_never_answers() {
         streamer.close_timeout(limit)
     });
     let elapsed = started.elapsed();
+    eprintln!("close_timeout({limit:?}) against a stalled server returned after {elapsed:?}");
     assert!(
         elapsed < limit + CLOSE_MARGIN + SLACK,
         "returned after {elapsed:?}"
@@ -253,6 +254,7 @@ fn a_bounded_close_does_not_wait_for_a_callback_blocked_on_the_closers_lock() {
     let started = Instant::now();
     let failed = streamer.close_timeout(limit).unwrap_err();
     let elapsed = started.elapsed();
+    eprintln!("close_timeout({limit:?}) with a callback stuck on the closer's lock returned after {elapsed:?}");
     assert!(
         elapsed < limit + CLOSE_MARGIN + SLACK,
         "returned after {elapsed:?}"
