@@ -587,3 +587,85 @@ fn the_cpp_wrapper_checks_are_clean_under_valgrind() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
 }
+
+/// The callbacks program and the C++ wrapper's checks built with
+/// AddressSanitizer (and its leak checker): no memory error, no leak, in the
+/// C/C++ side or across the boundary.
+#[test]
+fn callbacks_and_wrapper_programs_are_clean_under_asan() {
+    let probe_dir = tempfile::tempdir().unwrap();
+    let probe = probe_dir.path().join("probe.c");
+    std::fs::write(&probe, "int main(void) { return 0; }\n").unwrap();
+    let asan_works = Command::new("gcc")
+        .arg("-fsanitize=address")
+        .arg(&probe)
+        .arg("-o")
+        .arg(probe_dir.path().join("probe"))
+        .status()
+        .is_ok_and(|status| status.success());
+    if !asan_works {
+        eprintln!("SKIPPED: gcc cannot build with -fsanitize=address here");
+        return;
+    }
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("callbacks_asan");
+    build_against_shared(
+        "gcc",
+        "c99",
+        &example("callbacks.c"),
+        &exe,
+        &[
+            "-D_POSIX_C_SOURCE=200809L",
+            "-pthread",
+            "-fsanitize=address",
+            "-fno-omit-frame-pointer",
+        ],
+    );
+    let output = run_within(
+        Command::new(&exe)
+            .env(
+                "ASAN_OPTIONS",
+                "detect_leaks=1:abort_on_error=0:exitcode=23",
+            )
+            .arg(server.address())
+            .arg(&stalled.address)
+            .arg("4000"),
+        std::time::Duration::from_secs(300),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+
+    // The C++ wrapper's checks too (its destructor may leave a thread behind
+    // on purpose: what it keeps alive must stay reachable, not leak).
+    let answer_once = FakeServer::start(|path, _| {
+        if path.ends_with("answered") {
+            Action::Answer(200)
+        } else {
+            Action::Silent
+        }
+    });
+    let exe = dir.path().join("wrapper_checks_asan");
+    build_against_shared(
+        "g++",
+        "c++17",
+        &example("wrapper_checks.cpp"),
+        &exe,
+        &["-pthread", "-fsanitize=address", "-fno-omit-frame-pointer"],
+    );
+    let output = run_within(
+        Command::new(&exe)
+            .env(
+                "ASAN_OPTIONS",
+                "detect_leaks=1:abort_on_error=0:exitcode=23",
+            )
+            .arg(server.address())
+            .arg(&stalled.address)
+            .arg(&answer_once.address)
+            .arg("4000"),
+        std::time::Duration::from_secs(300),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+}
