@@ -25,7 +25,16 @@ fn main() {
         .with_src(manifest_dir.join("src/ffi/mod.rs"))
         .generate()
         .expect("cbindgen generates the header from src/ffi/");
-    header.write_to_file(out_dir.join("pyme_streaming.h"));
+    let mut text = Vec::new();
+    header.write(&mut text);
+    let text = String::from_utf8(text).expect("the header is UTF-8");
+    std::fs::write(out_dir.join("pyme_streaming.h"), valid_c89(&text))
+        .expect("write the header into OUT_DIR");
+}
+
+/// C89 refuses a comma after the last enumerator, which cbindgen always writes.
+fn valid_c89(header: &str) -> String {
+    header.replace(",\n} Pyme", "\n} Pyme")
 }
 
 /// The version macros, from Cargo.toml's version.

@@ -71,6 +71,8 @@ typedef struct {
     int last_http_status;
     int filter_failures;
     int http_failures;
+    PymeStreamer *streamer;    /* set once the streamer exists, to read messages */
+    char filter_message[256]; /* streamer_last_error inside the callback of the refused file */
 } Outcomes;
 
 static void on_complete(void *user_data, const char *name, size_t server_index, int32_t status,
@@ -82,7 +84,10 @@ static void on_complete(void *user_data, const char *name, size_t server_index, 
     pthread_mutex_lock(&outcomes->lock);
     outcomes->calls++;
     if (status == STREAMER_OK) outcomes->ok++;
-    if (status == STREAMER_ERR_FILTER) outcomes->filter_failures++;
+    if (status == STREAMER_ERR_FILTER) {
+        outcomes->filter_failures++;
+        streamer_last_error(outcomes->streamer, outcomes->filter_message, sizeof outcomes->filter_message, NULL);
+    }
     if (status == STREAMER_ERR_HTTP) outcomes->http_failures++;
     outcomes->last_status = status;
     outcomes->last_http_status = http_status;
@@ -98,11 +103,26 @@ static size_t out_of_range(void *user_data, size_t n_servers, int64_t index, con
 
 /* Refuses files whose name contains "bad"; appends "!" to the others. */
 static int32_t picky_filter(void *user_data, const char *name, const uint8_t *data, size_t len,
-                            StreamerBuffer *out) {
+                            PymeStreamerBuffer *out) {
     (void)user_data;
     if (strstr(name, "bad") != NULL) return 7;
     if (streamer_buffer_append(out, data, len) != STREAMER_OK) return 1;
     return streamer_buffer_append(out, (const uint8_t *)"!", 1);
+}
+
+/* A failed call on another thread, whose message only that thread reads. */
+typedef struct {
+    PymeStreamer *streamer;
+    char message[256];
+} OtherThread;
+
+static void *fail_on_other_thread(void *arg) {
+    OtherThread *job = (OtherThread *)arg;
+    const uint8_t byte = 1;
+    if (streamer_put(job->streamer, NULL, &byte, 1, 0) == STREAMER_ERR_NULL_ARGUMENT) {
+        streamer_last_error(job->streamer, job->message, sizeof job->message, NULL);
+    }
+    return NULL;
 }
 
 static int releases = 0;
@@ -114,7 +134,8 @@ static void count_release(void *user_data, const uint8_t *data, size_t len) {
 
 static void check_status_texts(void) {
     int32_t code;
-    for (code = STREAMER_ERR_UNSUPPORTED; code <= STREAMER_OK; code++) {
+    PymeStreamerStatus typed = STREAMER_ERR_CLOSE_DETACHED; /* the enum is a LabVIEW ring */
+    for (code = typed; code <= STREAMER_OK; code++) {
         const char *text = streamer_status_str(code);
         CHECK(text != NULL && text[0] != '\0' && strcmp(text, "unknown status") != 0);
     }
@@ -124,8 +145,8 @@ static void check_status_texts(void) {
 }
 
 static void check_options(const Address *dead) {
-    StreamerOptions *options = NULL;
-    Streamer *streamer = (Streamer *)&options; /* must stay untouched on failure */
+    PymeStreamerOptions *options = NULL;
+    PymeStreamer *streamer = (PymeStreamer *)&options; /* must stay untouched on failure */
     char message[256];
     size_t message_len = 0;
 
@@ -163,7 +184,7 @@ static void check_options(const Address *dead) {
     CHECK_STATUS(streamer_options_set_put_timeout(NULL, -1), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_options_set_put_timeout(options, -1), STREAMER_OK);
     CHECK_STATUS(streamer_options_last_error(NULL, message, sizeof message, &message_len), STREAMER_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, NULL), STREAMER_OK);
     CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, &message_len), STREAMER_OK);
     CHECK(strstr(message, "timeouts must be greater than 0") != NULL && message_len == strlen(message));
 
@@ -171,10 +192,10 @@ static void check_options(const Address *dead) {
     CHECK_STATUS(streamer_new(NULL, &streamer), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_new(options, NULL), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_new(options, &streamer), STREAMER_ERR_NO_SERVERS);
-    CHECK(streamer == (Streamer *)&options);
+    CHECK(streamer == (PymeStreamer *)&options);
     CHECK_STATUS(streamer_options_add_server(options, dead->host, dead->port), STREAMER_OK);
     CHECK_STATUS(streamer_new(options, &streamer), STREAMER_ERR_CONNECT);
-    CHECK(streamer == (Streamer *)&options);
+    CHECK(streamer == (PymeStreamer *)&options);
     CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, &message_len), STREAMER_OK);
     CHECK(strstr(message, "cannot connect") != NULL);
     streamer_options_free(options);
@@ -226,9 +247,9 @@ static void check_options(const Address *dead) {
 }
 
 static void check_streamer(const Address *live) {
-    StreamerOptions *options = NULL;
-    Streamer *streamer = NULL;
-    StreamerStats stats;
+    PymeStreamerOptions *options = NULL;
+    PymeStreamer *streamer = NULL;
+    PymeStreamerStats stats;
     Outcomes outcomes;
     char name[128];
     char message[256];
@@ -244,6 +265,9 @@ static void check_streamer(const Address *live) {
     CHECK_STATUS(streamer_options_set_completion(options, on_complete, &outcomes), STREAMER_OK);
     CHECK_STATUS(streamer_options_set_filter(options, picky_filter, NULL), STREAMER_OK);
     CHECK_STATUS(streamer_new(options, &streamer), STREAMER_OK);
+    pthread_mutex_lock(&outcomes.lock);
+    outcomes.streamer = streamer;
+    pthread_mutex_unlock(&outcomes.lock);
     streamer_options_free(options); /* the streamer copied what it needs */
     CHECK(streamer_n_servers(streamer) == 1);
     CHECK(streamer_n_servers(NULL) == 0);
@@ -256,11 +280,14 @@ static void check_streamer(const Address *live) {
     CHECK_STATUS(streamer_put_stream(NULL, 0, name, frame, sizeof frame), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_put_stream(streamer, 0, NULL, frame, sizeof frame), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_flush(NULL, 0), STREAMER_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(streamer_stats(NULL, &stats), STREAMER_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(streamer_stats(streamer, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_stats(NULL, &stats, sizeof stats), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_stats(streamer, NULL, sizeof stats), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_last_error(NULL, message, sizeof message, &message_len), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_last_error(streamer, NULL, 10, &message_len), STREAMER_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(streamer_last_error(streamer, message, sizeof message, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_last_error(streamer, message, sizeof message, NULL), STREAMER_OK);
+    CHECK_STATUS(streamer_stats(streamer, &stats, 4), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_stats(streamer, &stats, sizeof stats), STREAMER_OK);
+    CHECK(stats.size == sizeof stats);
     CHECK_STATUS(streamer_buffer_append(NULL, frame, 1), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_buffer_reserve(NULL, 1), STREAMER_ERR_NULL_ARGUMENT);
     CHECK(streamer_buffer_len(NULL) == 0);
@@ -280,6 +307,18 @@ static void check_streamer(const Address *live) {
     CHECK(strlen(small) == sizeof small - 1 && message_len > sizeof small);
     CHECK_STATUS(streamer_last_error(streamer, NULL, 0, &message_len), STREAMER_OK);
     CHECK(message_len == strlen(message));
+    /* Messages are per thread: another thread's failure does not replace this one's. */
+    {
+        pthread_t other;
+        OtherThread job;
+        job.streamer = streamer;
+        job.message[0] = '\0';
+        CHECK(pthread_create(&other, NULL, fail_on_other_thread, &job) == 0);
+        CHECK(pthread_join(other, NULL) == 0);
+        CHECK(strstr(job.message, "a string argument is NULL") != NULL);
+        CHECK_STATUS(streamer_last_error(streamer, message, sizeof message, &message_len), STREAMER_OK);
+        CHECK(strstr(message, "invalid file name") != NULL);
+    }
 
     /* Prepared buffers: none for small files, NULL out allowed. */
     message_len = 99;
@@ -304,9 +343,8 @@ static void check_streamer(const Address *live) {
     CHECK_STATUS(streamer_flush(streamer, STREAMER_WAIT_FOREVER), STREAMER_OK);
     pthread_mutex_lock(&outcomes.lock);
     CHECK(outcomes.calls == 4 && outcomes.ok == 3 && outcomes.filter_failures == 1);
+    CHECK(strstr(outcomes.filter_message, "filter") != NULL); /* read inside the callback */
     pthread_mutex_unlock(&outcomes.lock);
-    CHECK_STATUS(streamer_last_error(streamer, message, sizeof message, &message_len), STREAMER_OK);
-    CHECK(strstr(message, "filter") != NULL);
 
     /* Write-once: the same name again is refused by the server (405). */
     snprintf(name, sizeof name, "api_checks/%d/good0", pid);
@@ -329,22 +367,23 @@ static void check_streamer(const Address *live) {
     snprintf(name, sizeof name, "api_checks/%d/nocopy_static", pid);
     CHECK_STATUS(streamer_put_nocopy(streamer, name, frame, sizeof frame, 1, NULL, NULL), STREAMER_OK);
 
-    CHECK_STATUS(streamer_stats(streamer, &stats), STREAMER_OK);
+    CHECK_STATUS(streamer_stats(streamer, &stats, sizeof stats), STREAMER_OK);
     CHECK(stats.files_queued == 7);
     /* One filter failure and one 405: close reports files failed. */
-    CHECK_STATUS(streamer_close_stats(streamer, NULL), STREAMER_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(streamer_close_stats(streamer, &stats), STREAMER_ERR_FILES_FAILED);
+    CHECK_STATUS(streamer_close_stats(streamer, NULL, sizeof stats), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_close_stats(streamer, &stats, 0), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_close_stats(streamer, &stats, sizeof stats), STREAMER_ERR_FILES_FAILED);
     CHECK(releases == 4);
     CHECK(stats.files_queued == 7 && stats.files_acknowledged == 5 && stats.files_failed == 2);
     CHECK(stats.queue_files == 0 && stats.in_flight_files == 0);
     CHECK_STATUS(streamer_close(NULL), STREAMER_OK);
-    CHECK_STATUS(streamer_close_stats(NULL, &stats), STREAMER_OK);
+    CHECK_STATUS(streamer_close_stats(NULL, &stats, sizeof stats), STREAMER_OK);
     pthread_mutex_destroy(&outcomes.lock);
 }
 
 static void check_distribution(const Address *live) {
-    StreamerOptions *options = NULL;
-    Streamer *streamer = NULL;
+    PymeStreamerOptions *options = NULL;
+    PymeStreamer *streamer = NULL;
     const uint8_t frame[] = {9};
 
     CHECK_STATUS(streamer_options_new(&options), STREAMER_OK);
@@ -366,9 +405,9 @@ static void check_distribution(const Address *live) {
 }
 
 static void check_stream(const Address *live, const Address *dead) {
-    StreamerOptions *options = NULL;
-    Stream *stream = NULL;
-    StreamerStats stats;
+    PymeStreamerOptions *options = NULL;
+    PymeStream *stream = NULL;
+    PymeStreamerStats stats;
     char name[128];
     char message[256];
     size_t message_len = 0;
@@ -390,8 +429,8 @@ static void check_stream(const Address *live, const Address *dead) {
     CHECK_STATUS(stream_put(stream, NULL, frame, sizeof frame), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(stream_put(stream, "..", frame, sizeof frame), STREAMER_ERR_INVALID_NAME);
     CHECK_STATUS(stream_put(stream, name, frame, sizeof frame), STREAMER_OK);
-    CHECK_STATUS(stream_stats(NULL, &stats), STREAMER_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(stream_stats(stream, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(stream_stats(NULL, &stats, sizeof stats), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(stream_stats(stream, NULL, sizeof stats), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(stream_last_error(NULL, message, sizeof message, &message_len), STREAMER_ERR_NULL_ARGUMENT);
 
     /* A bad sentinel name leaves the stream open. */
@@ -408,12 +447,12 @@ static void check_stream(const Address *live, const Address *dead) {
     CHECK_STATUS(stream_finalize(stream, name), STREAMER_ERR_CLOSED);
     CHECK_STATUS(stream_last_error(stream, message, sizeof message, &message_len), STREAMER_OK);
     CHECK(strstr(message, "finalized") != NULL);
-    CHECK_STATUS(stream_stats(stream, &stats), STREAMER_OK);
+    CHECK_STATUS(stream_stats(stream, &stats, sizeof stats), STREAMER_OK);
     CHECK(stats.files_queued == 3 && stats.files_acknowledged == 3 && stats.files_failed == 0);
     CHECK_STATUS(stream_close(stream), STREAMER_OK);
     CHECK_STATUS(stream_close(NULL), STREAMER_OK);
-    CHECK_STATUS(stream_close_stats(NULL, NULL), STREAMER_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(stream_close_stats(NULL, &stats), STREAMER_OK);
+    CHECK_STATUS(stream_close_stats(NULL, NULL, sizeof stats), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(stream_close_stats(NULL, &stats, sizeof stats), STREAMER_OK);
 }
 
 int main(int argc, char **argv) {

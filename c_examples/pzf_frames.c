@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(const char *what, int32_t status, const StreamerOptions *options) {
+static int fail(const char *what, int32_t status, const PymeStreamerOptions *options) {
     char message[512] = "";
     size_t len = 0;
     if (options != NULL) streamer_options_last_error(options, message, sizeof message, &len);
@@ -28,9 +28,9 @@ int main(int argc, char **argv) {
     long n_frames = 10, width = 256, height = 128;
     int quantize = 0;
     const char *series = "pzf_series";
-    StreamerOptions *options = NULL;
-    Streamer *streamer = NULL;
-    StreamerStats stats;
+    PymeStreamerOptions *options = NULL;
+    PymeStreamer *streamer = NULL;
+    PymeStreamerStats stats;
     uint16_t *pixels;
     char name[256];
     int32_t status;
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
         if (status != STREAMER_OK) fprintf(stderr, "pzf_frames: put %s: %s\n", name, streamer_status_str(status));
     }
     free(pixels);
-    status = streamer_close_stats(streamer, &stats);
+    status = streamer_close_stats(streamer, &stats, sizeof stats);
     printf("frames %ld, acknowledged %llu, failed %llu, raw bytes %llu, sent %llu\n", n_frames,
            (unsigned long long)stats.files_acknowledged, (unsigned long long)stats.files_failed,
            (unsigned long long)stats.bytes_queued, (unsigned long long)stats.bytes_sent);

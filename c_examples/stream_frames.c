@@ -26,7 +26,7 @@ static size_t round_robin(void *user_data, size_t n_servers, int64_t index, cons
 
 /* The filter callback: runs on the library's sender thread of each server. */
 static int32_t append_trailer(void *user_data, const char *name, const uint8_t *data, size_t len,
-                              StreamerBuffer *out) {
+                              PymeStreamerBuffer *out) {
     uint8_t trailer[8] = {'P', 'Y', 'M', 'E', 0, 0, 0, 0};
     int i;
     (void)user_data;
@@ -61,9 +61,9 @@ int main(int argc, char **argv) {
     long n_frames = 100;
     long frame_bytes = 64 * 1024;
     const char *series = "stream_frames";
-    StreamerOptions *options = NULL;
-    Streamer *streamer = NULL;
-    StreamerStats stats;
+    PymeStreamerOptions *options = NULL;
+    PymeStreamer *streamer = NULL;
+    PymeStreamerStats stats;
     uint8_t *frame = NULL;
     char message[512];
     size_t message_len = 0;
@@ -134,7 +134,7 @@ int main(int argc, char **argv) {
     }
     free(frame);
 
-    status = streamer_close_stats(streamer, &stats); /* drains, waits for every answer, frees */
+    status = streamer_close_stats(streamer, &stats, sizeof stats); /* drains, waits for every answer, frees */
     printf("servers %d, frames %ld of %ld bytes\n", n_servers, n_frames, frame_bytes);
     printf("files: queued %llu, sent %llu, acknowledged %llu, failed %llu\n",
            (unsigned long long)stats.files_queued, (unsigned long long)stats.files_sent,

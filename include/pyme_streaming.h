@@ -4,52 +4,67 @@
  * connections, with every file accounted for.
  *
  * Usage:
- *   StreamerOptions *options; Streamer *streamer;
+ *   PymeStreamerOptions *options; PymeStreamer *streamer; PymeStreamerStats stats;
  *   streamer_options_new(&options);
  *   streamer_options_add_server(options, "127.0.0.1", 15348);
- *   streamer_new(options, &streamer);          // connects to every server
- *   streamer_options_free(options);            // options are copied
- *   streamer_put(streamer, "series/frame00000.pzf", data, len, 0);  // copies data
+ *   streamer_new(options, &streamer);          -- connects to every server
+ *   streamer_options_free(options);            -- options are copied
+ *   streamer_put(streamer, "series/frame00000.pzf", data, len, 0);  -- copies data
  *   ...
- *   int32_t status = streamer_close(streamer); // drains, waits, frees
+ *   status = streamer_close_stats(streamer, &stats, sizeof stats);  -- drains, frees
  *
- * Conventions:
- *   - Handles are opaque pointers. Every function that can fail returns an
- *     int32_t status: STREAMER_OK (0) or a negative STREAMER_ERR_* code;
+ * Conventions (docs/C_API.md, "API conventions", says more):
+ *   - Types are prefixed Pyme (PymeStreamer, PymeStream, PymeStreamerOptions,
+ *     PymeStreamerStats...); functions keep their short names (streamer_put...).
+ *     Handles are opaque pointers.
+ *   - Every function that can fail returns an int32_t status: STREAMER_OK (0)
+ *     or a negative STREAMER_ERR_* code (the enum PymeStreamerStatus);
  *     streamer_status_str() gives its text. Results go through out-parameters,
- *     written only on success (streamer_close_stats is the one documented exception).
- *   - Handle first, inputs next, outputs last; a size_t length follows every buffer.
+ *     written only on success (the *_close_stats functions are the documented
+ *     exception).
+ *   - Handle first, inputs next, outputs last; a size_t length follows every
+ *     buffer; a stats struct is followed by its size (sizeof(PymeStreamerStats)).
+ *   - A const pointer argument is not changed. Each function says what it
+ *     consumes: *_free and *_close* take the handle (except when they return
+ *     STREAMER_ERR_IN_CALLBACK), streamer_put_nocopy takes the bytes until
+ *     their release callback; nothing else takes ownership of anything.
  *   - Every pointer is checked: NULL gives STREAMER_ERR_NULL_ARGUMENT, never a
  *     crash. *_free(NULL) and *_close(NULL) do nothing and return STREAMER_OK.
- *   - The detailed message of a handle's last failure is kept on the handle:
- *     streamer_last_error / stream_last_error, or streamer_options_last_error for
- *     failures of the options calls and of streamer_new / stream_new.
+ *   - Last error, per thread: streamer_last_error / stream_last_error /
+ *     streamer_options_last_error give the message of the last call that
+ *     failed on that handle from the calling thread (two threads never read
+ *     each other's); inside a completion callback, that file's failure.
  *   - Strings are NUL-terminated UTF-8. Strings the library returns are static.
  *   - No panic crosses this boundary: an internal bug gives STREAMER_ERR_PANIC.
+ *   - Valid C89 and C++98 and later (compiled in every mode by the tests).
  *
  * Thread safety:
- *   - StreamerOptions: not thread-safe; fill it from one thread. A Streamer or
- *     Stream copies what it needs, so options can be freed right after *_new.
- *   - Streamer: streamer_put, streamer_put_nocopy, streamer_put_stream,
+ *   - PymeStreamerOptions: not thread-safe; fill it from one thread. A streamer
+ *     or stream copies what it needs, so options can be freed right after *_new.
+ *   - PymeStreamer: streamer_put, streamer_put_nocopy, streamer_put_stream,
  *     streamer_stats, streamer_flush, streamer_last_error and streamer_n_servers
  *     may run concurrently on one handle from any number of threads.
- *     streamer_close must not run concurrently with any other call on that
- *     handle, and nothing may use the handle after it.
- *   - Stream: stream_put, stream_stats, stream_last_error and stream_finalize may
- *     run concurrently (finalize waits for puts in progress; puts after it
- *     return STREAMER_ERR_CLOSED). stream_close must not run concurrently with
- *     any other call on that handle.
+ *     The streamer_close* functions must not run concurrently with any other
+ *     call on that handle, and nothing may use the handle after them.
+ *   - PymeStream: stream_put, stream_flush, stream_stats, stream_last_error and
+ *     stream_finalize may run concurrently (finalize waits for puts in progress;
+ *     puts after it return STREAMER_ERR_CLOSED). The stream_close* functions
+ *     must not run concurrently with any other call on that handle.
  *   - A put blocks while the chosen server's queue is full (up to the put
- *     timeout). Files put from one thread to one server are sent in put order.
+ *     timeout), except from inside a callback, where it never waits.
+ *     Files put from one thread to one server are sent in put order.
  *
- * Callbacks (all optional; built-in distributions and filters need none):
- *   - StreamerDistributionFn: on the thread calling put, inside put.
- *   - StreamerFilterFn: on the sender thread of the file's server.
- *   - StreamerCompletionFn: on a library thread of the file's server.
- *   - StreamerReleaseFn: on a library thread, or inside put when put fails.
- *   Calls for different servers may overlap; every pointer a callback receives
- *   is valid only during that call. Callbacks must not throw C++ exceptions or
- *   longjmp out, and must not call streamer_close / stream_close.
+ * Callbacks (all optional; built-in distributions and filters need none). The
+ * typedef of each says which thread calls it, whether calls overlap, how long
+ * its pointers are valid and what it may call. In short: any callback may call
+ * the stats, last-error, status and put functions (a put there never waits);
+ * *_flush, *_close*, stream_finalize return STREAMER_ERR_IN_CALLBACK there
+ * (they would wait for the callback itself). Callbacks must not throw C++
+ * exceptions or longjmp out.
+ *   - PymeStreamerDistributionFn: on the thread calling put, inside put.
+ *   - PymeStreamerFilterFn: on the sender thread of the file's server.
+ *   - PymeStreamerCompletionFn: on a library thread of the file's server.
+ *   - PymeStreamerReleaseFn: on a library thread, or inside put when put fails.
  */
 
 #ifndef PYME_STREAMING_H
@@ -63,6 +78,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The `server_index` a completion callback receives for a file that was never
+ * sent to any server (it failed in the spill folder).
+ */
+#define STREAMER_NO_SERVER SIZE_MAX
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
 /** The version of this header, as Cargo.toml; streamer_version() gives the library's. */
 #define PYME_STREAMING_VERSION_MAJOR 0
 #define PYME_STREAMING_VERSION_MINOR 1
@@ -71,270 +97,325 @@
 
 
 /**
- * `index % n_servers` (a frame number spreads frames evenly); a random server
- * when put is given no index. The default.
+ * Waits as long as it takes (`streamer_flush`, and no limit for
+ * `streamer_close_timeout` / `stream_close_timeout`).
  */
-#define STREAMER_DISTRIBUTION_ROUND_ROBIN 0
+#define STREAMER_WAIT_FOREVER 4294967295u
 
 /**
- * A random server for every file.
+ * How long `streamer_close_timeout` / `stream_close_timeout` may take beyond
+ * their limit, in milliseconds (to give up the pending files and join the threads).
  */
-#define STREAMER_DISTRIBUTION_RANDOM 1
+#define STREAMER_CLOSE_MARGIN_MS 500u
 
 /**
- * Always one server: the one set by `streamer_options_set_fixed_server` (default 0).
+ * The status codes: what every fallible function returns (as `int32_t`), and
+ * the `status` a completion callback receives.
  */
-#define STREAMER_DISTRIBUTION_FIXED 2
+typedef enum PymeStreamerStatus {
+    /**
+     * Success.
+     */
+    STREAMER_OK = 0,
+    /**
+     * A pointer argument was NULL.
+     */
+    STREAMER_ERR_NULL_ARGUMENT = -1,
+    /**
+     * An argument is out of its range (a zero port, an unknown kind, a zero limit...).
+     */
+    STREAMER_ERR_INVALID_ARGUMENT = -2,
+    /**
+     * A string argument is not valid UTF-8.
+     */
+    STREAMER_ERR_UTF8 = -3,
+    /**
+     * The file name cannot be sent (it breaks the rules the data server applies,
+     * shared in `pyme_streaming::name`); nothing was queued.
+     */
+    STREAMER_ERR_INVALID_NAME = -4,
+    /**
+     * The options name no server.
+     */
+    STREAMER_ERR_NO_SERVERS = -5,
+    /**
+     * A server address is not a valid `host:port`.
+     */
+    STREAMER_ERR_BAD_SERVER_ADDRESS = -6,
+    /**
+     * A server did not accept a connection.
+     */
+    STREAMER_ERR_CONNECT = -7,
+    /**
+     * The distribution chose a server index >= the number of servers; nothing was queued.
+     */
+    STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE = -8,
+    /**
+     * `streamer_put_stream` named a server index that does not exist; nothing was queued.
+     */
+    STREAMER_ERR_NO_SUCH_STREAM = -9,
+    /**
+     * The queue stayed full for the whole put timeout (at once for a put from a
+     * callback); nothing was queued.
+     */
+    STREAMER_ERR_QUEUE_FULL = -10,
+    /**
+     * The streamer or stream is closing, closed or finalized; nothing was queued.
+     */
+    STREAMER_ERR_CLOSED = -11,
+    /**
+     * The chosen server's connection failed earlier; nothing was queued.
+     */
+    STREAMER_ERR_SERVER_DOWN = -12,
+    /**
+     * The filter failed for this file (a filter callback returned non-zero); nothing was sent for it.
+     */
+    STREAMER_ERR_FILTER = -13,
+    /**
+     * The server answered with a non-2xx HTTP status (for example 405: the file exists).
+     */
+    STREAMER_ERR_HTTP = -14,
+    /**
+     * The connection failed before the file's answer arrived.
+     */
+    STREAMER_ERR_CONNECTION_LOST = -15,
+    /**
+     * The wait ended before every file had its outcome (`streamer_flush`).
+     */
+    STREAMER_ERR_TIMEOUT = -16,
+    /**
+     * The close (or finalize) completed, but not every file was acknowledged.
+     */
+    STREAMER_ERR_FILES_FAILED = -17,
+    /**
+     * An internal error (a bug): the library caught a panic. The handle may be unusable.
+     */
+    STREAMER_ERR_PANIC = -18,
+    /**
+     * The requested feature is not built into this library.
+     */
+    STREAMER_ERR_UNSUPPORTED = -19,
+    /**
+     * No server of the cluster could be found by its serverfilter.
+     */
+    STREAMER_ERR_DISCOVERY = -20,
+    /**
+     * No server came back before close: the file waits in the spill folder.
+     */
+    STREAMER_ERR_SPILLED = -21,
+    /**
+     * The spill folder could not be used.
+     */
+    STREAMER_ERR_SPILL_FOLDER = -22,
+    /**
+     * Called from inside a callback of this library, where it would wait for that
+     * very callback (`*_flush`, `*_close*`, `stream_finalize`); nothing was done and
+     * the handle stays valid.
+     */
+    STREAMER_ERR_IN_CALLBACK = -23,
+    /**
+     * A bounded close reached its limit: the files still pending were given up (a
+     * file's completion status when it was one of them; the close's status then).
+     */
+    STREAMER_ERR_CLOSE_TIMEOUT = -24,
+    /**
+     * As `STREAMER_ERR_CLOSE_TIMEOUT`, and a library thread was still busy (inside
+     * a callback or filter that began before the limit, or reconnecting): it was
+     * left to end on its own; a running callback's `user_data` must stay valid
+     * until it returns. No other callback starts.
+     */
+    STREAMER_ERR_CLOSE_DETACHED = -25,
+    /**
+     * The server already holds other bytes under the file's name (storage is
+     * write-once), or a file that may have landed before could not be shown to
+     * hold the same bytes: not stored (a spilled file stays in the folder).
+     */
+    STREAMER_ERR_NAME_TAKEN = -26
+} PymeStreamerStatus;
 
 /**
- * A stable hash of the file name (without `?query`): a name always lands on the
- * same server of a cluster of the same size.
+ * The built-in distributions (`streamer_options_set_distribution_kind`).
  */
-#define STREAMER_DISTRIBUTION_HASH 3
+typedef enum PymeStreamerDistribution {
+    /**
+     * `index % n_servers` (a frame number spreads frames evenly); a random server
+     * when put is given no index. The default.
+     */
+    STREAMER_DISTRIBUTION_ROUND_ROBIN = 0,
+    /**
+     * A random server for every file.
+     */
+    STREAMER_DISTRIBUTION_RANDOM = 1,
+    /**
+     * Always one server: the one set by `streamer_options_set_fixed_server` (default 0).
+     */
+    STREAMER_DISTRIBUTION_FIXED = 2,
+    /**
+     * A stable hash of the file name (without `?query`): a name always lands on the
+     * same server of a cluster of the same size.
+     */
+    STREAMER_DISTRIBUTION_HASH = 3
+} PymeStreamerDistribution;
 
 /**
- * Send the bytes unchanged (the default; no copy is made).
+ * The built-in filters without parameters (`streamer_options_set_filter_kind`).
  */
-#define STREAMER_FILTER_IDENTITY 0
+typedef enum PymeStreamerFilter {
+    /**
+     * Send the bytes unchanged (the default; no copy is made).
+     */
+    STREAMER_FILTER_IDENTITY = 0
+} PymeStreamerFilter;
 
 /**
- * PZF pixel type: uint8.
+ * PZF pixel types (`streamer_options_set_filter_pzf`).
  */
-#define STREAMER_PZF_UINT8 0
+typedef enum PymeStreamerPzfFormat {
+    /**
+     * uint8.
+     */
+    STREAMER_PZF_UINT8 = 0,
+    /**
+     * uint16 (sCMOS cameras).
+     */
+    STREAMER_PZF_UINT16 = 1,
+    /**
+     * float32.
+     */
+    STREAMER_PZF_FLOAT32 = 2
+} PymeStreamerPzfFormat;
 
 /**
- * PZF pixel type: uint16 (sCMOS cameras).
+ * PZF compressions (`streamer_options_set_filter_pzf`).
  */
-#define STREAMER_PZF_UINT16 1
+typedef enum PymeStreamerPzfCompression {
+    /**
+     * None.
+     */
+    STREAMER_PZF_RAW = 0,
+    /**
+     * One Huffman block (pymecompress-compatible).
+     */
+    STREAMER_PZF_HUFFMAN = 1,
+    /**
+     * Huffman-coded chunks, coded in parallel.
+     */
+    STREAMER_PZF_HUFFMAN_CHUNKED = 2
+} PymeStreamerPzfCompression;
 
 /**
- * PZF pixel type: float32.
+ * PZF quantizations (`streamer_options_set_filter_pzf`).
  */
-#define STREAMER_PZF_FLOAT32 2
-
-/**
- * PZF compression: none.
- */
-#define STREAMER_PZF_RAW 0
-
-/**
- * PZF compression: one Huffman block (pymecompress-compatible).
- */
-#define STREAMER_PZF_HUFFMAN 1
-
-/**
- * PZF compression: Huffman-coded chunks, coded in parallel.
- */
-#define STREAMER_PZF_HUFFMAN_CHUNKED 2
-
-/**
- * PZF quantization: none (lossless).
- */
-#define STREAMER_PZF_QUANT_NONE 0
-
-/**
- * PZF quantization: square root, uint16 only (within photon shot noise).
- */
-#define STREAMER_PZF_QUANT_SQRT 1
-
-/**
- * Success.
- */
-#define STREAMER_OK 0
-
-/**
- * A pointer argument was NULL.
- */
-#define STREAMER_ERR_NULL_ARGUMENT -1
-
-/**
- * An argument is out of its range (a zero port, an unknown kind, a zero limit...).
- */
-#define STREAMER_ERR_INVALID_ARGUMENT -2
-
-/**
- * A string argument is not valid UTF-8.
- */
-#define STREAMER_ERR_UTF8 -3
-
-/**
- * The file name cannot be sent (allowed: letters, digits, `_`, `/`, `.`, `-`,
- * optionally `?query`; relative; no `..`); nothing was queued.
- */
-#define STREAMER_ERR_INVALID_NAME -4
-
-/**
- * The options name no server.
- */
-#define STREAMER_ERR_NO_SERVERS -5
-
-/**
- * A server address is not a valid `host:port`.
- */
-#define STREAMER_ERR_BAD_SERVER_ADDRESS -6
-
-/**
- * A server did not accept a connection.
- */
-#define STREAMER_ERR_CONNECT -7
-
-/**
- * The distribution chose a server index >= the number of servers; nothing was queued.
- */
-#define STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE -8
-
-/**
- * `streamer_put_stream` named a server index that does not exist; nothing was queued.
- */
-#define STREAMER_ERR_NO_SUCH_STREAM -9
-
-/**
- * The queue stayed full for the whole put timeout; nothing was queued.
- */
-#define STREAMER_ERR_QUEUE_FULL -10
-
-/**
- * The streamer or stream is closing, closed or finalized; nothing was queued.
- */
-#define STREAMER_ERR_CLOSED -11
-
-/**
- * The chosen server's connection failed earlier; nothing was queued.
- */
-#define STREAMER_ERR_SERVER_DOWN -12
-
-/**
- * The filter failed for this file (a filter callback returned non-zero); nothing was sent for it.
- */
-#define STREAMER_ERR_FILTER -13
-
-/**
- * The server answered with a non-2xx HTTP status (for example 405: the file exists).
- */
-#define STREAMER_ERR_HTTP -14
-
-/**
- * The connection failed before the file's answer arrived.
- */
-#define STREAMER_ERR_CONNECTION_LOST -15
-
-/**
- * The wait ended before every file had its outcome (`streamer_flush`).
- */
-#define STREAMER_ERR_TIMEOUT -16
-
-/**
- * The close (or finalize) completed, but not every file was acknowledged.
- */
-#define STREAMER_ERR_FILES_FAILED -17
-
-/**
- * An internal error (a bug): the library caught a panic. The handle may be unusable.
- */
-#define STREAMER_ERR_PANIC -18
-
-/**
- * The requested feature is not built into this library.
- */
-#define STREAMER_ERR_UNSUPPORTED -19
-
-/**
- * No server of the cluster could be found by its serverfilter.
- */
-#define STREAMER_ERR_DISCOVERY -20
-
-/**
- * No server came back before close: the file waits in the spill folder.
- */
-#define STREAMER_ERR_SPILLED -21
-
-/**
- * The spill folder could not be used.
- */
-#define STREAMER_ERR_SPILL_FOLDER -22
-
-/**
- * Waits as long as it takes (`streamer_flush`).
- */
-#define STREAMER_WAIT_FOREVER 4294967295
+typedef enum PymeStreamerPzfQuantization {
+    /**
+     * None (lossless).
+     */
+    STREAMER_PZF_QUANT_NONE = 0,
+    /**
+     * Square root, uint16 only (within photon shot noise).
+     */
+    STREAMER_PZF_QUANT_SQRT = 1
+} PymeStreamerPzfQuantization;
 
 /**
  * A persistent pipelined connection to one data server.
  */
-typedef struct Stream Stream;
+typedef struct PymeStream PymeStream;
 
 /**
  * Streams files to a cluster of data servers, one persistent pipelined
  * connection per server.
  */
-typedef struct Streamer Streamer;
+typedef struct PymeStreamer PymeStreamer;
 
 /**
  * The output buffer of a filter callback. Valid only during that call.
  */
-typedef struct StreamerBuffer StreamerBuffer;
+typedef struct PymeStreamerBuffer PymeStreamerBuffer;
 
 /**
  * Settings for a `Streamer` or a `Stream`. Not thread-safe: fill it from one
  * thread. One options object may create any number of handles; each handle
  * copies what it needs, so the options may be freed right after `streamer_new`.
  */
-typedef struct StreamerOptions StreamerOptions;
+typedef struct PymeStreamerOptions PymeStreamerOptions;
 
 /**
  * Chooses the server for a file: returns an index in `0..n_servers`.
  *
- * Called on the thread that calls `streamer_put` / `streamer_put_nocopy`,
- * inside that call (so calls overlap when several threads put at once).
- * `index` is the index given to put (negative: none). `name` is valid only
- * during the call. A result `>= n_servers` fails that put with
- * `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+ * - Thread: the thread that calls `streamer_put` / `streamer_put_nocopy`,
+ *   inside that call. Calls overlap when several threads put at once.
+ * - Pointers: `name` is valid only during the call.
+ * - `index` is the index given to put (negative: none). A result
+ *   `>= n_servers` fails that put with `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+ * - May call: the same functions as a completion callback (see
+ *   `PymeStreamerCompletionFn`), though a put from here is rarely useful.
  */
-typedef size_t (*StreamerDistributionFn)(void *user_data,
-                                         size_t n_servers,
-                                         int64_t index,
-                                         const char *name);
+typedef size_t (*PymeStreamerDistributionFn)(void *user_data,
+                                             size_t n_servers,
+                                             int64_t index,
+                                             const char *name);
 
 /**
  * Transforms a file's bytes before they are sent: append the output to `out`
  * with `streamer_buffer_append` (it arrives empty). Return 0 on success; any
  * other value fails that file with `STREAMER_ERR_FILTER` (nothing is sent for it).
  *
- * Called on the sender thread of the file's server; calls for different
- * servers overlap, calls for one server do not. `name`, `data` and `out` are
- * valid only during the call.
+ * - Thread: the sender thread of the file's server. Calls for different
+ *   servers overlap; calls for one server do not.
+ * - Pointers: `name`, `data` and `out` are valid only during the call.
+ * - May call: the same functions as a completion callback (see
+ *   `PymeStreamerCompletionFn`). A slow filter slows its server only.
  */
-typedef int32_t (*StreamerFilterFn)(void *user_data,
-                                    const char *name,
-                                    const uint8_t *data,
-                                    size_t len,
-                                    StreamerBuffer *out);
+typedef int32_t (*PymeStreamerFilterFn)(void *user_data,
+                                        const char *name,
+                                        const uint8_t *data,
+                                        size_t len,
+                                        struct PymeStreamerBuffer *out);
 
 /**
- * Called exactly once for every file a put accepted, when its outcome is known.
+ * Called exactly once for every file a put accepted, when its outcome is known
+ * (except after a bounded close reached its limit: see `streamer_close_timeout`).
  *
  * `status` is `STREAMER_OK` when the server acknowledged the file, else the
  * reason (`STREAMER_ERR_HTTP`, `STREAMER_ERR_CONNECTION_LOST`,
  * `STREAMER_ERR_FILTER`...). `http_status` is the server's HTTP status, or 0
- * when there was no answer. `bytes` is the size given to put.
+ * when there was no answer. `bytes` is the size given to put. `server_index`
+ * is the server the file was last sent to, or `STREAMER_NO_SERVER` (`SIZE_MAX`)
+ * for a file that failed in the spill folder without being sent.
  *
- * Called on a library thread (the receiver or sender of the file's server);
- * calls for different servers overlap. `name` is valid only during the call.
- * It must return quickly and must not call `streamer_close`; a put from it
- * may block on a full queue and deadlock.
+ * - Thread: a library thread (the receiver or sender of the file's server),
+ *   or the thread calling close for files that end during close. Calls for
+ *   different servers overlap; calls for one server do not.
+ * - Pointers: `name` is valid only during the call.
+ * - It should return quickly: it holds up the answers of its server.
+ * - May call (re-entrancy contract, tested): `*_stats`, `*_last_error` (it
+ *   gives this file's failure message), `streamer_status_str`,
+ *   `streamer_version`, `streamer_n_servers`, and puts, which never wait
+ *   there: a full queue returns `STREAMER_ERR_QUEUE_FULL` at once. `*_flush`,
+ *   `*_close`, `*_close_stats`, `*_close_timeout` and `stream_finalize` of any
+ *   handle return `STREAMER_ERR_IN_CALLBACK` at once and do nothing (they
+ *   would wait for this very callback); the handle stays valid.
+ * - Must not: throw a C++ exception or longjmp out of the call.
  */
-typedef void (*StreamerCompletionFn)(void *user_data,
-                                     const char *name,
-                                     size_t server_index,
-                                     int32_t status,
-                                     int32_t http_status,
-                                     uint64_t bytes);
+typedef void (*PymeStreamerCompletionFn)(void *user_data,
+                                         const char *name,
+                                         size_t server_index,
+                                         int32_t status,
+                                         int32_t http_status,
+                                         uint64_t bytes);
 
 /**
  * The statistics of a streamer or stream: counters since it was created, and
- * the queue depths now.
+ * the queue depths now. Pass `sizeof(PymeStreamerStats)` with it to every
+ * stats call; new fields are only ever appended.
  */
-typedef struct {
+typedef struct PymeStreamerStats {
+    /**
+     * Written by the library: how many bytes of this struct it filled (its
+     * own `sizeof(PymeStreamerStats)`, or the caller's if smaller).
+     */
+    uint64_t size;
     /**
      * Files accepted by put.
      */
@@ -388,8 +469,9 @@ typedef struct {
      */
     uint64_t retries;
     /**
-     * Re-sent files a server answered 405 (they had landed before a failure);
-     * counted in `files_acknowledged` too.
+     * Re-sent files a server answered 405 whose stored bytes were read back
+     * and found equal to the file (they had landed before a failure); counted
+     * in `files_acknowledged` too.
      */
     uint64_t acknowledged_already;
     /**
@@ -400,53 +482,64 @@ typedef struct {
      * Files waiting in the spill folder now.
      */
     uint64_t spilled;
-} StreamerStats;
+    /**
+     * Files sent again after a connection failed while they were in flight:
+     * each may also have been stored by the first server, so after a failover
+     * a file can exist on two servers (at-least-once storage; still exactly
+     * one outcome per put). Added after `spilled`: read it only when `size`
+     * says it was written.
+     */
+    uint64_t resent_maybe_stored;
+} PymeStreamerStats;
 
 /**
  * Gives caller-owned bytes back (`streamer_put_nocopy`): called exactly once,
  * with the `data` and `len` given to put, when the library no longer needs them.
  *
- * Called on a library thread after the file's outcome (possibly just after
- * its completion callback, and possibly after `streamer_flush` returned), or
- * on the calling thread before put returns when the put fails. Every release
- * has happened when `streamer_close` returns.
+ * - Thread: a library thread after the file's outcome (possibly just after
+ *   its completion callback, and possibly after `streamer_flush` returned);
+ *   the thread calling put, before put returns, when the put fails; or the
+ *   thread calling close, for files given up by a bounded close.
+ * - Every release has happened when `streamer_close` returns (and when
+ *   `streamer_close_timeout` returns without `STREAMER_ERR_CLOSE_DETACHED`).
+ * - May call: the same functions as a completion callback.
  */
-typedef void (*StreamerReleaseFn)(void *user_data, const uint8_t *data, size_t len);
-
-#ifdef __cplusplus
-extern "C" {
-#endif // __cplusplus
+typedef void (*PymeStreamerReleaseFn)(void *user_data, const uint8_t *data, size_t len);
 
 /**
  * Appends `len` bytes at `data` to a filter's output buffer.
+ * Consumes nothing: the bytes are copied.
  *
  * # Safety
  * `out` is the buffer passed to the running filter callback; `data` points to
  * `len` readable bytes (it may be NULL when `len` is 0).
  */
-int32_t streamer_buffer_append(StreamerBuffer *out, const uint8_t *data, size_t len);
+int32_t streamer_buffer_append(struct PymeStreamerBuffer *out, const uint8_t *data, size_t len);
 
 /**
  * Reserves room for `additional` more bytes in a filter's output buffer, so a
  * filter that knows its output size appends without reallocation.
+ * Consumes nothing.
  *
  * # Safety
  * `out` is the buffer passed to the running filter callback.
  */
-int32_t streamer_buffer_reserve(StreamerBuffer *out, size_t additional);
+int32_t streamer_buffer_reserve(struct PymeStreamerBuffer *out, size_t additional);
 
 /**
  * The number of bytes in a filter's output buffer so far (0 for NULL).
+ * Consumes nothing.
  *
  * # Safety
  * `out` is NULL or the buffer passed to the running filter callback.
  */
-size_t streamer_buffer_len(const StreamerBuffer *out);
+size_t streamer_buffer_len(const struct PymeStreamerBuffer *out);
 
 /**
  * PYME's round-robin policy as a plain function: `index % n_servers` for
  * `index >= 0`, a random server for `index < 0`; 0 when `n_servers` is 0.
  * Usable from a distribution callback that wants round-robin for some files.
+ * Consumes nothing.
  */
 size_t distribution_function_round_robin(size_t n_servers, int64_t index);
 
@@ -455,6 +548,7 @@ size_t distribution_function_round_robin(size_t n_servers, int64_t index);
  * PYME's `n_cluster_servers`), looking over mDNS (multicast on the network,
  * 2 s) and in the local registry. `*out` is written on success; finding none
  * is `STREAMER_ERR_DISCOVERY`.
+ * Consumes nothing.
  *
  * # Safety
  * `serverfilter` is NULL or a NUL-terminated string; `out` is NULL or valid.
@@ -465,85 +559,97 @@ int32_t n_cluster_servers(const char *serverfilter, size_t *out);
  * Creates options with the defaults: no servers, round-robin distribution, no
  * filter, no completion callback, 256 files / 256 MiB queued per server, a put
  * that waits for room as long as it takes, 5 s connect and 30 s response timeouts.
+ * Consumes nothing; the new handle belongs to the caller.
  *
  * # Safety
  * `out` is NULL or a valid pointer; on success `*out` is a new handle to free
  * with `streamer_options_free`.
  */
-int32_t streamer_options_new(StreamerOptions **out);
+int32_t streamer_options_new(struct PymeStreamerOptions **out);
 
 /**
  * Frees options. NULL: does nothing.
+ * Consumes the options handle.
  *
  * # Safety
  * `options` is NULL or a handle from `streamer_options_new`, not used afterwards.
  */
-void streamer_options_free(StreamerOptions *options);
+void streamer_options_free(struct PymeStreamerOptions *options);
 
 /**
  * Adds a data server. Servers are numbered 0, 1, ... in the order added; that
  * number is the server index of distributions, `streamer_put_stream` and the
  * completion callback. `host` is a name or an IP address (IPv6 without brackets
  * is accepted); `port` must not be 0.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `host` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_add_server(StreamerOptions *options, const char *host, uint16_t port);
+int32_t streamer_options_add_server(struct PymeStreamerOptions *options,
+                                    const char *host,
+                                    uint16_t port);
 
 /**
  * Chooses the server of each file with a C callback (see
- * `StreamerDistributionFn`). `user_data` is passed back to every call.
+ * `PymeStreamerDistributionFn`). `user_data` is passed back to every call.
+ * Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
  *
  * # Safety
- * `options` is NULL or a valid handle; `fn` follows the `StreamerDistributionFn`
+ * `options` is NULL or a valid handle; `fn` follows the `PymeStreamerDistributionFn`
  * contract and, with `user_data`, stays usable until every handle created from
  * these options is closed.
  */
-int32_t streamer_options_set_distribution(StreamerOptions *options,
-                                          StreamerDistributionFn fn,
+int32_t streamer_options_set_distribution(struct PymeStreamerOptions *options,
+                                          PymeStreamerDistributionFn fn,
                                           void *user_data);
 
 /**
  * Chooses a built-in distribution: one of `STREAMER_DISTRIBUTION_*`. No
  * callback needed (for LabVIEW and other hosts without function pointers).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_distribution_kind(StreamerOptions *options, int32_t kind);
+int32_t streamer_options_set_distribution_kind(struct PymeStreamerOptions *options, int32_t kind);
 
 /**
  * Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
  * index beyond the servers makes every put fail with
  * `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_fixed_server(StreamerOptions *options, size_t server);
+int32_t streamer_options_set_fixed_server(struct PymeStreamerOptions *options, size_t server);
 
 /**
- * Runs a C filter on every file before it is sent (see `StreamerFilterFn`).
+ * Runs a C filter on every file before it is sent (see `PymeStreamerFilterFn`).
  * Replaces any filter set before.
+ * Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
  *
  * # Safety
- * `options` is NULL or a valid handle; `fn` follows the `StreamerFilterFn`
+ * `options` is NULL or a valid handle; `fn` follows the `PymeStreamerFilterFn`
  * contract and, with `user_data`, stays usable until every handle created from
  * these options is closed.
  */
-int32_t streamer_options_set_filter(StreamerOptions *options, StreamerFilterFn fn, void *user_data);
+int32_t streamer_options_set_filter(struct PymeStreamerOptions *options,
+                                    PymeStreamerFilterFn fn,
+                                    void *user_data);
 
 /**
  * Chooses a built-in filter: `STREAMER_FILTER_IDENTITY` (send the bytes
  * unchanged; removes any filter set before). Built-in filters with parameters
  * have their own setters: `streamer_options_set_filter_pzf`,
  * `streamer_options_set_filter_gzip`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_filter_kind(StreamerOptions *options, int32_t kind);
+int32_t streamer_options_set_filter_kind(struct PymeStreamerOptions *options, int32_t kind);
 
 /**
  * Encodes every file as a PZF frame (PYME's one-frame-per-file format) on
@@ -557,11 +663,12 @@ int32_t streamer_options_set_filter_kind(StreamerOptions *options, int32_t kind)
  * `quant_offset` (the camera's dark level) and `quant_scale` > 0). Invalid
  * parameters are `STREAMER_ERR_INVALID_ARGUMENT` here; a put whose size does
  * not match fails that file with `STREAMER_ERR_FILTER`, never a corrupt file.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_filter_pzf(StreamerOptions *options,
+int32_t streamer_options_set_filter_pzf(struct PymeStreamerOptions *options,
                                         int32_t data_format,
                                         uint32_t rows,
                                         uint32_t cols,
@@ -575,33 +682,36 @@ int32_t streamer_options_set_filter_pzf(StreamerOptions *options,
  * Compresses every file with gzip for the transport (`Content-Encoding:
  * gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
  * (small). For non-image files; use the PZF filter for frames.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_filter_gzip(StreamerOptions *options, int32_t level);
+int32_t streamer_options_set_filter_gzip(struct PymeStreamerOptions *options, int32_t level);
 
 /**
- * Calls `fn` once with the outcome of every file (see `StreamerCompletionFn`).
+ * Calls `fn` once with the outcome of every file (see `PymeStreamerCompletionFn`).
+ * Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
  *
  * # Safety
- * `options` is NULL or a valid handle; `fn` follows the `StreamerCompletionFn`
+ * `options` is NULL or a valid handle; `fn` follows the `PymeStreamerCompletionFn`
  * contract and, with `user_data`, stays usable until every handle created from
  * these options is closed.
  */
-int32_t streamer_options_set_completion(StreamerOptions *options,
-                                        StreamerCompletionFn fn,
+int32_t streamer_options_set_completion(struct PymeStreamerOptions *options,
+                                        PymeStreamerCompletionFn fn,
                                         void *user_data);
 
 /**
  * Bounds what each server may hold: files and bytes accepted by put and not yet
  * answered. A put waits for room (see `streamer_options_set_put_timeout`). A
  * single file larger than `max_bytes` still goes through, alone. Both must be > 0.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_queue_limits(StreamerOptions *options,
+int32_t streamer_options_set_queue_limits(struct PymeStreamerOptions *options,
                                           size_t max_files,
                                           uint64_t max_bytes);
 
@@ -609,11 +719,12 @@ int32_t streamer_options_set_queue_limits(StreamerOptions *options,
  * How long connecting to a server may take, and how long a server may stay
  * silent while answers are due before its connection is failed. Both in
  * milliseconds, both > 0.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_timeouts(StreamerOptions *options,
+int32_t streamer_options_set_timeouts(struct PymeStreamerOptions *options,
                                       uint32_t connect_ms,
                                       uint32_t response_ms);
 
@@ -621,29 +732,32 @@ int32_t streamer_options_set_timeouts(StreamerOptions *options,
  * How long a put waits for room in a full queue before it fails with
  * `STREAMER_ERR_QUEUE_FULL`: `ms < 0` waits as long as it takes (the
  * default), `0` fails at once, `ms > 0` waits up to that many milliseconds.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_put_timeout(StreamerOptions *options, int64_t ms);
+int32_t streamer_options_set_put_timeout(struct PymeStreamerOptions *options, int64_t ms);
 
 /**
  * Failover (on by default): when a server's connection fails, its queued and
  * unanswered files move to the live servers. `enabled == 0`: they fail with
  * `STREAMER_ERR_CONNECTION_LOST` instead (a strict placement policy).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_failover(StreamerOptions *options, int32_t enabled);
+int32_t streamer_options_set_failover(struct PymeStreamerOptions *options, int32_t enabled);
 
 /**
  * How many times a file answered 5xx is sent again before it fails (default 2).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_max_retries(StreamerOptions *options, uint32_t retries);
+int32_t streamer_options_set_max_retries(struct PymeStreamerOptions *options, uint32_t retries);
 
 /**
  * How `streamer_put` hands a file to an idle sender thread. `interval_us > 0`
@@ -652,11 +766,13 @@ int32_t streamer_options_set_max_retries(StreamerOptions *options, uint32_t retr
  * file may wait that long before it is sent, and each idle server costs about
  * 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
  * (slower puts, no cost while idle).
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_sender_poll_us(StreamerOptions *options, uint32_t interval_us);
+int32_t streamer_options_set_sender_poll_us(struct PymeStreamerOptions *options,
+                                            uint32_t interval_us);
 
 /**
  * Rides through a whole-cluster outage (off by default): files that cannot be
@@ -664,11 +780,12 @@ int32_t streamer_options_set_sender_poll_us(StreamerOptions *options, uint32_t i
  * failing, and sent again, oldest first, when a server is back. Files still
  * there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
  * streamer given the same folder.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_set_spill_dir(StreamerOptions *options, const char *folder);
+int32_t streamer_options_set_spill_dir(struct PymeStreamerOptions *options, const char *folder);
 
 /**
  * Finds the servers of the cluster named `serverfilter` when the streamer is
@@ -676,49 +793,54 @@ int32_t streamer_options_set_spill_dir(StreamerOptions *options, const char *fol
  * over mDNS and the local registry, this computer's servers first), in
  * addition to any added with `streamer_options_add_server`. Finding none makes
  * `streamer_new` fail with `STREAMER_ERR_DISCOVERY`. `""` takes every server.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_set_serverfilter(StreamerOptions *options, const char *serverfilter);
+int32_t streamer_options_set_serverfilter(struct PymeStreamerOptions *options,
+                                          const char *serverfilter);
 
 /**
  * How long discovery listens for mDNS answers (default 2000 ms). Call after
  * `streamer_options_set_serverfilter`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle.
  */
-int32_t streamer_options_set_discovery_timeout_ms(StreamerOptions *options, uint32_t ms);
+int32_t streamer_options_set_discovery_timeout_ms(struct PymeStreamerOptions *options, uint32_t ms);
 
 /**
  * Where discovery looks: `use_mdns` (multicast on the network) and the local
  * registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
  * no registry). Call after `streamer_options_set_serverfilter`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
  */
-int32_t streamer_options_set_discovery_sources(StreamerOptions *options,
+int32_t streamer_options_set_discovery_sources(struct PymeStreamerOptions *options,
                                                int32_t use_mdns,
                                                const char *registry_path);
 
 /**
  * Copies the message of the last failure of a call on these options (or of
  * `streamer_new` / `stream_new` with them) into `buf`, as `streamer_last_error`.
+ * Consumes nothing.
  *
  * # Safety
  * `options` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
  * points to `buf_len` writable bytes; `out_len` is NULL or valid.
  */
-int32_t streamer_options_last_error(const StreamerOptions *options,
+int32_t streamer_options_last_error(const struct PymeStreamerOptions *options,
                                     char *buf,
                                     size_t buf_len,
                                     size_t *out_len);
 
 /**
  * A static, NUL-terminated English description of `status`, for any value
- * (unknown codes give "unknown status"). Never NULL; never free it.
+ * (unknown codes give "unknown status"). Never NULL; never free it. Consumes nothing.
  */
 const char *streamer_status_str(int32_t status);
 
@@ -726,142 +848,191 @@ const char *streamer_status_str(int32_t status);
  * The library version, `"MAJOR.MINOR.PATCH"` (static; equals
  * `PYME_STREAMING_VERSION` of the header the program was built with, unless it
  * runs against another build of the library).
+ * Consumes nothing.
  */
 const char *streamer_version(void);
 
 /**
  * Connects to one server `host:port` with the queue limits, filter, completion
  * callback and timeouts of `options` (servers and distribution in `options` are
- * not used). On failure the message is kept on `options`.
+ * not used). On failure the message is kept on `options`. Consumes nothing.
  *
  * # Safety
  * `host` is NULL or a NUL-terminated string; `options` is NULL or a valid
  * handle; `out` is NULL or a valid pointer. On success `*out` is a new handle
  * to close with `stream_close`.
  */
-int32_t stream_new(const char *host, uint16_t port, const StreamerOptions *options, Stream **out);
+int32_t stream_new(const char *host,
+                   uint16_t port,
+                   const struct PymeStreamerOptions *options,
+                   struct PymeStream **out);
 
 /**
- * Queues a copy of the bytes as file `name`, as `streamer_put`.
- * `STREAMER_ERR_CLOSED` after `stream_finalize`.
+ * Queues a copy of the bytes as file `name`, as `streamer_put` (consumes
+ * nothing). `STREAMER_ERR_CLOSED` after `stream_finalize`, and, from inside a
+ * callback, while `stream_finalize` is starting.
  *
  * # Safety
  * `stream` is NULL or a valid handle; `name` is NULL or a NUL-terminated
  * string; `data` points to `len` readable bytes (NULL allowed when `len` is 0).
  */
-int32_t stream_put(Stream *stream, const char *name, const uint8_t *data, size_t len);
+int32_t stream_put(struct PymeStream *stream, const char *name, const uint8_t *data, size_t len);
+
+/**
+ * Waits until every file accepted so far has its outcome, as `streamer_flush`.
+ * `STREAMER_OK` at once after `stream_finalize`; `STREAMER_ERR_IN_CALLBACK`
+ * at once from inside a callback.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `stream` is NULL or a valid handle.
+ */
+int32_t stream_flush(struct PymeStream *stream, uint32_t timeout_ms);
 
 /**
  * Ends the stream: after everything queued, sends the end-of-stream sentinel
  * (an empty file `sentinel_name` on a request that closes the connection),
  * waits for every answer and joins the library's threads. Waits for puts in
- * progress on other threads first. The handle stays valid: later puts return
- * `STREAMER_ERR_CLOSED`, `stream_stats` gives the final statistics; free it
- * with `stream_close`. Returns `STREAMER_OK` when every file (the sentinel
- * included) was acknowledged, else `STREAMER_ERR_FILES_FAILED` (or the reason
- * the sentinel could not be queued). An invalid `sentinel_name` leaves the
- * stream open. A second finalize returns `STREAMER_ERR_CLOSED`.
+ * progress on other threads first. Does not consume the handle: later puts
+ * return `STREAMER_ERR_CLOSED`, `stream_stats` gives the final statistics;
+ * free it with `stream_close`. Returns `STREAMER_OK` when every file (the
+ * sentinel included) was acknowledged, else `STREAMER_ERR_FILES_FAILED` (or
+ * the reason the sentinel could not be queued). An invalid `sentinel_name`
+ * leaves the stream open. A second finalize returns `STREAMER_ERR_CLOSED`.
+ * From inside a callback: `STREAMER_ERR_IN_CALLBACK` at once, nothing done.
+ * Completion callbacks may call `stream_stats` while it waits.
  *
  * # Safety
  * `stream` is NULL or a valid handle; `sentinel_name` is NULL or a
  * NUL-terminated string.
  */
-int32_t stream_finalize(Stream *stream, const char *sentinel_name);
+int32_t stream_finalize(struct PymeStream *stream, const char *sentinel_name);
 
 /**
- * Writes the statistics to `*out` (the final ones after `stream_finalize`).
+ * Writes the statistics to `*out` (the final ones after `stream_finalize`),
+ * at most `stats_size` bytes, as `streamer_stats`. Works from a completion
+ * callback, also during `stream_finalize`.
+ * Consumes nothing.
  *
  * # Safety
- * `stream` is NULL or a valid handle; `out` is NULL or a valid pointer.
+ * `stream` is NULL or a valid handle; `out` is NULL or points to `stats_size`
+ * writable bytes.
  */
-int32_t stream_stats(const Stream *stream, StreamerStats *out);
+int32_t stream_stats(const struct PymeStream *stream,
+                     struct PymeStreamerStats *out,
+                     size_t stats_size);
 
 /**
- * Copies the message of the stream's last failure, as `streamer_last_error`.
+ * Copies the message of the last failure seen by the calling thread on this
+ * stream, as `streamer_last_error` (per thread; `out_len` may be NULL).
+ * Consumes nothing.
  *
  * # Safety
- * As `streamer_last_error`, with a `Stream` handle.
+ * As `streamer_last_error`, with a `PymeStream` handle.
  */
-int32_t stream_last_error(const Stream *stream, char *buf, size_t buf_len, size_t *out_len);
+int32_t stream_last_error(const struct PymeStream *stream,
+                          char *buf,
+                          size_t buf_len,
+                          size_t *out_len);
 
 /**
- * Sends everything queued (no sentinel), waits for every answer, joins the
- * threads and frees the handle; after `stream_finalize` it only frees.
- * `STREAMER_OK` when every file was acknowledged, else
- * `STREAMER_ERR_FILES_FAILED`. NULL: does nothing, `STREAMER_OK`.
+ * Consumes the handle: sends everything queued (no sentinel), waits for
+ * every answer, joins the threads and frees it; after `stream_finalize` it
+ * only frees. `STREAMER_OK` when every file was acknowledged, else
+ * `STREAMER_ERR_FILES_FAILED`. NULL: does nothing, `STREAMER_OK`. From inside
+ * a callback: `STREAMER_ERR_IN_CALLBACK`, and the handle is NOT consumed.
  *
  * # Safety
  * `stream` is NULL or a valid handle; no other call on it may run
- * concurrently or follow.
+ * concurrently or follow (unless it returned `STREAMER_ERR_IN_CALLBACK`).
  */
-int32_t stream_close(Stream *stream);
+int32_t stream_close(struct PymeStream *stream);
 
 /**
  * As `stream_close`, and writes the final statistics to `*out` whenever the
- * handle was closed (as `streamer_close_stats`). With `out` NULL the handle is
- * not closed and `STREAMER_ERR_NULL_ARGUMENT` is returned.
+ * handle was closed (as `streamer_close_stats`). With `out` NULL (or
+ * `stats_size` too small) the handle is not consumed and an error is returned.
  *
  * # Safety
- * As `stream_close`; `out` is NULL or a valid pointer.
+ * As `stream_close`; `out` is NULL or points to `stats_size` writable bytes.
  */
-int32_t stream_close_stats(Stream *stream, StreamerStats *out);
+int32_t stream_close_stats(struct PymeStream *stream,
+                           struct PymeStreamerStats *out,
+                           size_t stats_size);
+
+/**
+ * A close bounded in time, exactly as `streamer_close_timeout` (same limit,
+ * margin, statuses and callback guarantees). Consumes the handle (except with
+ * `STREAMER_ERR_IN_CALLBACK` or a `stats_size` too small); `out` may be NULL.
+ *
+ * # Safety
+ * As `stream_close`; `out` is NULL or points to `stats_size` writable bytes.
+ */
+int32_t stream_close_timeout(struct PymeStream *stream,
+                             uint32_t timeout_ms,
+                             struct PymeStreamerStats *out,
+                             size_t stats_size);
 
 /**
  * Connects to every server of `options`. On failure nothing stays open and the
- * message is kept on `options` (`streamer_options_last_error`). The options are
- * copied: they may be freed or reused at once.
+ * message is kept on `options` (`streamer_options_last_error`). Consumes
+ * nothing: the options are copied and may be freed or reused at once.
  *
  * # Safety
  * `options` is NULL or a valid handle; `out` is NULL or a valid pointer. On
  * success `*out` is a new handle to close with `streamer_close`.
  */
-int32_t streamer_new(const StreamerOptions *options, Streamer **out);
+int32_t streamer_new(const struct PymeStreamerOptions *options, struct PymeStreamer **out);
 
 /**
  * Queues a copy of `len` bytes at `data` as file `name` on the server the
  * distribution picks for (`name`, `index`); `index < 0` means no index. The
- * bytes are copied before it returns. Waits while the chosen queue is full (see
- * `streamer_options_set_put_timeout`). `STREAMER_OK`: the file will get exactly
- * one completion. An error: nothing was queued and no completion follows.
+ * bytes are copied before it returns (consumes nothing). Waits while the
+ * chosen queue is full (see `streamer_options_set_put_timeout`), except from
+ * inside a callback, where a full queue gives `STREAMER_ERR_QUEUE_FULL` at
+ * once. `STREAMER_OK`: the file will get exactly one completion. An error:
+ * nothing was queued and no completion follows.
  *
  * # Safety
  * `streamer` is NULL or a valid handle; `name` is NULL or a NUL-terminated
  * string; `data` points to `len` readable bytes (NULL allowed when `len` is 0).
  */
-int32_t streamer_put(Streamer *streamer,
+int32_t streamer_put(struct PymeStreamer *streamer,
                      const char *name,
                      const uint8_t *data,
                      size_t len,
                      int64_t index);
 
 /**
- * As `streamer_put`, without copying: the library reads `data` until it calls
- * `release(release_user_data, data, len)`, exactly once, when it no longer
- * needs the bytes (after the file's outcome, or before this returns when the
- * put fails, whatever the failure, even a NULL argument). Until then the caller
- * must neither change nor free the bytes. `release` may be NULL when the bytes
- * outlive the streamer (for example a static buffer).
+ * As `streamer_put`, without copying. Consumes the bytes: the library reads
+ * `data` until it calls `release(release_user_data, data, len)`, exactly
+ * once, when it no longer needs them (after the file's outcome, or before
+ * this returns when the put fails, whatever the failure, even a NULL
+ * argument). Until then the caller must neither change nor free the bytes.
+ * `release` may be NULL when the bytes outlive the streamer (for example a
+ * static buffer).
  *
  * # Safety
  * As `streamer_put`; `data` stays valid and unchanged until `release` is
  * called (or, without `release`, until `streamer_close` returns).
  */
-int32_t streamer_put_nocopy(Streamer *streamer,
+int32_t streamer_put_nocopy(struct PymeStreamer *streamer,
                             const char *name,
                             const uint8_t *data,
                             size_t len,
                             int64_t index,
-                            StreamerReleaseFn release,
+                            PymeStreamerReleaseFn release,
                             void *release_user_data);
 
 /**
  * Queues a copy of the bytes as file `name` on server `stream_index` (the order
  * servers were added), bypassing the distribution. Otherwise as `streamer_put`.
+ * Consumes nothing.
  *
  * # Safety
  * As `streamer_put`.
  */
-int32_t streamer_put_stream(Streamer *streamer,
+int32_t streamer_put_stream(struct PymeStreamer *streamer,
                             size_t stream_index,
                             const char *name,
                             const uint8_t *data,
@@ -869,11 +1040,12 @@ int32_t streamer_put_stream(Streamer *streamer,
 
 /**
  * The number of servers (0 for NULL).
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle.
  */
-size_t streamer_n_servers(const Streamer *streamer);
+size_t streamer_n_servers(const struct PymeStreamer *streamer);
 
 /**
  * Makes `count` buffers for copies of files of `file_bytes` bytes ready now,
@@ -884,11 +1056,12 @@ size_t streamer_n_servers(const Streamer *streamer);
  * queue byte limit (all servers together) and files under 64 KiB are not
  * pooled, so it may prepare fewer: it writes how many to `*out_prepared`
  * (which may be NULL). Zero-copy puts need no buffers.
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle; `out_prepared` is NULL or valid.
  */
-int32_t streamer_prepare_buffers(Streamer *streamer,
+int32_t streamer_prepare_buffers(struct PymeStreamer *streamer,
                                  size_t file_bytes,
                                  size_t count,
                                  size_t *out_prepared);
@@ -897,60 +1070,126 @@ int32_t streamer_prepare_buffers(Streamer *streamer,
  * Waits until every file accepted so far has its outcome (its completion has
  * run), up to `timeout_ms` milliseconds (`STREAMER_WAIT_FOREVER`: no limit).
  * `STREAMER_ERR_TIMEOUT` when time ran out. Files that failed do not make it
- * fail: look at `streamer_stats`.
+ * fail: look at `streamer_stats`. `STREAMER_ERR_IN_CALLBACK` at once from
+ * inside a callback.
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle.
  */
-int32_t streamer_flush(Streamer *streamer, uint32_t timeout_ms);
+int32_t streamer_flush(struct PymeStreamer *streamer, uint32_t timeout_ms);
 
 /**
- * Writes the statistics now to `*out`.
+ * Writes the statistics now to `*out`, `stats_size` bytes of it at most
+ * (pass `sizeof(PymeStreamerStats)`; see `PymeStreamerStats.size`). A
+ * consistent snapshot: never more outcomes than files queued.
+ * Consumes nothing.
  *
  * # Safety
- * `streamer` is NULL or a valid handle; `out` is NULL or a valid pointer.
+ * `streamer` is NULL or a valid handle; `out` is NULL or points to
+ * `stats_size` writable bytes.
  */
-int32_t streamer_stats(const Streamer *streamer, StreamerStats *out);
+int32_t streamer_stats(const struct PymeStreamer *streamer,
+                       struct PymeStreamerStats *out,
+                       size_t stats_size);
 
 /**
- * Copies the message of the handle's last failure (a failed call on it, or a
- * file that failed) into `buf`, NUL-terminated and truncated to `buf_len - 1`
- * bytes (at a UTF-8 character boundary), and writes its full length (without
- * the NUL) to `*out_len`. An empty string when nothing failed yet. `buf` may be
- * NULL when `buf_len` is 0, to ask for the length only.
+ * Copies the message of the last failure seen by the calling thread on this
+ * handle (a call of this thread that failed, or, inside a completion
+ * callback, that file's failure) into `buf`, NUL-terminated and truncated to
+ * `buf_len - 1` bytes (at a UTF-8 character boundary), and writes its full
+ * length (without the NUL) to `*out_len` unless `out_len` is NULL. An empty
+ * string when nothing failed on this thread. `buf` may be NULL when
+ * `buf_len` is 0, to ask for the length only. Messages are per thread, so
+ * two threads never read each other's.
+ * Consumes nothing.
  *
  * # Safety
  * `streamer` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
  * points to `buf_len` writable bytes; `out_len` is NULL or valid.
  */
-int32_t streamer_last_error(const Streamer *streamer, char *buf, size_t buf_len, size_t *out_len);
+int32_t streamer_last_error(const struct PymeStreamer *streamer,
+                            char *buf,
+                            size_t buf_len,
+                            size_t *out_len);
 
 /**
- * Sends everything queued, waits for the answer to every request, runs every
- * completion and release callback, joins the library's threads and frees the
- * handle. `STREAMER_OK` when every file accepted was acknowledged, else
- * `STREAMER_ERR_FILES_FAILED`. NULL: does nothing, `STREAMER_OK`. Never
- * depends on a timeout to make progress beyond the response timeout.
+ * Consumes the handle: sends everything queued, waits for the answer to
+ * every request, runs every completion and release callback, joins the
+ * library's threads and frees the handle. `STREAMER_OK` when every file
+ * accepted was acknowledged, else `STREAMER_ERR_FILES_FAILED`. NULL: does
+ * nothing, `STREAMER_OK`. Never depends on a timeout to make progress beyond
+ * the response timeout; for a limit, use `streamer_close_timeout`. From inside
+ * a callback: `STREAMER_ERR_IN_CALLBACK`, and the handle is NOT consumed.
  *
  * # Safety
  * `streamer` is NULL or a valid handle; no other call on it may run
- * concurrently or follow.
+ * concurrently or follow (unless it returned `STREAMER_ERR_IN_CALLBACK`).
  */
-int32_t streamer_close(Streamer *streamer);
+int32_t streamer_close(struct PymeStreamer *streamer);
 
 /**
- * As `streamer_close`, and writes the final statistics to `*out` whenever the
- * handle was closed (`STREAMER_OK` and `STREAMER_ERR_FILES_FAILED`: the close
- * itself succeeded; the status says whether any file was lost). With `out`
- * NULL the handle is not closed and `STREAMER_ERR_NULL_ARGUMENT` is returned.
+ * As `streamer_close`, and writes the final statistics to `*out` (at most
+ * `stats_size` bytes, as `streamer_stats`) whenever the handle was closed
+ * (`STREAMER_OK` and `STREAMER_ERR_FILES_FAILED`: the close itself succeeded;
+ * the status says whether any file was lost). With `out` NULL or a
+ * `stats_size` too small, the handle is not consumed and
+ * `STREAMER_ERR_NULL_ARGUMENT` / `STREAMER_ERR_INVALID_ARGUMENT` is returned.
  *
  * # Safety
- * As `streamer_close`; `out` is NULL or a valid pointer.
+ * As `streamer_close`; `out` is NULL or points to `stats_size` writable bytes.
  */
-int32_t streamer_close_stats(Streamer *streamer, StreamerStats *out);
+int32_t streamer_close_stats(struct PymeStreamer *streamer,
+                             struct PymeStreamerStats *out,
+                             size_t stats_size);
+
+/**
+ * A close bounded in time: as `streamer_close_stats`, but returns within
+ * `timeout_ms` milliseconds plus `STREAMER_CLOSE_MARGIN_MS` (`STREAMER_WAIT_FOREVER`:
+ * no limit). Consumes the handle (except with `STREAMER_ERR_IN_CALLBACK`, or
+ * a `stats_size` too small). `out` may be NULL.
+ *
+ * Once `timeout_ms` has passed: no completion callback starts any more; the
+ * files still pending are given up (counted in `files_failed`; with a spill
+ * folder they are kept there instead); their release callbacks run on this
+ * thread; the connections are shut and the threads joined.
+ *
+ * Returns `STREAMER_OK` / `STREAMER_ERR_FILES_FAILED` when everything ended
+ * before the limit; `STREAMER_ERR_CLOSE_TIMEOUT` when files were given up
+ * (every thread joined: no callback runs after it returns);
+ * `STREAMER_ERR_CLOSE_DETACHED` when, at the margin, a library thread was
+ * still inside a callback (or filter) that began before the limit: that
+ * thread is left to end on its own, the callback's `user_data` must stay
+ * valid until it returns, and no other callback starts.
+ *
+ * # Safety
+ * As `streamer_close`; `out` is NULL or points to `stats_size` writable bytes.
+ */
+int32_t streamer_close_timeout(struct PymeStreamer *streamer,
+                               uint32_t timeout_ms,
+                               struct PymeStreamerStats *out,
+                               size_t stats_size);
+
+/*
+ * The short names of versions before 0.2, for programs written against them:
+ * define PYME_STREAMING_SHORT_NAMES before including this header. Off by
+ * default, because a C++ program with its own Stream or Streamer type would
+ * otherwise compile against the wrong one.
+ */
+#ifdef PYME_STREAMING_SHORT_NAMES
+typedef PymeStreamer Streamer;
+typedef PymeStream Stream;
+typedef PymeStreamerOptions StreamerOptions;
+typedef PymeStreamerBuffer StreamerBuffer;
+typedef PymeStreamerStats StreamerStats;
+typedef PymeStreamerDistributionFn StreamerDistributionFn;
+typedef PymeStreamerFilterFn StreamerFilterFn;
+typedef PymeStreamerCompletionFn StreamerCompletionFn;
+typedef PymeStreamerReleaseFn StreamerReleaseFn;
+#endif
 
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}
+#endif
 
-#endif  /* PYME_STREAMING_H */
+#endif /* PYME_STREAMING_H */

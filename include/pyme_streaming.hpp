@@ -8,41 +8,68 @@
 //   pyme::Stats stats = streamer.close();    // drains, waits for every answer
 //
 // Errors: every call that fails throws pyme::Error, carrying the status code
-// (STREAMER_ERR_*) and the handle's detailed last-error text. The exceptions
-// are: destructors (never throw; they close), close() (returns the final
-// statistics; a lost file shows in stats.files_failed / all_acknowledged()),
-// and try_put(), which returns the status for hot loops that must not throw.
+// (STREAMER_ERR_*) and the detailed last-error text of the calling thread.
+// The exceptions are: destructors (never throw; they close, bounded: see
+// below), close() / close_timeout() (they return the final statistics; a lost
+// file shows in stats.files_failed / all_acknowledged()), and try_put(),
+// which returns the status for hot loops that must not throw. A put after
+// close() throws pyme::Error with STREAMER_ERR_CLOSED ("closed").
 //
 // Callbacks are std::function objects. They run on the threads the C header
 // documents (distribution: the putting thread; filter and completion: library
-// threads, overlapping across servers). An exception escaping a callback is
+// threads, overlapping across servers), and may call what the C header allows
+// (stats, last_error, put: a put there never waits; flush/close/finalize
+// throw STREAMER_ERR_IN_CALLBACK there). An exception escaping a callback is
 // caught at the boundary: a distribution that throws fails that put
 // (STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE), a filter that throws fails that
 // file (STREAMER_ERR_FILTER), a completion that throws is ignored.
 // A Streamer or Stream keeps the callbacks of its Options alive, so Options may
 // be destroyed or changed after creating handles.
 //
+// Destruction: the destructor never blocks without limit. It closes with
+// close_timeout(destructor_timeout()), by default 30 s; while an exception
+// unwinds the stack (std::uncaught_exceptions() is higher than when the
+// object was made) it uses unwinding_timeout(), by default 1 s, instead. At
+// the limit the files still pending are given up (counted as failed, no
+// completion callback runs for them), so a completion lambda that takes a
+// lock the destroying thread holds cannot make it wait for ever. If a library
+// thread is still inside such a callback at the limit plus 500 ms, it is left
+// to finish on its own and the wrapper keeps the callback objects alive for
+// it (a small deliberate leak, only in that case). Call close() yourself to
+// wait for every answer.
+//
 // Thread safety is that of the C API: put/try_put/put_stream/stats/flush/
 // last_error/n_servers may run concurrently; close and destruction must not.
 #ifndef PYME_STREAMING_HPP
 #define PYME_STREAMING_HPP
+
+#if !defined(__cplusplus) || (__cplusplus < 201703L && (!defined(_MSVC_LANG) || _MSVC_LANG < 201703L))
+#error "pyme_streaming.hpp needs C++17 or later (pyme_streaming.h alone works from C89 and C++98)"
+#endif
 
 #include <pyme_streaming.h>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <new>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace pyme {
 
-using Stats = StreamerStats;
+using Stats = PymeStreamerStats;
 
 /// True when every file accepted was acknowledged.
 inline bool all_acknowledged(const Stats &stats) noexcept {
@@ -72,10 +99,20 @@ struct Outcome {
     bool ok() const noexcept { return status == STREAMER_OK; }
 };
 
+/// How a close ended: its status (STREAMER_OK, STREAMER_ERR_FILES_FAILED,
+/// STREAMER_ERR_CLOSE_TIMEOUT or STREAMER_ERR_CLOSE_DETACHED) and the final statistics.
+struct CloseResult {
+    int32_t status;
+    Stats stats;
+    bool timed_out() const noexcept {
+        return status == STREAMER_ERR_CLOSE_TIMEOUT || status == STREAMER_ERR_CLOSE_DETACHED;
+    }
+};
+
 /// A filter's output buffer (valid during the filter call).
 class Buffer {
 public:
-    explicit Buffer(StreamerBuffer *raw) noexcept : raw_(raw) {}
+    explicit Buffer(PymeStreamerBuffer *raw) noexcept : raw_(raw) {}
     void append(const void *data, std::size_t len) {
         if (streamer_buffer_append(raw_, static_cast<const uint8_t *>(data), len) != STREAMER_OK)
             throw Error(STREAMER_ERR_NULL_ARGUMENT, "streamer_buffer_append");
@@ -84,13 +121,25 @@ public:
     std::size_t size() const noexcept { return streamer_buffer_len(raw_); }
 
 private:
-    StreamerBuffer *raw_;
+    PymeStreamerBuffer *raw_;
 };
 
 using DistributionFunction = std::function<std::size_t(std::size_t n_servers, int64_t index, std::string_view name)>;
 /// Writes the transformed bytes into `out`; returns false to fail the file.
 using FilterFunction = std::function<bool(std::string_view name, const uint8_t *data, std::size_t len, Buffer &out)>;
 using CompletionFunction = std::function<void(const Outcome &)>;
+
+/// PZF parameters for Options::filter_pzf (see streamer_options_set_filter_pzf).
+struct PzfParams {
+    int32_t data_format = STREAMER_PZF_UINT16;
+    uint32_t rows = 0;
+    uint32_t cols = 0;
+    uint32_t depth = 1;
+    int32_t compression = STREAMER_PZF_HUFFMAN;
+    int32_t quantization = STREAMER_PZF_QUANT_NONE;
+    float quant_offset = 0.0f;
+    float quant_scale = 1.0f;
+};
 
 namespace detail {
 
@@ -114,7 +163,7 @@ inline std::size_t distribution_trampoline(void *user_data, std::size_t n_server
 }
 
 inline int32_t filter_trampoline(void *user_data, const char *name, const uint8_t *data, std::size_t len,
-                                 StreamerBuffer *out) noexcept {
+                                 PymeStreamerBuffer *out) noexcept {
     try {
         Buffer buffer(out);
         return (*static_cast<FilterFunction *>(user_data))(name, data, len, buffer) ? 0 : 1;
@@ -131,6 +180,20 @@ inline void completion_trampoline(void *user_data, const char *name, std::size_t
     }
 }
 
+/// What put_nocopy keeps until the library releases the bytes: an owner
+/// (destroyed at release), or a callable (called, then destroyed).
+template <typename Owner>
+void release_trampoline(void *user_data, const uint8_t *, std::size_t) noexcept {
+    Owner *owner = static_cast<Owner *>(user_data);
+    if constexpr (std::is_invocable_v<Owner &>) {
+        try {
+            (*owner)();
+        } catch (...) {
+        }
+    }
+    delete owner;
+}
+
 /// The callbacks a handle keeps alive.
 struct Callbacks {
     std::shared_ptr<DistributionFunction> distribution;
@@ -138,7 +201,78 @@ struct Callbacks {
     std::shared_ptr<CompletionFunction> completion;
 };
 
+/// A NUL-terminated copy of a name on the stack, so a put with a string_view
+/// allocates nothing (names longer than the buffer, rare, use the heap).
+class CName {
+public:
+    explicit CName(std::string_view name) {
+        if (name.size() < sizeof small_) {
+            std::memcpy(small_, name.data(), name.size());
+            small_[name.size()] = '\0';
+            text_ = small_;
+        } else {
+            large_.assign(name.data(), name.size());
+            text_ = large_.c_str();
+        }
+    }
+    const char *c_str() const noexcept { return text_; }
+
+private:
+    char small_[512];
+    std::string large_;
+    const char *text_;
+};
+
+/// The destructor's limit: the normal one, or the short one while an
+/// exception unwinds past the object (it was made with fewer in flight).
+inline uint32_t destructor_limit_ms(int exceptions_at_construction, std::chrono::milliseconds normal,
+                                    std::chrono::milliseconds unwinding) noexcept {
+    auto limit = std::uncaught_exceptions() > exceptions_at_construction ? unwinding : normal;
+    auto ms = limit.count() < 0 ? 0 : limit.count();
+    return ms >= static_cast<long long>(STREAMER_WAIT_FOREVER) ? STREAMER_WAIT_FOREVER - 1u
+                                                                : static_cast<uint32_t>(ms);
+}
+
+/// After a close that left a thread inside a callback, the callbacks must
+/// outlive that thread: they are kept for ever (see "Destruction" above), in a
+/// list that is never destroyed (the thread may outlive static destructors).
+inline void keep_alive_if_detached(int32_t status, Callbacks &callbacks) noexcept {
+    if (status != STREAMER_ERR_CLOSE_DETACHED) return;
+    static std::mutex *lock = new std::mutex();
+    static std::vector<Callbacks> *kept = new std::vector<Callbacks>();
+    try {
+        std::lock_guard<std::mutex> guard(*lock);
+        kept->push_back(std::move(callbacks));
+    } catch (...) {
+        new Callbacks(std::move(callbacks));  // out of memory: leak it rather than free it
+    }
+}
+
+/// Destroyed inside one of its own callbacks, a handle cannot close there (it
+/// would wait for that callback): a detached thread closes it once the
+/// callback has returned. The callbacks must then outlive it: returns the
+/// status that keeps them alive.
+template <typename Handle>
+int32_t close_elsewhere(Handle *raw, int32_t (*close)(Handle *)) noexcept {
+    try {
+        std::thread([raw, close] { close(raw); }).detach();
+    } catch (...) {
+        // No thread: the handle is leaked rather than waited for.
+    }
+    return STREAMER_ERR_CLOSE_DETACHED;
+}
+
+inline uint32_t to_ms(std::chrono::milliseconds limit) noexcept {
+    if (limit.count() < 0) return 0;
+    if (limit.count() >= static_cast<long long>(STREAMER_WAIT_FOREVER)) return STREAMER_WAIT_FOREVER - 1u;
+    return static_cast<uint32_t>(limit.count());
+}
+
 }  // namespace detail
+
+/// The destructor's limits (see "Destruction" at the top of this file).
+inline constexpr std::chrono::milliseconds default_destructor_timeout{30000};
+inline constexpr std::chrono::milliseconds default_unwinding_timeout{1000};
 
 /// Settings for a Streamer or a Stream (move-only). Setters return *this.
 class Options {
@@ -193,6 +327,20 @@ public:
         callbacks_.filter.reset();
         return *this;
     }
+    /// The built-in PZF filter (camera frames): see streamer_options_set_filter_pzf.
+    Options &filter_pzf(const PzfParams &pzf) {
+        check(streamer_options_set_filter_pzf(raw_, pzf.data_format, pzf.rows, pzf.cols, pzf.depth,
+                                              pzf.compression, pzf.quantization, pzf.quant_offset,
+                                              pzf.quant_scale));
+        callbacks_.filter.reset();
+        return *this;
+    }
+    /// gzip for the transport, level 1 (fast) to 9 (small).
+    Options &filter_gzip(int32_t level) {
+        check(streamer_options_set_filter_gzip(raw_, level));
+        callbacks_.filter.reset();
+        return *this;
+    }
     Options &on_complete(CompletionFunction function) {
         auto owned = std::make_shared<CompletionFunction>(std::move(function));
         check(streamer_options_set_completion(raw_, detail::completion_trampoline, owned.get()));
@@ -203,15 +351,38 @@ public:
         return check(streamer_options_set_queue_limits(raw_, max_files, max_bytes));
     }
     Options &timeouts(std::chrono::milliseconds connect, std::chrono::milliseconds response) {
-        return check(streamer_options_set_timeouts(raw_, static_cast<uint32_t>(connect.count()),
-                                                   static_cast<uint32_t>(response.count())));
+        return check(streamer_options_set_timeouts(raw_, detail::to_ms(connect), detail::to_ms(response)));
     }
     /// std::nullopt: a put waits for room as long as it takes.
     Options &put_timeout(std::optional<std::chrono::milliseconds> timeout) {
         return check(streamer_options_set_put_timeout(raw_, timeout ? static_cast<int64_t>(timeout->count()) : -1));
     }
+    Options &failover(bool enabled) { return check(streamer_options_set_failover(raw_, enabled ? 1 : 0)); }
+    Options &max_retries(uint32_t retries) { return check(streamer_options_set_max_retries(raw_, retries)); }
+    Options &sender_poll(std::chrono::microseconds interval) {
+        auto us = interval.count() < 0 ? 0 : interval.count();
+        return check(streamer_options_set_sender_poll_us(raw_, static_cast<uint32_t>(us)));
+    }
+    Options &spill_dir(const std::string &folder) {
+        return check(streamer_options_set_spill_dir(raw_, folder.c_str()));
+    }
+    /// Finds the cluster's servers by name when the streamer is made.
+    Options &serverfilter(const std::string &serverfilter) {
+        return check(streamer_options_set_serverfilter(raw_, serverfilter.c_str()));
+    }
+    /// After serverfilter().
+    Options &discovery_timeout(std::chrono::milliseconds wait) {
+        return check(streamer_options_set_discovery_timeout_ms(raw_, detail::to_ms(wait)));
+    }
+    /// After serverfilter(). registry_path: std::nullopt for the default file, "" for none.
+    Options &discovery_sources(bool use_mdns, const std::optional<std::string> &registry_path) {
+        return check(streamer_options_set_discovery_sources(raw_, use_mdns ? 1 : 0,
+                                                            registry_path ? registry_path->c_str() : nullptr));
+    }
 
-    const StreamerOptions *get() const noexcept { return raw_; }
+    const PymeStreamerOptions *get() const noexcept { return raw_; }
+    /// For C calls this wrapper does not cover (the callbacks set through it stay tracked).
+    PymeStreamerOptions *get() noexcept { return raw_; }
     const detail::Callbacks &callbacks() const noexcept { return callbacks_; }
     std::string last_error() const { return detail::last_error(streamer_options_last_error, raw_); }
 
@@ -221,11 +392,11 @@ private:
         return *this;
     }
 
-    StreamerOptions *raw_ = nullptr;
+    PymeStreamerOptions *raw_ = nullptr;
     detail::Callbacks callbacks_;
 };
 
-/// Many servers behind one put (move-only). The destructor closes.
+/// Many servers behind one put (move-only). The destructor closes, bounded.
 class Streamer {
 public:
     explicit Streamer(const Options &options) : callbacks_(options.callbacks()) {
@@ -233,55 +404,98 @@ public:
         if (status != STREAMER_OK) throw Error(status, options.last_error());
     }
     Streamer(Streamer &&other) noexcept
-        : raw_(std::exchange(other.raw_, nullptr)), callbacks_(std::move(other.callbacks_)) {}
+        : raw_(std::exchange(other.raw_, nullptr)), callbacks_(std::move(other.callbacks_)),
+          destructor_timeout_(other.destructor_timeout_), unwinding_timeout_(other.unwinding_timeout_) {}
     Streamer &operator=(Streamer &&other) noexcept {
         if (this != &other) {
-            streamer_close(raw_);
+            close_for_destruction();
             raw_ = std::exchange(other.raw_, nullptr);
             callbacks_ = std::move(other.callbacks_);
+            destructor_timeout_ = other.destructor_timeout_;
+            unwinding_timeout_ = other.unwinding_timeout_;
         }
         return *this;
     }
     Streamer(const Streamer &) = delete;
     Streamer &operator=(const Streamer &) = delete;
-    ~Streamer() { streamer_close(raw_); }
+    ~Streamer() { close_for_destruction(); }
 
-    /// Copies the bytes; index < 0: none. Throws pyme::Error.
-    void put(const std::string &name, const void *data, std::size_t len, int64_t index = -1) {
+    /// Copies the bytes; index < 0: none. Throws pyme::Error. No allocation.
+    void put(const char *name, const void *data, std::size_t len, int64_t index = -1) {
         check(try_put(name, data, len, index));
     }
-    /// As put, but returns the status instead of throwing.
-    int32_t try_put(const std::string &name, const void *data, std::size_t len, int64_t index = -1) noexcept {
-        return streamer_put(raw_, name.c_str(), static_cast<const uint8_t *>(data), len, index);
+    void put(const std::string &name, const void *data, std::size_t len, int64_t index = -1) {
+        put(name.c_str(), data, len, index);
     }
-    /// Without copying: see streamer_put_nocopy (release runs exactly once, even when this throws).
-    void put_nocopy(const std::string &name, const void *data, std::size_t len, int64_t index,
-                    StreamerReleaseFn release, void *release_user_data) {
-        check(streamer_put_nocopy(raw_, name.c_str(), static_cast<const uint8_t *>(data), len, index, release,
+    void put(std::string_view name, const void *data, std::size_t len, int64_t index = -1) {
+        put(detail::CName(name).c_str(), data, len, index);
+    }
+    /// As put, but returns the status instead of throwing.
+    int32_t try_put(const char *name, const void *data, std::size_t len, int64_t index = -1) noexcept {
+        if (raw_ == nullptr) return STREAMER_ERR_CLOSED;
+        return streamer_put(raw_, name, static_cast<const uint8_t *>(data), len, index);
+    }
+    int32_t try_put(const std::string &name, const void *data, std::size_t len, int64_t index = -1) noexcept {
+        return try_put(name.c_str(), data, len, index);
+    }
+    int32_t try_put(std::string_view name, const void *data, std::size_t len, int64_t index = -1) noexcept {
+        return try_put(detail::CName(name).c_str(), data, len, index);
+    }
+    /// Without copying: the bytes stay valid while `owner` lives. `owner` is
+    /// moved into the library and destroyed when it no longer needs the bytes
+    /// (a std::shared_ptr / std::unique_ptr / std::vector holding them), or,
+    /// when callable, called with no argument then destroyed (return a frame to
+    /// a pool). Exactly once, even when this throws.
+    template <typename Owner>
+    void put_nocopy(std::string_view name, const void *data, std::size_t len, int64_t index, Owner &&owner) {
+        using Held = std::decay_t<Owner>;
+        Held *held = new (std::nothrow) Held(std::forward<Owner>(owner));
+        if (held == nullptr) {
+            // No memory to keep the owner: release now, as promised, then fail.
+            if constexpr (std::is_invocable_v<Owner &>) owner();
+            throw std::bad_alloc();
+        }
+        if (raw_ == nullptr) {
+            detail::release_trampoline<Held>(held, nullptr, 0);
+            throw Error(STREAMER_ERR_CLOSED, "the streamer was closed");
+        }
+        check(streamer_put_nocopy(raw_, detail::CName(name).c_str(), static_cast<const uint8_t *>(data), len, index,
+                                  detail::release_trampoline<Held>, held));
+    }
+    /// Without copying, with a C release function (see streamer_put_nocopy).
+    void put_nocopy_raw(const char *name, const void *data, std::size_t len, int64_t index,
+                        PymeStreamerReleaseFn release, void *release_user_data) {
+        if (raw_ == nullptr) {
+            if (release != nullptr) release(release_user_data, static_cast<const uint8_t *>(data), len);
+            throw Error(STREAMER_ERR_CLOSED, "the streamer was closed");
+        }
+        check(streamer_put_nocopy(raw_, name, static_cast<const uint8_t *>(data), len, index, release,
                                   release_user_data));
     }
-    void put_stream(std::size_t stream_index, const std::string &name, const void *data, std::size_t len) {
-        check(streamer_put_stream(raw_, stream_index, name.c_str(), static_cast<const uint8_t *>(data), len));
+    void put_stream(std::size_t stream_index, std::string_view name, const void *data, std::size_t len) {
+        if (raw_ == nullptr) throw Error(STREAMER_ERR_CLOSED, "the streamer was closed");
+        check(streamer_put_stream(raw_, stream_index, detail::CName(name).c_str(), static_cast<const uint8_t *>(data),
+                                  len));
     }
     /// Makes buffers for copies of `count` files of `file_bytes` ready now (call
     /// it when the camera is armed); returns how many: see streamer_prepare_buffers.
     std::size_t prepare_buffers(std::size_t file_bytes, std::size_t count) {
         std::size_t prepared = 0;
-        check(streamer_prepare_buffers(raw_, file_bytes, count, &prepared));
+        check(streamer_prepare_buffers(open(), file_bytes, count, &prepared));
         return prepared;
     }
     /// Waits until every file has its outcome; false when the timeout passed first.
     bool flush(std::chrono::milliseconds timeout) {
-        int32_t status = streamer_flush(raw_, static_cast<uint32_t>(timeout.count()));
+        int32_t status = streamer_flush(open(), detail::to_ms(timeout));
         if (status == STREAMER_ERR_TIMEOUT) return false;
         check(status);
         return true;
     }
-    void flush() { check(streamer_flush(raw_, STREAMER_WAIT_FOREVER)); }
+    void flush() { check(streamer_flush(open(), STREAMER_WAIT_FOREVER)); }
     std::size_t n_servers() const noexcept { return streamer_n_servers(raw_); }
     Stats stats() const {
         Stats stats{};
-        check(streamer_stats(raw_, &stats));
+        check(streamer_stats(open(), &stats, sizeof stats));
         return stats;
     }
     std::string last_error() const { return detail::last_error(streamer_last_error, raw_); }
@@ -289,73 +503,152 @@ public:
     /// (check all_acknowledged()). The object is empty afterwards.
     Stats close() {
         Stats stats{};
-        int32_t status = streamer_close_stats(std::exchange(raw_, nullptr), &stats);
+        int32_t status = streamer_close_stats(open(), &stats, sizeof stats);
+        if (status == STREAMER_ERR_IN_CALLBACK) check(status);
+        raw_ = nullptr;
         if (status != STREAMER_OK && status != STREAMER_ERR_FILES_FAILED) throw Error(status, "streamer_close");
         return stats;
     }
-    ::Streamer *get() const noexcept { return raw_; }
+    /// A close that returns within `limit` plus 500 ms (see streamer_close_timeout).
+    CloseResult close_timeout(std::chrono::milliseconds limit) {
+        CloseResult result{STREAMER_OK, Stats{}};
+        result.status = streamer_close_timeout(open(), detail::to_ms(limit), &result.stats, sizeof result.stats);
+        if (result.status == STREAMER_ERR_IN_CALLBACK) check(result.status);
+        raw_ = nullptr;
+        detail::keep_alive_if_detached(result.status, callbacks_);
+        return result;
+    }
+    /// The destructor's limits (see "Destruction" at the top of this file).
+    void set_destructor_timeouts(std::chrono::milliseconds normal, std::chrono::milliseconds unwinding) noexcept {
+        destructor_timeout_ = normal;
+        unwinding_timeout_ = unwinding;
+    }
+    PymeStreamer *get() noexcept { return raw_; }
+    const PymeStreamer *get() const noexcept { return raw_; }
 
 private:
+    PymeStreamer *open() const {
+        if (raw_ == nullptr) throw Error(STREAMER_ERR_CLOSED, "the streamer was closed");
+        return raw_;
+    }
     void check(int32_t status) const {
         if (status != STREAMER_OK) throw Error(status, last_error());
     }
+    void close_for_destruction() noexcept {
+        if (raw_ == nullptr) return;
+        uint32_t limit = detail::destructor_limit_ms(exceptions_, destructor_timeout_, unwinding_timeout_);
+        int32_t status = streamer_close_timeout(raw_, limit, nullptr, 0);
+        if (status == STREAMER_ERR_IN_CALLBACK) status = detail::close_elsewhere(raw_, streamer_close);
+        raw_ = nullptr;
+        detail::keep_alive_if_detached(status, callbacks_);
+    }
 
-    ::Streamer *raw_ = nullptr;
+    PymeStreamer *raw_ = nullptr;
     detail::Callbacks callbacks_;
+    int exceptions_ = std::uncaught_exceptions();
+    std::chrono::milliseconds destructor_timeout_ = default_destructor_timeout;
+    std::chrono::milliseconds unwinding_timeout_ = default_unwinding_timeout;
 };
 
-/// One server (move-only). The destructor closes.
+/// One server (move-only). The destructor closes, bounded, as Streamer's.
 class Stream {
 public:
     Stream(const std::string &host, uint16_t port, const Options &options) : callbacks_(options.callbacks()) {
         int32_t status = stream_new(host.c_str(), port, options.get(), &raw_);
         if (status != STREAMER_OK) throw Error(status, options.last_error());
     }
-    Stream(Stream &&other) noexcept : raw_(std::exchange(other.raw_, nullptr)), callbacks_(std::move(other.callbacks_)) {}
+    Stream(Stream &&other) noexcept
+        : raw_(std::exchange(other.raw_, nullptr)), callbacks_(std::move(other.callbacks_)),
+          destructor_timeout_(other.destructor_timeout_), unwinding_timeout_(other.unwinding_timeout_) {}
     Stream &operator=(Stream &&other) noexcept {
         if (this != &other) {
-            stream_close(raw_);
+            close_for_destruction();
             raw_ = std::exchange(other.raw_, nullptr);
             callbacks_ = std::move(other.callbacks_);
+            destructor_timeout_ = other.destructor_timeout_;
+            unwinding_timeout_ = other.unwinding_timeout_;
         }
         return *this;
     }
     Stream(const Stream &) = delete;
     Stream &operator=(const Stream &) = delete;
-    ~Stream() { stream_close(raw_); }
+    ~Stream() { close_for_destruction(); }
 
-    void put(const std::string &name, const void *data, std::size_t len) {
-        check(stream_put(raw_, name.c_str(), static_cast<const uint8_t *>(data), len));
+    void put(const char *name, const void *data, std::size_t len) { check(try_put(name, data, len)); }
+    void put(const std::string &name, const void *data, std::size_t len) { put(name.c_str(), data, len); }
+    void put(std::string_view name, const void *data, std::size_t len) {
+        put(detail::CName(name).c_str(), data, len);
+    }
+    int32_t try_put(const char *name, const void *data, std::size_t len) noexcept {
+        if (raw_ == nullptr) return STREAMER_ERR_CLOSED;
+        return stream_put(raw_, name, static_cast<const uint8_t *>(data), len);
+    }
+    bool flush(std::chrono::milliseconds timeout) {
+        int32_t status = stream_flush(open(), detail::to_ms(timeout));
+        if (status == STREAMER_ERR_TIMEOUT) return false;
+        check(status);
+        return true;
     }
     /// Sends the end-of-stream sentinel and waits for every answer; returns the
     /// final statistics (a lost file shows there). Later puts throw STREAMER_ERR_CLOSED.
-    Stats finalize(const std::string &sentinel_name) {
-        int32_t status = stream_finalize(raw_, sentinel_name.c_str());
+    Stats finalize(std::string_view sentinel_name) {
+        int32_t status = stream_finalize(open(), detail::CName(sentinel_name).c_str());
         if (status != STREAMER_OK && status != STREAMER_ERR_FILES_FAILED) check(status);
         return stats();
     }
     Stats stats() const {
         Stats stats{};
-        check(stream_stats(raw_, &stats));
+        check(stream_stats(open(), &stats, sizeof stats));
         return stats;
     }
     std::string last_error() const { return detail::last_error(stream_last_error, raw_); }
     /// Sends what is queued (no sentinel), waits, frees; returns the final statistics.
     Stats close() {
         Stats stats{};
-        int32_t status = stream_close_stats(std::exchange(raw_, nullptr), &stats);
+        int32_t status = stream_close_stats(open(), &stats, sizeof stats);
+        if (status == STREAMER_ERR_IN_CALLBACK) check(status);
+        raw_ = nullptr;
         if (status != STREAMER_OK && status != STREAMER_ERR_FILES_FAILED) throw Error(status, "stream_close");
         return stats;
     }
-    ::Stream *get() const noexcept { return raw_; }
+    /// A close that returns within `limit` plus 500 ms (see stream_close_timeout).
+    CloseResult close_timeout(std::chrono::milliseconds limit) {
+        CloseResult result{STREAMER_OK, Stats{}};
+        result.status = stream_close_timeout(open(), detail::to_ms(limit), &result.stats, sizeof result.stats);
+        if (result.status == STREAMER_ERR_IN_CALLBACK) check(result.status);
+        raw_ = nullptr;
+        detail::keep_alive_if_detached(result.status, callbacks_);
+        return result;
+    }
+    void set_destructor_timeouts(std::chrono::milliseconds normal, std::chrono::milliseconds unwinding) noexcept {
+        destructor_timeout_ = normal;
+        unwinding_timeout_ = unwinding;
+    }
+    PymeStream *get() noexcept { return raw_; }
+    const PymeStream *get() const noexcept { return raw_; }
 
 private:
+    PymeStream *open() const {
+        if (raw_ == nullptr) throw Error(STREAMER_ERR_CLOSED, "the stream was closed");
+        return raw_;
+    }
     void check(int32_t status) const {
         if (status != STREAMER_OK) throw Error(status, last_error());
     }
+    void close_for_destruction() noexcept {
+        if (raw_ == nullptr) return;
+        uint32_t limit = detail::destructor_limit_ms(exceptions_, destructor_timeout_, unwinding_timeout_);
+        int32_t status = stream_close_timeout(raw_, limit, nullptr, 0);
+        if (status == STREAMER_ERR_IN_CALLBACK) status = detail::close_elsewhere(raw_, stream_close);
+        raw_ = nullptr;
+        detail::keep_alive_if_detached(status, callbacks_);
+    }
 
-    ::Stream *raw_ = nullptr;
+    PymeStream *raw_ = nullptr;
     detail::Callbacks callbacks_;
+    int exceptions_ = std::uncaught_exceptions();
+    std::chrono::milliseconds destructor_timeout_ = default_destructor_timeout;
+    std::chrono::milliseconds unwinding_timeout_ = default_unwinding_timeout;
 };
 
 /// The library's version at run time.

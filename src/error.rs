@@ -69,4 +69,14 @@ pub enum Error {
     /// `flush` ran out of time with files still waiting for their outcome.
     #[error("timed out with {pending} files still waiting for their outcome")]
     FlushTimeout { pending: u64 },
+    /// Called from inside a completion callback, where waiting for files to
+    /// end could wait for that very callback; nothing was done.
+    #[error(
+        "{call} cannot be called from inside a completion callback (it would wait for itself)"
+    )]
+    InCallback { call: &'static str },
+    /// A bounded close reached its limit: the file was still pending and was
+    /// given up (it may or may not have been stored).
+    #[error("given up by a close bounded to {limit_ms} ms")]
+    CloseTimeout { limit_ms: u64 },
 }

@@ -18,7 +18,6 @@ pub mod client;
 pub mod discovery;
 pub mod error;
 #[allow(unsafe_code)] // the C ABI: raw pointers from C, each with a SAFETY line
-#[allow(unsafe_op_in_unsafe_fn)] // TODO(C ABI step): explicit unsafe blocks in ffi
 pub mod ffi;
 pub mod name;
 pub mod pzf;

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{dead_address, run, start_servers, TestServer};
+use common::{dead_address, run, start_servers, Action, FakeServer, TestServer};
 
 const WARNINGS: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
 
@@ -73,38 +73,162 @@ fn example(name: &str) -> PathBuf {
     manifest_dir().join("c_examples").join(name)
 }
 
-fn compile_header_only(compiler: &str, std: &str, suffix: &str, text: &str) {
+/// Compiles `text` (which includes the headers) with every warning an error,
+/// `-pedantic-errors` and `extra` flags, without linking.
+fn compile_header_only(compiler: &str, std: &str, suffix: &str, text: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join(format!("header_check.{suffix}"));
     std::fs::write(&source, text).unwrap();
     run(Command::new(compiler)
         .arg(format!("-std={std}"))
         .args(WARNINGS)
+        .arg("-pedantic-errors")
+        .args(extra)
         .arg("-fsyntax-only")
         .arg("-I")
         .arg(manifest_dir().join("include"))
         .arg(&source));
 }
 
+/// The compilers to try: gcc/g++ always, clang/clang++ when installed (CI
+/// installs them: see .ci/run).
+fn compilers(cxx: bool) -> Vec<&'static str> {
+    let (gnu, llvm) = if cxx {
+        ("g++", "clang++")
+    } else {
+        ("gcc", "clang")
+    };
+    let mut found = vec![gnu];
+    if Command::new(llvm).arg("--version").output().is_ok() {
+        found.push(llvm);
+    } else {
+        eprintln!("SKIPPED for {llvm}: not installed");
+    }
+    found
+}
+
+/// Uses every type, enum and constant of the header, so that each is compiled.
+const USES_THE_HEADER: &str = r#"
+#include <pyme_streaming.h>
+#include <pyme_streaming.h>
+static int uses_the_header(void) {
+    PymeStreamerStats stats;
+    PymeStreamerStatus status = STREAMER_ERR_CLOSE_DETACHED;
+    PymeStreamerDistribution distribution = STREAMER_DISTRIBUTION_HASH;
+    PymeStreamerFilter filter = STREAMER_FILTER_IDENTITY;
+    PymeStreamerPzfFormat format = STREAMER_PZF_UINT16;
+    PymeStreamerPzfCompression compression = STREAMER_PZF_HUFFMAN_CHUNKED;
+    PymeStreamerPzfQuantization quantization = STREAMER_PZF_QUANT_SQRT;
+    PymeStreamer *streamer = 0;
+    PymeStream *stream = 0;
+    PymeStreamerOptions *options = 0;
+    PymeStreamerBuffer *buffer = 0;
+    PymeStreamerCompletionFn completion = 0;
+    PymeStreamerDistributionFn choose = 0;
+    PymeStreamerFilterFn transform = 0;
+    PymeStreamerReleaseFn release = 0;
+    uint32_t forever = STREAMER_WAIT_FOREVER;
+    stats.size = sizeof stats;
+    (void)streamer; (void)stream; (void)options; (void)buffer; (void)completion;
+    (void)choose; (void)transform; (void)release; (void)distribution; (void)filter;
+    (void)format; (void)compression; (void)quantization;
+    return (int)status + (int)(forever - STREAMER_WAIT_FOREVER) + (int)stats.size;
+}
+"#;
+
 #[test]
-fn header_compiles_as_c99() {
-    compile_header_only(
-        "gcc",
-        "c99",
-        "c",
-        "#include <pyme_streaming.h>\n#include <pyme_streaming.h>\n\
-         int main(void) { StreamerStats stats = {0}; (void)stats; return STREAMER_OK; }\n",
-    );
+fn header_is_valid_c_from_c89_to_c2x_with_gcc_and_clang() {
+    let text = format!("{USES_THE_HEADER}\nint main(void) {{ return uses_the_header() == 0; }}\n");
+    for compiler in compilers(false) {
+        for std in ["c89", "c99", "c11", "c17", "c2x"] {
+            compile_header_only(compiler, std, "c", &text, &[]);
+        }
+    }
 }
 
 #[test]
-fn header_compiles_as_cpp17() {
-    compile_header_only(
-        "g++",
-        "c++17",
-        "cpp",
-        "#include <pyme_streaming.h>\n#include <pyme_streaming.hpp>\n#include <pyme_streaming.hpp>\n\
-         int main() { pyme::Stats stats{}; return pyme::all_acknowledged(stats) ? STREAMER_OK : 1; }\n",
+fn header_is_valid_cpp_from_cpp98_to_cpp20_with_gcc_and_clang() {
+    let text = format!("{USES_THE_HEADER}\nint main() {{ return uses_the_header() == 0; }}\n");
+    for compiler in compilers(true) {
+        for std in ["c++98", "c++11", "c++14", "c++17", "c++20"] {
+            compile_header_only(compiler, std, "cpp", &text, &[]);
+        }
+    }
+}
+
+#[test]
+fn the_wrapper_compiles_as_cpp17_and_cpp20_and_refuses_older() {
+    let text = "#include <pyme_streaming.h>\n#include <pyme_streaming.hpp>\n#include <pyme_streaming.hpp>\n\
+                int main() { pyme::Stats stats{}; return pyme::all_acknowledged(stats) ? STREAMER_OK : 1; }\n";
+    for compiler in compilers(true) {
+        for std in ["c++17", "c++20"] {
+            compile_header_only(compiler, std, "cpp", text, &[]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("old.cpp");
+        std::fs::write(&source, text).unwrap();
+        let output = Command::new(compiler)
+            .args(["-std=c++14", "-fsyntax-only", "-I"])
+            .arg(manifest_dir().join("include"))
+            .arg(&source)
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "{compiler} -std=c++14 must refuse the wrapper"
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("needs C++17 or later"),
+            "{compiler}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A C++ driver with its own `Stream` and `Streamer` types includes both
+/// headers: the library's types are prefixed, so nothing clashes.
+#[test]
+fn a_program_with_its_own_stream_and_streamer_types_compiles() {
+    let text = r#"
+struct Stream { int camera_port; };
+class Streamer { public: int frames = 0; };
+typedef int StreamerStats;
+#include <pyme_streaming.h>
+#include <pyme_streaming.hpp>
+int main() {
+    Stream own_stream{1};
+    Streamer own_streamer;
+    StreamerStats own_stats = 2;
+    PymeStream *library_stream = nullptr;
+    pyme::Stats library_stats{};
+    return own_stream.camera_port + own_streamer.frames + own_stats + (library_stream != nullptr) +
+           static_cast<int>(library_stats.files_queued);
+}
+"#;
+    for compiler in compilers(true) {
+        compile_header_only(compiler, "c++17", "cpp", text, &[]);
+    }
+}
+
+/// The short names of earlier versions, only when asked for.
+#[test]
+fn the_short_names_exist_only_with_pyme_streaming_short_names() {
+    let text = "#include <pyme_streaming.h>\n\
+                int main(void) { StreamerStats stats; Streamer *s = 0; Stream *t = 0; StreamerOptions *o = 0;\n\
+                stats.size = 0; (void)s; (void)t; (void)o; return (int)stats.size; }\n";
+    compile_header_only("gcc", "c99", "c", text, &["-DPYME_STREAMING_SHORT_NAMES"]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("short.c");
+    std::fs::write(&source, text).unwrap();
+    let output = Command::new("gcc")
+        .args(["-std=c99", "-fsyntax-only", "-I"])
+        .arg(manifest_dir().join("include"))
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "short names must be off by default"
     );
 }
 
@@ -287,4 +411,261 @@ fn pzf_frames_from_c_decode_to_the_pixels_sent() {
             }
         }
     }
+}
+
+/// Runs `command`, failing the test if it does not end within `limit` (a
+/// deadlock in the program must fail the test, not hang it).
+fn run_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{command:?} did not end within {limit:?} (a deadlock?)\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn build_callbacks_program(dir: &Path) -> PathBuf {
+    let exe = dir.join("callbacks");
+    build_against_shared(
+        "gcc",
+        "c99",
+        &example("callbacks.c"),
+        &exe,
+        &["-D_POSIX_C_SOURCE=200809L", "-pthread"],
+    );
+    exe
+}
+
+/// Re-entrancy from every C callback (stats and put work, flush/close/finalize
+/// refuse with STREAMER_ERR_IN_CALLBACK), `stream_finalize` while callbacks read
+/// `stream_stats` (it deadlocked), and the bounded close against a stalled server.
+#[test]
+fn callbacks_may_call_back_and_a_bounded_close_returns_in_time() {
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_callbacks_program(dir.path());
+    let output = run_within(
+        Command::new(&exe)
+            .arg(server.address())
+            .arg(&stalled.address),
+        std::time::Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+    assert!(server.files().iter().any(|f| f.ends_with("end_of_stream")));
+}
+
+#[test]
+fn callbacks_program_is_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_callbacks_program(dir.path());
+    let output = run_within(
+        Command::new("valgrind")
+            .args([
+                "--quiet",
+                "--error-exitcode=1",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+            ])
+            .arg(&exe)
+            .arg(server.address())
+            .arg(&stalled.address)
+            // valgrind runs the library many times slower.
+            .arg("8000"),
+        std::time::Duration::from_secs(600),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+}
+
+fn build_wrapper_checks(dir: &Path, compiler: &str) -> PathBuf {
+    let exe = dir.join(format!("wrapper_checks_{compiler}"));
+    build_against_shared(
+        compiler,
+        "c++17",
+        &example("wrapper_checks.cpp"),
+        &exe,
+        &["-pthread"],
+    );
+    exe
+}
+
+/// The C++ wrapper: every option, puts that allocate nothing, put_nocopy with
+/// owners, "closed" after close, a callback calling back, and the destructor's
+/// bounded close during exception unwinding (stalled server) and while the
+/// destroying thread holds the lock its completion lambda takes.
+#[test]
+fn the_cpp_wrapper_is_complete_and_its_destructor_is_bounded() {
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let answer_once = FakeServer::start(|path, _| {
+        if path.ends_with("answered") {
+            Action::Answer(200)
+        } else {
+            Action::Silent
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for compiler in compilers(true) {
+        let exe = build_wrapper_checks(dir.path(), compiler);
+        let output = run_within(
+            Command::new(&exe)
+                .arg(server.address())
+                .arg(&stalled.address)
+                .arg(&answer_once.address),
+            std::time::Duration::from_secs(120),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        eprint!("{compiler}: {stdout}");
+        assert!(
+            stdout.trim_end().ends_with(" passed, 0 failed"),
+            "{compiler}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_cpp_wrapper_checks_are_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let answer_once = FakeServer::start(|path, _| {
+        if path.ends_with("answered") {
+            Action::Answer(200)
+        } else {
+            Action::Silent
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_wrapper_checks(dir.path(), "g++");
+    let output = run_within(
+        Command::new("valgrind")
+            .args([
+                "--quiet",
+                "--error-exitcode=1",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+            ])
+            .arg(&exe)
+            .arg(server.address())
+            .arg(&stalled.address)
+            .arg(&answer_once.address)
+            .arg("8000"),
+        std::time::Duration::from_secs(600),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+}
+
+/// The callbacks program and the C++ wrapper's checks built with
+/// AddressSanitizer (and its leak checker): no memory error, no leak, in the
+/// C/C++ side or across the boundary.
+#[test]
+fn callbacks_and_wrapper_programs_are_clean_under_asan() {
+    let probe_dir = tempfile::tempdir().unwrap();
+    let probe = probe_dir.path().join("probe.c");
+    std::fs::write(&probe, "int main(void) { return 0; }\n").unwrap();
+    let asan_works = Command::new("gcc")
+        .arg("-fsanitize=address")
+        .arg(&probe)
+        .arg("-o")
+        .arg(probe_dir.path().join("probe"))
+        .status()
+        .is_ok_and(|status| status.success());
+    if !asan_works {
+        eprintln!("SKIPPED: gcc cannot build with -fsanitize=address here");
+        return;
+    }
+    let server = TestServer::start();
+    let stalled = FakeServer::start(|_, _| Action::Silent);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("callbacks_asan");
+    build_against_shared(
+        "gcc",
+        "c99",
+        &example("callbacks.c"),
+        &exe,
+        &[
+            "-D_POSIX_C_SOURCE=200809L",
+            "-pthread",
+            "-fsanitize=address",
+            "-fno-omit-frame-pointer",
+        ],
+    );
+    let output = run_within(
+        Command::new(&exe)
+            .env(
+                "ASAN_OPTIONS",
+                "detect_leaks=1:abort_on_error=0:exitcode=23",
+            )
+            .arg(server.address())
+            .arg(&stalled.address)
+            .arg("4000"),
+        std::time::Duration::from_secs(300),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+
+    // The C++ wrapper's checks too (its destructor may leave a thread behind
+    // on purpose: what it keeps alive must stay reachable, not leak).
+    let answer_once = FakeServer::start(|path, _| {
+        if path.ends_with("answered") {
+            Action::Answer(200)
+        } else {
+            Action::Silent
+        }
+    });
+    let exe = dir.path().join("wrapper_checks_asan");
+    build_against_shared(
+        "g++",
+        "c++17",
+        &example("wrapper_checks.cpp"),
+        &exe,
+        &["-pthread", "-fsanitize=address", "-fno-omit-frame-pointer"],
+    );
+    let output = run_within(
+        Command::new(&exe)
+            .env(
+                "ASAN_OPTIONS",
+                "detect_leaks=1:abort_on_error=0:exitcode=23",
+            )
+            .arg(server.address())
+            .arg(&stalled.address)
+            .arg(&answer_once.address)
+            .arg("4000"),
+        std::time::Duration::from_secs(300),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
 }

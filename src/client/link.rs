@@ -309,6 +309,37 @@ impl Link {
         count
     }
 
+    /// Closes this link at once (a bounded close reached its limit): its
+    /// connection is failed with `reason` and shut, and its queued and
+    /// in-flight files are taken out of it (each released from the link's
+    /// limits, so a sender or receiver that holds a file of its own keeps the
+    /// counts right).
+    pub(super) fn abandon(&self, reason: &str) -> Vec<Job> {
+        let mut state = self.lock();
+        state.closing = true;
+        state.up = false;
+        if state.failure.is_none() && !state.finished {
+            state.failure = Some(reason.to_owned());
+        }
+        if let Some(socket) = &state.socket {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        let mut taken: Vec<Job> = state.in_flight.drain(..).collect();
+        for job in &mut taken {
+            job.maybe_stored = true;
+        }
+        while let Some(job) = state.pop_queue() {
+            taken.push(job);
+        }
+        for job in &taken {
+            state.release(job);
+        }
+        drop(state);
+        self.work.notify_all();
+        self.progress.notify_all();
+        taken
+    }
+
     /// A file left the link: wakes whoever waits for room or for the last answer.
     pub(super) fn release(&self, job: &Job) {
         let mut state = self.lock();

@@ -4,7 +4,8 @@
 //! its server, or failed with a reason. The outcome is counted here and handed to
 //! the completion callback, if one is set.
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::SeqCst};
 use std::sync::Arc;
 
 use crate::Error;
@@ -52,8 +53,14 @@ impl Outcome<'_> {
 
 /// The completion callback. It runs on one of the library's threads (the
 /// receiver of the file's stream, or the thread that found the failure); calls
-/// for files of different servers may overlap. It must not block for long, and
-/// must not call `put` on a full queue (it would wait for itself).
+/// for files of different servers may overlap. It should return quickly.
+///
+/// What it may call (see [`in_callback`]): `stats` and `put` work (a `put`
+/// from a callback never waits for room: a full queue refuses it with
+/// [`Error::QueueFull`] at once); `flush`, `close`, `close_timeout` and
+/// `finalize` of any streamer or stream return [`Error::InCallback`] (or, for
+/// the `close` that cannot return an error, close in the background) instead
+/// of waiting for themselves.
 pub type CompletionFn = Arc<dyn Fn(&Outcome<'_>) + Send + Sync>;
 
 /// A snapshot of the statistics.
@@ -193,23 +200,122 @@ impl Counters {
     }
 }
 
+thread_local! {
+    /// How many library callbacks this thread is inside now (nested when a
+    /// callback of one streamer runs another's close).
+    static CALLBACK_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True on a thread that is inside a callback the library called (a
+/// completion callback, or, from C, any callback). There, waiting for files to
+/// end could wait for this very callback: `flush`, `close` and `finalize`
+/// refuse with [`Error::InCallback`], and `put` does not wait for room.
+pub fn in_callback() -> bool {
+    CALLBACK_DEPTH.with(|depth| depth.get() > 0)
+}
+
+/// Marks the current thread as inside a callback until dropped.
+pub(crate) struct CallbackScope(());
+
+impl CallbackScope {
+    pub(crate) fn enter() -> CallbackScope {
+        CALLBACK_DEPTH.with(|depth| depth.set(depth.get() + 1));
+        CallbackScope(())
+    }
+}
+
+impl Drop for CallbackScope {
+    fn drop(&mut self) {
+        CALLBACK_DEPTH.with(|depth| depth.set(depth.get() - 1));
+    }
+}
+
 /// Counts an outcome and hands it to the callback.
 pub(crate) struct Reporter {
     pub counters: Arc<Counters>,
-    pub completion: Option<CompletionFn>,
+    completion: Option<CompletionFn>,
+    /// Set when a bounded close reached its limit: from then on no completion
+    /// callback starts (outcomes are still counted), so that the close can
+    /// return without waiting for user code.
+    silenced: AtomicBool,
 }
 
 impl Reporter {
+    pub fn new(counters: Arc<Counters>, completion: Option<CompletionFn>) -> Reporter {
+        Reporter {
+            counters,
+            completion,
+            silenced: AtomicBool::new(false),
+        }
+    }
+
+    /// No completion callback starts after this returns.
+    pub fn silence(&self) {
+        self.silenced.store(true, Ordering::SeqCst);
+    }
+
     pub fn report(&self, outcome: &Outcome<'_>) {
         match outcome.result {
             OutcomeResult::Acknowledged { .. } => self.counters.acknowledged(outcome.bytes),
             OutcomeResult::Failed(_) => self.counters.failed(),
         }
+        if self.silenced.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(completion) = &self.completion {
+            let _inside = CallbackScope::enter();
             // A panic in the caller's callback must not take down the library
             // thread that reports (every later file would wait on it forever).
             let call = std::panic::AssertUnwindSafe(|| completion(outcome));
             let _ = std::panic::catch_unwind(call);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files are queued and acknowledged on one thread while another takes
+    /// snapshots: no snapshot may show more outcomes than files queued.
+    #[test]
+    fn a_snapshot_never_shows_more_outcomes_than_files_queued() {
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (counters, stop) = (Arc::clone(&counters), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    counters.queued(10);
+                    counters.sent(10);
+                    counters.acknowledged(10);
+                }
+            })
+        };
+        for _ in 0..200_000 {
+            let stats = counters.snapshot();
+            assert!(
+                stats.files_acknowledged + stats.files_failed <= stats.files_queued,
+                "{stats:?}"
+            );
+            assert!(stats.files_sent <= stats.files_queued, "{stats:?}");
+            assert!(stats.bytes_acknowledged <= stats.bytes_queued, "{stats:?}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        worker.join().unwrap();
+    }
+
+    #[test]
+    fn the_callback_marker_nests_and_ends_with_its_scope() {
+        assert!(!in_callback());
+        {
+            let _outer = CallbackScope::enter();
+            {
+                let _inner = CallbackScope::enter();
+                assert!(in_callback());
+            }
+            assert!(in_callback());
+        }
+        assert!(!in_callback());
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::streamer::Streamer;
+use super::streamer::{CloseError, StatsProbe, Streamer};
 use crate::outcome::Stats;
 use crate::{Error, StreamerOptions};
 
@@ -52,15 +52,29 @@ impl Stream {
         self.streamer.stats()
     }
 
+    /// Reads the statistics while another thread finalizes or closes this stream.
+    pub(crate) fn stats_probe(&self) -> StatsProbe {
+        self.streamer.stats_probe()
+    }
+
     /// Sends the end-of-stream sentinel (an empty `PUT /<name>` with
     /// `Connection: close`) after everything queued, then closes as [`Stream::close`].
+    /// [`Error::InCallback`] from inside a completion callback (the stream
+    /// then closes in the background, without the sentinel).
     pub fn finalize(self, name: &str) -> Result<Stats, Error> {
         self.streamer.finalize(name)
     }
 
     /// Sends everything queued, waits for every answer, joins the threads and
-    /// returns the statistics.
+    /// returns the statistics. From inside a completion callback, as
+    /// [`Streamer::close`]: closes in the background.
     pub fn close(self) -> Stats {
         self.streamer.close()
+    }
+
+    /// As [`Streamer::close_timeout`]: returns within `limit` plus
+    /// [`super::streamer::CLOSE_MARGIN`], giving up what is still pending.
+    pub fn close_timeout(self, limit: Duration) -> Result<Stats, Box<CloseError>> {
+        self.streamer.close_timeout(limit)
     }
 }

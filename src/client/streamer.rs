@@ -15,17 +15,61 @@ use super::buffers::BufferPool;
 use super::cluster::{resend_spilled, Cluster};
 use super::job::Job;
 use super::link::Link;
-use super::outcome::{Counters, Reporter, Stats};
+use super::outcome::{in_callback, Counters, OutcomeResult, Reporter, Stats};
 use super::session;
 use super::spill::Spill;
 use crate::{Error, StreamerOptions};
+
+/// How long a bounded close may take beyond its limit: time to give up the
+/// files still pending and for the library's threads to end. A thread still
+/// running after it (stuck in a callback or a filter) is left to end on its own.
+pub const CLOSE_MARGIN: Duration = Duration::from_millis(500);
 
 /// Streams files to a cluster of PYME data servers, one persistent pipelined
 /// connection per server. `put` may be called from several threads at once.
 pub struct Streamer {
     cluster: Arc<Cluster>,
-    threads: Vec<JoinHandle<()>>,
-    spill_thread: Option<JoinHandle<()>>,
+    threads: Threads,
+}
+
+/// The threads a streamer started, joined on close.
+#[derive(Default)]
+struct Threads {
+    links: Vec<JoinHandle<()>>,
+    spill: Option<JoinHandle<()>>,
+}
+
+impl Threads {
+    fn is_empty(&self) -> bool {
+        self.links.is_empty() && self.spill.is_none()
+    }
+}
+
+/// A bounded close that reached its limit: the files still pending were
+/// given up (their outcome is [`Error::CloseTimeout`], counted in `stats`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct CloseError {
+    /// [`Error::CloseTimeout`]; or [`Error::InCallback`] when called from a
+    /// completion callback (the streamer then closes in the background).
+    pub error: Error,
+    /// The statistics when the close returned.
+    pub stats: Stats,
+    /// A library thread was still running user code (a callback that started
+    /// before the limit, or a filter) at the limit plus [`CLOSE_MARGIN`]: it
+    /// was left to end on its own; no other callback starts.
+    pub threads_detached: bool,
+}
+
+/// Reads the statistics of a streamer without holding it: usable while
+/// another thread closes or finalizes it.
+#[derive(Clone)]
+pub(crate) struct StatsProbe(Arc<Cluster>);
+
+impl StatsProbe {
+    pub(crate) fn stats(&self) -> Stats {
+        stats_of(&self.0)
+    }
 }
 
 impl Streamer {
@@ -67,19 +111,16 @@ impl Streamer {
                 .saturating_mul(options.servers.len() as u64),
             true,
         );
-        let reporter = Reporter {
-            counters: Arc::new(Counters::default()),
-            completion: options.completion.clone(),
-        };
+        let reporter = Reporter::new(Arc::new(Counters::default()), options.completion.clone());
         let cluster = Arc::new(Cluster::new(links, options, reporter, spill, buffers));
         let mut streamer = Streamer {
             cluster: Arc::clone(&cluster),
-            threads: Vec::with_capacity(sockets.len()),
-            spill_thread: None,
+            threads: Threads::default(),
         };
         for (index, socket) in sockets.into_iter().enumerate() {
             streamer
                 .threads
+                .links
                 .push(session::spawn_link(&cluster, index, socket)?);
         }
         if cluster.spill.is_some() {
@@ -88,7 +129,7 @@ impl Streamer {
                 .name("pyme-spill".into())
                 .spawn(move || resend_spilled(&spill_cluster))
                 .map_err(|e| Error::SpillFolder(format!("cannot start a thread: {e}")))?;
-            streamer.spill_thread = Some(thread);
+            streamer.threads.spill = Some(thread);
         }
         Ok(streamer)
     }
@@ -156,7 +197,11 @@ impl Streamer {
 
     /// Waits until every file accepted so far has its outcome (or waits in the
     /// spill folder), up to `timeout` (`None`: as long as it takes).
+    /// [`Error::InCallback`] at once from inside a completion callback.
     pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        if in_callback() {
+            return Err(Error::InCallback { call: "flush" });
+        }
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         self.cluster
             .wait_idle(deadline)
@@ -165,15 +210,12 @@ impl Streamer {
 
     /// The statistics now.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.cluster.counters().snapshot();
-        for link in &self.cluster.links {
-            let (files, bytes, in_flight) = link.depth();
-            stats.queue_files += files;
-            stats.queue_bytes += bytes;
-            stats.in_flight_files += in_flight;
-        }
-        stats.spilled = self.cluster.spilled_count();
-        stats
+        stats_of(&self.cluster)
+    }
+
+    /// Reads the statistics while another thread closes this streamer.
+    pub(crate) fn stats_probe(&self) -> StatsProbe {
+        StatsProbe(Arc::clone(&self.cluster))
     }
 
     /// Sends everything queued, waits for the answer to every request, joins
@@ -181,35 +223,81 @@ impl Streamer {
     /// then either acknowledged or failed (`files_queued == acknowledged + failed`).
     /// Files still in the spill folder (no server came back) fail with
     /// [`Error::Spilled`] and stay in the folder; `spilled` counts them.
+    ///
+    /// From inside a completion callback it cannot wait (the callback would
+    /// wait for itself): it stops taking files, closes in the background and
+    /// returns the statistics of the moment. Use [`Streamer::close_timeout`]
+    /// to be told.
     pub fn close(mut self) -> Stats {
-        self.close_all()
+        if in_callback() {
+            return self.close_in_background();
+        }
+        close_cluster(&self.cluster, std::mem::take(&mut self.threads), None).0
     }
 
-    fn close_all(&mut self) -> Stats {
+    /// As [`Streamer::close`], but returns within `limit` plus [`CLOSE_MARGIN`]:
+    /// once `limit` has passed, no completion callback starts any more, the
+    /// files still pending are given up (outcome [`Error::CloseTimeout`],
+    /// counted in the statistics, their bytes released; with a spill folder
+    /// they are kept there instead, as [`Error::Spilled`]), the connections
+    /// are shut and the threads joined. A thread that is still inside user
+    /// code (a callback that started before the limit, or a filter) at the
+    /// margin is left to end on its own (`threads_detached`); it starts no
+    /// other callback.
+    ///
+    /// `Ok` when everything ended before the limit. From inside a completion
+    /// callback: [`Error::InCallback`] at once, and the streamer closes in
+    /// the background.
+    pub fn close_timeout(mut self, limit: Duration) -> Result<Stats, Box<CloseError>> {
+        if in_callback() {
+            let stats = self.close_in_background();
+            return Err(Box::new(CloseError {
+                error: Error::InCallback {
+                    call: "close_timeout",
+                },
+                stats,
+                threads_detached: true,
+            }));
+        }
+        let threads = std::mem::take(&mut self.threads);
+        match close_cluster(&self.cluster, threads, Some(limit)) {
+            (stats, CloseEnd::Complete) => Ok(stats),
+            (stats, end) => Err(Box::new(CloseError {
+                error: Error::CloseTimeout {
+                    limit_ms: limit.as_millis().try_into().unwrap_or(u64::MAX),
+                },
+                stats,
+                threads_detached: end == CloseEnd::Detached,
+            })),
+        }
+    }
+
+    /// Closes on a new thread (called where waiting would deadlock) and
+    /// returns the statistics of the moment.
+    fn close_in_background(&mut self) -> Stats {
         self.cluster.accepting.store(false, Ordering::SeqCst);
-        if let Some(thread) = self.spill_thread.take() {
-            self.cluster.stop_spilling();
-            let _ = thread.join();
-        }
-        // Links must keep running until every file has its outcome: a failing
-        // link hands its files to the others.
-        let _ = self.cluster.wait_idle(None);
-        let spilled = self.cluster.fail_spilled();
-        for link in &self.cluster.links {
-            link.start_close();
-        }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-        self.cluster.buffers.stop();
-        Stats {
-            spilled,
-            ..self.stats()
-        }
+        let stats = self.stats();
+        let threads = std::mem::take(&mut self.threads);
+        let cluster = Arc::clone(&self.cluster);
+        let spawned = std::thread::Builder::new()
+            .name("pyme-close".into())
+            .spawn(move || {
+                close_cluster(&cluster, threads, None);
+            });
+        // Without a thread the links still end: nothing more is accepted, and
+        // they stop once their files are answered (never joined).
+        drop(spawned);
+        stats
     }
 
     /// Ends the stream of server 0 with the end-of-stream sentinel, then closes.
+    /// [`Error::InCallback`] from inside a completion callback (the streamer
+    /// then closes in the background, without the sentinel).
     pub(crate) fn finalize(mut self, name: &str) -> Result<Stats, Error> {
+        if in_callback() {
+            self.close_in_background();
+            return Err(Error::InCallback { call: "finalize" });
+        }
         crate::name::check_name(name)?;
         self.cluster.accepting.store(false, Ordering::SeqCst);
         let mut job = Job::new(name, Bytes::new(), None);
@@ -217,7 +305,7 @@ impl Streamer {
         self.cluster
             .admit(0, job, None)
             .map_err(|refused| refused.error)?;
-        Ok(self.close_all())
+        Ok(close_cluster(&self.cluster, std::mem::take(&mut self.threads), None).0)
     }
 
     fn choose(&self, name: &str, index: Option<i64>) -> Result<usize, Error> {
@@ -233,16 +321,179 @@ impl Streamer {
         if !self.cluster.accepting.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
+        if in_callback() {
+            return self.enqueue_without_waiting(server, job, may_move);
+        }
         self.cluster.enqueue(server, job, may_move)
+    }
+
+    /// A put from inside a callback: it must not wait for room, since the
+    /// room may only come from the thread that is running the callback. A
+    /// full queue refuses at once ([`Error::QueueFull`]); a server that is
+    /// down hands the file to a live one (failover); no spilling.
+    fn enqueue_without_waiting(
+        &self,
+        server: usize,
+        job: Job,
+        may_move: bool,
+    ) -> Result<(), Error> {
+        let may_move = may_move && self.cluster.options.failover;
+        let (mut target, mut job) = (server, job);
+        let mut tries = self.n_servers() + 1;
+        loop {
+            let refused = match self.cluster.admit(target, job, Some(Instant::now())) {
+                Ok(()) => return Ok(()),
+                Err(refused) => refused,
+            };
+            tries -= 1;
+            let live = match refused.error {
+                Error::ServerDown { .. } if may_move && tries > 0 => self.cluster.pick_live(None),
+                _ => None,
+            };
+            match live {
+                Some(live) => (target, job) = (live, refused.job),
+                None => {
+                    if matches!(refused.error, Error::QueueFull { .. }) {
+                        Counters::add(&self.cluster.counters().dropped);
+                    }
+                    return Err(refused.error);
+                }
+            }
+        }
     }
 }
 
 impl Drop for Streamer {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.close_all();
+        if self.threads.is_empty() {
+            return;
+        }
+        if in_callback() {
+            self.close_in_background();
+        } else {
+            close_cluster(&self.cluster, std::mem::take(&mut self.threads), None);
         }
     }
+}
+
+/// The statistics of a cluster now.
+fn stats_of(cluster: &Cluster) -> Stats {
+    let mut stats = cluster.counters().snapshot();
+    for link in &cluster.links {
+        let (files, bytes, in_flight) = link.depth();
+        stats.queue_files += files;
+        stats.queue_bytes += bytes;
+        stats.in_flight_files += in_flight;
+    }
+    stats.spilled = cluster.spilled_count();
+    stats
+}
+
+/// How a close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseEnd {
+    /// Every file had its outcome and every thread was joined.
+    Complete,
+    /// The limit passed: pending files were given up; threads joined.
+    TimedOut,
+    /// As `TimedOut`, and a thread still inside user code was left running.
+    Detached,
+}
+
+/// The close: stop taking files, let every file reach its outcome (up to
+/// `limit`, then give up the rest), stop the links and join the threads.
+fn close_cluster(
+    cluster: &Cluster,
+    threads: Threads,
+    limit: Option<Duration>,
+) -> (Stats, CloseEnd) {
+    let deadline = limit.map(|limit| Instant::now() + limit);
+    cluster.accepting.store(false, Ordering::SeqCst);
+    let mut spill_thread = threads.spill;
+    cluster.stop_spilling();
+    // The spill thread re-sends what it can first; then links must keep
+    // running until every file has its outcome (a failing link hands its
+    // files to the others).
+    if let Some(thread) = spill_thread.take() {
+        spill_thread = join_by(thread, deadline);
+    }
+    let timed_out = spill_thread.is_some() || cluster.wait_idle(deadline).is_err();
+    if timed_out {
+        give_up_pending(cluster, limit.unwrap_or_default());
+    } else {
+        for link in &cluster.links {
+            link.start_close();
+        }
+    }
+    let margin = deadline.map(|deadline| deadline.max(Instant::now()) + CLOSE_MARGIN);
+    let mut detached = false;
+    if let Some(thread) = spill_thread {
+        detached |= join_by(thread, margin).is_some();
+    }
+    let spilled = if detached { 0 } else { cluster.fail_spilled() };
+    for thread in threads.links {
+        detached |= join_by(thread, margin).is_some();
+    }
+    cluster.buffers.stop();
+    let stats = Stats {
+        spilled: spilled.max(stats_of(cluster).spilled),
+        ..stats_of(cluster)
+    };
+    let end = match (timed_out, detached) {
+        (false, false) => CloseEnd::Complete,
+        (_, true) => CloseEnd::Detached,
+        (true, false) => CloseEnd::TimedOut,
+    };
+    (stats, end)
+}
+
+/// Joins `thread` if it ends by `deadline` (`None`: however long it takes);
+/// otherwise gives it back, still running.
+fn join_by(thread: JoinHandle<()>, deadline: Option<Instant>) -> Option<JoinHandle<()>> {
+    let Some(deadline) = deadline else {
+        let _ = thread.join();
+        return None;
+    };
+    // JoinHandle cannot wait with a limit: look at it, with short naps.
+    let mut nap = Duration::from_micros(100);
+    while !thread.is_finished() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Some(thread);
+        }
+        std::thread::sleep(nap.min(deadline - now));
+        nap = (nap * 2).min(Duration::from_millis(5));
+    }
+    let _ = thread.join();
+    None
+}
+
+/// The limit of a bounded close has passed: no callback starts any more,
+/// every link is closed and its connection shut, and the files still queued
+/// or in flight are given up (kept in the spill folder when there is one).
+/// The link threads then find nothing left and end.
+fn give_up_pending(cluster: &Cluster, limit: Duration) {
+    cluster.reporter.silence();
+    let limit_ms = limit.as_millis().try_into().unwrap_or(u64::MAX);
+    let reason = format!("given up by a close bounded to {limit_ms} ms");
+    // Every link first, so that none of them takes the files of another.
+    let taken: Vec<(usize, Vec<Job>)> = cluster
+        .links
+        .iter()
+        .enumerate()
+        .map(|(index, link)| (index, link.abandon(&reason)))
+        .collect();
+    for (index, jobs) in taken {
+        if cluster.spill.is_some() {
+            cluster.reroute(index, jobs, &reason);
+            continue;
+        }
+        let error = Error::CloseTimeout { limit_ms };
+        for job in jobs {
+            cluster.finish(&job, index, OutcomeResult::Failed(&error));
+        }
+    }
+    cluster.link_is_up();
 }
 
 fn check_address(server: &str) -> Result<(), Error> {

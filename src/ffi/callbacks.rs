@@ -10,16 +10,19 @@ use std::ffi::{c_char, c_void, CString};
 
 use super::status::{status_of, STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK};
 use crate::filter::{FileInfo, Filter, FilterError};
+use crate::outcome::CallbackScope;
 use crate::{Distribution, Outcome, OutcomeResult};
 
 /// Chooses the server for a file: returns an index in `0..n_servers`.
 ///
-/// Called on the thread that calls `streamer_put` / `streamer_put_nocopy`,
-/// inside that call (so calls overlap when several threads put at once).
-/// `index` is the index given to put (negative: none). `name` is valid only
-/// during the call. A result `>= n_servers` fails that put with
-/// `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
-pub type StreamerDistributionFn = Option<
+/// - Thread: the thread that calls `streamer_put` / `streamer_put_nocopy`,
+///   inside that call. Calls overlap when several threads put at once.
+/// - Pointers: `name` is valid only during the call.
+/// - `index` is the index given to put (negative: none). A result
+///   `>= n_servers` fails that put with `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+/// - May call: the same functions as a completion callback (see
+///   `PymeStreamerCompletionFn`), though a put from here is rarely useful.
+pub type PymeStreamerDistributionFn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         n_servers: usize,
@@ -32,31 +35,45 @@ pub type StreamerDistributionFn = Option<
 /// with `streamer_buffer_append` (it arrives empty). Return 0 on success; any
 /// other value fails that file with `STREAMER_ERR_FILTER` (nothing is sent for it).
 ///
-/// Called on the sender thread of the file's server; calls for different
-/// servers overlap, calls for one server do not. `name`, `data` and `out` are
-/// valid only during the call.
-pub type StreamerFilterFn = Option<
+/// - Thread: the sender thread of the file's server. Calls for different
+///   servers overlap; calls for one server do not.
+/// - Pointers: `name`, `data` and `out` are valid only during the call.
+/// - May call: the same functions as a completion callback (see
+///   `PymeStreamerCompletionFn`). A slow filter slows its server only.
+pub type PymeStreamerFilterFn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         name: *const c_char,
         data: *const u8,
         len: usize,
-        out: *mut StreamerBuffer,
+        out: *mut PymeStreamerBuffer,
     ) -> i32,
 >;
 
-/// Called exactly once for every file a put accepted, when its outcome is known.
+/// Called exactly once for every file a put accepted, when its outcome is known
+/// (except after a bounded close reached its limit: see `streamer_close_timeout`).
 ///
 /// `status` is `STREAMER_OK` when the server acknowledged the file, else the
 /// reason (`STREAMER_ERR_HTTP`, `STREAMER_ERR_CONNECTION_LOST`,
 /// `STREAMER_ERR_FILTER`...). `http_status` is the server's HTTP status, or 0
-/// when there was no answer. `bytes` is the size given to put.
+/// when there was no answer. `bytes` is the size given to put. `server_index`
+/// is the server the file was last sent to, or `STREAMER_NO_SERVER` (`SIZE_MAX`)
+/// for a file that failed in the spill folder without being sent.
 ///
-/// Called on a library thread (the receiver or sender of the file's server);
-/// calls for different servers overlap. `name` is valid only during the call.
-/// It must return quickly and must not call `streamer_close`; a put from it
-/// may block on a full queue and deadlock.
-pub type StreamerCompletionFn = Option<
+/// - Thread: a library thread (the receiver or sender of the file's server),
+///   or the thread calling close for files that end during close. Calls for
+///   different servers overlap; calls for one server do not.
+/// - Pointers: `name` is valid only during the call.
+/// - It should return quickly: it holds up the answers of its server.
+/// - May call (re-entrancy contract, tested): `*_stats`, `*_last_error` (it
+///   gives this file's failure message), `streamer_status_str`,
+///   `streamer_version`, `streamer_n_servers`, and puts, which never wait
+///   there: a full queue returns `STREAMER_ERR_QUEUE_FULL` at once. `*_flush`,
+///   `*_close`, `*_close_stats`, `*_close_timeout` and `stream_finalize` of any
+///   handle return `STREAMER_ERR_IN_CALLBACK` at once and do nothing (they
+///   would wait for this very callback); the handle stays valid.
+/// - Must not: throw a C++ exception or longjmp out of the call.
+pub type PymeStreamerCompletionFn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         name: *const c_char,
@@ -70,65 +87,88 @@ pub type StreamerCompletionFn = Option<
 /// Gives caller-owned bytes back (`streamer_put_nocopy`): called exactly once,
 /// with the `data` and `len` given to put, when the library no longer needs them.
 ///
-/// Called on a library thread after the file's outcome (possibly just after
-/// its completion callback, and possibly after `streamer_flush` returned), or
-/// on the calling thread before put returns when the put fails. Every release
-/// has happened when `streamer_close` returns.
-pub type StreamerReleaseFn =
+/// - Thread: a library thread after the file's outcome (possibly just after
+///   its completion callback, and possibly after `streamer_flush` returned);
+///   the thread calling put, before put returns, when the put fails; or the
+///   thread calling close, for files given up by a bounded close.
+/// - Every release has happened when `streamer_close` returns (and when
+///   `streamer_close_timeout` returns without `STREAMER_ERR_CLOSE_DETACHED`).
+/// - May call: the same functions as a completion callback.
+pub type PymeStreamerReleaseFn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
 
 /// The output buffer of a filter callback. Valid only during that call.
-pub struct StreamerBuffer {
+pub struct PymeStreamerBuffer {
     out: *mut Vec<u8>,
 }
 
+impl PymeStreamerBuffer {
+    /// The filter's output vector.
+    ///
+    /// # Safety
+    /// `self` is the buffer of the running filter callback (`out` points to
+    /// the core's vector, borrowed for that call).
+    unsafe fn vec(&mut self) -> &mut Vec<u8> {
+        // SAFETY: the contract above; the vector outlives the callback.
+        unsafe { &mut *self.out }
+    }
+}
+
 /// Appends `len` bytes at `data` to a filter's output buffer.
+/// Consumes nothing: the bytes are copied.
 ///
 /// # Safety
 /// `out` is the buffer passed to the running filter callback; `data` points to
 /// `len` readable bytes (it may be NULL when `len` is 0).
 #[no_mangle]
 pub unsafe extern "C" fn streamer_buffer_append(
-    out: *mut StreamerBuffer,
+    out: *mut PymeStreamerBuffer,
     data: *const u8,
     len: usize,
 ) -> i32 {
     ffi_panic_boundary! {
-        let out = try_mut!(out);
-        let Ok(data) = super::util::byte_slice(data, len) else {
+        let out = try_out!(out);
+        // SAFETY: `data` points to `len` readable bytes by the contract.
+        let Ok(data) = (unsafe { super::util::byte_slice(data, len) }) else {
             return STREAMER_ERR_NULL_ARGUMENT;
         };
-        (*out.out).extend_from_slice(data);
+        // SAFETY: `out` is the running filter's buffer by the contract.
+        unsafe { out.vec() }.extend_from_slice(data);
         STREAMER_OK
     }
 }
 
 /// Reserves room for `additional` more bytes in a filter's output buffer, so a
 /// filter that knows its output size appends without reallocation.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `out` is the buffer passed to the running filter callback.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_buffer_reserve(
-    out: *mut StreamerBuffer,
+    out: *mut PymeStreamerBuffer,
     additional: usize,
 ) -> i32 {
     ffi_panic_boundary! {
-        let out = try_mut!(out);
-        (*out.out).reserve(additional);
+        let out = try_out!(out);
+        // SAFETY: `out` is the running filter's buffer by the contract.
+        unsafe { out.vec() }.reserve(additional);
         STREAMER_OK
     }
 }
 
 /// The number of bytes in a filter's output buffer so far (0 for NULL).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `out` is NULL or the buffer passed to the running filter callback.
 #[no_mangle]
-pub unsafe extern "C" fn streamer_buffer_len(out: *const StreamerBuffer) -> usize {
+pub unsafe extern "C" fn streamer_buffer_len(out: *const PymeStreamerBuffer) -> usize {
     ffi_panic_boundary! {
-        match out.as_ref() {
-            Some(out) => (*out.out).len(),
+        // SAFETY: `out` is NULL or the running filter's buffer by the contract,
+        // whose vector outlives the call.
+        match unsafe { out.as_ref() } {
+            Some(out) => unsafe { (*out.out).len() },
             None => 0,
         }
     }
@@ -162,6 +202,7 @@ pub(crate) struct CDistribution {
 impl Distribution for CDistribution {
     fn choose(&self, n_servers: usize, index: Option<i64>, name: &str) -> usize {
         let name = name_for_c(name);
+        let _inside = CallbackScope::enter();
         // SAFETY: the caller gave a function of this signature; `name` outlives the call.
         unsafe {
             (self.function)(
@@ -181,7 +222,7 @@ pub(crate) struct CFilter {
         *const c_char,
         *const u8,
         usize,
-        *mut StreamerBuffer,
+        *mut PymeStreamerBuffer,
     ) -> i32,
     pub user_data: UserData,
 }
@@ -194,7 +235,8 @@ impl Filter for CFilter {
         out: &mut Vec<u8>,
     ) -> Result<(), FilterError> {
         let name = name_for_c(file.name);
-        let mut buffer = StreamerBuffer { out };
+        let mut buffer = PymeStreamerBuffer { out };
+        let _inside = CallbackScope::enter();
         // SAFETY: every pointer passed lives until the callback returns; the
         // buffer is used only through `streamer_buffer_*` during the call.
         let code = unsafe {
@@ -247,7 +289,7 @@ impl CCompletion {
 pub(crate) struct LentBytes {
     pub data: *const u8,
     pub len: usize,
-    pub release: StreamerReleaseFn,
+    pub release: PymeStreamerReleaseFn,
     pub user_data: UserData,
 }
 
@@ -269,6 +311,7 @@ impl AsRef<[u8]> for LentBytes {
 impl Drop for LentBytes {
     fn drop(&mut self) {
         if let Some(release) = self.release {
+            let _inside = CallbackScope::enter();
             // SAFETY: the caller's release function, called exactly once (here).
             unsafe { release(self.user_data.0, self.data, self.len) }
         }
@@ -278,6 +321,7 @@ impl Drop for LentBytes {
 /// PYME's round-robin policy as a plain function: `index % n_servers` for
 /// `index >= 0`, a random server for `index < 0`; 0 when `n_servers` is 0.
 /// Usable from a distribution callback that wants round-robin for some files.
+/// Consumes nothing.
 #[no_mangle]
 pub extern "C" fn distribution_function_round_robin(n_servers: usize, index: i64) -> usize {
     ffi_panic_boundary! {

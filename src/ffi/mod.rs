@@ -3,17 +3,23 @@
 //! This layer only converts: pointers and lengths in, `int32_t` status codes out,
 //! calls into the safe core. It holds no streaming logic. One file per concept:
 //!
+//! - [`handle`]: how C owns the library's objects (stated once: boxed handles,
+//!   borrowed and given back through three helpers and the macros below).
 //! - [`status`]: the status codes, and the one place core errors become codes.
-//! - [`options`]: `StreamerOptions`, the builder C fills before creating a streamer.
+//! - [`options`]: `PymeStreamerOptions`, the builder C fills before creating a streamer.
 //! - [`callbacks`]: C function pointers wrapped as the core's distribution, filter,
-//!   completion and release hooks (`StreamerBuffer` lives here).
-//! - [`streamer`]: `Streamer`, many servers behind one put.
-//! - [`stream`]: `Stream`, one server.
-//! - `util`: C strings, the last-error slot, out-parameters.
+//!   completion and release hooks (`PymeStreamerBuffer` lives here).
+//! - [`streamer`]: `PymeStreamer`, many servers behind one put.
+//! - [`stream`]: `PymeStream`, one server.
+//! - [`stats`]: `PymeStreamerStats`, and how it is written for callers of any
+//!   size of it.
+//! - [`util`]: C strings, the per-thread last-error messages, text copied out.
 //!
 //! Every export runs its body inside `ffi_panic_boundary!`: no panic ever
 //! unwinds into C. The header `include/pyme_streaming.h` is generated from these
 //! files by cbindgen (see `build.rs`); doc comments here are the header's docs.
+//!
+//! Out of scope: any decision about files, servers or threads (the core's).
 
 /// Runs an export's body, turning a panic into the return type's
 /// [`PanicDefault`] (`STREAMER_ERR_PANIC` for status codes, 0 for counts, a
@@ -28,30 +34,68 @@ macro_rules! ffi_panic_boundary {
     };
 }
 
-/// Borrows a handle or input pointer, returning `STREAMER_ERR_NULL_ARGUMENT`
-/// from the export when it is NULL.
-macro_rules! try_ref {
+/// Borrows a handle C passed (`*const` or `*mut`), returning
+/// `STREAMER_ERR_NULL_ARGUMENT` from the export when it is NULL.
+macro_rules! try_handle {
     ($ptr:expr) => {
-        match unsafe { $ptr.as_ref() } {
-            Some(value) => value,
+        // SAFETY: every export's contract says a handle argument is NULL or a
+        // live handle of its type, not being closed concurrently.
+        match unsafe { $crate::ffi::handle::borrow($ptr) } {
+            Some(handle) => handle,
             None => return $crate::ffi::status::STREAMER_ERR_NULL_ARGUMENT,
         }
     };
 }
 
-/// Borrows a mutable handle or out-pointer, as [`try_ref!`].
-macro_rules! try_mut {
+/// Borrows a handle C passed for changing it (`*mut`), as [`try_handle!`].
+macro_rules! try_handle_mut {
     ($ptr:expr) => {
-        match unsafe { $ptr.as_mut() } {
-            Some(value) => value,
+        // SAFETY: as `try_handle!`; the export's contract also says no other
+        // call uses this handle at the same time (options are filled from one thread).
+        match unsafe { $crate::ffi::handle::borrow_mut($ptr) } {
+            Some(handle) => handle,
             None => return $crate::ffi::status::STREAMER_ERR_NULL_ARGUMENT,
         }
+    };
+}
+
+/// Borrows an out-parameter for writing, returning `STREAMER_ERR_NULL_ARGUMENT`
+/// from the export when it is NULL.
+macro_rules! try_out {
+    ($ptr:expr) => {
+        // SAFETY: every export's contract says an out-parameter is NULL or
+        // points to writable memory of its type, not aliased during the call.
+        match unsafe { $ptr.as_mut() } {
+            Some(out) => out,
+            None => return $crate::ffi::status::STREAMER_ERR_NULL_ARGUMENT,
+        }
+    };
+}
+
+/// Borrows a C string argument as UTF-8 (`Err((status, message))` for NULL or
+/// invalid UTF-8).
+macro_rules! c_string {
+    ($ptr:expr) => {
+        // SAFETY: every export's contract says a string argument is NULL or
+        // NUL-terminated and valid for the call.
+        unsafe { $crate::ffi::util::c_str($ptr) }
+    };
+}
+
+/// Borrows a `(data, len)` argument as bytes (`Err` for NULL with `len > 0`).
+macro_rules! bytes_arg {
+    ($data:expr, $len:expr) => {
+        // SAFETY: every export's contract says `data` is NULL or points to
+        // `len` readable bytes valid for the call.
+        unsafe { $crate::ffi::util::byte_slice($data, $len) }
     };
 }
 
 pub mod callbacks;
 pub mod discovery;
+mod handle;
 pub mod options;
+pub mod stats;
 pub mod status;
 pub mod stream;
 pub mod streamer;

@@ -1,6 +1,6 @@
-//! `StreamerOptions`: the builder C fills before `streamer_new` / `stream_new`.
+//! `PymeStreamerOptions`: the builder C fills before `streamer_new` / `stream_new`.
 //!
-//! It wraps the core's `StreamerOptions` and keeps what the core does not know
+//! It wraps the core's `PymeStreamerOptions` and keeps what the core does not know
 //! about: the C completion callback (wrapped per handle in `streamer_new`, so the
 //! handle can record failures) and the message of the last failure of a
 //! `streamer_options_*`, `streamer_new` or `stream_new` call.
@@ -9,55 +9,108 @@ use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
 use super::callbacks::{
-    CCompletion, CDistribution, CFilter, StreamerCompletionFn, StreamerDistributionFn,
-    StreamerFilterFn, UserData,
+    CCompletion, CDistribution, CFilter, PymeStreamerCompletionFn, PymeStreamerDistributionFn,
+    PymeStreamerFilterFn, UserData,
 };
+use super::handle::{self, BoxedHandle};
 use super::status::{STREAMER_ERR_INVALID_ARGUMENT, STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK};
-use super::util::{c_str, into_handle, LastError};
+use super::util::LastError;
 use crate::distribution::BuiltinDistribution;
 
-/// `index % n_servers` (a frame number spreads frames evenly); a random server
-/// when put is given no index. The default.
-pub const STREAMER_DISTRIBUTION_ROUND_ROBIN: i32 = 0;
-/// A random server for every file.
-pub const STREAMER_DISTRIBUTION_RANDOM: i32 = 1;
-/// Always one server: the one set by `streamer_options_set_fixed_server` (default 0).
-pub const STREAMER_DISTRIBUTION_FIXED: i32 = 2;
-/// A stable hash of the file name (without `?query`): a name always lands on the
-/// same server of a cluster of the same size.
-pub const STREAMER_DISTRIBUTION_HASH: i32 = 3;
+/// The built-in distributions (`streamer_options_set_distribution_kind`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerDistribution {
+    /// `index % n_servers` (a frame number spreads frames evenly); a random server
+    /// when put is given no index. The default.
+    STREAMER_DISTRIBUTION_ROUND_ROBIN = 0,
+    /// A random server for every file.
+    STREAMER_DISTRIBUTION_RANDOM = 1,
+    /// Always one server: the one set by `streamer_options_set_fixed_server` (default 0).
+    STREAMER_DISTRIBUTION_FIXED = 2,
+    /// A stable hash of the file name (without `?query`): a name always lands on the
+    /// same server of a cluster of the same size.
+    STREAMER_DISTRIBUTION_HASH = 3,
+}
 
-/// Send the bytes unchanged (the default; no copy is made).
-pub const STREAMER_FILTER_IDENTITY: i32 = 0;
+/// The built-in filters without parameters (`streamer_options_set_filter_kind`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerFilter {
+    /// Send the bytes unchanged (the default; no copy is made).
+    STREAMER_FILTER_IDENTITY = 0,
+}
 
-/// PZF pixel type: uint8.
-pub const STREAMER_PZF_UINT8: i32 = 0;
-/// PZF pixel type: uint16 (sCMOS cameras).
-pub const STREAMER_PZF_UINT16: i32 = 1;
-/// PZF pixel type: float32.
-pub const STREAMER_PZF_FLOAT32: i32 = 2;
-/// PZF compression: none.
-pub const STREAMER_PZF_RAW: i32 = 0;
-/// PZF compression: one Huffman block (pymecompress-compatible).
-pub const STREAMER_PZF_HUFFMAN: i32 = 1;
-/// PZF compression: Huffman-coded chunks, coded in parallel.
-pub const STREAMER_PZF_HUFFMAN_CHUNKED: i32 = 2;
-/// PZF quantization: none (lossless).
-pub const STREAMER_PZF_QUANT_NONE: i32 = 0;
-/// PZF quantization: square root, uint16 only (within photon shot noise).
-pub const STREAMER_PZF_QUANT_SQRT: i32 = 1;
+/// PZF pixel types (`streamer_options_set_filter_pzf`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerPzfFormat {
+    /// uint8.
+    STREAMER_PZF_UINT8 = 0,
+    /// uint16 (sCMOS cameras).
+    STREAMER_PZF_UINT16 = 1,
+    /// float32.
+    STREAMER_PZF_FLOAT32 = 2,
+}
+
+/// PZF compressions (`streamer_options_set_filter_pzf`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerPzfCompression {
+    /// None.
+    STREAMER_PZF_RAW = 0,
+    /// One Huffman block (pymecompress-compatible).
+    STREAMER_PZF_HUFFMAN = 1,
+    /// Huffman-coded chunks, coded in parallel.
+    STREAMER_PZF_HUFFMAN_CHUNKED = 2,
+}
+
+/// PZF quantizations (`streamer_options_set_filter_pzf`).
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerPzfQuantization {
+    /// None (lossless).
+    STREAMER_PZF_QUANT_NONE = 0,
+    /// Square root, uint16 only (within photon shot noise).
+    STREAMER_PZF_QUANT_SQRT = 1,
+}
+
+const STREAMER_DISTRIBUTION_ROUND_ROBIN: i32 =
+    PymeStreamerDistribution::STREAMER_DISTRIBUTION_ROUND_ROBIN as i32;
+const STREAMER_DISTRIBUTION_RANDOM: i32 =
+    PymeStreamerDistribution::STREAMER_DISTRIBUTION_RANDOM as i32;
+const STREAMER_DISTRIBUTION_FIXED: i32 =
+    PymeStreamerDistribution::STREAMER_DISTRIBUTION_FIXED as i32;
+const STREAMER_DISTRIBUTION_HASH: i32 = PymeStreamerDistribution::STREAMER_DISTRIBUTION_HASH as i32;
+const STREAMER_FILTER_IDENTITY: i32 = PymeStreamerFilter::STREAMER_FILTER_IDENTITY as i32;
+const STREAMER_PZF_UINT8: i32 = PymeStreamerPzfFormat::STREAMER_PZF_UINT8 as i32;
+const STREAMER_PZF_UINT16: i32 = PymeStreamerPzfFormat::STREAMER_PZF_UINT16 as i32;
+const STREAMER_PZF_FLOAT32: i32 = PymeStreamerPzfFormat::STREAMER_PZF_FLOAT32 as i32;
+const STREAMER_PZF_RAW: i32 = PymeStreamerPzfCompression::STREAMER_PZF_RAW as i32;
+const STREAMER_PZF_HUFFMAN: i32 = PymeStreamerPzfCompression::STREAMER_PZF_HUFFMAN as i32;
+const STREAMER_PZF_HUFFMAN_CHUNKED: i32 =
+    PymeStreamerPzfCompression::STREAMER_PZF_HUFFMAN_CHUNKED as i32;
+const STREAMER_PZF_QUANT_NONE: i32 = PymeStreamerPzfQuantization::STREAMER_PZF_QUANT_NONE as i32;
+const STREAMER_PZF_QUANT_SQRT: i32 = PymeStreamerPzfQuantization::STREAMER_PZF_QUANT_SQRT as i32;
 
 /// Settings for a `Streamer` or a `Stream`. Not thread-safe: fill it from one
 /// thread. One options object may create any number of handles; each handle
 /// copies what it needs, so the options may be freed right after `streamer_new`.
-pub struct StreamerOptions {
+pub struct PymeStreamerOptions {
     pub(crate) core: crate::StreamerOptions,
     pub(crate) completion: Option<CCompletion>,
     fixed_server: usize,
     pub(crate) last_error: LastError,
 }
 
-impl StreamerOptions {
+impl BoxedHandle for PymeStreamerOptions {}
+
+impl PymeStreamerOptions {
     fn update(&mut self, change: impl FnOnce(crate::StreamerOptions) -> crate::StreamerOptions) {
         self.core = change(std::mem::take(&mut self.core));
     }
@@ -66,15 +119,16 @@ impl StreamerOptions {
 /// Creates options with the defaults: no servers, round-robin distribution, no
 /// filter, no completion callback, 256 files / 256 MiB queued per server, a put
 /// that waits for room as long as it takes, 5 s connect and 30 s response timeouts.
+/// Consumes nothing; the new handle belongs to the caller.
 ///
 /// # Safety
 /// `out` is NULL or a valid pointer; on success `*out` is a new handle to free
 /// with `streamer_options_free`.
 #[no_mangle]
-pub unsafe extern "C" fn streamer_options_new(out: *mut *mut StreamerOptions) -> i32 {
+pub unsafe extern "C" fn streamer_options_new(out: *mut *mut PymeStreamerOptions) -> i32 {
     ffi_panic_boundary! {
-        let out = try_mut!(out);
-        *out = into_handle(StreamerOptions {
+        let out = try_out!(out);
+        *out = BoxedHandle::into_ptr(PymeStreamerOptions {
             core: crate::StreamerOptions::new(),
             completion: None,
             fixed_server: 0,
@@ -85,15 +139,15 @@ pub unsafe extern "C" fn streamer_options_new(out: *mut *mut StreamerOptions) ->
 }
 
 /// Frees options. NULL: does nothing.
+/// Consumes the options handle.
 ///
 /// # Safety
 /// `options` is NULL or a handle from `streamer_options_new`, not used afterwards.
 #[no_mangle]
-pub unsafe extern "C" fn streamer_options_free(options: *mut StreamerOptions) {
+pub unsafe extern "C" fn streamer_options_free(options: *mut PymeStreamerOptions) {
     ffi_panic_boundary! {
-        if !options.is_null() {
-            drop(Box::from_raw(options));
-        }
+        // SAFETY: the contract: NULL or a handle C gives back, not used afterwards.
+        drop(unsafe { handle::take(options) });
     }
 }
 
@@ -101,18 +155,19 @@ pub unsafe extern "C" fn streamer_options_free(options: *mut StreamerOptions) {
 /// number is the server index of distributions, `streamer_put_stream` and the
 /// completion callback. `host` is a name or an IP address (IPv6 without brackets
 /// is accepted); `port` must not be 0.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `host` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_add_server(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     host: *const c_char,
     port: u16,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
-        let host = match c_str(host) {
+        let options = try_handle_mut!(options);
+        let host = match c_string!(host) {
             Ok(host) => host,
             Err(failure) => return options.last_error.fail(failure),
         };
@@ -126,20 +181,21 @@ pub unsafe extern "C" fn streamer_options_add_server(
 }
 
 /// Chooses the server of each file with a C callback (see
-/// `StreamerDistributionFn`). `user_data` is passed back to every call.
+/// `PymeStreamerDistributionFn`). `user_data` is passed back to every call.
+/// Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
 ///
 /// # Safety
-/// `options` is NULL or a valid handle; `fn` follows the `StreamerDistributionFn`
+/// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerDistributionFn`
 /// contract and, with `user_data`, stays usable until every handle created from
 /// these options is closed.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_distribution(
-    options: *mut StreamerOptions,
-    r#fn: StreamerDistributionFn,
+    options: *mut PymeStreamerOptions,
+    r#fn: PymeStreamerDistributionFn,
     user_data: *mut c_void,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Some(function) = r#fn else {
             return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the distribution function is NULL");
         };
@@ -151,16 +207,17 @@ pub unsafe extern "C" fn streamer_options_set_distribution(
 
 /// Chooses a built-in distribution: one of `STREAMER_DISTRIBUTION_*`. No
 /// callback needed (for LabVIEW and other hosts without function pointers).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_distribution_kind(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     kind: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let builtin = match kind {
             STREAMER_DISTRIBUTION_ROUND_ROBIN => BuiltinDistribution::RoundRobin,
             STREAMER_DISTRIBUTION_RANDOM => BuiltinDistribution::Random,
@@ -176,37 +233,39 @@ pub unsafe extern "C" fn streamer_options_set_distribution_kind(
 /// Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
 /// index beyond the servers makes every put fail with
 /// `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_fixed_server(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     server: usize,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         options.fixed_server = server;
         options.update(|core| core.shared_distribution(BuiltinDistribution::Fixed(server).into_distribution()));
         STREAMER_OK
     }
 }
 
-/// Runs a C filter on every file before it is sent (see `StreamerFilterFn`).
+/// Runs a C filter on every file before it is sent (see `PymeStreamerFilterFn`).
 /// Replaces any filter set before.
+/// Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
 ///
 /// # Safety
-/// `options` is NULL or a valid handle; `fn` follows the `StreamerFilterFn`
+/// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerFilterFn`
 /// contract and, with `user_data`, stays usable until every handle created from
 /// these options is closed.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_filter(
-    options: *mut StreamerOptions,
-    r#fn: StreamerFilterFn,
+    options: *mut PymeStreamerOptions,
+    r#fn: PymeStreamerFilterFn,
     user_data: *mut c_void,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Some(function) = r#fn else {
             return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the filter function is NULL");
         };
@@ -220,16 +279,17 @@ pub unsafe extern "C" fn streamer_options_set_filter(
 /// unchanged; removes any filter set before). Built-in filters with parameters
 /// have their own setters: `streamer_options_set_filter_pzf`,
 /// `streamer_options_set_filter_gzip`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_filter_kind(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     kind: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         match kind {
             STREAMER_FILTER_IDENTITY => options.update(|core| core.shared_filter(None)),
             _ => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown filter kind {kind}")),
@@ -249,13 +309,14 @@ pub unsafe extern "C" fn streamer_options_set_filter_kind(
 /// `quant_offset` (the camera's dark level) and `quant_scale` > 0). Invalid
 /// parameters are `STREAMER_ERR_INVALID_ARGUMENT` here; a put whose size does
 /// not match fails that file with `STREAMER_ERR_FILTER`, never a corrupt file.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn streamer_options_set_filter_pzf(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     data_format: i32,
     rows: u32,
     cols: u32,
@@ -267,7 +328,7 @@ pub unsafe extern "C" fn streamer_options_set_filter_pzf(
 ) -> i32 {
     ffi_panic_boundary! {
         use crate::pzf::{Compression, DataFormat, EncodeParams, Quantization};
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let format = match data_format {
             STREAMER_PZF_UINT8 => DataFormat::U8,
             STREAMER_PZF_UINT16 => DataFormat::U16,
@@ -304,16 +365,17 @@ pub unsafe extern "C" fn streamer_options_set_filter_pzf(
 /// Compresses every file with gzip for the transport (`Content-Encoding:
 /// gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
 /// (small). For non-image files; use the PZF filter for frames.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_filter_gzip(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     level: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Ok(level @ 1..=9) = u32::try_from(level) else {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("gzip level {level} is not 1..9"));
         };
@@ -322,20 +384,21 @@ pub unsafe extern "C" fn streamer_options_set_filter_gzip(
     }
 }
 
-/// Calls `fn` once with the outcome of every file (see `StreamerCompletionFn`).
+/// Calls `fn` once with the outcome of every file (see `PymeStreamerCompletionFn`).
+/// Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
 ///
 /// # Safety
-/// `options` is NULL or a valid handle; `fn` follows the `StreamerCompletionFn`
+/// `options` is NULL or a valid handle; `fn` follows the `PymeStreamerCompletionFn`
 /// contract and, with `user_data`, stays usable until every handle created from
 /// these options is closed.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_completion(
-    options: *mut StreamerOptions,
-    r#fn: StreamerCompletionFn,
+    options: *mut PymeStreamerOptions,
+    r#fn: PymeStreamerCompletionFn,
     user_data: *mut c_void,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let Some(function) = r#fn else {
             return options.last_error.set(STREAMER_ERR_NULL_ARGUMENT, "the completion function is NULL");
         };
@@ -347,17 +410,18 @@ pub unsafe extern "C" fn streamer_options_set_completion(
 /// Bounds what each server may hold: files and bytes accepted by put and not yet
 /// answered. A put waits for room (see `streamer_options_set_put_timeout`). A
 /// single file larger than `max_bytes` still goes through, alone. Both must be > 0.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_queue_limits(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     max_files: usize,
     max_bytes: u64,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         if max_files == 0 || max_bytes == 0 {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "queue limits must be greater than 0");
         }
@@ -369,17 +433,18 @@ pub unsafe extern "C" fn streamer_options_set_queue_limits(
 /// How long connecting to a server may take, and how long a server may stay
 /// silent while answers are due before its connection is failed. Both in
 /// milliseconds, both > 0.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_timeouts(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     connect_ms: u32,
     response_ms: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         if connect_ms == 0 || response_ms == 0 {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "timeouts must be greater than 0");
         }
@@ -394,16 +459,17 @@ pub unsafe extern "C" fn streamer_options_set_timeouts(
 /// How long a put waits for room in a full queue before it fails with
 /// `STREAMER_ERR_QUEUE_FULL`: `ms < 0` waits as long as it takes (the
 /// default), `0` fails at once, `ms > 0` waits up to that many milliseconds.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_put_timeout(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     ms: i64,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let timeout = u64::try_from(ms).ok().map(Duration::from_millis);
         options.update(|core| core.put_timeout(timeout));
         STREAMER_OK
@@ -413,32 +479,34 @@ pub unsafe extern "C" fn streamer_options_set_put_timeout(
 /// Failover (on by default): when a server's connection fails, its queued and
 /// unanswered files move to the live servers. `enabled == 0`: they fail with
 /// `STREAMER_ERR_CONNECTION_LOST` instead (a strict placement policy).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_failover(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     enabled: i32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         options.update(|core| core.failover(enabled != 0));
         STREAMER_OK
     }
 }
 
 /// How many times a file answered 5xx is sent again before it fails (default 2).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_max_retries(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     retries: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         options.update(|core| core.max_retries(retries));
         STREAMER_OK
     }
@@ -450,16 +518,17 @@ pub unsafe extern "C" fn streamer_options_set_max_retries(
 /// file may wait that long before it is sent, and each idle server costs about
 /// 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
 /// (slower puts, no cost while idle).
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_sender_poll_us(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     interval_us: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let interval = std::time::Duration::from_micros(u64::from(interval_us));
         options.update(|core| core.sender_poll(Some(interval)));
         STREAMER_OK
@@ -471,17 +540,18 @@ pub unsafe extern "C" fn streamer_options_set_sender_poll_us(
 /// failing, and sent again, oldest first, when a server is back. Files still
 /// there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
 /// streamer given the same folder.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `folder` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_spill_dir(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     folder: *const c_char,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
-        let folder = match c_str(folder) {
+        let options = try_handle_mut!(options);
+        let folder = match c_string!(folder) {
             Ok(folder) if !folder.is_empty() => folder.to_owned(),
             Ok(_) => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "the spill folder is empty"),
             Err(failure) => return options.last_error.fail(failure),
@@ -496,17 +566,18 @@ pub unsafe extern "C" fn streamer_options_set_spill_dir(
 /// over mDNS and the local registry, this computer's servers first), in
 /// addition to any added with `streamer_options_add_server`. Finding none makes
 /// `streamer_new` fail with `STREAMER_ERR_DISCOVERY`. `""` takes every server.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `serverfilter` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_serverfilter(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     serverfilter: *const c_char,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
-        let serverfilter = match c_str(serverfilter) {
+        let options = try_handle_mut!(options);
+        let serverfilter = match c_string!(serverfilter) {
             Ok(text) => text,
             Err(failure) => return options.last_error.fail(failure),
         };
@@ -517,16 +588,17 @@ pub unsafe extern "C" fn streamer_options_set_serverfilter(
 
 /// How long discovery listens for mDNS answers (default 2000 ms). Call after
 /// `streamer_options_set_serverfilter`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     ms: u32,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         match options.core.discovery_options_mut() {
             Some(discovery) => {
                 discovery.mdns_wait = Duration::from_millis(ms.into());
@@ -540,21 +612,22 @@ pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
 /// Where discovery looks: `use_mdns` (multicast on the network) and the local
 /// registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
 /// no registry). Call after `streamer_options_set_serverfilter`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `registry_path` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_set_discovery_sources(
-    options: *mut StreamerOptions,
+    options: *mut PymeStreamerOptions,
     use_mdns: i32,
     registry_path: *const c_char,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_mut!(options);
+        let options = try_handle_mut!(options);
         let registry = if registry_path.is_null() {
             None
         } else {
-            match c_str(registry_path) {
+            match c_string!(registry_path) {
                 Ok(path) => Some(path.to_owned()),
                 Err(failure) => return options.last_error.fail(failure),
             }
@@ -576,36 +649,41 @@ pub unsafe extern "C" fn streamer_options_set_discovery_sources(
 
 /// Copies the message of the last failure of a call on these options (or of
 /// `streamer_new` / `stream_new` with them) into `buf`, as `streamer_last_error`.
+/// Consumes nothing.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `buf` is NULL (with `buf_len` 0) or
 /// points to `buf_len` writable bytes; `out_len` is NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn streamer_options_last_error(
-    options: *const StreamerOptions,
+    options: *const PymeStreamerOptions,
     buf: *mut c_char,
     buf_len: usize,
     out_len: *mut usize,
 ) -> i32 {
     ffi_panic_boundary! {
-        let options = try_ref!(options);
-        options.last_error.copy_out(buf, buf_len, out_len)
+        let options = try_handle!(options);
+        // SAFETY: `buf` and `out_len` as the contract says.
+        unsafe { options.last_error.copy_out(buf, buf_len, out_len) }
     }
 }
 
-impl StreamerOptions {
+impl PymeStreamerOptions {
     /// The core options for one new handle: the C completion (if any) wrapped so
-    /// that failed files are also recorded in that handle's `last_error`.
+    /// that, inside it, `*_last_error` gives the failed file's message.
     pub(crate) fn for_handle(&self, last_error: &LastError) -> crate::StreamerOptions {
         let completion = self.completion;
         let last_error = last_error.clone();
         self.core.clone().on_complete(move |outcome| {
+            // Recorded for the library thread that runs the callback: only the
+            // callback can read it (`*_last_error` is per thread).
+            let Some(completion) = &completion else {
+                return;
+            };
             if let crate::OutcomeResult::Failed(error) = outcome.result {
                 last_error.error(error);
             }
-            if let Some(completion) = &completion {
-                completion.call(outcome);
-            }
+            completion.call(outcome);
         })
     }
 }

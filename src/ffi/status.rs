@@ -2,63 +2,126 @@
 //! place where the core's [`Error`] becomes a code.
 //!
 //! `STREAMER_OK` is 0; every error is a negative constant. Codes are never
-//! renumbered: a new error gets the next free number.
+//! renumbered: a new error gets the next free number. C sees them as the enum
+//! `PymeStreamerStatus` (a LabVIEW ring); functions return them as `int32_t`.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CStr};
 
 use crate::Error;
 
-/// Success.
-pub const STREAMER_OK: i32 = 0;
-/// A pointer argument was NULL.
-pub const STREAMER_ERR_NULL_ARGUMENT: i32 = -1;
-/// An argument is out of its range (a zero port, an unknown kind, a zero limit...).
-pub const STREAMER_ERR_INVALID_ARGUMENT: i32 = -2;
-/// A string argument is not valid UTF-8.
-pub const STREAMER_ERR_UTF8: i32 = -3;
-/// The file name cannot be sent (allowed: letters, digits, `_`, `/`, `.`, `-`,
-/// optionally `?query`; relative; no `..`); nothing was queued.
-pub const STREAMER_ERR_INVALID_NAME: i32 = -4;
-/// The options name no server.
-pub const STREAMER_ERR_NO_SERVERS: i32 = -5;
-/// A server address is not a valid `host:port`.
-pub const STREAMER_ERR_BAD_SERVER_ADDRESS: i32 = -6;
-/// A server did not accept a connection.
-pub const STREAMER_ERR_CONNECT: i32 = -7;
-/// The distribution chose a server index >= the number of servers; nothing was queued.
-pub const STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE: i32 = -8;
-/// `streamer_put_stream` named a server index that does not exist; nothing was queued.
-pub const STREAMER_ERR_NO_SUCH_STREAM: i32 = -9;
-/// The queue stayed full for the whole put timeout; nothing was queued.
-pub const STREAMER_ERR_QUEUE_FULL: i32 = -10;
-/// The streamer or stream is closing, closed or finalized; nothing was queued.
-pub const STREAMER_ERR_CLOSED: i32 = -11;
-/// The chosen server's connection failed earlier; nothing was queued.
-pub const STREAMER_ERR_SERVER_DOWN: i32 = -12;
-/// The filter failed for this file (a filter callback returned non-zero); nothing was sent for it.
-pub const STREAMER_ERR_FILTER: i32 = -13;
-/// The server answered with a non-2xx HTTP status (for example 405: the file exists).
-pub const STREAMER_ERR_HTTP: i32 = -14;
-/// The connection failed before the file's answer arrived.
-pub const STREAMER_ERR_CONNECTION_LOST: i32 = -15;
-/// The wait ended before every file had its outcome (`streamer_flush`).
-pub const STREAMER_ERR_TIMEOUT: i32 = -16;
-/// The close (or finalize) completed, but not every file was acknowledged.
-pub const STREAMER_ERR_FILES_FAILED: i32 = -17;
-/// An internal error (a bug): the library caught a panic. The handle may be unusable.
-pub const STREAMER_ERR_PANIC: i32 = -18;
-/// The requested feature is not built into this library.
-pub const STREAMER_ERR_UNSUPPORTED: i32 = -19;
-/// No server of the cluster could be found by its serverfilter.
-pub const STREAMER_ERR_DISCOVERY: i32 = -20;
-/// No server came back before close: the file waits in the spill folder.
-pub const STREAMER_ERR_SPILLED: i32 = -21;
-/// The spill folder could not be used.
-pub const STREAMER_ERR_SPILL_FOLDER: i32 = -22;
+/// The status codes: what every fallible function returns (as `int32_t`), and
+/// the `status` a completion callback receives.
+#[repr(C)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PymeStreamerStatus {
+    /// Success.
+    STREAMER_OK = 0,
+    /// A pointer argument was NULL.
+    STREAMER_ERR_NULL_ARGUMENT = -1,
+    /// An argument is out of its range (a zero port, an unknown kind, a zero limit...).
+    STREAMER_ERR_INVALID_ARGUMENT = -2,
+    /// A string argument is not valid UTF-8.
+    STREAMER_ERR_UTF8 = -3,
+    /// The file name cannot be sent (it breaks the rules the data server applies,
+    /// shared in `pyme_streaming::name`); nothing was queued.
+    STREAMER_ERR_INVALID_NAME = -4,
+    /// The options name no server.
+    STREAMER_ERR_NO_SERVERS = -5,
+    /// A server address is not a valid `host:port`.
+    STREAMER_ERR_BAD_SERVER_ADDRESS = -6,
+    /// A server did not accept a connection.
+    STREAMER_ERR_CONNECT = -7,
+    /// The distribution chose a server index >= the number of servers; nothing was queued.
+    STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE = -8,
+    /// `streamer_put_stream` named a server index that does not exist; nothing was queued.
+    STREAMER_ERR_NO_SUCH_STREAM = -9,
+    /// The queue stayed full for the whole put timeout (at once for a put from a
+    /// callback); nothing was queued.
+    STREAMER_ERR_QUEUE_FULL = -10,
+    /// The streamer or stream is closing, closed or finalized; nothing was queued.
+    STREAMER_ERR_CLOSED = -11,
+    /// The chosen server's connection failed earlier; nothing was queued.
+    STREAMER_ERR_SERVER_DOWN = -12,
+    /// The filter failed for this file (a filter callback returned non-zero); nothing was sent for it.
+    STREAMER_ERR_FILTER = -13,
+    /// The server answered with a non-2xx HTTP status (for example 405: the file exists).
+    STREAMER_ERR_HTTP = -14,
+    /// The connection failed before the file's answer arrived.
+    STREAMER_ERR_CONNECTION_LOST = -15,
+    /// The wait ended before every file had its outcome (`streamer_flush`).
+    STREAMER_ERR_TIMEOUT = -16,
+    /// The close (or finalize) completed, but not every file was acknowledged.
+    STREAMER_ERR_FILES_FAILED = -17,
+    /// An internal error (a bug): the library caught a panic. The handle may be unusable.
+    STREAMER_ERR_PANIC = -18,
+    /// The requested feature is not built into this library.
+    STREAMER_ERR_UNSUPPORTED = -19,
+    /// No server of the cluster could be found by its serverfilter.
+    STREAMER_ERR_DISCOVERY = -20,
+    /// No server came back before close: the file waits in the spill folder.
+    STREAMER_ERR_SPILLED = -21,
+    /// The spill folder could not be used.
+    STREAMER_ERR_SPILL_FOLDER = -22,
+    /// Called from inside a callback of this library, where it would wait for that
+    /// very callback (`*_flush`, `*_close*`, `stream_finalize`); nothing was done and
+    /// the handle stays valid.
+    STREAMER_ERR_IN_CALLBACK = -23,
+    /// A bounded close reached its limit: the files still pending were given up (a
+    /// file's completion status when it was one of them; the close's status then).
+    STREAMER_ERR_CLOSE_TIMEOUT = -24,
+    /// As `STREAMER_ERR_CLOSE_TIMEOUT`, and a library thread was still busy (inside
+    /// a callback or filter that began before the limit, or reconnecting): it was
+    /// left to end on its own; a running callback's `user_data` must stay valid
+    /// until it returns. No other callback starts.
+    STREAMER_ERR_CLOSE_DETACHED = -25,
+    /// The server already holds other bytes under the file's name (storage is
+    /// write-once), or a file that may have landed before could not be shown to
+    /// hold the same bytes: not stored (a spilled file stays in the folder).
+    STREAMER_ERR_NAME_TAKEN = -26,
+}
 
-/// The server already holds other bytes under the file's name (storage is
-/// write-once), or it could not be shown that the stored bytes are the file's.
-pub const STREAMER_ERR_NAME_TAKEN: i32 = -23;
+pub(crate) const STREAMER_OK: i32 = PymeStreamerStatus::STREAMER_OK as i32;
+pub(crate) const STREAMER_ERR_NULL_ARGUMENT: i32 =
+    PymeStreamerStatus::STREAMER_ERR_NULL_ARGUMENT as i32;
+pub(crate) const STREAMER_ERR_INVALID_ARGUMENT: i32 =
+    PymeStreamerStatus::STREAMER_ERR_INVALID_ARGUMENT as i32;
+pub(crate) const STREAMER_ERR_UTF8: i32 = PymeStreamerStatus::STREAMER_ERR_UTF8 as i32;
+pub(crate) const STREAMER_ERR_INVALID_NAME: i32 =
+    PymeStreamerStatus::STREAMER_ERR_INVALID_NAME as i32;
+pub(crate) const STREAMER_ERR_NO_SERVERS: i32 = PymeStreamerStatus::STREAMER_ERR_NO_SERVERS as i32;
+pub(crate) const STREAMER_ERR_BAD_SERVER_ADDRESS: i32 =
+    PymeStreamerStatus::STREAMER_ERR_BAD_SERVER_ADDRESS as i32;
+pub(crate) const STREAMER_ERR_CONNECT: i32 = PymeStreamerStatus::STREAMER_ERR_CONNECT as i32;
+pub(crate) const STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE: i32 =
+    PymeStreamerStatus::STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE as i32;
+pub(crate) const STREAMER_ERR_NO_SUCH_STREAM: i32 =
+    PymeStreamerStatus::STREAMER_ERR_NO_SUCH_STREAM as i32;
+pub(crate) const STREAMER_ERR_QUEUE_FULL: i32 = PymeStreamerStatus::STREAMER_ERR_QUEUE_FULL as i32;
+pub(crate) const STREAMER_ERR_CLOSED: i32 = PymeStreamerStatus::STREAMER_ERR_CLOSED as i32;
+pub(crate) const STREAMER_ERR_SERVER_DOWN: i32 =
+    PymeStreamerStatus::STREAMER_ERR_SERVER_DOWN as i32;
+pub(crate) const STREAMER_ERR_FILTER: i32 = PymeStreamerStatus::STREAMER_ERR_FILTER as i32;
+pub(crate) const STREAMER_ERR_HTTP: i32 = PymeStreamerStatus::STREAMER_ERR_HTTP as i32;
+pub(crate) const STREAMER_ERR_CONNECTION_LOST: i32 =
+    PymeStreamerStatus::STREAMER_ERR_CONNECTION_LOST as i32;
+pub(crate) const STREAMER_ERR_TIMEOUT: i32 = PymeStreamerStatus::STREAMER_ERR_TIMEOUT as i32;
+pub(crate) const STREAMER_ERR_FILES_FAILED: i32 =
+    PymeStreamerStatus::STREAMER_ERR_FILES_FAILED as i32;
+pub(crate) const STREAMER_ERR_PANIC: i32 = PymeStreamerStatus::STREAMER_ERR_PANIC as i32;
+pub(crate) const STREAMER_ERR_UNSUPPORTED: i32 =
+    PymeStreamerStatus::STREAMER_ERR_UNSUPPORTED as i32;
+pub(crate) const STREAMER_ERR_DISCOVERY: i32 = PymeStreamerStatus::STREAMER_ERR_DISCOVERY as i32;
+pub(crate) const STREAMER_ERR_SPILLED: i32 = PymeStreamerStatus::STREAMER_ERR_SPILLED as i32;
+pub(crate) const STREAMER_ERR_SPILL_FOLDER: i32 =
+    PymeStreamerStatus::STREAMER_ERR_SPILL_FOLDER as i32;
+pub(crate) const STREAMER_ERR_IN_CALLBACK: i32 =
+    PymeStreamerStatus::STREAMER_ERR_IN_CALLBACK as i32;
+pub(crate) const STREAMER_ERR_CLOSE_TIMEOUT: i32 =
+    PymeStreamerStatus::STREAMER_ERR_CLOSE_TIMEOUT as i32;
+pub(crate) const STREAMER_ERR_CLOSE_DETACHED: i32 =
+    PymeStreamerStatus::STREAMER_ERR_CLOSE_DETACHED as i32;
+pub(crate) const STREAMER_ERR_NAME_TAKEN: i32 = PymeStreamerStatus::STREAMER_ERR_NAME_TAKEN as i32;
 
 /// The status code for a core error. The only conversion from [`Error`] to a code.
 pub(crate) fn status_of(error: &Error) -> i32 {
@@ -79,12 +142,14 @@ pub(crate) fn status_of(error: &Error) -> i32 {
         Error::Discovery(_) => STREAMER_ERR_DISCOVERY,
         Error::Spilled { .. } => STREAMER_ERR_SPILLED,
         Error::SpillFolder(_) => STREAMER_ERR_SPILL_FOLDER,
+        Error::InCallback { .. } => STREAMER_ERR_IN_CALLBACK,
+        Error::CloseTimeout { .. } => STREAMER_ERR_CLOSE_TIMEOUT,
         Error::NameTaken { .. } => STREAMER_ERR_NAME_TAKEN,
     }
 }
 
 /// Every status code, for tests and for `streamer_status_str`.
-pub(crate) const ALL: [(i32, &std::ffi::CStr); 24] = [
+pub(crate) const ALL: [(i32, &CStr); 27] = [
     (STREAMER_OK, c"ok"),
     (STREAMER_ERR_NULL_ARGUMENT, c"a pointer argument was NULL"),
     (STREAMER_ERR_INVALID_ARGUMENT, c"invalid argument"),
@@ -129,6 +194,15 @@ pub(crate) const ALL: [(i32, &std::ffi::CStr); 24] = [
         STREAMER_ERR_SPILL_FOLDER,
         c"the spill folder cannot be used",
     ),
+    (STREAMER_ERR_IN_CALLBACK, c"not allowed inside a callback"),
+    (
+        STREAMER_ERR_CLOSE_TIMEOUT,
+        c"the close reached its time limit",
+    ),
+    (
+        STREAMER_ERR_CLOSE_DETACHED,
+        c"the close reached its time limit; a callback was still running",
+    ),
     (
         STREAMER_ERR_NAME_TAKEN,
         c"the name is taken on the server by other bytes",
@@ -136,7 +210,7 @@ pub(crate) const ALL: [(i32, &std::ffi::CStr); 24] = [
 ];
 
 /// A static, NUL-terminated English description of `status`, for any value
-/// (unknown codes give "unknown status"). Never NULL; never free it.
+/// (unknown codes give "unknown status"). Never NULL; never free it. Consumes nothing.
 #[no_mangle]
 pub extern "C" fn streamer_status_str(status: i32) -> *const c_char {
     ffi_panic_boundary! {
@@ -149,6 +223,7 @@ pub extern "C" fn streamer_status_str(status: i32) -> *const c_char {
 /// The library version, `"MAJOR.MINOR.PATCH"` (static; equals
 /// `PYME_STREAMING_VERSION` of the header the program was built with, unless it
 /// runs against another build of the library).
+/// Consumes nothing.
 #[no_mangle]
 pub extern "C" fn streamer_version() -> *const c_char {
     ffi_panic_boundary! {
@@ -176,5 +251,10 @@ mod tests {
             assert!(ALL[i + 1..].iter().all(|(other, _)| other != code));
             assert!(*code <= 0);
         }
+        assert_eq!(
+            ALL.len() as i32,
+            1 - STREAMER_ERR_CLOSE_DETACHED,
+            "no gap in the numbering"
+        );
     }
 }
