@@ -679,7 +679,7 @@ fn item05_flush_returns_when_the_cluster_dies_during_spill_resends() {
     });
     let flushing = Arc::clone(&streamer);
     let (done, flushed) = mpsc::channel();
-    std::thread::Builder::new()
+    let flusher = std::thread::Builder::new()
         .name("flush-none".into())
         .spawn(move || {
             let _ = done.send(flushing.flush(None));
@@ -699,6 +699,8 @@ fn item05_flush_returns_when_the_cluster_dies_during_spill_resends() {
     };
     result.unwrap();
     assert_eq!(streamer.stats().spilled, 4);
+    // It sent its result before dropping its handle on the streamer.
+    flusher.join().unwrap();
     let streamer = Arc::into_inner(streamer).expect("the flush thread is done");
     let stats = streamer.close();
     assert_one_outcome_each(&outcomes, &stats, 4);
