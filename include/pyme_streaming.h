@@ -93,6 +93,11 @@
 #define STREAMER_DISTRIBUTION_HASH 3
 
 /**
+ * The live server with the fewest bytes queued and not yet acknowledged; ties round-robin.
+ */
+#define STREAMER_DISTRIBUTION_LEAST_LOADED 4
+
+/**
  * Send the bytes unchanged (the default; no copy is made).
  */
 #define STREAMER_FILTER_IDENTITY 0

@@ -86,8 +86,25 @@ impl Cluster {
         if live.is_empty() {
             return None;
         }
-        let chosen = self.distribution.choose(live.len(), job.index, &job.name);
+        let chosen = if self.distribution.uses_load() {
+            let loads: Vec<u64> = live.iter().map(|&i| self.links[i].load()).collect();
+            self.distribution
+                .choose_by_load(&loads, job.index, &job.name)
+        } else {
+            self.distribution.choose(live.len(), job.index, &job.name)
+        };
         Some(live[chosen % live.len()])
+    }
+
+    /// The distribution's choice among all servers for a new file, given
+    /// their loads when the policy wants them. May be out of range (the
+    /// streamer checks).
+    pub(super) fn choose(&self, index: Option<i64>, name: &str) -> usize {
+        if self.distribution.uses_load() {
+            let loads: Vec<u64> = self.links.iter().map(Link::load).collect();
+            return self.distribution.choose_by_load(&loads, index, name);
+        }
+        self.distribution.choose(self.links.len(), index, name)
     }
 
     /// Files of server `from`, whose connection failed with `reason`: moved to

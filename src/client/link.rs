@@ -183,6 +183,17 @@ impl Link {
         Ok(())
     }
 
+    /// The outstanding work, for load-aware distributions: bytes queued or in
+    /// flight (not yet acknowledged); `u64::MAX` when the link takes no files.
+    pub fn load(&self) -> u64 {
+        let state = self.lock();
+        if state.up && !state.closing {
+            state.held_bytes
+        } else {
+            u64::MAX
+        }
+    }
+
     /// Files and bytes waiting to be sent, and files waiting for their answer.
     pub fn depth(&self) -> (u64, u64, u64) {
         let state = self.lock();

@@ -26,6 +26,8 @@ pub const STREAMER_DISTRIBUTION_FIXED: i32 = 2;
 /// A stable hash of the file name (without `?query`): a name always lands on the
 /// same server of a cluster of the same size.
 pub const STREAMER_DISTRIBUTION_HASH: i32 = 3;
+/// The live server with the fewest bytes queued and not yet acknowledged; ties round-robin.
+pub const STREAMER_DISTRIBUTION_LEAST_LOADED: i32 = 4;
 
 /// Send the bytes unchanged (the default; no copy is made).
 pub const STREAMER_FILTER_IDENTITY: i32 = 0;
@@ -166,6 +168,7 @@ pub unsafe extern "C" fn streamer_options_set_distribution_kind(
             STREAMER_DISTRIBUTION_RANDOM => BuiltinDistribution::Random,
             STREAMER_DISTRIBUTION_FIXED => BuiltinDistribution::Fixed(options.fixed_server),
             STREAMER_DISTRIBUTION_HASH => BuiltinDistribution::NameHash,
+            STREAMER_DISTRIBUTION_LEAST_LOADED => BuiltinDistribution::LeastLoaded,
             _ => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown distribution kind {kind}")),
         };
         options.update(|core| core.shared_distribution(builtin.into_distribution()));
