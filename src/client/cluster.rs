@@ -86,13 +86,18 @@ impl Cluster {
         if live.is_empty() {
             return None;
         }
-        let chosen = if self.distribution.uses_load() {
-            let loads: Vec<u64> = live.iter().map(|&i| self.links[i].load()).collect();
-            self.distribution
-                .choose_by_load(&loads, job.index, &job.name)
-        } else {
-            self.distribution.choose(live.len(), job.index, &job.name)
-        };
+        if self.distribution.uses_load() {
+            // A load-aware policy sees every server and skips the dead itself.
+            let loads: Vec<_> = self.links.iter().map(Link::load).collect();
+            let chosen = self
+                .distribution
+                .choose_by_load(&loads, job.index, &job.name);
+            if loads.get(chosen).is_some_and(|load| load.live) {
+                return Some(chosen);
+            }
+            return Some(live[chosen % live.len()]);
+        }
+        let chosen = self.distribution.choose(live.len(), job.index, &job.name);
         Some(live[chosen % live.len()])
     }
 
@@ -101,7 +106,7 @@ impl Cluster {
     /// streamer checks).
     pub(super) fn choose(&self, index: Option<i64>, name: &str) -> usize {
         if self.distribution.uses_load() {
-            let loads: Vec<u64> = self.links.iter().map(Link::load).collect();
+            let loads: Vec<_> = self.links.iter().map(Link::load).collect();
             return self.distribution.choose_by_load(&loads, index, name);
         }
         self.distribution.choose(self.links.len(), index, name)

@@ -14,6 +14,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
+use super::distribution::{DrainMeter, ServerLoad};
 use super::job::{Job, Refused};
 use crate::{Error, StreamerOptions};
 
@@ -39,10 +40,15 @@ pub(super) struct State {
     pub(super) progress_waiters: usize,
     /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
     pub(super) sender_polling: bool,
+    /// How fast the server finishes files, for load-aware distributions.
+    pub(super) drain: DrainMeter,
 }
 
 impl State {
     pub(super) fn hold(&mut self, job: &Job) {
+        if self.held_files == 0 {
+            self.drain.busy_from(Instant::now());
+        }
         self.held_files += 1;
         self.held_bytes += job.len();
     }
@@ -50,6 +56,8 @@ impl State {
     pub(super) fn release(&mut self, job: &Job) {
         self.held_files -= 1;
         self.held_bytes -= job.len();
+        let busy = self.held_files > 0;
+        self.drain.drained(job.len(), Instant::now(), busy);
     }
 
     pub(super) fn push_queue(&mut self, job: Job) {
@@ -184,13 +192,13 @@ impl Link {
     }
 
     /// The outstanding work, for load-aware distributions: bytes queued or in
-    /// flight (not yet acknowledged); `u64::MAX` when the link takes no files.
-    pub fn load(&self) -> u64 {
+    /// flight (not yet acknowledged), and how fast they drain.
+    pub fn load(&self) -> ServerLoad {
         let state = self.lock();
-        if state.up && !state.closing {
-            state.held_bytes
-        } else {
-            u64::MAX
+        ServerLoad {
+            live: state.up && !state.closing,
+            outstanding_bytes: state.held_bytes,
+            drain_bytes_per_s: state.drain.bytes_per_s(),
         }
     }
 

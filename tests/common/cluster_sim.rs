@@ -236,7 +236,7 @@ fn shape(ns: &str, dev: &str, rate: &str) -> Result<(), String> {
         ns,
         &[
             "tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate",
-            rate, "ceil", rate, "burst", "64k", "cburst", "64k",
+            rate, "ceil", rate, "burst", "64k", "cburst", "64k", "quantum", "200000",
         ],
     )
 }
