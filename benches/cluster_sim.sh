@@ -44,18 +44,26 @@ STORE=${STORE:-0}
 PIN=${PIN:-0}
 TAG="pst$$"                 # namespace and interface names of this run
 CLIENT_NS="$TAG-c"
-WORK=$(mktemp -d /dev/shm/cluster-sim.XXXXXX)
+# Servers that store (STORE=1, KILL_AT) write here: a tmpfs by default; the
+# table's kill runs use the disk (gigabytes of files).
+WORK=$(mktemp -d "${WORK_PARENT:-/dev/shm}/cluster-sim.XXXXXX")
 SERVER_PIDS=()
 SERVER_NS=()
 CREATED_NS=()
 
 cleanup() {
-    local pid ns
-    for pid in "${SERVER_PIDS[@]:-}"; do
-        [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
+    local pid ns file
+    # Every server started, also one restarted by the background killer (a
+    # subshell: its pids are only in these files).
+    for file in "$WORK"/server*.pid; do
+        [[ -f $file ]] && kill "$(cat "$file")" 2>/dev/null || true
     done
     for pid in "${SERVER_PIDS[@]:-}"; do
         [[ -n $pid ]] && wait "$pid" 2>/dev/null || true
+    done
+    sleep 0.2
+    for file in "$WORK"/server*.pid; do
+        [[ -f $file ]] && kill -9 "$(cat "$file")" 2>/dev/null || true
     done
     # Deleting a namespace deletes its veth ends, their qdiscs and its nft tables.
     for ns in "${CREATED_NS[@]:-}"; do
@@ -166,6 +174,7 @@ start_server() {
     : >"$WORK/server$i.out"
     ip netns exec "$ns" "${pin[@]}" "$BIN" "${args[@]}" >"$WORK/server$i.out" 2>"$WORK/server$i.err" &
     SERVER_PIDS[i]=$!
+    echo "$!" >"$WORK/server$i.pid"
     local waited=0
     until grep -q "listening on" "$WORK/server$i.out"; do
         sleep 0.05
@@ -177,7 +186,7 @@ start_server() {
 servers_cpu() {
     local i total=0 cpu
     for i in "${!SERVER_PIDS[@]}"; do
-        cpu=$(cpu_of "${SERVER_PIDS[i]}")
+        cpu=$(cpu_of "$(cat "$WORK/server$i.pid")")
         total=$(awk -v a="$total" -v b="$cpu" 'BEGIN { printf "%.2f", a + b }')
     done
     echo "$total"
@@ -260,7 +269,9 @@ cmd_table() {
         "3+half|ll|$uneven|${q8[*]} --distribution least-loaded"
         "8x|rr|$eight|${q2[*]} --distribution round-robin"
         "8x|ll|$eight|${q2[*]} --distribution least-loaded"
+        "8x,1%loss|rr|$lossy|${q2[*]} --distribution round-robin"
         "8x,1%loss|ll|$lossy|${q2[*]} --distribution least-loaded"
+        "the lossy link alone|-|$g/1|--size 2097152 --count $((count2 / 8)) --queue-bytes 16777216"
         "4x,2 streamers|ll|$four|${q8[*]} --distribution least-loaded|2"
     )
     local out="$WORK/table"
@@ -278,9 +289,10 @@ cmd_table() {
     if [[ ${KILLS:-1} == 1 ]]; then
         for s in "${!scenarios[@]}"; do
             IFS='|' read -r name dist rates args streamers <<<"${scenarios[s]}"
+            [[ $rates == *,* ]] || continue # one server: nothing to fail over to
             echo "kill run: $name $dist" >&2
             # shellcheck disable=SC2086
-            KILL_AT=2 STREAMERS=${streamers:-1} "$0" run "$rates" -- $args >"$out/$s.kill" 2>>"$out/log" || true
+            WORK_PARENT=${TMPDIR:-/tmp} KILL_AT=2 STREAMERS=${streamers:-1} "$0" run "$rates" -- $args >"$out/$s.kill" 2>>"$out/log" || true
         done
     fi
     python3 - "$out" "${#scenarios[@]}" "$runs" "${scenarios[@]}" <<'EOF'

@@ -93,7 +93,7 @@
 #define STREAMER_DISTRIBUTION_HASH 3
 
 /**
- * The live server with the fewest bytes queued and not yet acknowledged; ties round-robin.
+ * The live server with the least outstanding work (bytes not yet acknowledged, over its drain rate); ties round-robin.
  */
 #define STREAMER_DISTRIBUTION_LEAST_LOADED 4
 

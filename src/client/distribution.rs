@@ -7,8 +7,8 @@
 //! never panics.
 //!
 //! Out of scope: reading the load (the cluster reads it from its links, whose
-//! [`DrainMeter`] is fed by the link), so every policy here is tested without
-//! a socket.
+//! drain meter each link feeds), so every policy here is tested without a
+//! socket.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ impl ServerLoad {
 /// [`DrainMeter::WINDOW`], smoothed. Time with nothing to do does not count,
 /// so a server fed slower than it could go still shows its own speed.
 #[derive(Debug, Default, Clone)]
-pub struct DrainMeter {
+pub(crate) struct DrainMeter {
     busy_since: Option<Instant>,
     window_busy: Duration,
     window_bytes: u64,
@@ -113,9 +113,20 @@ impl DrainMeter {
         }
     }
 
-    /// The smoothed rate, `None` until a window is complete.
-    pub fn bytes_per_s(&self) -> Option<f64> {
-        self.bytes_per_s
+    /// The smoothed rate, `None` until a window is complete; lowered while
+    /// the server, holding `outstanding` bytes, has been silent longer than
+    /// they should take at that rate (a stalled server then looks as slow as
+    /// it is, instead of as fast as it was).
+    pub fn bytes_per_s(&self, outstanding: u64, now: Instant) -> Option<f64> {
+        let rate = self.bytes_per_s?;
+        let Some(since) = self.busy_since else {
+            return Some(rate);
+        };
+        let silent = now.saturating_duration_since(since).as_secs_f64();
+        if silent * rate > outstanding as f64 {
+            return Some(outstanding as f64 / silent);
+        }
+        Some(rate)
     }
 }
 
@@ -516,18 +527,41 @@ mod tests {
         meter.busy_from(t0);
         // 1 MB in 10 ms: under a window, nothing yet.
         meter.drained(1_000_000, ms(10), false);
-        assert_eq!(meter.bytes_per_s(), None);
+        assert_eq!(meter.bytes_per_s(0, ms(10)), None);
         // Idle for 90 ms, then 1 MB in another 10 ms: 2 MB in 20 ms of work.
         meter.busy_from(ms(100));
         meter.drained(1_000_000, ms(110), true);
-        let rate = meter.bytes_per_s().unwrap();
+        let rate = meter.bytes_per_s(1_000_000, ms(110)).unwrap();
         assert!((rate - 100e6).abs() < 1e3, "{rate}");
         // Slower now: the rate moves a quarter of the way per window.
         meter.drained(1_000_000, ms(150), false);
-        let rate = meter.bytes_per_s().unwrap();
+        let rate = meter.bytes_per_s(0, ms(150)).unwrap();
         assert!((rate - 81.25e6).abs() < 1e3, "{rate}");
         // Answers without a start (after a failed connection) are ignored.
         meter.drained(1_000_000, ms(151), false);
-        assert!((meter.bytes_per_s().unwrap() - 81.25e6).abs() < 1e3);
+        assert!((meter.bytes_per_s(0, ms(151)).unwrap() - 81.25e6).abs() < 1e3);
+    }
+
+    #[test]
+    fn a_server_silent_longer_than_its_work_should_take_looks_slower() {
+        let mut meter = DrainMeter::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        meter.busy_from(t0);
+        meter.drained(8_000_000, ms(80), true);
+        // 100 MB/s; 8 MB outstanding should take 80 ms.
+        assert_eq!(meter.bytes_per_s(8_000_000, ms(150)), Some(100e6));
+        // Silent for a second: 8 MB in a second at best.
+        let stalled = meter.bytes_per_s(8_000_000, ms(1080)).unwrap();
+        assert!((stalled - 8e6).abs() < 1.0, "{stalled}");
+        // So least-loaded prefers a server with more bytes that drains.
+        let loads = [
+            ServerLoad::draining(8_000_000, stalled),
+            ServerLoad::draining(40_000_000, 100e6),
+        ];
+        assert_eq!(
+            LeastLoaded::default().choose_by_load(&loads, Some(0), "f"),
+            1
+        );
     }
 }

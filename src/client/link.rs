@@ -198,7 +198,7 @@ impl Link {
         ServerLoad {
             live: state.up && !state.closing,
             outstanding_bytes: state.held_bytes,
-            drain_bytes_per_s: state.drain.bytes_per_s(),
+            drain_bytes_per_s: state.drain.bytes_per_s(state.held_bytes, Instant::now()),
         }
     }
 

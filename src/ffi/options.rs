@@ -26,7 +26,7 @@ pub const STREAMER_DISTRIBUTION_FIXED: i32 = 2;
 /// A stable hash of the file name (without `?query`): a name always lands on the
 /// same server of a cluster of the same size.
 pub const STREAMER_DISTRIBUTION_HASH: i32 = 3;
-/// The live server with the fewest bytes queued and not yet acknowledged; ties round-robin.
+/// The live server with the least outstanding work (bytes not yet acknowledged, over its drain rate); ties round-robin.
 pub const STREAMER_DISTRIBUTION_LEAST_LOADED: i32 = 4;
 
 /// Send the bytes unchanged (the default; no copy is made).
