@@ -121,6 +121,9 @@ up() {
         [[ $spec == *@* ]] && { store=${spec#*@}; spec=${spec%@*}; }
         [[ $spec == */* ]] && { loss=${spec#*/}; spec=${spec%/*}; }
         rate=$spec
+        [[ ${rate,,} =~ ^[0-9]+(\.[0-9]+)?[kmg]bit$ ]] || die "bad link rate ${rate@Q} (for example 1gbit, 250mbit)"
+        [[ -z $loss || $loss =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad loss ${loss@Q} (percent, for example 1 or 0.5)"
+        [[ -z $store || $store =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad store rate ${store@Q} (MB/s)"
         bps=$(rate_bps "$rate")
         LIMIT_BPS=$((LIMIT_BPS + bps))
         server_ns="$TAG-s$i"
