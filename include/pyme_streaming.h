@@ -254,7 +254,13 @@ typedef enum PymeStreamerDistribution {
      * A stable hash of the file name (without `?query`): a name always lands on the
      * same server of a cluster of the same size.
      */
-    STREAMER_DISTRIBUTION_HASH = 3
+    STREAMER_DISTRIBUTION_HASH = 3,
+    /**
+     * The live server with the least outstanding work (bytes not yet
+     * acknowledged, over its measured drain rate); ties round-robin, so a uniform
+     * cluster stays round-robin.
+     */
+    STREAMER_DISTRIBUTION_LEAST_LOADED = 4
 } PymeStreamerDistribution;
 
 /**

@@ -36,7 +36,7 @@ pub struct StreamArgs {
     /// With --serverfilter: do not browse mDNS (no multicast; registry only).
     #[arg(long)]
     pub no_mdns: bool,
-    /// round-robin, random, hash or fixed:N
+    /// round-robin, random, hash, least-loaded or fixed:N
     #[arg(long, default_value = "round-robin")]
     pub distribution: BuiltinDistribution,
     /// Queue limit per server, in files.

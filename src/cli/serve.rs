@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// Drop a client silent this long in the middle of a request.
     #[arg(long)]
     pub read_timeout_ms: Option<u64>,
+    /// For tests only: store as slowly as a disk writing this many MB/s (after
+    /// each file, wait as long as writing it would take), to simulate an
+    /// uneven cluster.
+    #[arg(long, value_name = "MB_PER_S")]
+    pub store_rate: Option<f64>,
     /// Where to advertise the server so clients find it by its serverfilter:
     /// none, local (the registry file, for this computer), mdns (multicast on
     /// the network: bind a non-loopback address), or both.
@@ -65,6 +70,10 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         read_timeout: args
             .read_timeout_ms
             .map_or(defaults.read_timeout, Duration::from_millis),
+        store_bytes_per_s: args
+            .store_rate
+            .filter(|rate| *rate > 0.0)
+            .map(|rate| (rate * 1e6) as u64),
     };
 
     let (stop_tx, stop_rx) = mpsc::channel();

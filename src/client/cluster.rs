@@ -173,6 +173,17 @@ impl Cluster {
         best.map(|(_, _, i)| i)
     }
 
+    /// The distribution's choice among all servers for a new file, given
+    /// their loads when the policy wants them. May be out of range (the
+    /// streamer checks).
+    pub(super) fn choose(&self, index: Option<i64>, name: &str) -> usize {
+        if self.distribution.uses_load() {
+            let loads: Vec<_> = self.links.iter().map(Link::load).collect();
+            return self.distribution.choose_by_load(&loads, index, name);
+        }
+        self.distribution.choose(self.links.len(), index, name)
+    }
+
     /// Files of server `from`, whose connection failed with `reason`: moved to
     /// live servers (failover), spilled when none is live and a spill folder
     /// is set, or failed.

@@ -14,6 +14,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::distribution::{DrainMeter, ServerLoad};
 use super::job::{Job, Refused};
 use crate::{Error, StreamerOptions};
 
@@ -49,10 +50,15 @@ pub(super) struct State {
     pub(super) progress_waiters: usize,
     /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
     pub(super) sender_polling: bool,
+    /// How fast the server finishes files, for load-aware distributions.
+    pub(super) drain: DrainMeter,
 }
 
 impl State {
     pub(super) fn hold(&mut self, job: &Job) {
+        if self.held_files == 0 {
+            self.drain.busy_from(Instant::now());
+        }
         self.held_files += 1;
         self.held_bytes += job.len();
     }
@@ -60,6 +66,8 @@ impl State {
     pub(super) fn release(&mut self, job: &Job) {
         self.held_files -= 1;
         self.held_bytes -= job.len();
+        let busy = self.held_files > 0;
+        self.drain.drained(job.len(), Instant::now(), busy);
     }
 
     pub(super) fn push_queue(&mut self, job: Job) {
@@ -217,6 +225,17 @@ impl Link {
         drop(state);
         self.work.notify_one();
         Ok(())
+    }
+
+    /// The outstanding work, for load-aware distributions: bytes queued or in
+    /// flight (not yet acknowledged), and how fast they drain.
+    pub fn load(&self) -> ServerLoad {
+        let state = self.lock();
+        ServerLoad {
+            live: state.up && !state.closing,
+            outstanding_bytes: state.held_bytes,
+            drain_bytes_per_s: state.drain.bytes_per_s(state.held_bytes, Instant::now()),
+        }
     }
 
     /// Files and bytes waiting to be sent, and files waiting for their answer.

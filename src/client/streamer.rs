@@ -310,7 +310,7 @@ impl Streamer {
 
     fn choose(&self, name: &str, index: Option<i64>) -> Result<usize, Error> {
         let n_servers = self.n_servers();
-        let chosen = self.cluster.distribution.choose(n_servers, index, name);
+        let chosen = self.cluster.choose(index, name);
         if chosen >= n_servers {
             return Err(Error::DistributionOutOfRange { chosen, n_servers });
         }

@@ -32,6 +32,10 @@ pub enum PymeStreamerDistribution {
     /// A stable hash of the file name (without `?query`): a name always lands on the
     /// same server of a cluster of the same size.
     STREAMER_DISTRIBUTION_HASH = 3,
+    /// The live server with the least outstanding work (bytes not yet
+    /// acknowledged, over its measured drain rate); ties round-robin, so a uniform
+    /// cluster stays round-robin.
+    STREAMER_DISTRIBUTION_LEAST_LOADED = 4,
 }
 
 /// The built-in filters without parameters (`streamer_options_set_filter_kind`).
@@ -87,6 +91,8 @@ const STREAMER_DISTRIBUTION_RANDOM: i32 =
 const STREAMER_DISTRIBUTION_FIXED: i32 =
     PymeStreamerDistribution::STREAMER_DISTRIBUTION_FIXED as i32;
 const STREAMER_DISTRIBUTION_HASH: i32 = PymeStreamerDistribution::STREAMER_DISTRIBUTION_HASH as i32;
+const STREAMER_DISTRIBUTION_LEAST_LOADED: i32 =
+    PymeStreamerDistribution::STREAMER_DISTRIBUTION_LEAST_LOADED as i32;
 const STREAMER_FILTER_IDENTITY: i32 = PymeStreamerFilter::STREAMER_FILTER_IDENTITY as i32;
 const STREAMER_PZF_UINT8: i32 = PymeStreamerPzfFormat::STREAMER_PZF_UINT8 as i32;
 const STREAMER_PZF_UINT16: i32 = PymeStreamerPzfFormat::STREAMER_PZF_UINT16 as i32;
@@ -223,6 +229,7 @@ pub unsafe extern "C" fn streamer_options_set_distribution_kind(
             STREAMER_DISTRIBUTION_RANDOM => BuiltinDistribution::Random,
             STREAMER_DISTRIBUTION_FIXED => BuiltinDistribution::Fixed(options.fixed_server),
             STREAMER_DISTRIBUTION_HASH => BuiltinDistribution::NameHash,
+            STREAMER_DISTRIBUTION_LEAST_LOADED => BuiltinDistribution::LeastLoaded,
             _ => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown distribution kind {kind}")),
         };
         options.update(|core| core.shared_distribution(builtin.into_distribution()));

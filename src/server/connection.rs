@@ -250,6 +250,9 @@ impl Connection<'_> {
         });
         match stored {
             Ok((Stored::New, len)) => {
+                if let Some(rate) = self.shared.config.store_bytes_per_s {
+                    std::thread::sleep(Duration::from_secs_f64(len as f64 / rate.max(1) as f64));
+                }
                 self.shared.files_stored.fetch_add(1, Ordering::Relaxed);
                 if in_spare {
                     self.shared.files_in_spares.fetch_add(1, Ordering::Relaxed);

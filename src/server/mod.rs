@@ -59,6 +59,10 @@ pub struct ServerConfig {
     /// A client silent this long in the middle of a request is dropped. Between
     /// requests a connection may stay idle for ever (PYME clients keep theirs open).
     pub read_timeout: Duration,
+    /// For tests of uneven clusters: a slow disk. After storing a file the
+    /// connection waits as long as writing it at this many bytes per second
+    /// would take, before it answers or reads on. `None`: no wait.
+    pub store_bytes_per_s: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             max_header_bytes: 64 * 1024,
             max_body_bytes: 4 << 30,
             read_timeout: Duration::from_secs(30),
+            store_bytes_per_s: None,
         }
     }
 }

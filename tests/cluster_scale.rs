@@ -1,0 +1,401 @@
+//! Uneven clusters and several streamers: the `least-loaded` distribution sends
+//! most files to the fast servers and loses nothing, also when a server dies
+//! and comes back; two streamers share one cluster without losing anything.
+//!
+//! The slow server is `pyme-stream serve --store-rate` (a slow disk), on
+//! loopback; one test does the same through real links in network namespaces
+//! (`common/cluster_sim.rs`, root only). Nothing here is timed: a slow server
+//! is made so much slower than the rest that the assertions hold on a loaded
+//! machine, and throughput is measured by `benches/cluster_sim.sh` instead.
+
+#[path = "common/cluster_sim.rs"]
+mod cluster_sim;
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cluster_sim::{LinkSpec, SimCluster};
+use common::ServeProcess;
+use pyme_streaming::{BuiltinDistribution, OutcomeResult, Stats, Streamer, StreamerOptions};
+
+const KIB: usize = 1024;
+
+/// Outcomes per name: (server, acknowledged).
+type Seen = Arc<Mutex<HashMap<String, Vec<(usize, bool)>>>>;
+
+fn recording(options: StreamerOptions) -> (StreamerOptions, Seen) {
+    let seen: Seen = Arc::default();
+    let sink = Arc::clone(&seen);
+    let options = options.on_complete(move |outcome| {
+        let acknowledged = matches!(outcome.result, OutcomeResult::Acknowledged { .. });
+        sink.lock()
+            .unwrap()
+            .entry(outcome.name.to_owned())
+            .or_default()
+            .push((outcome.server, acknowledged));
+    });
+    (options, seen)
+}
+
+fn least_loaded() -> StreamerOptions {
+    StreamerOptions::new().shared_distribution(BuiltinDistribution::LeastLoaded.into_distribution())
+}
+
+/// Every file acknowledged exactly once; returns how many each server acknowledged.
+fn acknowledged_once_each(
+    seen: &Seen,
+    stats: &Stats,
+    expected: usize,
+    servers: usize,
+) -> Vec<usize> {
+    assert_eq!(stats.files_acknowledged as usize, expected, "{stats:?}");
+    assert_eq!(stats.files_failed, 0, "{stats:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), expected, "files with an outcome");
+    let mut per_server = vec![0; servers];
+    for (name, outcomes) in seen.iter() {
+        assert_eq!(outcomes.len(), 1, "{name} has {outcomes:?}");
+        assert!(outcomes[0].1, "{name} failed");
+        per_server[outcomes[0].0] += 1;
+    }
+    per_server
+}
+
+fn names_under(root: &Path) -> HashSet<String> {
+    fn walk(root: &Path, dir: &Path, names: &mut HashSet<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, names);
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                let name = path.strip_prefix(root).unwrap().to_string_lossy();
+                names.insert(name.into_owned());
+            }
+        }
+    }
+    let mut names = HashSet::new();
+    walk(root, root, &mut names);
+    names
+}
+
+fn body(i: usize, len: usize) -> Vec<u8> {
+    let line = format!("{i}\n");
+    line.bytes().cycle().take(len).collect()
+}
+
+/// Server 3 stores at 0.5 MB/s (131 ms per 64 KiB file), the others as fast as
+/// loopback goes. Round-robin would give it a quarter of the files (and hold
+/// the producer to its pace); least-loaded gives it few, because the files it
+/// holds keep its load above the others'.
+#[test]
+fn least_loaded_sends_most_files_to_the_fast_servers_and_loses_nothing() {
+    let roots: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<ServeProcess> = roots
+        .iter()
+        .enumerate()
+        .map(|(i, root)| {
+            let slow: &[&str] = if i == 3 {
+                &["--store-rate", "0.5"]
+            } else {
+                &[]
+            };
+            ServeProcess::start(root.path(), 0, slow)
+        })
+        .collect();
+    let (options, seen) = recording(
+        least_loaded()
+            .servers(servers.iter().map(|s| s.address.clone()))
+            .queue_limits(4, 1 << 20),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let total = 400;
+    for i in 0..total {
+        streamer
+            .put(&format!("ll/f{i:04}"), &body(i, 64 * KIB), Some(i as i64))
+            .unwrap();
+    }
+    let stats = streamer.close();
+    let per_server = acknowledged_once_each(&seen, &stats, total, 4);
+    eprintln!("files per server (server 3 slow): {per_server:?}");
+    let slowest_fast = per_server[..3].iter().copied().min().unwrap();
+    assert!(
+        per_server[3] < total / 8 && per_server[3] * 2 < slowest_fast,
+        "the slow server got {} of {total} files (round-robin: {}); per server {per_server:?}",
+        per_server[3],
+        total / 4
+    );
+    // On disk: every file once, whole and right.
+    let mut all = HashSet::new();
+    for (i, root) in roots.iter().enumerate() {
+        let names = names_under(root.path());
+        assert_eq!(names.len(), per_server[i], "server {i}");
+        for name in names {
+            let index: usize = name.trim_start_matches("ll/f").parse().unwrap();
+            assert_eq!(
+                std::fs::read(root.path().join(&name)).unwrap(),
+                body(index, 64 * KIB)
+            );
+            assert!(all.insert(name));
+        }
+    }
+    assert_eq!(all.len(), total);
+}
+
+/// A uniform idle cluster stays round-robin: frame i on server i % n.
+#[test]
+fn least_loaded_on_an_idle_uniform_cluster_is_round_robin() {
+    let roots: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<ServeProcess> = roots
+        .iter()
+        .map(|root| ServeProcess::start(root.path(), 0, &[]))
+        .collect();
+    let (options, seen) =
+        recording(least_loaded().servers(servers.iter().map(|s| s.address.clone())));
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..30 {
+        streamer.put(&format!("rr/f{i:02}"), b"x", Some(i)).unwrap();
+        // Idle between files: every load is back to zero.
+        streamer.flush(Some(Duration::from_secs(30))).unwrap();
+    }
+    let stats = streamer.close();
+    acknowledged_once_each(&seen, &stats, 30, 3);
+    for (name, outcomes) in seen.lock().unwrap().iter() {
+        let index: usize = name.trim_start_matches("rr/f").parse().unwrap();
+        assert_eq!(outcomes[0].0, index % 3, "{name}");
+    }
+}
+
+/// Server 0 stalls with files in flight, is killed, and restarts on its port:
+/// its files move to the live servers, it is used again once back, and every
+/// file lands once.
+#[test]
+fn least_loaded_with_a_server_killed_and_restarted_loses_nothing() {
+    let roots: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut servers: Vec<ServeProcess> = roots
+        .iter()
+        .map(|root| ServeProcess::start(root.path(), 0, &[]))
+        .collect();
+    let port = servers[0].port();
+    let (options, seen) = recording(
+        least_loaded()
+            .servers(servers.iter().map(|s| s.address.clone()))
+            .response_timeout(Duration::from_secs(10))
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let total = 3000;
+    let data = vec![0x5Au8; 64 * KIB];
+    let mut victim = Some(servers.remove(0));
+    let mut killer = None;
+    for i in 0..total {
+        if i == total / 3 {
+            let mut server = victim.take().unwrap();
+            server.pause();
+            killer = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                server.kill();
+            }));
+        }
+        if i == 2 * total / 3 {
+            killer.take().unwrap().join().unwrap();
+            servers.push(ServeProcess::start(roots[0].path(), port, &[]));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while streamer.stats().reconnects == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        streamer
+            .put(&format!("kill/f{i:05}"), &data, Some(i as i64))
+            .unwrap();
+    }
+    let stats = streamer.close();
+    acknowledged_once_each(&seen, &stats, total, 3);
+    assert!(stats.reconnects >= 1, "{stats:?}");
+    let after_restart = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(name, outcomes)| {
+            let index: usize = name.trim_start_matches("kill/f").parse().unwrap();
+            index >= 2 * total / 3 && outcomes[0].0 == 0
+        })
+        .count();
+    assert!(after_restart > 0, "the restarted server got no file");
+    let mut all = HashSet::new();
+    for root in &roots {
+        all.extend(names_under(root.path()));
+    }
+    assert_eq!(all.len(), total);
+}
+
+/// Two streamers (two cameras) into the same servers at once, from two
+/// threads: each file of each lands once; neither streamer starves (each
+/// gets files onto every server).
+#[test]
+fn two_streamers_into_one_cluster_both_lose_nothing() {
+    let roots: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<ServeProcess> = roots
+        .iter()
+        .map(|root| ServeProcess::start(root.path(), 0, &[]))
+        .collect();
+    let addresses: Vec<String> = servers.iter().map(|s| s.address.clone()).collect();
+    let total = 500;
+    let cameras: Vec<_> = ["cam0", "cam1"]
+        .into_iter()
+        .map(|camera| {
+            let addresses = addresses.clone();
+            std::thread::spawn(move || {
+                let (options, seen) = recording(least_loaded().servers(addresses));
+                let streamer = Streamer::new(options).unwrap();
+                for i in 0..total {
+                    let name = format!("{camera}/f{i:04}");
+                    streamer
+                        .put(&name, &body(i, 64 * KIB), Some(i as i64))
+                        .unwrap();
+                }
+                let stats = streamer.close();
+                acknowledged_once_each(&seen, &stats, total, 4)
+            })
+        })
+        .collect();
+    for camera in cameras {
+        let per_server = camera.join().unwrap();
+        assert!(per_server.iter().all(|&files| files > 0), "{per_server:?}");
+    }
+    let mut all = HashSet::new();
+    for root in &roots {
+        all.extend(names_under(root.path()));
+    }
+    assert_eq!(all.len(), 2 * total);
+}
+
+/// The CLI takes the name: `bench --distribution least-loaded` and `put`.
+#[test]
+fn the_cli_takes_least_loaded_by_name() {
+    let roots: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<ServeProcess> = roots
+        .iter()
+        .map(|root| ServeProcess::start(root.path(), 0, &[]))
+        .collect();
+    let list = format!("{},{}", servers[0].address, servers[1].address);
+    let output = common::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+            .args([
+                "bench",
+                "--servers",
+                &list,
+                "--distribution",
+                "least-loaded",
+            ])
+            .args(["--count", "40", "--size", "10000", "--json"]),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["acknowledged"], 40);
+    let stored: usize = roots.iter().map(|r| names_under(r.path()).len()).sum();
+    assert_eq!(stored, 40);
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+        .args(["bench", "--servers", &list, "--distribution", "least-busy"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("least-loaded"),
+        "the error lists the names: {refused:?}"
+    );
+}
+
+/// C hosts choose it with `STREAMER_DISTRIBUTION_LEAST_LOADED`.
+#[test]
+fn c_hosts_choose_least_loaded_by_kind() {
+    use pyme_streaming::ffi::options::*;
+    let mut options = std::ptr::null_mut();
+    // SAFETY: the documented calling sequence of the C API.
+    unsafe {
+        assert_eq!(streamer_options_new(&mut options), 0);
+        assert_eq!(
+            streamer_options_set_distribution_kind(
+                options,
+                PymeStreamerDistribution::STREAMER_DISTRIBUTION_LEAST_LOADED as i32
+            ),
+            0
+        );
+        assert_ne!(streamer_options_set_distribution_kind(options, 99), 0);
+        streamer_options_free(options);
+    }
+}
+
+/// Through real links: three at 400 Mbit/s and one at 10 Mbit/s, each server in
+/// a namespace of its own (root only; skipped, loudly, elsewhere). The slow
+/// link gets few files, nothing is lost, and a server killed and restarted on
+/// its link loses nothing either.
+#[test]
+fn through_namespaced_links_a_slow_link_gets_few_files_and_nothing_is_lost() {
+    if let Some(why) = SimCluster::unavailable() {
+        eprintln!("SKIPPED: network namespaces unavailable ({why})");
+        return;
+    }
+    let mut links = vec![LinkSpec::rate("400mbit"); 3];
+    links.push(LinkSpec::rate("10mbit"));
+    let mut cluster = SimCluster::start(&links).expect("the simulated cluster starts");
+    let total = 120;
+    common::run(
+        cluster
+            .client_command(env!("CARGO_BIN_EXE_pyme-stream"))
+            .args(["bench", "--servers", &cluster.addresses.join(",")])
+            .args(["--distribution", "least-loaded", "--prefix", "a"])
+            .args(["--count", &total.to_string(), "--size", "262144"])
+            .args(["--queue-files", "2", "--json"]),
+    );
+    let per_server: Vec<usize> = (0..4).map(|i| cluster.stored(i).len()).collect();
+    eprintln!("files per server (link 3 at 10 Mbit/s): {per_server:?}");
+    assert_eq!(per_server.iter().sum::<usize>(), total, "{per_server:?}");
+    assert!(
+        per_server[3] < total / 8,
+        "the 10 Mbit/s link got {} of {total} files: {per_server:?}",
+        per_server[3]
+    );
+
+    // Server 1 killed while a bench runs (once it has stored a few files),
+    // restarted on its address: the bench still lands every file.
+    let count = 400;
+    let running = cluster
+        .client_command(env!("CARGO_BIN_EXE_pyme-stream"))
+        .args(["bench", "--servers", &cluster.addresses.join(",")])
+        .args(["--distribution", "least-loaded", "--prefix", "b"])
+        .args(["--count", &count.to_string(), "--size", "262144", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stored_b = |cluster: &SimCluster, i: usize| {
+        cluster
+            .stored(i)
+            .iter()
+            .filter(|path| path.parent().is_some_and(|dir| dir.ends_with("b")))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored_b(&cluster, 1) < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(stored_b(&cluster, 1) >= 5, "server 1 got no file");
+    cluster.kill_server(1);
+    cluster.start_server(1).unwrap();
+    let output = running.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut names = HashSet::new();
+    for i in 0..4 {
+        names.extend(
+            cluster
+                .stored(i)
+                .iter()
+                .filter(|path| path.parent().is_some_and(|dir| dir.ends_with("b")))
+                .map(|path| path.file_name().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(names.len(), count, "distinct files stored");
+}

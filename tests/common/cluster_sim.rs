@@ -1,0 +1,254 @@
+//! A simulated cluster for tests: data servers each in a network namespace of
+//! their own, joined to a client namespace by a veth pair whose rate `tc` sets
+//! (HTB, both directions). The Rust twin of `benches/cluster_sim.sh`.
+//!
+//! Every namespace is made here and deleted on drop (which also deletes its
+//! veth ends and qdiscs); the namespaces have no link to the root namespace, so
+//! no packet reaches a real interface. Needs root and iproute2:
+//! [`SimCluster::unavailable`] says why not, so a test can skip loudly.
+//!
+//! Out of scope: packet loss and delay (the bench script does loss with
+//! nftables; this kernel has no netem), timing assertions.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const PORT: u16 = 15348;
+
+/// One server and its link.
+#[derive(Debug, Clone)]
+pub struct LinkSpec {
+    /// A tc rate: `1gbit`, `250mbit`.
+    pub rate: String,
+    /// `serve --store-rate`: a disk writing this many MB/s.
+    pub store_mb_per_s: Option<f64>,
+}
+
+impl LinkSpec {
+    pub fn rate(rate: &str) -> LinkSpec {
+        LinkSpec {
+            rate: rate.to_owned(),
+            store_mb_per_s: None,
+        }
+    }
+}
+
+/// A client namespace and N server namespaces with a server running in each.
+pub struct SimCluster {
+    pub client_ns: String,
+    server_ns: Vec<String>,
+    servers: Vec<Option<Child>>,
+    links: Vec<LinkSpec>,
+    roots: Vec<tempfile::TempDir>,
+    /// `10.77.I.2:15348`, the address of server I as the client sees it.
+    pub addresses: Vec<String>,
+}
+
+static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<(), String> {
+    let mut all = vec!["netns", "exec", ns];
+    all.extend_from_slice(args);
+    ip(&all)
+}
+
+impl SimCluster {
+    /// Why namespaces cannot be made here (not root, no iproute2), or `None`.
+    pub fn unavailable() -> Option<String> {
+        // SAFETY: a plain system call without arguments.
+        if unsafe { libc::geteuid() } != 0 {
+            return Some("not root".into());
+        }
+        for tool in ["ip", "tc"] {
+            let found = Command::new(tool)
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok();
+            if !found {
+                return Some(format!("no `{tool}` (iproute2)"));
+            }
+        }
+        None
+    }
+
+    /// Builds the namespaces, the links and starts the servers (storing into
+    /// temporary roots).
+    pub fn start(links: &[LinkSpec]) -> Result<SimCluster, String> {
+        assert!((1..=8).contains(&links.len()), "1 to 8 servers");
+        let tag = format!(
+            "pst{}t{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut cluster = SimCluster {
+            client_ns: format!("{tag}-c"),
+            server_ns: Vec::new(),
+            servers: Vec::new(),
+            links: links.to_vec(),
+            roots: Vec::new(),
+            addresses: Vec::new(),
+        };
+        ip(&["netns", "add", &cluster.client_ns])?;
+        in_ns(&cluster.client_ns, &["ip", "link", "set", "lo", "up"])?;
+        for (i, link) in links.iter().enumerate() {
+            let server_ns = format!("{tag}-s{i}");
+            ip(&["netns", "add", &server_ns])?;
+            cluster.server_ns.push(server_ns.clone());
+            let client_end = format!("s{i}");
+            let client_address = format!("10.77.{i}.1/30");
+            let server_address = format!("10.77.{i}.2/30");
+            let client = cluster.client_ns.clone();
+            in_ns(&server_ns, &["ip", "link", "set", "lo", "up"])?;
+            in_ns(
+                &client,
+                &[
+                    "ip",
+                    "link",
+                    "add",
+                    &client_end,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    &server_ns,
+                ],
+            )?;
+            in_ns(
+                &client,
+                &["ip", "addr", "add", &client_address, "dev", &client_end],
+            )?;
+            in_ns(
+                &server_ns,
+                &["ip", "addr", "add", &server_address, "dev", "eth0"],
+            )?;
+            shape(&client, &client_end, &link.rate)?;
+            shape(&server_ns, "eth0", &link.rate)?;
+            in_ns(&client, &["ip", "link", "set", &client_end, "up"])?;
+            in_ns(&server_ns, &["ip", "link", "set", "eth0", "up"])?;
+            cluster
+                .roots
+                .push(tempfile::tempdir().map_err(|e| e.to_string())?);
+            cluster.servers.push(None);
+            cluster.addresses.push(format!("10.77.{i}.2:{PORT}"));
+            cluster.start_server(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts (or restarts) server `i` and waits until it listens.
+    pub fn start_server(&mut self, i: usize) -> Result<(), String> {
+        use std::io::BufRead;
+        let bind = format!("10.77.{i}.2");
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.server_ns[i]])
+            .arg(env!("CARGO_BIN_EXE_pyme-stream"))
+            .args(["serve", "--advertise", "none", "--bind", &bind])
+            .args(["--port", &PORT.to_string(), "--root"])
+            .arg(self.roots[i].path())
+            .stdout(Stdio::piped());
+        if let Some(rate) = self.links[i].store_mb_per_s {
+            command.args(["--store-rate", &rate.to_string()]);
+        }
+        let mut child = command.spawn().map_err(|e| format!("serve: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        self.servers[i] = Some(child);
+        if line.starts_with("listening on") {
+            Ok(())
+        } else {
+            Err(format!("server {i} did not start: {line:?}"))
+        }
+    }
+
+    /// SIGKILL for server `i`: a crash, its connections cut.
+    pub fn kill_server(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A command run inside the client namespace.
+    pub fn client_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.client_ns])
+            .arg(program);
+        command
+    }
+
+    pub fn root(&self, i: usize) -> &Path {
+        self.roots[i].path()
+    }
+
+    /// Regular files stored by server `i` (hidden ones, in progress, skipped).
+    pub fn stored(&self, i: usize) -> Vec<PathBuf> {
+        fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                    files.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(self.root(i), &mut files);
+        files
+    }
+}
+
+/// RATE on DEV's egress in namespace NS (both ends are shaped: one link,
+/// both directions).
+fn shape(ns: &str, dev: &str, rate: &str) -> Result<(), String> {
+    in_ns(
+        ns,
+        &[
+            "tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10",
+        ],
+    )?;
+    in_ns(
+        ns,
+        &[
+            "tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate",
+            rate, "ceil", rate, "burst", "64k", "cburst", "64k", "quantum", "200000",
+        ],
+    )
+}
+
+impl Drop for SimCluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill_server(i);
+        }
+        // Deleting a namespace deletes its veth ends and their qdiscs.
+        for ns in self.server_ns.iter().chain([&self.client_ns]) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
