@@ -139,8 +139,9 @@ impl Connection<'_> {
         if body_len > self.shared.config.max_body_bytes {
             return self.refuse(413, "The body is too large.");
         }
-        let Ok(path) = resolve(&head.target) else {
-            return self.refuse(400, "The path is not allowed.");
+        let path = match resolve(&head.target) {
+            Ok(path) => path,
+            Err(reason) => return self.refuse(400, &format!("The name is not allowed: {reason}.")),
         };
         match head.method {
             Method::Put if head.content_length.is_none() => {
@@ -189,11 +190,14 @@ impl Connection<'_> {
                 relative,
                 folder: false,
             } => self.put_file(head, &relative, body_len),
+            // PYME's "make this folder"; data sent with it would be lost, so it is refused.
+            RequestPath::Plain { folder: true, .. } if body_len > 0 => {
+                self.refuse(400, "A folder (a name ending in '/') cannot hold data.")
+            }
             RequestPath::Plain {
                 relative,
                 folder: true,
             } => {
-                self.skip_body(body_len)?;
                 match self.shared.store.create_folder(&relative) {
                     Ok(()) => self.output.extend_from_slice(response::OK_EMPTY),
                     Err(_) => self.error(405, "A file of that name exists."),
@@ -228,6 +232,11 @@ impl Connection<'_> {
         };
         let mut pending = match begun {
             Ok(pending) => pending,
+            Err(e) if is_taken_by_a_file(&e) => {
+                self.skip_body(body_len)?;
+                self.error(409, "A folder of this name is a file here.");
+                return Ok(());
+            }
             Err(_) => {
                 self.skip_body(body_len)?;
                 self.error(500, "The file could not be created.");
@@ -516,4 +525,13 @@ impl Connection<'_> {
         let _ = self.read_body(len, &mut io::sink())?;
         Ok(())
     }
+}
+
+/// A folder the name needs is a file already (`a` stored, then `a/b` sent): the
+/// client's doing, not the server's failure, and no retry can help.
+fn is_taken_by_a_file(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists
+    )
 }

@@ -35,6 +35,11 @@ pub use spares::{SPARES, SPARE_MIN_BYTES};
 /// How many connections are served at once; more are answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 1024;
 
+/// The smallest `max_header_bytes` a server starts with: room for the request line of
+/// the longest name (`name::MAX_NAME_BYTES`, percent-encoded at up to three bytes per
+/// byte) and the headers a client sends, so that no valid name is answered 431.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+
 /// How a data server is set up.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -48,7 +53,8 @@ pub struct ServerConfig {
     pub discard: bool,
     /// The cluster name, reported in `/__status`.
     pub serverfilter: String,
-    /// A longer request head is answered 431 and the connection closed.
+    /// A longer request head is answered 431 and the connection closed. At least
+    /// [`MIN_HEADER_BYTES`].
     pub max_header_bytes: usize,
     /// A larger `Content-Length` is answered 413 and the connection closed.
     pub max_body_bytes: u64,
@@ -101,6 +107,12 @@ pub struct DataServer {
 impl DataServer {
     /// Opens the root, binds, starts the accept thread and returns at once.
     pub fn start(config: ServerConfig) -> io::Result<DataServer> {
+        if config.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("max_header_bytes must be at least {MIN_HEADER_BYTES}"),
+            ));
+        }
         let store = Store::open(&config.root)?;
         let bind = config.bind.trim_start_matches('[').trim_end_matches(']');
         let listener = TcpListener::bind((bind, config.port))?;

@@ -16,28 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use thiserror::Error;
-
 use super::spares::link_unnamed;
+use crate::name::{self, NameError};
 
 /// Temporary files start with this; listings hide them.
 pub(crate) const TEMP_PREFIX: &str = ".pyme-part-";
 
 /// Tells temporary files apart within this process (the pid tells processes apart).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Why a request path was refused.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum PathError {
-    #[error("the path does not start with '/'")]
-    NotAbsolute,
-    #[error("bad percent-encoding in the path")]
-    BadEscape,
-    #[error("the path is not UTF-8 once decoded")]
-    NotUtf8,
-    #[error("the path has an empty, '.' or '..' segment, a NUL or a backslash")]
-    Forbidden,
-}
 
 /// What a request path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,57 +38,44 @@ pub enum RequestPath {
     Plain { relative: PathBuf, folder: bool },
 }
 
-/// Decodes a request target (`/a/b%20c?x=1`) into what it names under the root.
+/// Decodes a request target (`/a/b%C3%A9?x=1`) into what it names under the root.
 ///
-/// The query is ignored. The decoded path must be made of non-empty segments other
-/// than `.` and `..`, without NUL or backslash, so that it can never leave the root.
-pub fn resolve(target: &str) -> Result<RequestPath, PathError> {
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    let decoded = percent_decode(rest.as_bytes())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
-    let folder = decoded.is_empty() || decoded.ends_with('/');
-    let body = decoded.strip_suffix('/').unwrap_or(&decoded);
-    let segments: Vec<&str> = if body.is_empty() {
-        Vec::new()
-    } else {
-        body.split('/').collect()
-    };
-    if segments.iter().any(|s| !is_safe_segment(s)) {
-        return Err(PathError::Forbidden);
+/// The name is judged by the client's own rule, [`name::validate`] (see `name.rs`):
+/// a target that breaks it is refused, so that nothing the client accepts is refused
+/// here and nothing refused there is stored here. A folder target (ending in `/`) is
+/// judged without its trailing `/`; the bare `/` is the root. The query is ignored
+/// once judged.
+pub fn resolve(target: &str) -> Result<RequestPath, NameError> {
+    let decoded = name::decode_request_target(target)?;
+    if decoded.is_empty() {
+        return Ok(RequestPath::Plain {
+            relative: PathBuf::new(),
+            folder: true,
+        });
     }
+    let (path, query) = match decoded.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (decoded.as_str(), None),
+    };
+    let (path, folder) = match path.strip_suffix('/') {
+        Some(folder_path) => (folder_path, true),
+        None => (path, false),
+    };
+    match query {
+        Some(query) => name::validate(&format!("{path}?{query}"))?,
+        None => name::validate(path)?,
+    }
+    let segments: Vec<&str> = path.split('/').collect();
     let relative: PathBuf = segments.iter().collect();
-    Ok(match segments.first().copied() {
-        Some("__status") if segments.len() == 1 && !folder => RequestPath::Status,
-        Some("__aggregate_txt") if segments.len() > 1 && !folder => {
+    Ok(match segments[0] {
+        "__status" if segments.len() == 1 && !folder => RequestPath::Status,
+        "__aggregate_txt" if segments.len() > 1 && !folder => {
             RequestPath::AggregateText(segments[1..].iter().collect())
         }
-        Some("__aggregate_h5r" | "__aggregate_h5") => RequestPath::Unsupported,
-        Some(first) if first.starts_with("__pyramid_") => RequestPath::Unsupported,
+        "__aggregate_h5r" | "__aggregate_h5" => RequestPath::Unsupported,
+        first if first.starts_with("__pyramid_") => RequestPath::Unsupported,
         _ => RequestPath::Plain { relative, folder },
     })
-}
-
-fn is_safe_segment(segment: &str) -> bool {
-    !segment.is_empty() && segment != "." && segment != ".." && !segment.contains(['\0', '\\'])
-}
-
-fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadEscape)?;
-            let value = u8::from_str_radix(hex, 16).map_err(|_| PathError::BadEscape)?;
-            out.push(value);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
 }
 
 /// How a write-once store ended.
@@ -122,11 +95,21 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the storage root.
+    /// A root longer than [`name::MAX_ROOT_BYTES`] is refused: with the longest name
+    /// below it, a path could pass `PATH_MAX`, and a name the client accepts fail here.
     pub fn open(root: &Path) -> io::Result<Store> {
         fs::create_dir_all(root)?;
-        Ok(Store {
-            root: root.canonicalize()?,
-        })
+        let root = root.canonicalize()?;
+        if root.as_os_str().len() > name::MAX_ROOT_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the storage root's path is longer than {} bytes",
+                    name::MAX_ROOT_BYTES
+                ),
+            ));
+        }
+        Ok(Store { root })
     }
 
     pub fn root(&self) -> &Path {
@@ -478,7 +461,8 @@ mod tests {
         assert_eq!(resolve("/a/b.pzf"), Ok(plain("a/b.pzf", false)));
         assert_eq!(resolve("/a/b/?x=1"), Ok(plain("a/b", true)));
         assert_eq!(resolve("/"), Ok(plain("", true)));
-        assert_eq!(resolve("/a%20b"), Ok(plain("a b", false)));
+        assert_eq!(resolve("/a%C3%A9"), Ok(plain("aé", false)));
+        assert_eq!(resolve("/a%2Fb"), Ok(plain("a/b", false)));
         assert_eq!(resolve("/__status"), Ok(RequestPath::Status));
         assert_eq!(
             resolve("/__aggregate_txt/log/x.txt"),
@@ -506,6 +490,21 @@ mod tests {
             "/%4",
             "x",
             "/a%ff",
+            "/a%20b",
+            "/a/./b",
+            "/a//b",
+            "/a?/../../x",
+            "/a?x=1?y",
+            "/?x=1",
+            "/a?",
+            "/CON",
+            "/a/nul.txt",
+            "/a./b",
+            "/C:/x",
+            "/a%3Ab",
+            "/a/.pyme-part-1-2",
+            "//",
+            "/?",
         ] {
             assert!(resolve(bad).is_err(), "{bad} accepted");
         }
