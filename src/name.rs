@@ -42,8 +42,11 @@ pub const MAX_SEGMENT_BYTES: usize = 255;
 /// The longest storage root a data server starts with (see [`MAX_NAME_BYTES`]).
 pub const MAX_ROOT_BYTES: usize = 2048;
 
-/// The data server's temporary files start with this; no name's segment may.
-pub const RESERVED_PREFIX: &str = ".pyme-part-";
+/// The temporary files of the data server (`.pyme-part-`) and of the client's spill
+/// folder (`.pyme-spill-`) start with this; no name's segment may, so that no stored
+/// or spilled file is ever taken for a temporary one (hidden, or deleted as a crash's
+/// leftover).
+pub const RESERVED_PREFIX: &str = ".pyme-";
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -295,7 +298,9 @@ mod tests {
             "a.b.c",
             "CONSOLE/COM10/LPTX/NULL.txt/xAUX",
             "con_1",
-            ".pyme-part",
+            ".pyme",
+            "a.pyme-x",
+            "pyme-/x",
         ] {
             assert_eq!(validate(name), Ok(()), "{name}");
         }
@@ -416,10 +421,12 @@ mod tests {
                 "{trailing}"
             );
         }
-        assert!(matches!(
-            validate("a/.pyme-part-12-3"),
-            Err(NameError::ReservedPrefix(_))
-        ));
+        for reserved in ["a/.pyme-part-12-3", ".pyme-spill-1-2", ".pyme-x/y"] {
+            assert!(
+                matches!(validate(reserved), Err(NameError::ReservedPrefix(_))),
+                "{reserved}"
+            );
+        }
     }
 
     #[test]

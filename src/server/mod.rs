@@ -4,12 +4,14 @@
 //! This module holds the configuration and the lifecycle: binding, the accept thread,
 //! one thread per connection, and a shutdown that joins every thread it started without
 //! waiting for any timeout. The request loop is in [`connection`], request parsing in
-//! [`request`], the files in [`storage`], the advice about a tmpfs root in [`mounts`].
+//! [`request`], the files in [`storage`] (and, with the spares, their shared system
+//! calls in `fs`), the advice about a tmpfs root in [`mounts`].
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
 
 mod body;
 mod connection;
+mod fs;
 pub mod mounts;
 pub mod request;
 mod response;

@@ -1,8 +1,9 @@
 //! The data server's files: turning a request path into a place under the root,
 //! write-once storage, appending, and folder listings.
 //!
-//! The only server module that writes to the file system (`status` reads the disk
-//! usage, `mounts` the mount table). It knows nothing of sockets or HTTP.
+//! With `spares.rs`, the only server module that writes to the file system (`status`
+//! reads the disk usage, `mounts` the mount table); the system calls both need are in
+//! `fs.rs`. It knows nothing of sockets or HTTP.
 //!
 //! Write-once is enforced without a lock: a body is written to a hidden temporary file
 //! in the destination folder and then moved to its real name without replacing
@@ -13,17 +14,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
-use super::spares::link_unnamed;
+#[cfg(not(unix))]
+use super::fs::make_read_only;
+#[cfg(target_os = "linux")]
+use super::fs::rename_noreplace;
+use super::fs::{create_temp, is_temp_name, link_unnamed, temp_path};
 use crate::name::{self, NameError};
-
-/// Temporary files start with this; listings hide them.
-pub(crate) const TEMP_PREFIX: &str = ".pyme-part-";
-
-/// Tells temporary files apart within this process (the pid tells processes apart).
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// What a request path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,21 +220,6 @@ fn count_entries(path: &Path) -> u64 {
     })
 }
 
-/// A new temporary name in `parent`: `TEMP_PREFIX`, this process's id (taken once)
-/// and a counter.
-fn temp_path(parent: &Path) -> PathBuf {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| format!("{TEMP_PREFIX}{}-", std::process::id()));
-    parent.join(format!(
-        "{prefix}{}",
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX)
-}
-
 /// A file being received: bytes go to a hidden temporary file, which
 /// [`PendingFile::commit`] puts under the real name. Dropped without commit (a client
 /// gone mid-body, a bad body), it removes the temporary file.
@@ -363,42 +345,6 @@ fn link_then_remove(temp: &Path, destination: &Path) -> io::Result<Stored> {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    on_two_paths(from, to, |from, to| {
-        // SAFETY: two valid NUL-terminated paths, no pointer kept after the call. The
-        // raw system call works whatever the C library's version.
-        unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                from,
-                libc::AT_FDCWD,
-                to,
-                libc::RENAME_NOREPLACE,
-            )
-        }
-    })
-}
-
-/// Calls `call` with two paths as C strings, and turns its -1 into the error.
-#[cfg(target_os = "linux")]
-pub(crate) fn on_two_paths(
-    from: &Path,
-    to: &Path,
-    call: impl FnOnce(*const libc::c_char, *const libc::c_char) -> libc::c_long,
-) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let from = CString::new(from.as_os_str().as_bytes())?;
-    let to = CString::new(to.as_os_str().as_bytes())?;
-    if call(from.as_ptr(), to.as_ptr()) == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 impl Write for PendingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.file {
@@ -419,30 +365,6 @@ impl Drop for PendingFile {
             let _ = fs::remove_file(temp);
         }
     }
-}
-
-/// Creates a temporary file, read-only from the start on Unix: the mode applies to
-/// later opens, the returned handle can still write.
-#[cfg(unix)]
-fn create_temp(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o440)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_temp(path: &Path) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
-}
-
-#[cfg(not(unix))]
-fn make_read_only(file: &File) -> io::Result<()> {
-    let mut permissions = file.metadata()?.permissions();
-    permissions.set_readonly(true);
-    file.set_permissions(permissions)
 }
 
 #[cfg(test)]
