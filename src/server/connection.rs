@@ -21,7 +21,7 @@ use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
 use super::status::status_json;
-use super::storage::{resolve, PendingFile, RequestPath, Stored};
+use super::storage::{resolve, Appended, PendingFile, RequestPath, Stored};
 use super::Shared;
 
 /// Room for body bytes beyond the longest head: big bodies are moved this much per read.
@@ -200,7 +200,10 @@ impl Connection<'_> {
             } => {
                 match self.shared.store.create_folder(&relative) {
                     Ok(()) => self.output.extend_from_slice(response::OK_EMPTY),
-                    Err(_) => self.error(405, "A file of that name exists."),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.error(405, "A file of that name exists.")
+                    }
+                    Err(e) => self.storage_error(&e, "The folder could not be made."),
                 }
                 Ok(())
             }
@@ -226,25 +229,21 @@ impl Connection<'_> {
         let in_spare = spare.is_some();
         let begun = match spare {
             Some((spare, allocated)) => {
-                Ok(self.shared.store.begin_in_spare(relative, spare, allocated))
+                self.shared.store.begin_in_spare(relative, spare, allocated)
             }
             None => self.shared.store.begin_file(relative),
         };
         let mut pending = match begun {
             Ok(pending) => pending,
-            Err(e) if is_taken_by_a_file(&e) => {
+            Err(e) => {
                 self.skip_body(body_len)?;
-                self.error(409, "A folder of this name is a file here.");
-                return Ok(());
-            }
-            Err(_) => {
-                self.skip_body(body_len)?;
-                self.error(500, "The file could not be created.");
+                self.storage_error(&e, "The file could not be created.");
                 return Ok(());
             }
         };
         let received = if head.gzip || body_len < SPLICE_BODY_BYTES {
-            let mut sink = Decoding::new(pending, head.gzip);
+            let limit = self.shared.config.max_body_bytes;
+            let mut sink = Decoding::new(pending, head.gzip, limit);
             let written = self.read_body(body_len, &mut sink)?;
             sink.finish(written)
         } else {
@@ -269,10 +268,34 @@ impl Connection<'_> {
             Ok((Stored::AlreadyExists, _)) => {
                 self.error(405, "The file exists; files are written once.")
             }
-            Err(BodyError::Corrupt) => self.error(400, "The gzip body is corrupt."),
-            Err(BodyError::Store(_)) => self.error(500, "The file could not be written."),
+            Err(e) => self.body_error(&e, "The file could not be written."),
         }
         Ok(())
+    }
+
+    /// The answer to a body that did not reach storage.
+    fn body_error(&mut self, error: &BodyError, store_failed: &str) {
+        match error {
+            BodyError::Corrupt => self.error(400, "The gzip body is corrupt."),
+            BodyError::TooLarge(limit) => self.error(
+                413,
+                &format!("The body decodes to more than {limit} bytes."),
+            ),
+            BodyError::Store(e) => self.storage_error(e, store_failed),
+        }
+    }
+
+    /// The answer to a storage failure: the client's doing (4xx) or the server's (500).
+    fn storage_error(&mut self, error: &io::Error, otherwise: &str) {
+        if is_taken_by_a_file(error) {
+            self.error(409, "A folder of this name is a file here.");
+        } else if is_a_folder(error) {
+            self.error(409, "This name is a folder here.");
+        } else if error.kind() == io::ErrorKind::PermissionDenied {
+            self.error(403, "The name leads out of the storage root.");
+        } else {
+            self.error(500, otherwise);
+        }
     }
 
     /// A spare for a large plain body, when the root has spares and one is ready.
@@ -283,19 +306,37 @@ impl Connection<'_> {
         self.shared.spares.as_ref()?.take(body_len)
     }
 
-    /// Appends the body to a file (`__aggregate_txt`).
+    /// Appends the body to a file (`__aggregate_txt`). The body, decoded, goes to a
+    /// spool file first (never into memory), and is appended once complete.
     fn append(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
-        let mut sink = Decoding::new(Vec::new(), head.gzip);
+        let spool = match self.shared.store.spool() {
+            Ok(spool) => spool,
+            Err(_) => {
+                self.skip_body(body_len)?;
+                self.error(500, "The body cannot be received.");
+                return Ok(());
+            }
+        };
+        let limit = self.shared.config.max_body_bytes;
+        let mut sink = Decoding::new(spool, head.gzip, limit);
         let written = self.read_body(body_len, &mut sink)?;
-        match sink.finish(written) {
-            Ok((bytes, len)) => match self.shared.store.append(relative, &bytes) {
-                Ok(()) => {
-                    self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
-                    self.output.extend_from_slice(response::OK_EMPTY);
-                }
-                Err(_) => self.error(500, "The file could not be appended to."),
-            },
-            Err(_) => self.error(400, "The gzip body is corrupt."),
+        let (mut spool, len) = match sink.finish(written) {
+            Ok(received) => received,
+            Err(e) => {
+                self.body_error(&e, "The body cannot be received.");
+                return Ok(());
+            }
+        };
+        match self.shared.store.append(relative, &mut spool) {
+            Ok(Appended::Done) => {
+                self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
+                self.output.extend_from_slice(response::OK_EMPTY);
+            }
+            Ok(Appended::WriteOnce) => self.error(
+                405,
+                "The file was stored write-once; __aggregate_txt appends only to files it made.",
+            ),
+            Err(e) => self.storage_error(&e, "The file could not be appended to."),
         }
         Ok(())
     }
@@ -328,7 +369,17 @@ impl Connection<'_> {
     }
 
     fn get_file(&mut self, head: &RequestHead, relative: &Path, with_body: bool) -> Next {
-        let full = self.shared.store.full_path(relative);
+        let full = match self.shared.store.confined(relative) {
+            Ok(full) => full,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                self.error(403, "The name leads out of the storage root.");
+                return Ok(());
+            }
+            Err(_) => {
+                self.error(404, "No such file.");
+                return Ok(());
+            }
+        };
         let Ok(metadata) = std::fs::metadata(&full) else {
             self.error(404, "No such file.");
             return Ok(());
@@ -337,6 +388,11 @@ impl Connection<'_> {
             let path = head.target.split(['?', '#']).next().unwrap_or_default();
             let location = format!("Location: {path}/");
             write_head(&mut self.output, 301, None, 0, &[&location], false);
+            return Ok(());
+        }
+        if !metadata.is_file() {
+            // A FIFO or a device: opening it could block, or never end.
+            self.error(404, "No such file.");
             return Ok(());
         }
         let Ok(file) = File::open(&full) else {
@@ -530,8 +586,18 @@ impl Connection<'_> {
 /// A folder the name needs is a file already (`a` stored, then `a/b` sent): the
 /// client's doing, not the server's failure, and no retry can help.
 fn is_taken_by_a_file(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists
-    )
+    // ErrorKind::NotADirectory is newer than the crate's MSRV.
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::ENOTDIR) {
+        return true;
+    }
+    error.kind() == io::ErrorKind::AlreadyExists
+}
+
+/// The name is a folder, and a file was expected.
+fn is_a_folder(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    return error.raw_os_error() == Some(libc::EISDIR);
+    #[cfg(not(unix))]
+    false
 }

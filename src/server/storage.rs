@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use super::fs::make_read_only;
 #[cfg(target_os = "linux")]
 use super::fs::rename_noreplace;
+#[cfg(target_os = "linux")]
+use super::fs::unnamed_file;
 use super::fs::{create_temp, is_temp_name, link_unnamed, temp_path};
 use crate::name::{self, NameError};
 
@@ -88,6 +90,16 @@ pub enum Stored {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Held while an `__aggregate_txt` body is appended.
+    appending: std::sync::Mutex<()>,
+}
+
+/// How an append ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Done,
+    /// The file was stored write-once (by a plain PUT); nothing was changed.
+    WriteOnce,
 }
 
 impl Store {
@@ -106,30 +118,80 @@ impl Store {
                 ),
             ));
         }
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            appending: std::sync::Mutex::new(()),
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The full path of something relative to the root.
-    pub fn full_path(&self, relative: &Path) -> PathBuf {
-        self.root.join(relative)
+    /// `relative` under the root, with the part of it that exists resolved (links
+    /// followed), refused when that leads out of the root: links inside the root may
+    /// point anywhere inside it, never out. Missing folders stay as named, for the
+    /// caller to create (they are not links); a link that points nowhere is refused,
+    /// since creating through it would land wherever it points.
+    ///
+    /// Refusals are `PermissionDenied`. This judges paths, then the caller uses the
+    /// path: a local user swapping a checked folder for a link in between is not
+    /// defended against (only clients are: they cannot make links).
+    pub fn confined(&self, relative: &Path) -> io::Result<PathBuf> {
+        let mut existing = self.root.join(relative);
+        let mut missing = Vec::new();
+        loop {
+            match existing.canonicalize() {
+                Ok(real) if real.starts_with(&self.root) => {
+                    let mut path = real;
+                    path.extend(missing.iter().rev());
+                    return Ok(path);
+                }
+                Ok(_) => return Err(outside_root()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if fs::symlink_metadata(&existing).is_ok() {
+                        return Err(outside_root());
+                    }
+                    match (existing.file_name(), existing.parent()) {
+                        (Some(name), Some(parent)) if existing != self.root => {
+                            missing.push(name.to_owned());
+                            existing = parent.to_owned();
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The folder that holds `relative`, confined ([`Store::confined`]).
+    fn confined_parent(&self, relative: &Path) -> io::Result<PathBuf> {
+        self.confined(relative.parent().unwrap_or(Path::new("")))
+    }
+
+    /// Where `relative` goes: its folder confined, its own name not resolved (the
+    /// write-once move and link never follow a link there, they fail on it).
+    fn destination(&self, relative: &Path) -> io::Result<PathBuf> {
+        let name = relative
+            .file_name()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.confined_parent(relative)?.join(name))
     }
 
     /// Creates a folder and its parents.
     pub fn create_folder(&self, relative: &Path) -> io::Result<()> {
-        fs::create_dir_all(self.full_path(relative))
+        fs::create_dir_all(self.confined(relative)?)
     }
 
     /// Starts storing a new file: creates a temporary file next to its destination,
     /// and the parent folders if they are missing.
     ///
-    /// Costs one `open` when the folder exists: this runs once per received file,
-    /// and on tmpfs the system calls around a small file cost more than its bytes.
+    /// Costs one `open` when the folder exists, besides resolving the folder
+    /// ([`Store::confined`]): this runs once per received file, and on tmpfs the
+    /// system calls around a small file cost more than its bytes.
     pub fn begin_file(&self, relative: &Path) -> io::Result<PendingFile> {
-        let destination = self.full_path(relative);
+        let destination = self.destination(relative)?;
         let parent = destination.parent().unwrap_or(&self.root);
         let temp = temp_path(parent);
         let file = match create_temp(&temp) {
@@ -150,40 +212,93 @@ impl Store {
 
     /// Starts storing a new file in a spare (`spares.rs`): an unnamed file in the
     /// root with `allocated` bytes already allocated.
-    pub fn begin_in_spare(&self, relative: &Path, spare: File, allocated: u64) -> PendingFile {
-        PendingFile {
+    pub fn begin_in_spare(
+        &self,
+        relative: &Path,
+        spare: File,
+        allocated: u64,
+    ) -> io::Result<PendingFile> {
+        Ok(PendingFile {
             file: Some(spare),
             temp: None,
             allocated,
-            destination: self.full_path(relative),
+            destination: self.destination(relative)?,
             committed: false,
-        }
+        })
     }
 
-    /// Appends bytes to a file (created with its parents if missing), in one write so
-    /// that appends from several connections do not interleave.
-    pub fn append(&self, relative: &Path, bytes: &[u8]) -> io::Result<()> {
-        let path = self.full_path(relative);
+    /// A file without a name to receive an `__aggregate_txt` body before it is
+    /// appended: the body may be large and must not sit in memory, and appending it
+    /// only once it is complete keeps a cut or corrupt body out of the file.
+    pub fn spool(&self) -> io::Result<File> {
+        #[cfg(target_os = "linux")]
+        if let Ok(file) = unnamed_file(&self.root) {
+            return Ok(file);
+        }
+        let path = temp_path(&self.root);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // On Windows an open file cannot be removed; the name stays hidden until then.
+        let _ = fs::remove_file(&path);
+        Ok(file)
+    }
+
+    /// Appends what `spool` holds to the file `relative` (created with its parents if
+    /// missing), unless that file was stored write-once.
+    ///
+    /// How the two are told apart: a file stored by a plain PUT is read-only (mode
+    /// 0440, or the read-only attribute); a file created here is made writable by its
+    /// owner (0640) and only this function creates such files. A link as the file's
+    /// own name is refused, as is anything but a regular file (a FIFO would block).
+    /// Appends from this server's connections are serialized, so they never
+    /// interleave.
+    pub fn append(&self, relative: &Path, spool: &mut File) -> io::Result<Appended> {
+        use std::io::Seek;
+        let path = self.destination(relative)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?
-            .write_all(bytes)
+        let _serialized = self
+            .appending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut target = match open_for_append(&path) {
+            Ok(target) => target,
+            // Not root: a read-only file cannot be opened for writing (a refused
+            // link is PermissionDenied too, but not the system's own error).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_some() => {
+                return Ok(Appended::WriteOnce)
+            }
+            Err(e) => return Err(e),
+        };
+        if !target.metadata()?.is_file() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        if is_write_once(&target)? {
+            return Ok(Appended::WriteOnce);
+        }
+        spool.rewind()?;
+        io::copy(spool, &mut target)?;
+        Ok(Appended::Done)
     }
 
     /// Lists a folder as the PYME JSON object `{"name": [type, size], ...}`.
     pub fn list_folder(&self, relative: &Path) -> io::Result<String> {
         let mut listing = serde_json::Map::new();
-        for entry in fs::read_dir(self.full_path(relative))? {
+        for entry in fs::read_dir(self.confined(relative)?)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_temp_name(&name) {
                 continue;
             }
-            // Follows links, as a client would; a dangling link is left out.
+            // Follows links inside the root, as a client would; links out of it and
+            // dangling ones are left out.
+            if entry.file_type()?.is_symlink() && !self.is_inside(&entry.path()) {
+                continue;
+            }
             let Ok(metadata) = fs::metadata(entry.path()) else {
                 continue;
             };
@@ -197,6 +312,71 @@ impl Store {
         }
         Ok(serde_json::Value::Object(listing).to_string())
     }
+}
+
+impl Store {
+    /// Whether `path` resolves to something inside the root.
+    fn is_inside(&self, path: &Path) -> bool {
+        path.canonicalize()
+            .is_ok_and(|real| real.starts_with(&self.root))
+    }
+}
+
+fn outside_root() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the name leads out of the storage root through a link",
+    )
+}
+
+/// Opens a file to append to, creating it writable by its owner (see
+/// [`Store::append`]); never through a link, never blocking on a FIFO.
+#[cfg(unix)]
+fn open_for_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let created = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(flags)
+        .open(path);
+    match created {
+        Ok(file) => {
+            // Whatever the umask: a created aggregate file must read as one.
+            file.set_permissions(fs::Permissions::from_mode(0o640))?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .append(true)
+            .custom_flags(flags)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => outside_root(),
+                _ => e,
+            }),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn open_for_append(path: &Path) -> io::Result<File> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(outside_root());
+    }
+    OpenOptions::new().append(true).create(true).open(path)
+}
+
+/// A file stored by a plain PUT: no write permission for its owner.
+#[cfg(unix)]
+fn is_write_once(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(file.metadata()?.permissions().mode() & 0o200 == 0)
+}
+
+#[cfg(not(unix))]
+fn is_write_once(file: &File) -> io::Result<bool> {
+    Ok(file.metadata()?.permissions().readonly())
 }
 
 /// The PYME type bits of a folder: 1 folder, 2 series, 4 complete series.

@@ -162,3 +162,83 @@ pub fn get(path: &str) -> Vec<u8> {
 pub fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap()
 }
+
+/// A `pyme-stream serve` child process (killed on drop), for what must be measured
+/// on the server's own process: its memory.
+pub struct ServeChild {
+    pub child: std::process::Child,
+    pub address: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl ServeChild {
+    pub fn start(extra: &[&str]) -> ServeChild {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+            .args(["serve", "--advertise", "none", "--port", "0", "--root"])
+            .arg(dir.path().join("root"))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("pyme-stream serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        ServeChild {
+            child,
+            address,
+            dir,
+        }
+    }
+
+    pub fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.address)
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB (`VmHWM`: the peak resident size).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A PUT of `body` sent with `Content-Encoding: gzip`.
+pub fn put_gzip(name: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "PUT /{name} HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// A gzip bomb: one gzip member of 1 MiB of zeros, repeated `mebibytes` times (a
+/// body of about 1 KiB per MiB it decodes to).
+pub fn gzip_bomb(mebibytes: usize) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&vec![0; 1 << 20]).unwrap();
+    encoder.finish().unwrap().repeat(mebibytes)
+}
