@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::body::{BodyError, Decoding};
 use super::request::{parse_request_head, Method, RequestHead};
@@ -22,7 +22,7 @@ use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
 use super::status::status_json;
 use super::storage::{resolve, Appended, PendingFile, RequestPath, Stored};
-use super::Shared;
+use super::{ConnectionState, Shared, PHASE_BUSY, PHASE_HEAD, PHASE_IDLE};
 
 /// Room for body bytes beyond the longest head: big bodies are moved this much per read.
 const BODY_CHUNK: usize = 256 * 1024;
@@ -35,17 +35,33 @@ const SPLICE_BODY_BYTES: u64 = BODY_CHUNK as u64;
 
 /// Why the request loop stops. Either way the connection is closed.
 enum End {
-    /// The client closed, went silent, or the socket failed.
+    /// The client closed, or the socket failed (or was shut by eviction or shutdown).
     Gone,
+    /// A read waited longer than its timeout.
+    TimedOut,
     /// The connection must close after the answers already written (refused request,
     /// `Connection: close`).
     Close,
 }
 
 impl From<io::Error> for End {
-    fn from(_: io::Error) -> End {
-        End::Gone
+    fn from(error: io::Error) -> End {
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => End::TimedOut,
+            _ => End::Gone,
+        }
     }
+}
+
+/// What a read waits for, which decides how long it may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The next request: at most the idle timeout.
+    Request,
+    /// The rest of a request head: until the head deadline.
+    HeadRest,
+    /// Body bytes: at most the read timeout of silence.
+    Body,
 }
 
 /// Whether the connection stays open after an answer.
@@ -53,7 +69,7 @@ type Next = Result<(), End>;
 
 /// Serves one connection until the client leaves, a request asks to close, a request is
 /// refused, or the server shuts the socket down.
-pub(crate) fn serve(stream: TcpStream, shared: &Shared) {
+pub(crate) fn serve(stream: TcpStream, shared: &Shared, state: &ConnectionState) {
     let _ = stream.set_nodelay(true);
     let write_timeout = nonzero(shared.config.read_timeout);
     let _ = stream.set_write_timeout(write_timeout);
@@ -64,7 +80,9 @@ pub(crate) fn serve(stream: TcpStream, shared: &Shared) {
         output: Vec::with_capacity(OUTPUT_HIGH_WATER),
         stream,
         shared,
-        timeout_set: false,
+        state,
+        read_timeout: None,
+        head_started: None,
         pipe: PipeState::NotMade,
     };
     if let Err(End::Close) = connection.request_loop() {
@@ -81,14 +99,18 @@ fn nonzero(timeout: Duration) -> Option<Duration> {
 struct Connection<'a> {
     stream: TcpStream,
     shared: &'a Shared,
+    /// What this connection is doing, for the accept thread's eviction policy.
+    state: &'a ConnectionState,
     /// Bytes read but not yet used are `input[start..end]`.
     input: Box<[u8]>,
     start: usize,
     end: usize,
     /// Answers not yet sent.
     output: Vec<u8>,
-    /// Whether the socket's read timeout is on (it is on only inside a request).
-    timeout_set: bool,
+    /// The socket's read timeout as last set (set only when it changes).
+    read_timeout: Option<Duration>,
+    /// When the first byte of the request head being received arrived.
+    head_started: Option<Instant>,
     /// For large bodies; made at the first.
     pipe: PipeState,
 }
@@ -107,15 +129,32 @@ impl Connection<'_> {
             match parse_request_head(&self.input[self.start..self.end], max_head) {
                 Ok(Some((head, len))) => {
                     self.start += len;
+                    self.head_started = None;
+                    self.state.enter(PHASE_BUSY, self.shared.now_ms());
                     self.handle(head)?;
+                    self.state.answered();
                     if self.output.len() >= OUTPUT_HIGH_WATER {
                         self.send_output()?;
                     }
                 }
                 Ok(None) => {
-                    let between_requests = self.start == self.end;
-                    if !self.read_more(between_requests)? {
-                        return Err(End::Gone);
+                    let wait = if self.start == self.end {
+                        self.state.enter(PHASE_IDLE, self.shared.now_ms());
+                        Wait::Request
+                    } else {
+                        self.head_started.get_or_insert_with(Instant::now);
+                        self.state.enter(PHASE_HEAD, self.shared.now_ms());
+                        Wait::HeadRest
+                    };
+                    match self.read_more(wait) {
+                        Ok(true) => {}
+                        Ok(false) => return Err(End::Gone),
+                        Err(End::TimedOut) if matches!(wait, Wait::HeadRest) => {
+                            let detail = "The request head did not arrive in time.";
+                            write_error(&mut self.output, 408, detail, true);
+                            return Err(End::Close);
+                        }
+                        Err(end) => return Err(end),
                     }
                 }
                 Err(e) => {
@@ -457,10 +496,9 @@ impl Connection<'_> {
 
     // ---- input -----------------------------------------------------------------
 
-    /// Sends pending answers, then reads more input. Between requests the read waits
-    /// for ever; inside one it gives up after the read timeout. Returns false at the
-    /// end of the stream.
-    fn read_more(&mut self, between_requests: bool) -> Result<bool, End> {
+    /// Sends pending answers, then reads more input, waiting as long as `wait` allows
+    /// (`End::TimedOut` after that). Returns false at the end of the stream.
+    fn read_more(&mut self, wait: Wait) -> Result<bool, End> {
         self.send_output()?;
         if self.start == self.end {
             self.start = 0;
@@ -470,7 +508,22 @@ impl Connection<'_> {
             self.end -= self.start;
             self.start = 0;
         }
-        self.set_timeout(!between_requests)?;
+        let config = &self.shared.config;
+        let timeout = match wait {
+            Wait::Request => nonzero(config.idle_timeout),
+            Wait::Body => nonzero(config.read_timeout),
+            Wait::HeadRest => match (nonzero(config.head_timeout), self.head_started) {
+                (Some(limit), Some(started)) => {
+                    let left = limit.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        return Err(End::TimedOut);
+                    }
+                    Some(left)
+                }
+                _ => None,
+            },
+        };
+        self.set_read_timeout(timeout)?;
         loop {
             match self.stream.read(&mut self.input[self.end..]) {
                 Ok(0) => return Ok(false),
@@ -479,7 +532,7 @@ impl Connection<'_> {
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(End::Gone),
+                Err(e) => return Err(End::from(e)),
             }
         }
     }
@@ -505,15 +558,11 @@ impl Connection<'_> {
         }
     }
 
-    fn set_timeout(&mut self, on: bool) -> io::Result<()> {
-        if on != self.timeout_set {
-            let timeout = if on {
-                nonzero(self.shared.config.read_timeout)
-            } else {
-                None
-            };
+    /// Sets the socket's read timeout, with a system call only when it changes.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout != self.read_timeout {
             self.stream.set_read_timeout(timeout)?;
-            self.timeout_set = on;
+            self.read_timeout = timeout;
         }
         Ok(())
     }
@@ -525,7 +574,7 @@ impl Connection<'_> {
         let mut remaining = len;
         let mut sink_result = Ok(());
         while remaining > 0 {
-            if self.start == self.end && !self.read_more(false)? {
+            if self.start == self.end && !self.read_more(Wait::Body)? {
                 return Err(End::Gone);
             }
             let take =
@@ -557,7 +606,7 @@ impl Connection<'_> {
             }
             // As `read_more` does before a read that can block.
             self.send_output()?;
-            self.set_timeout(true)?;
+            self.set_read_timeout(nonzero(self.shared.config.read_timeout))?;
             let (PipeState::Ready(pipe), Some(target)) = (&mut self.pipe, file.file()) else {
                 return self.read_body(remaining, file);
             };

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -34,8 +34,13 @@ use storage::Store;
 
 pub use spares::{SPARES, SPARE_MIN_BYTES};
 
-/// How many connections are served at once; more are answered 503 and closed.
+/// How many connections are served at once by default (see
+/// [`ServerConfig::max_connections`]).
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How many connections beyond the limit may be open while evicted ones close: past
+/// that, new connections are answered 503 whatever the policy says.
+const EVICTION_SLACK: usize = 64;
 
 /// The smallest `max_header_bytes` a server starts with: room for the request line of
 /// the longest name (`name::MAX_NAME_BYTES`, percent-encoded at up to three bytes per
@@ -60,9 +65,22 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// A larger `Content-Length` is answered 413 and the connection closed.
     pub max_body_bytes: u64,
-    /// A client silent this long in the middle of a request is dropped. Between
-    /// requests a connection may stay idle for ever (PYME clients keep theirs open).
+    /// A client silent this long in the middle of a request body is dropped (zero:
+    /// never).
     pub read_timeout: Duration,
+    /// A request head must be complete this long after its first byte arrived, else
+    /// the connection is answered 408 and closed (zero: no deadline). Heads are sent
+    /// in one piece by every real client; one that drips its head a byte at a time
+    /// (slowloris) is what this ends.
+    pub head_timeout: Duration,
+    /// A connection with no request under way is closed after this long (zero:
+    /// never). PYME clients keep their connection open between files, and reconnect.
+    pub idle_timeout: Duration,
+    /// How many connections are served at once. When all are taken, a new one takes
+    /// the place of the connection least likely to be a working client (see
+    /// `evict_one`); only when every connection is inside a request is it refused
+    /// with 503.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +94,9 @@ impl Default for ServerConfig {
             max_header_bytes: 64 * 1024,
             max_body_bytes: 4 << 30,
             read_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -93,9 +114,84 @@ pub(crate) struct Shared {
     files_in_spares: AtomicU64,
     bytes_stored: AtomicU64,
     connections_open: AtomicUsize,
+    /// Connections closed to make room for new ones, since the start.
+    connections_evicted: AtomicU64,
     stopping: AtomicBool,
-    /// A clone of every open connection's socket, so that shutdown can close them.
-    live: Mutex<HashMap<u64, TcpStream>>,
+    /// Every open connection: its socket (a clone, so that shutdown and eviction can
+    /// close it) and what it is doing.
+    live: Mutex<HashMap<u64, Live>>,
+}
+
+/// An open connection as the accept thread sees it.
+struct Live {
+    stream: TcpStream,
+    state: Arc<ConnectionState>,
+}
+
+/// What a connection is doing, published by its thread for the eviction policy.
+#[derive(Debug)]
+pub(crate) struct ConnectionState {
+    /// One of the `PHASE_*` values.
+    phase: AtomicU8,
+    /// When the phase began, in milliseconds since the server started.
+    since_ms: AtomicU64,
+    /// Requests answered on this connection.
+    served: AtomicU64,
+    /// Closed by eviction (so that it is not chosen twice).
+    evicted: AtomicBool,
+}
+
+/// Waiting for a request, nothing of it received yet.
+pub(crate) const PHASE_IDLE: u8 = 0;
+/// Part of a request head received, waiting for the rest.
+pub(crate) const PHASE_HEAD: u8 = 1;
+/// Inside a request: reading its body, storing, answering.
+pub(crate) const PHASE_BUSY: u8 = 2;
+
+impl ConnectionState {
+    fn new(now_ms: u64) -> ConnectionState {
+        ConnectionState {
+            phase: AtomicU8::new(PHASE_IDLE),
+            since_ms: AtomicU64::new(now_ms),
+            served: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a new phase (the time only when the phase changes).
+    pub(crate) fn enter(&self, phase: u8, now_ms: u64) {
+        if self.phase.swap(phase, Ordering::Relaxed) != phase {
+            self.since_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn answered(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How this connection ranks for eviction: lower goes first; `None` never goes.
+    /// First connections stuck in a request head (a working client sends its head in
+    /// one piece), oldest first; then connections that never sent a request, oldest
+    /// first; then connections idle between requests, longest idle first.
+    fn eviction_rank(&self) -> Option<(u8, u64)> {
+        if self.evicted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let since = self.since_ms.load(Ordering::Relaxed);
+        match self.phase.load(Ordering::Relaxed) {
+            PHASE_HEAD => Some((0, since)),
+            PHASE_IDLE if self.served.load(Ordering::Relaxed) == 0 => Some((1, since)),
+            PHASE_IDLE => Some((2, since)),
+            _ => None,
+        }
+    }
+}
+
+impl Shared {
+    /// Milliseconds since the server started: the clock of [`ConnectionState`].
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// A running data server. Dropping it shuts it down.
@@ -113,6 +209,12 @@ impl DataServer {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("max_header_bytes must be at least {MIN_HEADER_BYTES}"),
+            ));
+        }
+        if config.max_connections == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_connections must be at least 1",
             ));
         }
         let store = Store::open(&config.root)?;
@@ -134,6 +236,7 @@ impl DataServer {
             files_in_spares: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
             connections_open: AtomicUsize::new(0),
+            connections_evicted: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
         });
@@ -239,17 +342,20 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
     }
     drop(listener);
-    for stream in lock(&shared.live).values() {
-        let _ = stream.shutdown(Shutdown::Both);
+    for live in lock(&shared.live).values() {
+        let _ = live.stream.shutdown(Shutdown::Both);
     }
     for thread in threads {
         let _ = thread.join();
     }
 }
 
-/// Starts the thread that serves one connection, or refuses it with 503.
+/// Starts the thread that serves one connection, making room for it if all are taken,
+/// or refuses it with 503.
 fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-    if shared.connections_open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+    let open = shared.connections_open.load(Ordering::SeqCst);
+    let limit = shared.config.max_connections;
+    if open >= limit + EVICTION_SLACK || (open >= limit && !evict_one(shared)) {
         refuse(stream, "too many connections");
         return None;
     }
@@ -257,7 +363,12 @@ fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<
         refuse(stream, "cannot serve this connection");
         return None;
     };
-    lock(&shared.live).insert(id, clone);
+    let state = Arc::new(ConnectionState::new(shared.now_ms()));
+    let live = Live {
+        stream: clone,
+        state: Arc::clone(&state),
+    };
+    lock(&shared.live).insert(id, live);
     shared.connections_open.fetch_add(1, Ordering::SeqCst);
     let thread_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
@@ -267,18 +378,38 @@ fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<
                 shared: Arc::clone(&thread_shared),
                 id,
             };
-            connection::serve(stream, &thread_shared);
+            connection::serve(stream, &thread_shared, &state);
         });
     match spawned {
         Ok(thread) => Some(thread),
         Err(_) => {
             shared.connections_open.fetch_sub(1, Ordering::SeqCst);
-            if let Some(stream) = lock(&shared.live).remove(&id) {
-                refuse(stream, "cannot start a thread");
+            if let Some(live) = lock(&shared.live).remove(&id) {
+                refuse(live.stream, "cannot start a thread");
             }
             None
         }
     }
+}
+
+/// Closes the open connection least likely to be a working client (see
+/// [`ConnectionState::eviction_rank`]), to make room for a new one. False when every
+/// connection is inside a request. The evicted connection's thread sees its socket
+/// shut and ends; until then it still counts as open (hence `EVICTION_SLACK`).
+fn evict_one(shared: &Shared) -> bool {
+    let live = lock(&shared.live);
+    let victim = live
+        .values()
+        .filter_map(|live| Some((live.state.eviction_rank()?, live)))
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, live)| live);
+    let Some(victim) = victim else {
+        return false;
+    };
+    victim.state.evicted.store(true, Ordering::Relaxed);
+    let _ = victim.stream.shutdown(Shutdown::Both);
+    shared.connections_evicted.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// A connection's place in [`Shared`], given up when its thread ends, even by a panic.
