@@ -2,6 +2,7 @@
 //! write-once files, links out of the root.
 
 use std::fs;
+use std::io::Write;
 use std::time::Instant;
 
 mod server_support;
@@ -147,4 +148,117 @@ fn links_inside_the_root_are_never_followed_out_of_it() {
             "{hidden} listed: {keys:?}"
         );
     }
+}
+
+/// Bytes no HTTP client sends: each gets a 4xx and a close, only for its own
+/// connection, and what came before it on the connection is answered.
+#[test]
+fn garbage_after_good_requests_is_answered_in_order_then_closed() {
+    let server = TestServer::start();
+    let cases: &[(&[u8], u16)] = &[
+        (b"\x00\x01\x02\xff\xfe\r\n\r\n", 400),
+        (b"PUT /a\x00b HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 400),
+        (b"PUT /a%00b HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 400),
+        (
+            b"PUT /\xc3\xa9\xff HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            400,
+        ),
+        (
+            b"PUT /x HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            400,
+        ),
+        (b"PUT /x HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\nx", 400),
+        (b"PUT /x HTTP/1.1\r\nContent-Length: +1\r\n\r\nx", 400),
+        (
+            b"PUT /x HTTP/1.1\r\nContent-Length: 1\r\n folded: yes\r\n\r\nx",
+            400,
+        ),
+        (b"PUT /x HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
+        (
+            b"PUT http://evil/x HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            400,
+        ),
+        (b"PUT * HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 400),
+        (
+            b"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\nx",
+            411,
+        ),
+        (b"PUT /x HTTP/9.9\r\nContent-Length: 1\r\n\r\nx", 400),
+        (b"put /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 405),
+    ];
+    for (garbage, code) in cases {
+        let mut client = server.connect();
+        let mut request = put("good/first", b"1");
+        request.extend_from_slice(&put("good/second", b"2"));
+        request.extend_from_slice(garbage);
+        request.extend_from_slice(&put("good/never", b"3"));
+        client.send(&request);
+        assert_eq!(client.response().code, 200);
+        assert_eq!(client.response().code, 200);
+        let response = client.response();
+        assert_eq!(
+            response.code,
+            *code,
+            "{:?}",
+            String::from_utf8_lossy(garbage)
+        );
+        assert!(client.is_closed(), "{:?}", String::from_utf8_lossy(garbage));
+        assert!(!server.root().join("good/never").exists());
+        std::fs::remove_dir_all(server.root().join("good")).unwrap();
+    }
+}
+
+#[test]
+fn a_half_closed_client_gets_every_answer() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let mut requests = Vec::new();
+    for i in 0..50 {
+        requests.extend_from_slice(&put(&format!("half/{i}"), b"x"));
+    }
+    client.send(&requests);
+    client.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    for i in 0..50 {
+        assert_eq!(client.response().code, 200, "answer {i}");
+    }
+    assert!(client.is_closed());
+    // Cut inside a body: nothing stored, no temporary file left.
+    let mut cut = server.connect();
+    cut.send(b"PUT /half/cut HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly some");
+    cut.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(cut.is_closed());
+    let names: Vec<_> = fs::read_dir(server.root().join("half"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 50, "{names:?}");
+}
+
+#[test]
+fn a_header_flood_is_refused_without_reading_it_all() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    let mut flood = b"PUT /x HTTP/1.1\r\n".to_vec();
+    for i in 0..100 {
+        flood.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+    }
+    flood.extend_from_slice(b"\r\n");
+    client.send(&flood);
+    assert_eq!(client.response().code, 431);
+    assert!(client.is_closed());
+    // One endless header line: refused at the head limit, not read for ever.
+    let mut endless = server.connect();
+    let started = Instant::now();
+    endless.send(b"PUT /x HTTP/1.1\r\nX-Endless: ");
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0;
+    while sent < 64 << 20 {
+        if endless.writer.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    assert!(sent < 64 << 20, "the server read 64 MiB of one header");
+    assert_eq!(endless.response().code, 431);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }

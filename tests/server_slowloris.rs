@@ -192,3 +192,55 @@ fn working_clients_keep_storing_files_while_1100_connections_drip_their_heads() 
     assert!(status["connections_evicted"].as_u64().unwrap() >= 76);
     assert!(status["connections_open"].as_u64().unwrap() <= 1024 + 64);
 }
+
+/// Connections that hold a place inside a request (a body dripping a byte at a time,
+/// answers never read) are stalled, not working: a new client takes the place of
+/// one of them once it has moved nothing for a second.
+#[test]
+fn stalled_bodies_and_unread_answers_do_not_lock_working_clients_out() {
+    let server = TestServer::with(|c| c.max_connections = 8);
+    let address = server.server.local_addr();
+    let mut setup = server.connect();
+    setup.send(&put("big.bin", &vec![7u8; 4 << 20]));
+    assert_eq!(setup.response().code, 200);
+    drop(setup);
+
+    let mut attackers = Vec::new();
+    for _ in 0..4 {
+        let mut body_dripper = TcpStream::connect(address).unwrap();
+        body_dripper
+            .write_all(b"PUT /dripped HTTP/1.1\r\nContent-Length: 100000000\r\n\r\nx")
+            .unwrap();
+        attackers.push(body_dripper);
+        let mut non_reader = TcpStream::connect(address).unwrap();
+        let gets: Vec<u8> = (0..40).flat_map(|_| get("/big.bin")).collect();
+        non_reader.write_all(&gets).unwrap();
+        attackers.push(non_reader);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_drip = Arc::clone(&stop);
+    let drippers: Vec<TcpStream> = attackers
+        .iter()
+        .step_by(2)
+        .map(|s| s.try_clone().unwrap())
+        .collect();
+    let drip = thread::spawn(move || {
+        while !stop_drip.load(Ordering::SeqCst) {
+            for mut socket in &drippers {
+                let _ = socket.write_all(b"x");
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // Past the one second of no progress after which a connection counts as stalled.
+    thread::sleep(Duration::from_secs(3));
+    for i in 0..6 {
+        let mut client = Client::connect(address);
+        client.send(&put(&format!("working/{i}"), b"w"));
+        let response = client.response();
+        assert_eq!(response.code, 200, "file {i}: {response:?}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    drip.join().unwrap();
+    assert!(!server.root().join("dripped").exists());
+}

@@ -22,7 +22,10 @@ use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
 use super::status::status_json;
 use super::storage::{resolve, Appended, PendingFile, RequestPath, Stored};
-use super::{ConnectionState, Shared, PHASE_BUSY, PHASE_HEAD, PHASE_IDLE};
+use super::{
+    ConnectionState, Shared, PHASE_BODY, PHASE_BUSY, PHASE_HEAD, PHASE_IDLE, PHASE_WRITE,
+    PROGRESS_BYTES,
+};
 
 /// Room for body bytes beyond the longest head: big bodies are moved this much per read.
 const BODY_CHUNK: usize = 256 * 1024;
@@ -30,6 +33,8 @@ const BODY_CHUNK: usize = 256 * 1024;
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Files up to this size are copied into the output buffer; larger ones are streamed.
 const INLINE_FILE_BYTES: u64 = 64 * 1024;
+/// Large files are sent in pieces of this size (each a `sendfile` on Linux).
+const FILE_PIECE_BYTES: u64 = 1 << 20;
 /// Plain bodies of this size or more are moved into their file by `splice`.
 const SPLICE_BODY_BYTES: u64 = BODY_CHUNK as u64;
 
@@ -83,6 +88,7 @@ pub(crate) fn serve(stream: TcpStream, shared: &Shared, state: &ConnectionState)
         state,
         read_timeout: None,
         head_started: None,
+        moved_since_progress: 0,
         pipe: PipeState::NotMade,
     };
     if let Err(End::Close) = connection.request_loop() {
@@ -111,6 +117,8 @@ struct Connection<'a> {
     read_timeout: Option<Duration>,
     /// When the first byte of the request head being received arrived.
     head_started: Option<Instant>,
+    /// Body or answer bytes moved since the eviction policy was last told.
+    moved_since_progress: u64,
     /// For large bodies; made at the first.
     pipe: PipeState,
 }
@@ -454,8 +462,21 @@ impl Connection<'_> {
             limited.read_to_end(&mut self.output)? as u64
         } else {
             self.send_output()?;
-            // On Linux this copies file to socket inside the kernel.
-            io::copy(&mut limited, &mut self.stream)?
+            self.state.enter(PHASE_WRITE, self.shared.now_ms());
+            let mut copied = 0;
+            loop {
+                // On Linux this copies file to socket inside the kernel; in pieces,
+                // so that the progress is seen.
+                let mut piece = (&mut limited).take(FILE_PIECE_BYTES);
+                let n = io::copy(&mut piece, &mut self.stream)?;
+                if n == 0 {
+                    break;
+                }
+                copied += n;
+                self.moved(n);
+            }
+            self.state.enter(PHASE_BUSY, self.shared.now_ms());
+            copied
         };
         if copied != size {
             // The file shrank under us: the answer cannot be framed any more.
@@ -486,12 +507,27 @@ impl Connection<'_> {
         write_error(&mut self.output, code, detail, false);
     }
 
+    /// Sends the gathered answers. Meanwhile the connection counts as writing: a
+    /// client that does not read its answers stalls here, and can be evicted.
     fn send_output(&mut self) -> io::Result<()> {
         if !self.output.is_empty() {
+            let previous = self.state.phase();
+            self.state.enter(PHASE_WRITE, self.shared.now_ms());
             self.stream.write_all(&self.output)?;
+            self.state.enter(previous, self.shared.now_ms());
             self.output.clear();
         }
         Ok(())
+    }
+
+    /// Counts bytes of body or answer moved, and tells the eviction policy each time
+    /// another `PROGRESS_BYTES` have moved.
+    fn moved(&mut self, bytes: u64) {
+        self.moved_since_progress = self.moved_since_progress.saturating_add(bytes);
+        if self.moved_since_progress >= PROGRESS_BYTES as u64 {
+            self.state.progressed(self.shared.now_ms());
+            self.moved_since_progress = 0;
+        }
     }
 
     // ---- input -----------------------------------------------------------------
@@ -524,11 +560,17 @@ impl Connection<'_> {
             },
         };
         self.set_read_timeout(timeout)?;
+        if let Wait::Body = wait {
+            self.state.enter(PHASE_BODY, self.shared.now_ms());
+        }
         loop {
             match self.stream.read(&mut self.input[self.end..]) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.end += n;
+                    if let Wait::Body = wait {
+                        self.moved(n as u64);
+                    }
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -586,6 +628,7 @@ impl Connection<'_> {
             self.start += take;
             remaining -= take as u64;
         }
+        self.state.enter(PHASE_BUSY, self.shared.now_ms());
         Ok(sink_result)
     }
 
@@ -610,8 +653,12 @@ impl Connection<'_> {
             let (PipeState::Ready(pipe), Some(target)) = (&mut self.pipe, file.file()) else {
                 return self.read_body(remaining, file);
             };
+            self.state.enter(PHASE_BODY, self.shared.now_ms());
             match pipe.move_to_file(&self.stream, target, remaining) {
-                Moved::Stored(n) => remaining -= n,
+                Moved::Stored(n) => {
+                    remaining -= n;
+                    self.moved(n);
+                }
                 Moved::Refused(n, error) => {
                     remaining -= n;
                     result = Err(error);
@@ -622,6 +669,7 @@ impl Connection<'_> {
                 Moved::Unsupported => self.pipe = PipeState::Unavailable,
             }
         }
+        self.state.enter(PHASE_BUSY, self.shared.now_ms());
         Ok(result)
     }
 

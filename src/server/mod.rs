@@ -135,6 +135,9 @@ pub(crate) struct ConnectionState {
     phase: AtomicU8,
     /// When the phase began, in milliseconds since the server started.
     since_ms: AtomicU64,
+    /// When the connection last moved a good amount of body or answer
+    /// ([`PROGRESS_BYTES`]), in the same clock; reset when the phase changes.
+    progress_ms: AtomicU64,
     /// Requests answered on this connection.
     served: AtomicU64,
     /// Closed by eviction (so that it is not chosen twice).
@@ -145,14 +148,28 @@ pub(crate) struct ConnectionState {
 pub(crate) const PHASE_IDLE: u8 = 0;
 /// Part of a request head received, waiting for the rest.
 pub(crate) const PHASE_HEAD: u8 = 1;
-/// Inside a request: reading its body, storing, answering.
+/// Inside a request: storing it, preparing its answer.
 pub(crate) const PHASE_BUSY: u8 = 2;
+/// Reading a request body.
+pub(crate) const PHASE_BODY: u8 = 3;
+/// Sending answers (blocked while the client does not read them).
+pub(crate) const PHASE_WRITE: u8 = 4;
+
+/// A connection reading a body or sending answers counts as moving while it moves
+/// this much at least every [`STALLED_AFTER_MS`]: a client on the slowest link PYME
+/// streams over does so many times a second.
+pub(crate) const PROGRESS_BYTES: usize = 64 * 1024;
+
+/// How long a connection inside a body or an answer may move less than
+/// [`PROGRESS_BYTES`] before it counts as stalled (and may be evicted).
+const STALLED_AFTER_MS: u64 = 1000;
 
 impl ConnectionState {
     fn new(now_ms: u64) -> ConnectionState {
         ConnectionState {
             phase: AtomicU8::new(PHASE_IDLE),
             since_ms: AtomicU64::new(now_ms),
+            progress_ms: AtomicU64::new(now_ms),
             served: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
         }
@@ -162,26 +179,43 @@ impl ConnectionState {
     pub(crate) fn enter(&self, phase: u8, now_ms: u64) {
         if self.phase.swap(phase, Ordering::Relaxed) != phase {
             self.since_ms.store(now_ms, Ordering::Relaxed);
+            self.progress_ms.store(now_ms, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    /// Records that [`PROGRESS_BYTES`] more moved.
+    pub(crate) fn progressed(&self, now_ms: u64) {
+        self.progress_ms.store(now_ms, Ordering::Relaxed);
     }
 
     pub(crate) fn answered(&self) {
         self.served.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// How this connection ranks for eviction: lower goes first; `None` never goes.
-    /// First connections stuck in a request head (a working client sends its head in
-    /// one piece), oldest first; then connections that never sent a request, oldest
-    /// first; then connections idle between requests, longest idle first.
-    fn eviction_rank(&self) -> Option<(u8, u64)> {
+    /// How this connection ranks for eviction at `now_ms`: lower goes first; `None`
+    /// never goes. First connections stuck in a request head (a working client sends
+    /// its head in one piece), oldest first; then connections that never sent a
+    /// request, oldest first; then connections stalled inside a body or an answer
+    /// (see [`STALLED_AFTER_MS`]), longest stalled first; last connections idle
+    /// between requests, longest idle first. A connection storing a file, or moving
+    /// its body or answers, is never evicted.
+    fn eviction_rank(&self, now_ms: u64) -> Option<(u8, u64)> {
         if self.evicted.load(Ordering::Relaxed) {
             return None;
         }
         let since = self.since_ms.load(Ordering::Relaxed);
+        let progress = self.progress_ms.load(Ordering::Relaxed);
         match self.phase.load(Ordering::Relaxed) {
             PHASE_HEAD => Some((0, since)),
             PHASE_IDLE if self.served.load(Ordering::Relaxed) == 0 => Some((1, since)),
-            PHASE_IDLE => Some((2, since)),
+            PHASE_BODY | PHASE_WRITE if now_ms.saturating_sub(progress) >= STALLED_AFTER_MS => {
+                Some((2, progress))
+            }
+            PHASE_IDLE => Some((3, since)),
             _ => None,
         }
     }
@@ -397,10 +431,11 @@ fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<
 /// connection is inside a request. The evicted connection's thread sees its socket
 /// shut and ends; until then it still counts as open (hence `EVICTION_SLACK`).
 fn evict_one(shared: &Shared) -> bool {
+    let now_ms = shared.now_ms();
     let live = lock(&shared.live);
     let victim = live
         .values()
-        .filter_map(|live| Some((live.state.eviction_rank()?, live)))
+        .filter_map(|live| Some((live.state.eviction_rank(now_ms)?, live)))
         .min_by_key(|(rank, _)| *rank)
         .map(|(_, live)| live);
     let Some(victim) = victim else {
