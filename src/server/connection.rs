@@ -21,7 +21,7 @@ use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
 use super::status::status_json;
-use super::storage::{resolve, Appended, PendingFile, RequestPath, Stored};
+use super::storage::{resolve, Appended, FolderCache, PendingFile, RequestPath, Stored};
 use super::{
     ConnectionState, Shared, PHASE_BODY, PHASE_BUSY, PHASE_HEAD, PHASE_IDLE, PHASE_WRITE,
     PROGRESS_BYTES,
@@ -89,6 +89,7 @@ pub(crate) fn serve(stream: TcpStream, shared: &Shared, state: &ConnectionState)
         read_timeout: None,
         head_started: None,
         moved_since_progress: 0,
+        folders: FolderCache::default(),
         pipe: PipeState::NotMade,
     };
     if let Err(End::Close) = connection.request_loop() {
@@ -119,6 +120,8 @@ struct Connection<'a> {
     head_started: Option<Instant>,
     /// Body or answer bytes moved since the eviction policy was last told.
     moved_since_progress: u64,
+    /// The folder the latest file went to, resolved.
+    folders: FolderCache,
     /// For large bodies; made at the first.
     pipe: PipeState,
 }
@@ -276,9 +279,12 @@ impl Connection<'_> {
         let in_spare = spare.is_some();
         let begun = match spare {
             Some((spare, allocated)) => {
-                self.shared.store.begin_in_spare(relative, spare, allocated)
+                let folders = &mut self.folders;
+                self.shared
+                    .store
+                    .begin_in_spare(relative, spare, allocated, folders)
             }
-            None => self.shared.store.begin_file(relative),
+            None => self.shared.store.begin_file(relative, &mut self.folders),
         };
         let mut pending = match begun {
             Ok(pending) => pending,

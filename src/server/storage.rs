@@ -94,6 +94,14 @@ pub struct Store {
     appending: std::sync::Mutex<()>,
 }
 
+/// The folder of the latest file one connection stored, resolved
+/// ([`Store::confined`]). Kept per connection; a folder replaced by a link after it
+/// was resolved is the local-user race that `confined` documents.
+#[derive(Debug, Default)]
+pub struct FolderCache {
+    last: Option<(PathBuf, PathBuf)>,
+}
+
 /// How an append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -179,6 +187,25 @@ impl Store {
         Ok(self.confined_parent(relative)?.join(name))
     }
 
+    /// [`Store::destination`], with the folder taken from `folders` when the previous
+    /// file went to the same one: a series' files share a folder, and resolving it
+    /// costs a system call per path component.
+    fn destination_in(&self, relative: &Path, folders: &mut FolderCache) -> io::Result<PathBuf> {
+        let name = relative
+            .file_name()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let folder = relative.parent().unwrap_or(Path::new(""));
+        match &folders.last {
+            Some((cached, resolved)) if cached == folder => Ok(resolved.join(name)),
+            _ => {
+                let resolved = self.confined(folder)?;
+                let destination = resolved.join(name);
+                folders.last = Some((folder.to_owned(), resolved));
+                Ok(destination)
+            }
+        }
+    }
+
     /// Creates a folder and its parents.
     pub fn create_folder(&self, relative: &Path) -> io::Result<()> {
         fs::create_dir_all(self.confined(relative)?)
@@ -190,8 +217,12 @@ impl Store {
     /// Costs one `open` when the folder exists, besides resolving the folder
     /// ([`Store::confined`]): this runs once per received file, and on tmpfs the
     /// system calls around a small file cost more than its bytes.
-    pub fn begin_file(&self, relative: &Path) -> io::Result<PendingFile> {
-        let destination = self.destination(relative)?;
+    pub fn begin_file(
+        &self,
+        relative: &Path,
+        folders: &mut FolderCache,
+    ) -> io::Result<PendingFile> {
+        let destination = self.destination_in(relative, folders)?;
         let parent = destination.parent().unwrap_or(&self.root);
         let temp = temp_path(parent);
         let file = match create_temp(&temp) {
@@ -217,12 +248,13 @@ impl Store {
         relative: &Path,
         spare: File,
         allocated: u64,
+        folders: &mut FolderCache,
     ) -> io::Result<PendingFile> {
         Ok(PendingFile {
             file: Some(spare),
             temp: None,
             allocated,
-            destination: self.destination(relative)?,
+            destination: self.destination_in(relative, folders)?,
             committed: false,
         })
     }
@@ -616,14 +648,20 @@ mod tests {
     fn write_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut first = store.begin_file(Path::new("s/a")).unwrap();
-        let mut second = store.begin_file(Path::new("s/a")).unwrap();
+        let mut first = store
+            .begin_file(Path::new("s/a"), &mut FolderCache::default())
+            .unwrap();
+        let mut second = store
+            .begin_file(Path::new("s/a"), &mut FolderCache::default())
+            .unwrap();
         first.write_all(b"one").unwrap();
         second.write_all(b"two").unwrap();
         assert_eq!(first.commit().unwrap(), Stored::New);
         assert_eq!(second.commit().unwrap(), Stored::AlreadyExists);
         assert_eq!(fs::read(dir.path().join("s/a")).unwrap(), b"one");
-        let dropped = store.begin_file(Path::new("s/b")).unwrap();
+        let dropped = store
+            .begin_file(Path::new("s/b"), &mut FolderCache::default())
+            .unwrap();
         drop(dropped);
         assert_eq!(store.list_folder(Path::new("s")).unwrap(), r#"{"a":[0,3]}"#);
     }
@@ -632,7 +670,9 @@ mod tests {
     fn creates_missing_folders_and_refuses_a_file_as_folder() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut deep = store.begin_file(Path::new("x/y/z/frame")).unwrap();
+        let mut deep = store
+            .begin_file(Path::new("x/y/z/frame"), &mut FolderCache::default())
+            .unwrap();
         deep.write_all(b"abc").unwrap();
         assert_eq!(deep.commit().unwrap(), Stored::New);
         assert_eq!(fs::read(dir.path().join("x/y/z/frame")).unwrap(), b"abc");
@@ -643,9 +683,13 @@ mod tests {
             .collect();
         assert_eq!(names, ["frame"]);
         // A file cannot be a folder: the error comes back, nothing is created.
-        assert!(store.begin_file(Path::new("x/y/z/frame/inner")).is_err());
+        assert!(store
+            .begin_file(Path::new("x/y/z/frame/inner"), &mut FolderCache::default())
+            .is_err());
         // A taken name that is a folder is refused at commit.
-        let onto_folder = store.begin_file(Path::new("x/y")).unwrap();
+        let onto_folder = store
+            .begin_file(Path::new("x/y"), &mut FolderCache::default())
+            .unwrap();
         assert_eq!(onto_folder.commit().unwrap(), Stored::AlreadyExists);
     }
 
