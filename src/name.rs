@@ -161,23 +161,21 @@ fn validate_segment(segment: &str, position: usize) -> Result<(), NameError> {
 }
 
 /// Windows opens a device, not a file, for these stems, whatever the extension.
+/// ASCII case-insensitive, without allocating: this runs for every segment of every
+/// name put.
 fn is_reserved_device_name(segment: &str) -> bool {
-    let stem = segment.split('.').next().unwrap_or(segment);
-    let upper = stem.to_uppercase();
-    if matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL") {
-        return true;
-    }
-    let Some(number) = upper
-        .strip_prefix("COM")
-        .or_else(|| upper.strip_prefix("LPT"))
-    else {
+    let stem = segment.split('.').next().unwrap_or(segment).as_bytes();
+    if stem.len() < 3 {
         return false;
-    };
-    let mut chars = number.chars();
-    matches!(
-        (chars.next(), chars.next()),
-        (Some('0'..='9' | '¹' | '²' | '³'), None)
-    )
+    }
+    let (word, number) = stem.split_at(3);
+    let is = |reserved: &[u8]| word.eq_ignore_ascii_case(reserved);
+    if number.is_empty() {
+        return is(b"CON") || is(b"PRN") || is(b"AUX") || is(b"NUL");
+    }
+    (is(b"COM") || is(b"LPT"))
+        && (matches!(number, [b'0'..=b'9'])
+            || matches!(std::str::from_utf8(number), Ok("¹" | "²" | "³")))
 }
 
 fn validate_query(query: &str, offset: usize) -> Result<(), NameError> {
