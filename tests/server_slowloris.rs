@@ -154,8 +154,33 @@ impl Attack {
 /// 1100 connections against the default limit of 1024, dripping a byte a second,
 /// with a head deadline longer than the test: only the connection policy protects
 /// the working clients here, and every one of their files must be stored.
+/// Raises this process's open-file limit to what 1100 connections need on both ends
+/// (a fresh machine's soft limit is often 1024; the hard one is higher).
+#[cfg(unix)]
+fn allow_open_files(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < wanted as libc::rlim_t {
+            limit.rlim_cur = limit.rlim_max.min(wanted as libc::rlim_t);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= wanted as libc::rlim_t,
+        "this test needs {wanted} open files; the hard limit is {}",
+        limit.rlim_max
+    );
+}
+
 #[test]
 fn working_clients_keep_storing_files_while_1100_connections_drip_their_heads() {
+    #[cfg(unix)]
+    allow_open_files(3000);
     let server = TestServer::with(|c| c.head_timeout = Duration::from_secs(120));
     let address = server.server.local_addr();
     let mut persistent = server.connect();

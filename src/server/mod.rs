@@ -25,7 +25,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,9 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// How many connections beyond the limit may be open while evicted ones close: past
 /// that, new connections are answered 503 whatever the policy says.
 const EVICTION_SLACK: usize = 64;
+
+/// How long a new connection may wait for evicted ones to end (see `make_room`).
+const ROOM_WAIT: Duration = Duration::from_millis(500);
 
 /// The smallest `max_header_bytes` a server starts with: room for the request line of
 /// the longest name (`name::MAX_NAME_BYTES`, percent-encoded at up to three bytes per
@@ -116,6 +119,9 @@ pub(crate) struct Shared {
     connections_open: AtomicUsize,
     /// Connections closed to make room for new ones, since the start.
     connections_evicted: AtomicU64,
+    /// Notified (under `room`) whenever a connection ends.
+    room: Mutex<()>,
+    room_freed: Condvar,
     stopping: AtomicBool,
     /// Every open connection: its socket (a clone, so that shutdown and eviction can
     /// close it) and what it is doing.
@@ -271,6 +277,8 @@ impl DataServer {
             bytes_stored: AtomicU64::new(0),
             connections_open: AtomicUsize::new(0),
             connections_evicted: AtomicU64::new(0),
+            room: Mutex::new(()),
+            room_freed: Condvar::new(),
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
         });
@@ -324,6 +332,9 @@ impl DataServer {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
+        // An accept thread waiting for room sees `stopping` at once.
+        drop(lock(&self.shared.room));
+        self.shared.room_freed.notify_all();
         // Wake the blocking accept; it sees `stopping` and leaves. If the connection
         // fails the accept thread is not blocked on this listener any more anyway.
         let _ = TcpStream::connect(wake_address(self.shared.local_addr));
@@ -387,9 +398,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 /// Starts the thread that serves one connection, making room for it if all are taken,
 /// or refuses it with 503.
 fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-    let open = shared.connections_open.load(Ordering::SeqCst);
-    let limit = shared.config.max_connections;
-    if open >= limit + EVICTION_SLACK || (open >= limit && !evict_one(shared)) {
+    if !make_room(shared) {
         refuse(stream, "too many connections");
         return None;
     }
@@ -426,6 +435,35 @@ fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<
     }
 }
 
+/// Whether a new connection may be served: below the limit, or once another was
+/// evicted for it. An evicted connection's thread ends at once unless the machine is
+/// busy; past [`EVICTION_SLACK`] of them still ending, this waits (at most
+/// [`ROOM_WAIT`], and not past shutdown) for them, which also slows down a client
+/// that reconnects as fast as it is evicted.
+fn make_room(shared: &Shared) -> bool {
+    let limit = shared.config.max_connections;
+    if shared.connections_open.load(Ordering::SeqCst) < limit {
+        return true;
+    }
+    if !evict_one(shared) {
+        return false;
+    }
+    let deadline = Instant::now() + ROOM_WAIT;
+    let mut guard = lock(&shared.room);
+    while shared.connections_open.load(Ordering::SeqCst) >= limit + EVICTION_SLACK {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || shared.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        guard = shared
+            .room_freed
+            .wait_timeout(guard, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    true
+}
+
 /// Closes the open connection least likely to be a working client (see
 /// [`ConnectionState::eviction_rank`]), to make room for a new one. False when every
 /// connection is inside a request. The evicted connection's thread sees its socket
@@ -457,6 +495,8 @@ impl Drop for Registration {
     fn drop(&mut self) {
         lock(&self.shared.live).remove(&self.id);
         self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+        let _room = lock(&self.shared.room);
+        self.shared.room_freed.notify_all();
     }
 }
 
