@@ -141,7 +141,7 @@ impl Connection<'_> {
                 Ok(Some((head, len))) => {
                     self.start += len;
                     self.head_started = None;
-                    self.state.enter(PHASE_BUSY, self.shared.now_ms());
+                    self.state.enter(PHASE_BUSY);
                     self.handle(head)?;
                     self.state.answered();
                     if self.output.len() >= OUTPUT_HIGH_WATER {
@@ -150,11 +150,11 @@ impl Connection<'_> {
                 }
                 Ok(None) => {
                     let wait = if self.start == self.end {
-                        self.state.enter(PHASE_IDLE, self.shared.now_ms());
+                        self.state.enter(PHASE_IDLE);
                         Wait::Request
                     } else {
                         self.head_started.get_or_insert_with(Instant::now);
-                        self.state.enter(PHASE_HEAD, self.shared.now_ms());
+                        self.state.enter(PHASE_HEAD);
                         Wait::HeadRest
                     };
                     match self.read_more(wait) {
@@ -468,7 +468,7 @@ impl Connection<'_> {
             limited.read_to_end(&mut self.output)? as u64
         } else {
             self.send_output()?;
-            self.state.enter(PHASE_WRITE, self.shared.now_ms());
+            self.state.enter(PHASE_WRITE);
             let mut copied = 0;
             loop {
                 // On Linux this copies file to socket inside the kernel; in pieces,
@@ -481,7 +481,7 @@ impl Connection<'_> {
                 copied += n;
                 self.moved(n);
             }
-            self.state.enter(PHASE_BUSY, self.shared.now_ms());
+            self.state.enter(PHASE_BUSY);
             copied
         };
         if copied != size {
@@ -518,9 +518,9 @@ impl Connection<'_> {
     fn send_output(&mut self) -> io::Result<()> {
         if !self.output.is_empty() {
             let previous = self.state.phase();
-            self.state.enter(PHASE_WRITE, self.shared.now_ms());
+            self.state.enter(PHASE_WRITE);
             self.stream.write_all(&self.output)?;
-            self.state.enter(previous, self.shared.now_ms());
+            self.state.enter(previous);
             self.output.clear();
         }
         Ok(())
@@ -531,7 +531,7 @@ impl Connection<'_> {
     fn moved(&mut self, bytes: u64) {
         self.moved_since_progress = self.moved_since_progress.saturating_add(bytes);
         if self.moved_since_progress >= PROGRESS_BYTES as u64 {
-            self.state.progressed(self.shared.now_ms());
+            self.state.progressed();
             self.moved_since_progress = 0;
         }
     }
@@ -567,7 +567,7 @@ impl Connection<'_> {
         };
         self.set_read_timeout(timeout)?;
         if let Wait::Body = wait {
-            self.state.enter(PHASE_BODY, self.shared.now_ms());
+            self.state.enter(PHASE_BODY);
         }
         loop {
             match self.stream.read(&mut self.input[self.end..]) {
@@ -634,7 +634,7 @@ impl Connection<'_> {
             self.start += take;
             remaining -= take as u64;
         }
-        self.state.enter(PHASE_BUSY, self.shared.now_ms());
+        self.state.enter(PHASE_BUSY);
         Ok(sink_result)
     }
 
@@ -659,7 +659,7 @@ impl Connection<'_> {
             let (PipeState::Ready(pipe), Some(target)) = (&mut self.pipe, file.file()) else {
                 return self.read_body(remaining, file);
             };
-            self.state.enter(PHASE_BODY, self.shared.now_ms());
+            self.state.enter(PHASE_BODY);
             match pipe.move_to_file(&self.stream, target, remaining) {
                 Moved::Stored(n) => {
                     remaining -= n;
@@ -675,7 +675,7 @@ impl Connection<'_> {
                 Moved::Unsupported => self.pipe = PipeState::Unavailable,
             }
         }
-        self.state.enter(PHASE_BUSY, self.shared.now_ms());
+        self.state.enter(PHASE_BUSY);
         Ok(result)
     }
 

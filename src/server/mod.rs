@@ -137,6 +137,8 @@ struct Live {
 /// What a connection is doing, published by its thread for the eviction policy.
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
+    /// The server's start: the clock's zero.
+    origin: Instant,
     /// One of the `PHASE_*` values.
     phase: AtomicU8,
     /// When the phase began, in milliseconds since the server started.
@@ -171,8 +173,10 @@ pub(crate) const PROGRESS_BYTES: usize = 64 * 1024;
 const STALLED_AFTER_MS: u64 = 1000;
 
 impl ConnectionState {
-    fn new(now_ms: u64) -> ConnectionState {
+    fn new(origin: Instant) -> ConnectionState {
+        let now_ms = ms_since(origin);
         ConnectionState {
+            origin,
             phase: AtomicU8::new(PHASE_IDLE),
             since_ms: AtomicU64::new(now_ms),
             progress_ms: AtomicU64::new(now_ms),
@@ -181,9 +185,11 @@ impl ConnectionState {
         }
     }
 
-    /// Records a new phase (the time only when the phase changes).
-    pub(crate) fn enter(&self, phase: u8, now_ms: u64) {
+    /// Records a new phase (and reads the clock only when the phase changes: this
+    /// runs several times per request).
+    pub(crate) fn enter(&self, phase: u8) {
         if self.phase.swap(phase, Ordering::Relaxed) != phase {
+            let now_ms = ms_since(self.origin);
             self.since_ms.store(now_ms, Ordering::Relaxed);
             self.progress_ms.store(now_ms, Ordering::Relaxed);
         }
@@ -194,8 +200,9 @@ impl ConnectionState {
     }
 
     /// Records that [`PROGRESS_BYTES`] more moved.
-    pub(crate) fn progressed(&self, now_ms: u64) {
-        self.progress_ms.store(now_ms, Ordering::Relaxed);
+    pub(crate) fn progressed(&self) {
+        self.progress_ms
+            .store(ms_since(self.origin), Ordering::Relaxed);
     }
 
     pub(crate) fn answered(&self) {
@@ -227,11 +234,9 @@ impl ConnectionState {
     }
 }
 
-impl Shared {
-    /// Milliseconds since the server started: the clock of [`ConnectionState`].
-    pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
+/// Milliseconds since `origin` (the server's start): the clock of [`ConnectionState`].
+fn ms_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A running data server. Dropping it shuts it down.
@@ -406,7 +411,7 @@ fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<
         refuse(stream, "cannot serve this connection");
         return None;
     };
-    let state = Arc::new(ConnectionState::new(shared.now_ms()));
+    let state = Arc::new(ConnectionState::new(shared.started));
     let live = Live {
         stream: clone,
         state: Arc::clone(&state),
@@ -469,7 +474,7 @@ fn make_room(shared: &Shared) -> bool {
 /// connection is inside a request. The evicted connection's thread sees its socket
 /// shut and ends; until then it still counts as open (hence `EVICTION_SLACK`).
 fn evict_one(shared: &Shared) -> bool {
-    let now_ms = shared.now_ms();
+    let now_ms = ms_since(shared.started);
     let live = lock(&shared.live);
     let victim = live
         .values()
