@@ -3,9 +3,12 @@
 //!
 //! This module holds the configuration and the lifecycle: binding, the accept thread,
 //! one thread per connection, and a shutdown that joins every thread it started without
-//! waiting for any timeout. The request loop is in [`connection`], request parsing in
-//! [`request`], the files in [`storage`] (and, with the spares, their shared system
-//! calls in `fs`), the advice about a tmpfs root in [`mounts`].
+//! waiting for any timeout, and the connection policy: at most
+//! [`ServerConfig::max_connections`] at once, a new one taking the place of the one
+//! least likely to be a working client (`evict_one`). The request loop is in
+//! `connection`, request parsing in [`request`], the files in [`storage`] (and, with
+//! the spares, their shared system calls in `fs`), the advice about a tmpfs root in
+//! [`mounts`]. The reference for users is `docs/SERVER.md`.
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
 
