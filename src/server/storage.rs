@@ -71,8 +71,8 @@ pub fn resolve(target: &str) -> Result<RequestPath, NameError> {
         "__aggregate_txt" if segments.len() > 1 && !folder => {
             RequestPath::AggregateText(segments[1..].iter().collect())
         }
-        "__aggregate_h5r" | "__aggregate_h5" => RequestPath::Unsupported,
-        first if first.starts_with("__pyramid_") => RequestPath::Unsupported,
+        "__aggregate_h5r" | "__aggregate_h5" if !folder => RequestPath::Unsupported,
+        first if first.starts_with("__pyramid_") && !folder => RequestPath::Unsupported,
         _ => RequestPath::Plain { relative, folder },
     })
 }
@@ -605,6 +605,12 @@ mod tests {
         assert_eq!(
             resolve("/__pyramid_create/p?x=1"),
             Ok(RequestPath::Unsupported)
+        );
+        // Folder targets are folders, whatever their first segment.
+        assert_eq!(resolve("/__pyramid_aa/"), Ok(plain("__pyramid_aa", true)));
+        assert_eq!(
+            resolve("/__aggregate_h5/x/"),
+            Ok(plain("__aggregate_h5/x", true))
         );
     }
 
