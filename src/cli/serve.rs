@@ -41,7 +41,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub head_timeout_ms: Option<u64>,
     /// Close a connection with no request under way after this long; 0: never
-    /// [default: 600000]
+    /// [default: 0]
     #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
     /// Connections served at once; when all are taken, a new one replaces the

@@ -79,8 +79,8 @@ pub struct ServerConfig {
     /// in one piece by every real client; one that drips its head a byte at a time
     /// (slowloris) is what this ends.
     pub head_timeout: Duration,
-    /// A connection with no request under way is closed after this long (zero:
-    /// never). PYME clients keep their connection open between files, and reconnect.
+    /// A connection with no request under way is closed after this long (zero, the
+    /// default: never). PYME clients keep their connection open between files.
     pub idle_timeout: Duration,
     /// How many connections are served at once. When all are taken, a new one takes
     /// the place of the connection least likely to be a working client (see
@@ -101,7 +101,10 @@ impl Default for ServerConfig {
             max_body_bytes: 4 << 30,
             read_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(600),
+            // Off: today our client takes a closed idle connection for a dead server
+            // (tests/server_slowloris.rs, the ignored test); idle connections give
+            // their place to new ones under pressure anyway.
+            idle_timeout: Duration::ZERO,
             max_connections: MAX_CONNECTIONS,
         }
     }
