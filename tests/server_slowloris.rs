@@ -292,3 +292,23 @@ fn our_client_carries_on_after_the_server_closes_its_idle_connection() {
     assert_eq!(stats.files_failed, 0, "{stats:?}");
     assert!(server.root().join("idle/second").is_file());
 }
+
+/// Without a head deadline, a head that stops coming is still bounded: by the read
+/// timeout of silence.
+#[test]
+fn without_a_head_deadline_a_silent_half_head_ends_at_the_read_timeout() {
+    let silence = Duration::from_millis(500);
+    let server = TestServer::with(|c| {
+        c.head_timeout = Duration::ZERO;
+        c.read_timeout = silence;
+    });
+    let mut client = TcpStream::connect(server.server.local_addr()).unwrap();
+    client.write_all(b"PUT /half HTTP/1.1\r\nContent-").unwrap();
+    let (elapsed, answer) = wait_for_close(&mut client);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 "));
+    assert!(
+        elapsed >= silence - Duration::from_millis(50),
+        "{elapsed:?}"
+    );
+    assert!(elapsed < silence + Duration::from_secs(5), "{elapsed:?}");
+}

@@ -63,7 +63,8 @@ impl From<io::Error> for End {
 enum Wait {
     /// The next request: at most the idle timeout.
     Request,
-    /// The rest of a request head: until the head deadline.
+    /// The rest of a request head: until the head deadline (without one, at most
+    /// the read timeout of silence).
     HeadRest,
     /// Body bytes: at most the read timeout of silence.
     Body,
@@ -562,7 +563,8 @@ impl Connection<'_> {
                     }
                     Some(left)
                 }
-                _ => None,
+                // No head deadline: silence is bounded as inside a body.
+                _ => nonzero(config.read_timeout),
             },
         };
         self.set_read_timeout(timeout)?;
