@@ -102,8 +102,6 @@ pub fn validate(name: &str) -> Result<(), NameError> {
 }
 
 /// The client's check before a name is queued: [`validate`], as the crate's error.
-// The client's `stream::check_name` does the same until it is moved here.
-#[allow(dead_code)]
 pub(crate) fn check_name(name: &str) -> Result<(), crate::Error> {
     validate(name).map_err(|reason| crate::Error::InvalidName {
         name: name.to_owned(),

@@ -271,11 +271,8 @@ fn stalled_bodies_and_unread_answers_do_not_lock_working_clients_out() {
 }
 
 /// The idle timeout closes our own client's connection between files: the client
-/// reconnects and nothing fails. Today the client's next put fails with `ServerDown`
-/// ("no server is live") instead: a client defect (issue 15, item 10), which is why the
-/// server's idle timeout is off by default.
+/// reconnects and nothing fails.
 #[test]
-#[ignore = "client defect: a server closing an idle connection fails the next put (issue 15 item 10)"]
 fn our_client_carries_on_after_the_server_closes_its_idle_connection() {
     use pyme_streaming::{Streamer, StreamerOptions};
     let idle = Duration::from_millis(300);

@@ -14,12 +14,16 @@
 
 mod body;
 mod connection;
+#[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 mod fs;
 pub mod mounts;
 pub mod request;
 mod response;
+#[allow(unsafe_code)] // fallocate on spare files
 mod spares;
+#[allow(unsafe_code)] // splice(2) from the socket to the file
 mod splice;
+#[allow(unsafe_code)] // statvfs(3) for the disk figures
 pub mod status;
 pub mod storage;
 
@@ -101,9 +105,9 @@ impl Default for ServerConfig {
             max_body_bytes: 4 << 30,
             read_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
-            // Off: today our client takes a closed idle connection for a dead server
-            // (tests/server_slowloris.rs, the ignored test); idle connections give
-            // their place to new ones under pressure anyway.
+            // Off: PYME's own clients keep their connection open between files and
+            // may not expect it closed; idle connections give their place to new
+            // ones under pressure anyway.
             idle_timeout: Duration::ZERO,
             max_connections: MAX_CONNECTIONS,
         }
