@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,159 +10,9 @@ use std::time::{Duration, Instant};
 use common::{files_under, pyme_stream};
 use pyme_streaming::server::{DataServer, ServerConfig};
 
-/// A started server and the folder holding its root (`<dir>/root`), so that a test can
-/// check nothing was written beside the root.
-struct TestServer {
-    server: DataServer,
-    dir: tempfile::TempDir,
-}
+mod server_support;
 
-impl TestServer {
-    fn start() -> TestServer {
-        TestServer::with(|_| {})
-    }
-
-    fn with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig {
-            root: dir.path().join("root"),
-            serverfilter: "test-cluster".into(),
-            ..ServerConfig::default()
-        };
-        adjust(&mut config);
-        let server = DataServer::start(config).unwrap();
-        TestServer { server, dir }
-    }
-
-    fn root(&self) -> &Path {
-        self.server.root()
-    }
-
-    fn connect(&self) -> Client {
-        Client::connect(self.server.local_addr())
-    }
-}
-
-impl TestServer {
-    fn connect_and_get(&self, path: &str) -> Response {
-        let mut client = self.connect();
-        client.send(&get(path));
-        client.response()
-    }
-}
-
-struct Client {
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-#[derive(Debug)]
-struct Response {
-    code: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl Client {
-    fn connect(address: impl std::net::ToSocketAddrs) -> Client {
-        let stream = TcpStream::connect(address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
-            writer: stream.try_clone().unwrap(),
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    /// Reads one final answer (skipping 1xx), whose body is framed by Content-Length.
-    fn response(&mut self) -> Response {
-        self.response_to(false)
-    }
-
-    fn response_to(&mut self, head_request: bool) -> Response {
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).unwrap();
-            let code: u16 = line
-                .split(' ')
-                .nth(1)
-                .unwrap_or_else(|| panic!("bad status line {line:?}"))
-                .parse()
-                .unwrap();
-            let mut headers = Vec::new();
-            loop {
-                let mut line = String::new();
-                self.reader.read_line(&mut line).unwrap();
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                let (name, value) = line.split_once(':').unwrap();
-                headers.push((name.to_owned(), value.trim().to_owned()));
-            }
-            if (100..200).contains(&code) {
-                continue;
-            }
-            let mut response = Response {
-                code,
-                headers,
-                body: Vec::new(),
-            };
-            let length: usize = response
-                .header("Content-Length")
-                .expect("every answer has a Content-Length")
-                .parse()
-                .unwrap();
-            if !head_request {
-                response.body = vec![0; length];
-                self.reader.read_exact(&mut response.body).unwrap();
-            }
-            return response;
-        }
-    }
-
-    /// Whether the server closed the connection (end of stream or reset).
-    fn is_closed(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        match self.reader.read(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-        }
-    }
-}
-
-fn put(name: &str, body: &[u8]) -> Vec<u8> {
-    let mut request = format!(
-        "PUT /{name} HTTP/1.1\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    request
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\n\r\n").into_bytes()
-}
-
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap()
-}
+use server_support::{get, json, put, Client, TestServer};
 
 #[test]
 fn write_once_stores_read_only_and_refuses_a_second_put() {
@@ -228,6 +78,16 @@ fn parent_folders_and_folder_only_puts() {
         b"deep"
     );
     assert!(server.root().join("empty/folder").is_dir());
+    // A parent that is a file: 409, the connection goes on.
+    client.send(&put("x/y/z.txt/inner", b"data"));
+    assert_eq!(client.response().code, 409);
+    client.send(&put("x/after", b"a"));
+    assert_eq!(client.response().code, 200);
+    // Data sent to a folder name would be lost: refused, nothing made.
+    client.send(&put("data/folder/", b"lost?"));
+    assert_eq!(client.response().code, 400);
+    assert!(client.is_closed());
+    assert!(!server.root().join("data").exists());
 }
 
 #[test]
@@ -384,7 +244,7 @@ fn paths_leaving_the_root_are_refused_and_close_only_their_connection() {
 #[test]
 fn bad_requests_get_a_4xx_and_a_close() {
     let server = TestServer::with(|c| {
-        c.max_header_bytes = 1024;
+        c.max_header_bytes = pyme_streaming::server::MIN_HEADER_BYTES;
         c.max_body_bytes = 1000;
     });
     let cases: [(&[u8], u16); 5] = [
@@ -404,7 +264,7 @@ fn bad_requests_get_a_4xx_and_a_close() {
     }
 
     let mut client = server.connect();
-    let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(2000));
+    let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(10_000));
     client.send(long.as_bytes());
     let response = client.response();
     assert!(response.code == 431 || response.code == 400);

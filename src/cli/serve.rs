@@ -33,7 +33,7 @@ pub struct ServeArgs {
     /// Refuse bodies larger than this (413).
     #[arg(long)]
     pub max_body_bytes: Option<u64>,
-    /// Drop a client silent this long in the middle of a request.
+    /// Drop a client silent this long in the middle of a request body [default: 30000]
     #[arg(long)]
     pub read_timeout_ms: Option<u64>,
     /// For tests only: store as slowly as a disk writing this many MB/s (after
@@ -41,6 +41,18 @@ pub struct ServeArgs {
     /// uneven cluster.
     #[arg(long, value_name = "MB_PER_S")]
     pub store_rate: Option<f64>,
+    /// A request head must be complete this long after its first byte, else 408
+    /// and close (slow-drip clients); 0: no deadline [default: 10000]
+    #[arg(long)]
+    pub head_timeout_ms: Option<u64>,
+    /// Close a connection with no request under way after this long; 0: never
+    /// [default: 0]
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Connections served at once; when all are taken, a new one replaces the
+    /// connection idle or stuck in a request head the longest
+    #[arg(long, default_value_t = pyme_streaming::server::MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Where to advertise the server so clients find it by its serverfilter:
     /// none, local (the registry file, for this computer), mdns (multicast on
     /// the network: bind a non-loopback address), or both.
@@ -74,6 +86,13 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .store_rate
             .filter(|rate| *rate > 0.0)
             .map(|rate| (rate * 1e6) as u64),
+        head_timeout: args
+            .head_timeout_ms
+            .map_or(defaults.head_timeout, Duration::from_millis),
+        idle_timeout: args
+            .idle_timeout_ms
+            .map_or(defaults.idle_timeout, Duration::from_millis),
+        max_connections: args.max_connections,
     };
 
     let (stop_tx, stop_rx) = mpsc::channel();

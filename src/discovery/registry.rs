@@ -9,7 +9,14 @@
 //!
 //! Reading never creates the file or the table, and waits at most [`BUSY_TIMEOUT`] for a
 //! lock held by another process.
+//!
+//! A server killed without its shutdown leaves its row behind. So, as PYME's own server
+//! does, [`register`] first removes the rows of servers that are gone: rows on an
+//! address of this computer (loopback, or one it can bind) whose port refuses a TCP
+//! connection. Rows on other computers' addresses, and ports that do not answer at
+//! all within [`PROBE_TIMEOUT`], are left alone: only a refusal proves a server gone.
 
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +29,9 @@ pub const FILE_NAME: &str = "_pyme-http.sqlite";
 
 /// How long a reader or writer waits for another process's lock on the file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long [`register`] waits for a registered port to accept or refuse.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// PYME's table, created by the first writer.
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS dns \
@@ -109,9 +119,8 @@ pub fn register(
     let conn = Connection::open(path).map_err(error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
     conn.execute(CREATE_TABLE, []).map_err(error)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    remove_gone_servers(&conn).map_err(error)?;
+    let now = unix_now();
     conn.execute(
         "INSERT INTO dns VALUES (?1, ?2, ?3, ?4, '')",
         rusqlite::params![name, address, port, now],
@@ -163,9 +172,118 @@ impl Drop for RegistryEntry {
     }
 }
 
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Deletes the rows whose server is provably gone (see the module documentation).
+/// Rows written after the probes began are kept: a new server may have taken the port.
+fn remove_gone_servers(conn: &Connection) -> rusqlite::Result<()> {
+    let probes_began = unix_now();
+    let mut statement = conn.prepare("SELECT DISTINCT address, port FROM dns")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, Option<String>>(0)?,
+            row.get::<_, Option<i64>>(1)?,
+        ))
+    })?;
+    let mut gone = Vec::new();
+    for row in rows {
+        let (Some(address), Some(port)) = row? else {
+            continue;
+        };
+        let Ok(ip) = address.parse::<IpAddr>() else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if port != 0 && is_this_computer(ip) && refuses(SocketAddr::new(ip, port)) {
+            gone.push((address, port));
+        }
+    }
+    drop(statement);
+    for (address, port) in gone {
+        conn.execute(
+            "DELETE FROM dns WHERE address = ?1 AND port = ?2 \
+             AND (creation_time IS NULL OR creation_time < ?3)",
+            rusqlite::params![address, port, probes_began],
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether `ip` is an address of this computer: loopback, or one a socket can bind
+/// (binding sends nothing).
+fn is_this_computer(ip: IpAddr) -> bool {
+    ip.is_loopback() || (!ip.is_unspecified() && UdpSocket::bind((ip, 0)).is_ok())
+}
+
+/// Whether a TCP connection to `address` is refused (nothing listens there).
+fn refuses(address: SocketAddr) -> bool {
+    matches!(
+        TcpStream::connect_timeout(&address, PROBE_TIMEOUT),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
 fn registry_error(path: &Path, error: rusqlite::Error) -> DiscoveryError {
     DiscoveryError::Registry {
         path: path.to_owned(),
         detail: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn names(path: &Path) -> Vec<String> {
+        let conn = Connection::open(path).unwrap();
+        let mut statement = conn.prepare("SELECT name FROM dns ORDER BY name").unwrap();
+        let names = statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        names
+    }
+
+    #[test]
+    fn a_starting_server_removes_rows_of_servers_that_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let alive = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let port = alive.local_addr().unwrap().port();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(CREATE_TABLE, []).unwrap();
+        let insert = |name: &str, address: Option<&str>, port: Option<u16>| {
+            conn.execute(
+                "INSERT INTO dns VALUES (?1, ?2, ?3, 1.0, '')",
+                rusqlite::params![name, address, port],
+            )
+            .unwrap();
+        };
+        insert("alive", Some("127.0.0.1"), Some(port));
+        // Left by a server killed without its shutdown.
+        insert("gone", Some("127.0.0.1"), Some(dead_port));
+        // Another computer's address (TEST-NET-1): never probed, kept.
+        insert("elsewhere", Some("192.0.2.1"), Some(dead_port));
+        insert("odd", None, None);
+        assert_eq!(names(&path), ["alive", "elsewhere", "gone", "odd"]);
+
+        let _new = register(&path, "new", "127.0.0.1", port).unwrap();
+
+        assert_eq!(names(&path), ["alive", "elsewhere", "new", "odd"]);
+        let found: Vec<_> = read(&path).unwrap().into_iter().map(|s| s.name).collect();
+        assert!(!found.contains(&"gone".to_owned()), "{found:?}");
     }
 }

@@ -14,15 +14,18 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::body::{BodyError, Decoding};
 use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
 use super::status::status_json;
-use super::storage::{resolve, PendingFile, RequestPath, Stored};
-use super::Shared;
+use super::storage::{resolve, Appended, FolderCache, PendingFile, RequestPath, Stored};
+use super::{
+    ConnectionState, Shared, PHASE_BODY, PHASE_BUSY, PHASE_HEAD, PHASE_IDLE, PHASE_WRITE,
+    PROGRESS_BYTES,
+};
 
 /// Room for body bytes beyond the longest head: big bodies are moved this much per read.
 const BODY_CHUNK: usize = 256 * 1024;
@@ -30,22 +33,41 @@ const BODY_CHUNK: usize = 256 * 1024;
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Files up to this size are copied into the output buffer; larger ones are streamed.
 const INLINE_FILE_BYTES: u64 = 64 * 1024;
+/// Large files are sent in pieces of this size (each a `sendfile` on Linux).
+const FILE_PIECE_BYTES: u64 = 1 << 20;
 /// Plain bodies of this size or more are moved into their file by `splice`.
 const SPLICE_BODY_BYTES: u64 = BODY_CHUNK as u64;
 
 /// Why the request loop stops. Either way the connection is closed.
 enum End {
-    /// The client closed, went silent, or the socket failed.
+    /// The client closed, or the socket failed (or was shut by eviction or shutdown).
     Gone,
+    /// A read waited longer than its timeout.
+    TimedOut,
     /// The connection must close after the answers already written (refused request,
     /// `Connection: close`).
     Close,
 }
 
 impl From<io::Error> for End {
-    fn from(_: io::Error) -> End {
-        End::Gone
+    fn from(error: io::Error) -> End {
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => End::TimedOut,
+            _ => End::Gone,
+        }
     }
+}
+
+/// What a read waits for, which decides how long it may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The next request: at most the idle timeout.
+    Request,
+    /// The rest of a request head: until the head deadline (without one, at most
+    /// the read timeout of silence).
+    HeadRest,
+    /// Body bytes: at most the read timeout of silence.
+    Body,
 }
 
 /// Whether the connection stays open after an answer.
@@ -53,7 +75,7 @@ type Next = Result<(), End>;
 
 /// Serves one connection until the client leaves, a request asks to close, a request is
 /// refused, or the server shuts the socket down.
-pub(crate) fn serve(stream: TcpStream, shared: &Shared) {
+pub(crate) fn serve(stream: TcpStream, shared: &Shared, state: &ConnectionState) {
     let _ = stream.set_nodelay(true);
     let write_timeout = nonzero(shared.config.read_timeout);
     let _ = stream.set_write_timeout(write_timeout);
@@ -64,7 +86,11 @@ pub(crate) fn serve(stream: TcpStream, shared: &Shared) {
         output: Vec::with_capacity(OUTPUT_HIGH_WATER),
         stream,
         shared,
-        timeout_set: false,
+        state,
+        read_timeout: None,
+        head_started: None,
+        moved_since_progress: 0,
+        folders: FolderCache::default(),
         pipe: PipeState::NotMade,
     };
     if let Err(End::Close) = connection.request_loop() {
@@ -81,14 +107,22 @@ fn nonzero(timeout: Duration) -> Option<Duration> {
 struct Connection<'a> {
     stream: TcpStream,
     shared: &'a Shared,
+    /// What this connection is doing, for the accept thread's eviction policy.
+    state: &'a ConnectionState,
     /// Bytes read but not yet used are `input[start..end]`.
     input: Box<[u8]>,
     start: usize,
     end: usize,
     /// Answers not yet sent.
     output: Vec<u8>,
-    /// Whether the socket's read timeout is on (it is on only inside a request).
-    timeout_set: bool,
+    /// The socket's read timeout as last set (set only when it changes).
+    read_timeout: Option<Duration>,
+    /// When the first byte of the request head being received arrived.
+    head_started: Option<Instant>,
+    /// Body or answer bytes moved since the eviction policy was last told.
+    moved_since_progress: u64,
+    /// The folder the latest file went to, resolved.
+    folders: FolderCache,
     /// For large bodies; made at the first.
     pipe: PipeState,
 }
@@ -107,15 +141,32 @@ impl Connection<'_> {
             match parse_request_head(&self.input[self.start..self.end], max_head) {
                 Ok(Some((head, len))) => {
                     self.start += len;
+                    self.head_started = None;
+                    self.state.enter(PHASE_BUSY);
                     self.handle(head)?;
+                    self.state.answered();
                     if self.output.len() >= OUTPUT_HIGH_WATER {
                         self.send_output()?;
                     }
                 }
                 Ok(None) => {
-                    let between_requests = self.start == self.end;
-                    if !self.read_more(between_requests)? {
-                        return Err(End::Gone);
+                    let wait = if self.start == self.end {
+                        self.state.enter(PHASE_IDLE);
+                        Wait::Request
+                    } else {
+                        self.head_started.get_or_insert_with(Instant::now);
+                        self.state.enter(PHASE_HEAD);
+                        Wait::HeadRest
+                    };
+                    match self.read_more(wait) {
+                        Ok(true) => {}
+                        Ok(false) => return Err(End::Gone),
+                        Err(End::TimedOut) if matches!(wait, Wait::HeadRest) => {
+                            let detail = "The request head did not arrive in time.";
+                            write_error(&mut self.output, 408, detail, true);
+                            return Err(End::Close);
+                        }
+                        Err(end) => return Err(end),
                     }
                 }
                 Err(e) => {
@@ -139,8 +190,9 @@ impl Connection<'_> {
         if body_len > self.shared.config.max_body_bytes {
             return self.refuse(413, "The body is too large.");
         }
-        let Ok(path) = resolve(&head.target) else {
-            return self.refuse(400, "The path is not allowed.");
+        let path = match resolve(&head.target) {
+            Ok(path) => path,
+            Err(reason) => return self.refuse(400, &format!("The name is not allowed: {reason}.")),
         };
         match head.method {
             Method::Put if head.content_length.is_none() => {
@@ -189,14 +241,20 @@ impl Connection<'_> {
                 relative,
                 folder: false,
             } => self.put_file(head, &relative, body_len),
+            // PYME's "make this folder"; data sent with it would be lost, so it is refused.
+            RequestPath::Plain { folder: true, .. } if body_len > 0 => {
+                self.refuse(400, "A folder (a name ending in '/') cannot hold data.")
+            }
             RequestPath::Plain {
                 relative,
                 folder: true,
             } => {
-                self.skip_body(body_len)?;
                 match self.shared.store.create_folder(&relative) {
                     Ok(()) => self.output.extend_from_slice(response::OK_EMPTY),
-                    Err(_) => self.error(405, "A file of that name exists."),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.error(405, "A file of that name exists.")
+                    }
+                    Err(e) => self.storage_error(&e, "The folder could not be made."),
                 }
                 Ok(())
             }
@@ -222,20 +280,24 @@ impl Connection<'_> {
         let in_spare = spare.is_some();
         let begun = match spare {
             Some((spare, allocated)) => {
-                Ok(self.shared.store.begin_in_spare(relative, spare, allocated))
+                let folders = &mut self.folders;
+                self.shared
+                    .store
+                    .begin_in_spare(relative, spare, allocated, folders)
             }
-            None => self.shared.store.begin_file(relative),
+            None => self.shared.store.begin_file(relative, &mut self.folders),
         };
         let mut pending = match begun {
             Ok(pending) => pending,
-            Err(_) => {
+            Err(e) => {
                 self.skip_body(body_len)?;
-                self.error(500, "The file could not be created.");
+                self.storage_error(&e, "The file could not be created.");
                 return Ok(());
             }
         };
         let received = if head.gzip || body_len < SPLICE_BODY_BYTES {
-            let mut sink = Decoding::new(pending, head.gzip);
+            let limit = self.shared.config.max_body_bytes;
+            let mut sink = Decoding::new(pending, head.gzip, limit);
             let written = self.read_body(body_len, &mut sink)?;
             sink.finish(written)
         } else {
@@ -263,10 +325,34 @@ impl Connection<'_> {
             Ok((Stored::AlreadyExists, _)) => {
                 self.error(405, "The file exists; files are written once.")
             }
-            Err(BodyError::Corrupt) => self.error(400, "The gzip body is corrupt."),
-            Err(BodyError::Store(_)) => self.error(500, "The file could not be written."),
+            Err(e) => self.body_error(&e, "The file could not be written."),
         }
         Ok(())
+    }
+
+    /// The answer to a body that did not reach storage.
+    fn body_error(&mut self, error: &BodyError, store_failed: &str) {
+        match error {
+            BodyError::Corrupt => self.error(400, "The gzip body is corrupt."),
+            BodyError::TooLarge(limit) => self.error(
+                413,
+                &format!("The body decodes to more than {limit} bytes."),
+            ),
+            BodyError::Store(e) => self.storage_error(e, store_failed),
+        }
+    }
+
+    /// The answer to a storage failure: the client's doing (4xx) or the server's (500).
+    fn storage_error(&mut self, error: &io::Error, otherwise: &str) {
+        if is_taken_by_a_file(error) {
+            self.error(409, "A folder of this name is a file here.");
+        } else if is_a_folder(error) {
+            self.error(409, "This name is a folder here.");
+        } else if error.kind() == io::ErrorKind::PermissionDenied {
+            self.error(403, "The name leads out of the storage root.");
+        } else {
+            self.error(500, otherwise);
+        }
     }
 
     /// A spare for a large plain body, when the root has spares and one is ready.
@@ -277,19 +363,37 @@ impl Connection<'_> {
         self.shared.spares.as_ref()?.take(body_len)
     }
 
-    /// Appends the body to a file (`__aggregate_txt`).
+    /// Appends the body to a file (`__aggregate_txt`). The body, decoded, goes to a
+    /// spool file first (never into memory), and is appended once complete.
     fn append(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
-        let mut sink = Decoding::new(Vec::new(), head.gzip);
+        let spool = match self.shared.store.spool() {
+            Ok(spool) => spool,
+            Err(_) => {
+                self.skip_body(body_len)?;
+                self.error(500, "The body cannot be received.");
+                return Ok(());
+            }
+        };
+        let limit = self.shared.config.max_body_bytes;
+        let mut sink = Decoding::new(spool, head.gzip, limit);
         let written = self.read_body(body_len, &mut sink)?;
-        match sink.finish(written) {
-            Ok((bytes, len)) => match self.shared.store.append(relative, &bytes) {
-                Ok(()) => {
-                    self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
-                    self.output.extend_from_slice(response::OK_EMPTY);
-                }
-                Err(_) => self.error(500, "The file could not be appended to."),
-            },
-            Err(_) => self.error(400, "The gzip body is corrupt."),
+        let (mut spool, len) = match sink.finish(written) {
+            Ok(received) => received,
+            Err(e) => {
+                self.body_error(&e, "The body cannot be received.");
+                return Ok(());
+            }
+        };
+        match self.shared.store.append(relative, &mut spool) {
+            Ok(Appended::Done) => {
+                self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
+                self.output.extend_from_slice(response::OK_EMPTY);
+            }
+            Ok(Appended::WriteOnce) => self.error(
+                405,
+                "The file was stored write-once; __aggregate_txt appends only to files it made.",
+            ),
+            Err(e) => self.storage_error(&e, "The file could not be appended to."),
         }
         Ok(())
     }
@@ -322,7 +426,17 @@ impl Connection<'_> {
     }
 
     fn get_file(&mut self, head: &RequestHead, relative: &Path, with_body: bool) -> Next {
-        let full = self.shared.store.full_path(relative);
+        let full = match self.shared.store.confined(relative) {
+            Ok(full) => full,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                self.error(403, "The name leads out of the storage root.");
+                return Ok(());
+            }
+            Err(_) => {
+                self.error(404, "No such file.");
+                return Ok(());
+            }
+        };
         let Ok(metadata) = std::fs::metadata(&full) else {
             self.error(404, "No such file.");
             return Ok(());
@@ -331,6 +445,11 @@ impl Connection<'_> {
             let path = head.target.split(['?', '#']).next().unwrap_or_default();
             let location = format!("Location: {path}/");
             write_head(&mut self.output, 301, None, 0, &[&location], false);
+            return Ok(());
+        }
+        if !metadata.is_file() {
+            // A FIFO or a device: opening it could block, or never end.
+            self.error(404, "No such file.");
             return Ok(());
         }
         let Ok(file) = File::open(&full) else {
@@ -353,8 +472,21 @@ impl Connection<'_> {
             limited.read_to_end(&mut self.output)? as u64
         } else {
             self.send_output()?;
-            // On Linux this copies file to socket inside the kernel.
-            io::copy(&mut limited, &mut self.stream)?
+            self.state.enter(PHASE_WRITE);
+            let mut copied = 0;
+            loop {
+                // On Linux this copies file to socket inside the kernel; in pieces,
+                // so that the progress is seen.
+                let mut piece = (&mut limited).take(FILE_PIECE_BYTES);
+                let n = io::copy(&mut piece, &mut self.stream)?;
+                if n == 0 {
+                    break;
+                }
+                copied += n;
+                self.moved(n);
+            }
+            self.state.enter(PHASE_BUSY);
+            copied
         };
         if copied != size {
             // The file shrank under us: the answer cannot be framed any more.
@@ -385,20 +517,34 @@ impl Connection<'_> {
         write_error(&mut self.output, code, detail, false);
     }
 
+    /// Sends the gathered answers. Meanwhile the connection counts as writing: a
+    /// client that does not read its answers stalls here, and can be evicted.
     fn send_output(&mut self) -> io::Result<()> {
         if !self.output.is_empty() {
+            let previous = self.state.phase();
+            self.state.enter(PHASE_WRITE);
             self.stream.write_all(&self.output)?;
+            self.state.enter(previous);
             self.output.clear();
         }
         Ok(())
     }
 
+    /// Counts bytes of body or answer moved, and tells the eviction policy each time
+    /// another `PROGRESS_BYTES` have moved.
+    fn moved(&mut self, bytes: u64) {
+        self.moved_since_progress = self.moved_since_progress.saturating_add(bytes);
+        if self.moved_since_progress >= PROGRESS_BYTES as u64 {
+            self.state.progressed();
+            self.moved_since_progress = 0;
+        }
+    }
+
     // ---- input -----------------------------------------------------------------
 
-    /// Sends pending answers, then reads more input. Between requests the read waits
-    /// for ever; inside one it gives up after the read timeout. Returns false at the
-    /// end of the stream.
-    fn read_more(&mut self, between_requests: bool) -> Result<bool, End> {
+    /// Sends pending answers, then reads more input, waiting as long as `wait` allows
+    /// (`End::TimedOut` after that). Returns false at the end of the stream.
+    fn read_more(&mut self, wait: Wait) -> Result<bool, End> {
         self.send_output()?;
         if self.start == self.end {
             self.start = 0;
@@ -408,16 +554,38 @@ impl Connection<'_> {
             self.end -= self.start;
             self.start = 0;
         }
-        self.set_timeout(!between_requests)?;
+        let config = &self.shared.config;
+        let timeout = match wait {
+            Wait::Request => nonzero(config.idle_timeout),
+            Wait::Body => nonzero(config.read_timeout),
+            Wait::HeadRest => match (nonzero(config.head_timeout), self.head_started) {
+                (Some(limit), Some(started)) => {
+                    let left = limit.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        return Err(End::TimedOut);
+                    }
+                    Some(left)
+                }
+                // No head deadline: silence is bounded as inside a body.
+                _ => nonzero(config.read_timeout),
+            },
+        };
+        self.set_read_timeout(timeout)?;
+        if let Wait::Body = wait {
+            self.state.enter(PHASE_BODY);
+        }
         loop {
             match self.stream.read(&mut self.input[self.end..]) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.end += n;
+                    if let Wait::Body = wait {
+                        self.moved(n as u64);
+                    }
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(End::Gone),
+                Err(e) => return Err(End::from(e)),
             }
         }
     }
@@ -443,15 +611,11 @@ impl Connection<'_> {
         }
     }
 
-    fn set_timeout(&mut self, on: bool) -> io::Result<()> {
-        if on != self.timeout_set {
-            let timeout = if on {
-                nonzero(self.shared.config.read_timeout)
-            } else {
-                None
-            };
+    /// Sets the socket's read timeout, with a system call only when it changes.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout != self.read_timeout {
             self.stream.set_read_timeout(timeout)?;
-            self.timeout_set = on;
+            self.read_timeout = timeout;
         }
         Ok(())
     }
@@ -463,7 +627,7 @@ impl Connection<'_> {
         let mut remaining = len;
         let mut sink_result = Ok(());
         while remaining > 0 {
-            if self.start == self.end && !self.read_more(false)? {
+            if self.start == self.end && !self.read_more(Wait::Body)? {
                 return Err(End::Gone);
             }
             let take =
@@ -475,6 +639,7 @@ impl Connection<'_> {
             self.start += take;
             remaining -= take as u64;
         }
+        self.state.enter(PHASE_BUSY);
         Ok(sink_result)
     }
 
@@ -495,12 +660,16 @@ impl Connection<'_> {
             }
             // As `read_more` does before a read that can block.
             self.send_output()?;
-            self.set_timeout(true)?;
+            self.set_read_timeout(nonzero(self.shared.config.read_timeout))?;
             let (PipeState::Ready(pipe), Some(target)) = (&mut self.pipe, file.file()) else {
                 return self.read_body(remaining, file);
             };
+            self.state.enter(PHASE_BODY);
             match pipe.move_to_file(&self.stream, target, remaining) {
-                Moved::Stored(n) => remaining -= n,
+                Moved::Stored(n) => {
+                    remaining -= n;
+                    self.moved(n);
+                }
                 Moved::Refused(n, error) => {
                     remaining -= n;
                     result = Err(error);
@@ -511,6 +680,7 @@ impl Connection<'_> {
                 Moved::Unsupported => self.pipe = PipeState::Unavailable,
             }
         }
+        self.state.enter(PHASE_BUSY);
         Ok(result)
     }
 
@@ -519,4 +689,23 @@ impl Connection<'_> {
         let _ = self.read_body(len, &mut io::sink())?;
         Ok(())
     }
+}
+
+/// A folder the name needs is a file already (`a` stored, then `a/b` sent): the
+/// client's doing, not the server's failure, and no retry can help.
+fn is_taken_by_a_file(error: &io::Error) -> bool {
+    // ErrorKind::NotADirectory is newer than the crate's MSRV.
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::ENOTDIR) {
+        return true;
+    }
+    error.kind() == io::ErrorKind::AlreadyExists
+}
+
+/// The name is a folder, and a file was expected.
+fn is_a_folder(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    return error.raw_os_error() == Some(libc::EISDIR);
+    #[cfg(not(unix))]
+    false
 }

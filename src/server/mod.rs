@@ -3,31 +3,36 @@
 //!
 //! This module holds the configuration and the lifecycle: binding, the accept thread,
 //! one thread per connection, and a shutdown that joins every thread it started without
-//! waiting for any timeout. The request loop is in `connection`, request parsing in
-//! [`request`], the files in [`storage`], the advice about a tmpfs root in [`mounts`].
+//! waiting for any timeout, and the connection policy: at most
+//! [`ServerConfig::max_connections`] at once, a new one taking the place of the one
+//! least likely to be a working client (`evict_one`). The request loop is in
+//! `connection`, request parsing in [`request`], the files in [`storage`] (and, with
+//! the spares, their shared system calls in `fs`), the advice about a tmpfs root in
+//! [`mounts`]. The reference for users is `docs/SERVER.md`.
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
 
 mod body;
 mod connection;
+#[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
+mod fs;
 pub mod mounts;
 pub mod request;
 mod response;
-#[allow(unsafe_code)] // fallocate and linkat on spare files
+#[allow(unsafe_code)] // fallocate on spare files
 mod spares;
 #[allow(unsafe_code)] // splice(2) from the socket to the file
 mod splice;
 #[allow(unsafe_code)] // statvfs(3) for the disk figures
 pub mod status;
-#[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 pub mod storage;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -36,8 +41,21 @@ use storage::Store;
 
 pub use spares::{SPARES, SPARE_MIN_BYTES};
 
-/// How many connections are served at once; more are answered 503 and closed.
+/// How many connections are served at once by default (see
+/// [`ServerConfig::max_connections`]).
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How many connections beyond the limit may be open while evicted ones close: past
+/// that, new connections are answered 503 whatever the policy says.
+const EVICTION_SLACK: usize = 64;
+
+/// How long a new connection may wait for evicted ones to end (see `make_room`).
+const ROOM_WAIT: Duration = Duration::from_millis(500);
+
+/// The smallest `max_header_bytes` a server starts with: room for the request line of
+/// the longest name (`name::MAX_NAME_BYTES`, percent-encoded at up to three bytes per
+/// byte) and the headers a client sends, so that no valid name is answered 431.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
 
 /// How a data server is set up.
 #[derive(Debug, Clone)]
@@ -52,17 +70,31 @@ pub struct ServerConfig {
     pub discard: bool,
     /// The cluster name, reported in `/__status`.
     pub serverfilter: String,
-    /// A longer request head is answered 431 and the connection closed.
+    /// A longer request head is answered 431 and the connection closed. At least
+    /// [`MIN_HEADER_BYTES`].
     pub max_header_bytes: usize,
     /// A larger `Content-Length` is answered 413 and the connection closed.
     pub max_body_bytes: u64,
-    /// A client silent this long in the middle of a request is dropped. Between
-    /// requests a connection may stay idle for ever (PYME clients keep theirs open).
+    /// A client silent this long in the middle of a request body is dropped (zero:
+    /// never).
     pub read_timeout: Duration,
     /// For tests of uneven clusters: a slow disk. After storing a file the
     /// connection waits as long as writing it at this many bytes per second
     /// would take, before it answers or reads on. `None`: no wait.
     pub store_bytes_per_s: Option<u64>,
+    /// A request head must be complete this long after its first byte arrived, else
+    /// the connection is answered 408 and closed (zero: no deadline). Heads are sent
+    /// in one piece by every real client; one that drips its head a byte at a time
+    /// (slowloris) is what this ends.
+    pub head_timeout: Duration,
+    /// A connection with no request under way is closed after this long (zero, the
+    /// default: never). PYME clients keep their connection open between files.
+    pub idle_timeout: Duration,
+    /// How many connections are served at once. When all are taken, a new one takes
+    /// the place of the connection least likely to be a working client (see
+    /// `evict_one`); only when every connection is inside a request is it refused
+    /// with 503.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +109,12 @@ impl Default for ServerConfig {
             max_body_bytes: 4 << 30,
             read_timeout: Duration::from_secs(30),
             store_bytes_per_s: None,
+            head_timeout: Duration::from_secs(10),
+            // Off: PYME's own clients keep their connection open between files and
+            // may not expect it closed; idle connections give their place to new
+            // ones under pressure anyway.
+            idle_timeout: Duration::ZERO,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -94,9 +132,126 @@ pub(crate) struct Shared {
     files_in_spares: AtomicU64,
     bytes_stored: AtomicU64,
     connections_open: AtomicUsize,
+    /// Connections closed to make room for new ones, since the start.
+    connections_evicted: AtomicU64,
+    /// Notified (under `room`) whenever a connection ends.
+    room: Mutex<()>,
+    room_freed: Condvar,
     stopping: AtomicBool,
-    /// A clone of every open connection's socket, so that shutdown can close them.
-    live: Mutex<HashMap<u64, TcpStream>>,
+    /// Every open connection: its socket (a clone, so that shutdown and eviction can
+    /// close it) and what it is doing.
+    live: Mutex<HashMap<u64, Live>>,
+}
+
+/// An open connection as the accept thread sees it.
+struct Live {
+    stream: TcpStream,
+    state: Arc<ConnectionState>,
+}
+
+/// What a connection is doing, published by its thread for the eviction policy.
+#[derive(Debug)]
+pub(crate) struct ConnectionState {
+    /// The server's start: the clock's zero.
+    origin: Instant,
+    /// One of the `PHASE_*` values.
+    phase: AtomicU8,
+    /// When the phase began, in milliseconds since the server started.
+    since_ms: AtomicU64,
+    /// When the connection last moved a good amount of body or answer
+    /// ([`PROGRESS_BYTES`]), in the same clock; reset when the phase changes.
+    progress_ms: AtomicU64,
+    /// Requests answered on this connection.
+    served: AtomicU64,
+    /// Closed by eviction (so that it is not chosen twice).
+    evicted: AtomicBool,
+}
+
+/// Waiting for a request, nothing of it received yet.
+pub(crate) const PHASE_IDLE: u8 = 0;
+/// Part of a request head received, waiting for the rest.
+pub(crate) const PHASE_HEAD: u8 = 1;
+/// Inside a request: storing it, preparing its answer.
+pub(crate) const PHASE_BUSY: u8 = 2;
+/// Reading a request body.
+pub(crate) const PHASE_BODY: u8 = 3;
+/// Sending answers (blocked while the client does not read them).
+pub(crate) const PHASE_WRITE: u8 = 4;
+
+/// A connection reading a body or sending answers counts as moving while it moves
+/// this much at least every [`STALLED_AFTER_MS`]: a client on the slowest link PYME
+/// streams over does so many times a second.
+pub(crate) const PROGRESS_BYTES: usize = 64 * 1024;
+
+/// How long a connection inside a body or an answer may move less than
+/// [`PROGRESS_BYTES`] before it counts as stalled (and may be evicted).
+const STALLED_AFTER_MS: u64 = 1000;
+
+impl ConnectionState {
+    fn new(origin: Instant) -> ConnectionState {
+        let now_ms = ms_since(origin);
+        ConnectionState {
+            origin,
+            phase: AtomicU8::new(PHASE_IDLE),
+            since_ms: AtomicU64::new(now_ms),
+            progress_ms: AtomicU64::new(now_ms),
+            served: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a new phase (and reads the clock only when the phase changes: this
+    /// runs several times per request).
+    pub(crate) fn enter(&self, phase: u8) {
+        if self.phase.swap(phase, Ordering::Relaxed) != phase {
+            let now_ms = ms_since(self.origin);
+            self.since_ms.store(now_ms, Ordering::Relaxed);
+            self.progress_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    /// Records that [`PROGRESS_BYTES`] more moved.
+    pub(crate) fn progressed(&self) {
+        self.progress_ms
+            .store(ms_since(self.origin), Ordering::Relaxed);
+    }
+
+    pub(crate) fn answered(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How this connection ranks for eviction at `now_ms`: lower goes first; `None`
+    /// never goes. First connections stuck in a request head (a working client sends
+    /// its head in one piece), oldest first; then connections that never sent a
+    /// request, oldest first; then connections stalled inside a body or an answer
+    /// (see [`STALLED_AFTER_MS`]), longest stalled first; last connections idle
+    /// between requests, longest idle first. A connection storing a file, or moving
+    /// its body or answers, is never evicted.
+    fn eviction_rank(&self, now_ms: u64) -> Option<(u8, u64)> {
+        if self.evicted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let since = self.since_ms.load(Ordering::Relaxed);
+        let progress = self.progress_ms.load(Ordering::Relaxed);
+        match self.phase.load(Ordering::Relaxed) {
+            PHASE_HEAD => Some((0, since)),
+            PHASE_IDLE if self.served.load(Ordering::Relaxed) == 0 => Some((1, since)),
+            PHASE_BODY | PHASE_WRITE if now_ms.saturating_sub(progress) >= STALLED_AFTER_MS => {
+                Some((2, progress))
+            }
+            PHASE_IDLE => Some((3, since)),
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds since `origin` (the server's start): the clock of [`ConnectionState`].
+fn ms_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A running data server. Dropping it shuts it down.
@@ -110,6 +265,18 @@ pub struct DataServer {
 impl DataServer {
     /// Opens the root, binds, starts the accept thread and returns at once.
     pub fn start(config: ServerConfig) -> io::Result<DataServer> {
+        if config.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("max_header_bytes must be at least {MIN_HEADER_BYTES}"),
+            ));
+        }
+        if config.max_connections == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "max_connections must be at least 1",
+            ));
+        }
         let store = Store::open(&config.root)?;
         let bind = config.bind.trim_start_matches('[').trim_end_matches(']');
         let listener = TcpListener::bind((bind, config.port))?;
@@ -129,6 +296,9 @@ impl DataServer {
             files_in_spares: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
             connections_open: AtomicUsize::new(0),
+            connections_evicted: AtomicU64::new(0),
+            room: Mutex::new(()),
+            room_freed: Condvar::new(),
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
         });
@@ -182,6 +352,9 @@ impl DataServer {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
+        // An accept thread waiting for room sees `stopping` at once.
+        drop(lock(&self.shared.room));
+        self.shared.room_freed.notify_all();
         // Wake the blocking accept; it sees `stopping` and leaves. If the connection
         // fails the accept thread is not blocked on this listener any more anyway.
         let _ = TcpStream::connect(wake_address(self.shared.local_addr));
@@ -234,17 +407,18 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
     }
     drop(listener);
-    for stream in lock(&shared.live).values() {
-        let _ = stream.shutdown(Shutdown::Both);
+    for live in lock(&shared.live).values() {
+        let _ = live.stream.shutdown(Shutdown::Both);
     }
     for thread in threads {
         let _ = thread.join();
     }
 }
 
-/// Starts the thread that serves one connection, or refuses it with 503.
+/// Starts the thread that serves one connection, making room for it if all are taken,
+/// or refuses it with 503.
 fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-    if shared.connections_open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+    if !make_room(shared) {
         refuse(stream, "too many connections");
         return None;
     }
@@ -252,7 +426,12 @@ fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<
         refuse(stream, "cannot serve this connection");
         return None;
     };
-    lock(&shared.live).insert(id, clone);
+    let state = Arc::new(ConnectionState::new(shared.started));
+    let live = Live {
+        stream: clone,
+        state: Arc::clone(&state),
+    };
+    lock(&shared.live).insert(id, live);
     shared.connections_open.fetch_add(1, Ordering::SeqCst);
     let thread_shared = Arc::clone(shared);
     let spawned = thread::Builder::new()
@@ -262,18 +441,68 @@ fn start_connection(stream: TcpStream, id: u64, shared: &Arc<Shared>) -> Option<
                 shared: Arc::clone(&thread_shared),
                 id,
             };
-            connection::serve(stream, &thread_shared);
+            connection::serve(stream, &thread_shared, &state);
         });
     match spawned {
         Ok(thread) => Some(thread),
         Err(_) => {
             shared.connections_open.fetch_sub(1, Ordering::SeqCst);
-            if let Some(stream) = lock(&shared.live).remove(&id) {
-                refuse(stream, "cannot start a thread");
+            if let Some(live) = lock(&shared.live).remove(&id) {
+                refuse(live.stream, "cannot start a thread");
             }
             None
         }
     }
+}
+
+/// Whether a new connection may be served: below the limit, or once another was
+/// evicted for it. An evicted connection's thread ends at once unless the machine is
+/// busy; past [`EVICTION_SLACK`] of them still ending, this waits (at most
+/// [`ROOM_WAIT`], and not past shutdown) for them, which also slows down a client
+/// that reconnects as fast as it is evicted.
+fn make_room(shared: &Shared) -> bool {
+    let limit = shared.config.max_connections;
+    if shared.connections_open.load(Ordering::SeqCst) < limit {
+        return true;
+    }
+    if !evict_one(shared) {
+        return false;
+    }
+    let deadline = Instant::now() + ROOM_WAIT;
+    let mut guard = lock(&shared.room);
+    while shared.connections_open.load(Ordering::SeqCst) >= limit + EVICTION_SLACK {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || shared.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        guard = shared
+            .room_freed
+            .wait_timeout(guard, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    true
+}
+
+/// Closes the open connection least likely to be a working client (see
+/// [`ConnectionState::eviction_rank`]), to make room for a new one. False when every
+/// connection is inside a request. The evicted connection's thread sees its socket
+/// shut and ends; until then it still counts as open (hence `EVICTION_SLACK`).
+fn evict_one(shared: &Shared) -> bool {
+    let now_ms = ms_since(shared.started);
+    let live = lock(&shared.live);
+    let victim = live
+        .values()
+        .filter_map(|live| Some((live.state.eviction_rank(now_ms)?, live)))
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, live)| live);
+    let Some(victim) = victim else {
+        return false;
+    };
+    victim.state.evicted.store(true, Ordering::Relaxed);
+    let _ = victim.stream.shutdown(Shutdown::Both);
+    shared.connections_evicted.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// A connection's place in [`Shared`], given up when its thread ends, even by a panic.
@@ -286,6 +515,8 @@ impl Drop for Registration {
     fn drop(&mut self) {
         lock(&self.shared.live).remove(&self.id);
         self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+        let _room = lock(&self.shared.room);
+        self.shared.room_freed.notify_all();
     }
 }
 

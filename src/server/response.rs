@@ -68,6 +68,7 @@ pub fn write_full(out: &mut Vec<u8>, code: u16, content_type: &str, body: &[u8],
 /// client sent (it is not escaped).
 pub fn write_error(out: &mut Vec<u8>, code: u16, detail: &str, close: bool) {
     let reason = reason(code);
+    let detail = escape_html(detail);
     let body = format!(
         "<html><head><title>{code} {reason}</title></head>\
          <body><h1>{code} {reason}</h1><p>{detail}</p></body></html>\n"
@@ -81,9 +82,32 @@ pub fn write_error(out: &mut Vec<u8>, code: u16, detail: &str, close: bool) {
     );
 }
 
+/// `detail` may quote what a client sent (a refused name): it must stay text.
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '&' => escaped.push_str("&amp;"),
+            '"' => escaped.push_str("&quot;"),
+            _ => escaped.push(ch),
+        }
+    }
+    escaped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_details_are_escaped() {
+        let mut out = Vec::new();
+        write_error(&mut out, 400, "bad '<' in a&b", true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("bad '&lt;' in a&amp;b"), "{text}");
+    }
 
     #[test]
     fn error_has_length_and_close() {

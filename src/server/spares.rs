@@ -21,7 +21,7 @@
 //! its size free besides.
 
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{link_unnamed, Spares};
+pub(crate) use linux::Spares;
 
 /// Bodies at least this large take a spare.
 pub const SPARE_MIN_BYTES: u64 = 1 << 20;
@@ -31,17 +31,16 @@ pub const SPARES: usize = 2;
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::fs::{File, OpenOptions};
+    use std::fs::File;
     use std::io;
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
     use std::path::{Path, PathBuf};
     use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
     use super::{SPARES, SPARE_MIN_BYTES};
+    use crate::server::fs::{link_unnamed, unnamed_file, TEMP_PREFIX};
     use crate::server::mounts::small_pages_tmpfs;
     use crate::server::status::disk_usage;
-    use crate::server::storage::{on_two_paths, TEMP_PREFIX};
 
     /// The spares of one root, and what their thread needs to know.
     pub(crate) struct Spares {
@@ -197,35 +196,6 @@ mod linux {
         let _ = std::fs::remove_file(&probe);
         linked.is_ok()
     }
-
-    /// Gives an unnamed file a name, unless the name is taken (`AlreadyExists`).
-    pub(crate) fn link_unnamed(file: &File, destination: &Path) -> io::Result<()> {
-        let source = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        on_two_paths(&source, destination, |source, destination| {
-            // SAFETY: two valid NUL-terminated paths, no pointer kept after the call.
-            let rc = unsafe {
-                libc::linkat(
-                    libc::AT_FDCWD,
-                    source,
-                    libc::AT_FDCWD,
-                    destination,
-                    libc::AT_SYMLINK_FOLLOW,
-                )
-            };
-            libc::c_long::from(rc)
-        })
-    }
-
-    /// An unnamed, read-only-to-others file in `folder`, readable and writable
-    /// through the returned handle.
-    fn unnamed_file(folder: &Path) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o440)
-            .custom_flags(libc::O_TMPFILE)
-            .open(folder)
-    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -309,12 +279,4 @@ impl Spares {
     pub fn run(&self) {}
 
     pub fn stop(&self) {}
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn link_unnamed(
-    _file: &std::fs::File,
-    _destination: &std::path::Path,
-) -> std::io::Result<()> {
-    Err(std::io::ErrorKind::Unsupported.into())
 }

@@ -62,6 +62,7 @@ pub(crate) fn status_json(shared: &Shared) -> String {
         "spares_ready": spares_ready,
         "bytes_stored": shared.bytes_stored.load(Ordering::Relaxed),
         "connections_open": shared.connections_open.load(Ordering::Relaxed),
+        "connections_evicted": shared.connections_evicted.load(Ordering::Relaxed),
         "discard": shared.config.discard,
         "version": crate::VERSION,
     })

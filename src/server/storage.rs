@@ -1,8 +1,9 @@
 //! The data server's files: turning a request path into a place under the root,
 //! write-once storage, appending, and folder listings.
 //!
-//! The only server module that writes to the file system (`status` reads the disk
-//! usage, `mounts` the mount table). It knows nothing of sockets or HTTP.
+//! With `spares.rs`, the only server module that writes to the file system (`status`
+//! reads the disk usage, `mounts` the mount table); the system calls both need are in
+//! `fs.rs`. It knows nothing of sockets or HTTP.
 //!
 //! Write-once is enforced without a lock: a body is written to a hidden temporary file
 //! in the destination folder and then moved to its real name without replacing
@@ -13,31 +14,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
-use thiserror::Error;
-
-use super::spares::link_unnamed;
-
-/// Temporary files start with this; listings hide them.
-pub(crate) const TEMP_PREFIX: &str = ".pyme-part-";
-
-/// Tells temporary files apart within this process (the pid tells processes apart).
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Why a request path was refused.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum PathError {
-    #[error("the path does not start with '/'")]
-    NotAbsolute,
-    #[error("bad percent-encoding in the path")]
-    BadEscape,
-    #[error("the path is not UTF-8 once decoded")]
-    NotUtf8,
-    #[error("the path has an empty, '.' or '..' segment, a NUL or a backslash")]
-    Forbidden,
-}
+#[cfg(not(unix))]
+use super::fs::make_read_only;
+#[cfg(target_os = "linux")]
+use super::fs::rename_noreplace;
+#[cfg(target_os = "linux")]
+use super::fs::unnamed_file;
+use super::fs::{create_temp, is_temp_name, link_unnamed, temp_path};
+use crate::name::{self, NameError};
 
 /// What a request path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,57 +37,44 @@ pub enum RequestPath {
     Plain { relative: PathBuf, folder: bool },
 }
 
-/// Decodes a request target (`/a/b%20c?x=1`) into what it names under the root.
+/// Decodes a request target (`/a/b%C3%A9?x=1`) into what it names under the root.
 ///
-/// The query is ignored. The decoded path must be made of non-empty segments other
-/// than `.` and `..`, without NUL or backslash, so that it can never leave the root.
-pub fn resolve(target: &str) -> Result<RequestPath, PathError> {
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    let decoded = percent_decode(rest.as_bytes())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
-    let folder = decoded.is_empty() || decoded.ends_with('/');
-    let body = decoded.strip_suffix('/').unwrap_or(&decoded);
-    let segments: Vec<&str> = if body.is_empty() {
-        Vec::new()
-    } else {
-        body.split('/').collect()
-    };
-    if segments.iter().any(|s| !is_safe_segment(s)) {
-        return Err(PathError::Forbidden);
+/// The name is judged by the client's own rule, [`name::validate`] (see `name.rs`):
+/// a target that breaks it is refused, so that nothing the client accepts is refused
+/// here and nothing refused there is stored here. A folder target (ending in `/`) is
+/// judged without its trailing `/`; the bare `/` is the root. The query is ignored
+/// once judged.
+pub fn resolve(target: &str) -> Result<RequestPath, NameError> {
+    let decoded = name::decode_request_target(target)?;
+    if decoded.is_empty() {
+        return Ok(RequestPath::Plain {
+            relative: PathBuf::new(),
+            folder: true,
+        });
     }
+    let (path, query) = match decoded.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (decoded.as_str(), None),
+    };
+    let (path, folder) = match path.strip_suffix('/') {
+        Some(folder_path) => (folder_path, true),
+        None => (path, false),
+    };
+    match query {
+        Some(query) => name::validate(&format!("{path}?{query}"))?,
+        None => name::validate(path)?,
+    }
+    let segments: Vec<&str> = path.split('/').collect();
     let relative: PathBuf = segments.iter().collect();
-    Ok(match segments.first().copied() {
-        Some("__status") if segments.len() == 1 && !folder => RequestPath::Status,
-        Some("__aggregate_txt") if segments.len() > 1 && !folder => {
+    Ok(match segments[0] {
+        "__status" if segments.len() == 1 && !folder => RequestPath::Status,
+        "__aggregate_txt" if segments.len() > 1 && !folder => {
             RequestPath::AggregateText(segments[1..].iter().collect())
         }
-        Some("__aggregate_h5r" | "__aggregate_h5") => RequestPath::Unsupported,
-        Some(first) if first.starts_with("__pyramid_") => RequestPath::Unsupported,
+        "__aggregate_h5r" | "__aggregate_h5" if !folder => RequestPath::Unsupported,
+        first if first.starts_with("__pyramid_") && !folder => RequestPath::Unsupported,
         _ => RequestPath::Plain { relative, folder },
     })
-}
-
-fn is_safe_segment(segment: &str) -> bool {
-    !segment.is_empty() && segment != "." && segment != ".." && !segment.contains(['\0', '\\'])
-}
-
-fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| PathError::BadEscape)?;
-            let value = u8::from_str_radix(hex, 16).map_err(|_| PathError::BadEscape)?;
-            out.push(value);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
 }
 
 /// How a write-once store ended.
@@ -118,14 +90,45 @@ pub enum Stored {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Held while an `__aggregate_txt` body is appended.
+    appending: std::sync::Mutex<()>,
+}
+
+/// The folder of the latest file one connection stored, resolved
+/// ([`Store::confined`]). Kept per connection; a folder replaced by a link after it
+/// was resolved is the local-user race that `confined` documents.
+#[derive(Debug, Default)]
+pub struct FolderCache {
+    last: Option<(PathBuf, PathBuf)>,
+}
+
+/// How an append ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Done,
+    /// The file was stored write-once (by a plain PUT); nothing was changed.
+    WriteOnce,
 }
 
 impl Store {
     /// Opens (creating if needed) the storage root.
+    /// A root longer than [`name::MAX_ROOT_BYTES`] is refused: with the longest name
+    /// below it, a path could pass `PATH_MAX`, and a name the client accepts fail here.
     pub fn open(root: &Path) -> io::Result<Store> {
         fs::create_dir_all(root)?;
+        let root = root.canonicalize()?;
+        if root.as_os_str().len() > name::MAX_ROOT_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the storage root's path is longer than {} bytes",
+                    name::MAX_ROOT_BYTES
+                ),
+            ));
+        }
         Ok(Store {
-            root: root.canonicalize()?,
+            root,
+            appending: std::sync::Mutex::new(()),
         })
     }
 
@@ -133,23 +136,93 @@ impl Store {
         &self.root
     }
 
-    /// The full path of something relative to the root.
-    pub fn full_path(&self, relative: &Path) -> PathBuf {
-        self.root.join(relative)
+    /// `relative` under the root, with the part of it that exists resolved (links
+    /// followed), refused when that leads out of the root: links inside the root may
+    /// point anywhere inside it, never out. Missing folders stay as named, for the
+    /// caller to create (they are not links); a link that points nowhere is refused,
+    /// since creating through it would land wherever it points.
+    ///
+    /// Refusals are `PermissionDenied`. This judges paths, then the caller uses the
+    /// path: a local user swapping a checked folder for a link in between is not
+    /// defended against (only clients are: they cannot make links).
+    pub fn confined(&self, relative: &Path) -> io::Result<PathBuf> {
+        let mut existing = self.root.join(relative);
+        let mut missing = Vec::new();
+        loop {
+            match existing.canonicalize() {
+                Ok(real) if real.starts_with(&self.root) => {
+                    let mut path = real;
+                    path.extend(missing.iter().rev());
+                    return Ok(path);
+                }
+                Ok(_) => return Err(outside_root()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if fs::symlink_metadata(&existing).is_ok() {
+                        return Err(outside_root());
+                    }
+                    match (existing.file_name(), existing.parent()) {
+                        (Some(name), Some(parent)) if existing != self.root => {
+                            missing.push(name.to_owned());
+                            existing = parent.to_owned();
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The folder that holds `relative`, confined ([`Store::confined`]).
+    fn confined_parent(&self, relative: &Path) -> io::Result<PathBuf> {
+        self.confined(relative.parent().unwrap_or(Path::new("")))
+    }
+
+    /// Where `relative` goes: its folder confined, its own name not resolved (the
+    /// write-once move and link never follow a link there, they fail on it).
+    fn destination(&self, relative: &Path) -> io::Result<PathBuf> {
+        let name = relative
+            .file_name()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.confined_parent(relative)?.join(name))
+    }
+
+    /// [`Store::destination`], with the folder taken from `folders` when the previous
+    /// file went to the same one: a series' files share a folder, and resolving it
+    /// costs a system call per path component.
+    fn destination_in(&self, relative: &Path, folders: &mut FolderCache) -> io::Result<PathBuf> {
+        let name = relative
+            .file_name()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let folder = relative.parent().unwrap_or(Path::new(""));
+        match &folders.last {
+            Some((cached, resolved)) if cached == folder => Ok(resolved.join(name)),
+            _ => {
+                let resolved = self.confined(folder)?;
+                let destination = resolved.join(name);
+                folders.last = Some((folder.to_owned(), resolved));
+                Ok(destination)
+            }
+        }
     }
 
     /// Creates a folder and its parents.
     pub fn create_folder(&self, relative: &Path) -> io::Result<()> {
-        fs::create_dir_all(self.full_path(relative))
+        fs::create_dir_all(self.confined(relative)?)
     }
 
     /// Starts storing a new file: creates a temporary file next to its destination,
     /// and the parent folders if they are missing.
     ///
-    /// Costs one `open` when the folder exists: this runs once per received file,
-    /// and on tmpfs the system calls around a small file cost more than its bytes.
-    pub fn begin_file(&self, relative: &Path) -> io::Result<PendingFile> {
-        let destination = self.full_path(relative);
+    /// Costs one `open` when the folder exists, besides resolving the folder
+    /// ([`Store::confined`]): this runs once per received file, and on tmpfs the
+    /// system calls around a small file cost more than its bytes.
+    pub fn begin_file(
+        &self,
+        relative: &Path,
+        folders: &mut FolderCache,
+    ) -> io::Result<PendingFile> {
+        let destination = self.destination_in(relative, folders)?;
         let parent = destination.parent().unwrap_or(&self.root);
         let temp = temp_path(parent);
         let file = match create_temp(&temp) {
@@ -170,40 +243,94 @@ impl Store {
 
     /// Starts storing a new file in a spare (`spares.rs`): an unnamed file in the
     /// root with `allocated` bytes already allocated.
-    pub fn begin_in_spare(&self, relative: &Path, spare: File, allocated: u64) -> PendingFile {
-        PendingFile {
+    pub fn begin_in_spare(
+        &self,
+        relative: &Path,
+        spare: File,
+        allocated: u64,
+        folders: &mut FolderCache,
+    ) -> io::Result<PendingFile> {
+        Ok(PendingFile {
             file: Some(spare),
             temp: None,
             allocated,
-            destination: self.full_path(relative),
+            destination: self.destination_in(relative, folders)?,
             committed: false,
-        }
+        })
     }
 
-    /// Appends bytes to a file (created with its parents if missing), in one write so
-    /// that appends from several connections do not interleave.
-    pub fn append(&self, relative: &Path, bytes: &[u8]) -> io::Result<()> {
-        let path = self.full_path(relative);
+    /// A file without a name to receive an `__aggregate_txt` body before it is
+    /// appended: the body may be large and must not sit in memory, and appending it
+    /// only once it is complete keeps a cut or corrupt body out of the file.
+    pub fn spool(&self) -> io::Result<File> {
+        #[cfg(target_os = "linux")]
+        if let Ok(file) = unnamed_file(&self.root) {
+            return Ok(file);
+        }
+        let path = temp_path(&self.root);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // On Windows an open file cannot be removed; the name stays hidden until then.
+        let _ = fs::remove_file(&path);
+        Ok(file)
+    }
+
+    /// Appends what `spool` holds to the file `relative` (created with its parents if
+    /// missing), unless that file was stored write-once.
+    ///
+    /// How the two are told apart: a file stored by a plain PUT is read-only (mode
+    /// 0440, or the read-only attribute); a file created here is made writable by its
+    /// owner (0640) and only this function creates such files. A link as the file's
+    /// own name is refused, as is anything but a regular file (a FIFO would block).
+    /// Appends from this server's connections are serialized, so they never
+    /// interleave.
+    pub fn append(&self, relative: &Path, spool: &mut File) -> io::Result<Appended> {
+        use std::io::Seek;
+        let path = self.destination(relative)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)?
-            .write_all(bytes)
+        let _serialized = self
+            .appending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut target = match open_for_append(&path) {
+            Ok(target) => target,
+            // Not root: a read-only file cannot be opened for writing (a refused
+            // link is PermissionDenied too, but not the system's own error).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_some() => {
+                return Ok(Appended::WriteOnce)
+            }
+            Err(e) => return Err(e),
+        };
+        if !target.metadata()?.is_file() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        if is_write_once(&target)? {
+            return Ok(Appended::WriteOnce);
+        }
+        spool.rewind()?;
+        io::copy(spool, &mut target)?;
+        Ok(Appended::Done)
     }
 
     /// Lists a folder as the PYME JSON object `{"name": [type, size], ...}`.
     pub fn list_folder(&self, relative: &Path) -> io::Result<String> {
         let mut listing = serde_json::Map::new();
-        for entry in fs::read_dir(self.full_path(relative))? {
+        for entry in fs::read_dir(self.confined(relative)?)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_temp_name(&name) {
                 continue;
             }
-            // Follows links, as a client would; a dangling link is left out.
+            // Follows links inside the root, as a client would; links out of it and
+            // dangling ones are left out.
+            if entry.file_type()?.is_symlink() && !self.is_inside(&entry.path()) {
+                continue;
+            }
             let Ok(metadata) = fs::metadata(entry.path()) else {
                 continue;
             };
@@ -217,6 +344,71 @@ impl Store {
         }
         Ok(serde_json::Value::Object(listing).to_string())
     }
+}
+
+impl Store {
+    /// Whether `path` resolves to something inside the root.
+    fn is_inside(&self, path: &Path) -> bool {
+        path.canonicalize()
+            .is_ok_and(|real| real.starts_with(&self.root))
+    }
+}
+
+fn outside_root() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the name leads out of the storage root through a link",
+    )
+}
+
+/// Opens a file to append to, creating it writable by its owner (see
+/// [`Store::append`]); never through a link, never blocking on a FIFO.
+#[cfg(unix)]
+fn open_for_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let created = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(flags)
+        .open(path);
+    match created {
+        Ok(file) => {
+            // Whatever the umask: a created aggregate file must read as one.
+            file.set_permissions(fs::Permissions::from_mode(0o640))?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .append(true)
+            .custom_flags(flags)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => outside_root(),
+                _ => e,
+            }),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn open_for_append(path: &Path) -> io::Result<File> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(outside_root());
+    }
+    OpenOptions::new().append(true).create(true).open(path)
+}
+
+/// A file stored by a plain PUT: no write permission for its owner.
+#[cfg(unix)]
+fn is_write_once(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(file.metadata()?.permissions().mode() & 0o200 == 0)
+}
+
+#[cfg(not(unix))]
+fn is_write_once(file: &File) -> io::Result<bool> {
+    Ok(file.metadata()?.permissions().readonly())
 }
 
 /// The PYME type bits of a folder: 1 folder, 2 series, 4 complete series.
@@ -238,21 +430,6 @@ fn count_entries(path: &Path) -> u64 {
             .filter(|e| !is_temp_name(&e.file_name().to_string_lossy()))
             .count() as u64
     })
-}
-
-/// A new temporary name in `parent`: `TEMP_PREFIX`, this process's id (taken once)
-/// and a counter.
-fn temp_path(parent: &Path) -> PathBuf {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| format!("{TEMP_PREFIX}{}-", std::process::id()));
-    parent.join(format!(
-        "{prefix}{}",
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX)
 }
 
 /// A file being received: bytes go to a hidden temporary file, which
@@ -380,42 +557,6 @@ fn link_then_remove(temp: &Path, destination: &Path) -> io::Result<Stored> {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    on_two_paths(from, to, |from, to| {
-        // SAFETY: two valid NUL-terminated paths, no pointer kept after the call. The
-        // raw system call works whatever the C library's version.
-        unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                libc::AT_FDCWD,
-                from,
-                libc::AT_FDCWD,
-                to,
-                libc::RENAME_NOREPLACE,
-            )
-        }
-    })
-}
-
-/// Calls `call` with two paths as C strings, and turns its -1 into the error.
-#[cfg(target_os = "linux")]
-pub(crate) fn on_two_paths(
-    from: &Path,
-    to: &Path,
-    call: impl FnOnce(*const libc::c_char, *const libc::c_char) -> libc::c_long,
-) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let from = CString::new(from.as_os_str().as_bytes())?;
-    let to = CString::new(to.as_os_str().as_bytes())?;
-    if call(from.as_ptr(), to.as_ptr()) == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 impl Write for PendingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.file {
@@ -438,30 +579,6 @@ impl Drop for PendingFile {
     }
 }
 
-/// Creates a temporary file, read-only from the start on Unix: the mode applies to
-/// later opens, the returned handle can still write.
-#[cfg(unix)]
-fn create_temp(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o440)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_temp(path: &Path) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
-}
-
-#[cfg(not(unix))]
-fn make_read_only(file: &File) -> io::Result<()> {
-    let mut permissions = file.metadata()?.permissions();
-    permissions.set_readonly(true);
-    file.set_permissions(permissions)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,7 +595,8 @@ mod tests {
         assert_eq!(resolve("/a/b.pzf"), Ok(plain("a/b.pzf", false)));
         assert_eq!(resolve("/a/b/?x=1"), Ok(plain("a/b", true)));
         assert_eq!(resolve("/"), Ok(plain("", true)));
-        assert_eq!(resolve("/a%20b"), Ok(plain("a b", false)));
+        assert_eq!(resolve("/a%C3%A9"), Ok(plain("aé", false)));
+        assert_eq!(resolve("/a%2Fb"), Ok(plain("a/b", false)));
         assert_eq!(resolve("/__status"), Ok(RequestPath::Status));
         assert_eq!(
             resolve("/__aggregate_txt/log/x.txt"),
@@ -487,6 +605,12 @@ mod tests {
         assert_eq!(
             resolve("/__pyramid_create/p?x=1"),
             Ok(RequestPath::Unsupported)
+        );
+        // Folder targets are folders, whatever their first segment.
+        assert_eq!(resolve("/__pyramid_aa/"), Ok(plain("__pyramid_aa", true)));
+        assert_eq!(
+            resolve("/__aggregate_h5/x/"),
+            Ok(plain("__aggregate_h5/x", true))
         );
     }
 
@@ -506,6 +630,21 @@ mod tests {
             "/%4",
             "x",
             "/a%ff",
+            "/a%20b",
+            "/a/./b",
+            "/a//b",
+            "/a?/../../x",
+            "/a?x=1?y",
+            "/?x=1",
+            "/a?",
+            "/CON",
+            "/a/nul.txt",
+            "/a./b",
+            "/C:/x",
+            "/a%3Ab",
+            "/a/.pyme-part-1-2",
+            "//",
+            "/?",
         ] {
             assert!(resolve(bad).is_err(), "{bad} accepted");
         }
@@ -515,14 +654,20 @@ mod tests {
     fn write_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut first = store.begin_file(Path::new("s/a")).unwrap();
-        let mut second = store.begin_file(Path::new("s/a")).unwrap();
+        let mut first = store
+            .begin_file(Path::new("s/a"), &mut FolderCache::default())
+            .unwrap();
+        let mut second = store
+            .begin_file(Path::new("s/a"), &mut FolderCache::default())
+            .unwrap();
         first.write_all(b"one").unwrap();
         second.write_all(b"two").unwrap();
         assert_eq!(first.commit().unwrap(), Stored::New);
         assert_eq!(second.commit().unwrap(), Stored::AlreadyExists);
         assert_eq!(fs::read(dir.path().join("s/a")).unwrap(), b"one");
-        let dropped = store.begin_file(Path::new("s/b")).unwrap();
+        let dropped = store
+            .begin_file(Path::new("s/b"), &mut FolderCache::default())
+            .unwrap();
         drop(dropped);
         assert_eq!(store.list_folder(Path::new("s")).unwrap(), r#"{"a":[0,3]}"#);
     }
@@ -531,7 +676,9 @@ mod tests {
     fn creates_missing_folders_and_refuses_a_file_as_folder() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut deep = store.begin_file(Path::new("x/y/z/frame")).unwrap();
+        let mut deep = store
+            .begin_file(Path::new("x/y/z/frame"), &mut FolderCache::default())
+            .unwrap();
         deep.write_all(b"abc").unwrap();
         assert_eq!(deep.commit().unwrap(), Stored::New);
         assert_eq!(fs::read(dir.path().join("x/y/z/frame")).unwrap(), b"abc");
@@ -542,9 +689,13 @@ mod tests {
             .collect();
         assert_eq!(names, ["frame"]);
         // A file cannot be a folder: the error comes back, nothing is created.
-        assert!(store.begin_file(Path::new("x/y/z/frame/inner")).is_err());
+        assert!(store
+            .begin_file(Path::new("x/y/z/frame/inner"), &mut FolderCache::default())
+            .is_err());
         // A taken name that is a folder is refused at commit.
-        let onto_folder = store.begin_file(Path::new("x/y")).unwrap();
+        let onto_folder = store
+            .begin_file(Path::new("x/y"), &mut FolderCache::default())
+            .unwrap();
         assert_eq!(onto_folder.commit().unwrap(), Stored::AlreadyExists);
     }
 

@@ -1,0 +1,206 @@
+//! One name rule for client and server: what `put` accepts, our data server stores
+//! (never a 400, never a 500 for its length), and what `put` refuses, the server
+//! refuses too.
+
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use pyme_streaming::name::{self, MAX_NAME_BYTES, MAX_SEGMENT_BYTES};
+use pyme_streaming::server::storage::{resolve, RequestPath};
+use pyme_streaming::{Error, Stream, StreamerOptions};
+
+mod server_support;
+
+use server_support::{Client, TestServer};
+
+/// The request target the client writes for `name`.
+fn target(name: &str) -> String {
+    let mut out = Vec::new();
+    name::write_request_target(&mut out, name);
+    String::from_utf8(out).unwrap()
+}
+
+/// Whether the server takes `target` as a file (what a PUT of a file name needs).
+fn server_takes_as_file(target: &str) -> bool {
+    match resolve(target) {
+        Ok(RequestPath::Plain { folder, .. }) => !folder,
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// Names built from pieces that each break (or nearly break) one rule.
+fn names() -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        "[a-zA-Z0-9_\\-]{1,8}",
+        "[a-zA-Z0-9_.\\-éß¹ :%\\\\#*]{0,6}",
+        Just(".".to_owned()),
+        Just("..".to_owned()),
+        Just(String::new()),
+        "(CON|nul|Aux|prn|COM[0-9¹]|lpt[1-9])(\\.[a-z]{1,3})?",
+        "[a-z]{1,4}\\.",
+        Just(".pyme-part-1-2".to_owned()),
+        Just("__pyramid_update_tile".to_owned()),
+        Just("__aggregate_h5".to_owned()),
+        Just("__aggregate_txt".to_owned()),
+        Just("__status".to_owned()),
+        Just("s".repeat(MAX_SEGMENT_BYTES)),
+        Just("s".repeat(MAX_SEGMENT_BYTES + 1)),
+        Just("é".repeat(128)),
+    ];
+    let query = prop_oneof![
+        Just(String::new()),
+        "\\?[a-zA-Z0-9_.=&,\\-]{0,8}",
+        "\\?[a-z0-9=&%/.?# é\\n]{0,8}",
+    ];
+    (
+        proptest::option::of(Just("/")),
+        proptest::collection::vec(segment, 1..6),
+        proptest::option::of(Just("/")),
+        query,
+    )
+        .prop_map(|(lead, segments, trail, query)| {
+            format!(
+                "{}{}{}{query}",
+                lead.unwrap_or(""),
+                segments.join("/"),
+                trail.unwrap_or("")
+            )
+        })
+}
+
+/// Names that mostly pass: letters, digits, `_-.`, a few non-ASCII, a PYME query.
+fn plausible_names() -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec("[a-zA-Z0-9_\\-éß]{1,8}(\\.[a-z0-9]{1,4})?", 1..5),
+        "(\\?[a-z]=[0-9]{1,3}(&[a-z]=[0-9]{1,3})?)?",
+    )
+        .prop_map(|(segments, query)| format!("{}{query}", segments.join("/")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The client's rule and the server's judgement of the same name agree.
+    #[test]
+    fn client_acceptance_is_server_acceptance(name in names()) {
+        // The client writes targets only for names it accepts; for the others, compare
+        // only where the target means the same name (a raw '%' or a non-ASCII query
+        // would be read back as another name).
+        let faithful = name::decode_request_target(&target(&name)).as_deref() == Ok(name.as_str());
+        prop_assert!(faithful || name::validate(&name).is_err(), "{:?}", name);
+        prop_assume!(faithful);
+        let client = name::validate(&name).is_ok();
+        // The client writes the target only for names it accepts; for the others,
+        // the same encoding tells what any client sending them would get.
+        let server = server_takes_as_file(&target(&name));
+        prop_assert_eq!(client, server, "{:?}: client {:?}", name, name::validate(&name));
+    }
+
+    /// A folder target (`a/b/`) is served only when `a/b` is a valid name.
+    #[test]
+    fn a_folder_is_served_when_its_name_is_valid(name in names()) {
+        let folder_target = format!("{}/", target(&name));
+        let is_folder = matches!(resolve(&folder_target), Ok(RequestPath::Plain { folder: true, .. }));
+        let valid_folder_name = name::validate(&name).is_ok() && !name.contains('?');
+        prop_assert_eq!(is_folder, valid_folder_name, "{:?}", name);
+    }
+}
+
+#[test]
+fn what_the_client_accepts_the_server_stores_and_what_it_refuses_gets_400() {
+    let server = TestServer::start();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(300));
+    let mut client = server.connect();
+    let (mut stored, mut refused) = (0, 0);
+    for _ in 0..300 {
+        let name = prop_oneof![names(), plausible_names()]
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let accepted = name::validate(&name).is_ok();
+        let target = target(&name);
+        if target.contains([' ', '\r', '\n']) {
+            // Not one request target: the request line itself would be another.
+            continue;
+        }
+        let request = format!("PUT {target} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+        client.send(request.as_bytes());
+        let response = client.response();
+        if accepted {
+            assert!(
+                // 409: a folder of the name is a file stored by an earlier case.
+                matches!(response.code, 200 | 405 | 409 | 501),
+                "{name:?}: {}",
+                response.code
+            );
+            if response.code == 200 {
+                let stored = name::storage_name(&name);
+                let stored = stored.strip_prefix("__aggregate_txt/").unwrap_or(stored);
+                let stored_at = server.root().join(stored);
+                assert!(stored_at.is_file(), "{name:?} not at {stored_at:?}");
+            }
+            stored += 1;
+        } else {
+            assert_eq!(response.code, 400, "{name:?}");
+            assert!(client.is_closed());
+            client = server.connect();
+            refused += 1;
+        }
+    }
+    assert!(
+        stored > 20 && refused > 20,
+        "stored {stored}, refused {refused}"
+    );
+}
+
+#[test]
+fn the_longest_names_are_stored_not_answered_400_or_500() {
+    let server = TestServer::start();
+    let mut client = server.connect();
+    // Five segments of 204 bytes: 1024 bytes; the non-ASCII one triples on the wire.
+    let ascii = vec!["a".repeat(204); 5].join("/");
+    let wide = vec!["é".repeat(102); 5].join("/");
+    let segments = vec!["b".repeat(MAX_SEGMENT_BYTES); 4].join("/");
+    for name in [&ascii, &wide, &segments] {
+        assert!(name.len() <= MAX_NAME_BYTES, "{}", name.len());
+        assert_eq!(name::validate(name), Ok(()));
+        let request = format!(
+            "PUT {} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            target(name)
+        );
+        client.send(request.as_bytes());
+        assert_eq!(client.response().code, 200, "{} bytes", name.len());
+        assert!(server.root().join(name).is_file());
+    }
+}
+
+#[test]
+fn put_refuses_what_the_server_would_refuse_before_sending() {
+    let server = TestServer::start();
+    let stream = Stream::connect(
+        &server.server.local_addr().to_string(),
+        &StreamerOptions::default(),
+    )
+    .unwrap();
+    for bad in [
+        "folder/",
+        "a//b",
+        "c/./x",
+        "a/../b",
+        "..",
+        "a?/../../x",
+        "CON.txt",
+        "C:/x",
+        "a\\b",
+        "x.",
+        &"a".repeat(4096),
+    ] {
+        match stream.put(bad, b"data") {
+            Err(Error::InvalidName { .. }) => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    let mut client = Client::connect(server.server.local_addr());
+    client.send(b"GET /folder/ HTTP/1.1\r\n\r\n");
+    assert_eq!(client.response().code, 404, "nothing was made");
+}
