@@ -253,7 +253,7 @@ mod tests {
         }
         assert_eq!(
             ALL.len() as i32,
-            1 - STREAMER_ERR_CLOSE_DETACHED,
+            1 - STREAMER_ERR_NAME_TAKEN,
             "no gap in the numbering"
         );
     }
