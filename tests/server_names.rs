@@ -123,6 +123,12 @@ fn what_the_client_accepts_the_server_stores_and_what_it_refuses_gets_400() {
             // Not one request target: the request line itself would be another.
             continue;
         }
+        if !accepted && name::decode_request_target(&target).is_ok_and(|seen| seen != name) {
+            // A refused name is never sent; its encoding may read as another name
+            // (a query's `é` becomes `%C3%A9`, which a query may hold), so the
+            // server's verdict on it says nothing about this name.
+            continue;
+        }
         let request = format!("PUT {target} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
         client.send(request.as_bytes());
         let response = client.response();
