@@ -127,9 +127,16 @@ build() {
   log "installed: $(cd "$cache/build/prefix" && find . -type f | sort | tr '\n' ' ')"
 }
 
+# One setup or build at a time on this machine (two CI runs, or two test binaries).
+lock() {
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock"
+  flock 9
+}
+
 case "${1:-build}" in
-  setup) setup ;;
-  build) build ;;
+  setup) lock; setup ;;
+  build) lock; build ;;
   run)
     shift
     [ -f "$marker" ] || { log "environment not set up: run '$0 setup' first"; exit 1; }

@@ -532,3 +532,55 @@ fn install_strip_strips_and_the_cli_is_installed() {
         "stripped_shared",
     );
 }
+
+/// `-DPYME_RUST_TARGET=<triple>` goes through cargo's `--target` path (outputs under
+/// `<target dir>/<triple>/`, the C compiler given to cargo as linker and to the bundled
+/// SQLite's build): here with the host's own triple, the one target every machine has
+/// (the Windows one is tested by tests/windows.rs). A Debug build, to keep it short.
+#[test]
+fn pyme_rust_target_builds_for_an_explicit_cargo_target() {
+    if !should_run() {
+        return;
+    }
+    let version = run(Command::new("rustc").arg("-vV"));
+    let host = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        .expect("rustc -vV says the host");
+    let work = tempfile::tempdir().unwrap();
+    let build = work.path().join("build");
+    let prefix = work.path().join("prefix");
+    let configure = run(Command::new("cmake")
+        .arg("-S")
+        .arg(source_dir())
+        .arg("-B")
+        .arg(&build)
+        .arg("-DCMAKE_BUILD_TYPE=Debug")
+        .arg(format!("-DPYME_RUST_TARGET={host}"))
+        .arg(format!(
+            "-DPYME_CARGO_TARGET_DIR={}",
+            cargo_target_dir().display()
+        )));
+    assert!(configure.status.success());
+    let output = run(Command::new("cmake").arg("--build").arg(&build));
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(log.contains(&format!("--target {host}")), "{log}");
+    run(Command::new("cmake")
+        .arg("--install")
+        .arg(&build)
+        .arg("--prefix")
+        .arg(&prefix));
+    let libdir = prefix.join("lib");
+    assert!(libdir.join("libpyme_streaming.so.0").exists());
+    let exe = work.path().join("probe_target");
+    run(Command::new("gcc")
+        .arg("-I")
+        .arg(prefix.join("include"))
+        .arg(probe_source())
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&libdir)
+        .arg("-lpyme_streaming"));
+    run_probe(&exe, Some(&libdir), "explicit_target");
+}

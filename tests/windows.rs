@@ -100,15 +100,16 @@ fn build_everything() {
          cmake --build /build/examples >/build/examples-build.log",
     );
     // The probe against each library the package has: the mingw import library, the
-    // MSVC-style import library made by dlltool, and the static library.
+    // MSVC-style import library made by dlltool, and the static library (linked as
+    // the package's pyme_streaming-static.pc says).
     in_chroot(
         "cd /build/examples
          cc=x86_64-w64-mingw32-gcc-posix
          flags='-std=c99 -Wall -Wextra -Werror -pedantic -I/build/prefix/include'
          $cc $flags /src/tests/packaging/probe.c -o probe_implib.exe /build/prefix/lib/libpyme_streaming.dll.a
          $cc $flags /src/tests/packaging/probe.c -o probe_msvc_lib.exe /build/prefix/lib/pyme_streaming.lib
-         $cc $flags /src/tests/packaging/probe.c -o probe_static.exe /build/prefix/lib/libpyme_streaming.a \
-           -lws2_32 -lbcrypt -luserenv -lntdll -ladvapi32 -lkernel32 -liphlpapi
+         export PKG_CONFIG_PATH=/build/prefix/lib/pkgconfig
+         $cc $flags /src/tests/packaging/probe.c -o probe_static.exe $(pkg-config --libs pyme_streaming-static)
          cp /build/prefix/bin/pyme_streaming.dll .",
     );
 }
@@ -156,7 +157,10 @@ fn windows_package_has_the_dll_import_libraries_def_and_cmake_config() {
             .unwrap();
     assert!(config.contains("IMPORTED_IMPLIB"), "{config}");
     assert!(config.contains("bin/pyme_streaming.dll"), "{config}");
-    for system_lib in ["ws2_32", "userenv", "bcrypt", "ntdll", "advapi32"] {
+    // As `rustc --print native-static-libs` reports them for the static library.
+    for system_lib in [
+        "kernel32", "advapi32", "ntdll", "userenv", "ws2_32", "dbghelp",
+    ] {
         assert!(config.contains(system_lib), "{system_lib} in {config}");
     }
     // The .def names every function of the header.
