@@ -58,8 +58,7 @@ in_chroot() {
       PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root LANG=C.UTF-8 \
       CARGO_HOME=/cargo-home CARGO_TARGET_DIR=/build/target \
       SSL_CERT_FILE=/etc/ssl/certs/host-ca-bundle.crt CARGO_HTTP_CAINFO=/etc/ssl/certs/host-ca-bundle.crt \
-      WINEPREFIX=/root/.wine-pyme WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" \
-      ${PYME_WIN_EXTRA_ENV:-} "$@"
+      WINEPREFIX=/root/.wine-pyme WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" "$@"
   ' in_chroot "$root" "$repo" "$cache" "$@"
 }
 
