@@ -166,6 +166,29 @@ fn windows_package_has_the_dll_import_libraries_def_and_cmake_config() {
     // The .def names every function of the header.
     let def = std::fs::read_to_string(prefix.join("lib/pyme_streaming.def")).unwrap();
     assert!(def.contains("LIBRARY pyme_streaming.dll"), "{def}");
+    // Only the C API is exported: nothing of Rust's std or the bundled SQLite.
+    let exports: Vec<&str> = def
+        .lines()
+        .skip_while(|line| line.trim() != "EXPORTS")
+        .skip(1)
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    assert!(exports.len() >= 40, "{def}");
+    for export in &exports {
+        assert!(
+            [
+                "streamer_",
+                "stream_",
+                "n_cluster_servers",
+                "distribution_function_",
+                "pyme_"
+            ]
+            .iter()
+            .any(|prefix| export.starts_with(prefix)),
+            "{export} is exported by the DLL"
+        );
+    }
     let header = std::fs::read_to_string(source_dir().join("include/pyme_streaming.h")).unwrap();
     for function in [
         "streamer_new",
