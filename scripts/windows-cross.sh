@@ -47,6 +47,7 @@ debian_mirror() {
 # whatever happens, so nothing is left mounted on the host.
 in_chroot() {
   mkdir -p "$cache/cargo-home" "$cache/build" "$root/src" "$root/build" "$root/cargo-home"
+  mkdir -p -m 700 "$root/run/user/0"
   unshare --mount --propagation private -- /bin/bash -euc '
     root="$1" repo="$2" cache="$3"; shift 3
     mount -t proc proc "$root/proc"
@@ -55,7 +56,7 @@ in_chroot() {
     mount --bind "$cache/build" "$root/build"
     mount --bind "$cache/cargo-home" "$root/cargo-home"
     exec chroot "$root" /usr/bin/env -i \
-      PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root LANG=C.UTF-8 \
+      PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root LANG=C.UTF-8 XDG_RUNTIME_DIR=/run/user/0 \
       CARGO_HOME=/cargo-home CARGO_TARGET_DIR=/build/target \
       SSL_CERT_FILE=/etc/ssl/certs/host-ca-bundle.crt CARGO_HTTP_CAINFO=/etc/ssl/certs/host-ca-bundle.crt \
       WINEPREFIX=/root/.wine-pyme WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" "$@"
