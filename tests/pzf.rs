@@ -43,7 +43,7 @@ fn fibonacci_bytes(symbols: usize) -> Vec<u8> {
     let mut data: Vec<u8> = counts
         .iter()
         .enumerate()
-        .flat_map(|(s, &c)| std::iter::repeat(s as u8).take(c))
+        .flat_map(|(s, &c)| std::iter::repeat_n(s as u8, c))
         .collect();
     fastrand::Rng::with_seed(5).shuffle(&mut data);
     data

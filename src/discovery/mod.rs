@@ -163,14 +163,57 @@ pub fn computer_name() -> String {
     host.split('.').next().unwrap_or_default().to_owned()
 }
 
-/// The host name, read from the kernel (no libc), or `localhost` when it cannot be read.
+/// The host name as the operating system reports it, or `localhost` when it cannot
+/// be read: on Linux from the kernel (`/proc`, no libc), on other Unix systems from
+/// `gethostname`, on Windows the DNS host name (`GetComputerNameExW`, as Python's
+/// `socket.gethostname()` gives PYME there), else `%COMPUTERNAME%`.
 pub fn host_name() -> String {
+    os_host_name()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(target_os = "linux")]
+fn os_host_name() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
-        .map(|text| text.trim().to_owned())
-        .find(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
+        .find(|name| !name.trim().is_empty())
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn os_host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length; gethostname writes at most
+    // that many bytes and the name is read only up to its NUL (or the buffer's end).
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    Some(String::from_utf8_lossy(&buffer[..end]).into_owned())
+}
+
+#[cfg(windows)]
+fn os_host_name() -> Option<String> {
+    use windows_sys::Win32::System::SystemInformation::{
+        ComputerNameDnsHostname, GetComputerNameExW,
+    };
+    let mut buffer = [0u16; 256];
+    let mut len = buffer.len() as u32;
+    // SAFETY: `buffer` holds `len` UTF-16 units; on success the call writes the name
+    // and sets `len` to its length without the NUL, at most the buffer's length.
+    let ok = unsafe { GetComputerNameExW(ComputerNameDnsHostname, buffer.as_mut_ptr(), &mut len) };
+    if ok != 0 && (len as usize) <= buffer.len() {
+        return Some(String::from_utf16_lossy(&buffer[..len as usize]));
+    }
+    std::env::var("COMPUTERNAME").ok()
+}
+
+#[cfg(not(any(unix, windows)))]
+fn os_host_name() -> Option<String> {
+    None
 }
 
 /// The live servers of the cluster `options.serverfilter`: this computer's first, then
@@ -362,5 +405,26 @@ mod tests {
     #[test]
     fn host_name_is_never_empty() {
         assert!(!host_name().is_empty());
+    }
+
+    /// The kernel's name is the one `gethostname` gives (Windows is checked under
+    /// Wine by tests/windows.rs).
+    #[cfg(unix)]
+    #[test]
+    fn host_name_is_the_operating_systems() {
+        let mut buffer = [0u8; 256];
+        // SAFETY: as in os_host_name.
+        let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+        assert_eq!(result, 0);
+        let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+        let expected = String::from_utf8_lossy(&buffer[..end]).into_owned();
+        assert_eq!(
+            host_name(),
+            if expected.is_empty() {
+                "localhost".to_owned()
+            } else {
+                expected
+            }
+        );
     }
 }

@@ -175,10 +175,10 @@ fn two_lightest(nodes: &[BuildNode]) -> (usize, usize) {
         if node.joined {
             continue;
         }
-        if lightest.map_or(true, |l| node.weight <= nodes[l].weight) {
+        if lightest.is_none_or(|l| node.weight <= nodes[l].weight) {
             second = lightest;
             lightest = Some(i);
-        } else if second.map_or(true, |s| node.weight <= nodes[s].weight) {
+        } else if second.is_none_or(|s| node.weight <= nodes[s].weight) {
             second = Some(i);
         }
     }

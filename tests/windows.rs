@@ -1,0 +1,329 @@
+//! Windows, under Wine: the Windows CMake package built by `scripts/windows-cross.sh
+//! build` (a Debian 13 chroot with mingw-w64, rustc 1.85 and `-Zbuild-std`), then a
+//! consumer project (`c_examples/` with `find_package(PymeStreaming)` and the same
+//! toolchain file) and `tests/packaging/probe.c` linked with the import library, the
+//! MSVC-style `pyme_streaming.lib` and the static library, all run with wine against
+//! native data servers on loopback, and `wine pyme-stream.exe demo`.
+//!
+//! Runs when the environment is there (`scripts/windows-cross.sh setup`, as root: a few
+//! minutes once, kept in /var/cache/pyme-streaming); skipped with a message when it is
+//! not, unless `PYME_TEST_WINDOWS=1` (CI), which makes its absence a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::{dead_address, start_servers, TestServer};
+
+fn source_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> PathBuf {
+    source_dir().join("scripts/windows-cross.sh")
+}
+
+/// Where the chroot's /build is on this side.
+fn build_dir() -> PathBuf {
+    let cache = std::env::var("PYME_WIN_CACHE").unwrap_or("/var/cache/pyme-streaming".to_owned());
+    Path::new(&cache).join("build")
+}
+
+fn environment_ready() -> bool {
+    let required = std::env::var("PYME_TEST_WINDOWS").as_deref() == Ok("1");
+    let ready = Command::new(script())
+        .arg("path")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).lines().nth(1) == Some("ready"))
+        .unwrap_or(false);
+    if !ready {
+        assert!(
+            !required,
+            "PYME_TEST_WINDOWS=1 but the Windows environment is missing: run scripts/windows-cross.sh setup (as root)"
+        );
+        eprintln!(
+            "SKIPPED: no Windows cross environment (scripts/windows-cross.sh setup, as root, makes it); \
+             PYME_TEST_WINDOWS=1 makes this a failure"
+        );
+    }
+    ready
+}
+
+fn check(output: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Runs a shell command in the chroot (the repository at /src, the build dir at /build).
+fn in_chroot(shell: &str) -> String {
+    let output = Command::new(script())
+        .args(["run", "/bin/sh", "-euc", shell])
+        .output()
+        .expect("scripts/windows-cross.sh runs");
+    check(output, shell)
+}
+
+/// The Windows package, then the consumer programs: built once for every test here.
+fn built() -> &'static () {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            std::panic::catch_unwind(build_everything).map_err(|panic| {
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "the Windows build failed".to_owned())
+            })
+        })
+        .as_ref()
+        .unwrap_or_else(|message| panic!("{message}"))
+}
+
+fn build_everything() {
+    check(
+        Command::new(script()).arg("build").output().unwrap(),
+        "scripts/windows-cross.sh build",
+    );
+    // The consumer project: find_package(PymeStreaming) with the same toolchain file.
+    in_chroot(
+        "cmake -S /src/c_examples -B /build/examples -DCMAKE_BUILD_TYPE=Release \
+           -DCMAKE_TOOLCHAIN_FILE=/src/cmake/toolchains/mingw-w64.cmake \
+           -DCMAKE_PREFIX_PATH=/build/prefix >/build/examples-configure.log
+         cmake --build /build/examples >/build/examples-build.log",
+    );
+    // The probe against each library the package has: the mingw import library, the
+    // MSVC-style import library made by dlltool, and the static library (linked as
+    // the package's pyme_streaming-static.pc says).
+    in_chroot(
+        "cd /build/examples
+         cc=x86_64-w64-mingw32-gcc-posix
+         flags='-std=c99 -Wall -Wextra -Werror -pedantic -I/build/prefix/include'
+         $cc $flags /src/tests/packaging/probe.c -o probe_implib.exe /build/prefix/lib/libpyme_streaming.dll.a
+         $cc $flags /src/tests/packaging/probe.c -o probe_msvc_lib.exe /build/prefix/lib/pyme_streaming.lib
+         export PKG_CONFIG_PATH=/build/prefix/lib/pkgconfig
+         $cc $flags /src/tests/packaging/probe.c -o probe_static.exe $(pkg-config --libs pyme_streaming-static)
+         cp /build/prefix/bin/pyme_streaming.dll .",
+    );
+}
+
+/// Runs a Windows program of /build/examples (or an absolute chroot path) with wine,
+/// its DLLs and mingw's runtime DLLs found through WINEPATH.
+fn wine(program: &str, args: &[String]) -> String {
+    wine_in("/build/examples", program, args)
+}
+
+/// As [`wine`], started in `dir` (a chroot path).
+fn wine_in(dir: &str, program: &str, args: &[String]) -> String {
+    let quoted: Vec<String> = args.iter().map(|arg| format!("'{arg}'")).collect();
+    in_chroot(&format!(
+        "cd {dir}
+         gcc_dir=$(dirname \"$(x86_64-w64-mingw32-gcc-posix -print-libgcc-file-name)\")
+         export WINEPATH=\"Z:$(echo \"$gcc_dir\" | tr / '\\\\');Z:\\\\usr\\\\x86_64-w64-mingw32\\\\lib;Z:\\\\build\\\\prefix\\\\bin\"
+         wine {program} {}",
+        quoted.join(" ")
+    ))
+}
+
+#[test]
+fn windows_package_has_the_dll_import_libraries_def_and_cmake_config() {
+    if !environment_ready() {
+        return;
+    }
+    built();
+    let prefix = build_dir().join("prefix");
+    for file in [
+        "bin/pyme_streaming.dll",
+        "bin/pyme-stream.exe",
+        "lib/libpyme_streaming.dll.a",
+        "lib/pyme_streaming.lib",
+        "lib/pyme_streaming.def",
+        "lib/libpyme_streaming.a",
+        "lib/pkgconfig/pyme_streaming.pc",
+        "include/pyme_streaming.h",
+        "include/pyme_streaming.hpp",
+    ] {
+        assert!(prefix.join(file).is_file(), "{file} installed");
+    }
+    let config =
+        std::fs::read_to_string(prefix.join("lib/cmake/PymeStreaming/PymeStreamingConfig.cmake"))
+            .unwrap();
+    assert!(config.contains("IMPORTED_IMPLIB"), "{config}");
+    assert!(config.contains("bin/pyme_streaming.dll"), "{config}");
+    // As `rustc --print native-static-libs` reports them for the static library.
+    for system_lib in [
+        "kernel32", "advapi32", "ntdll", "userenv", "ws2_32", "dbghelp",
+    ] {
+        assert!(config.contains(system_lib), "{system_lib} in {config}");
+    }
+    // The .def names every function of the header.
+    let def = std::fs::read_to_string(prefix.join("lib/pyme_streaming.def")).unwrap();
+    assert!(def.contains("LIBRARY pyme_streaming.dll"), "{def}");
+    // Only the C API is exported: nothing of Rust's std or the bundled SQLite.
+    let exports: Vec<&str> = def
+        .lines()
+        .skip_while(|line| line.trim() != "EXPORTS")
+        .skip(1)
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    assert!(exports.len() >= 40, "{def}");
+    for export in &exports {
+        assert!(
+            [
+                "streamer_",
+                "stream_",
+                "n_cluster_servers",
+                "distribution_function_",
+                "pyme_"
+            ]
+            .iter()
+            .any(|prefix| export.starts_with(prefix)),
+            "{export} is exported by the DLL"
+        );
+    }
+    let header = std::fs::read_to_string(source_dir().join("include/pyme_streaming.h")).unwrap();
+    for function in [
+        "streamer_new",
+        "streamer_put",
+        "streamer_stats",
+        "streamer_close",
+        "stream_new",
+    ] {
+        assert!(header.contains(&format!(" {function}(")));
+        assert!(
+            def.lines().any(|line| line.trim() == function),
+            "{function} in {def}"
+        );
+    }
+    // The DLL's version resource (UTF-16 strings in .rsrc).
+    let dll = std::fs::read(prefix.join("bin/pyme_streaming.dll")).unwrap();
+    let utf16 =
+        |text: &str| -> Vec<u8> { text.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    for text in [
+        "ProductVersion",
+        env!("CARGO_PKG_VERSION"),
+        "pyme_streaming.dll",
+    ] {
+        let needle = utf16(text);
+        assert!(
+            dll.windows(needle.len()).any(|window| window == needle),
+            "{text} in the DLL's version resource"
+        );
+    }
+}
+
+#[test]
+fn demo_under_wine_acknowledges_every_frame() {
+    if !environment_ready() {
+        return;
+    }
+    built();
+    let stdout = wine(
+        "/build/prefix/bin/pyme-stream.exe",
+        &["demo".into(), "--frames".into(), "50".into()],
+    );
+    assert!(stdout.contains("lost 0"), "{stdout}");
+    let acknowledged = stdout
+        .split("acknowledged ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', '\n']).next())
+        .unwrap_or_else(|| panic!("no 'acknowledged N/M' in {stdout}"));
+    let (done, total) = acknowledged.split_once('/').expect("N/M");
+    assert_eq!(done, total, "{stdout}");
+    assert!(total.parse::<u32>().unwrap() >= 50, "{stdout}");
+}
+
+#[test]
+fn c_examples_built_with_find_package_stream_under_wine_to_native_servers() {
+    if !environment_ready() {
+        return;
+    }
+    built();
+    let servers = start_servers(2);
+    let addresses: Vec<String> = servers.iter().map(TestServer::address).collect();
+    let mut args: Vec<String> = ["-n", "40", "-s", "4096", "-p", "win_frames"]
+        .map(String::from)
+        .to_vec();
+    args.extend(addresses.iter().cloned());
+    let stdout = wine("stream_frames.exe", &args);
+    assert!(stdout.contains("all 40 frames acknowledged"), "{stdout}");
+    let mut args: Vec<String> = ["-f", "200", "-n", "60", "-s", "65536", "-p", "win_camera"]
+        .map(String::from)
+        .to_vec();
+    args.extend(addresses.iter().cloned());
+    let stdout = wine("camera_sim.exe", &args);
+    assert!(stdout.contains("all 60 frames acknowledged"), "{stdout}");
+    let stdout = wine("api_checks.exe", &[addresses[0].clone(), dead_address()]);
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let stored: usize = servers.iter().map(|s| s.files().len()).sum();
+    assert!(stored >= 100, "{stored} files stored");
+}
+
+#[test]
+fn probe_links_with_each_windows_library_and_streams_under_wine() {
+    if !environment_ready() {
+        return;
+    }
+    built();
+    for (exe, series) in [
+        ("probe_implib.exe", "implib"),
+        ("probe_msvc_lib.exe", "msvc_lib"),
+        ("probe_static.exe", "static"),
+    ] {
+        let server = TestServer::start();
+        let stdout = wine(exe, &["25".into(), series.into(), server.address()]);
+        assert!(
+            stdout.contains("probe: all 25 frames acknowledged"),
+            "{exe}: {stdout}"
+        );
+        assert_eq!(server.files().len(), 25, "{exe}: {:?}", server.files());
+    }
+}
+
+/// The default serverfilter under Windows is the computer name from Windows
+/// (`GetComputerNameExW`), not `localhost`: `pyme-stream.exe discover` without
+/// `--serverfilter` finds a server registered under this machine's name. Started on
+/// drive C:, so that reading `/proc/sys/kernel/hostname` (the Linux way) cannot work.
+#[test]
+fn computer_name_under_wine_comes_from_windows() {
+    if !environment_ready() {
+        return;
+    }
+    built();
+    let host = pyme_streaming::discovery::host_name();
+    let host = host.split('.').next().unwrap().to_owned();
+    assert_ne!(host, "localhost", "this test needs a host name");
+    let server = TestServer::start();
+    let port: u16 = server
+        .address()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let registry = build_dir().join("computer-name-registry.sqlite");
+    let _ = std::fs::remove_file(&registry);
+    let name = format!("PYMEDataServer [{host}]:{host} - PID:1");
+    let _entry =
+        pyme_streaming::discovery::registry::register(&registry, &name, "127.0.0.1", port).unwrap();
+    let stdout = wine_in(
+        "/root/.wine-pyme/drive_c",
+        "/build/prefix/bin/pyme-stream.exe",
+        &[
+            "discover".into(),
+            "--no-mdns".into(),
+            "--registry".into(),
+            "Z:\\build\\computer-name-registry.sqlite".into(),
+        ],
+    );
+    assert!(stdout.contains(&name), "{stdout}");
+    assert!(stdout.contains(&format!("127.0.0.1:{port}")), "{stdout}");
+}
