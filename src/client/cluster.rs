@@ -166,7 +166,7 @@ impl Cluster {
                 self.links[i].outstanding_bytes(),
                 i,
             );
-            if best.map_or(true, |b| (key.0, key.1) < (b.0, b.1)) {
+            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
                 best = Some(key);
             }
         }

@@ -127,7 +127,7 @@ impl Link {
             && !state.closing
             && state
                 .resting_until
-                .map_or(true, |until| Instant::now() >= until)
+                .is_none_or(|until| Instant::now() >= until)
     }
 
     /// The sender wrote bytes to the connection just now.
