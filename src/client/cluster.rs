@@ -487,3 +487,169 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
         }
     }
 }
+
+/// The failover logic itself, without sockets: links made by `Link::new` are up
+/// and take files into their queues; nothing sends them.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, usize, bool)>>>;
+
+    fn cluster(n: usize, options: StreamerOptions) -> (Cluster, Seen) {
+        let seen: Seen = Arc::default();
+        let record = Arc::clone(&seen);
+        let options = options
+            .servers((0..n).map(|i| format!("127.0.0.1:{}", 1000 + i)))
+            .on_complete(move |outcome| {
+                let entry = (
+                    outcome.name.to_owned(),
+                    outcome.server,
+                    outcome.is_acknowledged(),
+                );
+                record.lock().unwrap().push(entry);
+            });
+        let links = options
+            .servers
+            .iter()
+            .map(|server| Link::new(server.clone(), &options))
+            .collect();
+        let reporter = Reporter::new(Arc::new(Counters::default()), options.completion.clone());
+        let buffers = BufferPool::new(1 << 20, false);
+        (Cluster::new(links, options, reporter, None, buffers), seen)
+    }
+
+    fn job(name: &str, len: usize) -> Job {
+        Job::new(name, Bytes::from(vec![0; len]), None)
+    }
+
+    /// Files already accepted (their outcome is due), as `admit` counts them.
+    fn accepted(cluster: &Cluster, files: u64) {
+        cluster.lock_progress().pending += files;
+    }
+
+    #[test]
+    fn pick_live_takes_the_least_loaded_live_server_other_than_the_failed_one() {
+        let (cluster, _) = cluster(3, StreamerOptions::new());
+        cluster.links[0].push_rerouted(job("a", 100)).ok().unwrap();
+        cluster.links[1].push_rerouted(job("b", 50)).ok().unwrap();
+        assert_eq!(cluster.pick_live(None), Some(2));
+        assert_eq!(cluster.pick_live(Some(2)), Some(1));
+        cluster.links[1].mark_down("gone".into());
+        assert_eq!(cluster.pick_live(Some(2)), Some(0));
+        cluster.links[0].mark_down("gone".into());
+        assert_eq!(cluster.pick_live(Some(2)), None);
+    }
+
+    #[test]
+    fn pick_live_takes_equal_servers_in_turn_and_resting_ones_last() {
+        let (cluster, _) = cluster(3, StreamerOptions::new());
+        let mut picked = [0; 3];
+        for _ in 0..6 {
+            picked[cluster.pick_live(None).unwrap()] += 1;
+        }
+        assert_eq!(picked, [2, 2, 2]);
+        cluster.links[1].rest(Duration::from_secs(60));
+        for _ in 0..6 {
+            assert_ne!(cluster.pick_live(None), Some(1));
+        }
+        // Only a resting server left: better it than nothing.
+        cluster.links[0].mark_down("gone".into());
+        cluster.links[2].mark_down("gone".into());
+        assert_eq!(cluster.pick_live(None), Some(1));
+    }
+
+    #[test]
+    fn reroute_moves_files_to_a_live_server_and_fails_them_when_none_is_left() {
+        let (cluster, seen) = cluster(2, StreamerOptions::new());
+        accepted(&cluster, 3);
+        cluster.links[0].mark_down("reset".into());
+        cluster.reroute(0, vec![job("a", 10), job("b", 10)], "reset");
+        assert_eq!(cluster.links[1].depth(), (2, 20, 0));
+        assert_eq!(cluster.counters().snapshot().rerouted, 2);
+        assert!(seen.lock().unwrap().is_empty(), "moved, not ended");
+        cluster.links[1].mark_down("reset".into());
+        cluster.reroute(1, vec![job("c", 10)], "reset too");
+        assert_eq!(*seen.lock().unwrap(), [("c".to_owned(), 1, false)]);
+        assert_eq!(cluster.lock_progress().pending, 2);
+    }
+
+    #[test]
+    fn without_failover_reroute_fails_the_files_of_the_failed_server() {
+        let (cluster, seen) = cluster(2, StreamerOptions::new().failover(false));
+        accepted(&cluster, 1);
+        cluster.reroute(0, vec![job("a", 10)], "reset");
+        assert_eq!(cluster.links[1].depth(), (0, 0, 0));
+        assert_eq!(*seen.lock().unwrap(), [("a".to_owned(), 0, false)]);
+    }
+
+    #[test]
+    fn a_file_every_connection_dies_on_stops_circling() {
+        let (cluster, seen) = cluster(2, StreamerOptions::new());
+        accepted(&cluster, 1);
+        let mut poison = job("poison", 10);
+        poison.interrupted = MAX_INTERRUPTIONS + 1;
+        cluster.reroute(0, vec![poison], "reset");
+        assert_eq!(cluster.links[1].depth(), (0, 0, 0));
+        assert_eq!(*seen.lock().unwrap(), [("poison".to_owned(), 0, false)]);
+    }
+
+    #[test]
+    fn enqueue_moves_a_file_from_a_down_server_and_refuses_when_none_is_live() {
+        let (cluster, _) = cluster(2, StreamerOptions::new());
+        cluster.links[0].mark_down("gone".into());
+        cluster.enqueue(0, job("a", 10), true).unwrap();
+        assert_eq!(cluster.links[1].depth().0, 1);
+        // Pinned to its server (put_stream): no move.
+        assert!(matches!(
+            cluster.enqueue(0, job("b", 10), false),
+            Err(Error::ServerDown { .. })
+        ));
+        cluster.links[1].mark_down("gone".into());
+        assert!(matches!(
+            cluster.enqueue(0, job("c", 10), true),
+            Err(Error::ServerDown { .. })
+        ));
+        assert_eq!(cluster.lock_progress().pending, 1, "only the queued file");
+        assert_eq!(cluster.counters().snapshot().files_queued, 1);
+    }
+
+    #[test]
+    fn a_file_that_keeps_getting_5xx_moves_once_per_server_then_fails() {
+        let (cluster, _) = cluster(3, StreamerOptions::new());
+        let moved = cluster.move_after_errors(0, job("a", 10));
+        assert!(moved.is_none());
+        assert!(!cluster.links[0].is_healthy(), "the failing server rests");
+        let (taken, _, _) = cluster.links[1].depth();
+        let on = if taken == 1 { 1 } else { 2 };
+        let mut again = job("a", 10);
+        again.moves = 1;
+        assert!(cluster.move_after_errors(on, again).is_none());
+        let mut last = job("a", 10);
+        last.moves = 2;
+        let back = cluster
+            .move_after_errors(0, last)
+            .expect("every server tried");
+        assert_eq!(back.moves, 2);
+    }
+
+    #[test]
+    fn wait_idle_counts_spilled_files_as_idle_and_times_out_otherwise() {
+        let folder = tempfile::tempdir().unwrap();
+        let (cluster, _) = cluster(1, StreamerOptions::new());
+        let cluster = Cluster {
+            spill: Some(Spill::open(folder.path()).unwrap().0),
+            ..cluster
+        };
+        accepted(&cluster, 1);
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        assert_eq!(cluster.wait_idle(soon), Err(1));
+        assert!(cluster.spill_or_keep(job("a", 3)).is_ok());
+        assert_eq!(cluster.wait_idle(soon), Ok(()));
+        assert_eq!(cluster.spilled_count(), 1);
+    }
+}
