@@ -38,6 +38,18 @@
  *   - No panic crosses this boundary: an internal bug gives STREAMER_ERR_PANIC.
  *   - Valid C89 and C++98 and later (compiled in every mode by the tests).
  *
+ * Guarantees:
+ *   - Every put that returns STREAMER_OK gets exactly one outcome (completion
+ *     callback and statistics), whatever fails; a close returns only when every
+ *     file has one (or, bounded, within its limit + STREAMER_CLOSE_MARGIN_MS).
+ *   - An acknowledged file is stored with these bytes: a 405 ("exists") for a
+ *     file that may have landed counts only when the stored bytes are read back
+ *     and equal; otherwise STREAMER_ERR_NAME_TAKEN.
+ *   - Storage is at least once across servers after a failover: a file in
+ *     flight on a connection that failed is sent again elsewhere and may then
+ *     exist on two servers; each such resend is counted in
+ *     PymeStreamerStats.resent_maybe_stored.
+ *
  * Thread safety:
  *   - PymeStreamerOptions: not thread-safe; fill it from one thread. A streamer
  *     or stream copies what it needs, so options can be freed right after *_new.
@@ -1056,8 +1068,8 @@ size_t streamer_n_servers(const struct PymeStreamer *streamer);
 /**
  * Makes `count` buffers for copies of files of `file_bytes` bytes ready now,
  * so that the first `streamer_put`s of an acquisition do not fault in fresh
- * memory (1.6 to 30 ms for an 8 MiB frame on the test machine, against under
- * 1 ms later). Call it when the camera is armed, with the frame size and the
+ * memory (a first fill costs many times a recycled one: docs/PERFORMANCE.md,
+ * "the copying put"). Call it when the camera is armed, with the frame size and the
  * number of frames expected in flight at once. The buffers count against the
  * queue byte limit (all servers together) and files under 64 KiB are not
  * pooled, so it may prepare fewer: it writes how many to `*out_prepared`

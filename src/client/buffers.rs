@@ -18,8 +18,8 @@
 //!   report far too large (192 MiB on the test machine).
 //!
 //! The first fill of a new buffer is slow (the kernel, and in a VM the host,
-//! must back every page: 1.6 to 30 ms for 8 MiB on the test machine, against
-//! under 1 ms for a recycled buffer). So a streamer's pool keeps one spare
+//! must back every page; measured in docs/PERFORMANCE.md, "the copying put").
+//! So a streamer's pool keeps one spare
 //! large buffer ready: when a `put` takes the last free one, a helper thread
 //! (`pyme-spare-buffer`) makes and writes the next, within the byte limit.
 //! [`BufferPool::prepare`] (`Streamer::prepare_buffers`) does the same ahead
@@ -97,8 +97,7 @@ impl BufferPool {
 
     /// Puts up to `count` new buffers for files of `len` bytes into the pool,
     /// each written once so that its pages are faulted in now and not by a
-    /// `put`. On the test machine the first fill of a new 8 MiB buffer took
-    /// 1.6 to 30 ms, against under 1 ms for a recycled one. Stops where the pool
+    /// `put` (see the module doc). Stops where the pool
     /// would exceed its byte limit; files below [`SMALLEST_POOLED`] are not
     /// pooled at all. Returns how many buffers it added.
     pub fn prepare(&self, len: usize, count: usize) -> usize {

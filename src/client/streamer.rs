@@ -155,8 +155,8 @@ impl Streamer {
 
     /// Makes `count` buffers for copies of files of `file_bytes` bytes ready
     /// now, so that the first copying `put`s of an acquisition do not fault in
-    /// fresh memory (1.6 to 30 ms for an 8 MiB frame on the test machine, against
-    /// under 1 ms for a recycled buffer). Call it when the camera is armed,
+    /// fresh memory (a first fill costs many times a recycled one: see
+    /// docs/PERFORMANCE.md, "the copying put"). Call it when the camera is armed,
     /// with the frame size and the number of frames expected in flight at once.
     /// The buffers count against the queue byte limit (all servers together),
     /// and files under 64 KiB are copied into plain allocations, so this may

@@ -3,7 +3,7 @@
 //! This layer only converts: pointers and lengths in, `int32_t` status codes out,
 //! calls into the safe core. It holds no streaming logic. One file per concept:
 //!
-//! - [`handle`]: how C owns the library's objects (stated once: boxed handles,
+//! - `handle`: how C owns the library's objects (stated once: boxed handles,
 //!   borrowed and given back through three helpers and the macros below).
 //! - [`status`]: the status codes, and the one place core errors become codes.
 //! - [`options`]: `PymeStreamerOptions`, the builder C fills before creating a streamer.
@@ -13,7 +13,7 @@
 //! - [`stream`]: `PymeStream`, one server.
 //! - [`stats`]: `PymeStreamerStats`, and how it is written for callers of any
 //!   size of it.
-//! - [`util`]: C strings, the per-thread last-error messages, text copied out.
+//! - `util`: C strings, the per-thread last-error messages, text copied out.
 //!
 //! Every export runs its body inside `ffi_panic_boundary!`: no panic ever
 //! unwinds into C. The header `include/pyme_streaming.h` is generated from these

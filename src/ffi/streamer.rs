@@ -178,8 +178,8 @@ pub unsafe extern "C" fn streamer_n_servers(streamer: *const PymeStreamer) -> us
 
 /// Makes `count` buffers for copies of files of `file_bytes` bytes ready now,
 /// so that the first `streamer_put`s of an acquisition do not fault in fresh
-/// memory (1.6 to 30 ms for an 8 MiB frame on the test machine, against under
-/// 1 ms later). Call it when the camera is armed, with the frame size and the
+/// memory (a first fill costs many times a recycled one: docs/PERFORMANCE.md,
+/// "the copying put"). Call it when the camera is armed, with the frame size and the
 /// number of frames expected in flight at once. The buffers count against the
 /// queue byte limit (all servers together) and files under 64 KiB are not
 /// pooled, so it may prepare fewer: it writes how many to `*out_prepared`
