@@ -33,10 +33,10 @@ def server_binary():
 class Server:
     """One `pyme-stream serve` process."""
 
-    def __init__(self, root, *args):
+    def __init__(self, root, *args, prefix=()):
         self.root = pathlib.Path(root)
         self.process = subprocess.Popen(
-            [server_binary(), "serve", "--port", "0", "--advertise", "none", "--root", str(root), *args],
+            [*prefix, server_binary(), "serve", "--port", "0", "--advertise", "none", "--root", str(root), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
