@@ -9,11 +9,12 @@
 //!
 //! This module may not call the library's non-public API.
 
+use std::cell::Cell;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use pyme_streaming::{Error, Outcome, OutcomeResult, Stats, StreamerOptions};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -87,6 +88,21 @@ struct Core {
     transform: Transform,
 }
 
+thread_local! {
+    /// Set while this (library) thread runs a Python outcome callback: a call
+    /// that waits for outcomes from there would wait for itself.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+fn refuse_in_callback() -> PyResult<()> {
+    if IN_CALLBACK.with(Cell::get) {
+        return Err(PyRuntimeError::new_err(
+            "put, put_stream, flush, finalize and close cannot be called from on_complete or a dir_manager: they would wait for the thread that runs it",
+        ));
+    }
+    Ok(())
+}
+
 /// Every core not yet closed, so that `close_all` (run at interpreter exit)
 /// can close them while Python still runs the library's callbacks.
 static LIVE: Mutex<Vec<Weak<Core>>> = Mutex::new(Vec::new());
@@ -117,6 +133,7 @@ impl Core {
         py: Python<'_>,
         call: impl FnOnce(&Client) -> Result<T, Error> + Send,
     ) -> PyResult<T> {
+        refuse_in_callback()?;
         let result = py.detach(|| {
             let client = self.client.read().unwrap_or_else(|e| e.into_inner());
             match &*client {
@@ -153,7 +170,8 @@ impl Core {
         }
     }
 
-    fn close(&self, py: Python<'_>) -> Stats {
+    fn close(&self, py: Python<'_>) -> PyResult<Stats> {
+        refuse_in_callback()?;
         let stats = py.detach(|| {
             let client = self
                 .client
@@ -167,10 +185,11 @@ impl Core {
             final_stats.unwrap_or_default()
         });
         self.releases.release_all(py);
-        stats
+        Ok(stats)
     }
 
     fn finalize(&self, py: Python<'_>, name: &str) -> PyResult<Stats> {
+        refuse_in_callback()?;
         let result = py.detach(|| {
             let client = self
                 .client
@@ -235,7 +254,7 @@ pub fn close_all(py: Python<'_>) {
         cores
     };
     for core in live {
-        core.close(py);
+        let _ = core.close(py);
     }
 }
 
@@ -399,6 +418,7 @@ impl Reliability<'_> {
                 return;
             }
             // A Python error or a panic here must not end the library's thread.
+            IN_CALLBACK.with(|flag| flag.set(true));
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Python::attach(|py| {
                     releases.release_all(py);
@@ -421,6 +441,7 @@ impl Reliability<'_> {
                     }
                 })
             }));
+            IN_CALLBACK.with(|flag| flag.set(false));
         }))
     }
 }
@@ -714,7 +735,7 @@ impl PyStreamer {
     /// Sends everything queued, waits for every answer, stops the threads and
     /// returns the final statistics. Calling it again returns them again.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.core.close(py);
+        let stats = self.core.close(py)?;
         stats_dict(py, &stats)
     }
 
@@ -748,9 +769,9 @@ impl PyStreamer {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.core.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.core.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -769,8 +790,24 @@ impl PyStreamer {
 
 impl Drop for PyStreamer {
     fn drop(&mut self) {
-        Python::attach(|py| self.core.close(py));
+        close_on_drop(&self.core);
     }
+}
+
+/// Closes a client whose Python object is gone. Dropped inside an outcome
+/// callback (its last reference held there), it cannot close on this thread,
+/// which the close waits for: a helper thread closes it once the callback returns.
+fn close_on_drop(core: &Arc<Core>) {
+    if IN_CALLBACK.with(Cell::get) {
+        let core = Arc::clone(core);
+        let _ = std::thread::Builder::new()
+            .name("pyme-py-close".into())
+            .spawn(move || Python::attach(|py| core.close(py).map(|_| ())));
+        return;
+    }
+    Python::attach(|py| {
+        let _ = core.close(py);
+    });
 }
 
 /// PYME's `Stream`: one persistent pipelined connection to one server.
@@ -891,7 +928,7 @@ impl PyStream {
     /// Sends everything queued, waits for every answer, stops the threads and
     /// returns the final statistics.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.core.close(py);
+        let stats = self.core.close(py)?;
         stats_dict(py, &stats)
     }
 
@@ -931,9 +968,9 @@ impl PyStream {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.core.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.core.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
@@ -948,6 +985,6 @@ impl PyStream {
 
 impl Drop for PyStream {
     fn drop(&mut self) {
-        Python::attach(|py| self.core.close(py));
+        close_on_drop(&self.core);
     }
 }

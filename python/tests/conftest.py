@@ -58,8 +58,11 @@ class Server:
         return (self.root / name).read_bytes()
 
     def files(self):
+        """The files stored (not the server's temporary files of unfinished bodies)."""
         return sorted(
-            str(path.relative_to(self.root)) for path in self.root.rglob("*") if path.is_file()
+            str(path.relative_to(self.root))
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".pyme-")
         )
 
 

@@ -245,7 +245,7 @@ def test_a_killed_server_without_failover_lists_its_failures(cluster):
     assert all(f.server == 2 and not f.ok and f.error for f in failures)
     assert len(outcomes) == stats["files_queued"]
     assert stats["files_failed"] + put_errors == 100
-    assert s.take_failures() and s.failures() == []
+    assert len(s.take_failures()) == stats["files_failed"] and s.failures() == []
 
 
 def test_backpressure_put_timeout_zero_fails_fast(silent):
@@ -267,3 +267,29 @@ def test_spill_folder_keeps_files_when_no_server_is_live(server, tmp_path):
     stats = s.close()
     assert stats["spilled"] == 5
     assert len(list(spill.rglob("*"))) >= 5
+
+
+def test_calls_that_wait_are_refused_inside_on_complete(server, monkeypatch):
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: seen.append(info.exc_value))
+    holder = {}
+
+    def reenter(outcome):
+        holder["streamer"].close()  # would wait for this very thread
+
+    s = ps.Streamer(servers=[server.address], on_complete=reenter)
+    holder["streamer"] = s
+    s.put("re/a", b"a")
+    stats = s.close()
+    assert stats["files_acknowledged"] == 1
+    assert len(seen) == 1 and isinstance(seen[0], RuntimeError)
+
+
+def test_a_streamer_dropped_without_close_delivers_its_files(server):
+    s = ps.Streamer(servers=[server.address])
+    for i in range(100):
+        s.put("drop/%d" % i, b"d" * 100)
+    del s  # closes on the way out
+    assert len(server.files()) == 100
