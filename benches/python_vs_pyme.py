@@ -105,6 +105,7 @@ def iperf3_mb_per_s(seconds, port=5299):
         stderr=subprocess.DEVNULL,
     )
     try:
+        time.sleep(0.3)  # iperf3 -s prints nothing to wait on
         for _ in range(50):
             client = subprocess.run(
                 ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"],
@@ -117,7 +118,11 @@ def iperf3_mb_per_s(seconds, port=5299):
             time.sleep(0.1)
         raise SystemExit("iperf3 failed: %s" % client.stderr)
     finally:
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def run_worker(command):

@@ -154,7 +154,14 @@ impl Chooser {
         };
         match self {
             Chooser::Builtin(_) => {
-                if let Some(kwargs) = kwargs {
+                // Only `i` (the common case) is checked without listing the keys.
+                let only_i = match kwargs {
+                    None => true,
+                    Some(kwargs) => {
+                        kwargs.len() <= usize::from(kwargs.contains("i").unwrap_or(false))
+                    }
+                };
+                if let (false, Some(kwargs)) = (only_i, kwargs) {
                     for key in kwargs.keys() {
                         let key: String = key.extract()?;
                         if key != "i" {
