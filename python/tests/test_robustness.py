@@ -293,3 +293,43 @@ def test_a_streamer_dropped_without_close_delivers_its_files(server):
         s.put("drop/%d" % i, b"d" * 100)
     del s  # closes on the way out
     assert len(server.files()) == 100
+
+
+def test_puts_from_many_python_threads_at_once(cluster):
+    s = ps.Streamer(servers=[c.address for c in cluster], queue_files=8)
+    errors = []
+
+    def producer(t):
+        try:
+            for k in range(300):
+                s.put("mt/%d/%03d" % (t, k), b"%d-%d" % (t, k), i=k)
+        except Exception as e:  # noqa: BLE001 - any error fails the test below
+            errors.append(e)
+
+    threads = [threading.Thread(target=producer, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = s.close()
+    assert errors == []
+    assert stats["files_acknowledged"] == 1200
+    stored = sum(len(c.files()) for c in cluster)
+    assert stored == 1200
+
+
+def test_files_in_flight_at_interpreter_exit_are_delivered(server, tmp_path):
+    """A script that never closes its streamer: the package closes it at exit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_close.py"
+    script.write_text(
+        "import pyme_streaming as ps\n"
+        "s = ps.Streamer(servers=[%r])\n"
+        "for i in range(500):\n"
+        "    s.put('exit/%%03d' %% i, bytes(20000), i=i)\n" % server.address
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert len(server.files()) == 500
