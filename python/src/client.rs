@@ -567,7 +567,8 @@ impl PyStreamer {
         on_complete=None, queue_files=pyme_streaming::options::DEFAULT_QUEUE_FILES,
         queue_bytes=pyme_streaming::options::DEFAULT_QUEUE_BYTES, put_timeout=None,
         connect_timeout=5.0, response_timeout=30.0, failover=true, max_retries=2,
-        spread_when_full=false, spill_dir=None, sender_poll=Some(0.001)
+        spread_when_full=false, spill_dir=None, sender_poll=Some(0.001), mdns=true,
+        registry=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -587,6 +588,8 @@ impl PyStreamer {
         spread_when_full: bool,
         spill_dir: Option<std::path::PathBuf>,
         sender_poll: Option<f64>,
+        mdns: bool,
+        registry: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let chooser = match &distribution_fcn {
             Some(fcn) if !fcn.is_none() => Chooser::from_py(fcn)?,
@@ -644,7 +647,8 @@ impl PyStreamer {
                     Some(serverfilter) => serverfilter,
                     None => pyme_streaming::discovery::computer_name(),
                 };
-                options = options.serverfilter(&serverfilter);
+                options =
+                    options.discovery(crate::discovery_options(&serverfilter, mdns, registry));
             }
         }
         let streamer = py

@@ -105,13 +105,38 @@ pub(crate) fn to_py_err(error: Error) -> PyErr {
     }
 }
 
-/// PYME's `n_cluster_servers(serverfilter)`: how many data servers of the
-/// cluster named `serverfilter` are found (mDNS and the local registry).
+/// How servers are found by `serverfilter`: PYME's way (mDNS and the local
+/// registry), or without mDNS (no multicast), or with another registry file.
+pub(crate) fn discovery_options(
+    serverfilter: &str,
+    mdns: bool,
+    registry: Option<std::path::PathBuf>,
+) -> pyme_streaming::discovery::DiscoveryOptions {
+    let mut options = pyme_streaming::discovery::DiscoveryOptions::for_cluster(serverfilter);
+    options.use_mdns = mdns;
+    if let Some(registry) = registry {
+        options.registry_path = registry;
+    }
+    options
+}
+
+/// PYME's `n_cluster_servers(serverfilter)`: how many live data servers of the
+/// cluster named `serverfilter` are found (mDNS and the local registry; 0 when
+/// none is). `mdns=False` looks in the registry only.
 #[pyfunction]
-fn n_cluster_servers(py: Python<'_>, serverfilter: &str) -> PyResult<usize> {
-    let serverfilter = serverfilter.to_owned();
-    py.detach(move || pyme_streaming::discovery::n_cluster_servers(&serverfilter))
-        .map_err(|e| to_py_err(Error::Discovery(e)))
+#[pyo3(signature = (serverfilter, *, mdns=true, registry=None))]
+fn n_cluster_servers(
+    py: Python<'_>,
+    serverfilter: &str,
+    mdns: bool,
+    registry: Option<std::path::PathBuf>,
+) -> PyResult<usize> {
+    let options = discovery_options(serverfilter, mdns, registry);
+    match py.detach(move || pyme_streaming::discovery::find_servers(&options)) {
+        Ok(servers) => Ok(servers.len()),
+        Err(pyme_streaming::discovery::DiscoveryError::NoServers { .. }) => Ok(0),
+        Err(error) => Err(to_py_err(Error::Discovery(error))),
+    }
 }
 
 /// This computer's name, as PYME's default `serverfilter`.

@@ -35,8 +35,10 @@ class Server:
 
     def __init__(self, root, *args, prefix=()):
         self.root = pathlib.Path(root)
+        if "--advertise" not in args:
+            args = ("--advertise", "none", *args)
         self.process = subprocess.Popen(
-            [*prefix, server_binary(), "serve", "--port", "0", "--advertise", "none", "--root", str(root), *args],
+            [*prefix, server_binary(), "serve", "--port", "0", "--root", str(root), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
