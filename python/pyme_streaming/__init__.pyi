@@ -85,6 +85,8 @@ class Streamer:
         spread_when_full: bool = False,
         spill_dir: Optional[Union[str, os.PathLike]] = None,
         sender_poll: Optional[float] = 0.001,
+        mdns: bool = True,
+        registry: Optional[Union[str, os.PathLike]] = None,
     ) -> None: ...
     @property
     def servers(self) -> List[Tuple[Any, int]]: ...
@@ -157,7 +159,9 @@ distribution_function_random: Distribution
 distribution_function_hash: Distribution
 
 def distribution_function_fixed(server: int) -> Distribution: ...
-def n_cluster_servers(serverfilter: str) -> int: ...
+def n_cluster_servers(
+    serverfilter: str, *, mdns: bool = True, registry: Optional[Union[str, os.PathLike]] = None
+) -> int: ...
 def computer_name() -> str: ...
 def install(
     module: Optional[ModuleType] = None,
