@@ -148,7 +148,11 @@ impl Chooser {
             .flatten()
         {
             Some(i) if !i.is_none() => Some(i.extract::<i64>().map_err(|_| {
-                PyTypeError::new_err(format!("i must be an int or None, not {}", type_name(&i)))
+                if i.is_instance_of::<pyo3::types::PyInt>() {
+                    pyo3::exceptions::PyOverflowError::new_err("i must fit in 64 bits")
+                } else {
+                    PyTypeError::new_err(format!("i must be an int or None, not {}", type_name(&i)))
+                }
             })?),
             _ => None,
         };

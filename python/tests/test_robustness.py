@@ -333,3 +333,27 @@ def test_files_in_flight_at_interpreter_exit_are_delivered(server, tmp_path):
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert len(server.files()) == 500
+
+
+def test_edge_data_and_indices(server):
+    np = pytest.importorskip("numpy")
+    with ps.Streamer(servers=[server.address]) as s:
+        s.put("edge/empty", b"")
+        s.put("edge/zero-d", np.array(7, dtype=np.int32))
+        readonly = np.arange(6, dtype=np.uint16)
+        readonly.setflags(write=False)
+        s.put("edge/readonly", readonly)
+        s.put("edge/slice", memoryview(b"abcdef")[2:4])
+        with pytest.raises(BufferError):
+            s.put("edge/fortran", np.asfortranarray(np.arange(12).reshape(3, 4)))
+        with pytest.raises(OverflowError):
+            s.put("edge/huge-i", b"x", i=2**70)
+        s.put("edge/negative-i", b"x", i=-5)
+        s.put("edge/dir/x", b"1")
+        s.put("edge/dir", b"2")  # a folder already: the server refuses it
+    assert server.stored("edge/empty") == b""
+    assert server.stored("edge/zero-d") == np.array(7, dtype=np.int32).tobytes()
+    assert server.stored("edge/readonly") == readonly.tobytes()
+    assert server.stored("edge/slice") == b"cd"
+    failures = s.failures()
+    assert [f.name for f in failures] == ["edge/dir"] and failures[0].http_status == 405
