@@ -8,7 +8,8 @@
 //! releasing the export needs the GIL, so the drop only queues the export on
 //! the [`ReleaseQueue`], and the queue is emptied by the next call into the
 //! streamer that holds the GIL anyway (every `put`, `flush`, `close`, `stats`,
-//! outcome callback). The library never reads the memory after the outcome.
+//! outcome callback), or, when no call comes for 10 ms, by a releaser thread
+//! that takes the GIL. The library never reads the memory after the outcome.
 //!
 //! This module may not touch the memory it exports, only hand out the slice.
 //!
@@ -20,8 +21,10 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::prelude::*;
@@ -65,35 +68,95 @@ struct Export(Box<RawBuffer>);
 unsafe impl Send for Export {}
 unsafe impl Sync for Export {}
 
+/// How long exports may wait for a call into the streamer before the releaser
+/// thread takes the GIL to release them itself.
+const IDLE_RELEASE: Duration = Duration::from_millis(10);
+
 /// Exports whose file has its outcome, waiting for the GIL to be released.
 #[derive(Default)]
 pub struct ReleaseQueue {
-    waiting: Mutex<Vec<Export>>,
+    waiting: Mutex<Waiting>,
     /// How many wait: lets `release_all` skip the lock when none do.
     count: AtomicUsize,
+    /// Signalled when the first export waits, and at stop.
+    wake: Condvar,
+    /// Counts calls of `release_all`: the releaser leaves the work to a caller
+    /// that keeps calling in (a `put` loop) and steps in only when it stops.
+    drains: AtomicU64,
+}
+
+#[derive(Default)]
+struct Waiting {
+    exports: Vec<Export>,
+    stopping: bool,
 }
 
 impl ReleaseQueue {
     fn push(&self, export: Export) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.push(export);
-        self.count.store(waiting.len(), Ordering::Release);
+        waiting.exports.push(export);
+        self.count.store(waiting.exports.len(), Ordering::Release);
+        if waiting.exports.len() == 1 {
+            self.wake.notify_one();
+        }
     }
 
     /// Releases every waiting export. Needs the GIL (the `py` token proves it).
     pub fn release_all(&self, _py: Python<'_>) {
+        self.drains.fetch_add(1, Ordering::Relaxed);
         if self.count.load(Ordering::Acquire) == 0 {
             return;
         }
         let exports = {
             let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
             self.count.store(0, Ordering::Release);
-            std::mem::take(&mut *waiting)
+            std::mem::take(&mut waiting.exports)
         };
         for mut export in exports {
             // SAFETY: exported by PyObject_GetBuffer, released exactly once, GIL held.
             unsafe { PyBuffer_Release(&mut *export.0) };
         }
+    }
+
+    /// Starts the releaser thread: exports left waiting while no call into the
+    /// streamer comes (the caller went idle) are released within about
+    /// `IDLE_RELEASE`, so an array is let go soon after its outcome even if the
+    /// program makes no further call. Stopped by [`ReleaseQueue::stop`].
+    pub fn start_releaser(self: &Arc<Self>) -> std::io::Result<JoinHandle<()>> {
+        let queue = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("pyme-py-release".into())
+            .spawn(move || queue.run_releaser())
+    }
+
+    fn run_releaser(&self) {
+        loop {
+            {
+                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                while waiting.exports.is_empty() && !waiting.stopping {
+                    waiting = self.wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
+                }
+                if waiting.stopping {
+                    return;
+                }
+            }
+            let drains_before = self.drains.load(Ordering::Relaxed);
+            std::thread::sleep(IDLE_RELEASE);
+            let idle = self.drains.load(Ordering::Relaxed) == drains_before;
+            if idle && self.count.load(Ordering::Acquire) > 0 {
+                Python::attach(|py| self.release_all(py));
+            }
+        }
+    }
+
+    /// Stops the releaser thread (join it with the GIL released: it may be
+    /// waiting for the GIL).
+    pub fn stop(&self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping = true;
+        self.wake.notify_all();
     }
 }
 

@@ -83,6 +83,7 @@ struct Failure {
 struct Core {
     client: RwLock<Option<Client>>,
     releases: Arc<ReleaseQueue>,
+    releaser: Mutex<Option<std::thread::JoinHandle<()>>>,
     failures: Arc<Mutex<Vec<Failure>>>,
     final_stats: Mutex<Option<Stats>>,
     transform: Transform,
@@ -113,9 +114,19 @@ impl Core {
         releases: Arc<ReleaseQueue>,
         failures: Arc<Mutex<Vec<Failure>>>,
         transform: Transform,
-    ) -> Arc<Core> {
+    ) -> PyResult<Arc<Core>> {
+        let releaser = match releases.start_releaser() {
+            Ok(thread) => thread,
+            Err(error) => {
+                client.close();
+                return Err(PyRuntimeError::new_err(format!(
+                    "cannot start a thread: {error}"
+                )));
+            }
+        };
         let core = Arc::new(Core {
             client: RwLock::new(Some(client)),
+            releaser: Mutex::new(Some(releaser)),
             releases,
             failures,
             final_stats: Mutex::new(None),
@@ -124,7 +135,7 @@ impl Core {
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|weak| weak.strong_count() > 0);
         live.push(Arc::downgrade(&core));
-        core
+        Ok(core)
     }
 
     /// Runs `call` on the open client, without the GIL.
@@ -181,6 +192,15 @@ impl Core {
             let mut final_stats = self.final_stats.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(client) = client {
                 *final_stats = Some(client.close());
+            }
+            self.releases.stop();
+            if let Some(releaser) = self
+                .releaser
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                let _ = releaser.join();
             }
             final_stats.unwrap_or_default()
         });
@@ -663,7 +683,7 @@ impl PyStreamer {
         }
         let n_servers = streamer.n_servers();
         Ok(PyStreamer {
-            core: Core::new(Client::Many(streamer), releases, failures, transform),
+            core: Core::new(Client::Many(streamer), releases, failures, transform)?,
             chooser,
             n_servers,
             servers: given.unbind(),
@@ -882,7 +902,7 @@ impl PyStream {
             .detach(move || pyme_streaming::Stream::connect(&server, &options))
             .map_err(to_py_err)?;
         Ok(PyStream {
-            core: Core::new(Client::One(stream), releases, failures, transform),
+            core: Core::new(Client::One(stream), releases, failures, transform)?,
             address,
             port,
         })

@@ -98,3 +98,24 @@ def test_no_leak_over_100000_puts(start_server):
     assert python_growth < 256 << 10, "Python memory grew by %d bytes" % python_growth
     assert rss_after - rss_before < 8 << 20, "RSS grew by %d bytes" % (rss_after - rss_before)
     assert sys.getrefcount(frame) == baseline_refs
+
+
+def test_an_idle_caller_gets_its_buffer_back_soon_after_the_outcome(server):
+    """No call into the streamer after the outcome: the releaser thread lets go."""
+    from conftest import wait_for
+
+    done = []
+    s = ps.Streamer(servers=[server.address], on_complete=done.append)
+    data = bytearray(b"y" * 4096)
+    s.put("z/idle", data)
+    wait_for(lambda: len(done) == 1, what="the outcome")
+
+    def resizable():
+        try:
+            data.extend(b"!")
+            return True
+        except BufferError:
+            return False
+
+    wait_for(resizable, timeout=5.0, what="the export to be released without a call")
+    s.close()
