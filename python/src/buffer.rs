@@ -89,6 +89,9 @@ pub struct ReleaseQueue {
 struct Waiting {
     exports: Vec<Export>,
     stopping: bool,
+    /// The releaser sleeps on `wake` (only then is a notification needed:
+    /// the library's receiver threads push an export per file).
+    releaser_asleep: bool,
 }
 
 impl ReleaseQueue {
@@ -96,7 +99,8 @@ impl ReleaseQueue {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         waiting.exports.push(export);
         self.count.store(waiting.exports.len(), Ordering::Release);
-        if waiting.exports.len() == 1 {
+        if waiting.releaser_asleep {
+            waiting.releaser_asleep = false;
             self.wake.notify_one();
         }
     }
@@ -134,8 +138,10 @@ impl ReleaseQueue {
             {
                 let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
                 while waiting.exports.is_empty() && !waiting.stopping {
+                    waiting.releaser_asleep = true;
                     waiting = self.wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
                 }
+                waiting.releaser_asleep = false;
                 if waiting.stopping {
                     return;
                 }

@@ -143,7 +143,7 @@ impl Chooser {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Option<i64>> {
         let index = match kwargs
-            .map(|kwargs| kwargs.get_item("i"))
+            .map(|kwargs| kwargs.get_item(pyo3::intern!(py, "i")))
             .transpose()?
             .flatten()
         {
@@ -162,7 +162,8 @@ impl Chooser {
                 let only_i = match kwargs {
                     None => true,
                     Some(kwargs) => {
-                        kwargs.len() <= usize::from(kwargs.contains("i").unwrap_or(false))
+                        let has_i = kwargs.contains(pyo3::intern!(py, "i")).unwrap_or(false);
+                        kwargs.len() <= usize::from(has_i)
                     }
                 };
                 if let (false, Some(kwargs)) = (only_i, kwargs) {
