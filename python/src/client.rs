@@ -233,17 +233,31 @@ impl Core {
         result.map_err(to_py_err)
     }
 
+    /// The statistics now. The locks are taken without the GIL: `close` holds
+    /// them while it waits for outcomes, which may need the GIL.
     fn stats(&self, py: Python<'_>) -> Stats {
         self.releases.release_all(py);
-        let client = self.client.read().unwrap_or_else(|e| e.into_inner());
-        match &*client {
-            Some(client) => client.stats(),
-            None => self
-                .final_stats
-                .lock()
+        py.detach(|| {
+            let client = self.client.read().unwrap_or_else(|e| e.into_inner());
+            match &*client {
+                Some(client) => client.stats(),
+                None => self
+                    .final_stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_default(),
+            }
+        })
+    }
+
+    /// Whether `close` (or the end-of-stream sentinel) has run or is running.
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| {
+            self.client
+                .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_default(),
-        }
+                .is_none()
+        })
     }
 
     fn failures(&self, py: Python<'_>, take: bool) -> PyResult<Py<PyList>> {
@@ -780,12 +794,8 @@ impl PyStreamer {
 
     /// Whether `close` has run.
     #[getter]
-    fn closed(&self) -> bool {
-        self.core
-            .client
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.core.is_closed(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -807,7 +817,7 @@ impl PyStreamer {
             .unwrap_or_default();
         format!(
             "pyme_streaming.Streamer(servers={servers}, closed={})",
-            self.closed()
+            self.closed(py)
         )
     }
 }
@@ -969,12 +979,8 @@ impl PyStream {
     }
 
     #[getter]
-    fn closed(&self) -> bool {
-        self.core
-            .client
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.core.is_closed(py)
     }
 
     #[getter]
@@ -997,12 +1003,12 @@ impl PyStream {
         Ok(false)
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "pyme_streaming.Stream({:?}, {}, closed={})",
             self.address,
             self.port,
-            self.closed()
+            self.closed(py)
         )
     }
 }

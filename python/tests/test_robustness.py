@@ -357,3 +357,26 @@ def test_edge_data_and_indices(server):
     assert server.stored("edge/slice") == b"cd"
     failures = s.failures()
     assert [f.name for f in failures] == ["edge/dir"] and failures[0].http_status == 405
+
+
+def test_stats_while_another_thread_closes_with_callbacks_due(silent):
+    """close waits for outcomes whose callback needs the GIL; stats() and
+    closed from another thread must not hold the GIL while they wait for it."""
+    import time
+
+    outcomes = []
+    s = ps.Streamer(
+        servers=[silent.address], on_complete=outcomes.append, response_timeout=1.0, failover=False
+    )
+    for i in range(3):
+        s.put("st/%d" % i, b"x")
+    closer = threading.Thread(target=s.close)
+    closer.start()
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and closer.is_alive():
+        s.stats()
+        s.closed
+        repr(s)
+    closer.join(30)
+    assert not closer.is_alive()
+    assert len(outcomes) == 3 and not any(o.ok for o in outcomes)
