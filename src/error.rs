@@ -57,6 +57,10 @@ pub enum Error {
     Discovery(#[from] crate::discovery::DiscoveryError),
     /// No server was live until `close`: the file waits in the spill folder,
     /// for a later streamer given the same folder.
+    /// The server already holds a file under this name (storage is
+    /// write-once), and it is not known to hold these very bytes.
+    #[error("{server}: the name is taken: {detail}")]
+    NameTaken { server: String, detail: String },
     #[error("not delivered: kept in the spill folder at {path}")]
     Spilled { path: String },
     /// The spill folder could not be used.

@@ -1,42 +1,32 @@
 //! pyme-streaming: stream files (above all camera frames) to a cluster of PYME data
 //! servers over persistent, pipelined HTTP/1.1 connections, with nothing lost.
 //!
-//! How data flows, one file per module:
-//!
-//! ```text
-//! Streamer::put ──► distribution ──► Stream queue ──► sender thread: filter ──► protocol (PUT on the wire)
-//!                                                                                    │
-//!  completion callback ◄── Outcome ◄── receiver thread: protocol (parse answer) ◄────┘
-//! ```
-//!
-//! - [`name`]: which file names may be sent.
-//! - [`distribution`]: which server gets a file.
-//! - [`filter`]: what is done to a file's bytes before they are sent.
-//! - [`stream`]: one server: its queue, its connection, its sender and receiver threads.
-//! - [`streamer`]: many servers behind one `put`, and failover between them.
-//! - [`options`]: how a streamer is built: servers, policies, limits, timeouts.
-//! - [`protocol`]: the HTTP/1.1 bytes, written and parsed (no sockets).
-//! - [`outcome`]: what happened to each file, and the statistics.
+//! - [`client`]: the path of a file from `put` to its acknowledgement (its
+//!   module doc has the picture): [`Streamer`], [`Stream`], [`StreamerOptions`],
+//!   the distributions, the filters, the wire protocol, outcomes and statistics.
+//! - [`name`]: which file names may be sent and stored (shared with the server).
+//! - [`error`]: the library's errors.
 //! - [`pzf`]: the PZF frame format and its Huffman coding.
-//! - `spill`: files waiting on disk while no server is live.
 //! - [`server`]: a PYME-compatible data server.
+//! - [`discovery`]: finding the servers of a cluster (mDNS and the local registry).
+//! - [`ffi`]: the C ABI, which only converts and calls the rest.
 
-mod buffers;
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod client;
 pub mod discovery;
-pub mod distribution;
 pub mod error;
+#[allow(unsafe_code)] // the C ABI: raw pointers from C, each with a SAFETY line
+#[allow(unsafe_op_in_unsafe_fn)] // TODO(C ABI step): explicit unsafe blocks in ffi
 pub mod ffi;
-pub mod filter;
 pub mod name;
-pub mod options;
-pub mod outcome;
-pub mod protocol;
 pub mod pzf;
 pub mod server;
-mod spill;
-pub mod stream;
-pub mod streamer;
+#[allow(unsafe_code)] // one system call to set the scheduling policy
 mod threads;
+
+pub use client::{distribution, filter, options, outcome, protocol, stream, streamer};
 
 pub use bytes::Bytes;
 pub use distribution::{BuiltinDistribution, Distribution, Fixed, NameHash, Random, RoundRobin};

@@ -30,7 +30,7 @@ enum Command {
         #[command(subcommand)]
         command: cli::pzf::PzfCommand,
     },
-    /// List the live data servers of a cluster (name<TAB>host:port).
+    /// List the live data servers of a cluster (one line each: name, a tab, host:port).
     Discover(cli::discover::DiscoverArgs),
     /// Zero configuration: three local servers, a simulated acquisition, every file checked.
     Demo(cli::demo::DemoArgs),

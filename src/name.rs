@@ -106,6 +106,14 @@ fn is_query_char(ch: char) -> bool {
     ch.is_ascii_graphic() && ch != '#'
 }
 
+/// [`validate`], as the library's error.
+pub(crate) fn check_name(name: &str) -> Result<(), crate::Error> {
+    validate(name).map_err(|reason| crate::Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

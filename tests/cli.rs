@@ -2,13 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{ServeProcess, TestServer};
-
-fn pyme_stream() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
-}
+use common::{pyme_stream, ServeProcess, TestServer};
 
 fn last_json_line(stdout: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(stdout);

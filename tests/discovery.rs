@@ -6,6 +6,7 @@
 //! with `PYME_IN_NETNS=1`, and removes the namespace afterwards, also on failure. Where
 //! no namespace can be made (not root, no `ip`), they print why and pass.
 
+mod common;
 #[path = "../src/cli/discover.rs"]
 mod discover;
 
@@ -15,6 +16,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::{dead_port, pyme_stream};
 use pyme_streaming::discovery::{
     self, mdns, registry, Advertise, Advertisement, DiscoveryError, DiscoveryOptions,
     MdnsAdvertisement, ServerInfo,
@@ -35,11 +37,6 @@ impl LiveServer {
     fn port(&self) -> u16 {
         self.0.local_addr().unwrap().port()
     }
-}
-
-/// A loopback port nobody listens on (bound, then released).
-fn dead_port() -> u16 {
-    LiveServer::new().port()
 }
 
 fn temp_registry() -> (tempfile::TempDir, PathBuf) {
@@ -638,7 +635,7 @@ struct ServeChild {
 impl ServeChild {
     fn start(root: &Path, serverfilter: &str, advertise: &str, registry: &Path) -> ServeChild {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+        let mut child = pyme_stream()
             .args(["serve", "--port", "0", "--serverfilter", serverfilter])
             .args(["--advertise", advertise, "--registry"])
             .arg(registry)
@@ -675,11 +672,8 @@ impl Drop for ServeChild {
     }
 }
 
-fn pyme_stream(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
-        .args(args)
-        .output()
-        .unwrap()
+fn run_pyme_stream(args: &[&str]) -> std::process::Output {
+    pyme_stream().args(args).output().unwrap()
 }
 
 /// Streams 30 index-pattern files to cluster `serverfilter` and checks that
@@ -696,7 +690,7 @@ fn bench_by_name(serverfilter: &str, extra: &[&str], ours: &[&Path], others: &[&
         "--json",
     ]);
     args.extend_from_slice(extra);
-    let output = pyme_stream(&args);
+    let output = run_pyme_stream(&args);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -725,7 +719,7 @@ fn serve_registers_locally_and_bench_streams_by_serverfilter() {
     let _a2 = ServeChild::start(roots[1].path(), "clusterA", "local", &registry);
     let _b = ServeChild::start(roots[2].path(), "clusterB", "local", &registry);
 
-    let output = pyme_stream(&[
+    let output = run_pyme_stream(&[
         "discover",
         "--serverfilter",
         "clusterA",
@@ -744,7 +738,7 @@ fn serve_registers_locally_and_bench_streams_by_serverfilter() {
         &[roots[2].path()],
     );
     a1.stop();
-    let output = pyme_stream(&[
+    let output = run_pyme_stream(&[
         "discover",
         "--serverfilter",
         "clusterA",
@@ -753,7 +747,7 @@ fn serve_registers_locally_and_bench_streams_by_serverfilter() {
         registry_arg,
     ]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
-    let output = pyme_stream(&[
+    let output = run_pyme_stream(&[
         "discover",
         "--serverfilter",
         "nosuch",
@@ -781,7 +775,7 @@ fn netns_cli_serve_discover_bench() {
     let roots: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = ServeChild::start(roots[0].path(), "mdnsA", "mdns", &registry);
     let _b = ServeChild::start(roots[1].path(), "mdnsB", "mdns", &registry);
-    let output = pyme_stream(&[
+    let output = run_pyme_stream(&[
         "discover",
         "--serverfilter",
         "mdnsA",
@@ -814,7 +808,7 @@ fn netns_cli_serve_discover_bench() {
     );
     // A server that leaves is dropped.
     a.stop();
-    let output = pyme_stream(&[
+    let output = run_pyme_stream(&[
         "discover",
         "--serverfilter",
         "mdnsA",

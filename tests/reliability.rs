@@ -9,28 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{dead_address, Action, FakeServer, ServeProcess, TestServer};
-use pyme_streaming::{Error, OutcomeResult, Stats, Streamer, StreamerOptions};
-
-/// Outcomes per name: (server, acknowledged, detail).
-type Seen = Arc<Mutex<HashMap<String, Vec<(usize, bool, String)>>>>;
-
-fn recording(options: StreamerOptions) -> (StreamerOptions, Seen) {
-    let seen: Seen = Arc::default();
-    let sink = Arc::clone(&seen);
-    let options = options.on_complete(move |outcome| {
-        let (acknowledged, detail) = match outcome.result {
-            OutcomeResult::Acknowledged { http_status } => (true, http_status.to_string()),
-            OutcomeResult::Failed(error) => (false, error.to_string()),
-        };
-        sink.lock()
-            .unwrap()
-            .entry(outcome.name.to_owned())
-            .or_default()
-            .push((outcome.server, acknowledged, detail));
-    });
-    (options, seen)
-}
+use common::recording::{failure, recording, Seen};
+use common::{
+    dead_address, files_under, pyme_stream, relative, Action, FakeServer, ServeProcess, TestServer,
+};
+use pyme_streaming::{Error, Stats, Streamer, StreamerOptions};
 
 fn assert_one_outcome_each(seen: &Seen, stats: &Stats, expected: usize) {
     let seen = seen.lock().unwrap();
@@ -45,29 +28,18 @@ fn assert_one_outcome_each(seen: &Seen, stats: &Stats, expected: usize) {
     );
 }
 
-/// Names of every file under the roots (a file may be on two servers when it
-/// landed just before its server died and was sent again elsewhere).
+/// Names of every file under the roots but the servers' temporary ones (a file may be
+/// on two servers when it landed just before its server died and was sent again elsewhere).
 fn distinct_names(roots: &[&std::path::Path]) -> HashSet<String> {
-    fn walk(root: &std::path::Path, dir: &std::path::Path, names: &mut HashSet<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(root, &path, names);
-            } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                names.insert(
-                    path.strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    let mut names = HashSet::new();
-    for root in roots {
-        walk(root, root, &mut names);
-    }
-    names
+    roots
+        .iter()
+        .flat_map(|root| {
+            files_under(root)
+                .into_iter()
+                .map(|path| relative(root, &path))
+        })
+        .filter(|name| !name.rsplit('/').next().unwrap_or(name).starts_with('.'))
+        .collect()
 }
 
 #[test]
@@ -207,8 +179,7 @@ fn an_answer_that_stalls_halfway_is_read_whole() {
     let stats = streamer.close();
     assert_one_outcome_each(&seen, &stats, 1);
     let seen = seen.lock().unwrap();
-    let (_, acknowledged, detail) = &seen["stall/one"][0];
-    assert!(!acknowledged);
+    let detail = failure(&seen["stall/one"][0]);
     assert!(
         detail.contains("507") && detail.contains("Full: disk full"),
         "{detail}"
@@ -289,9 +260,9 @@ fn server_errors_5xx_are_retried_then_failed_and_4xx_fail_at_once() {
     let stats = streamer.close();
     assert_one_outcome_each(&seen, &stats, 5);
     let seen = seen.lock().unwrap();
-    assert!(seen["ok1"][0].1 && seen["ok2"][0].1 && seen["flaky1"][0].1);
-    assert!(!seen["broken1"][0].1 && seen["broken1"][0].2.contains("500"));
-    assert!(!seen["forbidden1"][0].1 && seen["forbidden1"][0].2.contains("403"));
+    assert!(seen["ok1"][0].1.is_ok() && seen["ok2"][0].1.is_ok() && seen["flaky1"][0].1.is_ok());
+    assert!(failure(&seen["broken1"][0]).contains("500"));
+    assert!(failure(&seen["forbidden1"][0]).contains("403"));
     let attempts = attempts.lock().unwrap();
     assert_eq!(attempts["broken1"], 3, "one try and two retries");
     assert_eq!(attempts["forbidden1"], 1);
@@ -358,7 +329,8 @@ fn with_every_server_dead_every_file_fails_with_a_reason_and_close_returns() {
     assert_eq!(stats.files_queued + refused, 200);
     assert_one_outcome_each(&seen, &stats, stats.files_queued as usize);
     for outcomes in seen.lock().unwrap().values() {
-        assert!(outcomes[0].2.contains("connection"), "{}", outcomes[0].2);
+        let detail = failure(&outcomes[0]);
+        assert!(detail.contains("connection"), "{detail}");
     }
     assert!(Streamer::new(StreamerOptions::new().server(dead_address())).is_err());
 }
@@ -431,7 +403,7 @@ fn fail_fast_backpressure_refuses_at_once_and_counts_drops() {
 fn bench_against_slow_server(backpressure: &str) -> serde_json::Value {
     let queue_bytes = std::env::var("PYME_TEST_QUEUE_BYTES").unwrap_or("33554432".into());
     let slow = FakeServer::start(|_, _| Action::SlowOk(15));
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+    let output = pyme_stream()
         .args([
             "bench",
             "--servers",
@@ -566,7 +538,7 @@ fn files_still_spilled_at_close_are_sent_by_a_later_streamer() {
         .lock()
         .unwrap()
         .values()
-        .all(|v| v[0].2.contains("spill")));
+        .all(|v| failure(&v[0]).contains("spill")));
     assert_eq!(files_below(spill.path()), 20);
 
     let _back = ServeProcess::start(root.path(), port, &[]);

@@ -1,10 +1,13 @@
 //! The data server as a client sees it: a real server on loopback, raw TCP clients.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{files_under, pyme_stream};
 use pyme_streaming::server::{DataServer, ServerConfig};
 
 /// A started server and the folder holding its root (`<dir>/root`), so that a test can
@@ -522,7 +525,7 @@ fn the_serve_command_runs_advertises_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let registry = tempfile::tempdir().unwrap();
     let registry = registry.path().join("_pyme-http.sqlite");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+    let mut child = pyme_stream()
         .args([
             "serve",
             "--port",
@@ -701,7 +704,7 @@ fn a_store_failing_mid_body_is_a_500_and_the_connection_goes_on() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"));
+    let mut command = pyme_stream();
     command
         .args(["serve", "--advertise", "none", "--port", "0", "--root"])
         .arg(&root)
@@ -863,7 +866,7 @@ fn large_files_on_a_tmpfs_root_go_into_spares_exactly() {
         assert_eq!(mode & 0o777, 0o440, "{name} is read-only");
     }
     server.shutdown();
-    let mut names: Vec<String> = walk(&root)
+    let mut names: Vec<String> = files_under(&root)
         .into_iter()
         .map(|p| {
             p.strip_prefix(&root)
@@ -882,18 +885,4 @@ fn large_files_on_a_tmpfs_root_go_into_spares_exactly() {
 fn tmpfs_folder() -> Option<&'static Path> {
     let shm = Path::new("/dev/shm");
     pyme_streaming::server::mounts::small_pages_tmpfs(shm).map(|_| shm)
-}
-
-/// Every file under `folder`, recursively.
-fn walk(folder: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(folder).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

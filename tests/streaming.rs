@@ -2,35 +2,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::recording::recording;
 use common::{addresses, dead_address, start_servers, TestServer};
 use pyme_streaming::{
-    Error, FileInfo, FilterError, FnFilter, NameHash, OutcomeResult, Stream, Streamer,
-    StreamerOptions,
+    Error, FileInfo, FilterError, FnFilter, NameHash, Stream, Streamer, StreamerOptions,
 };
-
-/// Outcomes by name: (server, http status or error text).
-type Seen = Arc<Mutex<HashMap<String, Vec<(usize, Result<u16, String>)>>>>;
-
-fn recording(options: StreamerOptions) -> (StreamerOptions, Seen) {
-    let seen: Seen = Arc::default();
-    let sink = Arc::clone(&seen);
-    let options = options.on_complete(move |outcome| {
-        let result = match outcome.result {
-            OutcomeResult::Acknowledged { http_status } => Ok(http_status),
-            OutcomeResult::Failed(error) => Err(error.to_string()),
-        };
-        sink.lock()
-            .unwrap()
-            .entry(outcome.name.to_owned())
-            .or_default()
-            .push((outcome.server, result));
-    });
-    (options, seen)
-}
 
 fn body(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|j| (i * 31 + j * 7) as u8).collect()

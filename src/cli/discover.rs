@@ -20,7 +20,7 @@ pub struct DiscoverArgs {
     /// How long to listen for mDNS answers, in milliseconds.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub wait_ms: u64,
-    /// The local registry file [default: <temp dir>/_pyme-http.sqlite]
+    /// The local registry file [default: _pyme-http.sqlite in the temporary folder]
     #[arg(long, value_name = "PATH")]
     pub registry: Option<PathBuf>,
     /// Do not browse mDNS (no multicast).

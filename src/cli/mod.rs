@@ -30,7 +30,7 @@ pub struct StreamArgs {
     /// With --serverfilter: how long to listen for mDNS answers, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub discovery_wait_ms: u64,
-    /// With --serverfilter: the local registry file [default: <temp dir>/_pyme-http.sqlite]
+    /// With --serverfilter: the local registry file [default: _pyme-http.sqlite in the temporary folder]
     #[arg(long)]
     pub registry: Option<std::path::PathBuf>,
     /// With --serverfilter: do not browse mDNS (no multicast; registry only).
@@ -77,7 +77,7 @@ pub struct StreamArgs {
     /// (raw, Huffman, or square-root quantized + Huffman).
     #[arg(long, value_enum, default_value_t = FilterArg::None)]
     pub filter: FilterArg,
-    /// With a pzf filter: the frame shape, ROWSxCOLS[xDEPTH] uint16 pixels.
+    /// With a pzf filter: the frame shape, ROWSxCOLS or ROWSxCOLSxDEPTH, uint16 pixels.
     #[arg(long)]
     pub shape: Option<String>,
     /// With pzf-huffman-sqrt: the quantization offset (the camera's dark level).

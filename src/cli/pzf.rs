@@ -51,7 +51,9 @@ pub struct EncodeArgs {
     /// Series identifier written in every header.
     #[arg(long, default_value_t = 0)]
     sequence_id: i64,
+    /// The raw frames: a file, or a pipe such as /dev/stdin (read one frame at a time).
     input: PathBuf,
+    /// Each frame goes to OUT_PREFIX%05d.pzf, numbered from 0.
     out_prefix: String,
 }
 

@@ -15,7 +15,7 @@ use pyme_streaming::server::{mounts, DataServer, ServerConfig};
 /// Options of `serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Storage root (created if missing) [default: <temp dir>/pyme-stream-root]
+    /// Storage root (created if missing) [default: pyme-stream-root in the temporary folder]
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Port to listen on; 0 picks a free one.
@@ -41,7 +41,7 @@ pub struct ServeArgs {
     /// the network: bind a non-loopback address), or both.
     #[arg(long, default_value = "local")]
     pub advertise: Advertise,
-    /// The local registry file [default: <temp dir>/_pyme-http.sqlite]
+    /// The local registry file [default: _pyme-http.sqlite in the temporary folder]
     #[arg(long)]
     pub registry: Option<PathBuf>,
 }

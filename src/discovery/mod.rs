@@ -118,11 +118,7 @@ pub struct ServerInfo {
 impl ServerInfo {
     /// `host:port`, as [`crate::StreamerOptions::servers`] takes it.
     pub fn host_port(&self) -> String {
-        if self.address.contains(':') {
-            format!("[{}]:{}", self.address, self.port)
-        } else {
-            format!("{}:{}", self.address, self.port)
-        }
+        crate::options::server_address(&self.address, self.port)
     }
 }
 

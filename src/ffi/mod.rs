@@ -9,9 +9,9 @@
 //!   completion and release hooks (`StreamerBuffer` lives here).
 //! - [`streamer`]: `Streamer`, many servers behind one put.
 //! - [`stream`]: `Stream`, one server.
-//! - [`util`]: C strings, the last-error slot, out-parameters.
+//! - `util`: C strings, the last-error slot, out-parameters.
 //!
-//! Every export runs its body inside [`ffi_panic_boundary!`]: no panic ever
+//! Every export runs its body inside `ffi_panic_boundary!`: no panic ever
 //! unwinds into C. The header `include/pyme_streaming.h` is generated from these
 //! files by cbindgen (see `build.rs`); doc comments here are the header's docs.
 

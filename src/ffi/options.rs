@@ -119,11 +119,7 @@ pub unsafe extern "C" fn streamer_options_add_server(
         if host.is_empty() || port == 0 {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("invalid server {host:?} port {port}"));
         }
-        let address = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+        let address = crate::options::server_address(host, port);
         options.update(|core| core.server(address));
         STREAMER_OK
     }

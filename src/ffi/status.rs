@@ -56,6 +56,10 @@ pub const STREAMER_ERR_SPILLED: i32 = -21;
 /// The spill folder could not be used.
 pub const STREAMER_ERR_SPILL_FOLDER: i32 = -22;
 
+/// The server already holds other bytes under the file's name (storage is
+/// write-once), or it could not be shown that the stored bytes are the file's.
+pub const STREAMER_ERR_NAME_TAKEN: i32 = -23;
+
 /// The status code for a core error. The only conversion from [`Error`] to a code.
 pub(crate) fn status_of(error: &Error) -> i32 {
     match error {
@@ -75,11 +79,12 @@ pub(crate) fn status_of(error: &Error) -> i32 {
         Error::Discovery(_) => STREAMER_ERR_DISCOVERY,
         Error::Spilled { .. } => STREAMER_ERR_SPILLED,
         Error::SpillFolder(_) => STREAMER_ERR_SPILL_FOLDER,
+        Error::NameTaken { .. } => STREAMER_ERR_NAME_TAKEN,
     }
 }
 
 /// Every status code, for tests and for `streamer_status_str`.
-pub(crate) const ALL: [(i32, &std::ffi::CStr); 23] = [
+pub(crate) const ALL: [(i32, &std::ffi::CStr); 24] = [
     (STREAMER_OK, c"ok"),
     (STREAMER_ERR_NULL_ARGUMENT, c"a pointer argument was NULL"),
     (STREAMER_ERR_INVALID_ARGUMENT, c"invalid argument"),
@@ -124,6 +129,10 @@ pub(crate) const ALL: [(i32, &std::ffi::CStr); 23] = [
         STREAMER_ERR_SPILL_FOLDER,
         c"the spill folder cannot be used",
     ),
+    (
+        STREAMER_ERR_NAME_TAKEN,
+        c"the name is taken on the server by other bytes",
+    ),
 ];
 
 /// A static, NUL-terminated English description of `status`, for any value
@@ -144,6 +153,15 @@ pub extern "C" fn streamer_status_str(status: i32) -> *const c_char {
 pub extern "C" fn streamer_version() -> *const c_char {
     ffi_panic_boundary! {
         concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    }
+}
+
+/// The status of a close: every file acknowledged, or some failed.
+pub(super) fn status_of_stats(stats: &crate::Stats) -> i32 {
+    if stats.all_acknowledged() {
+        STREAMER_OK
+    } else {
+        STREAMER_ERR_FILES_FAILED
     }
 }
 

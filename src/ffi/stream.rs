@@ -9,7 +9,7 @@ use std::sync::{Mutex, RwLock};
 
 use super::options::StreamerOptions;
 use super::status::{
-    STREAMER_ERR_CLOSED, STREAMER_ERR_FILES_FAILED, STREAMER_ERR_INVALID_ARGUMENT, STREAMER_OK,
+    status_of_stats, STREAMER_ERR_CLOSED, STREAMER_ERR_INVALID_ARGUMENT, STREAMER_OK,
 };
 use super::streamer::StreamerStats;
 use super::util::{byte_slice, c_str, into_handle, LastError};
@@ -34,14 +34,6 @@ impl Stream {
                 .unwrap_or_else(|e| e.into_inner())
                 .unwrap_or_default(),
         }
-    }
-}
-
-fn status_of_stats(stats: &Stats) -> i32 {
-    if stats.all_acknowledged() {
-        STREAMER_OK
-    } else {
-        STREAMER_ERR_FILES_FAILED
     }
 }
 
@@ -70,11 +62,7 @@ pub unsafe extern "C" fn stream_new(
         if host.is_empty() || port == 0 {
             return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("invalid server {host:?} port {port}"));
         }
-        let server = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+        let server = crate::options::server_address(host, port);
         let last_error = LastError::default();
         match crate::Stream::connect(&server, &options.for_handle(&last_error)) {
             Ok(core) => {
@@ -141,7 +129,7 @@ pub unsafe extern "C" fn stream_finalize(stream: *mut Stream, sentinel_name: *co
             Ok(name) => name,
             Err(failure) => return stream.last_error.fail(failure),
         };
-        if let Err(error) = crate::stream::check_name(name) {
+        if let Err(error) = crate::name::check_name(name) {
             return stream.last_error.error(&error);
         }
         let mut core = stream.core.write().unwrap_or_else(|e| e.into_inner());

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::callbacks::{index_from_c, LentBytes, StreamerReleaseFn, UserData};
 use super::options::StreamerOptions;
-use super::status::{STREAMER_ERR_FILES_FAILED, STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK};
+use super::status::{status_of_stats, STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK};
 use super::util::{byte_slice, c_str, into_handle, LastError};
 use crate::Stats;
 
@@ -347,10 +347,5 @@ pub unsafe extern "C" fn streamer_close_stats(
 
 fn close(streamer: Streamer) -> (i32, StreamerStats) {
     let stats = streamer.core.close();
-    let status = if stats.all_acknowledged() {
-        STREAMER_OK
-    } else {
-        STREAMER_ERR_FILES_FAILED
-    };
-    (status, stats.into())
+    (status_of_stats(&stats), stats.into())
 }

@@ -3,7 +3,7 @@
 //!
 //! This module holds the configuration and the lifecycle: binding, the accept thread,
 //! one thread per connection, and a shutdown that joins every thread it started without
-//! waiting for any timeout. The request loop is in [`connection`], request parsing in
+//! waiting for any timeout. The request loop is in `connection`, request parsing in
 //! [`request`], the files in [`storage`], the advice about a tmpfs root in [`mounts`].
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
@@ -13,9 +13,13 @@ mod connection;
 pub mod mounts;
 pub mod request;
 mod response;
+#[allow(unsafe_code)] // fallocate and linkat on spare files
 mod spares;
+#[allow(unsafe_code)] // splice(2) from the socket to the file
 mod splice;
+#[allow(unsafe_code)] // statvfs(3) for the disk figures
 pub mod status;
+#[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 pub mod storage;
 
 use std::collections::HashMap;

@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 pub mod counting;
+pub mod netns;
+pub mod proxy;
+pub mod recording;
 
 use std::path::{Path, PathBuf};
 
@@ -39,27 +42,38 @@ impl TestServer {
 
     /// Every regular file under the root, relative, sorted.
     pub fn files(&self) -> Vec<String> {
-        let mut files = Vec::new();
-        collect(self.root.path(), self.root.path(), &mut files);
-        files.sort();
-        files
+        files_under(self.root.path())
+            .iter()
+            .map(|path| relative(self.root.path(), path))
+            .collect()
     }
 }
 
-fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect(root, &path, files);
-        } else {
-            files.push(
-                path.strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+/// Every regular file under `dir`, recursively, sorted. A folder that cannot be read
+/// (or vanishes meanwhile, as a server renames and removes files) counts as empty.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else {
+                files.push(path);
+            }
         }
     }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    files.sort();
+    files
+}
+
+/// `path` relative to `root`, as text.
+pub fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn start_servers(n: usize) -> Vec<TestServer> {
@@ -70,12 +84,20 @@ pub fn addresses(servers: &[TestServer]) -> Vec<String> {
     servers.iter().map(TestServer::address).collect()
 }
 
-/// A port on loopback that nothing listens on.
+/// A loopback port that nothing listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().unwrap().port()
+}
+
+/// The address of [`dead_port`] on 127.0.0.1.
 pub fn dead_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    drop(listener);
-    address
+    format!("127.0.0.1:{}", dead_port())
+}
+
+/// The `pyme-stream` program built with these tests.
+pub fn pyme_stream() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
 }
 
 /// A `pyme-stream serve` process, killed on drop.
@@ -90,7 +112,7 @@ impl ServeProcess {
     /// for its `listening on` line.
     pub fn start(root: &Path, port: u16, extra: &[&str]) -> ServeProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pyme-stream"))
+        let mut child = pyme_stream()
             .args([
                 "serve",
                 "--advertise",

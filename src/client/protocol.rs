@@ -41,6 +41,14 @@ pub fn write_put_head(
     out.extend_from_slice(b"\r\n\r\n");
 }
 
+/// Appends a `GET /<name>` request head (`name` already validated) asking the
+/// server to close the connection after its answer.
+pub fn write_get_head(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b"GET ");
+    name::write_request_target(out, name);
+    out.extend_from_slice(b" HTTP/1.1\r\nConnection: close\r\n\r\n");
+}
+
 /// The head of one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
@@ -185,6 +193,35 @@ impl<R: Read> ResponseReader<R> {
             }
             return Ok(body.into_response());
         }
+    }
+
+    /// The status and body of the next final answer, the body kept only when
+    /// its length is exactly `expected` bytes (`None` otherwise, and then not
+    /// read at all: the caller drops the connection). Not resumable after a
+    /// read error; for one-off requests on a connection of their own.
+    pub fn read_body_of_length(
+        &mut self,
+        expected: usize,
+    ) -> Result<(u16, Option<Vec<u8>>), ReadError> {
+        let head = loop {
+            let head = self.read_head()?;
+            if !(100..200).contains(&head.status) {
+                break head;
+            }
+        };
+        if head.content_length != Some(expected as u64) {
+            return Ok((head.status, None));
+        }
+        let mut body = Vec::with_capacity(expected);
+        while body.len() < expected {
+            if self.start == self.end && self.fill()? == 0 {
+                return Err(ReadError::Truncated);
+            }
+            let take = (self.end - self.start).min(expected - body.len());
+            body.extend_from_slice(&self.buf[self.start..self.start + take]);
+            self.start += take;
+        }
+        Ok((head.status, Some(body)))
     }
 
     fn read_head(&mut self) -> Result<ResponseHead, ReadError> {

@@ -364,7 +364,10 @@ unsafe fn copy_streaming(data: &[u8], to: *mut u8) {
         // at each 4 KiB page of the caller's frame, this one does not. A
         // prefetch never faults, so the last lines may ask past the end
         // (`wrapping_add` keeps that address computation defined).
-        _mm_prefetch::<_MM_HINT_NTA>(from.wrapping_add(line + PREFETCH_AHEAD).cast::<i8>());
+        // SAFETY: SSE is part of x86_64; a prefetch reads nothing.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_NTA>(from.wrapping_add(line + PREFETCH_AHEAD).cast::<i8>());
+        }
         // SAFETY: (all four) inside both ranges, and the stores are aligned.
         unsafe {
             let a = _mm_loadu_si128(from.add(line).cast::<__m128i>());

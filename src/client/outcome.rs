@@ -4,7 +4,7 @@
 //! its server, or failed with a reason. The outcome is counted here and handed to
 //! the completion callback, if one is set.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
 use crate::Error;
@@ -18,12 +18,17 @@ pub enum OutcomeResult<'a> {
     Failed(&'a Error),
 }
 
+/// The `server` of an outcome that no server gave: a file that failed in the
+/// spill folder, never sent to any server.
+pub const NO_SERVER: usize = usize::MAX;
+
 /// The end of one file, as handed to the completion callback.
 #[derive(Debug, Clone, Copy)]
 pub struct Outcome<'a> {
     /// The name given to `put`.
     pub name: &'a str,
-    /// The index of the server it was sent to (0 for a lone [`crate::Stream`]).
+    /// The index of the server it was sent to (0 for a lone [`crate::Stream`]),
+    /// or [`NO_SERVER`] for a file that failed in the spill folder.
     pub server: usize,
     /// The size of the file as given to `put` (before any filter).
     pub bytes: u64,
@@ -83,6 +88,11 @@ pub struct Stats {
     /// Re-sent files the server answered 405 (already stored: it had landed
     /// before the failure). Counted in `files_acknowledged` too.
     pub acknowledged_already: u64,
+    /// Files sent again after a connection failed while they were in flight
+    /// (written, but not answered): each may have been stored by the first
+    /// server too, so after a failover a file can exist on two servers
+    /// (at-least-once storage; still exactly one outcome per put).
+    pub resent_maybe_stored: u64,
     /// Puts refused because the queue was full (fail-fast backpressure or put timeout).
     pub dropped: u64,
     /// Files waiting in the spill folder now.
@@ -116,53 +126,68 @@ pub(crate) struct Counters {
     pub reconnects: AtomicU64,
     pub retries: AtomicU64,
     pub acknowledged_already: AtomicU64,
+    pub resent_maybe_stored: AtomicU64,
     pub dropped: AtomicU64,
 }
 
 impl Counters {
     pub fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+        counter.fetch_add(1, SeqCst);
     }
 
     pub fn queued(&self, bytes: u64) {
-        self.files_queued.fetch_add(1, Relaxed);
-        self.bytes_queued.fetch_add(bytes, Relaxed);
+        self.files_queued.fetch_add(1, SeqCst);
+        self.bytes_queued.fetch_add(bytes, SeqCst);
     }
 
     pub fn unqueued(&self, bytes: u64) {
-        self.files_queued.fetch_sub(1, Relaxed);
-        self.bytes_queued.fetch_sub(bytes, Relaxed);
+        self.files_queued.fetch_sub(1, SeqCst);
+        self.bytes_queued.fetch_sub(bytes, SeqCst);
     }
 
     pub fn sent(&self, wire_bytes: u64) {
-        self.files_sent.fetch_add(1, Relaxed);
-        self.bytes_sent.fetch_add(wire_bytes, Relaxed);
+        self.files_sent.fetch_add(1, SeqCst);
+        self.bytes_sent.fetch_add(wire_bytes, SeqCst);
     }
 
     pub fn acknowledged(&self, bytes: u64) {
-        self.bytes_acknowledged.fetch_add(bytes, Relaxed);
-        self.files_acknowledged.fetch_add(1, Relaxed);
+        self.bytes_acknowledged.fetch_add(bytes, SeqCst);
+        self.files_acknowledged.fetch_add(1, SeqCst);
     }
 
     pub fn failed(&self) {
-        self.files_failed.fetch_add(1, Relaxed);
+        self.files_failed.fetch_add(1, SeqCst);
     }
 
     /// The totals; the queue depths are filled in by the caller, who knows the queues.
+    ///
+    /// A consistent snapshot without a lock: a file is counted queued before
+    /// it is sent, and sent before it has an outcome, so the counters are read
+    /// in the opposite order (outcomes first, then sent, then queued). With
+    /// sequentially consistent operations a snapshot therefore never shows
+    /// more files acknowledged or failed than sent or queued.
     pub fn snapshot(&self) -> Stats {
+        let files_acknowledged = self.files_acknowledged.load(SeqCst);
+        let bytes_acknowledged = self.bytes_acknowledged.load(SeqCst);
+        let files_failed = self.files_failed.load(SeqCst);
+        let files_sent = self.files_sent.load(SeqCst);
+        let bytes_sent = self.bytes_sent.load(SeqCst);
+        let files_queued = self.files_queued.load(SeqCst);
+        let bytes_queued = self.bytes_queued.load(SeqCst);
         Stats {
-            files_queued: self.files_queued.load(Relaxed),
-            files_sent: self.files_sent.load(Relaxed),
-            files_acknowledged: self.files_acknowledged.load(Relaxed),
-            files_failed: self.files_failed.load(Relaxed),
-            bytes_queued: self.bytes_queued.load(Relaxed),
-            bytes_sent: self.bytes_sent.load(Relaxed),
-            bytes_acknowledged: self.bytes_acknowledged.load(Relaxed),
-            rerouted: self.rerouted.load(Relaxed),
-            reconnects: self.reconnects.load(Relaxed),
-            retries: self.retries.load(Relaxed),
-            acknowledged_already: self.acknowledged_already.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
+            files_queued,
+            files_sent,
+            files_acknowledged,
+            files_failed,
+            bytes_queued,
+            bytes_sent,
+            bytes_acknowledged,
+            rerouted: self.rerouted.load(SeqCst),
+            reconnects: self.reconnects.load(SeqCst),
+            retries: self.retries.load(SeqCst),
+            acknowledged_already: self.acknowledged_already.load(SeqCst),
+            resent_maybe_stored: self.resent_maybe_stored.load(SeqCst),
+            dropped: self.dropped.load(SeqCst),
             ..Stats::default()
         }
     }

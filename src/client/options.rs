@@ -216,3 +216,13 @@ impl StreamerOptions {
         self.discovery.as_mut()
     }
 }
+
+/// A server address as the options take it: `host:port`, with an IPv6 host in
+/// brackets (`[::1]:15348`). A host already in brackets is kept as it is.
+pub fn server_address(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

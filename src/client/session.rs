@@ -1,9 +1,8 @@
-//! One server: its bounded queue, its connection, and the threads that drive it.
-//!
-//! This is the only module that touches client sockets. Data flows:
+//! The main loop of a link: connect, send, receive, and hand the files of a
+//! failed connection back to the cluster. This is where a reader starts.
 //!
 //! ```text
-//! put ─► queue ─► sender thread: filter, PUT head + body ─► socket ─► server
+//! put ─► link queue ─► sender (link thread): filter, PUT head + body ─► socket ─► server
 //!                       │ (moves the file to in_flight before writing)
 //! outcome ◄─ receiver thread: answer parsed, matched to in_flight front ◄─ socket
 //! ```
@@ -14,305 +13,35 @@
 //! queued or waiting for its answer back to the cluster (which moves them to a
 //! live server, or fails them with the reason), then reconnects with backoff.
 //!
-//! A file holds its place in the queue limits (files and bytes) from `put` until
-//! its outcome, so memory stays bounded by the limits however slow the server.
+//! In scope: the only client code that touches sockets: connecting, writing
+//! requests, reading answers, the response timeout ("silence").
+//! Out of scope: the bytes of HTTP (see `protocol`), where a file goes (see
+//! `cluster`), the link's queue and its limits (see `link`).
 
-use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
+use super::cluster::Cluster;
+use super::job::Job;
+use super::link::Link;
 use crate::filter::FileInfo;
-use crate::outcome::{Counters, OutcomeResult, Stats};
+use crate::outcome::{Counters, OutcomeResult};
 use crate::protocol::{self, ReadError, ResponseReader};
-use crate::streamer::{Cluster, Streamer};
 use crate::{Error, StreamerOptions};
 
 /// Socket write buffer: small requests are batched into one write.
 const WRITE_BUFFER: usize = 256 * 1024;
+/// A large body is written in pieces of this size, the link noting the
+/// progress after each: an upload is "silent" only when no piece moves.
+const PROGRESS_STEP: usize = 256 * 1024;
 /// For `POLL_WINDOW` after its queue runs dry, an idle sender looks at the
 /// queue every `sender_poll` interval instead of waiting to be woken, so that
 /// `put` costs no system call: waking a sleeping thread takes a futex call and
 /// an interrupt to the other core, tens of microseconds on a busy machine.
 const POLL_WINDOW: Duration = Duration::from_millis(250);
-
-/// One file on its way.
-pub(crate) struct Job {
-    pub name: Box<str>,
-    pub index: Option<i64>,
-    pub data: Bytes,
-    /// The end-of-stream sentinel: sent with `Connection: close`, nothing after it.
-    pub last: bool,
-    /// Times it was answered 5xx and sent again.
-    pub retries: u32,
-    /// It was written to a connection that then failed: it may have landed.
-    pub maybe_stored: bool,
-    /// It comes from the spill folder, at this path (removed once delivered).
-    pub spill_path: Option<std::path::PathBuf>,
-}
-
-impl Job {
-    pub fn new(name: &str, data: Bytes, index: Option<i64>) -> Job {
-        Job {
-            name: name.into(),
-            index,
-            data,
-            last: false,
-            retries: 0,
-            maybe_stored: false,
-            spill_path: None,
-        }
-    }
-
-    pub fn len(&self) -> u64 {
-        self.data.len() as u64
-    }
-}
-
-/// A file `push` did not take, and why.
-pub(crate) struct Refused {
-    pub error: Error,
-    pub job: Job,
-}
-
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Job>,
-    queue_bytes: u64,
-    in_flight: VecDeque<Job>,
-    /// Files and bytes queued or in flight: what the limits bound.
-    held_files: usize,
-    held_bytes: u64,
-    /// A connection is up and takes files.
-    up: bool,
-    /// The current connection failed, with this reason.
-    failure: Option<String>,
-    /// Finish: send what is queued, wait for the answers, then stop.
-    closing: bool,
-    /// The current connection was shut by us after its last answer.
-    finished: bool,
-    /// The socket of the current connection, to shut it from any thread.
-    socket: Option<TcpStream>,
-    /// Threads waiting on `progress`: a file's outcome wakes them only if any.
-    progress_waiters: usize,
-    /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
-    sender_polling: bool,
-}
-
-impl State {
-    fn hold(&mut self, job: &Job) {
-        self.held_files += 1;
-        self.held_bytes += job.len();
-    }
-
-    fn release(&mut self, job: &Job) {
-        self.held_files -= 1;
-        self.held_bytes -= job.len();
-    }
-
-    fn push_queue(&mut self, job: Job) {
-        self.queue_bytes += job.len();
-        self.queue.push_back(job);
-    }
-
-    fn pop_queue(&mut self) -> Option<Job> {
-        let job = self.queue.pop_front()?;
-        self.queue_bytes -= job.len();
-        Some(job)
-    }
-}
-
-/// One server of a streamer: its queue and the state of its connection.
-pub(crate) struct Link {
-    pub server: String,
-    max_files: usize,
-    max_bytes: u64,
-    state: Mutex<State>,
-    /// Signalled when a file is queued, or on close (the link thread waits).
-    work: Condvar,
-    /// Signalled when a file leaves the link, or the link changes state
-    /// (producers waiting for room and the finishing link thread wait).
-    progress: Condvar,
-}
-
-impl Link {
-    /// A link whose first connection is already made (so it takes files at once).
-    pub fn new(server: String, options: &StreamerOptions) -> Link {
-        Link {
-            server,
-            max_files: options.queue_max_files.max(1),
-            max_bytes: options.queue_max_bytes,
-            state: Mutex::new(State {
-                up: true,
-                ..State::default()
-            }),
-            work: Condvar::new(),
-            progress: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn is_up(&self) -> bool {
-        let state = self.lock();
-        state.up && !state.closing
-    }
-
-    fn has_room(&self, state: &State, bytes: u64) -> bool {
-        // A file larger than the byte limit still goes through, alone.
-        state.held_files == 0
-            || (state.held_files < self.max_files && state.held_bytes + bytes <= self.max_bytes)
-    }
-
-    pub fn has_room_now(&self, job: &Job) -> bool {
-        self.has_room(&self.lock(), job.len())
-    }
-
-    /// Queues a new file, waiting for room up to `deadline`. On refusal the
-    /// file comes back with the reason.
-    pub fn push(&self, job: Job, deadline: Option<Instant>) -> Result<(), Box<Refused>> {
-        let mut state = self.lock();
-        loop {
-            if state.closing {
-                return Err(Box::new(Refused {
-                    error: Error::Closed,
-                    job,
-                }));
-            }
-            if !state.up {
-                let detail = state
-                    .failure
-                    .clone()
-                    .unwrap_or_else(|| "not connected".into());
-                let error = Error::ServerDown {
-                    server: self.server.clone(),
-                    detail,
-                };
-                return Err(Box::new(Refused { error, job }));
-            }
-            if self.has_room(&state, job.len()) {
-                break;
-            }
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                let error = Error::QueueFull {
-                    server: self.server.clone(),
-                    files: state.held_files,
-                    bytes: state.held_bytes,
-                };
-                return Err(Box::new(Refused { error, job }));
-            }
-            state = self.wait_progress(state, deadline);
-        }
-        state.hold(&job);
-        if job.last {
-            state.closing = true;
-        }
-        state.push_queue(job);
-        let wake = self.sender_must_wake(&state);
-        drop(state);
-        if wake {
-            self.work.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Whether a put must wake the sender: it sleeps, or it polls but the
-    /// queue holds a quarter of a limit already (the producer may soon wait
-    /// for room, and the sender should not lose time).
-    fn sender_must_wake(&self, state: &State) -> bool {
-        !state.sender_polling
-            || state.queue.len() >= self.max_files.div_ceil(4)
-            || state.queue_bytes >= self.max_bytes / 4
-    }
-
-    /// Queues a file moved here from a failed server, whatever the limits:
-    /// its memory was already counted, and waiting here could deadlock.
-    pub fn push_rerouted(&self, job: Job) -> Result<(), Job> {
-        let mut state = self.lock();
-        if !state.up || state.closing {
-            return Err(job);
-        }
-        state.hold(&job);
-        state.push_queue(job);
-        drop(state);
-        self.work.notify_one();
-        Ok(())
-    }
-
-    /// Files and bytes waiting to be sent, and files waiting for their answer.
-    pub fn depth(&self) -> (u64, u64, u64) {
-        let state = self.lock();
-        (
-            state.queue.len() as u64,
-            state.queue_bytes,
-            state.in_flight.len() as u64,
-        )
-    }
-
-    /// No more files: the link thread sends what is queued, waits for the
-    /// answers and stops.
-    pub fn start_close(&self) {
-        self.lock().closing = true;
-        self.work.notify_all();
-        self.progress.notify_all();
-    }
-
-    /// The current connection is unusable. The first caller wins. Its files
-    /// stay where they are until the link thread hands them on.
-    fn fail_session(&self, reason: String) {
-        let mut state = self.lock();
-        if state.failure.is_some() || state.finished {
-            return;
-        }
-        state.failure = Some(reason);
-        state.up = false;
-        if let Some(socket) = &state.socket {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-        drop(state);
-        self.work.notify_all();
-        self.progress.notify_all();
-    }
-
-    /// A file left the link: wakes whoever waits for room or for the last answer.
-    fn release(&self, job: &Job) {
-        let mut state = self.lock();
-        state.release(job);
-        let anyone_waiting = state.progress_waiters > 0;
-        drop(state);
-        // Skipped when nobody waits: it is a system call per file otherwise.
-        if anyone_waiting {
-            self.progress.notify_all();
-        }
-    }
-
-    /// Waits for `progress` (up to `deadline`), counted so that `release` knows.
-    fn wait_progress<'a>(
-        &self,
-        mut state: MutexGuard<'a, State>,
-        deadline: Option<Instant>,
-    ) -> MutexGuard<'a, State> {
-        state.progress_waiters += 1;
-        let mut state = match deadline {
-            None => self.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
-            Some(deadline) => {
-                let timeout = deadline.saturating_duration_since(Instant::now());
-                self.progress
-                    .wait_timeout(state, timeout)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
-        state.progress_waiters -= 1;
-        state
-    }
-}
 
 /// Connects to `server` (`host:port`) with the options' timeouts.
 pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStream, Error> {
@@ -350,13 +79,6 @@ fn read_tick(options: &StreamerOptions) -> Duration {
     (options.response_timeout / 4).max(Duration::from_millis(1))
 }
 
-pub(crate) fn check_name(name: &str) -> Result<(), Error> {
-    crate::name::validate(name).map_err(|reason| Error::InvalidName {
-        name: name.to_owned(),
-        reason,
-    })
-}
-
 /// Starts the link thread of server `index`, on an established connection.
 pub(crate) fn spawn_link(
     cluster: &Arc<Cluster>,
@@ -374,7 +96,17 @@ pub(crate) fn spawn_link(
 }
 
 /// The link thread: one session per connection, reconnecting after failures,
-/// until the link is closed.
+/// until the link is closed. This is the main loop of a link.
+///
+/// How a session ends decides what happens to its files:
+/// - finished (the link closed, every answer in): the thread ends;
+/// - ended by the server in order, after at least one answer (`Connection:
+///   close`, as servers do after N requests, or a clean end between answers):
+///   the link stays up, reconnects at once and sends the unanswered files
+///   again, in order, on the new connection;
+/// - failed (reset, timeout, garbage, or an orderly end with no answer at all):
+///   every file of the link goes back to the cluster (failover, spill, or
+///   failure) and the link reconnects with backoff.
 fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
     crate::threads::yield_to_producers();
     let link = &cluster.links[index];
@@ -384,31 +116,78 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
     loop {
         if let Some(connected) = socket.take() {
             match run_session(cluster, index, connected) {
-                SessionEnd::Finished => return,
-                SessionEnd::Failed { reason, answered } => {
+                SessionEnd::Finished => {
+                    fail_leftovers(cluster, index);
+                    return;
+                }
+                SessionEnd::Failed {
+                    reason,
+                    answered,
+                    by_server,
+                } => {
                     if answered {
                         delay = first_delay;
                     }
-                    let lost = take_pending(link);
-                    cluster.reroute(index, lost, &reason);
+                    let in_flight = link.depth().2;
+                    match by_server {
+                        Some(said_close) if answered => {
+                            // A server that said `Connection: close` read
+                            // nothing after that answer; after a bare end it may have.
+                            link.requeue_unanswered(!said_close);
+                            match connect(&link.server, &cluster.options) {
+                                Ok(connected) => {
+                                    Counters::add(&cluster.counters().reconnects);
+                                    socket = Some(connected);
+                                    continue;
+                                }
+                                Err(error) => link.mark_down(format!("{reason}; {error}")),
+                            }
+                        }
+                        // An idle connection the server closed (its keep-alive
+                        // timeout): the link stays up and reconnects after the delay.
+                        Some(_) if in_flight == 0 => {}
+                        Some(_) => link.mark_down(reason.clone()),
+                        None => {}
+                    }
+                    if !link.is_up() {
+                        let lost = take_pending(link);
+                        cluster.reroute(index, lost, &reason);
+                    }
                 }
             }
         }
         if wait_or_close(link, jittered(delay)) {
             // Closing while down: every file already went elsewhere or failed.
+            // (Closing while up but idle: nothing is queued, see `Streamer::close`.)
+            fail_leftovers(cluster, index);
             return;
         }
         delay = (delay * 2).min(largest_delay);
-        if let Ok(connected) = connect(&link.server, &cluster.options) {
-            Counters::add(&cluster.counters().reconnects);
-            socket = Some(connected);
+        match connect(&link.server, &cluster.options) {
+            Ok(connected) => {
+                Counters::add(&cluster.counters().reconnects);
+                socket = Some(connected);
+            }
+            Err(error) if link.is_up() => {
+                // It was up between connections: it is down now.
+                link.mark_down(error.to_string());
+                let lost = take_pending(link);
+                cluster.reroute(index, lost, &error.to_string());
+            }
+            Err(_) => {}
         }
     }
 }
 
 enum SessionEnd {
     Finished,
-    Failed { reason: String, answered: bool },
+    Failed {
+        reason: String,
+        answered: bool,
+        /// The server ended the connection in order (see [`run_link`]);
+        /// `Some(true)` when it said `Connection: close`.
+        by_server: Option<bool>,
+    },
 }
 
 /// Every file of a failed connection, released from this link. Files that
@@ -419,6 +198,7 @@ fn take_pending(link: &Link) -> Vec<Job> {
     let mut lost: Vec<Job> = state.in_flight.drain(..).collect();
     for job in &mut lost {
         job.maybe_stored = true;
+        job.interrupted += 1;
     }
     lost.extend(state.queue.drain(..));
     state.queue_bytes = 0;
@@ -429,13 +209,22 @@ fn take_pending(link: &Link) -> Vec<Job> {
     lost
 }
 
-/// Sleeps `delay` unless the link closes first; true when closing.
+/// After the last session: a file still here (none should be: nothing is
+/// queued behind the end-of-stream sentinel) gets its outcome all the same.
+fn fail_leftovers(cluster: &Cluster, index: usize) {
+    for job in take_pending(&cluster.links[index]) {
+        cluster.finish(&job, index, OutcomeResult::Failed(&Error::Closed));
+    }
+}
+
+/// Sleeps `delay` unless the link closes first (true) or, while it is still
+/// up between connections, files arrive for it (false: connect now).
 fn wait_or_close(link: &Link, delay: Duration) -> bool {
     let deadline = Instant::now() + delay;
     let mut state = link.lock();
     while !state.closing {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || (state.up && !state.queue.is_empty()) {
             return false;
         }
         state = link
@@ -459,12 +248,14 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
         return SessionEnd::Failed {
             reason: "cannot share the socket between threads".into(),
             answered: false,
+            by_server: None,
         };
     };
     {
         let mut state = link.lock();
         state.up = true;
         state.failure = None;
+        state.ended_by_server = None;
         state.finished = false;
         state.socket = Some(control_socket);
     }
@@ -487,10 +278,17 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
     };
     let mut state = link.lock();
     state.socket = None;
-    state.up = false;
+    let by_server = state.ended_by_server;
+    if by_server.is_none() {
+        state.up = false;
+    }
     match state.failure.clone() {
         None => SessionEnd::Finished,
-        Some(reason) => SessionEnd::Failed { reason, answered },
+        Some(reason) => SessionEnd::Failed {
+            reason,
+            answered,
+            by_server,
+        },
     }
 }
 
@@ -539,22 +337,45 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
                 state.queue_bytes += data.len() as u64;
                 return;
             }
+            // Counted before the answer can possibly come (see `Counters::snapshot`).
+            cluster.counters().sent(body.len() as u64);
+            if job.maybe_stored {
+                Counters::add(&cluster.counters().resent_maybe_stored);
+            }
             state.in_flight.push_back(job);
             state.queue.is_empty() || last
         };
         let written = wire
             .write_all(&head)
-            .and_then(|()| wire.write_all(body))
-            .and_then(|()| if flush_now { wire.flush() } else { Ok(()) });
+            .and_then(|()| write_body(link, &mut wire, body))
+            .and_then(|()| {
+                if flush_now {
+                    wire.flush()?;
+                    link.note_sent();
+                }
+                Ok(())
+            });
         if let Err(error) = written {
             link.fail_session(format!("sending failed: {error}"));
             return;
         }
-        cluster.counters().sent(body.len() as u64);
         if last {
             return;
         }
     }
+}
+
+/// Writes a body; a large one in pieces, noting the progress after each, so
+/// that the response timeout never counts a slow upload (see [`Silence`]).
+fn write_body(link: &Link, wire: &mut BufWriter<TcpStream>, body: &[u8]) -> std::io::Result<()> {
+    if body.len() <= PROGRESS_STEP {
+        return wire.write_all(body);
+    }
+    for piece in body.chunks(PROGRESS_STEP) {
+        wire.write_all(piece)?;
+        link.note_sent();
+    }
+    Ok(())
 }
 
 /// Runs the filter; a panic in it fails that one file instead of taking the
@@ -654,10 +475,16 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
                     link.fail_session(reason);
                     return answered;
                 }
+                Verdict::EndedByServer(reason) => {
+                    link.session_ended_by_server(reason, false);
+                    return answered;
+                }
             },
         };
         answered = true;
-        let Some(mut job) = link.lock().in_flight.pop_front() else {
+        let Some(job) = link.lock().in_flight.pop_front() else {
+            // While requests are pipelined, an extra answer cannot be told
+            // from the next one; with none in flight it is a protocol error.
             link.fail_session(format!(
                 "unexpected answer {} with no request waiting",
                 response.status
@@ -665,49 +492,137 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
             return answered;
         };
         let last = job.last;
-        let status = response.status;
-        let retry = (500..600).contains(&status) && job.retries < cluster.options.max_retries;
-        // Once closing (only after the sentinel), nothing more may be sent.
-        if retry && !link.lock().closing {
-            job.retries += 1;
-            Counters::add(&cluster.counters().retries);
-            link.lock().push_queue(job);
-            link.work.notify_one();
-        } else {
-            link.release(&job);
-            let error;
-            let result = if (200..300).contains(&status) {
-                OutcomeResult::Acknowledged {
-                    http_status: status,
-                }
-            } else if status == 405 && job.maybe_stored {
-                Counters::add(&cluster.counters().acknowledged_already);
-                OutcomeResult::Acknowledged {
-                    http_status: status,
-                }
-            } else {
-                error = Error::Http {
-                    server: link.server.clone(),
-                    status,
-                    detail: response.detail,
-                };
-                OutcomeResult::Failed(&error)
-            };
-            cluster.finish(&job, index, result);
-        }
-        if response.close {
+        let close = response.close;
+        settle(cluster, index, job, response);
+        if close {
             if !last {
-                link.fail_session("the server closed the connection".into());
+                let reason = "the server answered with Connection: close".to_owned();
+                link.session_ended_by_server(reason, true);
             }
             return answered;
         }
     }
 }
 
+/// What an answer means for its file: acknowledged, sent again (5xx, within
+/// the retries), moved to another server (5xx after the retries), or failed.
+fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Response) {
+    let link = &cluster.links[index];
+    let status = response.status;
+    let server_error = (500..600).contains(&status);
+    // 507: the server's storage is full; sending there again is pointless.
+    if server_error && status != 507 && job.retries < cluster.options.max_retries {
+        job.retries += 1;
+        match link.requeue_for_retry(job) {
+            Ok(()) => {
+                Counters::add(&cluster.counters().retries);
+                return;
+            }
+            Err(back) => job = back,
+        }
+    }
+    link.release(&job);
+    if (200..300).contains(&status) {
+        let result = OutcomeResult::Acknowledged {
+            http_status: status,
+        };
+        return cluster.finish(&job, index, result);
+    }
+    if status == 405 && job.maybe_stored {
+        // Already stored: acknowledged only if the bytes there are ours.
+        match stored_copy_matches(cluster, &link.server, &job) {
+            Ok(true) => {
+                Counters::add(&cluster.counters().acknowledged_already);
+                let result = OutcomeResult::Acknowledged {
+                    http_status: status,
+                };
+                return cluster.finish(&job, index, result);
+            }
+            Ok(false) => {
+                let error = Error::NameTaken {
+                    server: link.server.clone(),
+                    detail: "the server holds other bytes under this name".into(),
+                };
+                return cluster.finish(&job, index, OutcomeResult::Failed(&error));
+            }
+            Err(problem) => {
+                let error = Error::NameTaken {
+                    server: link.server.clone(),
+                    detail: format!("the stored copy could not be compared: {problem}"),
+                };
+                return cluster.finish(&job, index, OutcomeResult::Failed(&error));
+            }
+        }
+    }
+    if server_error && !job.last {
+        match cluster.move_after_errors(index, job) {
+            None => return,
+            Some(back) => job = back,
+        }
+    }
+    let error = if status == 405 {
+        Error::NameTaken {
+            server: link.server.clone(),
+            detail: response.detail,
+        }
+    } else {
+        Error::Http {
+            server: link.server.clone(),
+            status,
+            detail: response.detail,
+        }
+    };
+    cluster.finish(&job, index, OutcomeResult::Failed(&error));
+}
+
+/// Whether the file the server already holds under `job`'s name has exactly
+/// the bytes this job would store: read back with a GET on a connection of
+/// its own, and compared with the body as the server stores it (the filter's
+/// output, or the file itself when the filter only sets a content encoding
+/// the server decodes).
+fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, String> {
+    let expected = stored_form(cluster, job)?;
+    let mut socket = connect(server, &cluster.options).map_err(|e| e.to_string())?;
+    // One read for the whole answer may wait the whole response timeout.
+    socket
+        .set_read_timeout(Some(cluster.options.response_timeout))
+        .map_err(|e| e.to_string())?;
+    let mut request = Vec::with_capacity(128);
+    protocol::write_get_head(&mut request, crate::name::storage_name(&job.name));
+    socket.write_all(&request).map_err(|e| e.to_string())?;
+    let mut reader = ResponseReader::new(socket);
+    match reader.read_body_of_length(expected.len()) {
+        Ok((status, body)) if (200..300).contains(&status) => {
+            Ok(body.as_deref() == Some(&expected[..]))
+        }
+        Ok((status, _)) => Err(format!("GET answered {status}")),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The bytes a server stores for `job`.
+fn stored_form(cluster: &Cluster, job: &Job) -> Result<Vec<u8>, String> {
+    let Some(filter) = cluster.options.filter.as_deref() else {
+        return Ok(job.data.to_vec());
+    };
+    if filter.content_encoding().is_some() {
+        return Ok(job.data.to_vec());
+    }
+    let mut out = Vec::new();
+    let file = FileInfo {
+        name: &job.name,
+        index: job.index,
+    };
+    apply_filter(filter, &file, &job.data, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 enum Verdict {
     KeepWaiting,
     Stop,
     Fail(String),
+    /// The server ended the connection cleanly between answers.
+    EndedByServer(String),
 }
 
 /// How long the server has owed an answer without giving one. A read
@@ -734,12 +649,17 @@ impl Silence {
     }
 
     /// A read timed out: whether the server has now been silent too long.
-    fn too_long(&mut self, answers_due: bool) -> bool {
+    /// The count starts at the first timeout with answers due, or when the
+    /// sender last wrote, whichever is later: an upload in progress is not
+    /// silence, however long it takes.
+    fn too_long(&mut self, answers_due: bool, last_sent: Option<Instant>) -> bool {
         if !answers_due {
             self.since = None;
             return false;
         }
-        self.since.get_or_insert_with(Instant::now).elapsed() >= self.timeout
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let since = last_sent.map_or(since, |sent| sent.max(since));
+        since.elapsed() >= self.timeout
     }
 }
 
@@ -752,7 +672,7 @@ fn read_error_verdict(link: &Link, error: &ReadError, silence: &mut Silence) -> 
     }
     match error {
         ReadError::Io(io) if is_timeout(io) => {
-            if silence.too_long(!state.in_flight.is_empty()) {
+            if silence.too_long(!state.in_flight.is_empty(), state.last_sent) {
                 Verdict::Fail(format!(
                     "no answer within the response timeout ({} files waiting)",
                     state.in_flight.len()
@@ -761,6 +681,7 @@ fn read_error_verdict(link: &Link, error: &ReadError, silence: &mut Silence) -> 
                 Verdict::KeepWaiting
             }
         }
+        ReadError::Closed => Verdict::EndedByServer(error.to_string()),
         other => Verdict::Fail(other.to_string()),
     }
 }
@@ -770,88 +691,4 @@ fn is_timeout(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
-}
-
-/// A connection to one PYME data server (PYME's `Stream`): a streamer of one.
-///
-/// `put` may be called from several threads at once.
-pub struct Stream {
-    streamer: Streamer,
-}
-
-impl Stream {
-    /// Connects to `server` (`host:port`) with the options' queue limits,
-    /// filter, completion callback and timeouts (servers and distribution in
-    /// `options` are ignored).
-    pub fn connect(server: &str, options: &StreamerOptions) -> Result<Stream, Error> {
-        let mut options = options.clone();
-        options.servers = vec![server.to_owned()];
-        Ok(Stream {
-            streamer: Streamer::new(options)?,
-        })
-    }
-
-    /// The server, as `host:port`.
-    pub fn server(&self) -> &str {
-        self.streamer.servers().next().unwrap_or_default()
-    }
-
-    /// Queues a copy of `data` under `name`. See [`Streamer::put_bytes`].
-    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
-        self.streamer.put_stream(0, name, data)
-    }
-
-    /// Queues `data` under `name` without copying it.
-    pub fn put_bytes(&self, name: &str, data: Bytes) -> Result<(), Error> {
-        self.streamer.put_stream_bytes(0, name, data)
-    }
-
-    /// Waits until every accepted file has its outcome.
-    pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        self.streamer.flush(timeout)
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.streamer.stats()
-    }
-
-    /// Sends the end-of-stream sentinel (an empty `PUT /<name>` with
-    /// `Connection: close`) after everything queued, then closes as [`Stream::close`].
-    pub fn finalize(self, name: &str) -> Result<Stats, Error> {
-        self.streamer.finalize(name)
-    }
-
-    /// Sends everything queued, waits for every answer, joins the threads and
-    /// returns the statistics.
-    pub fn close(self) -> Stats {
-        self.streamer.close()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(len: usize) -> Job {
-        Job::new("a", Bytes::from(vec![0; len]), None)
-    }
-
-    #[test]
-    fn a_put_wakes_a_polling_sender_only_once_a_quarter_of_a_limit_waits() {
-        let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
-        let mut state = link.lock();
-        state.push_queue(job(10));
-        assert!(link.sender_must_wake(&state), "a sleeping sender is woken");
-        state.sender_polling = true;
-        assert!(
-            !link.sender_must_wake(&state),
-            "1 file of 8, 10 bytes of 1000"
-        );
-        state.push_queue(job(10));
-        assert!(link.sender_must_wake(&state), "2 files of 8");
-        state.queue.clear();
-        state.queue_bytes = 0;
-        state.push_queue(job(250));
-        assert!(link.sender_must_wake(&state), "250 bytes of 1000");
-    }
 }

@@ -1,0 +1,478 @@
+//! The cluster: what the streamer and the threads of its links share, and
+//! every decision about where a file goes and how it ends.
+//!
+//! The streamer owns one [`Link`] per server, in the order the servers were
+//! given; the server index the distribution returns is a position in that list.
+//! The [`Cluster`] holds the links, the policies, the count of files without an
+//! outcome, the spill folder and the reporter.
+//!
+//! In scope: admitting a file to a link (`enqueue`), failover (`reroute`),
+//! the one place an outcome is reported (`finish`), waiting until every file
+//! has one (`wait_idle`), and the spill thread.
+//! Out of scope: sockets (see `session`), a link's queue (see `link`).
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::buffers::BufferPool;
+use super::distribution::Distribution;
+use super::job::{Job, Refused};
+use super::link::Link;
+use super::outcome::{Counters, Outcome, OutcomeResult, Reporter, NO_SERVER};
+use super::spill::{self, Spill, Spilled};
+use crate::{Error, StreamerOptions};
+
+/// How many failed connections a file may be in flight on before it fails:
+/// a file that kills every server it is sent to must not circle for ever.
+const MAX_INTERRUPTIONS: u32 = 5;
+
+/// What the streamer and the threads of its links share.
+pub(crate) struct Cluster {
+    pub links: Vec<Link>,
+    pub options: StreamerOptions,
+    pub reporter: Reporter,
+    pub(super) distribution: Arc<dyn Distribution>,
+    pub(super) accepting: AtomicBool,
+    /// Files without an outcome, and the spill queue, under one lock.
+    progress: Mutex<Progress>,
+    /// Signalled when the cluster may have become idle (see [`Progress::idle`]).
+    idle: Condvar,
+    /// Signalled when a file is spilled, a link comes back, or at close: the
+    /// spill thread waits on it.
+    spill_wake: Condvar,
+    pub(super) spill: Option<Spill>,
+    /// The spill thread stops once nothing more can be sent from the folder.
+    pub(super) spill_closing: AtomicBool,
+    /// Recycled buffers for copying puts.
+    pub(super) buffers: Arc<BufferPool>,
+    /// Breaks ties between equally loaded links when failover picks one.
+    rotation: AtomicUsize,
+}
+
+/// Everything `flush` and `close` wait on, under one lock, so that no change
+/// can slip between a waiter's check and its wait.
+#[derive(Default)]
+pub(super) struct Progress {
+    /// Files accepted and without an outcome yet (spilled ones included).
+    pending: u64,
+    /// Files waiting in the spill folder, oldest first.
+    spilled: VecDeque<Spilled>,
+}
+
+impl Progress {
+    /// Every accepted file has its outcome, or waits in the spill folder.
+    fn idle(&self) -> bool {
+        self.pending <= self.spilled.len() as u64
+    }
+}
+
+impl Cluster {
+    pub(super) fn new(
+        links: Vec<Link>,
+        options: StreamerOptions,
+        reporter: Reporter,
+        spill: Option<(Spill, Vec<Spilled>)>,
+        buffers: Arc<BufferPool>,
+    ) -> Cluster {
+        let (spill, found) = match spill {
+            Some((spill, found)) => (Some(spill), found),
+            None => (None, Vec::new()),
+        };
+        // Files an earlier streamer left in the spill folder are this one's now.
+        for spilled in &found {
+            reporter.counters.queued(spilled.bytes);
+        }
+        let progress = Progress {
+            pending: found.len() as u64,
+            spilled: found.into(),
+        };
+        Cluster {
+            links,
+            reporter,
+            distribution: Arc::clone(&options.distribution),
+            options,
+            accepting: AtomicBool::new(true),
+            progress: Mutex::new(progress),
+            idle: Condvar::new(),
+            spill_wake: Condvar::new(),
+            spill,
+            spill_closing: AtomicBool::new(false),
+            buffers,
+            rotation: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.reporter.counters
+    }
+
+    fn lock_progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends a file: counts it, tells the callback, and wakes `flush`/`close`.
+    /// Every accepted file passes here exactly once.
+    pub fn finish(&self, job: &Job, server: usize, result: OutcomeResult<'_>) {
+        let outcome = Outcome {
+            name: &job.name,
+            server,
+            bytes: job.len(),
+            result,
+        };
+        self.end(&outcome, job.spill_path.as_deref());
+    }
+
+    fn end(&self, outcome: &Outcome<'_>, spill_path: Option<&Path>) {
+        if let (OutcomeResult::Acknowledged { .. }, Some(path)) = (&outcome.result, spill_path) {
+            spill::delivered(path);
+        }
+        self.reporter.report(outcome);
+        let mut progress = self.lock_progress();
+        progress.pending -= 1;
+        let idle = progress.idle();
+        drop(progress);
+        if idle {
+            self.idle.notify_all();
+        }
+    }
+
+    /// A link came back: the spill thread may send again.
+    pub fn link_is_up(&self) {
+        if self.spill.is_some() {
+            self.spill_wake.notify_all();
+        }
+    }
+
+    /// A live server to move `job` to, other than `except`: the one with the
+    /// least outstanding bytes, healthy ones first, ties taken in turn. `None`
+    /// when no other server is live.
+    ///
+    /// This runs on the library's threads (failover, spill re-sends), so it
+    /// never calls the caller's distribution: that runs only inside `put`.
+    pub(super) fn pick_live(&self, except: Option<usize>) -> Option<usize> {
+        let n = self.links.len();
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<(bool, u64, usize)> = None;
+        for offset in 0..n {
+            let i = (start + offset) % n;
+            if Some(i) == except || !self.links[i].is_up() {
+                continue;
+            }
+            let key = (
+                !self.links[i].is_healthy(),
+                self.links[i].outstanding_bytes(),
+                i,
+            );
+            if best.map_or(true, |b| (key.0, key.1) < (b.0, b.1)) {
+                best = Some(key);
+            }
+        }
+        best.map(|(_, _, i)| i)
+    }
+
+    /// Files of server `from`, whose connection failed with `reason`: moved to
+    /// live servers (failover), spilled when none is live and a spill folder
+    /// is set, or failed.
+    pub fn reroute(&self, from: usize, jobs: Vec<Job>, reason: &str) {
+        for job in jobs {
+            if job.interrupted > MAX_INTERRUPTIONS {
+                // A file that every connection dies on must not circle for ever.
+                let error = Error::ConnectionLost {
+                    server: self.links[from].server.clone(),
+                    detail: format!(
+                        "{reason}; {} connections ended while this file was in flight",
+                        job.interrupted
+                    ),
+                };
+                self.finish(&job, from, OutcomeResult::Failed(&error));
+                continue;
+            }
+            let Some(job) = self.move_to_live(Some(from), job) else {
+                Counters::add(&self.counters().rerouted);
+                continue;
+            };
+            let (job, spill_problem) = match self.spill_or_keep(job) {
+                Ok(()) => continue,
+                Err(back) => back,
+            };
+            let mut detail = reason.to_owned();
+            if self.options.failover {
+                detail.push_str("; no other server is live");
+            }
+            if let Some(problem) = spill_problem {
+                detail.push_str(&format!("; cannot spill: {problem}"));
+            }
+            let error = Error::ConnectionLost {
+                server: self.links[from].server.clone(),
+                detail,
+            };
+            self.finish(&job, from, OutcomeResult::Failed(&error));
+        }
+    }
+
+    /// With failover, queues `job` on a live server other than `except`
+    /// (whatever the limits: its memory was already counted). The job comes
+    /// back when no server took it.
+    fn move_to_live(&self, except: Option<usize>, job: Job) -> Option<Job> {
+        if !self.options.failover {
+            return Some(job);
+        }
+        let mut job = job;
+        // Links can go down while we place the file: try each at most once more.
+        for _ in 0..=self.links.len() {
+            let Some(target) = self.pick_live(except) else {
+                return Some(job);
+            };
+            match self.links[target].push_rerouted(job) {
+                Ok(()) => return None,
+                Err(back) => job = back,
+            }
+        }
+        Some(job)
+    }
+
+    /// A file server `from` kept answering 5xx after its retries: with
+    /// failover, it moves to another live server (at most once per server),
+    /// and `from` is left out of the rotation for a while. Returns the job
+    /// when it must fail.
+    pub(super) fn move_after_errors(&self, from: usize, mut job: Job) -> Option<Job> {
+        self.links[from].rest(self.options.reconnect_backoff.1);
+        if job.moves as usize + 1 >= self.links.len() {
+            return Some(job);
+        }
+        job.moves += 1;
+        job.retries = 0;
+        self.move_to_live(Some(from), job)
+    }
+
+    /// Puts `job` in the spill folder, if there is one. On failure the job
+    /// comes back, with the spill error if there was a folder.
+    #[allow(clippy::result_large_err)]
+    fn spill_or_keep(&self, job: Job) -> Result<(), (Job, Option<String>)> {
+        let Some(spill) = &self.spill else {
+            return Err((job, None));
+        };
+        match spill.store(&job) {
+            Ok(spilled) => {
+                self.respill(spilled, false);
+                Ok(())
+            }
+            Err(error) => Err((job, Some(error.to_string()))),
+        }
+    }
+
+    /// Puts a file (back) in the spill queue, at its end or (a file the spill
+    /// thread could not hand on) at its front, and wakes whoever waits.
+    fn respill(&self, spilled: Spilled, front: bool) {
+        let mut progress = self.lock_progress();
+        if front {
+            progress.spilled.push_front(spilled);
+        } else {
+            progress.spilled.push_back(spilled);
+        }
+        let idle = progress.idle();
+        drop(progress);
+        self.spill_wake.notify_all();
+        if idle {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Queues `job` on `server`, or, with failover, on a live server when
+    /// `server` is down or resting after errors (or full, with
+    /// `spread_when_full`); spills it when no server is live and a spill
+    /// folder is set.
+    pub(super) fn enqueue(&self, server: usize, job: Job, may_move: bool) -> Result<(), Error> {
+        let deadline = self
+            .options
+            .put_timeout
+            .map(|timeout| Instant::now() + timeout);
+        let may_move = may_move && self.options.failover;
+        let mut target = server;
+        let mut job = job;
+        if may_move && !self.links[target].is_healthy() {
+            if let Some(healthy) = self.pick_live(None).filter(|&i| self.links[i].is_healthy()) {
+                target = healthy;
+            }
+        }
+        for _ in 0..=self.links.len() {
+            if may_move && self.options.spread_when_full && !self.links[target].has_room_now(&job) {
+                if let Some(other) = self.with_room(&job) {
+                    target = other;
+                }
+            }
+            match self.admit(target, job, deadline) {
+                Err(refused) if may_move && matches!(refused.error, Error::ServerDown { .. }) => {
+                    job = refused.job;
+                    match self.pick_live(None) {
+                        Some(live) => target = live,
+                        None => break,
+                    }
+                }
+                Err(refused) => {
+                    if matches!(refused.error, Error::QueueFull { .. }) {
+                        Counters::add(&self.counters().dropped);
+                    }
+                    return Err(refused.error);
+                }
+                Ok(()) => return Ok(()),
+            }
+        }
+        if self.spill.is_some() {
+            let bytes = job.len();
+            self.lock_progress().pending += 1;
+            self.counters().queued(bytes);
+            return match self.spill_or_keep(job) {
+                Ok(()) => Ok(()),
+                Err((_, problem)) => {
+                    self.counters().unqueued(bytes);
+                    self.unpend();
+                    Err(Error::SpillFolder(problem.unwrap_or_default()))
+                }
+            };
+        }
+        Err(Error::ServerDown {
+            server: self.links[server].server.clone(),
+            detail: "no server is live".into(),
+        })
+    }
+
+    pub(super) fn admit(
+        &self,
+        server: usize,
+        job: Job,
+        deadline: Option<Instant>,
+    ) -> Result<(), Box<Refused>> {
+        // Counted before it can possibly finish, uncounted if refused.
+        self.lock_progress().pending += 1;
+        let bytes = job.len();
+        self.counters().queued(bytes);
+        let pushed = self.links[server].push(job, deadline);
+        if pushed.is_err() {
+            self.counters().unqueued(bytes);
+            self.unpend();
+        }
+        pushed
+    }
+
+    fn unpend(&self) {
+        let mut progress = self.lock_progress();
+        progress.pending -= 1;
+        let idle = progress.idle();
+        drop(progress);
+        if idle {
+            self.idle.notify_all();
+        }
+    }
+
+    fn with_room(&self, job: &Job) -> Option<usize> {
+        (0..self.links.len()).find(|&i| self.links[i].is_up() && self.links[i].has_room_now(job))
+    }
+
+    /// Files waiting in the spill folder now.
+    pub(super) fn spilled_count(&self) -> u64 {
+        self.lock_progress().spilled.len() as u64
+    }
+
+    /// Waits until no file is pending except those waiting in the spill folder.
+    pub(super) fn wait_idle(&self, deadline: Option<Instant>) -> Result<(), u64> {
+        let mut progress = self.lock_progress();
+        while !progress.idle() {
+            progress = match deadline {
+                None => self.idle.wait(progress).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(progress.pending);
+                    }
+                    self.idle
+                        .wait_timeout(progress, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Stops the spill thread: it sends what it can while a server is live,
+    /// then ends.
+    pub(super) fn stop_spilling(&self) {
+        self.spill_closing.store(true, Ordering::SeqCst);
+        self.spill_wake.notify_all();
+    }
+
+    /// Files left in the spill folder at close: failed, kept for a later
+    /// streamer. Their outcomes carry their size and [`NO_SERVER`].
+    pub(super) fn fail_spilled(&self) -> u64 {
+        let left: Vec<Spilled> = self.lock_progress().spilled.drain(..).collect();
+        for spilled in &left {
+            let error = Error::Spilled {
+                path: spilled.path.display().to_string(),
+            };
+            let outcome = Outcome {
+                name: &spilled.name,
+                server: NO_SERVER,
+                bytes: spilled.bytes,
+                result: OutcomeResult::Failed(&error),
+            };
+            // Not `spill_path`: a failed file stays in the folder.
+            self.end(&outcome, None);
+        }
+        left.len() as u64
+    }
+}
+
+/// The spill thread: while a server is live, sends the spilled files again,
+/// oldest first, straight to a link (they are pending already), waiting for
+/// room like a producer. Stops at close once nothing more can be sent.
+pub(super) fn resend_spilled(cluster: &Cluster) {
+    if cluster.spill.is_none() {
+        return;
+    }
+    loop {
+        let any_live = cluster.links.iter().any(Link::is_up);
+        let mut progress = cluster.lock_progress();
+        let nothing_to_do = progress.spilled.is_empty() || !any_live;
+        if nothing_to_do {
+            if cluster.spill_closing.load(Ordering::SeqCst) {
+                return;
+            }
+            // Bounded: a link that comes back between our look and this wait
+            // is noticed at the next round.
+            let _ = cluster
+                .spill_wake
+                .wait_timeout(progress, Duration::from_millis(200));
+            continue;
+        }
+        let Some(next) = progress.spilled.pop_front() else {
+            continue;
+        };
+        drop(progress);
+        let job = match spill::load(&next) {
+            Ok(job) => job,
+            Err(error) => {
+                // Unreadable: it can never be sent; tell the caller and move on.
+                let error = Error::SpillFolder(format!("{}: {error}", next.path.display()));
+                let outcome = Outcome {
+                    name: &next.name,
+                    server: NO_SERVER,
+                    bytes: next.bytes,
+                    result: OutcomeResult::Failed(&error),
+                };
+                cluster.end(&outcome, None);
+                continue;
+            }
+        };
+        let Some(target) = cluster.pick_live(None) else {
+            cluster.respill(next, true);
+            continue;
+        };
+        if cluster.links[target].push(job, None).is_err() {
+            cluster.respill(next, true);
+        }
+    }
+}

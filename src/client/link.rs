@@ -1,0 +1,373 @@
+//! A link: one server of a streamer, its bounded queue, the files in flight on
+//! its connection, and whether that connection is up.
+//!
+//! A file holds its place in the queue limits (files and bytes) from `put` until
+//! its outcome, so memory stays bounded by the limits however slow the server.
+//!
+//! In scope: the link's state under one lock, producers waiting for room, the
+//! wake-ups between producers, the sender and the receiver.
+//! Out of scope: sockets and the wire (see `session`), choosing servers and
+//! outcomes (see `cluster`).
+
+use std::collections::VecDeque;
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::job::{Job, Refused};
+use crate::{Error, StreamerOptions};
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) queue: VecDeque<Job>,
+    pub(super) queue_bytes: u64,
+    pub(super) in_flight: VecDeque<Job>,
+    /// Files and bytes queued or in flight: what the limits bound.
+    pub(super) held_files: usize,
+    pub(super) held_bytes: u64,
+    /// A connection is up and takes files.
+    pub(super) up: bool,
+    /// The current connection failed, with this reason.
+    pub(super) failure: Option<String>,
+    /// The server ended the current connection in order, at an answer
+    /// boundary (`Some(true)`: it said `Connection: close`): the link stays
+    /// up while it reconnects, so puts still queue.
+    pub(super) ended_by_server: Option<bool>,
+    /// Finish: send what is queued, wait for the answers, then stop.
+    pub(super) closing: bool,
+    /// The current connection was shut by us after its last answer.
+    pub(super) finished: bool,
+    /// The socket of the current connection, to shut it from any thread.
+    pub(super) socket: Option<TcpStream>,
+    /// Answers to 5xx errors exhausted a file's retries here: new files go to
+    /// other servers until then.
+    pub(super) resting_until: Option<Instant>,
+    /// When the sender last wrote bytes of a request: the response timeout
+    /// counts from here, not from when a slow upload began.
+    pub(super) last_sent: Option<Instant>,
+    /// Threads waiting on `progress`: a file's outcome wakes them only if any.
+    pub(super) progress_waiters: usize,
+    /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
+    pub(super) sender_polling: bool,
+}
+
+impl State {
+    pub(super) fn hold(&mut self, job: &Job) {
+        self.held_files += 1;
+        self.held_bytes += job.len();
+    }
+
+    pub(super) fn release(&mut self, job: &Job) {
+        self.held_files -= 1;
+        self.held_bytes -= job.len();
+    }
+
+    pub(super) fn push_queue(&mut self, job: Job) {
+        self.queue_bytes += job.len();
+        self.queue.push_back(job);
+    }
+
+    pub(super) fn pop_queue(&mut self) -> Option<Job> {
+        let job = self.queue.pop_front()?;
+        self.queue_bytes -= job.len();
+        Some(job)
+    }
+}
+
+/// One server of a streamer: its queue and the state of its connection.
+pub(crate) struct Link {
+    pub server: String,
+    max_files: usize,
+    max_bytes: u64,
+    state: Mutex<State>,
+    /// Signalled when a file is queued, or on close (the link thread waits).
+    pub(super) work: Condvar,
+    /// Signalled when a file leaves the link, or the link changes state
+    /// (producers waiting for room and the finishing link thread wait).
+    pub(super) progress: Condvar,
+}
+
+impl Link {
+    /// A link whose first connection is already made (so it takes files at once).
+    pub fn new(server: String, options: &StreamerOptions) -> Link {
+        Link {
+            server,
+            max_files: options.queue_max_files.max(1),
+            max_bytes: options.queue_max_bytes,
+            state: Mutex::new(State {
+                up: true,
+                ..State::default()
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_up(&self) -> bool {
+        let state = self.lock();
+        state.up && !state.closing
+    }
+
+    /// Up, and not resting after repeated server errors.
+    pub fn is_healthy(&self) -> bool {
+        let state = self.lock();
+        state.up
+            && !state.closing
+            && state
+                .resting_until
+                .map_or(true, |until| Instant::now() >= until)
+    }
+
+    /// The sender wrote bytes to the connection just now.
+    pub fn note_sent(&self) {
+        self.lock().last_sent = Some(Instant::now());
+    }
+
+    /// Leaves this server out of the rotation for `period` (it kept answering
+    /// 5xx). Its queued files still go to it.
+    pub fn rest(&self, period: Duration) {
+        self.lock().resting_until = Some(Instant::now() + period);
+    }
+
+    /// Bytes queued or waiting for their answer: the work this server owes.
+    pub fn outstanding_bytes(&self) -> u64 {
+        self.lock().held_bytes
+    }
+
+    fn has_room(&self, state: &State, bytes: u64) -> bool {
+        // A file larger than the byte limit still goes through, alone.
+        state.held_files == 0
+            || (state.held_files < self.max_files && state.held_bytes + bytes <= self.max_bytes)
+    }
+
+    pub fn has_room_now(&self, job: &Job) -> bool {
+        self.has_room(&self.lock(), job.len())
+    }
+
+    /// Queues a new file, waiting for room up to `deadline`. On refusal the
+    /// file comes back with the reason.
+    pub fn push(&self, job: Job, deadline: Option<Instant>) -> Result<(), Box<Refused>> {
+        let mut state = self.lock();
+        loop {
+            if state.closing {
+                return Err(Box::new(Refused {
+                    error: Error::Closed,
+                    job,
+                }));
+            }
+            if !state.up {
+                let detail = state
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| "not connected".into());
+                let error = Error::ServerDown {
+                    server: self.server.clone(),
+                    detail,
+                };
+                return Err(Box::new(Refused { error, job }));
+            }
+            if self.has_room(&state, job.len()) {
+                break;
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                let error = Error::QueueFull {
+                    server: self.server.clone(),
+                    files: state.held_files,
+                    bytes: state.held_bytes,
+                };
+                return Err(Box::new(Refused { error, job }));
+            }
+            state = self.wait_progress(state, deadline);
+        }
+        state.hold(&job);
+        if job.last {
+            state.closing = true;
+        }
+        state.push_queue(job);
+        let wake = self.sender_must_wake(&state);
+        drop(state);
+        if wake {
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether a put must wake the sender: it sleeps, or it polls but the
+    /// queue holds a quarter of a limit already (the producer may soon wait
+    /// for room, and the sender should not lose time).
+    fn sender_must_wake(&self, state: &State) -> bool {
+        !state.sender_polling
+            || state.queue.len() >= self.max_files.div_ceil(4)
+            || state.queue_bytes >= self.max_bytes / 4
+    }
+
+    /// Queues a file moved here from a failed server, whatever the limits:
+    /// its memory was already counted, and waiting here could deadlock.
+    pub fn push_rerouted(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if !state.up || state.closing {
+            return Err(job);
+        }
+        state.hold(&job);
+        state.push_queue(job);
+        drop(state);
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// Files and bytes waiting to be sent, and files waiting for their answer.
+    pub fn depth(&self) -> (u64, u64, u64) {
+        let state = self.lock();
+        (
+            state.queue.len() as u64,
+            state.queue_bytes,
+            state.in_flight.len() as u64,
+        )
+    }
+
+    /// No more files: the link thread sends what is queued, waits for the
+    /// answers and stops.
+    pub fn start_close(&self) {
+        self.lock().closing = true;
+        self.work.notify_all();
+        self.progress.notify_all();
+    }
+
+    /// The current connection is unusable. The first caller wins. Its files
+    /// stay where they are until the link thread hands them on.
+    pub(super) fn fail_session(&self, reason: String) {
+        self.end_session(reason, None);
+    }
+
+    /// The server ended the connection in order (`Connection: close`, or a
+    /// clean end between answers): like a failure, the session stops, but the
+    /// link stays up, since its thread reconnects at once and sends the
+    /// unanswered files again.
+    pub(super) fn session_ended_by_server(&self, reason: String, said_close: bool) {
+        self.end_session(reason, Some(said_close));
+    }
+
+    fn end_session(&self, reason: String, by_server: Option<bool>) {
+        let mut state = self.lock();
+        if state.failure.is_some() || state.finished {
+            return;
+        }
+        state.failure = Some(reason);
+        state.ended_by_server = by_server;
+        if by_server.is_none() {
+            state.up = false;
+        }
+        if let Some(socket) = &state.socket {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        drop(state);
+        self.work.notify_all();
+        self.progress.notify_all();
+    }
+
+    /// Takes this link down (a reconnection failed): producers go elsewhere.
+    pub(super) fn mark_down(&self, reason: String) {
+        let mut state = self.lock();
+        state.up = false;
+        state.failure = Some(reason);
+        drop(state);
+        self.progress.notify_all();
+    }
+
+    /// Puts a file answered 5xx back in the queue to be sent again, unless the
+    /// link is closing (the end-of-stream sentinel is queued: nothing may
+    /// follow it). One lock for the check and the push, so that the sentinel
+    /// cannot slip in between.
+    pub(super) fn requeue_for_retry(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if state.closing {
+            return Err(job);
+        }
+        state.push_queue(job);
+        drop(state);
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// After the server ended a connection in order: its unanswered files go
+    /// back to the front of the queue, in order, to be sent again on the next
+    /// connection. Returns how many. `maybe_stored`: the server may have
+    /// stored them without answering (it did not say `Connection: close`).
+    pub(super) fn requeue_unanswered(&self, maybe_stored: bool) -> usize {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let count = state.in_flight.len();
+        while let Some(mut job) = state.in_flight.pop_back() {
+            job.maybe_stored |= maybe_stored;
+            state.queue_bytes += job.len();
+            state.queue.push_front(job);
+        }
+        count
+    }
+
+    /// A file left the link: wakes whoever waits for room or for the last answer.
+    pub(super) fn release(&self, job: &Job) {
+        let mut state = self.lock();
+        state.release(job);
+        let anyone_waiting = state.progress_waiters > 0;
+        drop(state);
+        // Skipped when nobody waits: it is a system call per file otherwise.
+        if anyone_waiting {
+            self.progress.notify_all();
+        }
+    }
+
+    /// Waits for `progress` (up to `deadline`), counted so that `release` knows.
+    pub(super) fn wait_progress<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        state.progress_waiters += 1;
+        let mut state = match deadline {
+            None => self.progress.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                self.progress
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        state.progress_waiters -= 1;
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn job(len: usize) -> Job {
+        Job::new("a", Bytes::from(vec![0; len]), None)
+    }
+
+    #[test]
+    fn a_put_wakes_a_polling_sender_only_once_a_quarter_of_a_limit_waits() {
+        let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
+        let mut state = link.lock();
+        state.push_queue(job(10));
+        assert!(link.sender_must_wake(&state), "a sleeping sender is woken");
+        state.sender_polling = true;
+        assert!(
+            !link.sender_must_wake(&state),
+            "1 file of 8, 10 bytes of 1000"
+        );
+        state.push_queue(job(10));
+        assert!(link.sender_must_wake(&state), "2 files of 8");
+        state.queue.clear();
+        state.queue_bytes = 0;
+        state.push_queue(job(250));
+        assert!(link.sender_must_wake(&state), "250 bytes of 1000");
+    }
+}

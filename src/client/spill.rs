@@ -1,0 +1,208 @@
+//! The spill folder on disk: files that cannot be delivered because no server
+//! is live wait here, and are sent again, oldest first, when a server is back.
+//!
+//! A spilled file is stored under its own name below the folder, written to a
+//! temporary name and linked into place (never overwriting), so a crash leaves
+//! either the whole file or nothing under the name. A name's query part (after
+//! `?`) is kept in the file name, hex-encoded after [`QUERY_MARK`], so that two
+//! puts that differ only in their query are two files, and no character of a
+//! query ever reaches a path. A later streamer given the same folder finds the
+//! files and sends them.
+//!
+//! In scope: the files in the folder. Out of scope: the queue of spilled files
+//! and who waits on it (see `cluster`, which keeps it under the same lock as
+//! the count of pending files). Only this module writes in the folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::job::Job;
+
+const TEMP_PREFIX: &str = ".pyme-spill-";
+/// Separates a stored name from its hex-encoded query in a spill file's name.
+/// `~` is never part of a valid name, so the two cannot be confused.
+pub(crate) const QUERY_MARK: &str = "~q";
+
+/// A file waiting in the spill folder.
+pub(crate) struct Spilled {
+    /// The name as given to `put` (query included).
+    pub name: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// It may have been stored already (written to a connection that failed,
+    /// or found in the folder, whose history is unknown).
+    pub maybe_stored: bool,
+}
+
+/// The spill folder.
+pub(crate) struct Spill {
+    root: PathBuf,
+    temp_counter: AtomicU64,
+}
+
+impl Spill {
+    /// Opens (creating it if needed) the folder, and returns the files a
+    /// previous streamer left there, oldest first.
+    pub fn open(root: &Path) -> std::io::Result<(Spill, Vec<Spilled>)> {
+        std::fs::create_dir_all(root)?;
+        let mut found = Vec::new();
+        find_files(root, root, &mut found)?;
+        found.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        let spill = Spill {
+            root: root.to_owned(),
+            temp_counter: AtomicU64::new(0),
+        };
+        Ok((
+            spill,
+            found.into_iter().map(|(_, spilled)| spilled).collect(),
+        ))
+    }
+
+    /// Writes `job` under its name (unless it came from here already).
+    pub fn store(&self, job: &Job) -> std::io::Result<Spilled> {
+        let path = match &job.spill_path {
+            Some(path) => path.clone(),
+            None => self.write(&job.name, &job.data)?,
+        };
+        Ok(Spilled {
+            name: job.name.to_string(),
+            path,
+            bytes: job.len(),
+            maybe_stored: job.maybe_stored,
+        })
+    }
+
+    fn write(&self, name: &str, data: &[u8]) -> std::io::Result<PathBuf> {
+        let path = self.root.join(relative_path(name));
+        let folder = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(folder)?;
+        let unique = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let temp = folder.join(format!("{TEMP_PREFIX}{}-{unique}", std::process::id()));
+        std::fs::write(&temp, data)?;
+        // A hard link never replaces an existing file: nothing is overwritten.
+        let linked = std::fs::hard_link(&temp, &path);
+        let _ = std::fs::remove_file(&temp);
+        linked.map(|()| path)
+    }
+}
+
+/// Where a name is kept below the folder: its stored name, plus its query
+/// hex-encoded after [`QUERY_MARK`]. The name has passed `name::validate`, so
+/// the stored name is a relative path of plain segments.
+fn relative_path(name: &str) -> String {
+    match name.split_once('?') {
+        None => name.to_owned(),
+        Some((path, query)) => {
+            let hex: String = query.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("{path}{QUERY_MARK}{hex}")
+        }
+    }
+}
+
+/// The name a file in the folder was put under, from its relative path; `None`
+/// for a file this module did not write.
+fn name_of(relative: &str) -> Option<String> {
+    let name = match relative.rsplit_once(QUERY_MARK) {
+        None => relative.to_owned(),
+        Some((path, hex)) => {
+            if hex.len() % 2 != 0 {
+                return None;
+            }
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect();
+            format!("{path}?{}", String::from_utf8(bytes?).ok()?)
+        }
+    };
+    crate::name::validate(&name).ok().map(|()| name)
+}
+
+/// Reads a spilled file back into a job that remembers where it came from.
+pub(crate) fn load(spilled: &Spilled) -> std::io::Result<Job> {
+    let data = std::fs::read(&spilled.path)?;
+    let mut job = Job::new(&spilled.name, Bytes::from(data), None);
+    job.spill_path = Some(spilled.path.clone());
+    job.maybe_stored = spilled.maybe_stored;
+    Ok(job)
+}
+
+/// Removes a file that has been delivered.
+pub(crate) fn delivered(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+fn find_files(
+    root: &Path,
+    dir: &Path,
+    found: &mut Vec<(SystemTime, Spilled)>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let metadata = entry.metadata()?;
+        if metadata.is_dir() {
+            find_files(root, &path, found)?;
+        } else if file_name.starts_with(TEMP_PREFIX) {
+            // A write cut short by a crash: never linked under its name.
+            let _ = std::fs::remove_file(&path);
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let relative = relative
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            if let Some(name) = name_of(&relative) {
+                let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                let bytes = metadata.len();
+                let spilled = Spilled {
+                    name,
+                    path,
+                    bytes,
+                    // Its history is unknown: it may have landed before.
+                    maybe_stored: true,
+                };
+                found.push((modified, spilled));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_is_kept_in_the_file_name_and_read_back() {
+        for name in ["a/b.txt", "t/tile?x=1&y=2", "q?a"] {
+            let relative = relative_path(name);
+            assert!(!relative.contains('?'), "{relative}");
+            assert_eq!(name_of(&relative).as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn a_query_never_reaches_a_path() {
+        // Were the query part of the path, this would climb out of the folder.
+        let relative = relative_path("a?/../../x");
+        assert_eq!(relative.matches('/').count(), 0, "{relative}");
+    }
+
+    #[test]
+    fn a_spilled_file_is_found_again_with_its_query() {
+        let folder = tempfile::tempdir().unwrap();
+        let (spill, found) = Spill::open(folder.path()).unwrap();
+        assert!(found.is_empty());
+        let job = Job::new("run/tile?x=1", Bytes::from_static(b"abc"), None);
+        let spilled = spill.store(&job).unwrap();
+        assert!(spilled.path.starts_with(folder.path()));
+        let (_, found) = Spill::open(folder.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "run/tile?x=1");
+        assert_eq!(found[0].bytes, 3);
+        assert!(found[0].maybe_stored);
+    }
+}

@@ -1,0 +1,66 @@
+//! `Stream`: a connection to one data server, as PYME's `Stream` is: a
+//! streamer of one.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::streamer::Streamer;
+use crate::outcome::Stats;
+use crate::{Error, StreamerOptions};
+
+/// A connection to one PYME data server (PYME's `Stream`): a streamer of one.
+///
+/// `put` may be called from several threads at once.
+pub struct Stream {
+    streamer: Streamer,
+}
+
+impl Stream {
+    /// Connects to `server` (`host:port`) with the options' queue limits,
+    /// filter, completion callback and timeouts (servers and distribution in
+    /// `options` are ignored).
+    pub fn connect(server: &str, options: &StreamerOptions) -> Result<Stream, Error> {
+        let mut options = options.clone();
+        options.servers = vec![server.to_owned()];
+        Ok(Stream {
+            streamer: Streamer::new(options)?,
+        })
+    }
+
+    /// The server, as `host:port`.
+    pub fn server(&self) -> &str {
+        self.streamer.servers().next().unwrap_or_default()
+    }
+
+    /// Queues a copy of `data` under `name`. See [`Streamer::put_bytes`].
+    pub fn put(&self, name: &str, data: &[u8]) -> Result<(), Error> {
+        self.streamer.put_stream(0, name, data)
+    }
+
+    /// Queues `data` under `name` without copying it.
+    pub fn put_bytes(&self, name: &str, data: Bytes) -> Result<(), Error> {
+        self.streamer.put_stream_bytes(0, name, data)
+    }
+
+    /// Waits until every accepted file has its outcome.
+    pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.streamer.flush(timeout)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.streamer.stats()
+    }
+
+    /// Sends the end-of-stream sentinel (an empty `PUT /<name>` with
+    /// `Connection: close`) after everything queued, then closes as [`Stream::close`].
+    pub fn finalize(self, name: &str) -> Result<Stats, Error> {
+        self.streamer.finalize(name)
+    }
+
+    /// Sends everything queued, waits for every answer, joins the threads and
+    /// returns the statistics.
+    pub fn close(self) -> Stats {
+        self.streamer.close()
+    }
+}
