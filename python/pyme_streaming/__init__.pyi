@@ -37,7 +37,7 @@ class Outcome:
     error: Optional[str]
 
 class Distribution:
-    """A built-in distribution policy, run in Rust: "round-robin", "random", "hash", "fixed:N"."""
+    """A built-in distribution policy, run in Rust: "round-robin", "random", "hash", "least-loaded", "fixed:N"."""
 
     def __init__(self, name: str) -> None: ...
     @property

@@ -79,6 +79,14 @@ def test_builtin_distributions_run_in_rust_and_are_callable_like_pymes(cluster):
         ps.Distribution("no-such-policy")
 
 
+def test_least_loaded_runs_in_rust_and_spreads_an_idle_cluster_round_robin(cluster):
+    with ps.Streamer(servers=servers_of(cluster), distribution_fcn="least-loaded") as s:
+        for i in range(6):
+            s.put("ll/%d" % i, b"x", i=i)
+            s.flush()  # idle again: every server equally loaded, so the turn decides
+    assert [len(server.files()) for server in cluster] == [2, 2, 2]
+
+
 def test_builtin_distribution_refuses_unknown_kwargs(server):
     with ps.Streamer(servers=[server.address]) as s:
         with pytest.raises(TypeError, match="channel"):
