@@ -267,8 +267,8 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
         .spawn(move || receive_loop(&receiver_cluster, index, receive_socket));
     let answered = match receiver {
         Ok(receiver) => {
-            send_loop(cluster, index, socket);
-            finish_session(link);
+            let send_error = send_loop(cluster, index, socket);
+            finish_session(link, send_error);
             receiver.join().unwrap_or(false)
         }
         Err(error) => {
@@ -294,7 +294,12 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
 
 /// The sender: takes files from the queue, filters them and writes the
 /// requests back to back. It never waits for an answer before the next request.
-fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
+///
+/// A write that fails is returned, not taken as the session's end: a server
+/// that answered `Connection: close` and closed with our later requests
+/// unread resets the connection, and the sender may see the reset before the
+/// receiver reads that polite answer. The receiver decides (see [`finish_session`]).
+fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<String> {
     let link = &cluster.links[index];
     let filter = cluster.options.filter.as_deref();
     let content_encoding = filter.and_then(|f| f.content_encoding());
@@ -302,7 +307,12 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
     let mut head = Vec::with_capacity(256);
     let mut filtered = Vec::new();
     let poll = cluster.options.sender_poll;
-    while let Some(job) = next_job(link, &mut wire, poll) {
+    loop {
+        let job = match next_job(link, &mut wire, poll) {
+            Ok(Some(job)) => job,
+            Ok(None) => return None,
+            Err(error) => return Some(error),
+        };
         let data = job.data.clone();
         let body: &[u8] = match filter {
             None => &data,
@@ -335,7 +345,7 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
                 // Failed while we filtered: back in the queue, to be handed on.
                 state.queue.push_front(job);
                 state.queue_bytes += data.len() as u64;
-                return;
+                return None;
             }
             // Counted before the answer can possibly come (see `Counters::snapshot`).
             cluster.counters().sent(body.len() as u64);
@@ -356,11 +366,10 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
                 Ok(())
             });
         if let Err(error) = written {
-            link.fail_session(format!("sending failed: {error}"));
-            return;
+            return Some(format!("sending failed: {error}"));
         }
         if last {
-            return;
+            return None;
         }
     }
 }
@@ -400,27 +409,31 @@ fn apply_filter(
     })
 }
 
-/// The next file to send; `None` when closing with nothing left, or failed.
-/// Flushes the socket buffer before it sleeps. An idle period starts and ends
-/// inside one call, so the clock is read only when the queue runs dry.
-fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>, poll: Option<Duration>) -> Option<Job> {
+/// The next file to send; `None` when closing with nothing left, or failed;
+/// an error when flushing the socket buffer failed. Flushes the socket
+/// buffer before it sleeps. An idle period starts and ends inside one call,
+/// so the clock is read only when the queue runs dry.
+fn next_job(
+    link: &Link,
+    wire: &mut BufWriter<TcpStream>,
+    poll: Option<Duration>,
+) -> Result<Option<Job>, String> {
     let mut idle_since = None;
     let mut state = link.lock();
     loop {
         if state.failure.is_some() {
-            return None;
+            return Ok(None);
         }
         if let Some(job) = state.pop_queue() {
-            return Some(job);
+            return Ok(Some(job));
         }
         drop(state);
         if let Err(error) = wire.flush() {
-            link.fail_session(format!("sending failed: {error}"));
-            return None;
+            return Err(format!("sending failed: {error}"));
         }
         state = link.lock();
         if state.closing && state.queue.is_empty() {
-            return None;
+            return Ok(None);
         }
         if state.queue.is_empty() && state.failure.is_none() {
             let idle_since = *idle_since.get_or_insert_with(Instant::now);
@@ -441,13 +454,27 @@ fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>, poll: Option<Duration>
 
 /// After the sender is done: waits for the last answers, then shuts the
 /// socket so that the receiver ends.
-fn finish_session(link: &Link) {
+///
+/// After a failed write (`send_error`) too, the receiver has the last word:
+/// it reads the answers that came (one may say `Connection: close`: an
+/// orderly end), then the end of the connection or its reset; a server that
+/// stopped reading is caught by the response timeout, which counts from the
+/// last byte written. Only if every file in flight is answered all the same
+/// does the write error end the session.
+fn finish_session(link: &Link, send_error: Option<String>) {
     let mut state = link.lock();
     while !state.in_flight.is_empty() && state.failure.is_none() {
         state = link.wait_progress(state, None);
     }
     if state.failure.is_none() {
-        state.finished = true;
+        match send_error {
+            None => state.finished = true,
+            Some(reason) => {
+                drop(state);
+                link.fail_session(reason);
+                state = link.lock();
+            }
+        }
     }
     if let Some(socket) = &state.socket {
         let _ = socket.shutdown(Shutdown::Both);

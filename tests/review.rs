@@ -1,0 +1,270 @@
+//! A reviewer's attempts to break the client's promise ("nothing lost,
+//! nothing blocking forever, every file exactly one outcome") where the
+//! reliability work of issue 15 changed it: servers that end connections in
+//! order, the 405 comparison, finalize. Each test names the fault it shows.
+//!
+//! The servers here are scripted by hand (`Scripted`), since the faults need
+//! what neither the data server nor the proxy does: closing with requests
+//! unread (the kernel then resets the connection), an idle close before a
+//! finalize, a GET answer that never ends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::recording::{recording, Seen};
+use pyme_streaming::{Stats, Stream, Streamer, StreamerOptions};
+
+/// Long enough for a loaded machine; a test that waits this long has failed.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// What a scripted server does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// Answers with this status.
+    Status(u16),
+    /// Answers 200 with `Connection: close` and closes at once, leaving the
+    /// requests pipelined behind unread: the kernel resets the connection.
+    OkThenClose,
+    /// Sends `100 Continue` heads, one every 100 ms, for ever: an answer
+    /// that never ends, though bytes keep coming.
+    ContinueForEver,
+}
+
+/// A request as the scripted server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Request {
+    method: String,
+    path: String,
+    connection: usize,
+}
+
+/// A hand-driven server: `decide` gets each request (method, path without
+/// the leading `/`, connection number); `on_accept` may close a connection
+/// at once, before reading anything (true).
+struct Scripted {
+    address: String,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Scripted {
+    fn start(
+        on_accept: impl Fn(usize) -> bool + Send + Sync + 'static,
+        decide: impl Fn(&str, &str, usize) -> Reply + Send + Sync + 'static,
+    ) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let shared = Arc::new((on_accept, decide, Arc::clone(&seen)));
+        std::thread::spawn(move || {
+            for (number, socket) in listener.incoming().enumerate() {
+                let Ok(socket) = socket else { return };
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    if (shared.0)(number) {
+                        return; // dropped: closed at once
+                    }
+                    serve(socket, number, &shared.1, &shared.2);
+                });
+            }
+        });
+        Scripted { address, seen }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    mut socket: TcpStream,
+    connection: usize,
+    decide: &dyn Fn(&str, &str, usize) -> Reply,
+    seen: &Mutex<Vec<Request>>,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut request = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head_len)) = request.parse(&buf) {
+            let length: usize = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= head_len + length {
+                let method = request.method.unwrap_or("").to_owned();
+                let path = request.path.unwrap_or("/")[1..].to_owned();
+                buf.drain(..head_len + length);
+                seen.lock().unwrap().push(Request {
+                    method: method.clone(),
+                    path: path.clone(),
+                    connection,
+                });
+                match decide(&method, &path, connection) {
+                    Reply::Status(status) => {
+                        let answer =
+                            format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\n\r\n");
+                        if socket.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    Reply::OkThenClose => {
+                        let answer =
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                        let _ = socket.write_all(answer);
+                        return; // dropped with requests unread: a reset
+                    }
+                    Reply::ContinueForEver => loop {
+                        if socket.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    },
+                }
+                continue;
+            }
+        }
+        match socket.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Every one of `expected` files has exactly one outcome, and the statistics agree.
+fn assert_one_outcome_each(seen: &Seen, stats: &Stats, expected: usize) {
+    let seen = seen.lock().unwrap();
+    for (name, outcomes) in seen.iter() {
+        assert_eq!(outcomes.len(), 1, "{name}: {outcomes:?}");
+    }
+    assert_eq!(seen.len(), expected, "{stats:?}");
+    assert_eq!(
+        (stats.files_acknowledged + stats.files_failed) as usize,
+        expected,
+        "{stats:?}"
+    );
+}
+
+fn failures(seen: &Seen) -> Vec<String> {
+    let mut failed: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(name, outcomes)| {
+            outcomes.iter().filter_map(move |(_, result)| {
+                result.as_ref().err().map(|e| format!("{name}: {e}"))
+            })
+        })
+        .collect();
+    failed.sort();
+    failed.truncate(5);
+    failed
+}
+
+/// A server that answers each request with `Connection: close` and closes
+/// with the pipelined requests behind it unread (as any server that closes
+/// without draining does): the kernel resets the connection, so the sender's
+/// next write fails while the receiver holds the polite answer. That is an
+/// orderly end (issue 15 item 10), and on one server nothing may fail; the
+/// sender's broken pipe used to win the race and fail every unanswered file.
+#[test]
+fn connection_close_with_pipelined_requests_unread_loses_nothing() {
+    let server = Scripted::start(|_| false, |_, _, _| Reply::OkThenClose);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .queue_limits(64, 64 << 20)
+            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let body = vec![7u8; 512 * 1024];
+    for i in 0..12 {
+        streamer.put(&format!("rst/f{i:02}"), &body, None).unwrap();
+    }
+    let stats = streamer.close();
+    assert_one_outcome_each(&seen, &stats, 12);
+    assert_eq!(stats.files_acknowledged, 12, "{:?}", failures(&seen));
+}
+
+/// The server closed the idle connection (its keep-alive timeout); the link
+/// stays up and waits to reconnect. `finalize` then queues the end-of-stream
+/// sentinel, which marks the link closing: the waiting link thread took that
+/// for "closed" and failed the sentinel (and anything queued before it) with
+/// `Closed` instead of connecting to send it.
+#[test]
+#[ignore = "review: finalize after an idle close by the server fails its sentinel with Closed"]
+fn finalize_after_an_idle_close_by_the_server_sends_the_sentinel() {
+    let server = Scripted::start(|connection| connection == 0, |_, _, _| Reply::Status(200));
+    let (options, seen) = recording(
+        StreamerOptions::new().reconnect_backoff(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    let stream = Stream::connect(&server.address, &options).unwrap();
+    // Time for the client to see the idle connection end (nothing to wait
+    // on: the link keeps no trace of it that a test can read).
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = stream.finalize("idle/end").unwrap();
+    assert_one_outcome_each(&seen, &stats, 1);
+    assert_eq!(stats.files_acknowledged, 1, "{:?}", failures(&seen));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path == "idle/end"),
+        "{:?}",
+        server.requests()
+    );
+}
+
+/// A file that may have landed is answered 405: the client reads the stored
+/// copy back with a GET to compare. A server whose GET answer never ends
+/// (bytes keep coming, so no single read times out) held the receiver, and
+/// the file's outcome, for ever: `flush` and `close` never returned. The
+/// comparison must end within its own limit, failing the file (its spill copy kept).
+#[test]
+#[ignore = "review: a 405 comparison GET whose answer never ends holds the file's outcome for ever"]
+fn a_compare_get_that_never_ends_is_bounded() {
+    let spill = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(spill.path().join("taken")).unwrap();
+    // Found in the spill folder: its history is unknown, it may have landed.
+    std::fs::write(spill.path().join("taken/a"), b"mine").unwrap();
+    let server = Scripted::start(
+        |_| false,
+        |method, _, _| match method {
+            "GET" => Reply::ContinueForEver,
+            _ => Reply::Status(405),
+        },
+    );
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .spill_dir(spill.path())
+            .response_timeout(Duration::from_millis(600)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    // Once it is sent, it no longer waits in the folder, and flush waits for it.
+    let sent_by = std::time::Instant::now() + PATIENCE;
+    while streamer.stats().files_sent == 0 && std::time::Instant::now() < sent_by {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let flushed = streamer.flush(Some(Duration::from_secs(8)));
+    let stats = match streamer.close_timeout(PATIENCE) {
+        Ok(stats) => stats,
+        Err(error) => error.stats,
+    };
+    assert!(
+        flushed.is_ok(),
+        "still waiting for the comparison: {flushed:?}"
+    );
+    assert_one_outcome_each(&seen, &stats, 1);
+    assert_eq!(stats.files_failed, 1, "{stats:?}");
+    assert!(
+        spill.path().join("taken/a").exists(),
+        "the only copy is kept"
+    );
+}
