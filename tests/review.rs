@@ -198,7 +198,6 @@ fn connection_close_with_pipelined_requests_unread_loses_nothing() {
 /// for "closed" and failed the sentinel (and anything queued before it) with
 /// `Closed` instead of connecting to send it.
 #[test]
-#[ignore = "review: finalize after an idle close by the server fails its sentinel with Closed"]
 fn finalize_after_an_idle_close_by_the_server_sends_the_sentinel() {
     let server = Scripted::start(|connection| connection == 0, |_, _, _| Reply::Status(200));
     let (options, seen) = recording(
@@ -227,7 +226,6 @@ fn finalize_after_an_idle_close_by_the_server_sends_the_sentinel() {
 /// the file's outcome, for ever: `flush` and `close` never returned. The
 /// comparison must end within its own limit, failing the file (its spill copy kept).
 #[test]
-#[ignore = "review: a 405 comparison GET whose answer never ends holds the file's outcome for ever"]
 fn a_compare_get_that_never_ends_is_bounded() {
     let spill = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(spill.path().join("taken")).unwrap();

@@ -149,7 +149,9 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                         Some(_) => link.mark_down(reason.clone()),
                         None => {}
                     }
-                    if !link.is_up() {
+                    // Not `is_up`: a link closing with files still queued (the
+                    // end-of-stream sentinel of `finalize`) keeps them.
+                    if !link.counts_as_up() {
                         let lost = take_pending(link);
                         cluster.reroute(index, lost, &reason);
                     }
@@ -168,7 +170,7 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                 Counters::add(&cluster.counters().reconnects);
                 socket = Some(connected);
             }
-            Err(error) if link.is_up() => {
+            Err(error) if link.counts_as_up() => {
                 // It was up between connections: it is down now.
                 link.mark_down(error.to_string());
                 let lost = take_pending(link);
@@ -218,13 +220,21 @@ fn fail_leftovers(cluster: &Cluster, index: usize) {
 }
 
 /// Sleeps `delay` unless the link closes first (true) or, while it is still
-/// up between connections, files arrive for it (false: connect now).
+/// up between connections, files arrive for it (false: connect now). Files
+/// queued on a link still up are sent even when it is closing: `finalize`
+/// queues its sentinel and marks the link closing at once.
 fn wait_or_close(link: &Link, delay: Duration) -> bool {
     let deadline = Instant::now() + delay;
     let mut state = link.lock();
-    while !state.closing {
+    loop {
+        if state.up && !state.queue.is_empty() {
+            return false;
+        }
+        if state.closing {
+            return true;
+        }
         let now = Instant::now();
-        if now >= deadline || (state.up && !state.queue.is_empty()) {
+        if now >= deadline {
             return false;
         }
         state = link
@@ -233,7 +243,6 @@ fn wait_or_close(link: &Link, delay: Duration) -> bool {
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
-    true
 }
 
 fn jittered(delay: Duration) -> Duration {
@@ -603,13 +612,19 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
 fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, String> {
     let expected = stored_form(cluster, job)?;
     let mut socket = connect(server, &cluster.options).map_err(|e| e.to_string())?;
-    // One read for the whole answer may wait the whole response timeout.
-    socket
-        .set_read_timeout(Some(cluster.options.response_timeout))
-        .map_err(|e| e.to_string())?;
     let mut request = Vec::with_capacity(128);
     protocol::write_get_head(&mut request, crate::name::storage_name(&job.name));
     socket.write_all(&request).map_err(|e| e.to_string())?;
+    // The whole answer has a limit, not each read: bytes that keep coming
+    // (`100 Continue` heads, a body dripping in) must not hold this
+    // receiver, and the file's outcome, for ever. One response timeout for
+    // the answer to begin, one more per piece of body, as slow links need.
+    let pieces = (expected.len() / PROGRESS_STEP) as u32;
+    let limit = cluster.options.response_timeout.saturating_mul(1 + pieces);
+    let socket = ReadBy {
+        socket,
+        deadline: Instant::now() + limit,
+    };
     let mut reader = ResponseReader::new(socket);
     match reader.read_body_of_length(expected.len()) {
         Ok((status, body)) if (200..300).contains(&status) => {
@@ -617,6 +632,27 @@ fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<boo
         }
         Ok((status, _)) => Err(format!("GET answered {status}")),
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// A socket whose reads all end by one deadline: each read waits only for
+/// the time left.
+struct ReadBy {
+    socket: TcpStream,
+    deadline: Instant,
+}
+
+impl std::io::Read for ReadBy {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the stored copy was not read in time",
+            ));
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        self.socket.read(buf)
     }
 }
 
