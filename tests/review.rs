@@ -293,3 +293,44 @@ fn the_response_timeout_does_not_count_bytes_waiting_in_socket_buffers() {
     assert_eq!(stats.files_acknowledged, 1, "{:?}", failures(&seen));
     assert_eq!(server.read("buffered/big").unwrap().len(), data.len());
 }
+
+/// A server that accepts and closes at once (a tunnel or a balancer whose
+/// backend is gone), with a filter that takes a moment (compression): the
+/// receiver sees the orderly end while the file is in the filter, so nothing
+/// is in flight, and the end looked like an idle close: the link stayed up
+/// and reconnected at once, for ever, with no backoff and no outcome, and
+/// `close` waited for ever. Files waiting to be sent when a session ends
+/// without any answer make that end a failure.
+#[test]
+fn a_server_closing_every_connection_at_once_does_not_loop_with_a_slow_filter() {
+    let server = Scripted::start(|_| true, |_, _, _| Reply::Status(200));
+    let slow_filter = pyme_streaming::FnFilter(
+        |_: &pyme_streaming::FileInfo<'_>, data: &[u8], out: &mut Vec<u8>| {
+            std::thread::sleep(Duration::from_millis(30));
+            out.extend_from_slice(data);
+            Ok(())
+        },
+    );
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .filter(slow_filter)
+            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(50)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    // The first connection's end is seen (an idle close) before the put.
+    std::thread::sleep(Duration::from_millis(200));
+    streamer.put("loop/one", b"data", None).unwrap();
+    let flushed = streamer.flush(Some(Duration::from_secs(10)));
+    let reconnects = streamer.stats().reconnects;
+    let stats = match streamer.close_timeout(Duration::from_secs(2)) {
+        Ok(stats) => stats,
+        Err(error) => error.stats,
+    };
+    assert!(
+        flushed.is_ok(),
+        "no outcome after 10 s, {reconnects} reconnections: {flushed:?}"
+    );
+    assert_one_outcome_each(&seen, &stats, 1);
+    assert_eq!(stats.files_failed, 1, "{stats:?}");
+}

@@ -104,14 +104,20 @@ pub(crate) fn spawn_link(
 ///   close`, as servers do after N requests, or a clean end between answers):
 ///   the link stays up, reconnects at once and sends the unanswered files
 ///   again, in order, on the new connection;
-/// - failed (reset, timeout, garbage, or an orderly end with no answer at all):
-///   every file of the link goes back to the cluster (failover, spill, or
-///   failure) and the link reconnects with backoff.
+/// - ended by the server in order with no answer at all and nothing sent or
+///   queued (an idle connection closed): the link stays up and reconnects
+///   when files arrive (with files queued but none sent yet, once in a row);
+/// - failed (reset, timeout, garbage, or an orderly end with no answer at all
+///   otherwise): every file of the link goes back to the cluster (failover,
+///   spill, or failure) and the link reconnects with backoff.
 fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
     crate::threads::yield_to_producers();
     let link = &cluster.links[index];
     let (first_delay, largest_delay) = cluster.options.reconnect_backoff;
     let mut delay = first_delay;
+    // Sessions in a row the server ended in order, without any answer, while
+    // files waited to be sent (see below).
+    let mut answerless_ends = 0;
     let mut socket = Some(first);
     loop {
         if let Some(connected) = socket.take() {
@@ -127,8 +133,9 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                 } => {
                     if answered {
                         delay = first_delay;
+                        answerless_ends = 0;
                     }
-                    let in_flight = link.depth().2;
+                    let (queued, _, in_flight) = link.depth();
                     match by_server {
                         Some(said_close) if answered => {
                             // A server that said `Connection: close` read
@@ -144,8 +151,14 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                             }
                         }
                         // An idle connection the server closed (its keep-alive
-                        // timeout): the link stays up and reconnects after the delay.
-                        Some(_) if in_flight == 0 => {}
+                        // timeout): the link stays up and reconnects when files come.
+                        Some(_) if in_flight == 0 && queued == 0 => answerless_ends = 0,
+                        // Files waiting but none sent yet (the filter was busy):
+                        // once may be a keep-alive close racing a put; twice in a
+                        // row, the server closes every connection at once (a
+                        // tunnel whose backend is gone), and reconnecting at
+                        // once would go on for ever.
+                        Some(_) if in_flight == 0 && answerless_ends == 0 => answerless_ends = 1,
                         Some(_) => link.mark_down(reason.clone()),
                         None => {}
                     }
