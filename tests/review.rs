@@ -29,6 +29,9 @@ enum Reply {
     /// Answers 200 with `Connection: close` and closes at once, leaving the
     /// requests pipelined behind unread: the kernel resets the connection.
     OkThenClose,
+    /// Closes the connection after reading the request, with no answer: a
+    /// server that dies on this file.
+    CloseWithoutAnswer,
     /// Sends `100 Continue` heads, one every 100 ms, for ever: an answer
     /// that never ends, though bytes keep coming.
     ContinueForEver,
@@ -120,6 +123,7 @@ fn serve(
                         let _ = socket.write_all(answer);
                         return; // dropped with requests unread: a reset
                     }
+                    Reply::CloseWithoutAnswer => return,
                     Reply::ContinueForEver => loop {
                         if socket.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
                             return;
@@ -333,4 +337,54 @@ fn a_server_closing_every_connection_at_once_does_not_loop_with_a_slow_filter() 
     );
     assert_one_outcome_each(&seen, &stats, 1);
     assert_eq!(stats.files_failed, 1, "{stats:?}");
+}
+
+/// A file every connection dies on fails after `MAX_INTERRUPTIONS` (5)
+/// connections, so that it does not circle for ever; but through the spill
+/// folder its count of interruptions was lost (a file read back from the
+/// folder starts at 0), so with one server and a spill folder it circled
+/// between the server and the folder for the whole run, a connection each
+/// time, and got its outcome only at close.
+#[test]
+fn a_file_every_connection_dies_on_fails_also_through_the_spill_folder() {
+    let spill = tempfile::tempdir().unwrap();
+    let server = Scripted::start(
+        |_| false,
+        |_, path, _| match path {
+            "poison/one" => Reply::CloseWithoutAnswer,
+            _ => Reply::Status(200),
+        },
+    );
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .spill_dir(spill.path())
+            .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(40)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    streamer
+        .put("poison/one", b"kills the server", None)
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while seen.lock().unwrap().is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let attempts = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "poison/one")
+        .count();
+    let had_outcome = !seen.lock().unwrap().is_empty();
+    let stats = streamer.close();
+    assert!(
+        had_outcome,
+        "no outcome before close after {attempts} attempts: {stats:?}"
+    );
+    assert_one_outcome_each(&seen, &stats, 1);
+    assert_eq!(stats.files_failed, 1, "{stats:?}");
+    assert!(attempts <= 7, "{attempts} attempts");
+    assert!(
+        spill.path().join("poison/one").exists(),
+        "a failed file stays in the folder"
+    );
 }
