@@ -32,7 +32,7 @@ enum Reply {
     /// Closes the connection after reading the request, with no answer: a
     /// server that dies on this file.
     CloseWithoutAnswer,
-    /// Sends `100 Continue` heads, one every 100 ms, for ever: an answer
+    /// Sends `100 Continue` heads, one every 20 ms, for ever: an answer
     /// that never ends, though bytes keep coming.
     ContinueForEver,
 }
@@ -128,7 +128,7 @@ fn serve(
                         if socket.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
                             return;
                         }
-                        std::thread::sleep(Duration::from_millis(100));
+                        std::thread::sleep(Duration::from_millis(20));
                     },
                 }
                 continue;
@@ -387,4 +387,30 @@ fn a_file_every_connection_dies_on_fails_also_through_the_spill_folder() {
         spill.path().join("poison/one").exists(),
         "a failed file stays in the folder"
     );
+}
+
+/// A server that answers a PUT with `100 Continue` heads for ever: bytes
+/// keep coming, so no read of the receiver ever times out, and the silence
+/// (the response timeout) was never measured: the file waited for ever, and
+/// so did `flush` and `close`. Interim answers are not an answer: the file
+/// must fail after the response timeout.
+#[test]
+fn interim_answers_for_ever_are_silence() {
+    let server = Scripted::start(|_| false, |_, _, _| Reply::ContinueForEver);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(server.address.clone())
+            .response_timeout(Duration::from_millis(600))
+            .reconnect_backoff(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    streamer.put("interim/one", b"data", None).unwrap();
+    let flushed = streamer.flush(Some(Duration::from_secs(8)));
+    let stats = match streamer.close_timeout(Duration::from_secs(1)) {
+        Ok(stats) => stats,
+        Err(error) => error.stats,
+    };
+    assert!(flushed.is_ok(), "no outcome: {flushed:?}");
+    assert_one_outcome_each(&seen, &stats, 1);
+    assert_eq!(stats.files_failed, 1, "{stats:?}");
 }

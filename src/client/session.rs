@@ -508,7 +508,11 @@ fn finish_session(link: &Link, send_error: Option<String>) {
 fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
     crate::threads::yield_to_producers();
     let link = &cluster.links[index];
-    let mut answers = ResponseReader::new(socket);
+    let mut answers = ResponseReader::new(Ticking {
+        socket,
+        tick: read_tick(&cluster.options),
+        tick_began: Instant::now(),
+    });
     let mut answered = false;
     let mut silence = Silence::new(cluster.options.response_timeout);
     loop {
@@ -684,6 +688,26 @@ fn stored_form(cluster: &Cluster, job: &Job) -> Result<Vec<u8>, String> {
     };
     apply_filter(filter, &file, &job.data, &mut out).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// The receiver's socket: at least once a tick, a read reports a timeout,
+/// even while bytes come, so that the silence is measured (see [`Silence`]).
+/// Bytes that never make an answer (interim `1xx` answers for ever, a head
+/// dripping in) are thus silence; without this, no read would ever time out.
+struct Ticking {
+    socket: TcpStream,
+    tick: Duration,
+    tick_began: Instant,
+}
+
+impl std::io::Read for Ticking {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.tick_began.elapsed() >= self.tick {
+            self.tick_began = Instant::now();
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.socket.read(buf)
+    }
 }
 
 enum Verdict {
