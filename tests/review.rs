@@ -414,3 +414,72 @@ fn interim_answers_for_ever_are_silence() {
     assert_one_outcome_each(&seen, &stats, 1);
     assert_eq!(stats.files_failed, 1, "{stats:?}");
 }
+
+/// The other side of the first test's fix: a write that fails because the
+/// server stopped reading (the write timeout) is left to the receiver,
+/// which must still end the session by the response timeout (counted from
+/// the last byte written) and move the file: it must not wait for an answer
+/// for ever.
+#[test]
+fn a_server_that_stops_reading_mid_upload_still_fails_over() {
+    let servers = common::start_servers(2);
+    let proxy = common::proxy::FaultProxy::start(&servers[0].address());
+    proxy.stall(common::proxy::Direction::Requests);
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers([proxy.address(), servers[1].address()])
+            .distribution(pyme_streaming::Fixed(0))
+            .response_timeout(Duration::from_secs(1))
+            .reconnect_backoff(Duration::from_secs(5), Duration::from_secs(5)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let data = vec![5u8; 48 << 20];
+    streamer.put("stalled/big", &data, None).unwrap();
+    let flushed = streamer.flush(Some(PATIENCE));
+    let stats = streamer.close();
+    assert!(flushed.is_ok(), "{flushed:?}");
+    assert_one_outcome_each(&seen, &stats, 1);
+    assert_eq!(stats.files_acknowledged, 1, "{:?}", failures(&seen));
+    assert_eq!(stats.rerouted, 1, "{stats:?}");
+    assert_eq!(servers[1].read("stalled/big").unwrap().len(), data.len());
+}
+
+/// Every server answers 5xx (one of them 507, storage full): each file is
+/// retried, moved at most twice, and fails. Nothing circles, and close
+/// returns. (A move may take a file back to a server that already refused
+/// it, when every server rests: wasteful, bounded.)
+#[test]
+fn when_every_server_answers_5xx_each_file_fails_after_bounded_attempts() {
+    let errors = Scripted::start(|_| false, |_, _, _| Reply::Status(500));
+    let errors_too = Scripted::start(|_| false, |_, _, _| Reply::Status(503));
+    let full = Scripted::start(|_| false, |_, _, _| Reply::Status(507));
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers([
+                errors.address.clone(),
+                errors_too.address.clone(),
+                full.address.clone(),
+            ])
+            .max_retries(2),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..30 {
+        streamer
+            .put(&format!("errors/f{i:02}"), b"x", Some(i))
+            .unwrap();
+    }
+    let stats = streamer.close();
+    assert_one_outcome_each(&seen, &stats, 30);
+    assert_eq!(stats.files_failed, 30, "{stats:?}");
+    let mut attempts = std::collections::HashMap::<String, usize>::new();
+    for server in [&errors, &errors_too] {
+        for request in server.requests() {
+            *attempts.entry(request.path).or_default() += 1;
+        }
+    }
+    for request in full.requests() {
+        *attempts.entry(request.path).or_default() += 1;
+    }
+    // At most three servers, three attempts on each (two retries).
+    assert!(attempts.values().all(|&n| n <= 9), "{attempts:?}");
+}
