@@ -483,3 +483,44 @@ fn when_every_server_answers_5xx_each_file_fails_after_bounded_attempts() {
     // At most three servers, three attempts on each (two retries).
     assert!(attempts.values().all(|&n| n <= 9), "{attempts:?}");
 }
+
+/// A spill folder rides through an outage "instead of failing", but a
+/// `Stream` (one server, `put_stream`) whose server was down refused every
+/// put with `ServerDown`: only `Streamer::put` spilled. A stream's file is
+/// spilled like any other when its server is down, and sent when it is back.
+#[test]
+fn a_stream_with_a_spill_folder_spills_while_its_server_is_down() {
+    let spill = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start();
+    let proxy = common::proxy::FaultProxy::start(&server.address());
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .spill_dir(spill.path())
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100)),
+    );
+    let stream = Stream::connect(&proxy.address(), &options).unwrap();
+    stream.put("outage/before", b"1").unwrap();
+    stream.flush(Some(PATIENCE)).unwrap();
+    proxy.go_down();
+    // Time for the link to see its connection cut (nothing to wait on).
+    std::thread::sleep(Duration::from_millis(300));
+    let put = 5;
+    for i in 0..put {
+        let result = stream.put(&format!("outage/f{i}"), b"2");
+        assert!(result.is_ok(), "put {i} refused: {result:?}");
+    }
+    assert_eq!(stream.stats().spilled, put as u64);
+    proxy.come_back();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while stream.stats().spilled > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = stream.close();
+    assert_one_outcome_each(&seen, &stats, put + 1);
+    assert_eq!(
+        stats.files_acknowledged as usize,
+        put + 1,
+        "{:?}",
+        failures(&seen)
+    );
+}
