@@ -294,8 +294,8 @@ impl Cluster {
 
     /// Queues `job` on `server`, or, with failover, on a live server when
     /// `server` is down or resting after errors (or full, with
-    /// `spread_when_full`); spills it when no server is live and a spill
-    /// folder is set.
+    /// `spread_when_full`); spills it when no server is live (without
+    /// `may_move`: when `server` is down) and a spill folder is set.
     pub(super) fn enqueue(&self, server: usize, job: Job, may_move: bool) -> Result<(), Error> {
         let deadline = self
             .options
@@ -316,8 +316,17 @@ impl Cluster {
                 }
             }
             match self.admit(target, job, deadline) {
-                Err(refused) if may_move && matches!(refused.error, Error::ServerDown { .. }) => {
+                // A server that is down: with failover, another live one; a
+                // file for this server alone (`put_stream`) is spilled, if
+                // there is a folder, as files rerouted from it are.
+                Err(refused)
+                    if matches!(refused.error, Error::ServerDown { .. })
+                        && (may_move || self.spill.is_some()) =>
+                {
                     job = refused.job;
+                    if !may_move {
+                        break;
+                    }
                     match self.pick_live(None) {
                         Some(live) => target = live,
                         None => break,

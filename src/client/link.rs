@@ -120,6 +120,12 @@ impl Link {
         state.up && !state.closing
     }
 
+    /// Connected, or reconnecting after an orderly end by the server, closing
+    /// or not: the link thread still sends what is queued here.
+    pub(super) fn counts_as_up(&self) -> bool {
+        self.lock().up
+    }
+
     /// Up, and not resting after repeated server errors.
     pub fn is_healthy(&self) -> bool {
         let state = self.lock();

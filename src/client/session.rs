@@ -104,14 +104,20 @@ pub(crate) fn spawn_link(
 ///   close`, as servers do after N requests, or a clean end between answers):
 ///   the link stays up, reconnects at once and sends the unanswered files
 ///   again, in order, on the new connection;
-/// - failed (reset, timeout, garbage, or an orderly end with no answer at all):
-///   every file of the link goes back to the cluster (failover, spill, or
-///   failure) and the link reconnects with backoff.
+/// - ended by the server in order with no answer at all and nothing sent or
+///   queued (an idle connection closed): the link stays up and reconnects
+///   when files arrive (with files queued but none sent yet, once in a row);
+/// - failed (reset, timeout, garbage, or an orderly end with no answer at all
+///   otherwise): every file of the link goes back to the cluster (failover,
+///   spill, or failure) and the link reconnects with backoff.
 fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
     crate::threads::yield_to_producers();
     let link = &cluster.links[index];
     let (first_delay, largest_delay) = cluster.options.reconnect_backoff;
     let mut delay = first_delay;
+    // Sessions in a row the server ended in order, without any answer, while
+    // files waited to be sent (see below).
+    let mut answerless_ends = 0;
     let mut socket = Some(first);
     loop {
         if let Some(connected) = socket.take() {
@@ -127,8 +133,9 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                 } => {
                     if answered {
                         delay = first_delay;
+                        answerless_ends = 0;
                     }
-                    let in_flight = link.depth().2;
+                    let (queued, _, in_flight) = link.depth();
                     match by_server {
                         Some(said_close) if answered => {
                             // A server that said `Connection: close` read
@@ -144,12 +151,20 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                             }
                         }
                         // An idle connection the server closed (its keep-alive
-                        // timeout): the link stays up and reconnects after the delay.
-                        Some(_) if in_flight == 0 => {}
+                        // timeout): the link stays up and reconnects when files come.
+                        Some(_) if in_flight == 0 && queued == 0 => answerless_ends = 0,
+                        // Files waiting but none sent yet (the filter was busy):
+                        // once may be a keep-alive close racing a put; twice in a
+                        // row, the server closes every connection at once (a
+                        // tunnel whose backend is gone), and reconnecting at
+                        // once would go on for ever.
+                        Some(_) if in_flight == 0 && answerless_ends == 0 => answerless_ends = 1,
                         Some(_) => link.mark_down(reason.clone()),
                         None => {}
                     }
-                    if !link.is_up() {
+                    // Not `is_up`: a link closing with files still queued (the
+                    // end-of-stream sentinel of `finalize`) keeps them.
+                    if !link.counts_as_up() {
                         let lost = take_pending(link);
                         cluster.reroute(index, lost, &reason);
                     }
@@ -168,7 +183,7 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                 Counters::add(&cluster.counters().reconnects);
                 socket = Some(connected);
             }
-            Err(error) if link.is_up() => {
+            Err(error) if link.counts_as_up() => {
                 // It was up between connections: it is down now.
                 link.mark_down(error.to_string());
                 let lost = take_pending(link);
@@ -218,13 +233,21 @@ fn fail_leftovers(cluster: &Cluster, index: usize) {
 }
 
 /// Sleeps `delay` unless the link closes first (true) or, while it is still
-/// up between connections, files arrive for it (false: connect now).
+/// up between connections, files arrive for it (false: connect now). Files
+/// queued on a link still up are sent even when it is closing: `finalize`
+/// queues its sentinel and marks the link closing at once.
 fn wait_or_close(link: &Link, delay: Duration) -> bool {
     let deadline = Instant::now() + delay;
     let mut state = link.lock();
-    while !state.closing {
+    loop {
+        if state.up && !state.queue.is_empty() {
+            return false;
+        }
+        if state.closing {
+            return true;
+        }
         let now = Instant::now();
-        if now >= deadline || (state.up && !state.queue.is_empty()) {
+        if now >= deadline {
             return false;
         }
         state = link
@@ -233,7 +256,6 @@ fn wait_or_close(link: &Link, delay: Duration) -> bool {
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
-    true
 }
 
 fn jittered(delay: Duration) -> Duration {
@@ -267,8 +289,8 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
         .spawn(move || receive_loop(&receiver_cluster, index, receive_socket));
     let answered = match receiver {
         Ok(receiver) => {
-            send_loop(cluster, index, socket);
-            finish_session(link);
+            let send_error = send_loop(cluster, index, socket);
+            finish_session(link, send_error);
             receiver.join().unwrap_or(false)
         }
         Err(error) => {
@@ -294,7 +316,12 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
 
 /// The sender: takes files from the queue, filters them and writes the
 /// requests back to back. It never waits for an answer before the next request.
-fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
+///
+/// A write that fails is returned, not taken as the session's end: a server
+/// that answered `Connection: close` and closed with our later requests
+/// unread resets the connection, and the sender may see the reset before the
+/// receiver reads that polite answer. The receiver decides (see [`finish_session`]).
+fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<String> {
     let link = &cluster.links[index];
     let filter = cluster.options.filter.as_deref();
     let content_encoding = filter.and_then(|f| f.content_encoding());
@@ -302,7 +329,12 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
     let mut head = Vec::with_capacity(256);
     let mut filtered = Vec::new();
     let poll = cluster.options.sender_poll;
-    while let Some(job) = next_job(link, &mut wire, poll) {
+    loop {
+        let job = match next_job(link, &mut wire, poll) {
+            Ok(Some(job)) => job,
+            Ok(None) => return None,
+            Err(error) => return Some(error),
+        };
         let data = job.data.clone();
         let body: &[u8] = match filter {
             None => &data,
@@ -335,7 +367,7 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
                 // Failed while we filtered: back in the queue, to be handed on.
                 state.queue.push_front(job);
                 state.queue_bytes += data.len() as u64;
-                return;
+                return None;
             }
             // Counted before the answer can possibly come (see `Counters::snapshot`).
             cluster.counters().sent(body.len() as u64);
@@ -356,11 +388,10 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) {
                 Ok(())
             });
         if let Err(error) = written {
-            link.fail_session(format!("sending failed: {error}"));
-            return;
+            return Some(format!("sending failed: {error}"));
         }
         if last {
-            return;
+            return None;
         }
     }
 }
@@ -400,27 +431,31 @@ fn apply_filter(
     })
 }
 
-/// The next file to send; `None` when closing with nothing left, or failed.
-/// Flushes the socket buffer before it sleeps. An idle period starts and ends
-/// inside one call, so the clock is read only when the queue runs dry.
-fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>, poll: Option<Duration>) -> Option<Job> {
+/// The next file to send; `None` when closing with nothing left, or failed;
+/// an error when flushing the socket buffer failed. Flushes the socket
+/// buffer before it sleeps. An idle period starts and ends inside one call,
+/// so the clock is read only when the queue runs dry.
+fn next_job(
+    link: &Link,
+    wire: &mut BufWriter<TcpStream>,
+    poll: Option<Duration>,
+) -> Result<Option<Job>, String> {
     let mut idle_since = None;
     let mut state = link.lock();
     loop {
         if state.failure.is_some() {
-            return None;
+            return Ok(None);
         }
         if let Some(job) = state.pop_queue() {
-            return Some(job);
+            return Ok(Some(job));
         }
         drop(state);
         if let Err(error) = wire.flush() {
-            link.fail_session(format!("sending failed: {error}"));
-            return None;
+            return Err(format!("sending failed: {error}"));
         }
         state = link.lock();
         if state.closing && state.queue.is_empty() {
-            return None;
+            return Ok(None);
         }
         if state.queue.is_empty() && state.failure.is_none() {
             let idle_since = *idle_since.get_or_insert_with(Instant::now);
@@ -441,13 +476,27 @@ fn next_job(link: &Link, wire: &mut BufWriter<TcpStream>, poll: Option<Duration>
 
 /// After the sender is done: waits for the last answers, then shuts the
 /// socket so that the receiver ends.
-fn finish_session(link: &Link) {
+///
+/// After a failed write (`send_error`) too, the receiver has the last word:
+/// it reads the answers that came (one may say `Connection: close`: an
+/// orderly end), then the end of the connection or its reset; a server that
+/// stopped reading is caught by the response timeout, which counts from the
+/// last byte written. Only if every file in flight is answered all the same
+/// does the write error end the session.
+fn finish_session(link: &Link, send_error: Option<String>) {
     let mut state = link.lock();
     while !state.in_flight.is_empty() && state.failure.is_none() {
         state = link.wait_progress(state, None);
     }
     if state.failure.is_none() {
-        state.finished = true;
+        match send_error {
+            None => state.finished = true,
+            Some(reason) => {
+                drop(state);
+                link.fail_session(reason);
+                state = link.lock();
+            }
+        }
     }
     if let Some(socket) = &state.socket {
         let _ = socket.shutdown(Shutdown::Both);
@@ -459,7 +508,11 @@ fn finish_session(link: &Link) {
 fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
     crate::threads::yield_to_producers();
     let link = &cluster.links[index];
-    let mut answers = ResponseReader::new(socket);
+    let mut answers = ResponseReader::new(Ticking {
+        socket,
+        tick: read_tick(&cluster.options),
+        tick_began: Instant::now(),
+    });
     let mut answered = false;
     let mut silence = Silence::new(cluster.options.response_timeout);
     loop {
@@ -576,13 +629,19 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
 fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, String> {
     let expected = stored_form(cluster, job)?;
     let mut socket = connect(server, &cluster.options).map_err(|e| e.to_string())?;
-    // One read for the whole answer may wait the whole response timeout.
-    socket
-        .set_read_timeout(Some(cluster.options.response_timeout))
-        .map_err(|e| e.to_string())?;
     let mut request = Vec::with_capacity(128);
     protocol::write_get_head(&mut request, crate::name::storage_name(&job.name));
     socket.write_all(&request).map_err(|e| e.to_string())?;
+    // The whole answer has a limit, not each read: bytes that keep coming
+    // (`100 Continue` heads, a body dripping in) must not hold this
+    // receiver, and the file's outcome, for ever. One response timeout for
+    // the answer to begin, one more per piece of body, as slow links need.
+    let pieces = (expected.len() / PROGRESS_STEP) as u32;
+    let limit = cluster.options.response_timeout.saturating_mul(1 + pieces);
+    let socket = ReadBy {
+        socket,
+        deadline: Instant::now() + limit,
+    };
     let mut reader = ResponseReader::new(socket);
     match reader.read_body_of_length(expected.len()) {
         Ok((status, body)) if (200..300).contains(&status) => {
@@ -590,6 +649,27 @@ fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<boo
         }
         Ok((status, _)) => Err(format!("GET answered {status}")),
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// A socket whose reads all end by one deadline: each read waits only for
+/// the time left.
+struct ReadBy {
+    socket: TcpStream,
+    deadline: Instant,
+}
+
+impl std::io::Read for ReadBy {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the stored copy was not read in time",
+            ));
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        self.socket.read(buf)
     }
 }
 
@@ -608,6 +688,26 @@ fn stored_form(cluster: &Cluster, job: &Job) -> Result<Vec<u8>, String> {
     };
     apply_filter(filter, &file, &job.data, &mut out).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// The receiver's socket: at least once a tick, a read reports a timeout,
+/// even while bytes come, so that the silence is measured (see [`Silence`]).
+/// Bytes that never make an answer (interim `1xx` answers for ever, a head
+/// dripping in) are thus silence; without this, no read would ever time out.
+struct Ticking {
+    socket: TcpStream,
+    tick: Duration,
+    tick_began: Instant,
+}
+
+impl std::io::Read for Ticking {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.tick_began.elapsed() >= self.tick {
+            self.tick_began = Instant::now();
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.socket.read(buf)
+    }
 }
 
 enum Verdict {

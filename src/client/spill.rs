@@ -35,6 +35,10 @@ pub(crate) struct Spilled {
     /// It may have been stored already (written to a connection that failed,
     /// or found in the folder, whose history is unknown).
     pub maybe_stored: bool,
+    /// Connections that ended while it was in flight (see `Job::interrupted`):
+    /// kept across the folder, so that a file every connection dies on still
+    /// fails after its limit instead of circling through the folder.
+    pub interrupted: u32,
 }
 
 /// The spill folder.
@@ -72,6 +76,7 @@ impl Spill {
             path,
             bytes: job.len(),
             maybe_stored: job.maybe_stored,
+            interrupted: job.interrupted,
         })
     }
 
@@ -127,6 +132,7 @@ pub(crate) fn load(spilled: &Spilled) -> std::io::Result<Job> {
     let mut job = Job::new(&spilled.name, Bytes::from(data), None);
     job.spill_path = Some(spilled.path.clone());
     job.maybe_stored = spilled.maybe_stored;
+    job.interrupted = spilled.interrupted;
     Ok(job)
 }
 
@@ -163,6 +169,7 @@ fn find_files(
                     bytes,
                     // Its history is unknown: it may have landed before.
                     maybe_stored: true,
+                    interrupted: 0,
                 };
                 found.push((modified, spilled));
             }
