@@ -508,6 +508,8 @@ fn finish_session(link: &Link, send_error: Option<String>) {
 fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
     crate::threads::yield_to_producers();
     let link = &cluster.links[index];
+    // To ask the system how much of what we wrote is still on its way.
+    let probe = socket.try_clone().ok();
     let mut answers = ResponseReader::new(Ticking {
         socket,
         tick: read_tick(&cluster.options),
@@ -521,7 +523,12 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
                 silence.answered();
                 response
             }
-            Err(error) => match read_error_verdict(link, &error, &mut silence) {
+            Err(error) => match read_error_verdict(
+                link,
+                &error,
+                &mut silence,
+                probe.as_ref().and_then(unsent_bytes),
+            ) {
                 Verdict::KeepWaiting => continue,
                 Verdict::Stop => return answered,
                 Verdict::Fail(reason) => {
@@ -727,6 +734,10 @@ enum Verdict {
 struct Silence {
     timeout: Duration,
     since: Option<Instant>,
+    /// Bytes written and not yet acknowledged by the server, at the last tick.
+    unsent: Option<u64>,
+    /// When that count last went down: bytes were still moving to the server.
+    last_drained: Option<Instant>,
 }
 
 impl Silence {
@@ -734,6 +745,8 @@ impl Silence {
         Silence {
             timeout,
             since: None,
+            unsent: None,
+            last_drained: None,
         }
     }
 
@@ -742,30 +755,68 @@ impl Silence {
     }
 
     /// A read timed out: whether the server has now been silent too long.
-    /// The count starts at the first timeout with answers due, or when the
-    /// sender last wrote, whichever is later: an upload in progress is not
-    /// silence, however long it takes.
-    fn too_long(&mut self, answers_due: bool, last_sent: Option<Instant>) -> bool {
+    /// The count starts at the first timeout with answers due, when the
+    /// sender last wrote, or when bytes written earlier last left for the
+    /// server (`unsent`, the system's count of bytes not yet acknowledged,
+    /// went down), whichever is latest: an upload in progress is not silence,
+    /// however long it takes, even while its last megabytes wait in the
+    /// socket's buffers on a slow link.
+    fn too_long(
+        &mut self,
+        answers_due: bool,
+        last_sent: Option<Instant>,
+        unsent: Option<u64>,
+    ) -> bool {
+        if unsent.is_some_and(|now| self.unsent.is_some_and(|before| now < before)) {
+            self.last_drained = Some(Instant::now());
+        }
+        self.unsent = unsent;
         if !answers_due {
             self.since = None;
             return false;
         }
         let since = *self.since.get_or_insert_with(Instant::now);
-        let since = last_sent.map_or(since, |sent| sent.max(since));
+        let since = [last_sent, self.last_drained]
+            .into_iter()
+            .flatten()
+            .fold(since, Instant::max);
         since.elapsed() >= self.timeout
     }
 }
 
+/// Bytes written to `socket` that the server has not acknowledged yet (Linux:
+/// `SIOCOUTQ`); `None` where the system does not say.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // ioctl(2), which std lacks
+fn unsent_bytes(socket: &TcpStream) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int through the pointer, which
+    // points to a live c_int; the descriptor is open while `socket` is borrowed.
+    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+    (result == 0).then(|| u64::try_from(unsent).unwrap_or(0))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unsent_bytes(_: &TcpStream) -> Option<u64> {
+    None
+}
+
 /// A read timeout is a failure only after the response timeout of silence
 /// while answers are due; after our own shutdown, an error is the expected end.
-fn read_error_verdict(link: &Link, error: &ReadError, silence: &mut Silence) -> Verdict {
+fn read_error_verdict(
+    link: &Link,
+    error: &ReadError,
+    silence: &mut Silence,
+    unsent: Option<u64>,
+) -> Verdict {
     let state = link.lock();
     if state.finished || state.failure.is_some() {
         return Verdict::Stop;
     }
     match error {
         ReadError::Io(io) if is_timeout(io) => {
-            if silence.too_long(!state.in_flight.is_empty(), state.last_sent) {
+            if silence.too_long(!state.in_flight.is_empty(), state.last_sent, unsent) {
                 Verdict::Fail(format!(
                     "no answer within the response timeout ({} files waiting)",
                     state.in_flight.len()
