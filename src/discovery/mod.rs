@@ -183,6 +183,7 @@ fn os_host_name() -> Option<String> {
 }
 
 #[cfg(all(unix, not(target_os = "linux")))]
+#[allow(unsafe_code)] // gethostname(3)
 fn os_host_name() -> Option<String> {
     let mut buffer = [0u8; 256];
     // SAFETY: the buffer is writable for its whole length; gethostname writes at most
@@ -196,6 +197,7 @@ fn os_host_name() -> Option<String> {
 }
 
 #[cfg(windows)]
+#[allow(unsafe_code)] // GetComputerNameExW
 fn os_host_name() -> Option<String> {
     use windows_sys::Win32::System::SystemInformation::{
         ComputerNameDnsHostname, GetComputerNameExW,

@@ -703,6 +703,7 @@ fn is_taken_by_a_file(error: &io::Error) -> bool {
 }
 
 /// The name is a folder, and a file was expected.
+#[cfg_attr(not(unix), allow(unused_variables))]
 fn is_a_folder(error: &io::Error) -> bool {
     #[cfg(unix)]
     return error.raw_os_error() == Some(libc::EISDIR);
