@@ -250,3 +250,64 @@ fn library_thread_policies() -> Vec<(String, u64)> {
     }
     found
 }
+
+/// A large body cut off by the client, on the portable path: nothing is stored under
+/// its name and no temporary file stays, on a disk root and (if there is one) a tmpfs
+/// root; the server goes on storing.
+#[test]
+fn a_cut_body_leaves_nothing_without_kernel_copy() {
+    let disk = disk_dir();
+    let tmpfs = small_pages_tmpfs();
+    let dirs: Vec<&Path> = std::iter::once(disk.path())
+        .chain(tmpfs.as_ref().map(|dir| dir.path()))
+        .collect();
+    for dir in dirs {
+        let root = dir.join("root");
+        let server = DataServer::start(ServerConfig {
+            root: root.clone(),
+            kernel_copy: false,
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        let mut cut = Client::connect(server.local_addr());
+        let mut partial = put("cut/f", &body(1, 3 * MIB));
+        partial.truncate(partial.len() - 2 * MIB);
+        cut.send(&partial);
+        drop(cut);
+        // Then a whole file on another connection, and the cut one's end awaited.
+        let mut client = Client::connect(server.local_addr());
+        let whole = body(2, 2 * MIB);
+        client.send(&put("whole/f", &whole));
+        assert_eq!(client.response().code, 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            client.send(&get("/__status"));
+            if json(&client.response().body)["connections_open"] == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cut connection never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut left: Vec<std::path::PathBuf> = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    folders.push(entry.path());
+                } else {
+                    left.push(entry.path().strip_prefix(&root).unwrap().to_path_buf());
+                }
+            }
+        }
+        assert_eq!(
+            left,
+            vec![Path::new("whole").join("f")],
+            "{}",
+            dir.display()
+        );
+        assert!(std::fs::read(root.join("whole/f")).unwrap() == whole);
+    }
+}
