@@ -288,6 +288,20 @@ fn probe_links_with_each_windows_library_and_streams_under_wine() {
     }
 }
 
+/// Every cargo target, the tests included, compiles for Windows: a test that uses a
+/// Unix-only API (libc, `std::os::unix`, ...) without a `cfg` gate fails here
+/// (`scripts/windows-cross.sh check`: `cargo check --all-targets` with build-std).
+#[test]
+fn every_target_and_test_compiles_for_windows() {
+    if !environment_ready() {
+        return;
+    }
+    check(
+        Command::new(script()).arg("check").output().unwrap(),
+        "scripts/windows-cross.sh check",
+    );
+}
+
 /// The static library keeps only the C API global, as on Linux: nothing of the bundled
 /// SQLite or Rust's std is a global definition (the import stubs of the Windows DLLs
 /// that std calls through `raw-dylib` stay, as in any import library). A mingw program
