@@ -35,6 +35,7 @@ pub use options::StreamerOptions;
 pub use outcome::{Outcome, OutcomeResult, Stats};
 pub use stream::Stream;
 pub use streamer::Streamer;
+pub use threads::NO_SCHED_BATCH_ENV;
 
 /// The version of this library, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

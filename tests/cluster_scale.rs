@@ -8,6 +8,7 @@
 //! is made so much slower than the rest that the assertions hold on a loaded
 //! machine, and throughput is measured by `benches/cluster_sim.sh` instead.
 
+#[cfg(target_os = "linux")] // ip netns, tc, libc
 #[path = "common/cluster_sim.rs"]
 mod cluster_sim;
 mod common;
@@ -15,8 +16,11 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(target_os = "linux")]
+use std::time::Instant;
 
+#[cfg(target_os = "linux")]
 use cluster_sim::{LinkSpec, SimCluster};
 use common::ServeProcess;
 use pyme_streaming::{BuiltinDistribution, OutcomeResult, Stats, Streamer, StreamerOptions};
@@ -171,6 +175,7 @@ fn least_loaded_on_an_idle_uniform_cluster_is_round_robin() {
 /// Server 0 stalls with files in flight, is killed, and restarts on its port:
 /// its files move to the live servers, it is used again once back, and every
 /// file lands once.
+#[cfg(unix)] // SIGSTOP
 #[test]
 fn least_loaded_with_a_server_killed_and_restarted_loses_nothing() {
     let roots: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -332,6 +337,7 @@ fn c_hosts_choose_least_loaded_by_kind() {
 /// a namespace of its own (root only; skipped, loudly, elsewhere). The slow
 /// link gets few files, nothing is lost, and a server killed and restarted on
 /// its link loses nothing either.
+#[cfg(target_os = "linux")] // network namespaces
 #[test]
 fn through_namespaced_links_a_slow_link_gets_few_files_and_nothing_is_lost() {
     if let Some(why) = SimCluster::unavailable() {

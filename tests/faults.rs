@@ -625,6 +625,7 @@ fn item03_files_resent_after_a_stall_are_counted_as_possibly_stored_twice() {
 /// To hold the spill thread at that point, one spilled "file" is a named pipe
 /// (a spill folder on a disk that answers slowly): the spill thread blocks
 /// reading it until the test writes, after the cluster has died.
+#[cfg(unix)] // a FIFO
 #[test]
 fn item05_flush_returns_when_the_cluster_dies_during_spill_resends() {
     const SIZE: usize = 4 << 20;

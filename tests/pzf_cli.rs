@@ -120,6 +120,7 @@ fn a_partial_last_frame_in_a_regular_file_writes_nothing() {
 
 /// Input of unknown size (a FIFO) is encoded as it arrives; a partial last frame is
 /// an error after the whole frames before it were written.
+#[cfg(unix)] // mkfifo
 #[test]
 fn a_pipe_is_encoded_frame_by_frame() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,6 +170,7 @@ fn a_pipe_is_encoded_frame_by_frame() {
 
 /// A shape far larger than the input allocates for the input, not for the shape:
 /// an empty file writes nothing, a short pipe is an error.
+#[cfg(unix)] // mkfifo
 #[test]
 fn a_huge_shape_with_little_input_allocates_little() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,6 +42,7 @@ fn distinct_names(roots: &[&std::path::Path]) -> HashSet<String> {
         .collect()
 }
 
+#[cfg(unix)] // SIGSTOP
 #[test]
 fn a_server_killed_mid_stream_loses_nothing() {
     let roots: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

@@ -1,4 +1,6 @@
 //! The data server as a client sees it: a real server on loopback, raw TCP clients.
+// Some tests are Unix- or Linux-only; elsewhere their helpers go unused.
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]
 
 mod common;
 
@@ -559,6 +561,7 @@ fn large_bodies_are_stored_exactly_and_cut_ones_leave_nothing() {
 /// connection goes on: the rest of the body is read and dropped. Bodies of 256 KiB and
 /// more are moved into their file by `splice`, smaller ones are written from the read
 /// buffer; both ways are checked.
+#[cfg(unix)] // setrlimit(RLIMIT_FSIZE) in the server's process
 #[test]
 fn a_store_failing_mid_body_is_a_500_and_the_connection_goes_on() {
     use std::io::BufRead;
@@ -648,6 +651,7 @@ fn wait_until_empty(folder: &std::path::Path) {
 /// shorter or longer than the spare it took; a body more than twice the spares' size
 /// takes none, and spares of its size follow; a taken name is still refused; a cut
 /// body leaves nothing; nothing but the stored files is left in the root.
+#[cfg(target_os = "linux")] // spares exist on Linux only
 #[test]
 fn large_files_on_a_tmpfs_root_go_into_spares_exactly() {
     let Some(shm) = tmpfs_folder() else {

@@ -16,6 +16,7 @@
 //! iproute2; skipped with a message otherwise, unless `CI` is set (then it
 //! fails). See docs/RELIABILITY.md.
 
+#![cfg(target_os = "linux")] // network namespaces (ip netns, tc), SIGSTOP
 mod common;
 
 use std::collections::{HashMap, HashSet};

@@ -288,6 +288,99 @@ fn probe_links_with_each_windows_library_and_streams_under_wine() {
     }
 }
 
+/// Every cargo target, the tests included, compiles for Windows: a test that uses a
+/// Unix-only API (libc, `std::os::unix`, ...) without a `cfg` gate fails here
+/// (`scripts/windows-cross.sh check`: `cargo check --all-targets` with build-std).
+#[test]
+fn every_target_and_test_compiles_for_windows() {
+    if !environment_ready() {
+        return;
+    }
+    check(
+        Command::new(script()).arg("check").output().unwrap(),
+        "scripts/windows-cross.sh check",
+    );
+}
+
+/// The static library keeps only the C API global, as on Linux: nothing of the bundled
+/// SQLite or Rust's std is a global definition (the import stubs of the Windows DLLs
+/// that std calls through `raw-dylib` stay, as in any import library). A mingw program
+/// with its own SQLite (the same sources with another version string, so that it shows
+/// whose copy answers) links with it and streams under Wine.
+#[test]
+fn static_library_has_only_the_api_global_and_links_beside_the_programs_own_sqlite() {
+    if !environment_ready() {
+        return;
+    }
+    built();
+    let globals = in_chroot(
+        "x86_64-w64-mingw32-nm -g --defined-only /build/prefix/lib/libpyme_streaming.a 2>/dev/null",
+    );
+    let defined: Vec<&str> = globals
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    let sqlite: Vec<&&str> = defined
+        .iter()
+        .filter(|name| name.starts_with("sqlite3"))
+        .collect();
+    assert!(
+        sqlite.is_empty(),
+        "{} global sqlite3 symbols, e.g. {:?}",
+        sqlite.len(),
+        &sqlite[..sqlite.len().min(5)]
+    );
+    let rust: Vec<&&str> = defined
+        .iter()
+        .filter(|name| {
+            name.starts_with("_ZN") || name.starts_with("_R") || name.starts_with("rust_")
+        })
+        .collect();
+    assert!(
+        rust.is_empty(),
+        "{} global Rust symbols, e.g. {:?}",
+        rust.len(),
+        &rust[..rust.len().min(5)]
+    );
+    let header = std::fs::read_to_string(source_dir().join("include/pyme_streaming.h")).unwrap();
+    for function in [
+        "streamer_new",
+        "streamer_put",
+        "streamer_close",
+        "stream_new",
+    ] {
+        assert!(header.contains(&format!(" {function}(")));
+        assert!(
+            defined.contains(&function),
+            "{function} in the static library"
+        );
+    }
+
+    in_chroot(
+        r#"cd /build/examples
+         sqlite=$(ls -d /cargo-home/registry/src/*/libsqlite3-sys-*/sqlite3 | head -n1)
+         mkdir -p own_sqlite
+         sed 's/^#define SQLITE_VERSION  *"\([^"]*\)"/#define SQLITE_VERSION "\1-own"/' "$sqlite/sqlite3.c" > own_sqlite/sqlite3.c
+         grep -q '^#define SQLITE_VERSION ".*-own"' own_sqlite/sqlite3.c
+         cc=x86_64-w64-mingw32-gcc-posix
+         $cc -O1 -c own_sqlite/sqlite3.c -o own_sqlite/sqlite3.o
+         export PKG_CONFIG_PATH=/build/prefix/lib/pkgconfig
+         $cc -std=c99 -Wall -Wextra -Werror -pedantic -I/build/prefix/include -I"$sqlite" -DPROBE_WITH_SQLITE /src/tests/packaging/probe.c own_sqlite/sqlite3.o -o probe_own_sqlite.exe $(pkg-config --libs pyme_streaming-static)"#,
+    );
+    let server = TestServer::start();
+    let stdout = wine(
+        "probe_own_sqlite.exe",
+        &["25".into(), "own_sqlite".into(), server.address()],
+    );
+    assert!(stdout.contains("own sqlite 3."), "{stdout}");
+    assert!(stdout.contains("-own answered 42"), "{stdout}");
+    assert!(
+        stdout.contains("probe: all 25 frames acknowledged"),
+        "{stdout}"
+    );
+    assert_eq!(server.files().len(), 25, "{:?}", server.files());
+}
+
 /// The default serverfilter under Windows is the computer name from Windows
 /// (`GetComputerNameExW`), not `localhost`: `pyme-stream.exe discover` without
 /// `--serverfilter` finds a server registered under this machine's name. Started on

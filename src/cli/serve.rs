@@ -93,6 +93,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .idle_timeout_ms
             .map_or(defaults.idle_timeout, Duration::from_millis),
         max_connections: args.max_connections,
+        kernel_copy: defaults.kernel_copy,
     };
 
     let (stop_tx, stop_rx) = mpsc::channel();

@@ -91,7 +91,11 @@ pub(crate) fn serve(stream: TcpStream, shared: &Shared, state: &ConnectionState)
         head_started: None,
         moved_since_progress: 0,
         folders: FolderCache::default(),
-        pipe: PipeState::NotMade,
+        pipe: if shared.config.kernel_copy {
+            PipeState::NotMade
+        } else {
+            PipeState::Unavailable
+        },
     };
     if let Err(End::Close) = connection.request_loop() {
         if connection.send_output().is_ok() {
@@ -130,7 +134,7 @@ struct Connection<'a> {
 enum PipeState {
     NotMade,
     Ready(Pipe),
-    /// `splice` failed once here: the plain path from now on.
+    /// `splice` failed once here, or `kernel_copy` is off: the plain path from now on.
     Unavailable,
 }
 
@@ -653,6 +657,7 @@ impl Connection<'_> {
         if let PipeState::NotMade = self.pipe {
             self.pipe = Pipe::new().map_or(PipeState::Unavailable, PipeState::Ready);
         }
+        let mut spliced = false;
         while remaining > 0 {
             if result.is_err() {
                 self.skip_body(remaining)?;
@@ -669,6 +674,10 @@ impl Connection<'_> {
                 Moved::Stored(n) => {
                     remaining -= n;
                     self.moved(n);
+                    if !spliced {
+                        spliced = true;
+                        self.shared.bodies_spliced.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Moved::Refused(n, error) => {
                     remaining -= n;
@@ -703,6 +712,7 @@ fn is_taken_by_a_file(error: &io::Error) -> bool {
 }
 
 /// The name is a folder, and a file was expected.
+#[cfg_attr(not(unix), allow(unused_variables))]
 fn is_a_folder(error: &io::Error) -> bool {
     #[cfg(unix)]
     return error.raw_os_error() == Some(libc::EISDIR);

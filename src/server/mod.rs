@@ -95,6 +95,14 @@ pub struct ServerConfig {
     /// `evict_one`); only when every connection is inside a request is it refused
     /// with 503.
     pub max_connections: usize,
+    /// Large bodies are stored with the kernel's help where the system has it (true,
+    /// the default): on Linux `splice` moves them from the socket into their file,
+    /// and a root on a tmpfs with 4 KiB pages keeps spares (`spares.rs`). False
+    /// stores every body the portable way, read into the connection's buffer then
+    /// written, as on other systems: for tests of that path (tests/portable.rs) and
+    /// for comparisons. `/__status` counts the bodies moved by `splice`
+    /// (`bodies_spliced`) and the files stored in spares.
+    pub kernel_copy: bool,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +123,7 @@ impl Default for ServerConfig {
             // ones under pressure anyway.
             idle_timeout: Duration::ZERO,
             max_connections: MAX_CONNECTIONS,
+            kernel_copy: true,
         }
     }
 }
@@ -130,6 +139,8 @@ pub(crate) struct Shared {
     files_stored: AtomicU64,
     /// Of `files_stored`, those received into a spare.
     files_in_spares: AtomicU64,
+    /// Bodies of which `splice` moved at least a byte into their file.
+    bodies_spliced: AtomicU64,
     bytes_stored: AtomicU64,
     connections_open: AtomicUsize,
     /// Connections closed to make room for new ones, since the start.
@@ -281,7 +292,7 @@ impl DataServer {
         let bind = config.bind.trim_start_matches('[').trim_end_matches(']');
         let listener = TcpListener::bind((bind, config.port))?;
         let local_addr = listener.local_addr()?;
-        let spares = if config.discard {
+        let spares = if config.discard || !config.kernel_copy {
             None
         } else {
             Spares::for_root(store.root())
@@ -294,6 +305,7 @@ impl DataServer {
             started: Instant::now(),
             files_stored: AtomicU64::new(0),
             files_in_spares: AtomicU64::new(0),
+            bodies_spliced: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
             connections_open: AtomicUsize::new(0),
             connections_evicted: AtomicU64::new(0),

@@ -10,6 +10,8 @@
 use std::io;
 
 /// How a body's bytes went.
+// Elsewhere than Linux only `Unsupported` is ever made.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) enum Moved {
     /// This many bytes went from the socket into the file (at least one).
     Stored(u64),

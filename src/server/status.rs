@@ -60,6 +60,7 @@ pub(crate) fn status_json(shared: &Shared) -> String {
         "files_stored": shared.files_stored.load(Ordering::Relaxed),
         "files_stored_in_spares": shared.files_in_spares.load(Ordering::Relaxed),
         "spares_ready": spares_ready,
+        "bodies_spliced": shared.bodies_spliced.load(Ordering::Relaxed),
         "bytes_stored": shared.bytes_stored.load(Ordering::Relaxed),
         "connections_open": shared.connections_open.load(Ordering::Relaxed),
         "connections_evicted": shared.connections_evicted.load(Ordering::Relaxed),

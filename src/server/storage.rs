@@ -501,6 +501,7 @@ fn publish_spare(spare: &File, allocated: u64, destination: &Path) -> io::Result
     }
 }
 
+#[cfg_attr(not(unix), allow(unused_variables))]
 fn crosses_devices(error: &io::Error) -> bool {
     #[cfg(unix)]
     return error.raw_os_error() == Some(libc::EXDEV);

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod counting;
+#[cfg(target_os = "linux")] // ip netns, libc
 pub mod netns;
 pub mod proxy;
 pub mod recording;
@@ -149,6 +150,7 @@ impl ServeProcess {
 
     /// SIGSTOP: the server stops reading and answering; its connections stay
     /// open, so files sent to it stay in flight.
+    #[cfg(unix)]
     pub fn pause(&self) {
         // SAFETY: a plain system call on our own child's pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGSTOP) };

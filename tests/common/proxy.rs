@@ -856,6 +856,7 @@ impl Pacer {
     }
 }
 
+#[cfg(unix)]
 fn set_linger_zero(socket: &TcpStream) {
     use std::os::fd::AsRawFd;
     let linger = libc::linger {
@@ -870,6 +871,26 @@ fn set_linger_zero(socket: &TcpStream) {
             libc::SO_LINGER,
             (&linger as *const libc::linger).cast(),
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(windows)]
+fn set_linger_zero(socket: &TcpStream) {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::Networking::WinSock::{setsockopt, LINGER, SOL_SOCKET, SO_LINGER};
+    let linger = LINGER {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a plain setsockopt on a socket we own, with a correctly sized value.
+    unsafe {
+        setsockopt(
+            socket.as_raw_socket() as usize,
+            SOL_SOCKET,
+            SO_LINGER,
+            (&linger as *const LINGER).cast(),
+            std::mem::size_of::<LINGER>() as i32,
         );
     }
 }
