@@ -36,7 +36,11 @@ use crate::{Error, StreamerOptions};
 const WRITE_BUFFER: usize = 256 * 1024;
 /// A large body is written in pieces of this size, the link noting the
 /// progress after each: an upload is "silent" only when no piece moves.
-const PROGRESS_STEP: usize = 256 * 1024;
+/// 1 MiB: as cheap as one write per file (8 MiB frames on loopback, 3 runs
+/// each: 4.1-4.4 GB/s and 0.23-0.29 CPU s/GB, against 3.7-4.1 GB/s and
+/// 0.23-0.25 for whole-file writes; 256 KiB pieces cost 3.1-3.5 GB/s and
+/// 0.29-0.41 CPU s/GB), and fine enough: 0.2 s of a 40 Mbit/s link.
+const PROGRESS_STEP: usize = 1 << 20;
 /// For `POLL_WINDOW` after its queue runs dry, an idle sender looks at the
 /// queue every `sender_poll` interval instead of waiting to be woken, so that
 /// `put` costs no system call: waking a sleeping thread takes a futex call and
