@@ -158,14 +158,13 @@ impl Cluster {
         let mut best: Option<(bool, u64, usize)> = None;
         for offset in 0..n {
             let i = (start + offset) % n;
-            if Some(i) == except || !self.links[i].is_up() {
+            if Some(i) == except {
                 continue;
             }
-            let key = (
-                !self.links[i].is_healthy(),
-                self.links[i].outstanding_bytes(),
-                i,
-            );
+            let Some(outstanding) = self.links[i].outstanding_if_up() else {
+                continue;
+            };
+            let key = (self.links[i].is_resting(), outstanding, i);
             if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
                 best = Some(key);
             }
@@ -304,9 +303,12 @@ impl Cluster {
         let may_move = may_move && self.options.failover;
         let mut target = server;
         let mut job = job;
-        if may_move && !self.links[target].is_healthy() {
-            if let Some(healthy) = self.pick_live(None).filter(|&i| self.links[i].is_healthy()) {
-                target = healthy;
+        if may_move && self.links[target].is_resting() {
+            if let Some(other) = self
+                .pick_live(None)
+                .filter(|&i| !self.links[i].is_resting())
+            {
+                target = other;
             }
         }
         for _ in 0..=self.links.len() {
@@ -632,7 +634,7 @@ mod tests {
         let (cluster, _) = cluster(3, StreamerOptions::new());
         let moved = cluster.move_after_errors(0, job("a", 10));
         assert!(moved.is_none());
-        assert!(!cluster.links[0].is_healthy(), "the failing server rests");
+        assert!(cluster.links[0].is_resting(), "the failing server rests");
         let (taken, _, _) = cluster.links[1].depth();
         let on = if taken == 1 { 1 } else { 2 };
         let mut again = job("a", 10);

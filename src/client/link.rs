@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,9 +41,6 @@ pub(super) struct State {
     pub(super) finished: bool,
     /// The socket of the current connection, to shut it from any thread.
     pub(super) socket: Option<TcpStream>,
-    /// Answers to 5xx errors exhausted a file's retries here: new files go to
-    /// other servers until then.
-    pub(super) resting_until: Option<Instant>,
     /// When the sender last wrote bytes of a request: the response timeout
     /// counts from here, not from when a slow upload began.
     pub(super) last_sent: Option<Instant>,
@@ -93,6 +91,11 @@ pub(crate) struct Link {
     /// Signalled when a file leaves the link, or the link changes state
     /// (producers waiting for room and the finishing link thread wait).
     pub(super) progress: Condvar,
+    /// When 5xx answers exhausted a file's retries here, new files go to other
+    /// servers until this moment (nanoseconds after `created`; 0: not
+    /// resting). Atomic, because every `put` with failover reads it.
+    resting_until: AtomicU64,
+    created: Instant,
 }
 
 impl Link {
@@ -108,6 +111,8 @@ impl Link {
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
+            resting_until: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -126,14 +131,15 @@ impl Link {
         self.lock().up
     }
 
-    /// Up, and not resting after repeated server errors.
-    pub fn is_healthy(&self) -> bool {
-        let state = self.lock();
-        state.up
-            && !state.closing
-            && state
-                .resting_until
-                .is_none_or(|until| Instant::now() >= until)
+    /// Resting after repeated server errors (see [`Link::rest`]). No lock,
+    /// and no clock unless it rests.
+    pub fn is_resting(&self) -> bool {
+        let until = self.resting_until.load(Ordering::Relaxed);
+        until != 0 && self.nanos_since_created() < until
+    }
+
+    fn nanos_since_created(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The sender wrote bytes to the connection just now.
@@ -144,12 +150,16 @@ impl Link {
     /// Leaves this server out of the rotation for `period` (it kept answering
     /// 5xx). Its queued files still go to it.
     pub fn rest(&self, period: Duration) {
-        self.lock().resting_until = Some(Instant::now() + period);
+        let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+        let until = self.nanos_since_created().saturating_add(period).max(1);
+        self.resting_until.store(until, Ordering::Relaxed);
     }
 
-    /// Bytes queued or waiting for their answer: the work this server owes.
-    pub fn outstanding_bytes(&self) -> u64 {
-        self.lock().held_bytes
+    /// For failover: the bytes queued or waiting for their answer (the work
+    /// this server owes), or `None` when it takes no files. One lock.
+    pub fn outstanding_if_up(&self) -> Option<u64> {
+        let state = self.lock();
+        (state.up && !state.closing).then_some(state.held_bytes)
     }
 
     fn has_room(&self, state: &State, bytes: u64) -> bool {
