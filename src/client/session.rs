@@ -169,8 +169,7 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                     // Not `is_up`: a link closing with files still queued (the
                     // end-of-stream sentinel of `finalize`) keeps them.
                     if !link.counts_as_up() {
-                        let lost = take_pending(link);
-                        cluster.reroute(index, lost, &reason);
+                        hand_on_files(cluster, index, &reason);
                     }
                 }
             }
@@ -189,9 +188,9 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
             }
             Err(error) if link.counts_as_up() => {
                 // It was up between connections: it is down now.
-                link.mark_down(error.to_string());
-                let lost = take_pending(link);
-                cluster.reroute(index, lost, &error.to_string());
+                let reason = error.to_string();
+                link.mark_down(reason.clone());
+                hand_on_files(cluster, index, &reason);
             }
             Err(_) => {}
         }
@@ -226,6 +225,13 @@ fn take_pending(link: &Link) -> Vec<Job> {
     drop(guard);
     link.progress.notify_all();
     lost
+}
+
+/// A link that went down hands every file it holds to the cluster: moved to
+/// live servers, spilled, or failed with `reason`.
+fn hand_on_files(cluster: &Cluster, index: usize, reason: &str) {
+    let lost = take_pending(&cluster.links[index]);
+    cluster.reroute(index, lost, reason);
 }
 
 /// After the last session: a file still here (none should be: nothing is
