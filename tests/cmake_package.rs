@@ -1,11 +1,12 @@
 //! The CMake package as a user gets it: configure, build (cargo --release, with
 //! `-DPYME_BUILD_CLI=ON`) and install the repository twice (plain and `--strip`) into
-//! temporary prefixes with a multiarch libdir (`lib/<gcc -print-multiarch>`), then:
-//! build `c_examples/` with `find_package(PymeStreaming)` and run them against data
-//! servers; check the versioned shared library (soname, symlinks, symbol versions, only
-//! the API global), the clean static library (only the API global; links beside the
-//! program's own SQLite), pkg-config (multiarch paths, `--static`, the `-static` .pc),
-//! `--strip` and the installed `pyme-stream`.
+//! prefixes under `<target dir>/cmake-package-test` with a multiarch libdir
+//! (`lib/<gcc -print-multiarch>`), then: build `c_examples/` with
+//! `find_package(PymeStreaming)` and run them against data servers; check the versioned
+//! shared library (soname, symlinks, symbol versions, only the API global), the clean
+//! static library (only the API global; links beside the program's own SQLite),
+//! pkg-config (multiarch paths, `--static`, the `-static` .pc), `--strip` and the
+//! installed `pyme-stream`.
 //!
 //! Slow (a release build), so opt-in:
 //!
@@ -49,7 +50,11 @@ fn cargo_target_dir() -> PathBuf {
 
 /// One configure, build and two installs, shared by every test of this file.
 struct Install {
-    _work: tempfile::TempDir,
+    /// `<target dir>/cmake-package-test`: not a temporary directory, because a
+    /// `static` is never dropped and the ~430 MB of build, prefixes and probes
+    /// would stay behind in the system's temporary folder after every run (they
+    /// filled a CI machine's disk). Cleared at the start of each run instead, so
+    /// one copy at most is ever kept, beside the build it came from.
     work: PathBuf,
     /// `cmake --install build --prefix <prefix>`
     prefix: PathBuf,
@@ -81,7 +86,11 @@ fn install() -> &'static Install {
 }
 
 fn make_install() -> Install {
-    let work = tempfile::tempdir().unwrap();
+    let work = cargo_target_dir().join("cmake-package-test");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).expect("clearing the last run's cmake-package-test");
+    }
+    std::fs::create_dir_all(&work).unwrap();
     let multiarch = Command::new("gcc")
         .arg("-print-multiarch")
         .output()
@@ -92,7 +101,7 @@ fn make_install() -> Install {
     } else {
         format!("lib/{multiarch}")
     };
-    let build = work.path().join("build");
+    let build = work.join("build");
     run(Command::new("cmake")
         .arg("-S")
         .arg(source_dir())
@@ -107,8 +116,8 @@ fn make_install() -> Install {
             cargo_target_dir().display()
         )));
     run(Command::new("cmake").arg("--build").arg(&build));
-    let prefix = work.path().join("prefix");
-    let stripped = work.path().join("stripped");
+    let prefix = work.join("prefix");
+    let stripped = work.join("stripped");
     run(Command::new("cmake")
         .arg("--install")
         .arg(&build)
@@ -121,8 +130,7 @@ fn make_install() -> Install {
         .arg(&stripped)
         .arg("--strip"));
     Install {
-        work: work.path().to_owned(),
-        _work: work,
+        work,
         prefix,
         stripped,
         libdir,
