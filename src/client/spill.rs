@@ -86,7 +86,12 @@ impl Spill {
         std::fs::create_dir_all(folder)?;
         let unique = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let temp = folder.join(format!("{TEMP_PREFIX}{}-{unique}", std::process::id()));
-        std::fs::write(&temp, data)?;
+        if let Err(error) = std::fs::write(&temp, data) {
+            // A full disk: no half-written temporary file stays behind to take
+            // the room the next file needs.
+            let _ = std::fs::remove_file(&temp);
+            return Err(error);
+        }
         // A hard link never replaces an existing file: nothing is overwritten.
         let linked = std::fs::hard_link(&temp, &path);
         let _ = std::fs::remove_file(&temp);

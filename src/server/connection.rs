@@ -346,9 +346,13 @@ impl Connection<'_> {
         }
     }
 
-    /// The answer to a storage failure: the client's doing (4xx) or the server's (500).
+    /// The answer to a storage failure: the client's doing (4xx), a full disk (507:
+    /// the client sends the file elsewhere at once instead of retrying here), or the
+    /// server's (500).
     fn storage_error(&mut self, error: &io::Error, otherwise: &str) {
-        if is_taken_by_a_file(error) {
+        if is_storage_full(error) {
+            self.error(507, "The server's storage is full.");
+        } else if is_taken_by_a_file(error) {
             self.error(409, "A folder of this name is a file here.");
         } else if is_a_folder(error) {
             self.error(409, "This name is a folder here.");
@@ -372,9 +376,9 @@ impl Connection<'_> {
     fn append(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
         let spool = match self.shared.store.spool() {
             Ok(spool) => spool,
-            Err(_) => {
+            Err(e) => {
                 self.skip_body(body_len)?;
-                self.error(500, "The body cannot be received.");
+                self.storage_error(&e, "The body cannot be received.");
                 return Ok(());
             }
         };
@@ -698,6 +702,21 @@ impl Connection<'_> {
         let _ = self.read_body(len, &mut io::sink())?;
         Ok(())
     }
+}
+
+/// The file system (or the user's quota) has no room left for the file.
+fn is_storage_full(error: &io::Error) -> bool {
+    // By number: ErrorKind::StorageFull and QuotaExceeded are newer than the MSRV.
+    #[cfg(unix)]
+    let full = [libc::ENOSPC, libc::EDQUOT];
+    // ERROR_DISK_FULL, ERROR_HANDLE_DISK_FULL.
+    #[cfg(windows)]
+    let full = [112, 39];
+    #[cfg(not(any(unix, windows)))]
+    let full: [i32; 0] = [];
+    error
+        .raw_os_error()
+        .is_some_and(|code| full.contains(&code))
 }
 
 /// A folder the name needs is a file already (`a` stored, then `a/b` sent): the

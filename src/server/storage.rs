@@ -286,7 +286,7 @@ impl Store {
     /// owner (0640) and only this function creates such files. A link as the file's
     /// own name is refused, as is anything but a regular file (a FIFO would block).
     /// Appends from this server's connections are serialized, so they never
-    /// interleave.
+    /// interleave, and an append that fails part-way is cut off again.
     pub fn append(&self, relative: &Path, spool: &mut File) -> io::Result<Appended> {
         use std::io::Seek;
         let path = self.destination(relative)?;
@@ -313,7 +313,13 @@ impl Store {
             return Ok(Appended::WriteOnce);
         }
         spool.rewind()?;
-        io::copy(spool, &mut target)?;
+        // All or nothing: a copy cut short (a full disk) is cut off again, so the
+        // file never keeps half a record that the client then sends elsewhere.
+        let before = target.metadata()?.len();
+        if let Err(e) = io::copy(spool, &mut target) {
+            let _ = target.set_len(before);
+            return Err(e);
+        }
         Ok(Appended::Done)
     }
 
