@@ -192,6 +192,47 @@ impl SimCluster {
         }
     }
 
+    /// Cuts server `i` off without a word, as a node that loses power or a
+    /// switch port that dies: every packet into or out of its namespace is
+    /// dropped (nftables), its link stays up and its server keeps running, so
+    /// the client gets no reset, no close and no error, only silence.
+    pub fn cut_link(&self, i: usize) -> Result<(), String> {
+        let rules = "table inet pyme_cut {\n\
+            chain input { type filter hook input priority 0; policy drop; }\n\
+            chain output { type filter hook output priority 0; policy drop; }\n\
+            }\n";
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.server_ns[i], "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("nft: {e}"))?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(rules.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+        let output = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "nft: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    /// Undoes [`SimCluster::cut_link`].
+    pub fn mend_link(&self, i: usize) -> Result<(), String> {
+        in_ns(
+            &self.server_ns[i],
+            &["nft", "delete", "table", "inet", "pyme_cut"],
+        )
+    }
+
     /// A command run inside the client namespace.
     pub fn client_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");
