@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyme_streaming::{Error, Outcome, OutcomeResult, Stats, StreamerOptions};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -89,6 +89,9 @@ struct Core {
     transform: Transform,
 }
 
+/// How long a wait runs without the GIL before signals are checked (Ctrl-C).
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
 thread_local! {
     /// Set while this (library) thread runs a Python outcome callback: a call
     /// that waits for outcomes from there would wait for itself.
@@ -154,6 +157,38 @@ impl Core {
         });
         self.releases.release_all(py);
         result.map_err(to_py_err)
+    }
+
+    /// Waits until every file accepted so far has its outcome, up to `timeout`
+    /// (`None`: as long as it takes), in slices of [`SIGNAL_SLICE`]: between two
+    /// slices the GIL is taken back and signals are checked, so Ctrl-C (or any
+    /// signal handler that raises) interrupts a long wait, as it does PYME's
+    /// own queue waits. Nothing is lost by the interruption: the files stay
+    /// queued and get their outcomes as usual.
+    fn flush(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            let slice = match deadline {
+                None => SIGNAL_SLICE,
+                Some(deadline) => deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(SIGNAL_SLICE),
+            };
+            refuse_in_callback()?;
+            let result = py.detach(|| {
+                let client = self.client.read().unwrap_or_else(|e| e.into_inner());
+                match &*client {
+                    Some(client) => client.flush(Some(slice)),
+                    None => Err(Error::Closed),
+                }
+            });
+            self.releases.release_all(py);
+            let more_time = deadline.map_or(true, |deadline| Instant::now() < deadline);
+            match result {
+                Err(Error::FlushTimeout { .. }) if more_time => py.check_signals()?,
+                other => return other.map_err(to_py_err),
+            }
+        }
     }
 
     /// The bytes to send for `data`: the Python filter applied (with the GIL),
@@ -767,7 +802,7 @@ impl PyStreamer {
     #[pyo3(signature = (timeout=None))]
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
-        self.core.with_client(py, |client| client.flush(timeout))
+        self.core.flush(py, timeout)
     }
 
     /// Sends everything queued, waits for every answer, stops the threads and
@@ -945,7 +980,7 @@ impl PyStream {
                 let name = file_name(filename)?;
                 self.core.finalize(py, &name).map(|_| ())
             }
-            None => match self.core.with_client(py, |client| client.flush(None)) {
+            None => match self.core.flush(py, None) {
                 Err(err) if err.is_instance_of::<crate::ClosedError>(py) => Ok(()),
                 other => other,
             },
@@ -956,7 +991,7 @@ impl PyStream {
     #[pyo3(signature = (timeout=None))]
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
-        self.core.with_client(py, |client| client.flush(timeout))
+        self.core.flush(py, timeout)
     }
 
     /// Sends everything queued, waits for every answer, stops the threads and

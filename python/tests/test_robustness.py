@@ -381,3 +381,33 @@ def test_stats_while_another_thread_closes_with_callbacks_due(silent):
     closer.join(30)
     assert not closer.is_alive()
     assert len(outcomes) == 3 and not any(o.ok for o in outcomes)
+
+
+@pytest.mark.parametrize("kind", ["Streamer", "Stream"])
+def test_ctrl_c_interrupts_a_flush_and_loses_nothing(silent, kind):
+    """A real SIGINT while flush() waits on a silent server raises KeyboardInterrupt
+    at once (long before the response timeout would end the wait); the file stays
+    queued and still gets its one outcome."""
+    import os
+    import signal
+    import time
+
+    if kind == "Streamer":
+        s = ps.Streamer(servers=[silent.address], response_timeout=4.0, failover=False)
+    else:
+        s = ps.Stream("127.0.0.1", silent.port, response_timeout=4.0)
+    s.put("ctrl-c/f0", b"x" * 1000)
+    started = time.monotonic()
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        timer.start()
+        s.flush()
+    interrupted_after = time.monotonic() - started
+    timer.join()
+    # Without the interruption flush() returns normally once the response timeout
+    # (4 s) fails the file; with it, KeyboardInterrupt comes first.
+    assert interrupted_after < 4.0, interrupted_after
+    stats = s.close()
+    assert stats["files_queued"] == 1
+    assert stats["files_failed"] == 1  # the silent server never answers
+    assert stats["files_acknowledged"] == 0
