@@ -378,7 +378,11 @@ impl Connection<'_> {
             Ok(spool) => spool,
             Err(e) => {
                 self.skip_body(body_len)?;
-                self.storage_error(&e, "The body cannot be received.");
+                if is_storage_full(&e) {
+                    self.error(507, "The server's storage is full.");
+                } else {
+                    self.error(500, "The body cannot be received.");
+                }
                 return Ok(());
             }
         };
