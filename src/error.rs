@@ -33,6 +33,10 @@ pub enum Error {
         files: usize,
         bytes: u64,
     },
+    /// The interrupt check ([`crate::StreamerOptions::interrupt_check`]) ended
+    /// a put's wait for room; nothing was queued.
+    #[error("interrupted while waiting for room in the queue for server {server}")]
+    Interrupted { server: String },
     /// The streamer or stream is closing or closed; nothing was queued.
     #[error("the stream is closed")]
     Closed,

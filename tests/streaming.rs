@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::recording::recording;
 use common::{addresses, dead_address, start_servers, TestServer};
@@ -361,6 +361,75 @@ fn a_full_queue_blocks_put_until_the_timeout_then_says_so() {
             stats.files_failed
         ),
         (4, 0, 4)
+    );
+    drop(silent);
+}
+
+/// The interrupt check (Python's Ctrl-C): a put blocked on a full queue gives
+/// up soon after the check says so, queues nothing and counts no drop; it is
+/// asked without any lock of the library held (here it reads the statistics,
+/// which take them); a put that does not wait never asks it.
+#[test]
+fn an_interrupt_check_ends_a_put_waiting_for_room() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let stats_here: Arc<std::sync::OnceLock<std::sync::Weak<Streamer>>> = Arc::default();
+    let check = {
+        let (interrupted, asked, stats_here) = (
+            Arc::clone(&interrupted),
+            Arc::clone(&asked),
+            Arc::clone(&stats_here),
+        );
+        move || {
+            asked.fetch_add(1, Ordering::SeqCst);
+            // Takes the library's locks: a check called under one would deadlock.
+            if let Some(streamer) = stats_here.get().and_then(std::sync::Weak::upgrade) {
+                let _ = streamer.stats();
+            }
+            interrupted.load(Ordering::SeqCst)
+        }
+    };
+    let streamer = Arc::new(
+        Streamer::new(
+            StreamerOptions::new()
+                .server(address)
+                .queue_limits(4, 1 << 30)
+                .response_timeout(Duration::from_secs(3))
+                .interrupt_check(check),
+        )
+        .unwrap(),
+    );
+    let _ = stats_here.set(Arc::downgrade(&streamer));
+    for i in 0..4 {
+        streamer.put(&format!("i/{i}"), b"x", Some(i)).unwrap();
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "asked by puts that did not wait"
+    );
+    let interrupter = {
+        let interrupted = Arc::clone(&interrupted);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            interrupted.store(true, Ordering::SeqCst);
+        })
+    };
+    let started = Instant::now();
+    let error = streamer.put("i/blocked", b"x", Some(9)).unwrap_err();
+    let waited = started.elapsed();
+    interrupter.join().unwrap();
+    assert!(matches!(error, Error::Interrupted { .. }), "{error}");
+    // Without the check it would wait until the silent server's 3 s timeout.
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    assert!(asked.load(Ordering::SeqCst) >= 2, "asked while waiting");
+    let stats = Arc::try_unwrap(streamer).ok().unwrap().close();
+    assert_eq!(
+        (stats.files_queued, stats.files_failed, stats.dropped),
+        (4, 4, 0)
     );
     drop(silent);
 }

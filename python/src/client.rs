@@ -9,7 +9,7 @@
 //!
 //! This module may not call the library's non-public API.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,35 @@ thread_local! {
     /// Set while this (library) thread runs a Python outcome callback: a call
     /// that waits for outcomes from there would wait for itself.
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    /// The exception a signal handler raised while this thread's `put` waited
+    /// for room (see [`signal_raised`]), for that `put` to raise.
+    static SIGNAL_ERROR: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+}
+
+/// The interrupt check of every streamer, called by a `put` that waits for
+/// room (without the GIL, without the library's locks): runs the signal
+/// handlers that are due (Python runs them on the main thread only); one
+/// that raised (Ctrl-C's `KeyboardInterrupt`) ends the wait, and the put
+/// raises it, having queued nothing.
+fn signal_raised() -> bool {
+    Python::attach(|py| match py.check_signals() {
+        Ok(()) => false,
+        Err(error) => {
+            SIGNAL_ERROR.with(|slot| *slot.borrow_mut() = Some(error));
+            true
+        }
+    })
+}
+
+/// A library error as a Python exception; an interrupted wait raises what the
+/// signal handler raised.
+fn raise(error: Error) -> PyErr {
+    match error {
+        Error::Interrupted { .. } => SIGNAL_ERROR
+            .with(|slot| slot.borrow_mut().take())
+            .unwrap_or_else(|| to_py_err(error)),
+        error => to_py_err(error),
+    }
 }
 
 fn refuse_in_callback() -> PyResult<()> {
@@ -156,7 +185,7 @@ impl Core {
             }
         });
         self.releases.release_all(py);
-        result.map_err(to_py_err)
+        result.map_err(raise)
     }
 
     /// Waits until every file accepted so far has its outcome, up to `timeout`
@@ -456,7 +485,8 @@ impl Reliability<'_> {
                 self.sender_poll
                     .map(|t| seconds("sender_poll", t))
                     .transpose()?,
-            );
+            )
+            .interrupt_check(signal_raised);
         if let Some(folder) = &self.spill_dir {
             options = options.spill_dir(folder.clone());
         }

@@ -411,3 +411,31 @@ def test_ctrl_c_interrupts_a_flush_and_loses_nothing(silent, kind):
     assert stats["files_queued"] == 1
     assert stats["files_failed"] == 1  # the silent server never answers
     assert stats["files_acknowledged"] == 0
+
+
+def test_ctrl_c_interrupts_a_put_waiting_for_room(silent):
+    """A real SIGINT while put() waits for room in a full queue (a silent server)
+    raises KeyboardInterrupt at once; that file is not queued (no outcome, not
+    counted as dropped) and the files before it keep their one outcome each."""
+    import os
+    import signal
+    import time
+
+    s = ps.Streamer(servers=[silent.address], queue_files=3, response_timeout=4.0, failover=False)
+    for i in range(3):
+        s.put("ctrl-c/f%d" % i, b"x" * 1000)
+    started = time.monotonic()
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        timer.start()
+        s.put("ctrl-c/blocked", b"x" * 1000)
+    interrupted_after = time.monotonic() - started
+    timer.join()
+    # Without the interruption the put waits until the response timeout (4 s)
+    # fails the server and refuses the file.
+    assert interrupted_after < 4.0, interrupted_after
+    stats = s.close()
+    assert stats["files_queued"] == 3
+    assert stats["files_failed"] == 3
+    assert stats["dropped"] == 0
+    assert sorted(f.name for f in s.failures()) == ["ctrl-c/f0", "ctrl-c/f1", "ctrl-c/f2"]

@@ -317,7 +317,7 @@ impl Cluster {
                     target = other;
                 }
             }
-            match self.admit(target, job, deadline) {
+            match self.admit(target, job, deadline, true) {
                 // A server that is down: with failover, another live one; a
                 // file for this server alone (`put_stream`) is spilled, if
                 // there is a folder, as files rerouted from it are.
@@ -362,17 +362,22 @@ impl Cluster {
         })
     }
 
+    /// Queues `job` on `server`, waiting for room up to `deadline`; a wait
+    /// that is `interruptible` (a user's put) asks the interrupt check, if
+    /// the options have one.
     pub(super) fn admit(
         &self,
         server: usize,
         job: Job,
         deadline: Option<Instant>,
+        interruptible: bool,
     ) -> Result<(), Box<Refused>> {
         // Counted before it can possibly finish, uncounted if refused.
         self.lock_progress().pending += 1;
         let bytes = job.len();
         self.counters().queued(bytes);
-        let pushed = self.links[server].push(job, deadline);
+        let interrupt = self.options.interrupt.as_ref().filter(|_| interruptible);
+        let pushed = self.links[server].push(job, deadline, interrupt);
         if pushed.is_err() {
             self.counters().unqueued(bytes);
             self.unpend();
@@ -493,7 +498,7 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
             cluster.respill(next, true);
             continue;
         };
-        if cluster.links[target].push(job, None).is_err() {
+        if cluster.links[target].push(job, None, None).is_err() {
             cluster.respill(next, true);
         }
     }

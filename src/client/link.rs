@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::distribution::{DrainMeter, ServerLoad};
 use super::job::{Job, Refused};
+use super::options::{InterruptCheck, INTERRUPT_CHECK_INTERVAL};
 use crate::{Error, StreamerOptions};
 
 #[derive(Default)]
@@ -174,8 +175,14 @@ impl Link {
 
     /// Queues a new file, waiting for room up to `deadline`. On refusal the
     /// file comes back with the reason.
-    pub fn push(&self, job: Job, deadline: Option<Instant>) -> Result<(), Box<Refused>> {
+    pub fn push(
+        &self,
+        job: Job,
+        deadline: Option<Instant>,
+        interrupt: Option<&InterruptCheck>,
+    ) -> Result<(), Box<Refused>> {
         let mut state = self.lock();
+        let mut next_check = Instant::now() + INTERRUPT_CHECK_INTERVAL;
         loop {
             if state.closing {
                 return Err(Box::new(Refused {
@@ -205,7 +212,26 @@ impl Link {
                 };
                 return Err(Box::new(Refused { error, job }));
             }
-            state = self.wait_progress(state, deadline);
+            let Some(check) = interrupt else {
+                state = self.wait_progress(state, deadline);
+                continue;
+            };
+            let wake = deadline.map_or(next_check, |deadline| deadline.min(next_check));
+            state = self.wait_progress(state, Some(wake));
+            if Instant::now() >= next_check {
+                // Without the lock: the check may wait for a host's own lock
+                // (Python's GIL), which a library thread may hold while it
+                // waits for this one.
+                drop(state);
+                if check() {
+                    let error = Error::Interrupted {
+                        server: self.server.clone(),
+                    };
+                    return Err(Box::new(Refused { error, job }));
+                }
+                next_check = Instant::now() + INTERRUPT_CHECK_INTERVAL;
+                state = self.lock();
+            }
         }
         state.hold(&job);
         if job.last {

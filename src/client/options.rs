@@ -42,7 +42,14 @@ pub struct StreamerOptions {
     pub(crate) sender_poll: Option<Duration>,
     pub(crate) spill_dir: Option<std::path::PathBuf>,
     pub(crate) discovery: Option<crate::discovery::DiscoveryOptions>,
+    pub(crate) interrupt: Option<InterruptCheck>,
 }
+
+/// See [`StreamerOptions::interrupt_check`].
+pub type InterruptCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a `put` waiting for room calls the interrupt check.
+pub const INTERRUPT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Default for StreamerOptions {
     fn default() -> Self {
@@ -63,6 +70,7 @@ impl Default for StreamerOptions {
             sender_poll: Some(DEFAULT_SENDER_POLL),
             spill_dir: None,
             discovery: None,
+            interrupt: None,
         }
     }
 }
@@ -130,6 +138,18 @@ impl StreamerOptions {
     /// count its own drops.
     pub fn put_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.put_timeout = timeout;
+        self
+    }
+
+    /// A check for a `put` that waits for room in a full queue: called every
+    /// [`INTERRUPT_CHECK_INTERVAL`] of waiting, on the thread calling `put`,
+    /// with no lock of the library held. When it returns `true` the put gives
+    /// up at once with [`crate::Error::Interrupted`]: nothing is queued, no
+    /// outcome follows, and it is not counted as dropped. For hosts whose
+    /// interrupts must reach a blocked call: the Python package checks for
+    /// Ctrl-C here. A put that does not wait never calls it.
+    pub fn interrupt_check(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.interrupt = Some(Arc::new(check));
         self
     }
 

@@ -303,7 +303,7 @@ impl Streamer {
         let mut job = Job::new(name, Bytes::new(), None);
         job.last = true;
         self.cluster
-            .admit(0, job, None)
+            .admit(0, job, None, false)
             .map_err(|refused| refused.error)?;
         Ok(close_cluster(&self.cluster, std::mem::take(&mut self.threads), None).0)
     }
@@ -341,7 +341,7 @@ impl Streamer {
         let (mut target, mut job) = (server, job);
         let mut tries = self.n_servers() + 1;
         loop {
-            let refused = match self.cluster.admit(target, job, Some(Instant::now())) {
+            let refused = match self.cluster.admit(target, job, Some(Instant::now()), false) {
                 Ok(()) => return Ok(()),
                 Err(refused) => refused,
             };

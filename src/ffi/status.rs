@@ -133,6 +133,9 @@ pub(crate) fn status_of(error: &Error) -> i32 {
         Error::DistributionOutOfRange { .. } => STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE,
         Error::NoSuchStream { .. } => STREAMER_ERR_NO_SUCH_STREAM,
         Error::QueueFull { .. } => STREAMER_ERR_QUEUE_FULL,
+        // Not reachable from C (the C API sets no interrupt check); the nearest
+        // meaning: the put gave up waiting for room and queued nothing.
+        Error::Interrupted { .. } => STREAMER_ERR_QUEUE_FULL,
         Error::Closed => STREAMER_ERR_CLOSED,
         Error::ServerDown { .. } => STREAMER_ERR_SERVER_DOWN,
         Error::Filter(_) => STREAMER_ERR_FILTER,
