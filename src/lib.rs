@@ -34,7 +34,7 @@ pub use filter::{FileInfo, Filter, FilterError, FnFilter, Identity};
 pub use options::StreamerOptions;
 pub use outcome::{Outcome, OutcomeResult, Stats};
 pub use stream::Stream;
-pub use streamer::Streamer;
+pub use streamer::{StatsProbe, Streamer};
 pub use threads::NO_SCHED_BATCH_ENV;
 
 /// The version of this library, as in Cargo.toml.

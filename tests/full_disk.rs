@@ -91,6 +91,16 @@ fn server_on(root: PathBuf) -> DataServer {
     .unwrap()
 }
 
+/// Bytes free on the file system holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string and a zeroed out-structure that statvfs fills.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) }, 0);
+    stats.f_bavail as u64 * stats.f_frsize as u64
+}
+
 /// Every entry below `dir`, hidden ones (temporary files) included, relative.
 fn all_entries(dir: &Path) -> Vec<String> {
     files_under(dir)
@@ -164,9 +174,18 @@ fn an_append_that_does_not_fit_leaves_the_file_as_it_was() {
     let log = disk.path().join("root/run/log.txt");
     let mut appended = 0;
     loop {
+        let free_before = free_bytes(disk.path());
         client.send(&put("__aggregate_txt/run/log.txt", &record));
         let response = client.response();
         if response.code == 507 {
+            // Room for the spool (the whole body, in 4 KiB pages) but not for
+            // the append too: the append itself was cut short, which is what
+            // this test is for.
+            let pages = (record.len() as u64).div_ceil(4096) * 4096;
+            assert!(
+                free_before >= pages && free_before < 2 * pages,
+                "{free_before} bytes free before the refused append"
+            );
             break;
         }
         assert_eq!(response.code, 200);

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::recording::recording;
-use common::{addresses, dead_address, start_servers, TestServer};
+use common::{addresses, dead_address, start_servers, Action, FakeServer, TestServer};
 use pyme_streaming::{
     Error, FileInfo, FilterError, FnFilter, NameHash, Stream, Streamer, StreamerOptions,
 };
@@ -411,10 +411,14 @@ fn an_interrupt_check_ends_a_put_waiting_for_room() {
         0,
         "asked by puts that did not wait"
     );
+    // Says "interrupt" only once the waiting put has asked twice (and been
+    // told to go on), however late the machine runs it.
     let interrupter = {
-        let interrupted = Arc::clone(&interrupted);
+        let (interrupted, asked) = (Arc::clone(&interrupted), Arc::clone(&asked));
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
+            while asked.load(Ordering::SeqCst) < 2 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             interrupted.store(true, Ordering::SeqCst);
         })
     };
@@ -425,13 +429,51 @@ fn an_interrupt_check_ends_a_put_waiting_for_room() {
     assert!(matches!(error, Error::Interrupted { .. }), "{error}");
     // Without the check it would wait until the silent server's 3 s timeout.
     assert!(waited < Duration::from_secs(3), "{waited:?}");
-    assert!(asked.load(Ordering::SeqCst) >= 2, "asked while waiting");
+    assert!(asked.load(Ordering::SeqCst) >= 3, "asked while waiting");
     let stats = Arc::try_unwrap(streamer).ok().unwrap().close();
     assert_eq!(
         (stats.files_queued, stats.files_failed, stats.dropped),
         (4, 4, 0)
     );
     drop(silent);
+}
+
+/// A check that says "go on" leaves a waiting put alone: it queues its file
+/// when room comes (the lock given up for the check is taken back), and every
+/// file is acknowledged.
+#[test]
+fn an_interrupt_check_that_says_go_on_lets_waiting_puts_through() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // 150 ms per answer, one file in the queue: each put waits past a check.
+    let slow = FakeServer::start(|_, _| Action::SlowOk(150));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .server(slow.address.clone())
+            .queue_limits(1, 1 << 20)
+            .interrupt_check({
+                let asked = Arc::clone(&asked);
+                move || {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    false
+                }
+            }),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..6 {
+        streamer.put(&format!("go/{i}"), b"x", Some(i)).unwrap();
+    }
+    let stats = streamer.close();
+    assert_eq!(
+        (stats.files_acknowledged, stats.dropped),
+        (6, 0),
+        "{stats:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 6);
+    assert!(
+        asked.load(Ordering::SeqCst) >= 1,
+        "no put waited past a check"
+    );
 }
 
 #[test]

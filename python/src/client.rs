@@ -10,10 +10,11 @@
 //! This module may not call the library's non-public API.
 
 use std::cell::{Cell, RefCell};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use pyme_streaming::{Error, Outcome, OutcomeResult, Stats, StreamerOptions};
+use pyme_streaming::{Error, Outcome, OutcomeResult, Stats, StatsProbe, StreamerOptions};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -54,10 +55,10 @@ impl Client {
         }
     }
 
-    fn stats(&self) -> Stats {
+    fn stats_probe(&self) -> StatsProbe {
         match self {
-            Client::Many(streamer) => streamer.stats(),
-            Client::One(stream) => stream.stats(),
+            Client::Many(streamer) => streamer.stats_probe(),
+            Client::One(stream) => stream.stats_probe(),
         }
     }
 
@@ -86,6 +87,9 @@ struct Core {
     releaser: Mutex<Option<std::thread::JoinHandle<()>>>,
     failures: Arc<Mutex<Vec<Failure>>>,
     final_stats: Mutex<Option<Stats>>,
+    /// The statistics without the client: `stats` while another thread (or
+    /// the callback's own) closes.
+    probe: StatsProbe,
     transform: Transform,
 }
 
@@ -96,22 +100,55 @@ thread_local! {
     /// Set while this (library) thread runs a Python outcome callback: a call
     /// that waits for outcomes from there would wait for itself.
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread runs Python's signal handlers from inside a
+    /// `put` that waits for room ([`signal_raised`]): that put holds the
+    /// client, so a handler's close would wait for itself.
+    static IN_SIGNAL_CHECK: Cell<bool> = const { Cell::new(false) };
     /// The exception a signal handler raised while this thread's `put` waited
     /// for room (see [`signal_raised`]), for that `put` to raise.
     static SIGNAL_ERROR: RefCell<Option<PyErr>> = const { RefCell::new(None) };
 }
 
+/// Python's main thread, the only one whose waits run signal handlers (as in
+/// Python); set when the module is imported there.
+static MAIN_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
+
+/// Set by `close_all` at interpreter exit: from then on no wait takes the GIL
+/// to run signal handlers.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Records the importing thread as the main thread, if it is Python's.
+pub(crate) fn note_main_thread(py: Python<'_>) -> PyResult<()> {
+    let threading = py.import("threading")?;
+    let main = threading.call_method0("main_thread")?.getattr("ident")?;
+    let current = threading.call_method0("get_ident")?;
+    if main.eq(current)? {
+        let _ = MAIN_THREAD.set(std::thread::current().id());
+    }
+    Ok(())
+}
+
 /// The interrupt check of every streamer, called by a `put` that waits for
-/// room (without the GIL, without the library's locks): runs the signal
-/// handlers that are due (Python runs them on the main thread only); one
-/// that raised (Ctrl-C's `KeyboardInterrupt`) ends the wait, and the put
-/// raises it, having queued nothing.
+/// room (without the GIL, without the library's locks). On Python's main
+/// thread only (elsewhere signals are not handled, and the GIL is not taken):
+/// runs the signal handlers that are due; one that raised (Ctrl-C's
+/// `KeyboardInterrupt`) ends the wait, and the put raises it, having queued
+/// nothing. Inside the handlers the calls that wait are refused (see
+/// [`refuse_in_callback`]).
 fn signal_raised() -> bool {
-    Python::attach(|py| match py.check_signals() {
-        Ok(()) => false,
-        Err(error) => {
-            SIGNAL_ERROR.with(|slot| *slot.borrow_mut() = Some(error));
-            true
+    if MAIN_THREAD.get() != Some(&std::thread::current().id()) || EXITING.load(Ordering::SeqCst) {
+        return false;
+    }
+    Python::attach(|py| {
+        IN_SIGNAL_CHECK.with(|flag| flag.set(true));
+        let checked = py.check_signals();
+        IN_SIGNAL_CHECK.with(|flag| flag.set(false));
+        match checked {
+            Ok(()) => false,
+            Err(error) => {
+                SIGNAL_ERROR.with(|slot| *slot.borrow_mut() = Some(error));
+                true
+            }
         }
     })
 }
@@ -128,6 +165,11 @@ fn raise(error: Error) -> PyErr {
 }
 
 fn refuse_in_callback() -> PyResult<()> {
+    if IN_SIGNAL_CHECK.with(Cell::get) {
+        return Err(PyRuntimeError::new_err(
+            "put, put_stream, flush, finalize and close cannot be called from a signal handler that runs while a put waits for room: that put holds the streamer (raise from the handler instead, e.g. KeyboardInterrupt, and close after the put returns)",
+        ));
+    }
     if IN_CALLBACK.with(Cell::get) {
         return Err(PyRuntimeError::new_err(
             "put, put_stream, flush, finalize and close cannot be called from on_complete or a dir_manager: they would wait for the thread that runs it",
@@ -156,12 +198,14 @@ impl Core {
                 )));
             }
         };
+        let probe = client.stats_probe();
         let core = Arc::new(Core {
             client: RwLock::new(Some(client)),
             releaser: Mutex::new(Some(releaser)),
             releases,
             failures,
             final_stats: Mutex::new(None),
+            probe,
             transform,
         });
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
@@ -196,6 +240,7 @@ impl Core {
     /// queued and get their outcomes as usual.
     fn flush(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut first = true;
         loop {
             let slice = match deadline {
                 None => SIGNAL_SLICE,
@@ -215,8 +260,16 @@ impl Core {
             let more_time = deadline.map_or(true, |deadline| Instant::now() < deadline);
             match result {
                 Err(Error::FlushTimeout { .. }) if more_time => py.check_signals()?,
+                // Closed between two slices: `close` (or the sentinel) holds
+                // `final_stats` from before it takes the client until every
+                // file has its outcome, which is what this flush waits for.
+                Err(Error::Closed) if !first => {
+                    py.detach(|| drop(self.final_stats.lock()));
+                    return Ok(());
+                }
                 other => return other.map_err(to_py_err),
             }
+            first = false;
         }
     }
 
@@ -248,12 +301,13 @@ impl Core {
     fn close(&self, py: Python<'_>) -> PyResult<Stats> {
         refuse_in_callback()?;
         let stats = py.detach(|| {
+            // `final_stats` before the client (see `flush`).
+            let mut final_stats = self.final_stats.lock().unwrap_or_else(|e| e.into_inner());
             let client = self
                 .client
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
-            let mut final_stats = self.final_stats.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(client) = client {
                 *final_stats = Some(client.close());
             }
@@ -275,6 +329,8 @@ impl Core {
     fn finalize(&self, py: Python<'_>, name: &str) -> PyResult<Stats> {
         refuse_in_callback()?;
         let result = py.detach(|| {
+            // `final_stats` before the client (see `flush`).
+            let mut final_stats = self.final_stats.lock().unwrap_or_else(|e| e.into_inner());
             let client = self
                 .client
                 .write()
@@ -283,7 +339,7 @@ impl Core {
             match client {
                 Some(Client::One(stream)) => {
                     let stats = stream.finalize(name)?;
-                    *self.final_stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+                    *final_stats = Some(stats);
                     Ok(stats)
                 }
                 Some(other) => {
@@ -297,20 +353,16 @@ impl Core {
         result.map_err(to_py_err)
     }
 
-    /// The statistics now. The locks are taken without the GIL: `close` holds
-    /// them while it waits for outcomes, which may need the GIL.
+    /// The statistics now, without waiting: the final ones once `close` or
+    /// `finalize` has ended, else the probe's (also while another thread, or
+    /// this callback's own, is closing: `close` holds `final_stats` while it
+    /// waits for outcomes, and an `on_complete` that read the statistics
+    /// waited for it for ever).
     fn stats(&self, py: Python<'_>) -> Stats {
         self.releases.release_all(py);
-        py.detach(|| {
-            let client = self.client.read().unwrap_or_else(|e| e.into_inner());
-            match &*client {
-                Some(client) => client.stats(),
-                None => self
-                    .final_stats
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unwrap_or_default(),
-            }
+        py.detach(|| match self.final_stats.try_lock().as_deref() {
+            Ok(Some(stats)) => *stats,
+            _ => self.probe.stats(),
         })
     }
 
@@ -345,6 +397,7 @@ impl Core {
 /// the package, so that the library's threads finish while Python runs).
 #[pyfunction]
 pub fn close_all(py: Python<'_>) {
+    EXITING.store(true, Ordering::SeqCst);
     let live: Vec<Arc<Core>> = {
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         let cores = live.iter().filter_map(Weak::upgrade).collect();

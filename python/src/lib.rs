@@ -148,6 +148,7 @@ fn computer_name() -> String {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    client::note_main_thread(py)?;
     m.add("__version__", pyme_streaming::VERSION)?;
     m.add_class::<client::PyStreamer>()?;
     m.add_class::<client::PyStream>()?;

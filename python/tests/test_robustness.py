@@ -424,13 +424,21 @@ def test_ctrl_c_interrupts_a_put_waiting_for_room(silent):
     s = ps.Streamer(servers=[silent.address], queue_files=3, response_timeout=4.0, failover=False)
     for i in range(3):
         s.put("ctrl-c/f%d" % i, b"x" * 1000)
+
+    def interrupt_once_put_waits():
+        # The blocked put counts as pending while it waits: the signal comes
+        # during the wait, not before it.
+        while s.stats()["pending"] < 4:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
     started = time.monotonic()
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    interrupter = threading.Thread(target=interrupt_once_put_waits)
     with pytest.raises(KeyboardInterrupt):
-        timer.start()
+        interrupter.start()
         s.put("ctrl-c/blocked", b"x" * 1000)
     interrupted_after = time.monotonic() - started
-    timer.join()
+    interrupter.join()
     # Without the interruption the put waits until the response timeout (4 s)
     # fails the server and refuses the file.
     assert interrupted_after < 4.0, interrupted_after
@@ -439,3 +447,78 @@ def test_ctrl_c_interrupts_a_put_waiting_for_room(silent):
     assert stats["files_failed"] == 3
     assert stats["dropped"] == 0
     assert sorted(f.name for f in s.failures()) == ["ctrl-c/f0", "ctrl-c/f1", "ctrl-c/f2"]
+
+
+def test_a_signal_handler_that_closes_during_a_blocked_put_is_refused_not_deadlocked(silent):
+    """A signal handler runs while put() waits for room (Ctrl-C must reach it); one that
+    calls close() there would wait for the put that holds the streamer: it gets a
+    RuntimeError at once instead, which the put raises; close afterwards works."""
+    import os
+    import signal
+    import time
+
+    s = ps.Streamer(servers=[silent.address], queue_files=2, response_timeout=3.0, failover=False)
+    for i in range(2):
+        s.put("handler/f%d" % i, b"x")
+    called = []
+
+    def handler(signum, frame):
+        called.append(signum)
+        s.close()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        def signal_once_put_waits():
+            while s.stats()["pending"] < 3:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+        sender = threading.Thread(target=signal_once_put_waits)
+        sender.start()
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="signal handler"):
+            s.put("handler/blocked", b"x")
+        assert time.monotonic() - started < 3.0
+        sender.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert called == [signal.SIGUSR1]
+    stats = s.close()
+    assert stats["files_queued"] == 2 and stats["files_failed"] == 2
+
+
+def test_on_complete_reading_stats_while_close_waits_does_not_deadlock(server):
+    """close() waits for the outcomes whose on_complete reads s.stats(): that read
+    must not wait for close (it did, for ever)."""
+    seen = []
+    s = None
+
+    def on_complete(outcome):
+        seen.append(s.stats()["files_queued"])
+
+    s = ps.Streamer(servers=[server.address], on_complete=on_complete)
+    for i in range(200):
+        s.put("cbstats/%03d" % i, b"x" * 100)
+    done = []
+    closer = threading.Thread(target=lambda: done.append(s.close()))
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive(), "close deadlocked with an on_complete reading stats"
+    assert done[0]["files_acknowledged"] == 200
+    assert len(seen) == 200 and all(queued == 200 for queued in seen)
+
+
+def test_flush_ends_normally_when_another_thread_closes(silent):
+    """A flush() waiting when another thread calls close() returns once close has
+    given every file its outcome, without an error."""
+    import time
+
+    s = ps.Streamer(servers=[silent.address], response_timeout=2.0, failover=False)
+    s.put("flushclose/f0", b"x")
+    closer = threading.Timer(0.3, s.close)
+    closer.start()
+    started = time.monotonic()
+    s.flush()  # no ClosedError
+    assert time.monotonic() - started >= 1.5, "flush returned before close ended"
+    closer.join()
+    assert s.stats()["files_failed"] == 1

@@ -182,7 +182,8 @@ impl Link {
         interrupt: Option<&InterruptCheck>,
     ) -> Result<(), Box<Refused>> {
         let mut state = self.lock();
-        let mut next_check = Instant::now() + INTERRUPT_CHECK_INTERVAL;
+        // Set when a wait begins: a put that finds room reads no clock.
+        let mut next_check: Option<Instant> = None;
         loop {
             if state.closing {
                 return Err(Box::new(Refused {
@@ -216,9 +217,11 @@ impl Link {
                 state = self.wait_progress(state, deadline);
                 continue;
             };
-            let wake = deadline.map_or(next_check, |deadline| deadline.min(next_check));
+            let check_at =
+                *next_check.get_or_insert_with(|| Instant::now() + INTERRUPT_CHECK_INTERVAL);
+            let wake = deadline.map_or(check_at, |deadline| deadline.min(check_at));
             state = self.wait_progress(state, Some(wake));
-            if Instant::now() >= next_check {
+            if Instant::now() >= check_at {
                 // Without the lock: the check may wait for a host's own lock
                 // (Python's GIL), which a library thread may hold while it
                 // waits for this one.
@@ -229,7 +232,7 @@ impl Link {
                     };
                     return Err(Box::new(Refused { error, job }));
                 }
-                next_check = Instant::now() + INTERRUPT_CHECK_INTERVAL;
+                next_check = Some(Instant::now() + INTERRUPT_CHECK_INTERVAL);
                 state = self.lock();
             }
         }

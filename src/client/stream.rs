@@ -53,7 +53,7 @@ impl Stream {
     }
 
     /// Reads the statistics while another thread finalizes or closes this stream.
-    pub(crate) fn stats_probe(&self) -> StatsProbe {
+    pub fn stats_probe(&self) -> StatsProbe {
         self.streamer.stats_probe()
     }
 

@@ -61,13 +61,17 @@ pub struct CloseError {
     pub threads_detached: bool,
 }
 
-/// Reads the statistics of a streamer without holding it: usable while
-/// another thread closes or finalizes it.
+/// Reads the statistics of a streamer (or stream) without holding it: from
+/// another thread or a completion callback while it is being closed or
+/// finalized (its `stats` cannot be called then: `close` takes it by value),
+/// and after, when it reads the final figures. From
+/// [`Streamer::stats_probe`] or [`crate::Stream::stats_probe`].
 #[derive(Clone)]
-pub(crate) struct StatsProbe(Arc<Cluster>);
+pub struct StatsProbe(Arc<Cluster>);
 
 impl StatsProbe {
-    pub(crate) fn stats(&self) -> Stats {
+    /// The statistics now, as [`Streamer::stats`].
+    pub fn stats(&self) -> Stats {
         stats_of(&self.0)
     }
 }
@@ -214,7 +218,7 @@ impl Streamer {
     }
 
     /// Reads the statistics while another thread closes this streamer.
-    pub(crate) fn stats_probe(&self) -> StatsProbe {
+    pub fn stats_probe(&self) -> StatsProbe {
         StatsProbe(Arc::clone(&self.cluster))
     }
 

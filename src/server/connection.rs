@@ -710,12 +710,12 @@ impl Connection<'_> {
 
 /// The file system (or the user's quota) has no room left for the file.
 fn is_storage_full(error: &io::Error) -> bool {
-    // By number: ErrorKind::StorageFull and QuotaExceeded are newer than the MSRV.
+    // By number, as the other checks here.
     #[cfg(unix)]
     let full = [libc::ENOSPC, libc::EDQUOT];
-    // ERROR_DISK_FULL, ERROR_HANDLE_DISK_FULL.
+    // ERROR_DISK_FULL, ERROR_HANDLE_DISK_FULL, ERROR_DISK_QUOTA_EXCEEDED.
     #[cfg(windows)]
-    let full = [112, 39];
+    let full = [112, 39, 1295];
     #[cfg(not(any(unix, windows)))]
     let full: [i32; 0] = [];
     error

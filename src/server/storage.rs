@@ -315,6 +315,8 @@ impl Store {
         spool.rewind()?;
         // All or nothing: a copy cut short (a full disk) is cut off again, so the
         // file never keeps half a record that the client then sends elsewhere.
+        // Safe against this server's appends (serialized above); another
+        // process appending to the same file at that moment is not guarded.
         let before = target.metadata()?.len();
         if let Err(e) = io::copy(spool, &mut target) {
             let _ = target.set_len(before);
