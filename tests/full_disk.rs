@@ -329,3 +329,109 @@ fn a_full_spill_folder_fails_what_does_not_fit_and_keeps_the_rest() {
         assert_eq!(server.read(&name).unwrap(), body(i), "{name}");
     }
 }
+
+/// With a spill folder, files no server has room for (every disk full) wait in
+/// the folder, as in an outage, instead of failing with the 507: when room comes
+/// back they are sent, every file acknowledged; closed while the disk is still
+/// full, they fail saying they are kept in the folder, and stay there.
+#[test]
+fn with_a_spill_folder_files_no_full_server_takes_wait_for_room() {
+    let Some(disk) = small_disk(256 * 1024) else {
+        return;
+    };
+    let root = disk.path().join("root");
+    let server = server_on(root.clone());
+    let spill = tempfile::tempdir().unwrap();
+    let options = || {
+        StreamerOptions::new()
+            .server(server.local_addr().to_string())
+            .spill_dir(spill.path())
+            .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(300))
+    };
+    let body = |i: usize| vec![i as u8; 20_000];
+    let wait_for =
+        |streamer: &Streamer, what: &str, done: &dyn Fn(&pyme_streaming::Stats) -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let stats = streamer.stats();
+                if done(&stats) {
+                    return stats;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}: {stats:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+
+    // Room comes back: everything is delivered.
+    let (with_callback, seen) = recording(options());
+    let streamer = Streamer::new(with_callback).unwrap();
+    let total = 30;
+    for i in 0..total {
+        streamer
+            .put(&format!("wait/f{i:02}"), &body(i), None)
+            .unwrap();
+    }
+    let stats = wait_for(&streamer, "some files spilled, the rest stored", &|s| {
+        s.spilled > 0 && s.files_acknowledged + s.spilled == total as u64
+    });
+    assert_eq!(stats.files_failed, 0, "{stats:?}");
+    // An operator (or the analysis) moves stored files away as they come,
+    // checking each: room comes back again and again.
+    let mut moved = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while streamer.stats().files_acknowledged < total as u64 {
+        for name in all_entries(&root) {
+            let i: usize = name.trim_start_matches("wait/f").parse().unwrap();
+            assert_eq!(std::fs::read(root.join(&name)).unwrap(), body(i));
+            std::fs::remove_file(root.join(&name)).unwrap();
+            moved.push(name);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            streamer.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = streamer.close();
+    assert_eq!(
+        (stats.files_acknowledged, stats.files_failed),
+        (total as u64, 0)
+    );
+    assert_eq!(seen.lock().unwrap().len(), total);
+    assert!(seen
+        .lock()
+        .unwrap()
+        .values()
+        .all(|v| v.len() == 1 && v[0].1.is_ok()));
+    let mut stored = moved;
+    for name in all_entries(&root) {
+        let i: usize = name.trim_start_matches("wait/f").parse().unwrap();
+        assert_eq!(std::fs::read(root.join(&name)).unwrap(), body(i));
+        stored.push(name);
+    }
+    stored.sort();
+    let expected: Vec<String> = (0..total).map(|i| format!("wait/f{i:02}")).collect();
+    assert_eq!(stored, expected, "each file stored once");
+    assert!(files_under(spill.path()).is_empty());
+
+    // Closed while the disk is full: the files that did not fit stay spilled.
+    for name in all_entries(&root) {
+        std::fs::remove_file(root.join(&name)).unwrap();
+    }
+    let streamer = Streamer::new(options()).unwrap();
+    for i in 0..total {
+        streamer
+            .put(&format!("full/f{i:02}"), &body(i), None)
+            .unwrap();
+    }
+    let stats = wait_for(&streamer, "some files spilled, the rest stored", &|s| {
+        s.spilled > 0 && s.files_acknowledged + s.spilled == total as u64
+    });
+    let stats_at_close = streamer.close();
+    assert_eq!(
+        stats_at_close.files_failed, stats.spilled,
+        "{stats_at_close:?}"
+    );
+    assert_eq!(files_under(spill.path()).len() as u64, stats.spilled);
+}

@@ -261,7 +261,7 @@ impl Cluster {
     /// Puts `job` in the spill folder, if there is one. On failure the job
     /// comes back, with the spill error if there was a folder.
     #[allow(clippy::result_large_err)]
-    fn spill_or_keep(&self, job: Job) -> Result<(), (Job, Option<String>)> {
+    pub(super) fn spill_or_keep(&self, job: Job) -> Result<(), (Job, Option<String>)> {
         let Some(spill) = &self.spill else {
             return Err((job, None));
         };
@@ -453,15 +453,20 @@ impl Cluster {
     }
 }
 
-/// The spill thread: while a server is live, sends the spilled files again,
-/// oldest first, straight to a link (they are pending already), waiting for
+/// The spill thread: while a server is live and not resting, sends the
+/// spilled files again, oldest first, straight to a link (they are pending already), waiting for
 /// room like a producer. Stops at close once nothing more can be sent.
 pub(super) fn resend_spilled(cluster: &Cluster) {
     if cluster.spill.is_none() {
         return;
     }
     loop {
-        let any_live = cluster.links.iter().any(Link::is_up);
+        // A link resting after 5xx or 507 answers (a full disk) takes no
+        // spilled file: while every live one rests, the files wait.
+        let any_live = cluster
+            .links
+            .iter()
+            .any(|link| link.is_up() && !link.is_resting());
         let mut progress = cluster.lock_progress();
         let nothing_to_do = progress.spilled.is_empty() || !any_live;
         if nothing_to_do {

@@ -630,6 +630,15 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
             Some(back) => job = back,
         }
     }
+    if status == 507 && !job.last {
+        // No server has room (every disk full): with a spill folder the file
+        // waits there, as in an outage, and is sent again once a server has
+        // rested; it fails only if the folder cannot take it.
+        match cluster.spill_or_keep(job) {
+            Ok(()) => return,
+            Err((back, _)) => job = back,
+        }
+    }
     let error = Error::Http {
         server: link.server.clone(),
         status,
