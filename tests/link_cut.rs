@@ -13,7 +13,6 @@
 #[path = "common/cluster_sim.rs"]
 mod cluster_sim;
 
-use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -28,23 +27,6 @@ fn cluster_or_skip(links: &[LinkSpec]) -> Option<SimCluster> {
         return None;
     }
     Some(SimCluster::start(links).expect("the simulated cluster starts"))
-}
-
-/// Distinct file names stored below `prefix/` on every server.
-fn stored_names(cluster: &SimCluster, servers: usize, prefix: &str) -> HashSet<String> {
-    (0..servers)
-        .flat_map(|i| cluster.stored(i))
-        .filter(|path| path.parent().is_some_and(|dir| dir.ends_with(prefix)))
-        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
-        .collect()
-}
-
-fn stored_on(cluster: &SimCluster, i: usize, prefix: &str) -> usize {
-    cluster
-        .stored(i)
-        .iter()
-        .filter(|path| path.parent().is_some_and(|dir| dir.ends_with(prefix)))
-        .count()
 }
 
 #[test]
@@ -65,12 +47,15 @@ fn a_node_cut_off_in_silence_mid_frame_loses_nothing_and_blocks_nothing() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stored_on(&cluster, 1, "cut") < 5 && Instant::now() < deadline {
+    while cluster.stored_in(1, "cut").len() < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(stored_on(&cluster, 1, "cut") >= 5, "server 1 got no file");
+    assert!(
+        cluster.stored_in(1, "cut").len() >= 5,
+        "server 1 got no file"
+    );
     cluster.cut_link(1).unwrap();
-    let before_cut = stored_on(&cluster, 1, "cut");
+    let before_cut = cluster.stored_in(1, "cut").len();
 
     // Ends by itself: 300 MiB over three 100 Mbit/s links is ~9 s; two minutes
     // tells a slow run from one blocked for ever.
@@ -96,10 +81,10 @@ fn a_node_cut_off_in_silence_mid_frame_loses_nothing_and_blocks_nothing() {
     assert!(json["rerouted"].as_u64().unwrap() > 0, "{json}");
     // Every file is somewhere (the cut node may still store what its socket had
     // received: the client never heard of it and sent it elsewhere too).
-    assert_eq!(stored_names(&cluster, 4, "cut").len(), count);
+    assert_eq!(cluster.distinct_in("cut").len(), count);
     eprintln!(
         "server 1 held {before_cut} files at the cut, {} at the end; {json}",
-        stored_on(&cluster, 1, "cut")
+        cluster.stored_in(1, "cut").len()
     );
 
     // The link back: a new run uses the node again and loses nothing.
@@ -112,9 +97,9 @@ fn a_node_cut_off_in_silence_mid_frame_loses_nothing_and_blocks_nothing() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(stored_names(&cluster, 4, "back").len(), 40);
+    assert_eq!(cluster.distinct_in("back").len(), 40);
     assert_eq!(
-        stored_on(&cluster, 1, "back"),
+        cluster.stored_in(1, "back").len(),
         10,
         "round-robin uses it again"
     );

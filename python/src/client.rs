@@ -220,6 +220,15 @@ impl Core {
         py: Python<'_>,
         call: impl FnOnce(&Client) -> Result<T, Error> + Send,
     ) -> PyResult<T> {
+        self.on_client(py, call)?.map_err(raise)
+    }
+
+    /// As [`Core::with_client`], the library's error left as it is.
+    fn on_client<T: Send>(
+        &self,
+        py: Python<'_>,
+        call: impl FnOnce(&Client) -> Result<T, Error> + Send,
+    ) -> PyResult<Result<T, Error>> {
         refuse_in_callback()?;
         let result = py.detach(|| {
             let client = self.client.read().unwrap_or_else(|e| e.into_inner());
@@ -229,7 +238,7 @@ impl Core {
             }
         });
         self.releases.release_all(py);
-        result.map_err(raise)
+        Ok(result)
     }
 
     /// Waits until every file accepted so far has its outcome, up to `timeout`
@@ -248,15 +257,7 @@ impl Core {
                     .saturating_duration_since(Instant::now())
                     .min(SIGNAL_SLICE),
             };
-            refuse_in_callback()?;
-            let result = py.detach(|| {
-                let client = self.client.read().unwrap_or_else(|e| e.into_inner());
-                match &*client {
-                    Some(client) => client.flush(Some(slice)),
-                    None => Err(Error::Closed),
-                }
-            });
-            self.releases.release_all(py);
+            let result = self.on_client(py, |client| client.flush(Some(slice)))?;
             let more_time = deadline.map_or(true, |deadline| Instant::now() < deadline);
             match result {
                 Err(Error::FlushTimeout { .. }) if more_time => py.check_signals()?,

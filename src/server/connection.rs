@@ -346,18 +346,25 @@ impl Connection<'_> {
         }
     }
 
-    /// The answer to a storage failure: the client's doing (4xx), a full disk (507:
-    /// the client sends the file elsewhere at once instead of retrying here), or the
-    /// server's (500).
+    /// The answer to a storage failure: the client's doing (4xx) or the server's
+    /// (see [`Connection::server_error`]).
     fn storage_error(&mut self, error: &io::Error, otherwise: &str) {
-        if is_storage_full(error) {
-            self.error(507, "The server's storage is full.");
-        } else if is_taken_by_a_file(error) {
+        if is_taken_by_a_file(error) {
             self.error(409, "A folder of this name is a file here.");
         } else if is_a_folder(error) {
             self.error(409, "This name is a folder here.");
         } else if error.kind() == io::ErrorKind::PermissionDenied {
             self.error(403, "The name leads out of the storage root.");
+        } else {
+            self.server_error(error, otherwise);
+        }
+    }
+
+    /// The answer to a failure of the server's own: a full disk (507: the client
+    /// sends the file elsewhere at once instead of retrying here), or 500.
+    fn server_error(&mut self, error: &io::Error, otherwise: &str) {
+        if is_storage_full(error) {
+            self.error(507, "The server's storage is full.");
         } else {
             self.error(500, otherwise);
         }
@@ -378,11 +385,7 @@ impl Connection<'_> {
             Ok(spool) => spool,
             Err(e) => {
                 self.skip_body(body_len)?;
-                if is_storage_full(&e) {
-                    self.error(507, "The server's storage is full.");
-                } else {
-                    self.error(500, "The body cannot be received.");
-                }
+                self.server_error(&e, "The body cannot be received.");
                 return Ok(());
             }
         };

@@ -197,32 +197,18 @@ impl SimCluster {
     /// dropped (nftables), its link stays up and its server keeps running, so
     /// the client gets no reset, no close and no error, only silence.
     pub fn cut_link(&self, i: usize) -> Result<(), String> {
-        let rules = "table inet pyme_cut {\n\
-            chain input { type filter hook input priority 0; policy drop; }\n\
-            chain output { type filter hook output priority 0; policy drop; }\n\
-            }\n";
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.server_ns[i], "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("nft: {e}"))?;
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(rules.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
-        let output = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "nft: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
+        let ns = &self.server_ns[i];
+        in_ns(ns, &["nft", "add", "table", "inet", "pyme_cut"])?;
+        for hook in ["input", "output"] {
+            in_ns(
+                ns,
+                &[
+                    "nft", "add", "chain", "inet", "pyme_cut", hook, "{", "type", "filter", "hook",
+                    hook, "priority", "0", ";", "policy", "drop", ";", "}",
+                ],
+            )?;
         }
+        Ok(())
     }
 
     /// Undoes [`SimCluster::cut_link`].
@@ -244,6 +230,23 @@ impl SimCluster {
 
     pub fn root(&self, i: usize) -> &Path {
         self.roots[i].path()
+    }
+
+    /// The names of the files server `i` stored in folder `prefix` (a bench's
+    /// `--prefix`).
+    pub fn stored_in(&self, i: usize, prefix: &str) -> Vec<String> {
+        self.stored(i)
+            .iter()
+            .filter(|path| path.parent().is_some_and(|dir| dir.ends_with(prefix)))
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The distinct names stored in folder `prefix` over every server.
+    pub fn distinct_in(&self, prefix: &str) -> std::collections::HashSet<String> {
+        (0..self.servers.len())
+            .flat_map(|i| self.stored_in(i, prefix))
+            .collect()
     }
 
     /// Regular files stored by server `i` (hidden ones, in progress, skipped).
