@@ -25,7 +25,9 @@ pub mod server;
 #[allow(unsafe_code)] // one system call to set the scheduling policy
 mod threads;
 
-pub use client::{distribution, filter, options, outcome, protocol, stream, streamer};
+pub use client::{
+    distribution, filter, options, outcome, protocol, server_state, stream, streamer,
+};
 
 pub use bytes::Bytes;
 pub use distribution::{BuiltinDistribution, Distribution, Fixed, NameHash, Random, RoundRobin};
@@ -33,6 +35,7 @@ pub use error::Error;
 pub use filter::{FileInfo, Filter, FilterError, FnFilter, Identity};
 pub use options::StreamerOptions;
 pub use outcome::{Outcome, OutcomeResult, Stats};
+pub use server_state::ServerState;
 pub use stream::Stream;
 pub use streamer::{StatsProbe, Streamer};
 pub use threads::NO_SCHED_BATCH_ENV;

@@ -284,15 +284,31 @@ fn invalid_names_are_refused_before_anything_is_sent() {
 }
 
 #[test]
-fn an_unreachable_server_is_a_clear_error_naming_it() {
+fn an_unreachable_server_starts_down_and_a_bad_address_is_an_error() {
     let good = TestServer::start();
     let dead = dead_address();
-    let result = Streamer::new(
+    let streamer = Streamer::new(
         StreamerOptions::new()
             .server(good.address())
             .server(dead.clone()),
+    )
+    .expect("starts with a server down");
+    assert_eq!(
+        streamer.server_state(1),
+        Some(pyme_streaming::ServerState::Down)
     );
-    let error = result.err().expect("must fail");
+    streamer.put("u/a", b"abc", Some(1)).unwrap();
+    let stats = streamer.close();
+    assert!(stats.all_acknowledged(), "failover took it: {stats:?}");
+    // Asked for, the old strictness: an error naming the server.
+    let error = Streamer::new(
+        StreamerOptions::new()
+            .server(good.address())
+            .server(dead.clone())
+            .require_all_servers(true),
+    )
+    .err()
+    .expect("must fail");
     assert!(matches!(error, Error::Connect { .. }));
     assert!(error.to_string().contains(&dead), "{error}");
     assert!(matches!(

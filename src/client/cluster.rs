@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,27 @@ use super::distribution::Distribution;
 use super::job::{Job, Refused};
 use super::link::Link;
 use super::outcome::{Counters, Outcome, OutcomeResult, Reporter, NO_SERVER};
+use super::server_state::ServerState;
 use super::spill::{self, Spill, Spilled};
 use crate::{Error, StreamerOptions};
 
 /// How many failed connections a file may be in flight on before it fails:
 /// a file that kills every server it is sent to must not circle for ever.
 const MAX_INTERRUPTIONS: u32 = 5;
+
+/// How often `flush` looks at the servers while files wait in the spill folder.
+const FLUSH_LOOK: Duration = Duration::from_millis(10);
+
+/// Files whose name starts with this append to a file on their server (a log,
+/// a table): moving one to another server would split that file across
+/// nodes, so failover never moves them (see [`pinned`]).
+pub(crate) const AGGREGATE_PREFIX: &str = "__aggregate_";
+
+/// Whether a file must go to the server it was put for, whatever happens to
+/// that server: it waits for it (within the usual timeouts), is spilled, or fails.
+pub(crate) fn pinned(name: &str) -> bool {
+    name.starts_with(AGGREGATE_PREFIX)
+}
 
 /// What the streamer and the threads of its links share.
 pub(crate) struct Cluster {
@@ -50,6 +65,19 @@ pub(crate) struct Cluster {
     pub(super) buffers: Arc<BufferPool>,
     /// Breaks ties between equally loaded links when failover picks one.
     rotation: AtomicUsize,
+    /// When a server last showed it takes files (an acknowledgement, or a
+    /// connection made), in nanoseconds after `created`: a closing spill
+    /// thread gives up once this is too long ago (see [`resend_spilled`]).
+    last_sign_of_life: AtomicU64,
+    /// A bounded close reached its limit: the spill thread stops at once.
+    spill_given_up: AtomicBool,
+    created: Instant,
+}
+
+/// A file in the spill queue, and the server it must go to, if any (see [`pinned`]).
+pub(super) struct Waiting {
+    file: Spilled,
+    server: Option<usize>,
 }
 
 /// Everything `flush` and `close` wait on, under one lock, so that no change
@@ -59,7 +87,7 @@ pub(super) struct Progress {
     /// Files accepted and without an outcome yet (spilled ones included).
     pending: u64,
     /// Files waiting in the spill folder, oldest first.
-    spilled: VecDeque<Spilled>,
+    spilled: VecDeque<Waiting>,
 }
 
 impl Progress {
@@ -87,7 +115,10 @@ impl Cluster {
         }
         let progress = Progress {
             pending: found.len() as u64,
-            spilled: found.into(),
+            spilled: found
+                .into_iter()
+                .map(|file| Waiting { file, server: None })
+                .collect(),
         };
         Cluster {
             links,
@@ -102,7 +133,67 @@ impl Cluster {
             spill_closing: AtomicBool::new(false),
             buffers,
             rotation: AtomicUsize::new(0),
+            last_sign_of_life: AtomicU64::new(0),
+            spill_given_up: AtomicBool::new(false),
+            created: Instant::now(),
         }
+    }
+
+    /// Files an earlier streamer left in the spill folder that append to a
+    /// file on their server go to the server the distribution picks for them
+    /// (on the caller's thread, inside `Streamer::new`), and nowhere else.
+    pub(super) fn pin_found_files(&self) {
+        let mut progress = self.lock_progress();
+        for waiting in progress.spilled.iter_mut() {
+            if pinned(&waiting.file.name) {
+                let chosen = self.choose(None, &waiting.file.name);
+                waiting.server = Some(chosen.min(self.links.len() - 1));
+            }
+        }
+    }
+
+    /// Tells the state callback, if any, about a change of server `index`'s
+    /// state (nothing when it did not change). Called by the link's threads,
+    /// with no lock of the link held.
+    pub(super) fn report_state(&self, index: usize) {
+        let link = &self.links[index];
+        link.cell.report(
+            index,
+            || link.server_state(),
+            self.options.on_server_state.as_ref(),
+            self.reporter.is_silenced(),
+        );
+    }
+
+    /// A server showed it takes files (see `last_sign_of_life`).
+    pub(super) fn sign_of_life(&self) {
+        self.last_sign_of_life
+            .store(self.nanos_since_created(), Ordering::Relaxed);
+    }
+
+    fn nanos_since_created(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// How long since a server last took a file or a connection.
+    fn quiet_for(&self) -> Duration {
+        let last = self.last_sign_of_life.load(Ordering::Relaxed);
+        Duration::from_nanos(self.nanos_since_created().saturating_sub(last))
+    }
+
+    /// A closing streamer gives up on its spilled files once no server has
+    /// taken a file (or a connection) for this long.
+    pub(super) fn drain_patience(&self) -> Duration {
+        self.options.connect_timeout + self.options.response_timeout
+    }
+
+    /// Which servers take spilled files now (up, not resting): read without
+    /// any lock of the links.
+    fn usable_links(&self) -> Vec<bool> {
+        self.links
+            .iter()
+            .map(|link| link.server_state() == ServerState::Up)
+            .collect()
     }
 
     pub fn counters(&self) -> &Counters {
@@ -126,8 +217,13 @@ impl Cluster {
     }
 
     fn end(&self, outcome: &Outcome<'_>, spill_path: Option<&Path>) {
-        if let (OutcomeResult::Acknowledged { .. }, Some(path)) = (&outcome.result, spill_path) {
-            spill::delivered(path);
+        if let OutcomeResult::Acknowledged { .. } = &outcome.result {
+            if self.spill.is_some() {
+                self.sign_of_life();
+            }
+            if let Some(path) = spill_path {
+                spill::delivered(path);
+            }
         }
         self.reporter.report(outcome);
         let mut progress = self.lock_progress();
@@ -136,12 +232,17 @@ impl Cluster {
         drop(progress);
         if idle {
             self.idle.notify_all();
+            // A closing spill thread ends once nothing is pending.
+            if self.spill.is_some() && self.spill_closing.load(Ordering::SeqCst) {
+                self.spill_wake.notify_all();
+            }
         }
     }
 
     /// A link came back: the spill thread may send again.
     pub fn link_is_up(&self) {
         if self.spill.is_some() {
+            self.sign_of_life();
             self.spill_wake.notify_all();
         }
     }
@@ -200,16 +301,25 @@ impl Cluster {
                 self.finish(&job, from, OutcomeResult::Failed(&error));
                 continue;
             }
-            let Some(job) = self.move_to_live(Some(from), job) else {
-                Counters::add(&self.counters().rerouted);
-                continue;
+            let job = if pinned(&job.name) {
+                job
+            } else {
+                match self.move_to_live(Some(from), job) {
+                    None => {
+                        Counters::add(&self.counters().rerouted);
+                        continue;
+                    }
+                    Some(job) => job,
+                }
             };
-            let (job, spill_problem) = match self.spill_or_keep(job) {
+            let (job, spill_problem) = match self.spill_or_keep(job, from) {
                 Ok(()) => continue,
                 Err(back) => back,
             };
             let mut detail = reason.to_owned();
-            if self.options.failover {
+            if pinned(&job.name) {
+                detail.push_str("; a file that appends on its server is never moved");
+            } else if self.options.failover {
                 detail.push_str("; no other server is live");
             }
             if let Some(problem) = spill_problem {
@@ -250,7 +360,8 @@ impl Cluster {
     /// when it must fail.
     pub(super) fn move_after_errors(&self, from: usize, mut job: Job) -> Option<Job> {
         self.links[from].rest(self.options.reconnect_backoff.1);
-        if job.moves as usize + 1 >= self.links.len() {
+        self.report_state(from);
+        if pinned(&job.name) || job.moves as usize + 1 >= self.links.len() {
             return Some(job);
         }
         job.moves += 1;
@@ -258,16 +369,22 @@ impl Cluster {
         self.move_to_live(Some(from), job)
     }
 
-    /// Puts `job` in the spill folder, if there is one. On failure the job
-    /// comes back, with the spill error if there was a folder.
+    /// Puts `job` (a file of `server`) in the spill folder, if there is
+    /// one. On failure the job comes back, with the spill error if there was
+    /// a folder.
     #[allow(clippy::result_large_err)]
-    pub(super) fn spill_or_keep(&self, job: Job) -> Result<(), (Job, Option<String>)> {
+    pub(super) fn spill_or_keep(
+        &self,
+        job: Job,
+        server: usize,
+    ) -> Result<(), (Job, Option<String>)> {
         let Some(spill) = &self.spill else {
             return Err((job, None));
         };
         match spill.store(&job) {
-            Ok(spilled) => {
-                self.respill(spilled, false);
+            Ok(file) => {
+                let server = pinned(&job.name).then_some(server);
+                self.respill(Waiting { file, server }, false);
                 Ok(())
             }
             Err(error) => Err((job, Some(error.to_string()))),
@@ -276,7 +393,7 @@ impl Cluster {
 
     /// Puts a file (back) in the spill queue, at its end or (a file the spill
     /// thread could not hand on) at its front, and wakes whoever waits.
-    fn respill(&self, spilled: Spilled, front: bool) {
+    fn respill(&self, spilled: Waiting, front: bool) {
         let mut progress = self.lock_progress();
         if front {
             progress.spilled.push_front(spilled);
@@ -300,7 +417,7 @@ impl Cluster {
             .options
             .put_timeout
             .map(|timeout| Instant::now() + timeout);
-        let may_move = may_move && self.options.failover;
+        let may_move = may_move && self.options.failover && !pinned(&job.name);
         let mut target = server;
         let mut job = job;
         if may_move && self.links[target].is_resting() {
@@ -347,7 +464,7 @@ impl Cluster {
             let bytes = job.len();
             self.lock_progress().pending += 1;
             self.counters().queued(bytes);
-            return match self.spill_or_keep(job) {
+            return match self.spill_or_keep(job, server) {
                 Ok(()) => Ok(()),
                 Err((_, problem)) => {
                     self.counters().unqueued(bytes);
@@ -425,8 +542,61 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops the spill thread: it sends what it can while a server is live,
-    /// then ends.
+    /// Waits, for `flush`, until every accepted file has its outcome, or
+    /// until the only files left wait in the spill folder and no server can
+    /// take them now (every one down or resting): a flush never waits on a
+    /// dead cluster. `Err`: the files still pending at `deadline`.
+    pub(super) fn wait_flushed(&self, deadline: Option<Instant>) -> Result<(), u64> {
+        let mut progress = self.lock_progress();
+        loop {
+            if progress.pending == 0 {
+                return Ok(());
+            }
+            let spilled_left = progress.idle() && !progress.spilled.is_empty();
+            if spilled_left && !self.spilled_may_leave_soon(&progress) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                return Err(progress.pending);
+            }
+            // Link states change without waking this condition: while files
+            // wait in the folder, look again every few milliseconds.
+            let mut nap = deadline.map(|deadline| deadline - now);
+            if spilled_left || !progress.spilled.is_empty() {
+                nap = Some(nap.map_or(FLUSH_LOOK, |nap| nap.min(FLUSH_LOOK)));
+            }
+            progress = match nap {
+                None => self.idle.wait(progress).unwrap_or_else(|e| e.into_inner()),
+                Some(nap) => {
+                    self.idle
+                        .wait_timeout(progress, nap)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Whether a server that may take files soon (see
+    /// `Link::may_take_files_soon`) is there for any spilled file.
+    fn spilled_may_leave_soon(&self, progress: &Progress) -> bool {
+        let soon: Vec<bool> = self.links.iter().map(Link::may_take_files_soon).collect();
+        let any_soon = soon.iter().any(|&soon| soon);
+        progress.spilled.iter().any(|waiting| match waiting.server {
+            Some(server) => soon[server],
+            None => any_soon,
+        })
+    }
+
+    /// A bounded close reached its limit: the spill thread stops at once.
+    pub(super) fn give_up_spilling(&self) {
+        self.spill_given_up.store(true, Ordering::SeqCst);
+        self.spill_wake.notify_all();
+    }
+
+    /// Stops the spill thread: it sends what it can while servers take
+    /// files, then ends (see [`resend_spilled`]).
     pub(super) fn stop_spilling(&self) {
         self.spill_closing.store(true, Ordering::SeqCst);
         self.spill_wake.notify_all();
@@ -435,8 +605,8 @@ impl Cluster {
     /// Files left in the spill folder at close: failed, kept for a later
     /// streamer. Their outcomes carry their size and [`NO_SERVER`].
     pub(super) fn fail_spilled(&self) -> u64 {
-        let left: Vec<Spilled> = self.lock_progress().spilled.drain(..).collect();
-        for spilled in &left {
+        let left: Vec<Waiting> = self.lock_progress().spilled.drain(..).collect();
+        for Waiting { file: spilled, .. } in &left {
             let error = Error::Spilled {
                 path: spilled.path.display().to_string(),
             };
@@ -453,53 +623,79 @@ impl Cluster {
     }
 }
 
-/// The spill thread: while a server is live and not resting, sends the
-/// spilled files again, oldest first, straight to a link (they are pending already), waiting for
-/// room like a producer. Stops at close once nothing more can be sent.
+/// The spill thread: while a server is up and not resting, sends the spilled
+/// files again, oldest first, straight to a link (they are pending already),
+/// waiting for room like a producer. A file that appends on its server goes
+/// to that server only.
+///
+/// At close it goes on while servers take files: it ends once no file is
+/// pending at all, or, when only spilled files are left and none can be sent
+/// now, once no server has taken a file or a connection for one connect
+/// timeout plus one response timeout ([`Cluster::drain_patience`]): a server
+/// that resets a connection now and then, or restarts, is waited for; a dead
+/// cluster is not. A bounded close that reaches its limit stops it at once.
 pub(super) fn resend_spilled(cluster: &Cluster) {
     if cluster.spill.is_none() {
         return;
     }
     loop {
-        // A link resting after 5xx or 507 answers (a full disk) takes no
-        // spilled file: while every live one rests, the files wait.
-        let any_live = cluster
-            .links
-            .iter()
-            .any(|link| link.is_up() && !link.is_resting());
+        if cluster.spill_given_up.load(Ordering::SeqCst) {
+            return;
+        }
+        let usable = cluster.usable_links();
+        let any_usable = usable.iter().any(|&up| up);
         let mut progress = cluster.lock_progress();
-        let nothing_to_do = progress.spilled.is_empty() || !any_live;
-        if nothing_to_do {
-            if cluster.spill_closing.load(Ordering::SeqCst) {
-                return;
+        let closing = cluster.spill_closing.load(Ordering::SeqCst);
+        if closing && progress.pending == 0 {
+            return;
+        }
+        let sendable = progress
+            .spilled
+            .iter()
+            .position(|waiting| match waiting.server {
+                Some(server) => usable[server],
+                None => any_usable,
+            });
+        let Some(position) = sendable else {
+            let mut nap = Duration::from_millis(200);
+            if closing && progress.idle() {
+                let patience = cluster.drain_patience();
+                let quiet = cluster.quiet_for();
+                if quiet >= patience {
+                    return;
+                }
+                nap = nap.min(patience - quiet);
             }
             // Bounded: a link that comes back between our look and this wait
             // is noticed at the next round.
-            let _ = cluster
-                .spill_wake
-                .wait_timeout(progress, Duration::from_millis(200));
+            let _ = cluster.spill_wake.wait_timeout(progress, nap);
             continue;
-        }
-        let Some(next) = progress.spilled.pop_front() else {
+        };
+        let Some(next) = progress.spilled.remove(position) else {
             continue;
         };
         drop(progress);
-        let job = match spill::load(&next) {
+        let job = match spill::load(&next.file) {
             Ok(job) => job,
             Err(error) => {
                 // Unreadable: it can never be sent; tell the caller and move on.
-                let error = Error::SpillFolder(format!("{}: {error}", next.path.display()));
+                let file = &next.file;
+                let error = Error::SpillFolder(format!("{}: {error}", file.path.display()));
                 let outcome = Outcome {
-                    name: &next.name,
+                    name: &file.name,
                     server: NO_SERVER,
-                    bytes: next.bytes,
+                    bytes: file.bytes,
                     result: OutcomeResult::Failed(&error),
                 };
                 cluster.end(&outcome, None);
                 continue;
             }
         };
-        let Some(target) = cluster.pick_live(None) else {
+        let target = match next.server {
+            Some(server) => Some(server),
+            None => cluster.pick_live(None),
+        };
+        let Some(target) = target else {
             cluster.respill(next, true);
             continue;
         };
@@ -669,7 +865,7 @@ mod tests {
         accepted(&cluster, 1);
         let soon = Some(Instant::now() + Duration::from_millis(20));
         assert_eq!(cluster.wait_idle(soon), Err(1));
-        assert!(cluster.spill_or_keep(job("a", 3)).is_ok());
+        assert!(cluster.spill_or_keep(job("a", 3), 0).is_ok());
         assert_eq!(cluster.wait_idle(soon), Ok(()));
         assert_eq!(cluster.spilled_count(), 1);
     }

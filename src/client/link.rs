@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::distribution::{DrainMeter, ServerLoad};
 use super::job::{Job, Refused};
 use super::options::{InterruptCheck, INTERRUPT_CHECK_INTERVAL};
+use super::server_state::{ServerState, StateCell};
 use crate::{Error, StreamerOptions};
 
 #[derive(Default)]
@@ -97,24 +98,66 @@ pub(crate) struct Link {
     /// resting). Atomic, because every `put` with failover reads it.
     resting_until: AtomicU64,
     created: Instant,
+    /// Whether the connection is up, readable without the lock (see
+    /// `server_state`); kept beside `State::up` by the link's threads.
+    pub(super) cell: StateCell,
 }
 
 impl Link {
     /// A link whose first connection is already made (so it takes files at once).
+    #[cfg(test)]
     pub fn new(server: String, options: &StreamerOptions) -> Link {
+        Link::starting(server, options, None)
+    }
+
+    /// A link whose first connection is made (`unreachable` is `None`: it
+    /// takes files at once), or failed with that reason: it starts down, and
+    /// its thread connects with the backoff.
+    pub fn starting(
+        server: String,
+        options: &StreamerOptions,
+        unreachable: Option<String>,
+    ) -> Link {
+        let connection = match unreachable {
+            None => ServerState::Up,
+            Some(_) => ServerState::Down,
+        };
         Link {
             server,
             max_files: options.queue_max_files.max(1),
             max_bytes: options.queue_max_bytes,
             state: Mutex::new(State {
-                up: true,
+                up: unreachable.is_none(),
+                failure: unreachable,
                 ..State::default()
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
             resting_until: AtomicU64::new(0),
             created: Instant::now(),
+            cell: StateCell::new(connection),
         }
+    }
+
+    /// The server's state now: no lock (see `server_state`).
+    pub fn server_state(&self) -> ServerState {
+        self.cell.state(|| self.is_resting())
+    }
+
+    /// Up, or reconnecting with no attempt failed yet (a reset a moment
+    /// ago): it may take files again soon. Down or resting: not soon.
+    pub(super) fn may_take_files_soon(&self) -> bool {
+        matches!(
+            self.server_state(),
+            ServerState::Up | ServerState::Connecting
+        )
+    }
+
+    /// The time left of a rest, if the server rests.
+    pub(super) fn rest_left(&self) -> Option<Duration> {
+        let until = self.resting_until.load(Ordering::Relaxed);
+        let now = self.nanos_since_created();
+        (until != 0 && now < until).then(|| Duration::from_nanos(until - now))
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -324,6 +367,7 @@ impl Link {
         state.ended_by_server = by_server;
         if by_server.is_none() {
             state.up = false;
+            self.cell.set_connection(ServerState::Connecting);
         }
         if let Some(socket) = &state.socket {
             let _ = socket.shutdown(Shutdown::Both);
@@ -337,6 +381,7 @@ impl Link {
     pub(super) fn mark_down(&self, reason: String) {
         let mut state = self.lock();
         state.up = false;
+        self.cell.set_connection(ServerState::Down);
         state.failure = Some(reason);
         drop(state);
         self.progress.notify_all();
@@ -382,6 +427,7 @@ impl Link {
         let mut state = self.lock();
         state.closing = true;
         state.up = false;
+        self.cell.set_connection(ServerState::Down);
         if state.failure.is_none() && !state.finished {
             state.failure = Some(reason.to_owned());
         }

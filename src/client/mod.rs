@@ -32,6 +32,8 @@ mod link;
 pub mod options;
 pub mod outcome;
 pub mod protocol;
+mod resolve;
+pub mod server_state;
 mod session;
 mod spill;
 pub mod stream;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::distribution::{Distribution, RoundRobin};
 use crate::filter::{Filter, SharedFilter};
 use crate::outcome::{CompletionFn, Outcome};
+use crate::server_state::{ServerState, ServerStateFn};
 
 /// Default queue limit per server, in files.
 pub const DEFAULT_QUEUE_FILES: usize = 256;
@@ -43,6 +44,8 @@ pub struct StreamerOptions {
     pub(crate) spill_dir: Option<std::path::PathBuf>,
     pub(crate) discovery: Option<crate::discovery::DiscoveryOptions>,
     pub(crate) interrupt: Option<InterruptCheck>,
+    pub(crate) require_all_servers: bool,
+    pub(crate) on_server_state: Option<ServerStateFn>,
 }
 
 /// See [`StreamerOptions::interrupt_check`].
@@ -71,6 +74,8 @@ impl Default for StreamerOptions {
             spill_dir: None,
             discovery: None,
             interrupt: None,
+            require_all_servers: false,
+            on_server_state: None,
         }
     }
 }
@@ -150,6 +155,35 @@ impl StreamerOptions {
     /// Ctrl-C here. A put that does not wait never calls it.
     pub fn interrupt_check(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         self.interrupt = Some(Arc::new(check));
+        self
+    }
+
+    /// Refuse to start unless every server can be reached
+    /// ([`crate::Error::Connect`] naming the first that cannot). Off by
+    /// default: a server that cannot be reached at start (refused, timed
+    /// out, or its name cannot be resolved for now) starts
+    /// [`ServerState::Down`] and its link connects with the reconnect
+    /// backoff, as after an outage that began later. A malformed address or
+    /// a host name that does not exist is an error either way.
+    pub fn require_all_servers(mut self, require: bool) -> Self {
+        self.require_all_servers = require;
+        self
+    }
+
+    /// Called on every change of a server's state (see [`ServerStateFn`] for
+    /// the thread and what it may call), and at start for every server that
+    /// could not be reached.
+    pub fn on_server_state(
+        mut self,
+        callback: impl Fn(usize, ServerState) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_server_state = Some(std::sync::Arc::new(callback));
+        self
+    }
+
+    /// The state callback, already shared (`None`: none).
+    pub fn shared_server_state_callback(mut self, callback: Option<ServerStateFn>) -> Self {
+        self.on_server_state = callback;
         self
     }
 

@@ -254,6 +254,11 @@ impl Reporter {
         self.silenced.store(true, Ordering::SeqCst);
     }
 
+    /// No callback may start any more (see [`Reporter::silence`]).
+    pub fn is_silenced(&self) -> bool {
+        self.silenced.load(Ordering::SeqCst)
+    }
+
     pub fn report(&self, outcome: &Outcome<'_>) {
         match outcome.result {
             OutcomeResult::Acknowledged { .. } => self.counters.acknowledged(outcome.bytes),

@@ -19,7 +19,7 @@
 //! `cluster`), the link's queue and its limits (see `link`).
 
 use std::io::{BufWriter, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use super::cluster::Cluster;
 use super::job::Job;
 use super::link::Link;
+use super::resolve::resolve;
+use super::server_state::ServerState;
 use crate::filter::FileInfo;
 use crate::outcome::{Counters, OutcomeResult};
 use crate::protocol::{self, ReadError, ResponseReader};
@@ -47,19 +49,29 @@ const PROGRESS_STEP: usize = 1 << 20;
 /// an interrupt to the other core, tens of microseconds on a busy machine.
 const POLL_WINDOW: Duration = Duration::from_millis(250);
 
-/// Connects to `server` (`host:port`) with the options' timeouts.
+/// Connects to `server` (`host:port`) with the options' timeouts, resolving
+/// its name again each time (a reconnect follows an address that changed).
 pub(crate) fn connect(server: &str, options: &StreamerOptions) -> Result<TcpStream, Error> {
+    let addresses = resolve(server).map_err(|error| Error::Connect {
+        server: server.to_owned(),
+        detail: error.to_string(),
+    })?;
+    connect_to(server, &addresses, options)
+}
+
+/// Connects to the first of `addresses` (those of `server`) that answers.
+pub(crate) fn connect_to(
+    server: &str,
+    addresses: &[SocketAddr],
+    options: &StreamerOptions,
+) -> Result<TcpStream, Error> {
     let error = |detail: String| Error::Connect {
         server: server.to_owned(),
         detail,
     };
-    let addresses: Vec<SocketAddr> = server
-        .to_socket_addrs()
-        .map_err(|e| error(format!("cannot resolve: {e}")))?
-        .collect();
     let mut last_error = String::from("no address");
     for address in addresses {
-        match TcpStream::connect_timeout(&address, options.connect_timeout) {
+        match TcpStream::connect_timeout(address, options.connect_timeout) {
             Ok(socket) => {
                 let configured = socket
                     .set_nodelay(true)
@@ -83,11 +95,13 @@ fn read_tick(options: &StreamerOptions) -> Duration {
     (options.response_timeout / 4).max(Duration::from_millis(1))
 }
 
-/// Starts the link thread of server `index`, on an established connection.
+/// Starts the link thread of server `index`, on an established connection,
+/// or (`None`: the server could not be reached at start) to connect with the
+/// backoff.
 pub(crate) fn spawn_link(
     cluster: &Arc<Cluster>,
     index: usize,
-    socket: TcpStream,
+    socket: Option<TcpStream>,
 ) -> Result<JoinHandle<()>, Error> {
     let cluster_for_thread = Arc::clone(cluster);
     std::thread::Builder::new()
@@ -114,15 +128,25 @@ pub(crate) fn spawn_link(
 /// - failed (reset, timeout, garbage, or an orderly end with no answer at all
 ///   otherwise): every file of the link goes back to the cluster (failover,
 ///   spill, or failure) and the link reconnects with backoff.
-fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
+fn run_link(cluster: &Arc<Cluster>, index: usize, first: Option<TcpStream>) {
     crate::threads::yield_to_producers();
+    run_sessions(cluster, index, first);
+    // Closed: the link neither sends nor reconnects any more.
+    cluster.links[index].cell.set_connection(ServerState::Down);
+    cluster.report_state(index);
+}
+
+/// The sessions of a link, one after another, until it closes (see [`run_link`]).
+fn run_sessions(cluster: &Arc<Cluster>, index: usize, first: Option<TcpStream>) {
     let link = &cluster.links[index];
+    // A server that could not be reached at start is down from the first moment.
+    cluster.report_state(index);
     let (first_delay, largest_delay) = cluster.options.reconnect_backoff;
     let mut delay = first_delay;
     // Sessions in a row the server ended in order, without any answer, while
     // files waited to be sent (see below).
     let mut answerless_ends = 0;
-    let mut socket = Some(first);
+    let mut socket = first;
     loop {
         if let Some(connected) = socket.take() {
             match run_session(cluster, index, connected) {
@@ -151,7 +175,10 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                                     socket = Some(connected);
                                     continue;
                                 }
-                                Err(error) => link.mark_down(format!("{reason}; {error}")),
+                                Err(error) => {
+                                    link.mark_down(format!("{reason}; {error}"));
+                                    cluster.report_state(index);
+                                }
                             }
                         }
                         // An idle connection the server closed (its keep-alive
@@ -166,6 +193,7 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                         Some(_) => link.mark_down(reason.clone()),
                         None => {}
                     }
+                    cluster.report_state(index);
                     // Not `is_up`: a link closing with files still queued (the
                     // end-of-stream sentinel of `finalize`) keeps them.
                     if !link.counts_as_up() {
@@ -190,9 +218,13 @@ fn run_link(cluster: &Arc<Cluster>, index: usize, first: TcpStream) {
                 // It was up between connections: it is down now.
                 let reason = error.to_string();
                 link.mark_down(reason.clone());
+                cluster.report_state(index);
                 hand_on_files(cluster, index, &reason);
             }
-            Err(_) => {}
+            Err(_) => {
+                link.cell.set_connection(ServerState::Down);
+                cluster.report_state(index);
+            }
         }
     }
 }
@@ -286,6 +318,7 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
     {
         let mut state = link.lock();
         state.up = true;
+        link.cell.set_connection(ServerState::Up);
         state.failure = None;
         state.ended_by_server = None;
         state.finished = false;
@@ -293,6 +326,7 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
     }
     link.progress.notify_all();
     cluster.link_is_up();
+    cluster.report_state(index);
     let receiver_cluster = Arc::clone(cluster);
     let receiver = std::thread::Builder::new()
         .name(format!("pyme-recv-{index}"))
@@ -313,6 +347,7 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
     let by_server = state.ended_by_server;
     if by_server.is_none() {
         state.up = false;
+        link.cell.set_connection(ServerState::Connecting);
     }
     match state.failure.clone() {
         None => SessionEnd::Finished,
@@ -340,7 +375,9 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<Strin
     let mut filtered = Vec::new();
     let poll = cluster.options.sender_poll;
     loop {
-        let job = match next_job(link, &mut wire, poll) {
+        // A rest that ended while files flowed is reported here.
+        cluster.report_state(index);
+        let job = match next_job(cluster, index, &mut wire, poll) {
             Ok(Some(job)) => job,
             Ok(None) => return None,
             Err(error) => return Some(error),
@@ -446,11 +483,14 @@ fn apply_filter(
 /// buffer before it sleeps. An idle period starts and ends inside one call,
 /// so the clock is read only when the queue runs dry.
 fn next_job(
-    link: &Link,
+    cluster: &Cluster,
+    index: usize,
     wire: &mut BufWriter<TcpStream>,
     poll: Option<Duration>,
 ) -> Result<Option<Job>, String> {
+    let link = &cluster.links[index];
     let mut idle_since = None;
+    let mut reported = false;
     let mut state = link.lock();
     loop {
         if state.failure.is_some() {
@@ -477,8 +517,26 @@ fn next_job(
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
                 state.sender_polling = false;
+            } else if !reported {
+                // Before a long sleep: a rest that ended while the sender
+                // polled is reported now.
+                reported = true;
+                drop(state);
+                cluster.report_state(index);
+                state = link.lock();
+            } else if let Some(rest) = link.rest_left() {
+                // Wakes when the rest ends, to report the server up again.
+                state = link
+                    .work
+                    .wait_timeout(state, rest)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                drop(state);
+                cluster.report_state(index);
+                state = link.lock();
             } else {
                 state = link.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                reported = false;
             }
         }
     }
@@ -634,7 +692,7 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
         // No server has room (every disk full): with a spill folder the file
         // waits there, as in an outage, and is sent again once a server has
         // rested; it fails only if the folder cannot take it.
-        match cluster.spill_or_keep(job) {
+        match cluster.spill_or_keep(job, index) {
             Ok(()) => return,
             Err((back, _)) => job = back,
         }

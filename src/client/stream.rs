@@ -20,12 +20,27 @@ impl Stream {
     /// Connects to `server` (`host:port`) with the options' queue limits,
     /// filter, completion callback and timeouts (servers and distribution in
     /// `options` are ignored).
+    ///
+    /// A server that cannot be reached is an error ([`Error::Connect`]), as
+    /// PYME's `Stream` is, unless the options have a spill folder: the stream
+    /// then opens with its server [`crate::ServerState::Down`], spills what
+    /// is put, and sends it once the server can be reached.
     pub fn connect(server: &str, options: &StreamerOptions) -> Result<Stream, Error> {
         let mut options = options.clone();
         options.servers = vec![server.to_owned()];
+        if options.spill_dir.is_none() {
+            options.require_all_servers = true;
+        }
         Ok(Stream {
             streamer: Streamer::new(options)?,
         })
+    }
+
+    /// The state of the server now (see [`Streamer::server_state`]).
+    pub fn server_state(&self) -> crate::ServerState {
+        self.streamer
+            .server_state(0)
+            .unwrap_or(crate::ServerState::Down)
     }
 
     /// The server, as `host:port`.

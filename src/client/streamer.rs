@@ -16,6 +16,8 @@ use super::cluster::{resend_spilled, Cluster};
 use super::job::Job;
 use super::link::Link;
 use super::outcome::{in_callback, Counters, OutcomeResult, Reporter, Stats};
+use super::resolve::{resolve, ResolveError};
+use super::server_state::ServerState;
 use super::session;
 use super::spill::Spill;
 use crate::{Error, StreamerOptions};
@@ -74,11 +76,24 @@ impl StatsProbe {
     pub fn stats(&self) -> Stats {
         stats_of(&self.0)
     }
+
+    /// The state of server `index` now, as [`Streamer::server_state`].
+    pub fn server_state(&self, index: usize) -> Option<ServerState> {
+        self.0.links.get(index).map(Link::server_state)
+    }
 }
 
 impl Streamer {
-    /// Connects to every server of `options`. A server that cannot be reached is
-    /// an error naming it (and the connections already made are closed).
+    /// Connects to every server of `options`. A server that cannot be
+    /// reached (refused, timed out, or its name cannot be resolved for now)
+    /// starts [`ServerState::Down`] and its link connects with the reconnect
+    /// backoff: puts go where failover sends them, and with no live server
+    /// they spill (spill folder) or fail at once with [`Error::ServerDown`],
+    /// as in any outage. With [`StreamerOptions::require_all_servers`] such a
+    /// server is an error naming it instead (and the connections already
+    /// made are closed). A malformed address ([`Error::BadServerAddress`])
+    /// or a host name that does not exist ([`Error::Connect`]) is an error
+    /// at once either way.
     pub fn new(mut options: StreamerOptions) -> Result<Streamer, Error> {
         if let Some(discovery) = &options.discovery {
             let found = crate::discovery::find_servers(discovery)?;
@@ -99,16 +114,35 @@ impl Streamer {
             ),
             None => None,
         };
-        let sockets = options
-            .servers
-            .iter()
-            .map(|server| session::connect(server, &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        let links = options
-            .servers
-            .iter()
-            .map(|server| Link::new(server.clone(), &options))
-            .collect();
+        let mut sockets = Vec::with_capacity(options.servers.len());
+        let mut links = Vec::with_capacity(options.servers.len());
+        for server in &options.servers {
+            let connected = match resolve(server) {
+                Err(ResolveError::NoSuchName(detail)) => {
+                    return Err(Error::Connect {
+                        server: server.clone(),
+                        detail,
+                    })
+                }
+                Err(temporary) => Err(Error::Connect {
+                    server: server.clone(),
+                    detail: temporary.to_string(),
+                }),
+                Ok(addresses) => session::connect_to(server, &addresses, &options),
+            };
+            let unreachable = match connected {
+                Ok(socket) => {
+                    sockets.push(Some(socket));
+                    None
+                }
+                Err(error) if options.require_all_servers => return Err(error),
+                Err(error) => {
+                    sockets.push(None);
+                    Some(format!("unreachable since start: {error}"))
+                }
+            };
+            links.push(Link::starting(server.clone(), &options, unreachable));
+        }
         let buffers = BufferPool::new(
             options
                 .queue_max_bytes
@@ -117,6 +151,7 @@ impl Streamer {
         );
         let reporter = Reporter::new(Arc::new(Counters::default()), options.completion.clone());
         let cluster = Arc::new(Cluster::new(links, options, reporter, spill, buffers));
+        cluster.pin_found_files();
         let mut streamer = Streamer {
             cluster: Arc::clone(&cluster),
             threads: Threads::default(),
@@ -136,6 +171,12 @@ impl Streamer {
             streamer.threads.spill = Some(thread);
         }
         Ok(streamer)
+    }
+
+    /// The state of server `index` now (`None`: no such server). It takes no
+    /// lock that a put takes: it may be polled often, from any thread.
+    pub fn server_state(&self, index: usize) -> Option<ServerState> {
+        self.cluster.links.get(index).map(Link::server_state)
     }
 
     /// Number of servers.
@@ -199,8 +240,12 @@ impl Streamer {
         self.enqueue(stream, Job::new(name, data, None), false)
     }
 
-    /// Waits until every file accepted so far has its outcome (or waits in the
-    /// spill folder), up to `timeout` (`None`: as long as it takes).
+    /// Waits until every file accepted so far has its outcome, up to
+    /// `timeout` (`None`: as long as it takes). Spilled files are waited for
+    /// too while a server may take them; once the only files left wait in the
+    /// spill folder and every server is down or resting, it returns `Ok` at
+    /// once (they stay spilled: [`Stats::spilled`] counts them), so that it
+    /// never waits on a dead cluster.
     /// [`Error::InCallback`] at once from inside a completion callback.
     pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
         if in_callback() {
@@ -208,7 +253,7 @@ impl Streamer {
         }
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         self.cluster
-            .wait_idle(deadline)
+            .wait_flushed(deadline)
             .map_err(|pending| Error::FlushTimeout { pending })
     }
 
@@ -225,7 +270,10 @@ impl Streamer {
     /// Sends everything queued, waits for the answer to every request, joins
     /// every thread and returns the final statistics: each accepted file is
     /// then either acknowledged or failed (`files_queued == acknowledged + failed`).
-    /// Files still in the spill folder (no server came back) fail with
+    /// Spilled files are sent while servers take them (a server that resets
+    /// now and then, or comes back, is waited for); once only spilled files
+    /// are left and no server has taken a file or a connection for one
+    /// connect timeout plus one response timeout, the rest fail with
     /// [`Error::Spilled`] and stay in the folder; `spilled` counts them.
     ///
     /// From inside a completion callback it cannot wait (the callback would
@@ -341,7 +389,8 @@ impl Streamer {
         job: Job,
         may_move: bool,
     ) -> Result<(), Error> {
-        let may_move = may_move && self.cluster.options.failover;
+        let may_move =
+            may_move && self.cluster.options.failover && !super::cluster::pinned(&job.name);
         let (mut target, mut job) = (server, job);
         let mut tries = self.n_servers() + 1;
         loop {
@@ -478,6 +527,7 @@ fn join_by(thread: JoinHandle<()>, deadline: Option<Instant>) -> Option<JoinHand
 /// The link threads then find nothing left and end.
 fn give_up_pending(cluster: &Cluster, limit: Duration) {
     cluster.reporter.silence();
+    cluster.give_up_spilling();
     let limit_ms = limit.as_millis().try_into().unwrap_or(u64::MAX);
     let reason = format!("given up by a close bounded to {limit_ms} ms");
     // Every link first, so that none of them takes the files of another.
