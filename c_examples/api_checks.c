@@ -94,6 +94,12 @@ static void on_complete(void *user_data, const char *name, size_t server_index, 
     pthread_mutex_unlock(&outcomes->lock);
 }
 
+static int server_down_reports = 0;
+static void on_server_state(void *user_data, size_t server_index, int32_t state) {
+    (void)user_data;
+    if (server_index == 0 && state == STREAMER_SERVER_DOWN) server_down_reports++;
+}
+
 static size_t out_of_range(void *user_data, size_t n_servers, int64_t index, const char *name) {
     (void)user_data;
     (void)index;
@@ -149,6 +155,7 @@ static void check_options(const Address *dead) {
     PymeStreamer *streamer = (PymeStreamer *)&options; /* must stay untouched on failure */
     char message[256];
     size_t message_len = 0;
+    int32_t state = -1;
 
     CHECK_STATUS(streamer_options_new(NULL), STREAMER_ERR_NULL_ARGUMENT);
     streamer_options_free(NULL);
@@ -194,10 +201,29 @@ static void check_options(const Address *dead) {
     CHECK_STATUS(streamer_new(options, &streamer), STREAMER_ERR_NO_SERVERS);
     CHECK(streamer == (PymeStreamer *)&options);
     CHECK_STATUS(streamer_options_add_server(options, dead->host, dead->port), STREAMER_OK);
+    /* Asked to: every server must be reachable at start. */
+    CHECK_STATUS(streamer_options_set_require_all_servers(NULL, 1), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_require_all_servers(options, 1), STREAMER_OK);
     CHECK_STATUS(streamer_new(options, &streamer), STREAMER_ERR_CONNECT);
     CHECK(streamer == (PymeStreamer *)&options);
     CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, &message_len), STREAMER_OK);
     CHECK(strstr(message, "cannot connect") != NULL);
+    /* By default a dead server starts down: puts fail at once (no spill
+       folder), and the state callback hears of it. */
+    CHECK_STATUS(streamer_options_set_require_all_servers(options, 0), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_server_callback(NULL, on_server_state, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_server_callback(options, on_server_state, NULL), STREAMER_OK);
+    CHECK_STATUS(streamer_new(options, &streamer), STREAMER_OK);
+    CHECK_STATUS(streamer_server_state(NULL, 0, &state), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_server_state(streamer, 0, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_server_state(streamer, 1, &state), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_server_state(streamer, 0, &state), STREAMER_OK);
+    CHECK(state == STREAMER_SERVER_DOWN);
+    CHECK_STATUS(streamer_put(streamer, "api_checks/down", (const uint8_t *)"x", 1, 0), STREAMER_ERR_SERVER_DOWN);
+    CHECK_STATUS(streamer_close(streamer), STREAMER_OK);
+    /* Every state callback has returned when close returns. */
+    CHECK(server_down_reports >= 1);
+    streamer = (PymeStreamer *)&options;
     streamer_options_free(options);
 
     /* Reliability and discovery settings. Discovery here reads only a registry
@@ -413,6 +439,7 @@ static void check_stream(const Address *live, const Address *dead) {
     size_t message_len = 0;
     const uint8_t frame[] = {1, 2, 3};
     int pid = (int)getpid();
+    int32_t state = -1;
 
     CHECK_STATUS(streamer_options_new(&options), STREAMER_OK);
     CHECK_STATUS(stream_new(NULL, live->port, options, &stream), STREAMER_ERR_NULL_ARGUMENT);
@@ -423,6 +450,10 @@ static void check_stream(const Address *live, const Address *dead) {
     CHECK(stream == NULL);
     CHECK_STATUS(stream_new(live->host, live->port, options, &stream), STREAMER_OK);
     streamer_options_free(options);
+    CHECK_STATUS(stream_server_state(NULL, &state), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(stream_server_state(stream, NULL), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(stream_server_state(stream, &state), STREAMER_OK);
+    CHECK(state == STREAMER_SERVER_UP);
 
     snprintf(name, sizeof name, "api_checks/%d/stream0", pid);
     CHECK_STATUS(stream_put(NULL, name, frame, sizeof frame), STREAMER_ERR_NULL_ARGUMENT);

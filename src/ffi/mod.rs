@@ -11,6 +11,8 @@
 //!   completion and release hooks (`PymeStreamerBuffer` lives here).
 //! - [`streamer`]: `PymeStreamer`, many servers behind one put.
 //! - [`stream`]: `PymeStream`, one server.
+//! - [`server_state`]: `PymeStreamerServerState`, reading each server's state
+//!   and the callback on every change.
 //! - [`stats`]: `PymeStreamerStats`, and how it is written for callers of any
 //!   size of it.
 //! - `util`: C strings, the per-thread last-error messages, text copied out.
@@ -95,6 +97,7 @@ pub mod callbacks;
 pub mod discovery;
 mod handle;
 pub mod options;
+pub mod server_state;
 pub mod stats;
 pub mod status;
 pub mod stream;

@@ -502,6 +502,30 @@ pub unsafe extern "C" fn streamer_options_set_failover(
     }
 }
 
+/// `required != 0`: `streamer_new` fails with `STREAMER_ERR_CONNECT` (naming
+/// the server in `streamer_options_last_error`) unless every server can be
+/// reached. The default (0): a server that cannot be reached (refused, timed
+/// out, or its name cannot be resolved for now) starts
+/// `STREAMER_SERVER_DOWN` and is connected with the reconnect backoff, as
+/// after an outage that began later. A host name that does not exist is an
+/// error either way. A stream (`stream_new`) requires its server unless it
+/// has a spill folder.
+/// Consumes nothing.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_require_all_servers(
+    options: *mut PymeStreamerOptions,
+    required: i32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_handle_mut!(options);
+        options.update(|core| core.require_all_servers(required != 0));
+        STREAMER_OK
+    }
+}
+
 /// How many times a file answered 5xx is sent again before it fails (default 2).
 /// Consumes nothing.
 ///

@@ -35,6 +35,15 @@ pub struct PymeStream {
     last_error: LastError,
 }
 
+impl PymeStream {
+    /// Through the probe: no lock, also while another thread finalizes.
+    pub(crate) fn server_state(&self) -> crate::ServerState {
+        self.probe
+            .server_state(0)
+            .unwrap_or(crate::ServerState::Down)
+    }
+}
+
 impl BoxedHandle for PymeStream {}
 
 impl PymeStream {
@@ -46,7 +55,11 @@ impl PymeStream {
 
 /// Connects to one server `host:port` with the queue limits, filter, completion
 /// callback and timeouts of `options` (servers and distribution in `options` are
-/// not used). On failure the message is kept on `options`. Consumes nothing.
+/// not used). A server that cannot be reached is an error
+/// (`STREAMER_ERR_CONNECT`), as PYME's `Stream`, unless `options` has a spill
+/// folder: the stream then opens with its server `STREAMER_SERVER_DOWN`,
+/// spills what is put and sends it once the server can be reached. On
+/// failure the message is kept on `options`. Consumes nothing.
 ///
 /// # Safety
 /// `host` is NULL or a NUL-terminated string; `options` is NULL or a valid

@@ -39,9 +39,19 @@ pub struct PymeStreamer {
 
 impl BoxedHandle for PymeStreamer {}
 
-/// Connects to every server of `options`. On failure nothing stays open and the
-/// message is kept on `options` (`streamer_options_last_error`). Consumes
-/// nothing: the options are copied and may be freed or reused at once.
+impl PymeStreamer {
+    pub(crate) fn server_state(&self, index: usize) -> Option<crate::ServerState> {
+        self.core.server_state(index)
+    }
+}
+
+/// Connects to every server of `options`. A server that cannot be reached
+/// starts `STREAMER_SERVER_DOWN` and is connected with the reconnect backoff
+/// (unless `streamer_options_set_require_all_servers`: then it is an error);
+/// a malformed address or a host name that does not exist is an error at
+/// once. On failure nothing stays open and the message is kept on `options`
+/// (`streamer_options_last_error`). Consumes nothing: the options are copied
+/// and may be freed or reused at once.
 ///
 /// # Safety
 /// `options` is NULL or a valid handle; `out` is NULL or a valid pointer. On
