@@ -84,6 +84,8 @@ void check_every_option(const Address &live) {
         .put_timeout(std::chrono::milliseconds(5000))
         .put_timeout(std::nullopt)
         .failover(false)
+        .require_all_servers(true)
+        .on_server_state([](std::size_t, int32_t) {})
         .max_retries(3)
         .sender_poll(std::chrono::microseconds(500))
         .filter_gzip(6);
@@ -102,6 +104,7 @@ void check_every_option(const Address &live) {
     options.spill_dir(spill);
     {
         pyme::Streamer streamer(options);
+        CHECK(streamer.server_state(0) == STREAMER_SERVER_UP);
         streamer.put(unique("options").c_str(), "x", 1);
         CHECK(pyme::all_acknowledged(streamer.close()));
     }

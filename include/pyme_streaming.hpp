@@ -128,6 +128,9 @@ using DistributionFunction = std::function<std::size_t(std::size_t n_servers, in
 /// Writes the transformed bytes into `out`; returns false to fail the file.
 using FilterFunction = std::function<bool(std::string_view name, const uint8_t *data, std::size_t len, Buffer &out)>;
 using CompletionFunction = std::function<void(const Outcome &)>;
+/// Told of every change of a server's state (a PymeStreamerServerState value);
+/// see PymeStreamerServerStateFn for the thread and what it may call.
+using ServerStateFunction = std::function<void(std::size_t server_index, int32_t state)>;
 
 /// PZF parameters for Options::filter_pzf (see streamer_options_set_filter_pzf).
 struct PzfParams {
@@ -172,6 +175,13 @@ inline int32_t filter_trampoline(void *user_data, const char *name, const uint8_
     }
 }
 
+inline void server_state_trampoline(void *user_data, std::size_t server_index, int32_t state) noexcept {
+    try {
+        (*static_cast<ServerStateFunction *>(user_data))(server_index, state);
+    } catch (...) {
+    }
+}
+
 inline void completion_trampoline(void *user_data, const char *name, std::size_t server_index, int32_t status,
                                   int32_t http_status, uint64_t bytes) noexcept {
     try {
@@ -199,6 +209,7 @@ struct Callbacks {
     std::shared_ptr<DistributionFunction> distribution;
     std::shared_ptr<FilterFunction> filter;
     std::shared_ptr<CompletionFunction> completion;
+    std::shared_ptr<ServerStateFunction> server_state;
 };
 
 /// A NUL-terminated copy of a name on the stack, so a put with a string_view
@@ -358,6 +369,18 @@ public:
         return check(streamer_options_set_put_timeout(raw_, timeout ? static_cast<int64_t>(timeout->count()) : -1));
     }
     Options &failover(bool enabled) { return check(streamer_options_set_failover(raw_, enabled ? 1 : 0)); }
+    /// true: the Streamer constructor throws unless every server can be reached
+    /// (by default a server that cannot be reached starts down).
+    Options &require_all_servers(bool required) {
+        return check(streamer_options_set_require_all_servers(raw_, required ? 1 : 0));
+    }
+    /// Called on every change of a server's state (and at start for servers that are down).
+    Options &on_server_state(ServerStateFunction function) {
+        auto owned = std::make_shared<ServerStateFunction>(std::move(function));
+        check(streamer_options_set_server_callback(raw_, detail::server_state_trampoline, owned.get()));
+        callbacks_.server_state = std::move(owned);
+        return *this;
+    }
     Options &max_retries(uint32_t retries) { return check(streamer_options_set_max_retries(raw_, retries)); }
     Options &sender_poll(std::chrono::microseconds interval) {
         auto us = interval.count() < 0 ? 0 : interval.count();
@@ -493,6 +516,12 @@ public:
     }
     void flush() { check(streamer_flush(open(), STREAMER_WAIT_FOREVER)); }
     std::size_t n_servers() const noexcept { return streamer_n_servers(raw_); }
+    /// The state of server `index` now (a PymeStreamerServerState value); no lock a put takes.
+    int32_t server_state(std::size_t index) const {
+        int32_t state = STREAMER_SERVER_DOWN;
+        check(streamer_server_state(open(), index, &state));
+        return state;
+    }
     Stats stats() const {
         Stats stats{};
         check(streamer_stats(open(), &stats, sizeof stats));
@@ -600,6 +629,12 @@ public:
         Stats stats{};
         check(stream_stats(open(), &stats, sizeof stats));
         return stats;
+    }
+    /// The state of the server now (a PymeStreamerServerState value).
+    int32_t server_state() const {
+        int32_t state = STREAMER_SERVER_DOWN;
+        check(stream_server_state(open(), &state));
+        return state;
     }
     std::string last_error() const { return detail::last_error(stream_last_error, raw_); }
     /// Sends what is queued (no sentinel), waits, frees; returns the final statistics.
