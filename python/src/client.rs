@@ -486,6 +486,8 @@ struct Reliability<'py> {
     spread_when_full: bool,
     spill_dir: Option<std::path::PathBuf>,
     sender_poll: Option<f64>,
+    require_all_servers: bool,
+    server_callback: Option<Bound<'py, PyAny>>,
 }
 
 fn seconds(what: &str, value: f64) -> PyResult<Duration> {
@@ -515,12 +517,17 @@ impl Reliability<'_> {
                 "queue_files and queue_bytes must be at least 1",
             ));
         }
-        if let Some(callback) = &self.on_complete {
-            if !callback.is_callable() {
-                return Err(PyTypeError::new_err(format!(
-                    "on_complete must be callable, not {}",
-                    type_name(callback)
-                )));
+        for (what, callback) in [
+            ("on_complete", &self.on_complete),
+            ("server_callback", &self.server_callback),
+        ] {
+            if let Some(callback) = callback.as_ref().filter(|c| !c.is_none()) {
+                if !callback.is_callable() {
+                    return Err(PyTypeError::new_err(format!(
+                        "{what} must be callable, not {}",
+                        type_name(callback)
+                    )));
+                }
             }
         }
         let mut options = StreamerOptions::new()
@@ -540,9 +547,13 @@ impl Reliability<'_> {
                     .map(|t| seconds("sender_poll", t))
                     .transpose()?,
             )
-            .interrupt_check(signal_raised);
+            .interrupt_check(signal_raised)
+            .require_all_servers(self.require_all_servers);
         if let Some(folder) = &self.spill_dir {
             options = options.spill_dir(folder.clone());
+        }
+        if let Some(callback) = self.server_callback.as_ref().filter(|c| !c.is_none()) {
+            options = options.on_server_state(server_callback(callback.clone().unbind()));
         }
         let failures = Arc::clone(failures);
         let releases = Arc::clone(releases);
@@ -596,6 +607,24 @@ impl Reliability<'_> {
             }));
             IN_CALLBACK.with(|flag| flag.set(false));
         }))
+    }
+}
+
+/// A Python `server_callback(index, state)` as the library's state callback:
+/// called with the GIL, as an outcome callback is (what it may call is the same).
+fn server_callback(
+    callback: Py<PyAny>,
+) -> impl Fn(usize, pyme_streaming::ServerState) + Send + Sync + 'static {
+    move |index, state| {
+        IN_CALLBACK.with(|flag| flag.set(true));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Python::attach(|py| {
+                if let Err(err) = callback.bind(py).call1((index, state.name())) {
+                    err.write_unraisable(py, Some(callback.bind(py)));
+                }
+            })
+        }));
+        IN_CALLBACK.with(|flag| flag.set(false));
     }
 }
 
@@ -721,7 +750,7 @@ impl PyStreamer {
         queue_bytes=pyme_streaming::options::DEFAULT_QUEUE_BYTES, put_timeout=None,
         connect_timeout=5.0, response_timeout=30.0, failover=true, max_retries=2,
         spread_when_full=false, spill_dir=None, sender_poll=Some(0.001), mdns=true,
-        registry=None
+        registry=None, require_all_servers=false, server_callback=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -743,6 +772,8 @@ impl PyStreamer {
         sender_poll: Option<f64>,
         mdns: bool,
         registry: Option<std::path::PathBuf>,
+        require_all_servers: bool,
+        server_callback: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let chooser = match &distribution_fcn {
             Some(fcn) if !fcn.is_none() => Chooser::from_py(fcn)?,
@@ -761,6 +792,8 @@ impl PyStreamer {
             spread_when_full,
             spill_dir,
             sender_poll,
+            require_all_servers,
+            server_callback,
         };
         let failures = Arc::new(Mutex::new(Vec::new()));
         let releases = Arc::new(ReleaseQueue::default());
@@ -837,6 +870,18 @@ impl PyStreamer {
 
     fn __len__(&self) -> usize {
         self.n_servers
+    }
+
+    /// The state of server `index` now: "up", "connecting", "resting" or
+    /// "down". It takes no lock a put takes (poll it as often as needed).
+    fn server_state(&self, index: usize) -> PyResult<&'static str> {
+        match self.core.probe.server_state(index) {
+            Some(state) => Ok(state.name()),
+            None => Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "no server {index}: there are {} servers",
+                self.n_servers
+            ))),
+        }
     }
 
     /// Queues `data` under `filename` on the server the distribution function
@@ -979,7 +1024,7 @@ impl PyStream {
         on_complete=None, queue_files=pyme_streaming::options::DEFAULT_QUEUE_FILES,
         queue_bytes=pyme_streaming::options::DEFAULT_QUEUE_BYTES, put_timeout=None,
         connect_timeout=5.0, response_timeout=30.0, max_retries=2, spill_dir=None,
-        sender_poll=Some(0.001)
+        sender_poll=Some(0.001), server_callback=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -997,6 +1042,7 @@ impl PyStream {
         max_retries: u32,
         spill_dir: Option<std::path::PathBuf>,
         sender_poll: Option<f64>,
+        server_callback: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let address = host_text(server_address)?;
         let port = port_number(server_port)?;
@@ -1013,6 +1059,8 @@ impl PyStream {
             spread_when_full: false,
             spill_dir,
             sender_poll,
+            require_all_servers: false,
+            server_callback,
         };
         let failures = Arc::new(Mutex::new(Vec::new()));
         let releases = Arc::new(ReleaseQueue::default());
@@ -1076,6 +1124,15 @@ impl PyStream {
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
         self.core.flush(py, timeout)
+    }
+
+    /// The state of the server now: "up", "connecting", "resting" or "down".
+    fn server_state(&self) -> &'static str {
+        self.core
+            .probe
+            .server_state(0)
+            .unwrap_or(pyme_streaming::ServerState::Down)
+            .name()
     }
 
     /// Sends everything queued, waits for every answer, stops the threads and

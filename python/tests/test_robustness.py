@@ -91,15 +91,36 @@ def test_bad_constructor_arguments(server):
         ps.Streamer(servers=[server.address], queue_files=0)
 
 
-def test_an_unreachable_server_is_a_connect_error():
+def test_an_unreachable_server_starts_down_unless_all_are_required(tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()  # nothing listens there now
+    states = []
+    s = ps.Streamer(
+        servers=[("127.0.0.1", port)],
+        connect_timeout=1.0,
+        server_callback=lambda index, state: states.append((index, state)),
+    )
+    assert s.server_state(0) == "down"
+    with pytest.raises(IndexError):
+        s.server_state(1)
+    # No live server and no spill folder: a put fails at once.
+    with pytest.raises(ps.ServerDownError, match="no server is live"):
+        s.put("down/a", b"x")
+    s.close()
+    assert (0, "down") in states
     with pytest.raises(ps.ConnectError, match=str(port)):
-        ps.Streamer(servers=[("127.0.0.1", port)], connect_timeout=1.0)
+        ps.Streamer(servers=[("127.0.0.1", port)], connect_timeout=1.0, require_all_servers=True)
+    # A stream needs its server, unless it has a spill folder.
     with pytest.raises(ps.ConnectError):
         ps.Stream("127.0.0.1", port)
+    stream = ps.Stream("127.0.0.1", port, spill_dir=str(tmp_path), connect_timeout=0.2, response_timeout=0.2)
+    assert stream.server_state() == "down"
+    stream.put("down/spilled", b"kept")
+    assert stream.stats()["spilled"] == 1
+    stream.close()
+    assert (tmp_path / "down" / "spilled").read_bytes() == b"kept"
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a/../../b", "/absolute", "a\nb", "a b"])
