@@ -87,7 +87,10 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         _ => None,
     };
     let tally = Arc::new(Tally::default());
-    let streamer = Streamer::new(tally.attach(args.stream.options()?))?;
+    // A benchmark measures the servers it was given: one that cannot be
+    // reached is an error, not a server left out of the figures.
+    let options = args.stream.options()?.require_all_servers(true);
+    let streamer = Streamer::new(tally.attach(options))?;
     if args.prepare_buffers > 0 && !args.zero_copy {
         let prepared = streamer.prepare_buffers(size, args.prepare_buffers);
         if prepared < args.prepare_buffers {
