@@ -1209,8 +1209,11 @@ int32_t streamer_prepare_buffers(struct PymeStreamer *streamer,
  * Waits until every file accepted so far has its outcome (its completion has
  * run), up to `timeout_ms` milliseconds (`STREAMER_WAIT_FOREVER`: no limit).
  * `STREAMER_ERR_TIMEOUT` when time ran out. Files that failed do not make it
- * fail: look at `streamer_stats`. `STREAMER_ERR_IN_CALLBACK` at once from
- * inside a callback.
+ * fail: look at `streamer_stats`. With a spill folder it waits for spilled
+ * files to be sent too, but returns `STREAMER_OK` as soon as the only files
+ * left are spilled and every server is down or resting (they stay spilled:
+ * `PymeStreamerStats.spilled`), so it never waits on a dead cluster.
+ * `STREAMER_ERR_IN_CALLBACK` at once from inside a callback.
  * Consumes nothing.
  *
  * # Safety
@@ -1258,7 +1261,11 @@ int32_t streamer_last_error(const struct PymeStreamer *streamer,
  * library's threads and frees the handle. `STREAMER_OK` when every file
  * accepted was acknowledged, else `STREAMER_ERR_FILES_FAILED`. NULL: does
  * nothing, `STREAMER_OK`. Never depends on a timeout to make progress beyond
- * the response timeout; for a limit, use `streamer_close_timeout`. From inside
+ * the response timeout; for a limit, use `streamer_close_timeout`. With a
+ * spill folder, spilled files are sent while a server takes them; the rest
+ * complete with `STREAMER_ERR_SPILLED` (kept in the folder) once no server
+ * has taken a file or a connection for one connect plus one response
+ * timeout. From inside
  * a callback: `STREAMER_ERR_IN_CALLBACK`, and the handle is NOT consumed.
  *
  * # Safety
