@@ -440,3 +440,21 @@ fn an_appending_file_whose_connection_fails_is_not_moved() {
     assert_eq!(stats.files_acknowledged, 1, "{stats:?}");
     assert_eq!(stored_files(&second), 1, "only the plain file");
 }
+
+/// A host name that cannot exist is an error at once, not a server that
+/// starts down. (A name with a NUL byte: no resolver is asked, so no query
+/// leaves the machine; the resolver's own codes, `EAI_NONAME` against
+/// `EAI_AGAIN`, are unit tests of `src/client/resolve.rs`.)
+#[test]
+fn a_host_name_that_cannot_exist_is_an_error_at_once() {
+    let good = TestServer::start();
+    let error = Streamer::new(
+        StreamerOptions::new()
+            .server(good.address())
+            .server("no\0such-host:15348"),
+    )
+    .err()
+    .expect("must fail");
+    assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+    assert!(error.to_string().contains("no such host"), "{error}");
+}

@@ -118,10 +118,10 @@ impl Streamer {
         let mut links = Vec::with_capacity(options.servers.len());
         for server in &options.servers {
             let connected = match resolve(server) {
-                Err(ResolveError::NoSuchName(detail)) => {
+                Err(no_such_name @ ResolveError::NoSuchName(_)) => {
                     return Err(Error::Connect {
                         server: server.clone(),
-                        detail,
+                        detail: no_such_name.to_string(),
                     })
                 }
                 Err(temporary) => Err(Error::Connect {
