@@ -458,3 +458,55 @@ fn a_host_name_that_cannot_exist_is_an_error_at_once() {
     assert!(matches!(error, Error::Connect { .. }), "{error:?}");
     assert!(error.to_string().contains("no such host"), "{error}");
 }
+
+/// The state callback follows the completion callback's rules: the
+/// statistics and the states can be read there, a put never waits, and
+/// `flush` refuses at once instead of waiting for the thread running it.
+#[test]
+fn the_state_callback_may_read_and_put_but_not_wait() {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(&server.address());
+    let slot: Arc<Mutex<Option<Arc<Streamer>>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let options = {
+        let (slot, seen) = (Arc::clone(&slot), Arc::clone(&seen));
+        StreamerOptions::new()
+            .server(proxy.address())
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(50))
+            .on_server_state(move |index, state| {
+                let Some(streamer) = slot.lock().unwrap().clone() else {
+                    return;
+                };
+                let flushed = streamer.flush(None);
+                let read = streamer.server_state(index);
+                let queued = streamer.stats().files_queued;
+                // Down: refused at once (no live server, no spill folder).
+                let put = streamer.put("cb/x", b"x", None);
+                seen.lock().unwrap().push(format!(
+                    "{state} {flushed:?} {read:?} {queued} {}",
+                    put.is_err()
+                ));
+            })
+    };
+    let streamer = Arc::new(Streamer::new(options).unwrap());
+    *slot.lock().unwrap() = Some(Arc::clone(&streamer));
+    proxy.go_down();
+    wait_until("the report of down", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.starts_with("down"))
+    });
+    drop(slot.lock().unwrap().take());
+    // The callback drops its copy when it returns.
+    wait_until("the callback's copy dropped", || {
+        Arc::strong_count(&streamer) == 1
+    });
+    let streamer = Arc::into_inner(streamer).expect("the only copy");
+    streamer.close();
+    for line in seen.lock().unwrap().iter() {
+        assert!(line.contains("Err(InCallback"), "{line}");
+        assert!(line.contains("Some("), "the state is read there: {line}");
+        assert!(line.ends_with(" 0 true"), "{line}");
+    }
+}
