@@ -1,5 +1,6 @@
 /*
- * callbacks.c -- C-level checks of what callbacks may call (re-entrancy) and
+ * callbacks.c -- C-level checks of what callbacks may call (re-entrancy: the
+ * completion, distribution, filter, release and server state callbacks) and
  * of the bounded close (streamer_close_timeout / stream_close_timeout).
  *
  * Usage: callbacks HOST:PORT STALLED_HOST:PORT [SLACK_MS]
@@ -12,10 +13,13 @@
  */
 #include <pyme_streaming.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -299,6 +303,88 @@ static void check_streamer_callbacks(const Address *live) {
     pthread_mutex_destroy(&streamer_calls.lock);
 }
 
+/* ---- The server state callback follows the same rules. ---- */
+
+/* A loopback port nothing listens on (bound, then released). */
+static uint16_t dead_port(void) {
+    struct sockaddr_in address;
+    socklen_t len = sizeof address;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    uint16_t port = 0;
+    memset(&address, 0, sizeof address);
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&address, sizeof address) == 0 &&
+        getsockname(fd, (struct sockaddr *)&address, &len) == 0)
+        port = ntohs(address.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    PymeStreamer *streamer;
+    int first_call_checked; /* 1: every check passed, -1: one failed */
+    int down_reports;
+} StateCalls;
+
+static StateCalls state_calls;
+
+static void state_callback(void *user_data, size_t server_index, int32_t state) {
+    StateCalls *calls = (StateCalls *)user_data;
+    PymeStreamerStats stats;
+    int32_t read = -1;
+    int ok;
+    pthread_mutex_lock(&calls->lock);
+    if (server_index == 0 && state == STREAMER_SERVER_DOWN) calls->down_reports++;
+    if (calls->first_call_checked != 0) {
+        pthread_mutex_unlock(&calls->lock);
+        return;
+    }
+    /* The first call (server 0, down at start) may come before streamer_new
+       has returned the handle: wait for it. */
+    while (calls->streamer == NULL) pthread_cond_wait(&calls->changed, &calls->lock);
+    ok = streamer_flush(calls->streamer, STREAMER_WAIT_FOREVER) == STREAMER_ERR_IN_CALLBACK &&
+         streamer_close(calls->streamer) == STREAMER_ERR_IN_CALLBACK &&
+         streamer_close_timeout(calls->streamer, 10, &stats, sizeof stats) == STREAMER_ERR_IN_CALLBACK &&
+         streamer_stats(calls->streamer, &stats, sizeof stats) == STREAMER_OK &&
+         streamer_server_state(calls->streamer, server_index, &read) == STREAMER_OK &&
+         read == STREAMER_SERVER_DOWN && streamer_n_servers(calls->streamer) == 2;
+    calls->first_call_checked = ok ? 1 : -1;
+    pthread_cond_broadcast(&calls->changed);
+    pthread_mutex_unlock(&calls->lock);
+}
+
+static void check_server_state_callback(const Address *live) {
+    PymeStreamerOptions *options = NULL;
+    PymeStreamer *streamer = NULL;
+    PymeStreamerStats stats;
+    uint16_t dead = dead_port();
+
+    memset(&state_calls, 0, sizeof state_calls);
+    pthread_mutex_init(&state_calls.lock, NULL);
+    pthread_cond_init(&state_calls.changed, NULL);
+    CHECK(dead != 0);
+    CHECK_STATUS(streamer_options_new(&options), STREAMER_OK);
+    CHECK_STATUS(streamer_options_add_server(options, "127.0.0.1", dead), STREAMER_OK);
+    CHECK_STATUS(streamer_options_add_server(options, live->host, live->port), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_server_callback(options, state_callback, &state_calls), STREAMER_OK);
+    CHECK_STATUS(streamer_new(options, &streamer), STREAMER_OK);
+    streamer_options_free(options);
+    pthread_mutex_lock(&state_calls.lock);
+    state_calls.streamer = streamer;
+    pthread_cond_broadcast(&state_calls.changed);
+    while (state_calls.first_call_checked == 0) pthread_cond_wait(&state_calls.changed, &state_calls.lock);
+    CHECK(state_calls.first_call_checked == 1);
+    state_calls.streamer = NULL; /* close from this thread only */
+    pthread_mutex_unlock(&state_calls.lock);
+    CHECK_STATUS(streamer_close_stats(streamer, &stats, sizeof stats), STREAMER_OK);
+    CHECK(state_calls.down_reports == 1);
+    pthread_cond_destroy(&state_calls.changed);
+    pthread_mutex_destroy(&state_calls.lock);
+}
+
 /* ---- Bounded close against a server that never answers. ---- */
 
 static int completions_after_limit = 0;
@@ -386,6 +472,7 @@ int main(int argc, char **argv) {
     if (argc == 4) slack_ms = strtol(argv[3], NULL, 10);
     check_stream_finalize_with_stats_in_callback(&live);
     check_streamer_callbacks(&live);
+    check_server_state_callback(&live);
     check_bounded_close(&live, &stalled);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
