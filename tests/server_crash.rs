@@ -13,6 +13,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::records::{record_header, whole_records, write_append};
 use common::ServeProcess;
 use pyme_streaming::server::{DataServer, ServerConfig};
 use server_support::{get, json, put, Client};
@@ -205,63 +206,10 @@ fn the_first_answer_does_not_wait_for_the_sweep() {
     assert!(temporaries(&root).is_empty());
 }
 
-/// An appended record: a header line with its number and length, dots, a newline.
-fn record_header(id: usize, len: usize) -> String {
-    format!("REC {id:08} {len:012}\n")
-}
-
-const HEADER_BYTES: usize = 26;
-
-/// Whether `bytes` is a sequence of whole records; their numbers.
-fn whole_records(bytes: &[u8]) -> Result<Vec<usize>, String> {
-    let mut ids = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let header = bytes
-            .get(at..at + HEADER_BYTES)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .ok_or_else(|| format!("a cut header at {at} of {}", bytes.len()))?;
-        let fields: Vec<&str> = header.trim_end().split(' ').collect();
-        let (Some(id), Some(len)) = (
-            fields.get(1).and_then(|f| f.parse::<usize>().ok()),
-            fields.get(2).and_then(|f| f.parse::<usize>().ok()),
-        ) else {
-            return Err(format!("no header at {at}: {header:?}"));
-        };
-        let Some(record) = bytes.get(at..at + len) else {
-            return Err(format!(
-                "record {id} cut: {} of {len} bytes",
-                bytes.len() - at
-            ));
-        };
-        if !record[HEADER_BYTES..len - 1].iter().all(|&b| b == b'.') || record[len - 1] != b'\n' {
-            return Err(format!("record {id} damaged"));
-        }
-        ids.push(id);
-        at += len;
-    }
-    Ok(ids)
-}
-
 /// Sends an `__aggregate_txt` append of record `id` of `len` bytes on `stream`,
 /// without waiting for the answer; false when the connection failed.
 fn send_record(stream: &mut TcpStream, name: &str, id: usize, len: usize) -> bool {
-    let head = format!("PUT /__aggregate_txt/{name} HTTP/1.1\r\nContent-Length: {len}\r\n\r\n");
-    let dots = vec![b'.'; 1 << 20];
-    let mut left = len - HEADER_BYTES - 1;
-    if stream.write_all(head.as_bytes()).is_err()
-        || stream.write_all(record_header(id, len).as_bytes()).is_err()
-    {
-        return false;
-    }
-    while left > 0 {
-        let n = left.min(dots.len());
-        if stream.write_all(&dots[..n]).is_err() {
-            return false;
-        }
-        left -= n;
-    }
-    stream.write_all(b"\n").is_ok()
+    write_append(stream, name, id, len).is_ok()
 }
 
 fn append_record(address: &str, name: &str, id: usize, len: usize) {

@@ -6,6 +6,7 @@ pub mod counting;
 pub mod netns;
 pub mod proxy;
 pub mod recording;
+pub mod records;
 pub mod skip;
 
 use std::path::{Path, PathBuf};
