@@ -148,7 +148,10 @@ fn soak_three_servers_with_faults_lose_nothing() {
                     started.elapsed().as_secs_f64()
                 ));
                 match fault {
-                    Fault::Kill => servers[1].kill(),
+                    Fault::Kill => {
+                        servers[1].kill();
+                        log.push(format!("         {}", left_by_kill(&servers[1])));
+                    }
                     Fault::Restart => {
                         let ip = topology.server_ip(1);
                         servers[1] = NsServer::start(
@@ -170,7 +173,11 @@ fn soak_three_servers_with_faults_lose_nothing() {
                     }
                     Fault::Stop => servers[2].pause(),
                     Fault::Resume => servers[2].resume(),
-                    Fault::Outage => servers.iter_mut().for_each(NsServer::kill),
+                    Fault::Outage => {
+                        servers.iter_mut().for_each(NsServer::kill);
+                        let left: Vec<String> = servers.iter().map(left_by_kill).collect();
+                        log.push(format!("         {}", left.join("; ")));
+                    }
                     Fault::Back => {
                         for (i, server) in servers.iter_mut().enumerate() {
                             let ip = topology.server_ip(i);
@@ -308,12 +315,15 @@ fn check_restarted(
 
 fn check_root(topology: &Topology, server: &NsServer) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sweep_done(topology, server) {
+    let swept = loop {
+        if let Some(swept) = sweep_done(topology, server) {
+            break swept;
+        }
         if Instant::now() > deadline {
             return Err(format!("{}: the sweep did not end within 30 s", server.ns));
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
     let own = format!(".pyme-part-{}-", server.pid().unwrap_or(0));
     let left: Vec<PathBuf> = common::files_under(&server.root)
         .into_iter()
@@ -337,7 +347,7 @@ fn check_root(topology: &Topology, server: &NsServer) -> Result<String, String> 
     }
     match records {
         Ok(ids) => Ok(format!(
-            "{}: no leftovers, {} whole records",
+            "{}: {swept}; none left, {} whole records",
             server.ns,
             ids.len()
         )),
@@ -348,9 +358,29 @@ fn check_root(topology: &Topology, server: &NsServer) -> Result<String, String> 
     }
 }
 
-/// Whether `server`'s start-up sweep is done, asked through `/__status` from
-/// inside its namespace (this binary's `soak_status_role`).
-fn sweep_done(topology: &Topology, server: &NsServer) -> bool {
+/// What a killed server left: its temporary files, and whether its appended
+/// file ends in a torn record.
+fn left_by_kill(server: &NsServer) -> String {
+    let temporaries = common::files_under(&server.root)
+        .iter()
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".pyme-part-")
+        })
+        .count();
+    let appended = std::fs::read(server.root.join(APPEND_NAME)).unwrap_or_default();
+    let torn = common::records::whole_records(&appended).is_err();
+    format!(
+        "{}: killed, {temporaries} temporary files left, appended file torn: {torn}",
+        server.ns
+    )
+}
+
+/// What `server`'s start-up sweep did, once it is done, asked through
+/// `/__status` from inside its namespace (this binary's `soak_status_role`).
+fn sweep_done(topology: &Topology, server: &NsServer) -> Option<String> {
     let output = topology
         .command(&server.ns, &std::env::current_exe().unwrap())
         .args([
@@ -362,7 +392,9 @@ fn sweep_done(topology: &Topology, server: &NsServer) -> bool {
         .env(ROLE, "status")
         .env(SERVERS, &server.address)
         .output();
-    output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("sweep_done=true"))
+    let stdout = String::from_utf8_lossy(&output.ok()?.stdout).into_owned();
+    let line = stdout.lines().find(|l| l.starts_with("sweep_done=true"))?;
+    Some(line.trim_start_matches("sweep_done=true ").to_owned())
 }
 
 /// Not a test of its own: prints `sweep_done=<bool>` of the server in
@@ -381,7 +413,13 @@ fn soak_status_role() {
     .unwrap_or_default();
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     let status: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    println!("sweep_done={}", status["sweep_done"]);
+    println!(
+        "sweep_done={} swept {} temporaries ({} bytes), repaired {} appended files",
+        status["sweep_done"],
+        status["sweep_temporaries_removed"],
+        status["sweep_bytes_removed"],
+        status["sweep_appends_repaired"]
+    );
 }
 
 /// Sends `head` and `body` to `address` and reads the answer until the server
