@@ -20,6 +20,9 @@
 //! `sweep_bytes_removed`, `sweep_appends_repaired`) and in the `serve` command's
 //! log line when it ends. It stops early at shutdown (checked between entries).
 //!
+//! A folder holding a lock file is another server's root nested in this one: the
+//! sweep leaves it to that server.
+//!
 //! May not: remove anything but temporary names, or follow a link.
 
 use std::fs;
@@ -28,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::fs::{is_temp_name, own_temp_prefix};
 use super::journal::JOURNAL_PREFIX;
+use super::lock::LOCK_NAME;
 use super::storage::Store;
 
 /// What the sweep did, published as it goes.
@@ -91,7 +95,11 @@ pub(crate) fn sweep(store: &Store, stopping: &AtomicBool, status: &SweepStatus) 
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if kind.is_dir() {
-                folders.push(entry.path());
+                // Another server's root inside this one (its lock file): that server
+                // sweeps it, and may be writing there now.
+                if !entry.path().join(LOCK_NAME).exists() {
+                    folders.push(entry.path());
+                }
             } else if kind.is_file() && is_temp_name(&name) && !name.starts_with(own) {
                 remove_temporary(&entry.path(), status);
             } else if kind.is_file() && name.starts_with(JOURNAL_PREFIX) {
@@ -135,6 +143,10 @@ mod tests {
             fs::write(dir.path().join(name), b"1").unwrap();
         }
         fs::write(&own, b"mine").unwrap();
+        // Another server's root inside this one is left alone.
+        fs::create_dir_all(dir.path().join("nested")).unwrap();
+        fs::write(dir.path().join("nested/.pyme-lock"), b"").unwrap();
+        fs::write(dir.path().join("nested/.pyme-part-5-6"), b"other").unwrap();
         let status = SweepStatus::default();
         sweep(&store, &AtomicBool::new(false), &status);
         let report = status.report();
@@ -148,5 +160,6 @@ mod tests {
             assert!(dir.path().join(name).exists(), "{name} removed");
         }
         assert!(own.exists(), "this process's own temporary removed");
+        assert!(dir.path().join("nested/.pyme-part-5-6").exists());
     }
 }
