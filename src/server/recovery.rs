@@ -43,7 +43,7 @@ pub(crate) struct SweepStatus {
     appends_repaired: AtomicU64,
 }
 
-/// A copy of [`SweepStatus`] at one moment.
+/// What the start-up sweep has done, at one moment ([`DataServer::sweep_report`](super::DataServer::sweep_report)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
     /// The sweep has walked the whole root (or the server is stopping).
