@@ -230,9 +230,9 @@ fn appended_files_hold_whole_records_after_sigkill_at_random_moments() {
         let mut server = ServeProcess::start(&root, 0, &[]);
         append_record(&server.address, &name, 1, 4096);
         let big = fastrand::usize(64 << 20..=192 << 20);
-        let address = server.address.clone();
+        // Connected before the clock starts: the kill may come at once.
+        let mut stream = TcpStream::connect(&server.address).unwrap();
         let sender = std::thread::spawn(move || {
-            let mut stream = TcpStream::connect(&address).unwrap();
             send_record(&mut stream, &format!("logs/log{attempt}.txt"), 2, big);
         });
         // Half the kills at a random moment 0-250 ms after the body starts; half
