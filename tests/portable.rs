@@ -297,7 +297,7 @@ fn a_cut_body_leaves_nothing_without_kernel_copy() {
             for entry in std::fs::read_dir(&folder).unwrap().flatten() {
                 if entry.file_type().unwrap().is_dir() {
                     folders.push(entry.path());
-                } else {
+                } else if entry.file_name() != ".pyme-lock" {
                     left.push(entry.path().strip_prefix(&root).unwrap().to_path_buf());
                 }
             }

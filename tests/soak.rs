@@ -4,7 +4,13 @@
 //! and the client (this test binary, run again inside the client namespace)
 //! streaming files while one server is killed and restarted, another is
 //! stopped (SIGSTOP) for 6 s and resumed, and then the whole cluster is killed
-//! and restarted (the client spills meanwhile, to a spill folder).
+//! and restarted (the client spills meanwhile, to a spill folder). Beside the
+//! streamer, the client appends records (`__aggregate_txt`, 16-256 KiB) and
+//! uploads large files (1-4 MiB) to the servers in turn, so the kills land in
+//! appends and large uploads; after every restart the test checks the crash
+//! guarantees of the data server (issue 22, items 6-7): once its start-up sweep
+//! is done no temporary file of the dead server is left, and every appended file
+//! is a sequence of whole records.
 //!
 //! It ends with a table: files put, acknowledged, failed, stored (on disk),
 //! duplicated (stored on two servers), lost (acknowledged but not stored, or
@@ -20,8 +26,10 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +41,11 @@ const SERVERS: &str = "PYME_SOAK_SERVERS";
 const RESULTS: &str = "PYME_SOAK_RESULTS";
 const SECONDS: &str = "PYME_SOAK_SECONDS";
 const SPILL: &str = "PYME_SOAK_SPILL";
+/// A folder the test and the client share: the test holds the client's appends
+/// and large uploads while it checks a restarted server (see `Hold`).
+const HOLD: &str = "PYME_SOAK_HOLD";
+/// The appended file on every server.
+const APPEND_NAME: &str = "soak-log/records.txt";
 const DEFAULT_SECONDS: u64 = 75;
 /// The data servers' port, the same in every server namespace.
 const PORT: u16 = 15348;
@@ -92,6 +105,7 @@ fn soak_three_servers_with_faults_lose_nothing() {
         .env(SECONDS, seconds.to_string())
         .env(RESULTS, &results)
         .env(SPILL, scratch.path().join("spill"))
+        .env(HOLD, scratch.path())
         .spawn()
         .expect("the client starts in its namespace");
     let mut client = KillOnDrop(client);
@@ -117,6 +131,8 @@ fn soak_three_servers_with_faults_lose_nothing() {
     events.sort_by_key(|(when, _)| *when);
     let close_deadline = started + Duration::from_secs(seconds) + CLOSE_LIMIT;
     let mut log = Vec::new();
+    let mut crash_failures = Vec::new();
+    let mut restart_checks = 0;
     let status = loop {
         if let Some(status) = client.0.try_wait().unwrap() {
             break Some(status);
@@ -132,7 +148,10 @@ fn soak_three_servers_with_faults_lose_nothing() {
                     started.elapsed().as_secs_f64()
                 ));
                 match fault {
-                    Fault::Kill => servers[1].kill(),
+                    Fault::Kill => {
+                        servers[1].kill();
+                        log.push(format!("         {}", left_by_kill(&servers[1])));
+                    }
                     Fault::Restart => {
                         let ip = topology.server_ip(1);
                         servers[1] = NsServer::start(
@@ -142,10 +161,23 @@ fn soak_three_servers_with_faults_lose_nothing() {
                             PORT,
                             roots[1].path(),
                         );
+                        restart_checks += 1;
+                        let checked = check_restarted(&topology, &servers, &[1], scratch.path());
+                        log.push(format!(
+                            "         {}",
+                            checked.unwrap_or_else(|e| {
+                                crash_failures.push(e.clone());
+                                e
+                            })
+                        ));
                     }
                     Fault::Stop => servers[2].pause(),
                     Fault::Resume => servers[2].resume(),
-                    Fault::Outage => servers.iter_mut().for_each(NsServer::kill),
+                    Fault::Outage => {
+                        servers.iter_mut().for_each(NsServer::kill);
+                        let left: Vec<String> = servers.iter().map(left_by_kill).collect();
+                        log.push(format!("         {}", left.join("; ")));
+                    }
                     Fault::Back => {
                         for (i, server) in servers.iter_mut().enumerate() {
                             let ip = topology.server_ip(i);
@@ -157,6 +189,16 @@ fn soak_three_servers_with_faults_lose_nothing() {
                                 roots[i].path(),
                             );
                         }
+                        restart_checks += 1;
+                        let checked =
+                            check_restarted(&topology, &servers, &[0, 1, 2], scratch.path());
+                        log.push(format!(
+                            "         {}",
+                            checked.unwrap_or_else(|e| {
+                                crash_failures.push(e.clone());
+                                e
+                            })
+                        ));
                     }
                 }
             }
@@ -187,6 +229,265 @@ fn soak_three_servers_with_faults_lose_nothing() {
     );
     assert_eq!(table.damaged, 0, "files stored with the wrong size");
     assert_eq!(table.lost, 0, "files lost");
+    assert!(restart_checks > 0, "no server was restarted");
+    assert!(
+        crash_failures.is_empty(),
+        "after a restart: {crash_failures:#?}"
+    );
+}
+
+/// The client's appends and large uploads, held by the test while it checks a
+/// restarted server: it makes `hold`; each of the client's side threads answers
+/// with `held-<thread>` once it has nothing in flight, and waits while `hold`
+/// exists. A client whose side threads ended says `side-done`.
+struct Hold {
+    folder: PathBuf,
+}
+
+const SIDE_THREADS: [&str; 2] = ["appends", "uploads"];
+
+impl Hold {
+    fn hold(&self) -> PathBuf {
+        self.folder.join("hold")
+    }
+
+    fn held(&self, thread: &str) -> PathBuf {
+        self.folder.join(format!("held-{thread}"))
+    }
+
+    fn side_done(&self) -> PathBuf {
+        self.folder.join("side-done")
+    }
+
+    /// The test: holds the side threads; true once both have nothing in flight.
+    fn begin(&self) -> bool {
+        std::fs::write(self.hold(), b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.side_done().exists() || SIDE_THREADS.iter().all(|t| self.held(t).exists()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn end(&self) {
+        let _ = std::fs::remove_file(self.hold());
+    }
+
+    /// A side thread, between two requests: waits while held (or until `stop`).
+    fn pause_if_held(&self, thread: &str, stop: &AtomicBool) {
+        if !self.hold().exists() {
+            return;
+        }
+        let _ = std::fs::write(self.held(thread), b"");
+        while self.hold().exists() && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(self.held(thread));
+    }
+}
+
+/// After servers `restarted` came back: holds the client's side traffic, waits
+/// for each one's start-up sweep, then checks its root: no temporary file but
+/// the new process's own, and the appended file whole records.
+fn check_restarted(
+    topology: &Topology,
+    servers: &[NsServer],
+    restarted: &[usize],
+    scratch: &Path,
+) -> Result<String, String> {
+    let hold = Hold {
+        folder: scratch.to_owned(),
+    };
+    if !hold.begin() {
+        hold.end();
+        return Err("the client's appends and uploads were not held within 30 s".into());
+    }
+    let checked = restarted
+        .iter()
+        .map(|&i| check_root(topology, &servers[i]))
+        .collect::<Result<Vec<String>, String>>();
+    hold.end();
+    Ok(format!("after the restart: {}", checked?.join("; ")))
+}
+
+fn check_root(topology: &Topology, server: &NsServer) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let swept = loop {
+        if let Some(swept) = sweep_done(topology, server) {
+            break swept;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{}: the sweep did not end within 30 s", server.ns));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let own = format!(".pyme-part-{}-", server.pid().unwrap_or(0));
+    let left: Vec<PathBuf> = common::files_under(&server.root)
+        .into_iter()
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with(".pyme-part-") && !name.starts_with(&own)
+        })
+        .collect();
+    if !left.is_empty() {
+        return Err(format!(
+            "{}: temporaries of the dead server left: {left:?}",
+            server.ns
+        ));
+    }
+    let path = server.root.join(APPEND_NAME);
+    let mut records = common::records::whole_records(&std::fs::read(&path).unwrap_or_default());
+    if records.is_err() {
+        // An append the server received before the hold may still be copied.
+        std::thread::sleep(Duration::from_secs(1));
+        records = common::records::whole_records(&std::fs::read(&path).unwrap_or_default());
+    }
+    match records {
+        Ok(ids) => Ok(format!(
+            "{}: {swept}; none left, {} whole records",
+            server.ns,
+            ids.len()
+        )),
+        Err(e) => Err(format!(
+            "{}: the appended file is not whole: {e}",
+            server.ns
+        )),
+    }
+}
+
+/// What a killed server left: its temporary files, and whether its appended
+/// file ends in a torn record.
+fn left_by_kill(server: &NsServer) -> String {
+    let temporaries = common::files_under(&server.root)
+        .iter()
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".pyme-part-")
+        })
+        .count();
+    let appended = std::fs::read(server.root.join(APPEND_NAME)).unwrap_or_default();
+    let torn = common::records::whole_records(&appended).is_err();
+    format!(
+        "{}: killed, {temporaries} temporary files left, appended file torn: {torn}",
+        server.ns
+    )
+}
+
+/// What `server`'s start-up sweep did, once it is done, asked through
+/// `/__status` from inside its namespace (this binary's `soak_status_role`).
+fn sweep_done(topology: &Topology, server: &NsServer) -> Option<String> {
+    let output = topology
+        .command(&server.ns, &std::env::current_exe().unwrap())
+        .args([
+            "soak_status_role",
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+        ])
+        .env(ROLE, "status")
+        .env(SERVERS, &server.address)
+        .output();
+    let stdout = String::from_utf8_lossy(&output.ok()?.stdout).into_owned();
+    let line = stdout.lines().find(|l| l.starts_with("sweep_done=true"))?;
+    Some(line.trim_start_matches("sweep_done=true ").to_owned())
+}
+
+/// Not a test of its own: prints `sweep_done=<bool>` of the server in
+/// `PYME_SOAK_SERVERS`, for the soak test. Run directly, it does nothing.
+#[test]
+fn soak_status_role() {
+    if std::env::var(ROLE).as_deref() != Ok("status") {
+        return;
+    }
+    let address = std::env::var(SERVERS).unwrap();
+    let answer = request(
+        &address,
+        b"GET /__status HTTP/1.1\r\nConnection: close\r\n\r\n",
+        &[],
+    )
+    .unwrap_or_default();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    println!(
+        "sweep_done={} swept {} temporaries ({} bytes), repaired {} appended files",
+        status["sweep_done"],
+        status["sweep_temporaries_removed"],
+        status["sweep_bytes_removed"],
+        status["sweep_appends_repaired"]
+    );
+}
+
+/// Sends `head` and `body` to `address` and reads the answer until the server
+/// closes or 10 s of silence (answers carry `Connection: close` or are not needed
+/// beyond their status line).
+fn request(address: &str, head: &[u8], body: &[u8]) -> std::io::Result<String> {
+    let address: std::net::SocketAddr = address
+        .parse()
+        .map_err(|_| std::io::Error::other("bad address"))?;
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(head)?;
+    stream.write_all(body)?;
+    read_answer(&mut stream)
+}
+
+/// Reads an answer: up to the end of its head and its `Content-Length` body.
+fn read_answer(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The client's side traffic: records appended to every server in turn
+/// (`thread` "appends"), or files of 1-4 MiB uploaded to every server in turn
+/// ("uploads"), until `stop`; held while the test checks a restarted server.
+/// Failures (a server down) are ignored: what counts is what the servers keep.
+fn side_traffic(thread: &'static str, servers: Vec<String>, hold: Hold, stop: Arc<AtomicBool>) {
+    let mut n: usize = 0;
+    while !stop.load(Ordering::Relaxed) {
+        hold.pause_if_held(thread, &stop);
+        n += 1;
+        let address = &servers[n % servers.len()];
+        if thread == "appends" {
+            let len = fastrand::usize(16 << 10..=256 << 10);
+            let mut bytes = Vec::with_capacity(len + 128);
+            let _ = common::records::write_append(&mut bytes, APPEND_NAME, n, len);
+            let _ = request(address, &bytes, &[]);
+            std::thread::sleep(Duration::from_millis(100));
+        } else {
+            let len = fastrand::usize(1 << 20..=4 << 20);
+            let head = format!("PUT /soak-big/b{n:06} HTTP/1.1\r\nContent-Length: {len}\r\n\r\n");
+            let _ = request(address, head.as_bytes(), &vec![b'b'; len]);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 /// The client process, killed if the test ends early (a panic included).
@@ -235,7 +536,7 @@ fn soak_client_role() {
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = Arc::clone(&lines);
     let options = StreamerOptions::new()
-        .servers(servers)
+        .servers(servers.clone())
         .response_timeout(Duration::from_secs(3))
         .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(1))
         .spill_dir(std::env::var(SPILL).unwrap())
@@ -251,6 +552,22 @@ fn soak_client_role() {
             sink.lock().unwrap().push(line);
         });
     let streamer = Streamer::new(options).expect("the client reaches the three servers");
+    let side_stop = Arc::new(AtomicBool::new(false));
+    let hold_folder = PathBuf::from(std::env::var(HOLD).unwrap());
+    let side_threads: Vec<_> = SIDE_THREADS
+        .iter()
+        .map(|&thread| {
+            let servers = servers.clone();
+            let hold = Hold {
+                folder: hold_folder.clone(),
+            };
+            let stop = Arc::clone(&side_stop);
+            std::thread::Builder::new()
+                .name(format!("soak-{thread}"))
+                .spawn(move || side_traffic(thread, servers, hold, stop))
+                .unwrap()
+        })
+        .collect();
     let started = Instant::now();
     let duration = Duration::from_secs(soak_seconds());
     let mut puts = Vec::new();
@@ -270,6 +587,11 @@ fn soak_client_role() {
         }
         i += 1;
     }
+    side_stop.store(true, Ordering::Relaxed);
+    for thread in side_threads {
+        let _ = thread.join();
+    }
+    let _ = std::fs::write(hold_folder.join("side-done"), b"");
     let (done, closed) = mpsc::channel();
     std::thread::Builder::new()
         .name("soak-close".into())

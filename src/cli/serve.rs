@@ -2,7 +2,9 @@
 //!
 //! Prints exactly one line, `listening on HOST:PORT`, once the server accepts
 //! connections, so that scripts and tests can wait for it and learn the port.
-//! Advice about the storage (a tmpfs without huge pages) goes to stderr after it.
+//! Advice about the storage (a tmpfs without huge pages) goes to stderr after it,
+//! and one line when the start-up sweep of the root has ended (`note: start-up
+//! sweep done: ...`), with what it removed and repaired.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,6 +63,11 @@ pub struct ServeArgs {
     /// The local registry file [default: _pyme-http.sqlite in the temporary folder]
     #[arg(long)]
     pub registry: Option<PathBuf>,
+    /// Sync before answering: a 200 then means the file (or the appended body) and
+    /// its folder entries are on the disk, and survive a power cut. Without it a
+    /// 200 survives a crash of the server process, not of the machine.
+    #[arg(long)]
+    pub fsync: bool,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts it down cleanly.
@@ -94,6 +101,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             .map_or(defaults.idle_timeout, Duration::from_millis),
         max_connections: args.max_connections,
         kernel_copy: defaults.kernel_copy,
+        fsync: args.fsync,
     };
 
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -138,8 +146,26 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // Any signal, or the handler gone, means stop.
-    let _ = stop_rx.recv();
+    // Any signal, or the handler gone, means stop. Until the sweep ends, the wait
+    // looks at it every 100 ms, to say when it did.
+    while let Err(mpsc::RecvTimeoutError::Timeout) =
+        stop_rx.recv_timeout(Duration::from_millis(100))
+    {
+        let sweep = server.sweep_report();
+        if sweep.done {
+            if discard {
+                let _ = stop_rx.recv();
+                break;
+            }
+            eprintln!(
+                "note: start-up sweep done: removed {} temporary files ({} bytes) left by \
+                 a dead server, cut {} appended files back to their last whole append",
+                sweep.temporaries_removed, sweep.bytes_removed, sweep.appends_repaired
+            );
+            let _ = stop_rx.recv();
+            break;
+        }
+    }
     // Withdrawn before the port closes, so no client finds a dead server.
     drop(advertisement);
     server.shutdown();

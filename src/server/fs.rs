@@ -18,19 +18,52 @@ pub(crate) const TEMP_PREFIX: &str = ".pyme-part-";
 /// Tells temporary files apart within this process (the pid tells processes apart).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A new temporary name in `parent`: `TEMP_PREFIX`, this process's id (taken once)
-/// and a counter.
-pub(crate) fn temp_path(parent: &Path) -> PathBuf {
+/// The start of this process's temporary names: `TEMP_PREFIX`, the process id and
+/// the time the first name was made (in nanoseconds). The time tells this process
+/// from a dead one that had the same id (a server that is always pid 1 in its
+/// container), so that the start-up sweep (`recovery.rs`) removes every temporary
+/// name but this process's own.
+pub(crate) fn own_temp_prefix() -> &'static str {
     static PREFIX: OnceLock<String> = OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| format!("{TEMP_PREFIX}{}-", std::process::id()));
+    PREFIX.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        format!("{TEMP_PREFIX}{}-{nanos:x}-", std::process::id())
+    })
+}
+
+/// A new temporary name in `parent`: [`own_temp_prefix`] and a counter.
+pub(crate) fn temp_path(parent: &Path) -> PathBuf {
     parent.join(format!(
-        "{prefix}{}",
+        "{}{}",
+        own_temp_prefix(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ))
 }
 
 pub(crate) fn is_temp_name(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX)
+}
+
+/// A name the server keeps for itself (temporaries, the root's lock, append
+/// journals): never listed, never served (requests cannot name it, see `name.rs`).
+pub(crate) fn is_reserved_name(name: &str) -> bool {
+    name.starts_with(crate::name::RESERVED_PREFIX)
+}
+
+/// Makes the entries of `folder` (names made, moved, removed in it) durable: an
+/// `fsync` of the folder, as POSIX asks after a rename or a link for the name to
+/// survive a power cut. Windows cannot open a folder with `std` and its file system
+/// journals names itself: nothing to do there.
+#[cfg(unix)]
+pub(crate) fn sync_folder(folder: &Path) -> io::Result<()> {
+    File::open(folder)?.sync_all()
+}
+
+#[cfg(not(unix))]
+pub(crate) fn sync_folder(_folder: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// Creates a temporary file, read-only from the start on Unix: the mode applies to

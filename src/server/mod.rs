@@ -8,7 +8,9 @@
 //! least likely to be a working client (`evict_one`). The request loop is in
 //! `connection`, request parsing in [`request`], the files in [`storage`] (and, with
 //! the spares, their shared system calls in `fs`), the advice about a tmpfs root in
-//! [`mounts`]. The reference for users is `docs/SERVER.md`.
+//! [`mounts`]. What survives a crash: one server per root (`lock`), the start-up
+//! sweep of what a dead server left (`recovery`), journaled appends (`journal`).
+//! The reference for users is `docs/SERVER.md`.
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
 
@@ -16,7 +18,11 @@ mod body;
 mod connection;
 #[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 mod fs;
+mod journal;
+#[allow(unsafe_code)] // flock(2) on the root's lock file
+mod lock;
 pub mod mounts;
+mod recovery;
 pub mod request;
 mod response;
 #[allow(unsafe_code)] // fallocate on spare files
@@ -36,9 +42,13 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use lock::RootLock;
+use recovery::SweepStatus;
 use spares::Spares;
 use storage::Store;
 
+pub use lock::LOCK_NAME;
+pub use recovery::SweepReport;
 pub use spares::{SPARES, SPARE_MIN_BYTES};
 
 /// How many connections are served at once by default (see
@@ -103,6 +113,12 @@ pub struct ServerConfig {
     /// for comparisons. `/__status` counts the bodies moved by `splice`
     /// (`bodies_spliced`) and the files stored in spares.
     pub kernel_copy: bool,
+    /// Sync before answering (false, the default: a 200 means the file survives a
+    /// crash of the server process, not a power cut). True: a stored file's data
+    /// and every folder entry it needed (new parents included), an appended body
+    /// and its length record, are on the disk before the 200. See docs/SERVER.md,
+    /// "What a 200 means".
+    pub fsync: bool,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +140,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::ZERO,
             max_connections: MAX_CONNECTIONS,
             kernel_copy: true,
+            fsync: false,
         }
     }
 }
@@ -152,6 +169,10 @@ pub(crate) struct Shared {
     /// Every open connection: its socket (a clone, so that shutdown and eviction can
     /// close it) and what it is doing.
     live: Mutex<HashMap<u64, Live>>,
+    /// What the start-up sweep did (`recovery.rs`).
+    sweep: SweepStatus,
+    /// Held while the server runs: one server per root (none with `discard`).
+    _root_lock: Option<RootLock>,
 }
 
 /// An open connection as the accept thread sees it.
@@ -271,10 +292,17 @@ pub struct DataServer {
     accept_thread: Option<JoinHandle<()>>,
     /// The thread that keeps spares ready, if there are spares.
     spare_thread: Option<JoinHandle<()>>,
+    /// The start-up sweep of the root, until joined.
+    sweep_thread: Option<JoinHandle<()>>,
 }
 
 impl DataServer {
-    /// Opens the root, binds, starts the accept thread and returns at once.
+    /// Opens and locks the root, binds, starts the accept thread and the start-up
+    /// sweep, and returns at once (before the sweep ends).
+    ///
+    /// A root another server holds (in this process or another) is refused with
+    /// `ErrorKind::ResourceBusy` and a message naming it. A `discard` server stores
+    /// nothing: it neither locks nor sweeps its root.
     pub fn start(config: ServerConfig) -> io::Result<DataServer> {
         if config.max_header_bytes < MIN_HEADER_BYTES {
             return Err(io::Error::new(
@@ -288,7 +316,12 @@ impl DataServer {
                 "max_connections must be at least 1",
             ));
         }
-        let store = Store::open(&config.root)?;
+        let mut store = Store::open(&config.root)?;
+        let root_lock = match config.discard {
+            true => None,
+            false => Some(RootLock::acquire(store.root())?),
+        };
+        store.set_sync(config.fsync && !config.discard)?;
         let bind = config.bind.trim_start_matches('[').trim_end_matches(']');
         let listener = TcpListener::bind((bind, config.port))?;
         let local_addr = listener.local_addr()?;
@@ -313,6 +346,11 @@ impl DataServer {
             room_freed: Condvar::new(),
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
+            sweep: match root_lock {
+                Some(_) => SweepStatus::default(),
+                None => SweepStatus::finished(),
+            },
+            _root_lock: root_lock,
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -322,7 +360,19 @@ impl DataServer {
             shared,
             accept_thread: Some(accept_thread),
             spare_thread: None,
+            sweep_thread: None,
         };
+        if !server.shared.sweep.report().done {
+            let sweep_shared = Arc::clone(&server.shared);
+            let sweep_thread = thread::Builder::new()
+                .name(format!("pyme-server-sweep-{}", local_addr.port()))
+                .spawn(move || {
+                    let shared = &*sweep_shared;
+                    recovery::sweep(&shared.store, &shared.stopping, &shared.sweep);
+                });
+            // On failure `server` is dropped, which stops it.
+            server.sweep_thread = Some(sweep_thread?);
+        }
         if server.shared.spares.is_some() {
             let spare_shared = Arc::clone(&server.shared);
             let spare_thread = thread::Builder::new()
@@ -353,6 +403,13 @@ impl DataServer {
         self.stop();
     }
 
+    /// What the start-up sweep has done so far (`done` once it walked the whole
+    /// root): the temporary files of dead servers removed, the appended files cut
+    /// back to their last whole append.
+    pub fn sweep_report(&self) -> SweepReport {
+        self.shared.sweep.report()
+    }
+
     /// Whether large files are received into spares (files allocated ahead, on a
     /// tmpfs root; see `spares.rs`).
     pub fn has_spares(&self) -> bool {
@@ -376,6 +433,10 @@ impl DataServer {
         }
         if let Some(spare_thread) = self.spare_thread.take() {
             let _ = spare_thread.join();
+        }
+        // It sees `stopping` between two entries.
+        if let Some(sweep_thread) = self.sweep_thread.take() {
+            let _ = sweep_thread.join();
         }
     }
 }

@@ -48,6 +48,7 @@ pub(crate) fn status_json(shared: &Shared) -> String {
     let disk = disk_usage(shared.store.root());
     // Null where the server keeps no spares.
     let spares_ready = shared.spares.as_ref().map(|spares| spares.ready());
+    let sweep = shared.sweep.report();
     serde_json::json!({
         "address": shared.local_addr.ip().to_string(),
         "port": shared.local_addr.port(),
@@ -65,6 +66,11 @@ pub(crate) fn status_json(shared: &Shared) -> String {
         "connections_open": shared.connections_open.load(Ordering::Relaxed),
         "connections_evicted": shared.connections_evicted.load(Ordering::Relaxed),
         "discard": shared.config.discard,
+        "fsync": shared.store.syncs(),
+        "sweep_done": sweep.done,
+        "sweep_temporaries_removed": sweep.temporaries_removed,
+        "sweep_bytes_removed": sweep.bytes_removed,
+        "sweep_appends_repaired": sweep.appends_repaired,
         "version": crate::VERSION,
     })
     .to_string()

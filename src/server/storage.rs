@@ -10,10 +10,18 @@
 //! anything (`renameat2(RENAME_NOREPLACE)`, or a hard link where that is missing),
 //! which fails if the name exists. Of two writers racing for one name, exactly one
 //! wins; a reader never sees a half-written file under a real name.
+//!
+//! Appends are journaled (`journal.rs`), so a crash never leaves part of a body in
+//! the file. With `sync` ([`Store::set_sync`], the server's `--fsync`) a stored
+//! file's data and every folder entry it needed, and an appended body and its
+//! length record, are synced before the store returns; see docs/SERVER.md,
+//! "What a 200 means".
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[cfg(not(unix))]
 use super::fs::make_read_only;
@@ -21,7 +29,8 @@ use super::fs::make_read_only;
 use super::fs::rename_noreplace;
 #[cfg(target_os = "linux")]
 use super::fs::unnamed_file;
-use super::fs::{create_temp, is_temp_name, link_unnamed, temp_path};
+use super::fs::{create_temp, is_reserved_name, link_unnamed, sync_folder, temp_path};
+use super::journal;
 use crate::name::{self, NameError};
 
 /// What a request path names.
@@ -90,8 +99,51 @@ pub enum Stored {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    /// Held while an `__aggregate_txt` body is appended.
-    appending: std::sync::Mutex<()>,
+    /// Held while an `__aggregate_txt` body is appended, or a journaled file repaired.
+    appending: Mutex<()>,
+    /// Set with `sync`: the folders known to be on the disk.
+    durable: Option<Arc<Durable>>,
+}
+
+/// Under `--fsync`: the folders whose own entry (in their parent, and so on up to
+/// the root) is known to be synced, so that the chain is synced once per folder, not
+/// per file. A folder made by another connection, or by a process that crashed
+/// before syncing it, is synced by the first file stored in it.
+#[derive(Debug)]
+struct Durable {
+    root: PathBuf,
+    known: Mutex<HashSet<PathBuf>>,
+}
+
+impl Durable {
+    /// Syncs `folder`'s entries (a file just named in it), and the chain above it.
+    fn sync_entries_of(&self, folder: &Path) -> io::Result<()> {
+        sync_folder(folder)?;
+        self.make_reachable(folder)
+    }
+
+    /// Syncs, once, the entry of `folder` in its parent, and so on up to the root.
+    fn make_reachable(&self, folder: &Path) -> io::Result<()> {
+        let mut synced = Vec::new();
+        let mut current = folder;
+        while current != self.root && current.starts_with(&self.root) {
+            if self.lock().contains(current) {
+                break;
+            }
+            let Some(parent) = current.parent() else {
+                break;
+            };
+            sync_folder(parent)?;
+            synced.push(current.to_owned());
+            current = parent;
+        }
+        self.lock().extend(synced);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The folder of the latest file one connection stored, resolved
@@ -128,8 +180,33 @@ impl Store {
         }
         Ok(Store {
             root,
-            appending: std::sync::Mutex::new(()),
+            appending: Mutex::new(()),
+            durable: None,
         })
+    }
+
+    /// Syncs what is stored before the store returns (`true`), or leaves the
+    /// writing to the system (`false`, the default). Turning it on syncs the root's
+    /// own entry and the root once.
+    pub fn set_sync(&mut self, sync: bool) -> io::Result<()> {
+        if !sync {
+            self.durable = None;
+            return Ok(());
+        }
+        if let Some(parent) = self.root.parent() {
+            sync_folder(parent)?;
+        }
+        sync_folder(&self.root)?;
+        self.durable = Some(Arc::new(Durable {
+            root: self.root.clone(),
+            known: Mutex::new(HashSet::new()),
+        }));
+        Ok(())
+    }
+
+    /// Whether stores are synced ([`Store::set_sync`]).
+    pub fn syncs(&self) -> bool {
+        self.durable.is_some()
     }
 
     pub fn root(&self) -> &Path {
@@ -208,7 +285,12 @@ impl Store {
 
     /// Creates a folder and its parents.
     pub fn create_folder(&self, relative: &Path) -> io::Result<()> {
-        fs::create_dir_all(self.confined(relative)?)
+        let folder = self.confined(relative)?;
+        fs::create_dir_all(&folder)?;
+        match &self.durable {
+            Some(durable) => durable.make_reachable(&folder),
+            None => Ok(()),
+        }
     }
 
     /// Starts storing a new file: creates a temporary file next to its destination,
@@ -238,6 +320,7 @@ impl Store {
             allocated: 0,
             destination,
             committed: false,
+            durable: self.durable.clone(),
         })
     }
 
@@ -256,6 +339,7 @@ impl Store {
             allocated,
             destination: self.destination_in(relative, folders)?,
             committed: false,
+            durable: self.durable.clone(),
         })
     }
 
@@ -286,18 +370,18 @@ impl Store {
     /// owner (0640) and only this function creates such files. A link as the file's
     /// own name is refused, as is anything but a regular file (a FIFO would block).
     /// Appends from this server's connections are serialized, so they never
-    /// interleave, and an append that fails part-way is cut off again.
+    /// interleave; an append that fails part-way is cut off again, and one a crash
+    /// cut is cut off at the next start or append (`journal.rs`).
     pub fn append(&self, relative: &Path, spool: &mut File) -> io::Result<Appended> {
         use std::io::Seek;
         let path = self.destination(relative)?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
+        let parent = path.parent().unwrap_or(&self.root).to_owned();
+        fs::create_dir_all(&parent)?;
         let _serialized = self
             .appending
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut target = match open_for_append(&path) {
+            .unwrap_or_else(PoisonError::into_inner);
+        let (target, created) = match open_for_append(&path) {
             Ok(target) => target,
             // Not root: a read-only file cannot be opened for writing (a refused
             // link is PermissionDenied too, but not the system's own error).
@@ -313,16 +397,31 @@ impl Store {
             return Ok(Appended::WriteOnce);
         }
         spool.rewind()?;
-        // All or nothing: a copy cut short (a full disk) is cut off again, so the
-        // file never keeps half a record that the client then sends elsewhere.
-        // Safe against this server's appends (serialized above); another
-        // process appending to the same file at that moment is not guarded.
-        let before = target.metadata()?.len();
-        if let Err(e) = io::copy(spool, &mut target) {
-            let _ = target.set_len(before);
-            return Err(e);
+        // All or nothing: a copy cut short (a full disk) is cut off again when the
+        // guard drops, so the file never keeps half a record that the client then
+        // sends elsewhere. Safe against this server's appends (serialized above);
+        // another process appending to the same file at that moment is not guarded.
+        let guard = journal::begin_append(&path, &target, self.durable.is_some())?;
+        let created_journal = guard.created_journal();
+        io::copy(spool, &mut &target)?;
+        guard.commit()?;
+        if let Some(durable) = &self.durable {
+            if created || created_journal {
+                sync_folder(&parent)?;
+            }
+            durable.make_reachable(&parent)?;
         }
         Ok(Appended::Done)
+    }
+
+    /// Cuts the file of the journal at `journal_path` back to its last whole append
+    /// (the start-up sweep's repair, see `journal::recover`). True when cut.
+    pub(crate) fn recover_append(&self, journal_path: &Path) -> io::Result<bool> {
+        let _serialized = self
+            .appending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        journal::recover(journal_path)
     }
 
     /// Lists a folder as the PYME JSON object `{"name": [type, size], ...}`.
@@ -331,7 +430,7 @@ impl Store {
         for entry in fs::read_dir(self.confined(relative)?)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_temp_name(&name) {
+            if is_reserved_name(&name) {
                 continue;
             }
             // Follows links inside the root, as a client would; links out of it and
@@ -370,9 +469,10 @@ fn outside_root() -> io::Error {
 }
 
 /// Opens a file to append to, creating it writable by its owner (see
-/// [`Store::append`]); never through a link, never blocking on a FIFO.
+/// [`Store::append`]); never through a link, never blocking on a FIFO. True when
+/// it was created.
 #[cfg(unix)]
-fn open_for_append(path: &Path) -> io::Result<File> {
+fn open_for_append(path: &Path) -> io::Result<(File, bool)> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let created = OpenOptions::new()
@@ -385,12 +485,13 @@ fn open_for_append(path: &Path) -> io::Result<File> {
         Ok(file) => {
             // Whatever the umask: a created aggregate file must read as one.
             file.set_permissions(fs::Permissions::from_mode(0o640))?;
-            Ok(file)
+            Ok((file, true))
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
             .append(true)
             .custom_flags(flags)
             .open(path)
+            .map(|file| (file, false))
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::ELOOP) => outside_root(),
                 _ => e,
@@ -400,11 +501,15 @@ fn open_for_append(path: &Path) -> io::Result<File> {
 }
 
 #[cfg(not(unix))]
-fn open_for_append(path: &Path) -> io::Result<File> {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(outside_root());
+fn open_for_append(path: &Path) -> io::Result<(File, bool)> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(outside_root()),
+        Ok(_) => Ok((OpenOptions::new().append(true).open(path)?, false)),
+        Err(_) => Ok((
+            OpenOptions::new().append(true).create(true).open(path)?,
+            true,
+        )),
     }
-    OpenOptions::new().append(true).create(true).open(path)
 }
 
 /// A file stored by a plain PUT: no write permission for its owner.
@@ -435,7 +540,7 @@ fn count_entries(path: &Path) -> u64 {
     fs::read_dir(path).map_or(0, |entries| {
         entries
             .filter_map(Result::ok)
-            .filter(|e| !is_temp_name(&e.file_name().to_string_lossy()))
+            .filter(|e| !is_reserved_name(&e.file_name().to_string_lossy()))
             .count() as u64
     })
 }
@@ -452,6 +557,9 @@ pub struct PendingFile {
     allocated: u64,
     destination: PathBuf,
     committed: bool,
+    /// Set under `--fsync`: the data is synced before the file is named, and the
+    /// folder entries after.
+    durable: Option<Arc<Durable>>,
 }
 
 impl PendingFile {
@@ -463,18 +571,34 @@ impl PendingFile {
     /// Makes the file read-only and puts it under its name unless that name is taken.
     /// Either way the temporary name is gone afterwards.
     pub fn commit(mut self) -> io::Result<Stored> {
+        let stored = self.publish_file()?;
+        if let (Stored::New, Some(durable)) = (stored, &self.durable) {
+            durable.sync_entries_of(self.destination.parent().unwrap_or(Path::new("/")))?;
+        }
+        Ok(stored)
+    }
+
+    fn publish_file(&mut self) -> io::Result<Stored> {
         self.committed = true;
+        let sync = self.durable.is_some();
         let Some(temp) = self.temp.take() else {
             let spare = self
                 .file
                 .take()
                 .ok_or_else(|| io::Error::other("no file"))?;
-            return publish_spare(&spare, self.allocated, &self.destination);
+            return publish_spare(&spare, self.allocated, &self.destination, sync);
         };
         // On Unix the file was created read-only (`create_temp`).
         #[cfg(not(unix))]
         if let Some(file) = &self.file {
             if let Err(e) = make_read_only(file) {
+                self.file = None;
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+        }
+        if let (true, Some(file)) = (sync, &self.file) {
+            if let Err(e) = file.sync_data() {
                 self.file = None;
                 let _ = fs::remove_file(&temp);
                 return Err(e);
@@ -488,11 +612,19 @@ impl PendingFile {
 /// Cuts a spare to the length written into it and gives it its name, unless that is
 /// taken. A hard link from `/proc/self/fd` does it (`linkat` refuses a taken name); a
 /// destination on another file system (a mount inside the root) gets a copy.
-fn publish_spare(spare: &File, allocated: u64, destination: &Path) -> io::Result<Stored> {
+fn publish_spare(
+    spare: &File,
+    allocated: u64,
+    destination: &Path,
+    sync: bool,
+) -> io::Result<Stored> {
     use std::io::Seek;
     let written = (&*spare).stream_position()?;
     if written < allocated {
         spare.set_len(written)?;
+    }
+    if sync {
+        spare.sync_data()?;
     }
     let linked = match link_unnamed(spare, destination) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -504,7 +636,7 @@ fn publish_spare(spare: &File, allocated: u64, destination: &Path) -> io::Result
     match linked {
         Ok(()) => Ok(Stored::New),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),
-        Err(e) if crosses_devices(&e) => copy_then_publish(spare, destination),
+        Err(e) if crosses_devices(&e) => copy_then_publish(spare, destination, sync),
         Err(e) => Err(e),
     }
 }
@@ -519,13 +651,16 @@ fn crosses_devices(error: &io::Error) -> bool {
 
 /// The way for a spare whose destination is on another file system: its bytes copied
 /// into a temporary file there, which is then published as usual.
-fn copy_then_publish(mut spare: &File, destination: &Path) -> io::Result<Stored> {
+fn copy_then_publish(mut spare: &File, destination: &Path, sync: bool) -> io::Result<Stored> {
     use std::io::Seek;
     let parent = destination.parent().unwrap_or(Path::new("/"));
     let temp = temp_path(parent);
     let mut file = create_temp(&temp)?;
     spare.rewind()?;
-    if let Err(e) = io::copy(&mut spare, &mut file) {
+    if let Err(e) = io::copy(&mut spare, &mut file).and_then(|_| match sync {
+        true => file.sync_data(),
+        false => Ok(()),
+    }) {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
@@ -744,13 +879,13 @@ mod tests {
         let mut spare = tempfile::tempfile().unwrap();
         spare.write_all(&bytes).unwrap();
         assert_eq!(
-            copy_then_publish(&spare, &destination).unwrap(),
+            copy_then_publish(&spare, &destination, false).unwrap(),
             Stored::New
         );
         assert!(fs::read(&destination).unwrap() == bytes);
         spare.write_all(b"more").unwrap();
         assert_eq!(
-            copy_then_publish(&spare, &destination).unwrap(),
+            copy_then_publish(&spare, &destination, false).unwrap(),
             Stored::AlreadyExists
         );
         assert!(fs::read(&destination).unwrap() == bytes);

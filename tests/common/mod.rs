@@ -6,6 +6,7 @@ pub mod counting;
 pub mod netns;
 pub mod proxy;
 pub mod recording;
+pub mod records;
 pub mod skip;
 
 use std::path::{Path, PathBuf};
@@ -51,15 +52,23 @@ impl TestServer {
     }
 }
 
-/// Every regular file under `dir`, recursively, sorted. A folder that cannot be read
-/// (or vanishes meanwhile, as a server renames and removes files) counts as empty.
+/// What a data server keeps in its root by design, not data and not leftovers: the
+/// root's lock file and the journals beside appended files (`src/server/lock.rs`,
+/// `journal.rs`). Temporary files (`.pyme-part-`) are not: tests look for them.
+pub fn is_server_bookkeeping(name: &str) -> bool {
+    name == pyme_streaming::server::LOCK_NAME || name.starts_with(".pyme-len-")
+}
+
+/// Every regular file under `dir`, recursively, sorted, but the server's
+/// bookkeeping ([`is_server_bookkeeping`]). A folder that cannot be read (or
+/// vanishes meanwhile, as a server renames and removes files) counts as empty.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, files);
-            } else {
+            } else if !is_server_bookkeeping(&entry.file_name().to_string_lossy()) {
                 files.push(path);
             }
         }

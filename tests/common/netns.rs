@@ -291,6 +291,11 @@ impl NsServer {
         }
     }
 
+    /// The server's process id (`ip netns exec` execs the server), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGSTOP: it stops reading and answering, connections stay open.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
