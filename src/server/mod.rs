@@ -1,14 +1,34 @@
 //! A PYME-compatible data server: answers pipelined HTTP/1.1 PUT and GET requests and
 //! stores files write-once under a root folder (see `PYME_WIRE.md`, section 1).
 //!
+//! The picture, one request:
+//!
+//! ```text
+//! accept thread (here) -> connection thread: request loop (`connection`)
+//!   -> router (`router`: one table, method + first path segment -> operation)
+//!   -> operation (`ops/`: one file per family, its own name and query parser)
+//!   -> storage (`storage`, with the system calls in `fs` and the spares)
+//! ```
+//!
+//! The request loop reads request heads ([`request`]), refuses what no operation may
+//! get (chunked bodies, bodies over `max_body_bytes`), and hands each request to
+//! `router::dispatch`. The router picks a row of its table by method and first
+//! segment (`__status`, `__aggregate_txt`, `__pyramid_*`, ..., or a plain file),
+//! has the operation's judge accept the name (400 and a close if not), and calls its
+//! handler. A handler is `fn(&mut Connection, &Request) -> Next`: it gets the decoded
+//! path and the raw query (`router::Request`), reads or skips the body exactly once
+//! (`Connection::read_body`, `skip_body`, `splice_body`), stores through [`storage`]
+//! and writes its answer (`Connection::answer`, `error`, `ok_empty`, or a head and
+//! `send_file`). A new operation is one file in `ops/`, one row in the router's table
+//! and one test file.
+//!
 //! This module holds the configuration and the lifecycle: binding, the accept thread,
 //! one thread per connection, and a shutdown that joins every thread it started without
 //! waiting for any timeout, and the connection policy: at most
 //! [`ServerConfig::max_connections`] at once, a new one taking the place of the one
-//! least likely to be a working client (`evict_one`). The request loop is in
-//! `connection`, request parsing in [`request`], the files in [`storage`] (and, with
-//! the spares, their shared system calls in `fs`), the advice about a tmpfs root in
-//! [`mounts`]. The reference for users is `docs/SERVER.md`.
+//! least likely to be a working client (`evict_one`). The advice about a tmpfs root
+//! is in [`mounts`], the machine's figures in [`system`]. The reference for users is
+//! `docs/SERVER.md`.
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
 
@@ -17,15 +37,17 @@ mod connection;
 #[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 mod fs;
 pub mod mounts;
+pub mod ops;
 pub mod request;
 mod response;
+pub mod router;
 #[allow(unsafe_code)] // fallocate on spare files
 mod spares;
 #[allow(unsafe_code)] // splice(2) from the socket to the file
 mod splice;
-#[allow(unsafe_code)] // statvfs(3) for the disk figures
-pub mod status;
 pub mod storage;
+#[allow(unsafe_code)] // statvfs(3) for the disk figures
+pub mod system;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
