@@ -258,6 +258,7 @@ fn a_first_segment_with_two_underscores_is_an_operation_never_a_file() {
     let mut client = server.connect();
     for (target, code) in [
         ("/__status", 405),
+        ("/__glob", 405),
         ("/__metrics", 404),
         ("/__x/y", 404),
         ("/__aggregate_txt/log.txt", 200),

@@ -43,7 +43,6 @@ impl<'r> Request<'r> {
 
     /// The first value of the query parameter `key`, as sent (not decoded): all that
     /// follows `key=` up to the next `&`.
-    #[allow(dead_code)] // for the operations with a query (pyramid tiles, glob, mirror)
     pub fn query_value(&self, key: &str) -> Option<&'r str> {
         query_value(self.query?, key)
     }
@@ -106,6 +105,14 @@ const ROUTES: &[Route] = &[
         operation: "status",
         judge: ops::accept,
         handler: ops::status::get,
+    },
+    Route {
+        verb: Verb::Get,
+        first: First::Is("__glob"),
+        query_key: None,
+        operation: "glob",
+        judge: ops::accept,
+        handler: ops::glob::get,
     },
     Route {
         verb: Verb::Put,
@@ -318,6 +325,12 @@ mod tests {
         assert_eq!(get("//"), Ok("files.get"), "PYME's listdir('/')");
         assert_eq!(put("/a%C3%A9"), Ok("files.put"));
         assert_eq!(get("/__status"), Ok("status"));
+        assert_eq!(get("/__glob?pattern=a/*.txt"), Ok("glob"));
+        assert_eq!(
+            get("/__glob?pattern=../*"),
+            Ok("glob"),
+            "glob judges its query itself"
+        );
         assert_eq!(judge(Method::Head, "/__status"), Ok("status"));
         assert_eq!(put("/__aggregate_txt/log/x.txt"), Ok("aggregate_txt"));
         assert_eq!(put("/__aggregate_h5r/a.h5r/t"), Ok("aggregate_h5r"));

@@ -6,12 +6,14 @@
 //! - `files`: PUT and GET of plain files and folders (listings), the bulk of traffic.
 //! - `aggregate_txt`: `PUT /__aggregate_txt/<name>`, appends.
 //! - `status`: `GET /__status`, PYME's figures of the node and ours.
+//! - `glob`: `GET /__glob?pattern=<glob>`, the matching paths (PYME's `cglob`).
 //!
 //! What these modules may not do: touch the socket other than through the
 //! connection's methods, or parse what another operation is sent.
 
 pub mod aggregate_txt;
 pub mod files;
+pub mod glob;
 pub mod status;
 
 use std::path::PathBuf;
