@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     /// Every open connection: its socket (a clone, so that shutdown and eviction can
     /// close it) and what it is doing.
     live: Mutex<HashMap<u64, Live>>,
+    /// What `/__status` keeps between answers (the samples its rates come from).
+    status: ops::status::StatusState,
 }
 
 /// An open connection as the accept thread sees it.
@@ -335,6 +337,7 @@ impl DataServer {
             room_freed: Condvar::new(),
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
+            status: ops::status::StatusState::default(),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
