@@ -38,6 +38,7 @@ mod connection;
 mod fs;
 pub mod mounts;
 pub mod ops;
+mod peers;
 pub mod request;
 mod response;
 pub mod router;
@@ -61,6 +62,7 @@ use std::time::{Duration, Instant};
 use spares::Spares;
 use storage::Store;
 
+pub use peers::MirrorFrom;
 pub use spares::{SPARES, SPARE_MIN_BYTES};
 
 /// How many connections are served at once by default (see
@@ -125,6 +127,10 @@ pub struct ServerConfig {
     /// for comparisons. `/__status` counts the bodies moved by `splice`
     /// (`bodies_spliced`) and the files stored in spares.
     pub kernel_copy: bool,
+    /// Where `PUT /<name>?MirrorSource=<url>` may fetch files from: by default only
+    /// the data servers of this server's cluster (`serverfilter`) in the local
+    /// registry (see `peers.rs`).
+    pub mirror_from: MirrorFrom,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +152,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::ZERO,
             max_connections: MAX_CONNECTIONS,
             kernel_copy: true,
+            mirror_from: MirrorFrom::default(),
         }
     }
 }
@@ -176,6 +183,8 @@ pub(crate) struct Shared {
     live: Mutex<HashMap<u64, Live>>,
     /// What `/__status` keeps between answers (the samples its rates come from).
     status: ops::status::StatusState,
+    /// The servers `?MirrorSource=` may fetch from.
+    peers: peers::Peers,
 }
 
 /// An open connection as the accept thread sees it.
@@ -295,6 +304,8 @@ pub struct DataServer {
     accept_thread: Option<JoinHandle<()>>,
     /// The thread that keeps spares ready, if there are spares.
     spare_thread: Option<JoinHandle<()>>,
+    /// The thread that browses mDNS for peers, if asked to.
+    peer_thread: Option<JoinHandle<()>>,
 }
 
 impl DataServer {
@@ -322,7 +333,6 @@ impl DataServer {
             Spares::for_root(store.root())
         };
         let shared = Arc::new(Shared {
-            config,
             store,
             spares,
             local_addr,
@@ -338,6 +348,8 @@ impl DataServer {
             stopping: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
             status: ops::status::StatusState::default(),
+            peers: peers::Peers::new(config.mirror_from.clone(), &config.serverfilter),
+            config,
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -347,7 +359,16 @@ impl DataServer {
             shared,
             accept_thread: Some(accept_thread),
             spare_thread: None,
+            peer_thread: None,
         };
+        if server.shared.peers.wants_mdns() {
+            let peer_shared = Arc::clone(&server.shared);
+            let peer_thread = thread::Builder::new()
+                .name(format!("pyme-server-peers-{}", local_addr.port()))
+                .spawn(move || peer_shared.peers.browse_mdns());
+            // On failure `server` is dropped, which stops it: it was not started as asked.
+            server.peer_thread = Some(peer_thread?);
+        }
         if server.shared.spares.is_some() {
             let spare_shared = Arc::clone(&server.shared);
             let spare_thread = thread::Builder::new()
@@ -401,6 +422,10 @@ impl DataServer {
         }
         if let Some(spare_thread) = self.spare_thread.take() {
             let _ = spare_thread.join();
+        }
+        self.shared.peers.stop();
+        if let Some(peer_thread) = self.peer_thread.take() {
+            let _ = peer_thread.join();
         }
     }
 }

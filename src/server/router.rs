@@ -149,6 +149,14 @@ const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Put,
         first: First::File,
+        query_key: Some(ops::mirror::KEY),
+        operation: "mirror",
+        judge: ops::mirror::judge,
+        handler: ops::mirror::put,
+    },
+    Route {
+        verb: Verb::Put,
+        first: First::File,
         query_key: None,
         operation: "files.put",
         judge: ops::files::judge,
@@ -335,6 +343,11 @@ mod tests {
         assert_eq!(put("/__aggregate_txt/log/x.txt"), Ok("aggregate_txt"));
         assert_eq!(put("/__aggregate_h5r/a.h5r/t"), Ok("aggregate_h5r"));
         assert_eq!(put("/__pyramid_create/p?x=1"), Ok("pyramid"));
+        assert_eq!(
+            put("/d/f?MirrorSource=http://10.0.0.2:15348/d/f"),
+            Ok("mirror")
+        );
+        assert_eq!(put("/d/f?x=1"), Ok("files.put"));
         assert_eq!(put("/__status"), Err(Unrouted::WrongMethod));
         assert_eq!(get("/__aggregate_txt/x"), Err(Unrouted::WrongMethod));
         assert_eq!(get("/__nothing"), Err(Unrouted::UnknownOperation));

@@ -7,6 +7,7 @@
 //! - `aggregate_txt`: `PUT /__aggregate_txt/<name>`, appends.
 //! - `status`: `GET /__status`, PYME's figures of the node and ours.
 //! - `glob`: `GET /__glob?pattern=<glob>`, the matching paths (PYME's `cglob`).
+//! - `mirror`: `PUT /<name>?MirrorSource=<url>`, a copy fetched from a peer.
 //!
 //! What these modules may not do: touch the socket other than through the
 //! connection's methods, or parse what another operation is sent.
@@ -14,6 +15,7 @@
 pub mod aggregate_txt;
 pub mod files;
 pub mod glob;
+pub mod mirror;
 pub mod status;
 
 use std::path::PathBuf;
