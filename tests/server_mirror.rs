@@ -2,6 +2,8 @@
 //! peer of its cluster and stores it once, as PYME's `clusterIO.mirror_file` asks;
 //! never from an address that is not a peer, never following a redirect.
 
+#[cfg(target_os = "linux")]
+mod common;
 mod server_support;
 
 use std::io::{Read, Write};
@@ -186,4 +188,140 @@ fn redirects_silence_oversize_and_cut_bodies_are_refused() {
         client.send(&get("/__status"));
         assert_eq!(client.response().code, 200);
     }
+}
+
+/// A peer heard only on mDNS becomes a source once the background browse hears it;
+/// a server of another cluster heard there does not. mDNS is sent only inside a
+/// network namespace made here whose only interface is lo (this test runs its
+/// `#[ignore]`d body there).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_peer_heard_on_mdns_is_fetched_from() {
+    let test = "a_peer_heard_on_mdns_is_fetched_from";
+    // SAFETY: a plain system call without arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip::skip(test, "not root (a network namespace needs CAP_NET_ADMIN)");
+        return;
+    }
+    if !common::skip::require_tool(test, "ip", &["-V"]) {
+        return;
+    }
+    let namespace = format!("pyme-mirror-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(ip(&["netns", "add", &namespace]));
+    struct Delete(String);
+    impl Drop for Delete {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    let _delete = Delete(namespace.clone());
+    assert!(ip(&[
+        "netns", "exec", &namespace, "ip", "link", "set", "lo", "up"
+    ]));
+    assert!(ip(&[
+        "netns",
+        "exec",
+        &namespace,
+        "ip",
+        "link",
+        "set",
+        "lo",
+        "multicast",
+        "on"
+    ]));
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &namespace])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "netns_mdns_peer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PYME_IN_NETNS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run by a_peer_heard_on_mdns_is_fetched_from inside its network namespace"]
+fn netns_mdns_peer() {
+    use pyme_streaming::discovery::MdnsAdvertisement;
+    let interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        std::env::var("PYME_IN_NETNS").as_deref(),
+        Ok("1"),
+        "mDNS only inside the test's namespace"
+    );
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "refusing to send multicast outside a test namespace"
+    );
+    let source = TestServer::start();
+    let stranger = TestServer::start();
+    for server in [&source, &stranger] {
+        let mut client = server.connect();
+        client.send(&put("heard.bin", b"heard on mDNS"));
+        assert_eq!(client.response().code, 200);
+    }
+    let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+    let port = source.server.local_addr().port();
+    let stranger_port = stranger.server.local_addr().port();
+    let _advertised =
+        MdnsAdvertisement::start("PYMEDataServer [mdns-cluster]:a - PID:1", lo, port).unwrap();
+    let _other =
+        MdnsAdvertisement::start("PYMEDataServer [elsewhere]:b - PID:2", lo, stranger_port)
+            .unwrap();
+    let target = TestServer::with(|config| {
+        config.serverfilter = "mdns-cluster".into();
+        config.mirror_from = MirrorFrom::Peers {
+            registry: None,
+            mdns: true,
+        };
+    });
+    let mut client = target.connect();
+    // Waits for the event it needs: the background browse hearing the source.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        client.send(&mirror(
+            "heard.bin",
+            &format!("http://127.0.0.1:{port}/heard.bin"),
+        ));
+        let code = client.response().code;
+        if code != 403 || std::time::Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(code, 200);
+    assert_eq!(
+        std::fs::read(target.root().join("heard.bin")).unwrap(),
+        b"heard on mDNS"
+    );
+    // Another cluster's server, heard or not, is no peer.
+    client.send(&mirror(
+        "other.bin",
+        &format!("http://127.0.0.1:{stranger_port}/heard.bin"),
+    ));
+    assert_eq!(client.response().code, 403);
 }
