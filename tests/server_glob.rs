@@ -47,6 +47,18 @@ fn glob_answers_matching_paths_relative_to_the_root() {
         json(&client.response().body),
         serde_json::json!(["dir/sub/d.txt"])
     );
+    client.send(&get("/__glob?pattern=dir/[ab].txt"));
+    assert_eq!(
+        json(&client.response().body),
+        serde_json::json!(["dir/a.txt", "dir/b.txt"])
+    );
+    client.send(&get("/__glob?pattern=dir/[!a]?txt"));
+    assert_eq!(
+        json(&client.response().body),
+        serde_json::json!(["dir/b.txt"])
+    );
+    client.send(&get("/__glob?pattern=*/"));
+    assert_eq!(json(&client.response().body), serde_json::json!(["dir/"]));
     client.send(&get("/__glob?pattern=nothing/*"));
     assert_eq!(json(&client.response().body), serde_json::json!([]));
     // The server's temporary and hidden files never match.

@@ -13,7 +13,7 @@
 //! the connection, answered anything but 200 (404 included), or broke off; 504 the
 //! source was silent for the read timeout.
 //!
-//! What this module may not do: connect anywhere [`crate::server::peers`] does not
+//! What this module may not do: connect anywhere `peers.rs` does not
 //! allow, or keep a fetched byte in memory beyond one buffer.
 
 use std::io::{self, Read, Write};
