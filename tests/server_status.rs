@@ -3,7 +3,7 @@
 
 mod server_support;
 
-use server_support::{get, json, put, TestServer};
+use server_support::{get, json, TestServer};
 
 #[test]
 fn status_has_pymes_keys_and_types() {
@@ -70,6 +70,7 @@ fn status_has_pymes_keys_and_types() {
 #[cfg(target_os = "linux")]
 #[test]
 fn rates_are_since_the_previous_sample() {
+    use server_support::put;
     let server = TestServer::start();
     let mut client = server.connect();
     client.send(&get("/__status"));
