@@ -377,6 +377,23 @@ mod tests {
         assert!(!m("*a*a*a*a*a*a*a*a*a*a*b", &long));
     }
 
+    proptest::proptest! {
+        /// Any pattern against any name ends, without a panic, and a pattern without
+        /// special characters matches exactly itself.
+        #[test]
+        fn matching_never_panics(pattern in "[a*?\\[\\]!-]{0,12}", name in "[a\\[\\]!-]{0,12}") {
+            let _ = m(&pattern, &name);
+            if !has_magic(&name) {
+                proptest::prop_assert!(m(&name, &name));
+            }
+        }
+
+        #[test]
+        fn pattern_checking_never_panics(raw in "[a-z%+/*0-9A-F]{0,16}") {
+            let _ = check(&raw);
+        }
+    }
+
     fn tree() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         for path in [

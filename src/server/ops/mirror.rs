@@ -298,6 +298,16 @@ pub(crate) fn fetch(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn source_parsing_never_panics(url in "(http://)?[0-9.:\\[\\]a-f]{0,24}(/[a-z%./?]{0,12})?") {
+            if let Ok(source) = parse_source(&url) {
+                proptest::prop_assert!(source.target.starts_with('/'));
+                proptest::prop_assert!(source.address.port() != 0);
+            }
+        }
+    }
+
     #[test]
     fn parses_pymes_source_urls() {
         assert_eq!(
