@@ -229,11 +229,14 @@ fn find(verb: Verb, path: &str, query: Option<&str>) -> Result<&'static Route, U
 /// Splits a request target into its decoded path (without the leading `/`) and its
 /// raw query.
 fn split_target(target: &str) -> Result<(String, Option<String>), NameError> {
-    let decoded = name::decode_request_target(target)?;
-    Ok(match decoded.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (decoded, None),
-    })
+    let mut path = name::decode_request_target(target)?;
+    // In place: a plain PUT (most requests) has no query and costs no copy.
+    let query = path.find('?').map(|at| {
+        let query = path[at + 1..].to_owned();
+        path.truncate(at);
+        query
+    });
+    Ok((path, query))
 }
 
 /// The operation that would answer `method` on `target`, if its judge accepts the
