@@ -17,14 +17,27 @@
 //!   `LPT0`-`LPT9`, also with a superscript digit (`COM¹`), in any case. Drive letters
 //!   (`C:`) and backslashes are refused by the character set.
 //! - No segment starts with [`RESERVED_PREFIX`], the data server's temporary files.
+//! - A first segment starting with `__` is reserved for the data server's operations
+//!   (`__status`, `__glob`, `__metrics`, `__aggregate_*`, `__pyramid_*`): no stored
+//!   file has one ([`validate_stored`]). A name for `put` may start with one of the
+//!   operation prefixes a client sends on purpose ([`OPERATION_PREFIXES`]:
+//!   `__aggregate_txt/`, `__aggregate_h5r/`, `__aggregate_h5/`, `__pyramid_<any>/`)
+//!   followed by the name it acts on, which is itself a stored name: `put` refuses
+//!   every other `__` name ([`validate`]).
 //! - The query, if there is a `?`, is not empty and is made of ASCII letters and
 //!   digits, `_ . - = & ,` and `%` followed by two hexadecimal digits: no `/`, no
 //!   second `?`, no `#`, no space or control character.
 //!
 //! The server strips the leading `/` of a request target and percent-decodes the path
-//! ([`decode_request_target`]), then applies this same [`validate`]. It also serves
-//! folder targets (`GET /a/b/`, the root `GET /`, and PYME's "make this folder" `PUT
-//! /a/b/`): those strip the trailing `/` and validate the rest.
+//! ([`decode_request_target`]); its router (`server/router.rs`) sends a name with an
+//! `__` first segment to that operation, which parses its own query and judges the
+//! name it acts on with [`validate_stored`], and every other name to the files, which
+//! judge it with the same [`validate_stored`]. So what `put` accepts, the server
+//! stores (or hands to the operation), and what `put` refuses is never stored. The
+//! files also serve folder targets (`GET /a/b/`, the root `GET /` or PYME's `GET //`,
+//! and PYME's "make this folder" `PUT /a/b/`): those strip the trailing `/` and judge
+//! the rest. Operations that no client `put`s (`GET /__glob?pattern=a/*.txt`,
+//! `PUT /a?MirrorSource=http://...`) have queries outside this rule, parsed by them.
 //!
 //! What this module may not do: touch sockets or files. It only judges and encodes names.
 
@@ -47,6 +60,25 @@ pub const MAX_ROOT_BYTES: usize = 2048;
 /// or spilled file is ever taken for a temporary one (hidden, or deleted as a crash's
 /// leftover).
 pub const RESERVED_PREFIX: &str = ".pyme-";
+
+/// The first segments a client's `put` may send on purpose: the data server appends
+/// or aggregates instead of storing a file. A name starting with one of these
+/// followed by `/` and a stored name is accepted by [`validate`]; `__pyramid_` takes
+/// any ending (`__pyramid_create`, `__pyramid_update_tile`, ...).
+pub const OPERATION_PREFIXES: [&str; 4] = [
+    "__aggregate_txt",
+    "__aggregate_h5r",
+    "__aggregate_h5",
+    "__pyramid_",
+];
+
+/// Whether a first segment is one `put` may send (see [`OPERATION_PREFIXES`]).
+pub fn is_put_operation(first: &str) -> bool {
+    OPERATION_PREFIXES[..3].contains(&first)
+        || first
+            .strip_prefix(OPERATION_PREFIXES[3])
+            .is_some_and(|rest| !rest.is_empty())
+}
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +105,8 @@ pub enum NameError {
     ReservedDeviceName(String),
     #[error("the segment {0:?} starts with {RESERVED_PREFIX:?}, which the server keeps for its temporary files")]
     ReservedPrefix(String),
+    #[error("the first segment {0:?} starts with '__', which names an operation of the data server (only __aggregate_txt/, __aggregate_h5r/, __aggregate_h5/ and __pyramid_*/ may be put, followed by a name)")]
+    ReservedOperation(String),
     #[error("the query after '?' is empty")]
     EmptyQuery,
     #[error("character {ch:?} at byte {position} is not allowed in the query (allowed: ASCII letters, digits, '_', '.', '-', '=', '&', ',', and '%' with two hex digits)")]
@@ -85,8 +119,56 @@ pub enum NameError {
     NotUtf8,
 }
 
-/// Checks that `name` is a valid file name (see the module documentation).
+/// Checks that `name` is a name `put` may send (see the module documentation): a
+/// stored name ([`validate_stored`]), or an operation prefix, `/` and a stored name.
 pub fn validate(name: &str) -> Result<(), NameError> {
+    if let Some((first, operand)) = name.split_once('/') {
+        if is_put_operation(first) {
+            if name.len() > MAX_NAME_BYTES {
+                return Err(NameError::TooLong(name.len()));
+            }
+            return validate_stored(operand).map_err(|e| shift(e, first.len() + 1));
+        }
+    }
+    validate_stored(name)
+}
+
+/// Checks that `name` is a valid name of a stored file (see the module
+/// documentation): the rule, with no `__` first segment.
+pub fn validate_stored(name: &str) -> Result<(), NameError> {
+    validate_name(name)?;
+    let first = name.split(['/', '?']).next().unwrap_or_default();
+    if first.starts_with("__") {
+        return Err(NameError::ReservedOperation(first.to_owned()));
+    }
+    Ok(())
+}
+
+/// An error found in the part of a name that starts at byte `offset`, with positions
+/// in the whole name.
+fn shift(error: NameError, offset: usize) -> NameError {
+    match error {
+        NameError::SegmentTooLong { position, len } => NameError::SegmentTooLong {
+            position: position + offset,
+            len,
+        },
+        NameError::EmptySegment(position) => NameError::EmptySegment(position + offset),
+        NameError::DotSegment(position) => NameError::DotSegment(position + offset),
+        NameError::BadCharacter { ch, position } => NameError::BadCharacter {
+            ch,
+            position: position + offset,
+        },
+        NameError::BadQueryCharacter { ch, position } => NameError::BadQueryCharacter {
+            ch,
+            position: position + offset,
+        },
+        // The operand is the name's end: a '/' before it is an empty segment.
+        NameError::LeadingSlash => NameError::EmptySegment(offset),
+        other => other,
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -447,6 +529,55 @@ mod tests {
         assert_eq!(query_error("a?x\\y"), Some(('\\', 3)));
         assert_eq!(query_error("a?x:y"), Some((':', 3)));
         assert_eq!(validate("a?"), Err(NameError::EmptyQuery));
+    }
+
+    #[test]
+    fn a_first_segment_starting_with_two_underscores_names_an_operation() {
+        for ok in [
+            "__aggregate_txt/log.txt",
+            "__aggregate_txt/a/b.txt?x=1",
+            "__aggregate_h5r/a.h5r/FitResults",
+            "__aggregate_h5/s.h5/frame00001.pzf",
+            "__pyramid_create/p",
+            "__pyramid_update_tile/p?x=1&y=2",
+            "__pyramid_finish/dir/p",
+            "a/__b",
+            "_a/b",
+        ] {
+            assert_eq!(validate(ok), Ok(()), "{ok}");
+        }
+        for reserved in [
+            "__status",
+            "__glob",
+            "__metrics",
+            "__x/y",
+            "__aggregate_txt",
+            "__aggregate_txt?x=1",
+            "__pyramid_/p",
+            "__pyramid_create",
+            "__aggregate_h5x/a",
+            "__aggregate_txt/__status",
+            "__aggregate_txt/__aggregate_txt/x",
+        ] {
+            assert!(
+                matches!(validate(reserved), Err(NameError::ReservedOperation(_))),
+                "{reserved}: {:?}",
+                validate(reserved)
+            );
+        }
+        // The operand is judged as a stored name, positions counted in the whole name.
+        assert_eq!(validate("__aggregate_txt/"), Err(NameError::Empty));
+        assert_eq!(
+            validate("__aggregate_txt//x"),
+            Err(NameError::EmptySegment(16))
+        );
+        assert_eq!(
+            validate("__aggregate_txt/a/../b"),
+            Err(NameError::DotSegment(18))
+        );
+        // Stored names never start with `__`.
+        assert!(validate_stored("__aggregate_txt/log.txt").is_err());
+        assert_eq!(validate_stored("log.txt"), Ok(()));
     }
 
     #[test]

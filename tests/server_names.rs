@@ -1,11 +1,21 @@
 //! One name rule for client and server: what `put` accepts, our data server stores
 //! (never a 400, never a 500 for its length), and what `put` refuses, the server
 //! refuses too.
+//!
+//! A first segment starting with `__` names an operation (`__status`, `__glob`,
+//! `__metrics`, `__aggregate_*`, `__pyramid_*`), never a stored file: `put` refuses
+//! such names except the operation prefixes it sends on purpose (`__aggregate_txt/`,
+//! `__aggregate_h5r/`, `__aggregate_h5/`, `__pyramid_*/`, each followed by a stored
+//! name), and the server hands those to the operation, which judges the name it acts
+//! on by the same rule and parses its own query. Every other `__` name is refused by
+//! both: the server answers 400, 404 (no such operation) or 405 (the operation does
+//! not take a PUT), and stores nothing.
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use pyme_streaming::name::{self, MAX_NAME_BYTES, MAX_SEGMENT_BYTES};
-use pyme_streaming::server::storage::{resolve, RequestPath};
+use pyme_streaming::server::request::Method;
+use pyme_streaming::server::router::{judge, Unrouted};
 use pyme_streaming::{Error, Stream, StreamerOptions};
 
 mod server_support;
@@ -19,13 +29,11 @@ fn target(name: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// Whether the server takes `target` as a file (what a PUT of a file name needs).
+/// Whether the server takes `target` as a name to store (a file, or the name an
+/// operation acts on), not as a folder, and not refusing it.
 fn server_takes_as_file(target: &str) -> bool {
-    match resolve(target) {
-        Ok(RequestPath::Plain { folder, .. }) => !folder,
-        Ok(_) => true,
-        Err(_) => false,
-    }
+    let path = target.split('?').next().unwrap_or_default();
+    judge(Method::Put, target).is_ok() && !path.ends_with('/')
 }
 
 /// Names built from pieces that each break (or nearly break) one rule.
@@ -96,12 +104,14 @@ proptest! {
         prop_assert_eq!(client, server, "{:?}: client {:?}", name, name::validate(&name));
     }
 
-    /// A folder target (`a/b/`) is served only when `a/b` is a valid name.
+    /// A folder target (`a/b/`) is served only when `a/b` is a valid stored name, or
+    /// empty: `//` is the root, as PYME's `listdir('/')` asks for it.
     #[test]
     fn a_folder_is_served_when_its_name_is_valid(name in names()) {
         let folder_target = format!("{}/", target(&name));
-        let is_folder = matches!(resolve(&folder_target), Ok(RequestPath::Plain { folder: true, .. }));
-        let valid_folder_name = name::validate(&name).is_ok() && !name.contains('?');
+        let is_folder = judge(Method::Get, &folder_target) == Ok("files.get");
+        let valid_folder_name =
+            name.is_empty() || (name::validate_stored(&name).is_ok() && !name.contains('?'));
         prop_assert_eq!(is_folder, valid_folder_name, "{:?}", name);
     }
 }
@@ -146,6 +156,18 @@ fn what_the_client_accepts_the_server_stores_and_what_it_refuses_gets_400() {
                 assert!(stored_at.is_file(), "{name:?} not at {stored_at:?}");
             }
             stored += 1;
+        } else if matches!(
+            judge(Method::Put, &target),
+            Err(Unrouted::UnknownOperation | Unrouted::WrongMethod)
+        ) {
+            // An operation's name that `put` may not send: no such operation, or
+            // one that takes no PUT. Nothing is stored; the connection stays.
+            assert!(
+                matches!(response.code, 404 | 405),
+                "{name:?}: {}",
+                response.code
+            );
+            refused += 1;
         } else {
             assert_eq!(response.code, 400, "{name:?}");
             assert!(client.is_closed());
@@ -209,4 +231,62 @@ fn put_refuses_what_the_server_would_refuse_before_sending() {
     let mut client = Client::connect(server.server.local_addr());
     client.send(b"GET /folder/ HTTP/1.1\r\n\r\n");
     assert_eq!(client.response().code, 404, "nothing was made");
+}
+
+#[test]
+fn a_first_segment_with_two_underscores_is_an_operation_never_a_file() {
+    let server = TestServer::start();
+    let stream = Stream::connect(
+        &server.server.local_addr().to_string(),
+        &StreamerOptions::default(),
+    )
+    .unwrap();
+    for reserved in [
+        "__status",
+        "__glob",
+        "__metrics",
+        "__x/y",
+        "__aggregate_txt",
+        "__aggregate_txt/__status",
+        "__pyramid_/p",
+    ] {
+        match stream.put(reserved, b"data") {
+            Err(Error::InvalidName { .. }) => {}
+            other => panic!("{reserved:?}: {other:?}"),
+        }
+    }
+    let mut client = server.connect();
+    for (target, code) in [
+        ("/__status", 405),
+        ("/__glob", 405),
+        ("/__metrics", 404),
+        ("/__x/y", 404),
+        ("/__aggregate_txt/log.txt", 200),
+    ] {
+        let request = format!("PUT {target} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+        client.send(request.as_bytes());
+        assert_eq!(client.response().code, code, "{target}");
+    }
+    for refused in [
+        "/__aggregate_txt/__status",
+        "/__aggregate_txt",
+        "/__pyramid_x/a//b",
+    ] {
+        let mut client = server.connect();
+        let request = format!("PUT {refused} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+        client.send(request.as_bytes());
+        assert_eq!(client.response().code, 400, "{refused}");
+    }
+    let mut stored: Vec<String> = std::fs::read_dir(server.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["log.txt"], "only the appended file");
+    // The operation prefixes `put` sends on purpose reach their operation.
+    stream.put("__aggregate_txt/log.txt", b"y").unwrap();
+    stream
+        .flush(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(std::fs::read(server.root().join("log.txt")).unwrap(), b"xy");
 }

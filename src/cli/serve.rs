@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use pyme_streaming::discovery::{self, Advertise, Advertisement};
-use pyme_streaming::server::{mounts, DataServer, ServerConfig};
+use pyme_streaming::server::{mounts, DataServer, MirrorFrom, ServerConfig};
 
 /// Options of `serve`.
 #[derive(clap::Args, Debug)]
@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// 200 survives a crash of the server process, not of the machine.
     #[arg(long)]
     pub fsync: bool,
+    /// Where `PUT /<name>?MirrorSource=<url>` (PYME's mirror_file) may fetch from:
+    /// peers (the data servers of this cluster in the local registry, and on mDNS
+    /// when advertising there), any (every address), or none.
+    #[arg(long, default_value = "peers", value_parser = ["peers", "any", "none"])]
+    pub mirror_from: String,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts it down cleanly.
@@ -78,6 +83,18 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .clone()
         .unwrap_or_else(discovery::computer_name);
     let discard = args.discard;
+    let registry = args
+        .registry
+        .clone()
+        .unwrap_or_else(discovery::registry::default_path);
+    let mirror_from = match args.mirror_from.as_str() {
+        "any" => MirrorFrom::Any,
+        "none" => MirrorFrom::Nowhere,
+        _ => MirrorFrom::Peers {
+            registry: Some(registry.clone()),
+            mdns: matches!(args.advertise, Advertise::Mdns | Advertise::Both),
+        },
+    };
     let config = ServerConfig {
         root: args.root.unwrap_or(defaults.root),
         bind: args.bind,
@@ -102,6 +119,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_connections: args.max_connections,
         kernel_copy: defaults.kernel_copy,
         fsync: args.fsync,
+        mirror_from,
     };
 
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -111,9 +129,6 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     let server = DataServer::start(config)?;
     let addr = server.local_addr();
-    let registry = args
-        .registry
-        .unwrap_or_else(discovery::registry::default_path);
     let advertisement = match Advertisement::start(
         args.advertise,
         &serverfilter,

@@ -6,22 +6,24 @@
 //! only when no further complete request is waiting (or before any read that could
 //! block), so a burst of requests gets a burst of answers in few writes.
 //!
-//! The only server module that reads or writes a client socket (`splice.rs` moves
-//! body bytes out of it when asked to here).
+//! Each request goes to the router (`router.rs`), which calls an operation (`ops/`);
+//! operations read the body and write answers only through this connection's
+//! methods (the section "what operations use"), never the socket itself. The only
+//! server module that reads or writes a client socket (`splice.rs` moves body bytes
+//! out of it when asked to here). It never grows a branch per operation.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::body::{BodyError, Decoding};
-use super::request::{parse_request_head, Method, RequestHead};
+use super::body::BodyError;
+use super::request::{parse_request_head, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
+use super::router;
 use super::splice::{Moved, Pipe};
-use super::status::status_json;
-use super::storage::{resolve, Appended, FolderCache, PendingFile, RequestPath, Stored};
+use super::storage::{FolderCache, PendingFile};
 use super::{
     ConnectionState, Shared, PHASE_BODY, PHASE_BUSY, PHASE_HEAD, PHASE_IDLE, PHASE_WRITE,
     PROGRESS_BYTES,
@@ -36,10 +38,10 @@ const INLINE_FILE_BYTES: u64 = 64 * 1024;
 /// Large files are sent in pieces of this size (each a `sendfile` on Linux).
 const FILE_PIECE_BYTES: u64 = 1 << 20;
 /// Plain bodies of this size or more are moved into their file by `splice`.
-const SPLICE_BODY_BYTES: u64 = BODY_CHUNK as u64;
+pub(crate) const SPLICE_BODY_BYTES: u64 = BODY_CHUNK as u64;
 
 /// Why the request loop stops. Either way the connection is closed.
-enum End {
+pub(crate) enum End {
     /// The client closed, or the socket failed (or was shut by eviction or shutdown).
     Gone,
     /// A read waited longer than its timeout.
@@ -71,7 +73,7 @@ enum Wait {
 }
 
 /// Whether the connection stays open after an answer.
-type Next = Result<(), End>;
+pub(crate) type Next = Result<(), End>;
 
 /// Serves one connection until the client leaves, a request asks to close, a request is
 /// refused, or the server shuts the socket down.
@@ -108,7 +110,9 @@ fn nonzero(timeout: Duration) -> Option<Duration> {
     (!timeout.is_zero()).then_some(timeout)
 }
 
-struct Connection<'a> {
+/// One connection: the request loop's state, and what operations (`ops/`) use to read
+/// a request's body and write its answer.
+pub(crate) struct Connection<'a> {
     stream: TcpStream,
     shared: &'a Shared,
     /// What this connection is doing, for the accept thread's eviction policy.
@@ -138,7 +142,7 @@ enum PipeState {
     Unavailable,
 }
 
-impl Connection<'_> {
+impl<'a> Connection<'a> {
     fn request_loop(&mut self) -> Next {
         let max_head = self.shared.config.max_header_bytes;
         loop {
@@ -194,32 +198,12 @@ impl Connection<'_> {
         if body_len > self.shared.config.max_body_bytes {
             return self.refuse(413, "The body is too large.");
         }
-        let path = match resolve(&head.target) {
-            Ok(path) => path,
-            Err(reason) => return self.refuse(400, &format!("The name is not allowed: {reason}.")),
-        };
-        match head.method {
-            Method::Put if head.content_length.is_none() => {
-                self.refuse(411, "A PUT needs a Content-Length.")
-            }
-            Method::Put => {
-                if head.expect_continue {
-                    self.output.extend_from_slice(response::CONTINUE);
-                }
-                self.put(&head, path, body_len)?;
-                self.close_if_asked(&head)
-            }
-            Method::Get | Method::Head => {
-                self.skip_body(body_len)?;
-                self.get(&head, path)?;
-                self.close_if_asked(&head)
-            }
-            Method::Other => self.refuse(405, "Only GET, HEAD and PUT are served."),
-        }
+        router::dispatch(self, &head, body_len)?;
+        self.close_if_asked(&head)
     }
 
     /// Answers an error and ends the connection (the body, if any, is not read).
-    fn refuse(&mut self, code: u16, detail: &str) -> Next {
+    pub(crate) fn refuse(&mut self, code: u16, detail: &str) -> Next {
         write_error(&mut self.output, code, detail, true);
         Err(End::Close)
     }
@@ -232,110 +216,42 @@ impl Connection<'_> {
         }
     }
 
-    // ---- PUT -------------------------------------------------------------------
+    // ---- what operations use (see router.rs) --------------------------------
 
-    fn put(&mut self, head: &RequestHead, path: RequestPath, body_len: u64) -> Next {
-        if self.shared.config.discard {
-            self.skip_body(body_len)?;
-            self.output.extend_from_slice(response::OK_EMPTY);
-            return Ok(());
-        }
-        match path {
-            RequestPath::Plain {
-                relative,
-                folder: false,
-            } => self.put_file(head, &relative, body_len),
-            // PYME's "make this folder"; data sent with it would be lost, so it is refused.
-            RequestPath::Plain { folder: true, .. } if body_len > 0 => {
-                self.refuse(400, "A folder (a name ending in '/') cannot hold data.")
-            }
-            RequestPath::Plain {
-                relative,
-                folder: true,
-            } => {
-                match self.shared.store.create_folder(&relative) {
-                    Ok(()) => self.output.extend_from_slice(response::OK_EMPTY),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        self.error(405, "A file of that name exists.")
-                    }
-                    Err(e) => self.storage_error(&e, "The folder could not be made."),
-                }
-                Ok(())
-            }
-            RequestPath::AggregateText(relative) => self.append(head, &relative, body_len),
-            RequestPath::Unsupported => {
-                self.skip_body(body_len)?;
-                self.error(501, "HDF5 aggregation and pyramids are not supported.");
-                Ok(())
-            }
-            RequestPath::Status => {
-                self.skip_body(body_len)?;
-                self.error(405, "The status cannot be written.");
-                Ok(())
-            }
-        }
+    /// What the connection threads share: the configuration, the store, the counters.
+    /// For as long as the connection, not as long as this borrow.
+    pub(crate) fn shared(&self) -> &'a Shared {
+        self.shared
     }
 
-    /// Stores a new file, write-once. A taken name is found when the file is committed
-    /// (the move to its name fails), not checked first: that would cost a system call
-    /// per file.
-    fn put_file(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
-        let spare = self.take_spare(head, body_len);
-        let in_spare = spare.is_some();
-        let begun = match spare {
-            Some((spare, allocated)) => {
-                let folders = &mut self.folders;
-                self.shared
-                    .store
-                    .begin_in_spare(relative, spare, allocated, folders)
-            }
-            None => self.shared.store.begin_file(relative, &mut self.folders),
-        };
-        let mut pending = match begun {
-            Ok(pending) => pending,
-            Err(e) => {
-                self.skip_body(body_len)?;
-                self.storage_error(&e, "The file could not be created.");
-                return Ok(());
-            }
-        };
-        let received = if head.gzip || body_len < SPLICE_BODY_BYTES {
-            let limit = self.shared.config.max_body_bytes;
-            let mut sink = Decoding::new(pending, head.gzip, limit);
-            let written = self.read_body(body_len, &mut sink)?;
-            sink.finish(written)
-        } else {
-            let written = self.splice_body(body_len, &mut pending)?;
-            written
-                .map(|()| (pending, body_len))
-                .map_err(BodyError::Store)
-        };
-        let stored = received.and_then(|(pending, len)| {
-            let stored = pending.commit().map_err(BodyError::Store)?;
-            Ok((stored, len))
-        });
-        match stored {
-            Ok((Stored::New, len)) => {
-                if let Some(rate) = self.shared.config.store_bytes_per_s {
-                    std::thread::sleep(Duration::from_secs_f64(len as f64 / rate.max(1) as f64));
-                }
-                self.shared.files_stored.fetch_add(1, Ordering::Relaxed);
-                if in_spare {
-                    self.shared.files_in_spares.fetch_add(1, Ordering::Relaxed);
-                }
-                self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
-                self.output.extend_from_slice(response::OK_EMPTY);
-            }
-            Ok((Stored::AlreadyExists, _)) => {
-                self.error(405, "The file exists; files are written once.")
-            }
-            Err(e) => self.body_error(&e, "The file could not be written."),
-        }
-        Ok(())
+    /// Answers to be sent, in order; an operation may write a head here
+    /// (`response::write_head`) and then send a file (`send_file`).
+    pub(crate) fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    /// The folder of the latest file this connection stored (see `FolderCache`).
+    pub(crate) fn folders(&mut self) -> &mut FolderCache {
+        &mut self.folders
+    }
+
+    /// Whether PUT bodies are read and dropped (`--discard`).
+    pub(crate) fn discards(&self) -> bool {
+        self.shared.config.discard
+    }
+
+    /// Tells a client waiting with `Expect: 100-continue` to send its body.
+    pub(crate) fn continue_body(&mut self) {
+        self.output.extend_from_slice(response::CONTINUE);
+    }
+
+    /// Answers 200 with no body (a stored PUT).
+    pub(crate) fn ok_empty(&mut self) {
+        self.output.extend_from_slice(response::OK_EMPTY);
     }
 
     /// The answer to a body that did not reach storage.
-    fn body_error(&mut self, error: &BodyError, store_failed: &str) {
+    pub(crate) fn body_error(&mut self, error: &BodyError, store_failed: &str) {
         match error {
             BodyError::Corrupt => self.error(400, "The gzip body is corrupt."),
             BodyError::TooLarge(limit) => self.error(
@@ -348,7 +264,7 @@ impl Connection<'_> {
 
     /// The answer to a storage failure: the client's doing (4xx) or the server's
     /// (see [`Connection::server_error`]).
-    fn storage_error(&mut self, error: &io::Error, otherwise: &str) {
+    pub(crate) fn storage_error(&mut self, error: &io::Error, otherwise: &str) {
         if is_taken_by_a_file(error) {
             self.error(409, "A folder of this name is a file here.");
         } else if is_a_folder(error) {
@@ -362,7 +278,7 @@ impl Connection<'_> {
 
     /// The answer to a failure of the server's own: a full disk (507: the client
     /// sends the file elsewhere at once instead of retrying here), or 500.
-    fn server_error(&mut self, error: &io::Error, otherwise: &str) {
+    pub(crate) fn server_error(&mut self, error: &io::Error, otherwise: &str) {
         if is_storage_full(error) {
             self.error(507, "The server's storage is full.");
         } else {
@@ -371,117 +287,15 @@ impl Connection<'_> {
     }
 
     /// A spare for a large plain body, when the root has spares and one is ready.
-    fn take_spare(&self, head: &RequestHead, body_len: u64) -> Option<(File, u64)> {
+    pub(crate) fn take_spare(&self, head: &RequestHead, body_len: u64) -> Option<(File, u64)> {
         if head.gzip {
             return None;
         }
         self.shared.spares.as_ref()?.take(body_len)
     }
 
-    /// Appends the body to a file (`__aggregate_txt`). The body, decoded, goes to a
-    /// spool file first (never into memory), and is appended once complete.
-    fn append(&mut self, head: &RequestHead, relative: &Path, body_len: u64) -> Next {
-        let spool = match self.shared.store.spool() {
-            Ok(spool) => spool,
-            Err(e) => {
-                self.skip_body(body_len)?;
-                self.server_error(&e, "The body cannot be received.");
-                return Ok(());
-            }
-        };
-        let limit = self.shared.config.max_body_bytes;
-        let mut sink = Decoding::new(spool, head.gzip, limit);
-        let written = self.read_body(body_len, &mut sink)?;
-        let (mut spool, len) = match sink.finish(written) {
-            Ok(received) => received,
-            Err(e) => {
-                self.body_error(&e, "The body cannot be received.");
-                return Ok(());
-            }
-        };
-        match self.shared.store.append(relative, &mut spool) {
-            Ok(Appended::Done) => {
-                self.shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
-                self.output.extend_from_slice(response::OK_EMPTY);
-            }
-            Ok(Appended::WriteOnce) => self.error(
-                405,
-                "The file was stored write-once; __aggregate_txt appends only to files it made.",
-            ),
-            Err(e) => self.storage_error(&e, "The file could not be appended to."),
-        }
-        Ok(())
-    }
-
-    // ---- GET -------------------------------------------------------------------
-
-    fn get(&mut self, head: &RequestHead, path: RequestPath) -> Next {
-        let with_body = head.method == Method::Get;
-        match path {
-            RequestPath::Status => {
-                let json = status_json(self.shared);
-                self.answer(200, "application/json", json.as_bytes(), with_body);
-            }
-            RequestPath::Plain {
-                relative,
-                folder: true,
-            } => match self.shared.store.list_folder(&relative) {
-                Ok(json) => self.answer(200, "application/json", json.as_bytes(), with_body),
-                Err(_) => self.error(404, "No such folder."),
-            },
-            RequestPath::Plain {
-                relative,
-                folder: false,
-            } => return self.get_file(head, &relative, with_body),
-            RequestPath::AggregateText(_) | RequestPath::Unsupported => {
-                self.error(404, "Nothing to get here.")
-            }
-        }
-        Ok(())
-    }
-
-    fn get_file(&mut self, head: &RequestHead, relative: &Path, with_body: bool) -> Next {
-        let full = match self.shared.store.confined(relative) {
-            Ok(full) => full,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                self.error(403, "The name leads out of the storage root.");
-                return Ok(());
-            }
-            Err(_) => {
-                self.error(404, "No such file.");
-                return Ok(());
-            }
-        };
-        let Ok(metadata) = std::fs::metadata(&full) else {
-            self.error(404, "No such file.");
-            return Ok(());
-        };
-        if metadata.is_dir() {
-            let path = head.target.split(['?', '#']).next().unwrap_or_default();
-            let location = format!("Location: {path}/");
-            write_head(&mut self.output, 301, None, 0, &[&location], false);
-            return Ok(());
-        }
-        if !metadata.is_file() {
-            // A FIFO or a device: opening it could block, or never end.
-            self.error(404, "No such file.");
-            return Ok(());
-        }
-        let Ok(file) = File::open(&full) else {
-            self.error(404, "The file cannot be read.");
-            return Ok(());
-        };
-        let size = metadata.len();
-        let content_type = Some("application/octet-stream");
-        write_head(&mut self.output, 200, content_type, size, &[], false);
-        if with_body {
-            self.send_file(file, size)?;
-        }
-        Ok(())
-    }
-
     /// Sends exactly `size` bytes of a file after the head already in the output.
-    fn send_file(&mut self, file: File, size: u64) -> Next {
+    pub(crate) fn send_file(&mut self, file: File, size: u64) -> Next {
         let mut limited = file.take(size);
         let copied = if size <= INLINE_FILE_BYTES {
             limited.read_to_end(&mut self.output)? as u64
@@ -512,7 +326,7 @@ impl Connection<'_> {
 
     // ---- answers ---------------------------------------------------------------
 
-    fn answer(&mut self, code: u16, content_type: &str, body: &[u8], with_body: bool) {
+    pub(crate) fn answer(&mut self, code: u16, content_type: &str, body: &[u8], with_body: bool) {
         if with_body {
             write_full(&mut self.output, code, content_type, body, false);
         } else {
@@ -528,7 +342,7 @@ impl Connection<'_> {
     }
 
     /// An error answer after which the connection stays open.
-    fn error(&mut self, code: u16, detail: &str) {
+    pub(crate) fn error(&mut self, code: u16, detail: &str) {
         write_error(&mut self.output, code, detail, false);
     }
 
@@ -638,7 +452,11 @@ impl Connection<'_> {
     /// Moves `len` body bytes into `sink`. A failing sink does not stop the reading (the
     /// body must be consumed to find the next request); its first error is returned
     /// inside `Ok`. A client gone mid-body is `Err`.
-    fn read_body(&mut self, len: u64, sink: &mut impl Write) -> Result<io::Result<()>, End> {
+    pub(crate) fn read_body(
+        &mut self,
+        len: u64,
+        sink: &mut impl Write,
+    ) -> Result<io::Result<()>, End> {
         let mut remaining = len;
         let mut sink_result = Ok(());
         while remaining > 0 {
@@ -660,7 +478,11 @@ impl Connection<'_> {
 
     /// Like `read_body` into a new file, but what is not yet read is moved from the
     /// socket into the file by `splice` (see `splice.rs`).
-    fn splice_body(&mut self, len: u64, file: &mut PendingFile) -> Result<io::Result<()>, End> {
+    pub(crate) fn splice_body(
+        &mut self,
+        len: u64,
+        file: &mut PendingFile,
+    ) -> Result<io::Result<()>, End> {
         let buffered = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
         let mut result = file.write_all(&self.input[self.start..self.start + buffered]);
         self.start += buffered;
@@ -704,7 +526,7 @@ impl Connection<'_> {
         Ok(result)
     }
 
-    fn skip_body(&mut self, len: u64) -> Next {
+    pub(crate) fn skip_body(&mut self, len: u64) -> Next {
         // io::sink never fails.
         let _ = self.read_body(len, &mut io::sink())?;
         Ok(())

@@ -1,16 +1,36 @@
 //! A PYME-compatible data server: answers pipelined HTTP/1.1 PUT and GET requests and
 //! stores files write-once under a root folder (see `PYME_WIRE.md`, section 1).
 //!
+//! The picture, one request:
+//!
+//! ```text
+//! accept thread (here) -> connection thread: request loop (`connection`)
+//!   -> router (`router`: one table, method + first path segment -> operation)
+//!   -> operation (`ops/`: one file per family, its own name and query parser)
+//!   -> storage (`storage`, with the system calls in `fs` and the spares)
+//! ```
+//!
+//! The request loop reads request heads ([`request`]), refuses what no operation may
+//! get (chunked bodies, bodies over `max_body_bytes`), and hands each request to
+//! `router::dispatch`. The router picks a row of its table by method and first
+//! segment (`__status`, `__aggregate_txt`, `__pyramid_*`, ..., or a plain file),
+//! has the operation's judge accept the name (400 and a close if not), and calls its
+//! handler. A handler is `fn(&mut Connection, &Request) -> Next`: it gets the decoded
+//! path and the raw query (`router::Request`), reads or skips the body exactly once
+//! (`Connection::read_body`, `skip_body`, `splice_body`), stores through [`storage`]
+//! and writes its answer (`Connection::answer`, `error`, `ok_empty`, or a head and
+//! `send_file`). A new operation is one file in `ops/`, one row in the router's table
+//! and one test file.
+//!
 //! This module holds the configuration and the lifecycle: binding, the accept thread,
 //! one thread per connection, and a shutdown that joins every thread it started without
 //! waiting for any timeout, and the connection policy: at most
 //! [`ServerConfig::max_connections`] at once, a new one taking the place of the one
-//! least likely to be a working client (`evict_one`). The request loop is in
-//! `connection`, request parsing in [`request`], the files in [`storage`] (and, with
-//! the spares, their shared system calls in `fs`), the advice about a tmpfs root in
-//! [`mounts`]. What survives a crash: one server per root (`lock`), the start-up
-//! sweep of what a dead server left (`recovery`), journaled appends (`journal`).
-//! The reference for users is `docs/SERVER.md`.
+//! least likely to be a working client (`evict_one`). The advice about a tmpfs root
+//! is in [`mounts`], the machine's figures in [`system`]. What survives a crash: one
+//! server per root (`lock`), the start-up sweep of what a dead server left
+//! (`recovery`), journaled appends (`journal`). The reference for users is
+//! `docs/SERVER.md`.
 //!
 //! Used in-process (tests, the `demo` command) and by the `serve` command.
 
@@ -22,16 +42,19 @@ mod journal;
 #[allow(unsafe_code)] // flock(2) on the root's lock file
 mod lock;
 pub mod mounts;
+pub mod ops;
+mod peers;
 mod recovery;
 pub mod request;
 mod response;
+pub mod router;
 #[allow(unsafe_code)] // fallocate on spare files
 mod spares;
 #[allow(unsafe_code)] // splice(2) from the socket to the file
 mod splice;
-#[allow(unsafe_code)] // statvfs(3) for the disk figures
-pub mod status;
 pub mod storage;
+#[allow(unsafe_code)] // statvfs(3) for the disk figures
+pub mod system;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -48,6 +71,7 @@ use spares::Spares;
 use storage::Store;
 
 pub use lock::LOCK_NAME;
+pub use peers::MirrorFrom;
 pub use recovery::SweepReport;
 pub use spares::{SPARES, SPARE_MIN_BYTES};
 
@@ -119,6 +143,10 @@ pub struct ServerConfig {
     /// and its length record, are on the disk before the 200. See docs/SERVER.md,
     /// "What a 200 means".
     pub fsync: bool,
+    /// Where `PUT /<name>?MirrorSource=<url>` may fetch files from: by default only
+    /// the data servers of this server's cluster (`serverfilter`) in the local
+    /// registry (see `peers.rs`).
+    pub mirror_from: MirrorFrom,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +169,7 @@ impl Default for ServerConfig {
             max_connections: MAX_CONNECTIONS,
             kernel_copy: true,
             fsync: false,
+            mirror_from: MirrorFrom::default(),
         }
     }
 }
@@ -173,6 +202,10 @@ pub(crate) struct Shared {
     sweep: SweepStatus,
     /// Held while the server runs: one server per root (none with `discard`).
     _root_lock: Option<RootLock>,
+    /// What `/__status` keeps between answers (the samples its rates come from).
+    status: ops::status::StatusState,
+    /// The servers `?MirrorSource=` may fetch from.
+    peers: peers::Peers,
 }
 
 /// An open connection as the accept thread sees it.
@@ -294,6 +327,8 @@ pub struct DataServer {
     spare_thread: Option<JoinHandle<()>>,
     /// The start-up sweep of the root, until joined.
     sweep_thread: Option<JoinHandle<()>>,
+    /// The thread that browses mDNS for peers, if asked to.
+    peer_thread: Option<JoinHandle<()>>,
 }
 
 impl DataServer {
@@ -331,7 +366,6 @@ impl DataServer {
             Spares::for_root(store.root())
         };
         let shared = Arc::new(Shared {
-            config,
             store,
             spares,
             local_addr,
@@ -351,6 +385,9 @@ impl DataServer {
                 None => SweepStatus::finished(),
             },
             _root_lock: root_lock,
+            status: ops::status::StatusState::default(),
+            peers: peers::Peers::new(config.mirror_from.clone(), &config.serverfilter),
+            config,
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -361,6 +398,7 @@ impl DataServer {
             accept_thread: Some(accept_thread),
             spare_thread: None,
             sweep_thread: None,
+            peer_thread: None,
         };
         if !server.shared.sweep.report().done {
             let sweep_shared = Arc::clone(&server.shared);
@@ -372,6 +410,14 @@ impl DataServer {
                 });
             // On failure `server` is dropped, which stops it.
             server.sweep_thread = Some(sweep_thread?);
+        }
+        if server.shared.peers.wants_mdns() {
+            let peer_shared = Arc::clone(&server.shared);
+            let peer_thread = thread::Builder::new()
+                .name(format!("pyme-server-peers-{}", local_addr.port()))
+                .spawn(move || peer_shared.peers.browse_mdns());
+            // On failure `server` is dropped, which stops it: it was not started as asked.
+            server.peer_thread = Some(peer_thread?);
         }
         if server.shared.spares.is_some() {
             let spare_shared = Arc::clone(&server.shared);
@@ -437,6 +483,10 @@ impl DataServer {
         // It sees `stopping` between two entries.
         if let Some(sweep_thread) = self.sweep_thread.take() {
             let _ = sweep_thread.join();
+        }
+        self.shared.peers.stop();
+        if let Some(peer_thread) = self.peer_thread.take() {
+            let _ = peer_thread.join();
         }
     }
 }

@@ -20,12 +20,16 @@ pub fn reason(code: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         507 => "Insufficient Storage",
         _ => "Unknown",
     }
@@ -101,6 +105,16 @@ fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_the_server_answers_has_its_reason() {
+        // 408 and 409 were answered "Unknown".
+        for code in [
+            200, 301, 400, 403, 404, 405, 408, 409, 411, 413, 431, 500, 501, 502, 503, 504, 507,
+        ] {
+            assert_ne!(reason(code), "Unknown", "{code}");
+        }
+    }
 
     #[test]
     fn error_details_are_escaped() {

@@ -40,7 +40,7 @@ mod linux {
     use super::{SPARES, SPARE_MIN_BYTES};
     use crate::server::fs::{link_unnamed, unnamed_file, TEMP_PREFIX};
     use crate::server::mounts::small_pages_tmpfs;
-    use crate::server::status::disk_usage;
+    use crate::server::system::disk_usage;
 
     /// The spares of one root, and what their thread needs to know.
     pub(crate) struct Spares {

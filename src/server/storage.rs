@@ -31,60 +31,7 @@ use super::fs::rename_noreplace;
 use super::fs::unnamed_file;
 use super::fs::{create_temp, is_reserved_name, link_unnamed, sync_folder, temp_path};
 use super::journal;
-use crate::name::{self, NameError};
-
-/// What a request path names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestPath {
-    /// `/__status`.
-    Status,
-    /// `/__aggregate_txt/<path>`: append to `<path>`.
-    AggregateText(PathBuf),
-    /// `/__aggregate_h5r/…`, `/__aggregate_h5/…`, `/__pyramid_*/…`: not supported here.
-    Unsupported,
-    /// A file (or, with `folder`, a folder: the path ended in `/`) relative to the root.
-    Plain { relative: PathBuf, folder: bool },
-}
-
-/// Decodes a request target (`/a/b%C3%A9?x=1`) into what it names under the root.
-///
-/// The name is judged by the client's own rule, [`name::validate`] (see `name.rs`):
-/// a target that breaks it is refused, so that nothing the client accepts is refused
-/// here and nothing refused there is stored here. A folder target (ending in `/`) is
-/// judged without its trailing `/`; the bare `/` is the root. The query is ignored
-/// once judged.
-pub fn resolve(target: &str) -> Result<RequestPath, NameError> {
-    let decoded = name::decode_request_target(target)?;
-    if decoded.is_empty() {
-        return Ok(RequestPath::Plain {
-            relative: PathBuf::new(),
-            folder: true,
-        });
-    }
-    let (path, query) = match decoded.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (decoded.as_str(), None),
-    };
-    let (path, folder) = match path.strip_suffix('/') {
-        Some(folder_path) => (folder_path, true),
-        None => (path, false),
-    };
-    match query {
-        Some(query) => name::validate(&format!("{path}?{query}"))?,
-        None => name::validate(path)?,
-    }
-    let segments: Vec<&str> = path.split('/').collect();
-    let relative: PathBuf = segments.iter().collect();
-    Ok(match segments[0] {
-        "__status" if segments.len() == 1 && !folder => RequestPath::Status,
-        "__aggregate_txt" if segments.len() > 1 && !folder => {
-            RequestPath::AggregateText(segments[1..].iter().collect())
-        }
-        "__aggregate_h5r" | "__aggregate_h5" if !folder => RequestPath::Unsupported,
-        first if first.starts_with("__pyramid_") && !folder => RequestPath::Unsupported,
-        _ => RequestPath::Plain { relative, folder },
-    })
-}
+use crate::name;
 
 /// How a write-once store ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -726,73 +673,6 @@ impl Drop for PendingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn plain(path: &str, folder: bool) -> RequestPath {
-        RequestPath::Plain {
-            relative: PathBuf::from(path),
-            folder,
-        }
-    }
-
-    #[test]
-    fn resolves_names() {
-        assert_eq!(resolve("/a/b.pzf"), Ok(plain("a/b.pzf", false)));
-        assert_eq!(resolve("/a/b/?x=1"), Ok(plain("a/b", true)));
-        assert_eq!(resolve("/"), Ok(plain("", true)));
-        assert_eq!(resolve("/a%C3%A9"), Ok(plain("aé", false)));
-        assert_eq!(resolve("/a%2Fb"), Ok(plain("a/b", false)));
-        assert_eq!(resolve("/__status"), Ok(RequestPath::Status));
-        assert_eq!(
-            resolve("/__aggregate_txt/log/x.txt"),
-            Ok(RequestPath::AggregateText(PathBuf::from("log/x.txt")))
-        );
-        assert_eq!(
-            resolve("/__pyramid_create/p?x=1"),
-            Ok(RequestPath::Unsupported)
-        );
-        // Folder targets are folders, whatever their first segment.
-        assert_eq!(resolve("/__pyramid_aa/"), Ok(plain("__pyramid_aa", true)));
-        assert_eq!(
-            resolve("/__aggregate_h5/x/"),
-            Ok(plain("__aggregate_h5/x", true))
-        );
-    }
-
-    #[test]
-    fn refuses_escapes() {
-        for bad in [
-            "/../x",
-            "/a/../../x",
-            "/%2e%2e/x",
-            "/a/%2E%2E",
-            "//etc/passwd",
-            "/%2Fetc",
-            "/a/./b",
-            "/a%00b",
-            "/a%5c..",
-            "/%zz",
-            "/%4",
-            "x",
-            "/a%ff",
-            "/a%20b",
-            "/a/./b",
-            "/a//b",
-            "/a?/../../x",
-            "/a?x=1?y",
-            "/?x=1",
-            "/a?",
-            "/CON",
-            "/a/nul.txt",
-            "/a./b",
-            "/C:/x",
-            "/a%3Ab",
-            "/a/.pyme-part-1-2",
-            "//",
-            "/?",
-        ] {
-            assert!(resolve(bad).is_err(), "{bad} accepted");
-        }
-    }
 
     #[test]
     fn write_once() {

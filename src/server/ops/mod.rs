@@ -1,0 +1,54 @@
+//! The data server's operations, one file per family, each with its own parser of
+//! names and queries and its own tests. The router (`router.rs`) picks one per
+//! request; each answers through the `Connection` it is given (its body readers and
+//! answer writers) and stores through `storage.rs`.
+//!
+//! - `files`: PUT and GET of plain files and folders (listings), the bulk of traffic.
+//! - `aggregate_txt`: `PUT /__aggregate_txt/<name>`, appends.
+//! - `status`: `GET /__status`, PYME's figures of the node and ours.
+//! - `glob`: `GET /__glob?pattern=<glob>`, the matching paths (PYME's `cglob`).
+//! - `mirror`: `PUT /<name>?MirrorSource=<url>`, a copy fetched from a peer.
+//!
+//! What these modules may not do: touch the socket other than through the
+//! connection's methods, or parse what another operation is sent.
+
+pub mod aggregate_txt;
+pub mod files;
+pub mod glob;
+pub mod mirror;
+pub mod status;
+
+use std::path::PathBuf;
+
+use super::connection::{Connection, Next};
+use super::router::Request;
+use crate::name::{self, NameError};
+
+/// The judge of operations that name nothing: every request is accepted.
+pub(crate) fn accept(_request: &Request<'_>) -> Result<(), NameError> {
+    Ok(())
+}
+
+/// The name an operation acts on, `<name>` in `__operation/<name>?query`, judged by
+/// the one rule for stored names (`name::validate_stored`, query included), as the client judged the
+/// whole name before sending it.
+pub(crate) fn operand(request: &Request<'_>) -> Result<PathBuf, NameError> {
+    let rest = request.rest().unwrap_or_default();
+    match request.query {
+        Some(query) => name::validate_stored(&format!("{rest}?{query}"))?,
+        None => name::validate_stored(rest)?,
+    }
+    Ok(rest.split('/').collect())
+}
+
+/// [`operand`] as a judge.
+pub(crate) fn judge_operand(request: &Request<'_>) -> Result<(), NameError> {
+    operand(request).map(drop)
+}
+
+/// The answer of an operation this build does not have.
+pub(crate) fn not_implemented(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
+    connection.skip_body(request.body_len)?;
+    connection.error(501, "HDF5 aggregation and pyramids are not supported.");
+    Ok(())
+}
