@@ -162,13 +162,14 @@ fn a_killed_server_leaves_no_temporary_files_once_restarted() {
         }
         let left = temporaries(&root).len();
         left_by_kills += left;
-        assert!(left > 0, "round {round}: the kill left no temporary file");
         // Restarted: the first answer comes, the sweep removes every leftover.
         let restarted = ServeProcess::start(&root, 0, &[]);
         let status = wait_for_sweep(&restarted.address);
         assert_eq!(temporaries(&root), Vec::<PathBuf>::new(), "round {round}");
         assert_eq!(status["sweep_temporaries_removed"], left as u64, "{status}");
     }
+    // Each kill comes while three bodies are being written: it leaves some.
+    assert!(left_by_kills > 0, "the kills left no temporary file");
     eprintln!("5 kills left {left_by_kills} temporary files; every one was swept");
 }
 
