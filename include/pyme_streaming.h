@@ -242,7 +242,18 @@ typedef enum PymeStreamerStatus {
      * write-once), or a file that may have landed before could not be shown to
      * hold the same bytes: not stored (a spilled file stays in the folder).
      */
-    STREAMER_ERR_NAME_TAKEN = -26
+    STREAMER_ERR_NAME_TAKEN = -26,
+    /**
+     * The spill folder is in use by another streamer or stream, in this process
+     * or another (its lock file `.pyme-lock` is held): nothing was opened.
+     */
+    STREAMER_ERR_SPILL_BUSY = -27,
+    /**
+     * Called in a child process forked while this handle was open: the handle
+     * belongs to the parent (its threads do not exist in the child). Nothing
+     * was done; `*_close`/`*_free` there only release the handle's memory.
+     */
+    STREAMER_ERR_FORKED = -28
 } PymeStreamerStatus;
 
 /**
@@ -797,7 +808,12 @@ int32_t streamer_options_set_sender_poll_us(struct PymeStreamerOptions *options,
  * delivered because no server is live are written below `folder` instead of
  * failing, and sent again, oldest first, when a server is back. Files still
  * there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
- * streamer given the same folder.
+ * streamer given the same folder. A put that spills returns once the file's
+ * data and every folder entry it needed are synced to disk. One streamer or
+ * stream per folder: it holds the lock file `folder/.pyme-lock` while open
+ * (released by its close, or by the death of its process; a forked child
+ * does not keep it); `streamer_new` / `stream_new` on a folder in use, in
+ * this process or another, fail with `STREAMER_ERR_SPILL_BUSY`.
  * Consumes nothing.
  *
  * # Safety

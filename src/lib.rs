@@ -25,7 +25,7 @@ pub mod server;
 #[allow(unsafe_code)] // one system call to set the scheduling policy
 mod threads;
 
-pub use client::{distribution, filter, options, outcome, protocol, stream, streamer};
+pub use client::{distribution, filter, fork, options, outcome, protocol, stream, streamer};
 
 pub use bytes::Bytes;
 pub use distribution::{BuiltinDistribution, Distribution, Fixed, NameHash, Random, RoundRobin};

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::buffers::BufferPool;
 use super::cluster::{resend_spilled, Cluster};
+use super::fork::Born;
 use super::job::Job;
 use super::link::Link;
 use super::outcome::{in_callback, Counters, OutcomeResult, Reporter, Stats};
@@ -30,6 +31,8 @@ pub const CLOSE_MARGIN: Duration = Duration::from_millis(500);
 pub struct Streamer {
     cluster: Arc<Cluster>,
     threads: Threads,
+    /// In a child forked after this, every call is refused ([`Error::Forked`]).
+    born: Born,
 }
 
 /// The threads a streamer started, joined on close.
@@ -67,11 +70,14 @@ pub struct CloseError {
 /// and after, when it reads the final figures. From
 /// [`Streamer::stats_probe`] or [`crate::Stream::stats_probe`].
 #[derive(Clone)]
-pub struct StatsProbe(Arc<Cluster>);
+pub struct StatsProbe(Arc<Cluster>, Born);
 
 impl StatsProbe {
     /// The statistics now, as [`Streamer::stats`].
     pub fn stats(&self) -> Stats {
+        if self.1.forked() {
+            return Stats::default();
+        }
         stats_of(&self.0)
     }
 }
@@ -79,7 +85,11 @@ impl StatsProbe {
 impl Streamer {
     /// Connects to every server of `options`. A server that cannot be reached is
     /// an error naming it (and the connections already made are closed).
+    ///
+    /// With a spill folder that another streamer or stream has open (in this
+    /// process or another): [`Error::SpillBusy`].
     pub fn new(mut options: StreamerOptions) -> Result<Streamer, Error> {
+        let born = Born::now();
         if let Some(discovery) = &options.discovery {
             let found = crate::discovery::find_servers(discovery)?;
             options
@@ -93,10 +103,7 @@ impl Streamer {
             check_address(server)?;
         }
         let spill = match &options.spill_dir {
-            Some(folder) => Some(
-                Spill::open(folder)
-                    .map_err(|e| Error::SpillFolder(format!("{}: {e}", folder.display())))?,
-            ),
+            Some(folder) => Some(Spill::open(folder, options.spill_sync)?),
             None => None,
         };
         let sockets = options
@@ -120,6 +127,7 @@ impl Streamer {
         let mut streamer = Streamer {
             cluster: Arc::clone(&cluster),
             threads: Threads::default(),
+            born,
         };
         for (index, socket) in sockets.into_iter().enumerate() {
             streamer
@@ -138,6 +146,25 @@ impl Streamer {
         Ok(streamer)
     }
 
+    /// Whether this process is a child forked after the streamer was made
+    /// (one atomic load: the fork is seen by a `pthread_atfork` handler).
+    /// There every call is refused with [`Error::Forked`] at once, `stats`
+    /// reads zeros, and `close`, `close_timeout` and dropping free only the
+    /// handle's memory: the threads, connections and queues belong to the
+    /// parent (its threads do not exist in the child; what they hold stays
+    /// allocated), and no socket is shut. The parent is not affected, and
+    /// the child may make streamers of its own.
+    pub fn is_forked(&self) -> bool {
+        self.born.forked()
+    }
+
+    fn refuse_if_forked(&self) -> Result<(), Error> {
+        if self.born.forked() {
+            return Err(Error::Forked);
+        }
+        Ok(())
+    }
+
     /// Number of servers.
     pub fn n_servers(&self) -> usize {
         self.cluster.links.len()
@@ -151,6 +178,7 @@ impl Streamer {
     /// Queues a copy of `data` under `name` on the server the distribution picks
     /// for `(name, index)`. See [`Streamer::put_bytes`].
     pub fn put(&self, name: &str, data: &[u8], index: Option<i64>) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let server = self.choose(name, index)?;
         let data = self.cluster.buffers.copy(data);
@@ -167,6 +195,9 @@ impl Streamer {
     /// prepare fewer; it returns how many it prepared. Zero-copy puts need no
     /// buffers.
     pub fn prepare_buffers(&self, file_bytes: usize, count: usize) -> usize {
+        if self.born.forked() {
+            return 0;
+        }
         self.cluster.buffers.prepare(file_bytes, count)
     }
 
@@ -175,6 +206,7 @@ impl Streamer {
     /// put timeout. `Ok`: the file will get exactly one outcome. `Err`: nothing
     /// was queued and no outcome will follow.
     pub fn put_bytes(&self, name: &str, data: Bytes, index: Option<i64>) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let server = self.choose(name, index)?;
         self.enqueue(server, Job::new(name, data, index), true)
@@ -183,11 +215,13 @@ impl Streamer {
     /// Queues a copy of `data` under `name` on server `stream`, bypassing the
     /// distribution and failover at put time.
     pub fn put_stream(&self, stream: usize, name: &str, data: &[u8]) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         self.put_stream_bytes(stream, name, self.cluster.buffers.copy(data))
     }
 
     /// Queues `data` under `name` on server `stream` without copying it.
     pub fn put_stream_bytes(&self, stream: usize, name: &str, data: Bytes) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let n_servers = self.n_servers();
         if stream >= n_servers {
@@ -203,6 +237,7 @@ impl Streamer {
     /// spill folder), up to `timeout` (`None`: as long as it takes).
     /// [`Error::InCallback`] at once from inside a completion callback.
     pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         if in_callback() {
             return Err(Error::InCallback { call: "flush" });
         }
@@ -214,12 +249,12 @@ impl Streamer {
 
     /// The statistics now.
     pub fn stats(&self) -> Stats {
-        stats_of(&self.cluster)
+        self.stats_probe().stats()
     }
 
     /// Reads the statistics while another thread closes this streamer.
     pub fn stats_probe(&self) -> StatsProbe {
-        StatsProbe(Arc::clone(&self.cluster))
+        StatsProbe(Arc::clone(&self.cluster), self.born)
     }
 
     /// Sends everything queued, waits for the answer to every request, joins
@@ -233,6 +268,9 @@ impl Streamer {
     /// returns the statistics of the moment. Use [`Streamer::close_timeout`]
     /// to be told.
     pub fn close(mut self) -> Stats {
+        if self.born.forked() {
+            return Stats::default();
+        }
         if in_callback() {
             return self.close_in_background();
         }
@@ -253,6 +291,13 @@ impl Streamer {
     /// callback: [`Error::InCallback`] at once, and the streamer closes in
     /// the background.
     pub fn close_timeout(mut self, limit: Duration) -> Result<Stats, Box<CloseError>> {
+        if self.born.forked() {
+            return Err(Box::new(CloseError {
+                error: Error::Forked,
+                stats: Stats::default(),
+                threads_detached: false,
+            }));
+        }
         if in_callback() {
             let stats = self.close_in_background();
             return Err(Box::new(CloseError {
@@ -298,6 +343,7 @@ impl Streamer {
     /// [`Error::InCallback`] from inside a completion callback (the streamer
     /// then closes in the background, without the sentinel).
     pub(crate) fn finalize(mut self, name: &str) -> Result<Stats, Error> {
+        self.refuse_if_forked()?;
         if in_callback() {
             self.close_in_background();
             return Err(Error::InCallback { call: "finalize" });
@@ -369,6 +415,13 @@ impl Streamer {
 
 impl Drop for Streamer {
     fn drop(&mut self) {
+        if self.born.forked() {
+            // The threads are the parent's: neither joined nor detached. The
+            // cluster they share stays allocated (their references count).
+            std::mem::forget(std::mem::take(&mut self.threads));
+            std::mem::forget(Arc::clone(&self.cluster));
+            return;
+        }
         if self.threads.is_empty() {
             return;
         }
