@@ -77,6 +77,17 @@
  *   - PymeStreamerFilterFn: on the sender thread of the file's server.
  *   - PymeStreamerCompletionFn: on a library thread of the file's server.
  *   - PymeStreamerReleaseFn: on a library thread, or inside put when put fails.
+ *
+ * fork(): a streamer or stream belongs to the process that made it. In a child
+ * forked while one is open (its threads do not exist there), every function
+ * that returns a status returns STREAMER_ERR_FORKED at once for that handle
+ * and does nothing else; streamer_close* / stream_close* return it too and
+ * only free the handle's memory: no wait, no shutdown of the parent's
+ * connections, no callback. Functions without a status still answer:
+ * streamer_n_servers gives the server count. The fork is seen without a
+ * system call (a pthread_atfork handler). The parent is not affected; the
+ * child may make streamers of its own. A child does not keep the parent's
+ * spill folder lock.
  */
 
 #ifndef PYME_STREAMING_H

@@ -80,6 +80,7 @@ extern "C" fn in_child() {
 /// Asks the child handler to close `fd` in every child forked from now on.
 /// `None` when every slot is taken (more than 256 folders locked at once):
 /// such a child then keeps the lock until it exits or execs.
+#[cfg(unix)]
 pub(crate) fn close_in_child(fd: i32) -> Option<usize> {
     (0..SLOTS).find(|&slot| {
         CLOSE_IN_CHILD[slot]

@@ -89,9 +89,11 @@ impl Spill {
         })?;
         if sync {
             // The folder's own entry (it may be new).
-            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_folder(parent).map_err(problem)?;
-            }
+            let parent = match root.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            sync_folder(parent).map_err(problem)?;
         }
         let mut found = Vec::new();
         find_files(root, root, &mut found).map_err(problem)?;
