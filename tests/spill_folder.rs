@@ -62,9 +62,12 @@ fn two_streamers_of_one_process_cannot_share_a_spill_folder() {
     let stream = Stream::connect(&server.address(), &options);
     assert!(matches!(stream.err(), Some(Error::SpillBusy { .. })));
     first.put("a/one", b"1", None).unwrap();
+    // A statistics probe keeps the streamer's memory, not the folder.
+    let probe = first.stats_probe();
     assert!(first.close().all_acknowledged());
     // Closed: the folder is free again, and its lock file was never sent.
     let second = Streamer::new(options).unwrap();
+    assert_eq!(probe.stats().files_acknowledged, 1);
     second.put("a/two", b"2", None).unwrap();
     assert!(second.close().all_acknowledged());
     assert!(spill.path().join(".pyme-lock").exists());

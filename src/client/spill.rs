@@ -69,8 +69,9 @@ pub(crate) struct Spill {
     syncs: FolderSyncs,
     /// Folders below the root whose own entry is known to be on disk.
     durable: Mutex<HashSet<PathBuf>>,
-    /// Held until the streamer is dropped.
-    _lock: FolderLock,
+    /// Held until the streamer's close has ended ([`Spill::unlock`]), or
+    /// until the streamer is dropped.
+    lock: Mutex<Option<FolderLock>>,
 }
 
 impl Spill {
@@ -104,12 +105,20 @@ impl Spill {
             sync,
             syncs: FolderSyncs::default(),
             durable: Mutex::new(HashSet::new()),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         };
         Ok((
             spill,
             found.into_iter().map(|(_, spilled)| spilled).collect(),
         ))
+    }
+
+    /// Lets another streamer have the folder: called once this one's close
+    /// has ended and nothing writes here any more (statistics probes may keep
+    /// the streamer's memory alive for long after).
+    pub fn unlock(&self) {
+        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(lock);
     }
 
     /// Writes `job` under its name (unless it came from here already).

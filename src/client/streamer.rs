@@ -491,6 +491,10 @@ fn close_cluster(
     for thread in threads.links {
         detached |= join_by(thread, margin).is_some();
     }
+    if let (false, Some(spill)) = (detached, &cluster.spill) {
+        // Nothing writes in the folder any more: another streamer may have it.
+        spill.unlock();
+    }
     cluster.buffers.stop();
     let stats = Stats {
         spilled: spilled.max(stats_of(cluster).spilled),
