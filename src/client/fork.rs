@@ -6,7 +6,7 @@
 //! send, whose locks a vanished thread may hold, and whose sockets are the
 //! parent's. A `pthread_atfork` child handler (registered the first time a
 //! streamer is made) adds one to a process-wide generation; each streamer
-//! records the generation it was born in ([`Born`]), and its public calls
+//! records the generation it was born in (`Born`), and its public calls
 //! compare the two: one atomic load, no system call per put. The child handler
 //! also closes the child's copies of the spill folders' lock files, so that a
 //! child never keeps a parent's folder locked (see `folder_lock`).
@@ -44,7 +44,7 @@ impl Born {
     }
 }
 
-/// The current generation, as [`Born::now`] records it (for wrappers that
+/// The current generation, as `Born::now` records it (for wrappers that
 /// keep their own threads, as the Python package does).
 pub fn generation() -> u64 {
     Born::now().0
