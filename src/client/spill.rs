@@ -9,7 +9,6 @@
 //! query ever reaches a path. A later streamer given the same folder finds the
 //! files and sends them.
 //!
-//!
 //! A file counts as spilled only once it is on disk: its data is synced before
 //! it is linked under its name, then its folder is synced (with the link and
 //! the temporary's removal), and every folder created for it is synced into
