@@ -70,6 +70,18 @@ pub enum Error {
     /// The spill folder could not be used.
     #[error("spill folder: {0}")]
     SpillFolder(String),
+    /// Another streamer or stream, in this process or another, has the spill
+    /// folder open (it holds the folder's lock file `.pyme-lock`).
+    #[error(
+        "spill folder {folder} is in use by another streamer (its lock file .pyme-lock is held)"
+    )]
+    SpillBusy { folder: String },
+    /// Called in a child process forked while this streamer or stream was
+    /// open: its threads and connections belong to the parent; nothing was done.
+    #[error(
+        "this streamer was opened before the process forked: it belongs to the parent process"
+    )]
+    Forked,
     /// `flush` ran out of time with files still waiting for their outcome.
     #[error("timed out with {pending} files still waiting for their outcome")]
     FlushTimeout { pending: u64 },

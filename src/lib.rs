@@ -26,7 +26,7 @@ pub mod server;
 mod threads;
 
 pub use client::{
-    distribution, filter, options, outcome, protocol, server_state, stream, streamer,
+    distribution, filter, fork, options, outcome, protocol, server_state, stream, streamer,
 };
 
 pub use bytes::Bytes;

@@ -251,6 +251,39 @@ fn api_checks_pass_against_a_server() {
     );
 }
 
+/// fork() with a streamer and a stream open (issue 22, item 5): in the child
+/// every inherited call returns STREAMER_ERR_FORKED at once and the closes only
+/// free memory; the child streams with its own streamer; the parent streams on.
+#[test]
+fn a_forked_child_gets_forked_at_once_and_the_parent_streams_every_file() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("fork_checks");
+    build_against_static(&example("fork_checks.c"), &exe);
+    let output = run(Command::new(&exe).arg(server.address()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("child: ") && line.ends_with(" passed, 0 failed")),
+        "fork_checks said: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .ends_with(" passed, 0 failed"),
+        "fork_checks said: {stdout}"
+    );
+    let files = server.files();
+    let count = |prefix: &str| files.iter().filter(|f| f.starts_with(prefix)).count();
+    assert_eq!(count("fork_checks/parent/"), 40);
+    assert_eq!(count("fork_checks/parent2/"), 20);
+    assert_eq!(count("fork_checks/parent3/"), 1);
+    assert_eq!(count("fork_checks/child/"), 5, "{files:?}");
+}
+
 /// Checks that server `s` of `servers` holds frames `s, s + n, ...`, each the
 /// synthetic frame with the filter's trailer.
 fn check_frames(servers: &[TestServer], series: &str, n_frames: usize, frame_bytes: usize) {

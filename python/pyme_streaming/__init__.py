@@ -29,6 +29,7 @@ from ._native import (  # noqa: F401
     DistributionError,
     Filter,
     FlushTimeoutError,
+    ForkedError,
     GzipFilter,
     InvalidNameError,
     NoSuchStreamError,
@@ -36,6 +37,7 @@ from ._native import (  # noqa: F401
     PzfFilter,
     QueueFullError,
     ServerDownError,
+    SpillBusyError,
     SpillFolderError,
     Stream,
     Streamer,
@@ -162,4 +164,6 @@ __all__ = [
     "FlushTimeoutError",
     "DiscoveryError",
     "SpillFolderError",
+    "SpillBusyError",
+    "ForkedError",
 ]

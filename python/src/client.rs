@@ -91,6 +91,10 @@ struct Core {
     /// the callback's own) closes.
     probe: StatsProbe,
     transform: Transform,
+    /// The fork generation it was made in (see `pyme_streaming::fork`): in a
+    /// forked child every call raises `ForkedError` at once, and neither the
+    /// close nor the finaliser touches the parent's threads.
+    born: u64,
 }
 
 /// How long a wait runs without the GIL before signals are checked (Ctrl-C).
@@ -207,6 +211,7 @@ impl Core {
             final_stats: Mutex::new(None),
             probe,
             transform,
+            born: pyme_streaming::fork::generation(),
         });
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|weak| weak.strong_count() > 0);
@@ -230,6 +235,9 @@ impl Core {
         call: impl FnOnce(&Client) -> Result<T, Error> + Send,
     ) -> PyResult<Result<T, Error>> {
         refuse_in_callback()?;
+        if self.forked() {
+            return Ok(Err(Error::Forked));
+        }
         let result = py.detach(|| {
             let client = self.client.read().unwrap_or_else(|e| e.into_inner());
             match &*client {
@@ -299,8 +307,16 @@ impl Core {
         }
     }
 
+    /// Whether this is a child forked after the client was made.
+    fn forked(&self) -> bool {
+        pyme_streaming::fork::generation() != self.born
+    }
+
     fn close(&self, py: Python<'_>) -> PyResult<Stats> {
         refuse_in_callback()?;
+        if self.forked() {
+            return Err(to_py_err(Error::Forked));
+        }
         let stats = py.detach(|| {
             // `final_stats` before the client (see `flush`).
             let mut final_stats = self.final_stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,6 +345,9 @@ impl Core {
 
     fn finalize(&self, py: Python<'_>, name: &str) -> PyResult<Stats> {
         refuse_in_callback()?;
+        if self.forked() {
+            return Err(to_py_err(Error::Forked));
+        }
         let result = py.detach(|| {
             // `final_stats` before the client (see `flush`).
             let mut final_stats = self.final_stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -996,6 +1015,12 @@ impl Drop for PyStreamer {
 /// callback (its last reference held there), it cannot close on this thread,
 /// which the close waits for: a helper thread closes it once the callback returns.
 fn close_on_drop(core: &Arc<Core>) {
+    if core.forked() {
+        // The parent's: its threads do not exist here, and what they hold
+        // stays allocated (never joined, never closed).
+        std::mem::forget(Arc::clone(core));
+        return;
+    }
     if IN_CALLBACK.with(Cell::get) {
         let core = Arc::clone(core);
         let _ = std::thread::Builder::new()

@@ -83,6 +83,18 @@ create_exception!(
     StreamingError,
     "The spill folder could not be used."
 );
+create_exception!(
+    pyme_streaming,
+    SpillBusyError,
+    SpillFolderError,
+    "The spill folder is in use by another Streamer or Stream (in this process or another)."
+);
+create_exception!(
+    pyme_streaming,
+    ForkedError,
+    StreamingError,
+    "Called in a child process forked while this Streamer or Stream was open: it belongs to the parent; nothing was done."
+);
 
 /// The Python exception for a library error.
 pub(crate) fn to_py_err(error: Error) -> PyErr {
@@ -101,6 +113,8 @@ pub(crate) fn to_py_err(error: Error) -> PyErr {
         Error::FlushTimeout { .. } => FlushTimeoutError::new_err(message),
         Error::Discovery(_) => DiscoveryError::new_err(message),
         Error::SpillFolder(_) => SpillFolderError::new_err(message),
+        Error::SpillBusy { .. } => SpillBusyError::new_err(message),
+        Error::Forked => ForkedError::new_err(message),
         _ => StreamingError::new_err(message),
     }
 }
@@ -171,5 +185,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FlushTimeoutError", py.get_type::<FlushTimeoutError>())?;
     m.add("DiscoveryError", py.get_type::<DiscoveryError>())?;
     m.add("SpillFolderError", py.get_type::<SpillFolderError>())?;
+    m.add("SpillBusyError", py.get_type::<SpillBusyError>())?;
+    m.add("ForkedError", py.get_type::<ForkedError>())?;
     Ok(())
 }

@@ -859,7 +859,7 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let (cluster, _) = cluster(1, StreamerOptions::new());
         let cluster = Cluster {
-            spill: Some(Spill::open(folder.path()).unwrap().0),
+            spill: Some(Spill::open(folder.path(), true).unwrap().0),
             ..cluster
         };
         accepted(&cluster, 1);

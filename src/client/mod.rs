@@ -27,6 +27,11 @@ pub(crate) mod buffers;
 mod cluster;
 pub mod distribution;
 pub mod filter;
+#[allow(unsafe_code)] // fcntl(F_OFD_SETLK) / LockFileEx
+mod folder_lock;
+mod folder_sync;
+#[allow(unsafe_code)] // pthread_atfork and close(2) in the child handler
+pub mod fork;
 mod job;
 mod link;
 pub mod options;

@@ -42,6 +42,8 @@ pub struct StreamerOptions {
     pub(crate) reconnect_backoff: (Duration, Duration),
     pub(crate) sender_poll: Option<Duration>,
     pub(crate) spill_dir: Option<std::path::PathBuf>,
+    /// Sync spilled files and their folders (see [`StreamerOptions::spill_without_sync`]).
+    pub(crate) spill_sync: bool,
     pub(crate) discovery: Option<crate::discovery::DiscoveryOptions>,
     pub(crate) interrupt: Option<InterruptCheck>,
     pub(crate) require_all_servers: bool,
@@ -72,6 +74,7 @@ impl Default for StreamerOptions {
             reconnect_backoff: (Duration::from_millis(50), Duration::from_secs(5)),
             sender_poll: Some(DEFAULT_SENDER_POLL),
             spill_dir: None,
+            spill_sync: true,
             discovery: None,
             interrupt: None,
             require_all_servers: false,
@@ -243,8 +246,21 @@ impl StreamerOptions {
     /// be delivered because no server is live are written to this folder
     /// instead of failing, and sent again, oldest first, when a server is back.
     /// A streamer given a folder that holds files from an earlier one sends them too.
+    /// One streamer (or stream) per folder: it holds the folder's lock file
+    /// `.pyme-lock` while open, and a second one on the folder, in this
+    /// process or another, fails with [`crate::Error::SpillBusy`]. A put that
+    /// spills returns once the file and its folder entries are synced to disk.
     pub fn spill_dir(mut self, folder: impl Into<std::path::PathBuf>) -> Self {
         self.spill_dir = Some(folder.into());
+        self
+    }
+
+    /// For the benchmark that measures what syncing a spilled file costs
+    /// (benches/spill_sync.rs) only: spilled files are not synced to disk, so
+    /// a power cut may lose files the program was told are safe.
+    #[doc(hidden)]
+    pub fn spill_without_sync(mut self) -> Self {
+        self.spill_sync = false;
         self
     }
 

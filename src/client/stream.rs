@@ -43,6 +43,12 @@ impl Stream {
             .unwrap_or(crate::ServerState::Down)
     }
 
+    /// Whether this process is a child forked after the stream was opened:
+    /// see [`Streamer::is_forked`].
+    pub fn is_forked(&self) -> bool {
+        self.streamer.is_forked()
+    }
+
     /// The server, as `host:port`.
     pub fn server(&self) -> &str {
         self.streamer.servers().next().unwrap_or_default()

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::buffers::BufferPool;
 use super::cluster::{resend_spilled, Cluster};
+use super::fork::Born;
 use super::job::Job;
 use super::link::Link;
 use super::outcome::{in_callback, Counters, OutcomeResult, Reporter, Stats};
@@ -32,6 +33,8 @@ pub const CLOSE_MARGIN: Duration = Duration::from_millis(500);
 pub struct Streamer {
     cluster: Arc<Cluster>,
     threads: Threads,
+    /// In a child forked after this, every call is refused ([`Error::Forked`]).
+    born: Born,
 }
 
 /// The threads a streamer started, joined on close.
@@ -69,11 +72,14 @@ pub struct CloseError {
 /// and after, when it reads the final figures. From
 /// [`Streamer::stats_probe`] or [`crate::Stream::stats_probe`].
 #[derive(Clone)]
-pub struct StatsProbe(Arc<Cluster>);
+pub struct StatsProbe(Arc<Cluster>, Born);
 
 impl StatsProbe {
     /// The statistics now, as [`Streamer::stats`].
     pub fn stats(&self) -> Stats {
+        if self.1.forked() {
+            return Stats::default();
+        }
         stats_of(&self.0)
     }
 
@@ -94,7 +100,11 @@ impl Streamer {
     /// made are closed). A malformed address ([`Error::BadServerAddress`])
     /// or a host name that does not exist ([`Error::Connect`]) is an error
     /// at once either way.
+    ///
+    /// With a spill folder that another streamer or stream has open (in this
+    /// process or another): [`Error::SpillBusy`].
     pub fn new(mut options: StreamerOptions) -> Result<Streamer, Error> {
+        let born = Born::now();
         if let Some(discovery) = &options.discovery {
             let found = crate::discovery::find_servers(discovery)?;
             options
@@ -108,10 +118,7 @@ impl Streamer {
             check_address(server)?;
         }
         let spill = match &options.spill_dir {
-            Some(folder) => Some(
-                Spill::open(folder)
-                    .map_err(|e| Error::SpillFolder(format!("{}: {e}", folder.display())))?,
-            ),
+            Some(folder) => Some(Spill::open(folder, options.spill_sync)?),
             None => None,
         };
         let mut sockets = Vec::with_capacity(options.servers.len());
@@ -155,6 +162,7 @@ impl Streamer {
         let mut streamer = Streamer {
             cluster: Arc::clone(&cluster),
             threads: Threads::default(),
+            born,
         };
         for (index, socket) in sockets.into_iter().enumerate() {
             streamer
@@ -179,6 +187,25 @@ impl Streamer {
         self.cluster.links.get(index).map(Link::server_state)
     }
 
+    /// Whether this process is a child forked after the streamer was made
+    /// (one atomic load: the fork is seen by a `pthread_atfork` handler).
+    /// There every call is refused with [`Error::Forked`] at once, `stats`
+    /// reads zeros, and `close`, `close_timeout` and dropping free only the
+    /// handle's memory: the threads, connections and queues belong to the
+    /// parent (its threads do not exist in the child; what they hold stays
+    /// allocated), and no socket is shut. The parent is not affected, and
+    /// the child may make streamers of its own.
+    pub fn is_forked(&self) -> bool {
+        self.born.forked()
+    }
+
+    fn refuse_if_forked(&self) -> Result<(), Error> {
+        if self.born.forked() {
+            return Err(Error::Forked);
+        }
+        Ok(())
+    }
+
     /// Number of servers.
     pub fn n_servers(&self) -> usize {
         self.cluster.links.len()
@@ -192,6 +219,7 @@ impl Streamer {
     /// Queues a copy of `data` under `name` on the server the distribution picks
     /// for `(name, index)`. See [`Streamer::put_bytes`].
     pub fn put(&self, name: &str, data: &[u8], index: Option<i64>) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let server = self.choose(name, index)?;
         let data = self.cluster.buffers.copy(data);
@@ -208,6 +236,9 @@ impl Streamer {
     /// prepare fewer; it returns how many it prepared. Zero-copy puts need no
     /// buffers.
     pub fn prepare_buffers(&self, file_bytes: usize, count: usize) -> usize {
+        if self.born.forked() {
+            return 0;
+        }
         self.cluster.buffers.prepare(file_bytes, count)
     }
 
@@ -216,6 +247,7 @@ impl Streamer {
     /// put timeout. `Ok`: the file will get exactly one outcome. `Err`: nothing
     /// was queued and no outcome will follow.
     pub fn put_bytes(&self, name: &str, data: Bytes, index: Option<i64>) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let server = self.choose(name, index)?;
         self.enqueue(server, Job::new(name, data, index), true)
@@ -224,11 +256,13 @@ impl Streamer {
     /// Queues a copy of `data` under `name` on server `stream`, bypassing the
     /// distribution and failover at put time.
     pub fn put_stream(&self, stream: usize, name: &str, data: &[u8]) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         self.put_stream_bytes(stream, name, self.cluster.buffers.copy(data))
     }
 
     /// Queues `data` under `name` on server `stream` without copying it.
     pub fn put_stream_bytes(&self, stream: usize, name: &str, data: Bytes) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let n_servers = self.n_servers();
         if stream >= n_servers {
@@ -248,6 +282,7 @@ impl Streamer {
     /// never waits on a dead cluster.
     /// [`Error::InCallback`] at once from inside a completion callback.
     pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.refuse_if_forked()?;
         if in_callback() {
             return Err(Error::InCallback { call: "flush" });
         }
@@ -259,12 +294,12 @@ impl Streamer {
 
     /// The statistics now.
     pub fn stats(&self) -> Stats {
-        stats_of(&self.cluster)
+        self.stats_probe().stats()
     }
 
     /// Reads the statistics while another thread closes this streamer.
     pub fn stats_probe(&self) -> StatsProbe {
-        StatsProbe(Arc::clone(&self.cluster))
+        StatsProbe(Arc::clone(&self.cluster), self.born)
     }
 
     /// Sends everything queued, waits for the answer to every request, joins
@@ -281,6 +316,9 @@ impl Streamer {
     /// returns the statistics of the moment. Use [`Streamer::close_timeout`]
     /// to be told.
     pub fn close(mut self) -> Stats {
+        if self.born.forked() {
+            return Stats::default();
+        }
         if in_callback() {
             return self.close_in_background();
         }
@@ -301,6 +339,13 @@ impl Streamer {
     /// callback: [`Error::InCallback`] at once, and the streamer closes in
     /// the background.
     pub fn close_timeout(mut self, limit: Duration) -> Result<Stats, Box<CloseError>> {
+        if self.born.forked() {
+            return Err(Box::new(CloseError {
+                error: Error::Forked,
+                stats: Stats::default(),
+                threads_detached: false,
+            }));
+        }
         if in_callback() {
             let stats = self.close_in_background();
             return Err(Box::new(CloseError {
@@ -346,6 +391,7 @@ impl Streamer {
     /// [`Error::InCallback`] from inside a completion callback (the streamer
     /// then closes in the background, without the sentinel).
     pub(crate) fn finalize(mut self, name: &str) -> Result<Stats, Error> {
+        self.refuse_if_forked()?;
         if in_callback() {
             self.close_in_background();
             return Err(Error::InCallback { call: "finalize" });
@@ -418,6 +464,13 @@ impl Streamer {
 
 impl Drop for Streamer {
     fn drop(&mut self) {
+        if self.born.forked() {
+            // The threads are the parent's: neither joined nor detached. The
+            // cluster they share stays allocated (their references count).
+            std::mem::forget(std::mem::take(&mut self.threads));
+            std::mem::forget(Arc::clone(&self.cluster));
+            return;
+        }
         if self.threads.is_empty() {
             return;
         }
@@ -486,6 +539,10 @@ fn close_cluster(
     let spilled = if detached { 0 } else { cluster.fail_spilled() };
     for thread in threads.links {
         detached |= join_by(thread, margin).is_some();
+    }
+    if let (false, Some(spill)) = (detached, &cluster.spill) {
+        // Nothing writes in the folder any more: another streamer may have it.
+        spill.unlock();
     }
     cluster.buffers.stop();
     let stats = Stats {

@@ -49,6 +49,17 @@ macro_rules! try_handle {
     };
 }
 
+/// Returns `STREAMER_ERR_FORKED` from the export when the process is a child
+/// forked after the handle was made: first of all, before any lock of the
+/// handle is taken (a thread of the parent may have held it at the fork).
+macro_rules! refuse_forked {
+    ($handle:expr) => {
+        if $handle.born.forked() {
+            return $crate::ffi::status::STREAMER_ERR_FORKED;
+        }
+    };
+}
+
 /// Borrows a handle C passed for changing it (`*mut`), as [`try_handle!`].
 macro_rules! try_handle_mut {
     ($ptr:expr) => {

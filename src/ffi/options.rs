@@ -570,7 +570,12 @@ pub unsafe extern "C" fn streamer_options_set_sender_poll_us(
 /// delivered because no server is live are written below `folder` instead of
 /// failing, and sent again, oldest first, when a server is back. Files still
 /// there at close complete with `STREAMER_ERR_SPILLED` and are sent by a later
-/// streamer given the same folder.
+/// streamer given the same folder. A put that spills returns once the file's
+/// data and every folder entry it needed are synced to disk. One streamer or
+/// stream per folder: it holds the lock file `folder/.pyme-lock` while open
+/// (released by its close, or by the death of its process; a forked child
+/// does not keep it); `streamer_new` / `stream_new` on a folder in use, in
+/// this process or another, fail with `STREAMER_ERR_SPILL_BUSY`.
 /// Consumes nothing.
 ///
 /// # Safety

@@ -112,6 +112,7 @@ pub unsafe extern "C" fn streamer_server_state(
         let Some(streamer) = (unsafe { handle::borrow(streamer) }) else {
             return STREAMER_ERR_NULL_ARGUMENT;
         };
+        refuse_forked!(streamer);
         let out = try_out!(state);
         match streamer.server_state(index) {
             Some(now) => {
@@ -136,6 +137,7 @@ pub unsafe extern "C" fn stream_server_state(stream: *const PymeStream, state: *
         let Some(stream) = (unsafe { handle::borrow(stream) }) else {
             return STREAMER_ERR_NULL_ARGUMENT;
         };
+        refuse_forked!(stream);
         let out = try_out!(state);
         *out = state_for_c(stream.server_state());
         STREAMER_OK

@@ -79,6 +79,13 @@ pub enum PymeStreamerStatus {
     /// write-once), or a file that may have landed before could not be shown to
     /// hold the same bytes: not stored (a spilled file stays in the folder).
     STREAMER_ERR_NAME_TAKEN = -26,
+    /// The spill folder is in use by another streamer or stream, in this process
+    /// or another (its lock file `.pyme-lock` is held): nothing was opened.
+    STREAMER_ERR_SPILL_BUSY = -27,
+    /// Called in a child process forked while this handle was open: the handle
+    /// belongs to the parent (its threads do not exist in the child). Nothing
+    /// was done; `*_close`/`*_free` there only release the handle's memory.
+    STREAMER_ERR_FORKED = -28,
 }
 
 pub(crate) const STREAMER_OK: i32 = PymeStreamerStatus::STREAMER_OK as i32;
@@ -122,6 +129,8 @@ pub(crate) const STREAMER_ERR_CLOSE_TIMEOUT: i32 =
 pub(crate) const STREAMER_ERR_CLOSE_DETACHED: i32 =
     PymeStreamerStatus::STREAMER_ERR_CLOSE_DETACHED as i32;
 pub(crate) const STREAMER_ERR_NAME_TAKEN: i32 = PymeStreamerStatus::STREAMER_ERR_NAME_TAKEN as i32;
+pub(crate) const STREAMER_ERR_SPILL_BUSY: i32 = PymeStreamerStatus::STREAMER_ERR_SPILL_BUSY as i32;
+pub(crate) const STREAMER_ERR_FORKED: i32 = PymeStreamerStatus::STREAMER_ERR_FORKED as i32;
 
 /// The status code for a core error. The only conversion from [`Error`] to a code.
 pub(crate) fn status_of(error: &Error) -> i32 {
@@ -148,11 +157,13 @@ pub(crate) fn status_of(error: &Error) -> i32 {
         Error::InCallback { .. } => STREAMER_ERR_IN_CALLBACK,
         Error::CloseTimeout { .. } => STREAMER_ERR_CLOSE_TIMEOUT,
         Error::NameTaken { .. } => STREAMER_ERR_NAME_TAKEN,
+        Error::SpillBusy { .. } => STREAMER_ERR_SPILL_BUSY,
+        Error::Forked => STREAMER_ERR_FORKED,
     }
 }
 
 /// Every status code, for tests and for `streamer_status_str`.
-pub(crate) const ALL: [(i32, &CStr); 27] = [
+pub(crate) const ALL: [(i32, &CStr); 29] = [
     (STREAMER_OK, c"ok"),
     (STREAMER_ERR_NULL_ARGUMENT, c"a pointer argument was NULL"),
     (STREAMER_ERR_INVALID_ARGUMENT, c"invalid argument"),
@@ -210,6 +221,14 @@ pub(crate) const ALL: [(i32, &CStr); 27] = [
         STREAMER_ERR_NAME_TAKEN,
         c"the name is taken on the server by other bytes",
     ),
+    (
+        STREAMER_ERR_SPILL_BUSY,
+        c"the spill folder is in use by another streamer",
+    ),
+    (
+        STREAMER_ERR_FORKED,
+        c"the handle belongs to the parent process (called after fork)",
+    ),
 ];
 
 /// A static, NUL-terminated English description of `status`, for any value
@@ -256,7 +275,7 @@ mod tests {
         }
         assert_eq!(
             ALL.len() as i32,
-            1 - STREAMER_ERR_NAME_TAKEN,
+            1 - STREAMER_ERR_FORKED,
             "no gap in the numbering"
         );
     }

@@ -19,6 +19,7 @@ use super::status::{
 };
 use super::streamer::{duration_from_c, status_of_bounded_close, STREAMER_WAIT_FOREVER};
 use super::util::LastError;
+use crate::fork::Born;
 use crate::outcome::in_callback;
 use crate::streamer::StatsProbe;
 use crate::Stats;
@@ -33,6 +34,7 @@ pub struct PymeStream {
     /// The statistics at the end of `stream_finalize`.
     final_stats: Mutex<Option<Stats>>,
     last_error: LastError,
+    born: Born,
 }
 
 impl PymeStream {
@@ -84,6 +86,7 @@ pub unsafe extern "C" fn stream_new(
         }
         let server = crate::options::server_address(host, port);
         let last_error = LastError::default();
+        let born = Born::now();
         match crate::Stream::connect(&server, &options.for_handle(&last_error)) {
             Ok(core) => {
                 *out = PymeStream {
@@ -91,6 +94,7 @@ pub unsafe extern "C" fn stream_new(
                     core: RwLock::new(Some(core)),
                     final_stats: Mutex::new(None),
                     last_error,
+                    born,
                 }
                 .into_ptr();
                 STREAMER_OK
@@ -116,6 +120,7 @@ pub unsafe extern "C" fn stream_put(
 ) -> i32 {
     ffi_panic_boundary! {
         let stream = try_handle!(stream);
+        refuse_forked!(stream);
         let (name, data) = match c_string!(name).and_then(|name| Ok((name, bytes_arg!(data, len)?))) {
             Ok(inputs) => inputs,
             Err(failure) => return stream.last_error.fail(failure),
@@ -154,6 +159,7 @@ pub unsafe extern "C" fn stream_put(
 pub unsafe extern "C" fn stream_flush(stream: *mut PymeStream, timeout_ms: u32) -> i32 {
     ffi_panic_boundary! {
         let stream = try_handle!(stream);
+        refuse_forked!(stream);
         if in_callback() {
             return stream.last_error.error(&crate::Error::InCallback { call: "stream_flush" });
         }
@@ -190,6 +196,7 @@ pub unsafe extern "C" fn stream_finalize(
 ) -> i32 {
     ffi_panic_boundary! {
         let stream = try_handle!(stream);
+        refuse_forked!(stream);
         if in_callback() {
             return stream.last_error.error(&crate::Error::InCallback { call: "stream_finalize" });
         }
@@ -236,6 +243,7 @@ pub unsafe extern "C" fn stream_stats(
 ) -> i32 {
     ffi_panic_boundary! {
         let stream = try_handle!(stream);
+        refuse_forked!(stream);
         if out.is_null() {
             return STREAMER_ERR_NULL_ARGUMENT;
         }
@@ -262,6 +270,7 @@ pub unsafe extern "C" fn stream_last_error(
 ) -> i32 {
     ffi_panic_boundary! {
         let stream = try_handle!(stream);
+        refuse_forked!(stream);
         // SAFETY: `buf` and `out_len` as the contract says.
         unsafe { stream.last_error.copy_out(buf, buf_len, out_len) }
     }
@@ -330,6 +339,8 @@ pub unsafe extern "C" fn stream_close_timeout(
         // SAFETY: NULL or a handle C gives back (the contract).
         let (status, stats) = match unsafe { handle::take(stream) } {
             None => (STREAMER_OK, Stats::default()),
+            // Only the handle's memory is freed (see `Stream::is_forked`).
+            Some(stream) if stream.born.forked() => return super::status::STREAMER_ERR_FORKED,
             Some(stream) => close(*stream, timeout_ms),
         };
         if !out.is_null() {

@@ -18,6 +18,7 @@ use super::status::{
     STREAMER_ERR_NULL_ARGUMENT, STREAMER_OK,
 };
 use super::util::LastError;
+use crate::fork::Born;
 use crate::outcome::in_callback;
 use crate::streamer::CloseError;
 use crate::Stats;
@@ -35,6 +36,7 @@ pub const STREAMER_CLOSE_MARGIN_MS: u32 = 500u32;
 pub struct PymeStreamer {
     core: crate::Streamer,
     last_error: LastError,
+    born: Born,
 }
 
 impl BoxedHandle for PymeStreamer {}
@@ -65,9 +67,10 @@ pub unsafe extern "C" fn streamer_new(
         let options = try_handle!(options);
         let out = try_out!(out);
         let last_error = LastError::default();
+        let born = Born::now();
         match crate::Streamer::new(options.for_handle(&last_error)) {
             Ok(core) => {
-                *out = PymeStreamer { core, last_error }.into_ptr();
+                *out = PymeStreamer { core, last_error, born }.into_ptr();
                 STREAMER_OK
             }
             Err(error) => options.last_error.error(&error),
@@ -96,6 +99,7 @@ pub unsafe extern "C" fn streamer_put(
 ) -> i32 {
     ffi_panic_boundary! {
         let streamer = try_handle!(streamer);
+        refuse_forked!(streamer);
         let (name, data) = match c_string!(name).and_then(|name| Ok((name, bytes_arg!(data, len)?))) {
             Ok(inputs) => inputs,
             Err(failure) => return streamer.last_error.fail(failure),
@@ -132,6 +136,7 @@ pub unsafe extern "C" fn streamer_put_nocopy(
         // First of all, so that every way out of this function releases the bytes.
         let lent = LentBytes { data, len, release, user_data: UserData(release_user_data) };
         let streamer = try_handle!(streamer);
+        refuse_forked!(streamer);
         let name = match c_string!(name) {
             Ok(name) => name,
             Err(failure) => return streamer.last_error.fail(failure),
@@ -162,6 +167,7 @@ pub unsafe extern "C" fn streamer_put_stream(
 ) -> i32 {
     ffi_panic_boundary! {
         let streamer = try_handle!(streamer);
+        refuse_forked!(streamer);
         let (name, data) = match c_string!(name).and_then(|name| Ok((name, bytes_arg!(data, len)?))) {
             Ok(inputs) => inputs,
             Err(failure) => return streamer.last_error.fail(failure),
@@ -207,6 +213,7 @@ pub unsafe extern "C" fn streamer_prepare_buffers(
 ) -> i32 {
     ffi_panic_boundary! {
         let streamer = try_handle!(streamer);
+        refuse_forked!(streamer);
         let prepared = streamer.core.prepare_buffers(file_bytes, count);
         // SAFETY: NULL or valid by the contract.
         if let Some(out) = unsafe { out_prepared.as_mut() } {
@@ -232,6 +239,7 @@ pub unsafe extern "C" fn streamer_prepare_buffers(
 pub unsafe extern "C" fn streamer_flush(streamer: *mut PymeStreamer, timeout_ms: u32) -> i32 {
     ffi_panic_boundary! {
         let streamer = try_handle!(streamer);
+        refuse_forked!(streamer);
         match streamer.core.flush(duration_from_c(timeout_ms)) {
             Ok(()) => STREAMER_OK,
             Err(error) => streamer.last_error.error(&error),
@@ -255,6 +263,7 @@ pub unsafe extern "C" fn streamer_stats(
 ) -> i32 {
     ffi_panic_boundary! {
         let streamer = try_handle!(streamer);
+        refuse_forked!(streamer);
         if out.is_null() {
             return STREAMER_ERR_NULL_ARGUMENT;
         }
@@ -288,6 +297,7 @@ pub unsafe extern "C" fn streamer_last_error(
 ) -> i32 {
     ffi_panic_boundary! {
         let streamer = try_handle!(streamer);
+        refuse_forked!(streamer);
         // SAFETY: `buf` and `out_len` as the contract says.
         unsafe { streamer.last_error.copy_out(buf, buf_len, out_len) }
     }
@@ -379,6 +389,8 @@ pub unsafe extern "C" fn streamer_close_timeout(
         // SAFETY: NULL or a handle C gives back (the contract).
         let (status, stats) = match unsafe { handle::take(streamer) } {
             None => (STREAMER_OK, Stats::default()),
+            // Only the handle's memory is freed (see `Streamer::is_forked`).
+            Some(streamer) if streamer.born.forked() => return super::status::STREAMER_ERR_FORKED,
             Some(streamer) => close_core(streamer.core, timeout_ms),
         };
         if !out.is_null() {

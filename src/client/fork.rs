@@ -1,0 +1,95 @@
+//! Knowing, without a system call, that this process is a child forked while a
+//! streamer was open.
+//!
+//! `fork(2)` copies the memory of every streamer into the child, but none of
+//! its threads: the child holds handles whose queues no thread will ever
+//! send, whose locks a vanished thread may hold, and whose sockets are the
+//! parent's. A `pthread_atfork` child handler (registered the first time a
+//! streamer is made) adds one to a process-wide generation; each streamer
+//! records the generation it was born in (`Born`), and its public calls
+//! compare the two: one atomic load, no system call per put. The child handler
+//! also closes the child's copies of the spill folders' lock files, so that a
+//! child never keeps a parent's folder locked (see `folder_lock`).
+//!
+//! In scope: the generation, the handler, the descriptors it closes.
+//! Out of scope: what a streamer does once it knows (see `streamer`: it
+//! refuses every call with [`crate::Error::Forked`] and frees only memory).
+
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+/// How many fork()s this process's ancestors and itself made after the first
+/// streamer was created: 0 in the process that made it.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Lock-file descriptors the child handler closes (-1: a free slot). A fixed
+/// array, because the handler runs in the child where only async-signal-safe
+/// work is allowed (no allocation, no lock another thread might have held).
+const SLOTS: usize = 256;
+static CLOSE_IN_CHILD: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
+
+/// The generation a handle was born in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Born(u64);
+
+impl Born {
+    /// Now (and registers the child handler, once per process).
+    pub fn now() -> Born {
+        register_handler();
+        Born(GENERATION.load(Ordering::SeqCst))
+    }
+
+    /// Whether this is a child forked after the handle was born.
+    pub fn forked(&self) -> bool {
+        GENERATION.load(Ordering::Relaxed) != self.0
+    }
+}
+
+/// The current generation, as `Born::now` records it (for wrappers that
+/// keep their own threads, as the Python package does).
+pub fn generation() -> u64 {
+    Born::now().0
+}
+
+#[cfg(unix)]
+fn register_handler() {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only touches atomics and close(2),
+        // both async-signal-safe, as a child handler must.
+        let result = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        debug_assert_eq!(result, 0, "pthread_atfork failed");
+    });
+}
+
+#[cfg(not(unix))]
+fn register_handler() {}
+
+#[cfg(unix)]
+extern "C" fn in_child() {
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    for slot in &CLOSE_IN_CHILD {
+        let fd = slot.swap(-1, Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: the descriptor was registered by a lock that does not
+            // close it itself in a forked child (it checks its `Born`).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Asks the child handler to close `fd` in every child forked from now on.
+/// `None` when every slot is taken (more than 256 folders locked at once):
+/// such a child then keeps the lock until it exits or execs.
+#[cfg(unix)]
+pub(crate) fn close_in_child(fd: i32) -> Option<usize> {
+    (0..SLOTS).find(|&slot| {
+        CLOSE_IN_CHILD[slot]
+            .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    })
+}
+
+/// The descriptor of `slot` is being closed by its owner: forget it.
+pub(crate) fn forget_slot(slot: usize) {
+    CLOSE_IN_CHILD[slot].store(-1, Ordering::SeqCst);
+}
