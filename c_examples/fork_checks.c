@@ -6,8 +6,11 @@
  * makes a streamer of its own and streams with it. The parent goes on
  * streaming with its handles.
  *
- * Usage: fork_checks HOST:PORT   (a running PYME data server; files go under
- * fork_checks/parent/ and fork_checks/child/)
+ * Usage: fork_checks HOST:PORT SPILL_DIR
+ *   HOST:PORT  a running PYME data server (files go under fork_checks/)
+ *   SPILL_DIR  a folder for the spill folder checks: the parent's streamer
+ *              holds it, so a second streamer on it, in the parent or in the
+ *              child, gets STREAMER_ERR_SPILL_BUSY
  * Prints every failed check and a final line "N passed, M failed"; exits
  * non-zero when any check failed (in the parent or the child).
  */
@@ -60,7 +63,7 @@ static void put_frames(PymeStreamer *streamer, const char *series, int count) {
 
 /* Everything the child checks; returns its exit status. */
 static int in_the_child(PymeStreamer *streamer, PymeStreamer *doomed, PymeStream *stream,
-                        const PymeStreamerOptions *options) {
+                        const PymeStreamerOptions *options, const PymeStreamerOptions *spilling) {
     PymeStreamerStats stats;
     PymeStreamer *own = NULL;
     size_t prepared = 0;
@@ -86,6 +89,9 @@ static int in_the_child(PymeStreamer *streamer, PymeStreamer *doomed, PymeStream
     CHECK_STATUS(streamer_close(streamer), STREAMER_ERR_FORKED);
     CHECK_STATUS(stream_close(stream), STREAMER_ERR_FORKED);
 
+    /* The parent holds the spill folder. */
+    CHECK_STATUS(streamer_new(spilling, &own), STREAMER_ERR_SPILL_BUSY);
+
     /* A streamer of its own works. */
     CHECK_STATUS(streamer_new(options, &own), STREAMER_OK);
     if (own != NULL) {
@@ -98,6 +104,8 @@ static int in_the_child(PymeStreamer *streamer, PymeStreamer *doomed, PymeStream
 
 int main(int argc, char **argv) {
     PymeStreamerOptions *options = NULL;
+    PymeStreamerOptions *spilling = NULL;
+    PymeStreamer *second = NULL;
     PymeStreamer *streamer = NULL;
     PymeStreamer *doomed = NULL;
     PymeStream *stream = NULL;
@@ -107,8 +115,8 @@ int main(int argc, char **argv) {
     pid_t child;
     int status = 0;
 
-    if (argc != 2 || (colon = strrchr(argv[1], ':')) == NULL || (size_t)(colon - argv[1]) >= sizeof host) {
-        fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);
+    if (argc != 3 || (colon = strrchr(argv[1], ':')) == NULL || (size_t)(colon - argv[1]) >= sizeof host) {
+        fprintf(stderr, "usage: %s HOST:PORT SPILL_DIR\n", argv[0]);
         return 2;
     }
     memcpy(host, argv[1], (size_t)(colon - argv[1]));
@@ -117,7 +125,12 @@ int main(int argc, char **argv) {
 
     CHECK_STATUS(streamer_options_new(&options), STREAMER_OK);
     CHECK_STATUS(streamer_options_add_server(options, host, (uint16_t)port), STREAMER_OK);
-    CHECK_STATUS(streamer_new(options, &streamer), STREAMER_OK);
+    CHECK_STATUS(streamer_options_new(&spilling), STREAMER_OK);
+    CHECK_STATUS(streamer_options_add_server(spilling, host, (uint16_t)port), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_spill_dir(spilling, argv[2]), STREAMER_OK);
+    CHECK_STATUS(streamer_new(spilling, &streamer), STREAMER_OK);
+    CHECK_STATUS(streamer_new(spilling, &second), STREAMER_ERR_SPILL_BUSY);
+    CHECK(second == NULL);
     CHECK_STATUS(streamer_new(options, &doomed), STREAMER_OK);
     CHECK_STATUS(stream_new(host, (uint16_t)port, options, &stream), STREAMER_OK);
     if (streamer == NULL || doomed == NULL || stream == NULL) {
@@ -129,7 +142,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
     child = fork();
     if (child == 0) {
-        int code = in_the_child(streamer, doomed, stream, options);
+        int code = in_the_child(streamer, doomed, stream, options, spilling);
         fflush(stdout);
         _exit(code);
     }
@@ -142,9 +155,13 @@ int main(int argc, char **argv) {
     CHECK_STATUS(stream_put(stream, "fork_checks/parent3/frame000", (const uint8_t *)FRAME, sizeof FRAME),
                  STREAMER_OK);
     CHECK_STATUS(streamer_close(streamer), STREAMER_OK);
+    /* Closed: the folder is free again. */
+    CHECK_STATUS(streamer_new(spilling, &second), STREAMER_OK);
+    CHECK_STATUS(streamer_close(second), STREAMER_OK);
     CHECK_STATUS(streamer_close(doomed), STREAMER_OK);
     CHECK_STATUS(stream_close(stream), STREAMER_OK);
     streamer_options_free(options);
+    streamer_options_free(spilling);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

@@ -7,7 +7,7 @@
  *   PymeStreamerOptions *options; PymeStreamer *streamer; PymeStreamerStats stats;
  *   streamer_options_new(&options);
  *   streamer_options_add_server(options, "127.0.0.1", 15348);
- *   streamer_new(options, &streamer);          -- connects to every server
+ *   streamer_new(options, &streamer);          -- connects; one down starts down
  *   streamer_options_free(options);            -- options are copied
  *   streamer_put(streamer, "series/frame00000.pzf", data, len, 0);  -- copies data
  *   ...
@@ -48,14 +48,26 @@
  *   - Storage is at least once across servers after a failover: a file in
  *     flight on a connection that failed is sent again elsewhere and may then
  *     exist on two servers; each such resend is counted in
- *     PymeStreamerStats.resent_maybe_stored.
+ *     PymeStreamerStats.resent_maybe_stored. A file whose name starts with
+ *     __aggregate_ (it appends on its server) is never moved by failover: it
+ *     waits for its server, spills or fails; an append whose answer was lost
+ *     when its server crashed is stored twice when sent again.
+ *   - Starting: streamer_new succeeds while servers cannot be reached; they
+ *     start STREAMER_SERVER_DOWN and are connected with the reconnect backoff,
+ *     and puts go to the live ones (with none: the spill folder, or
+ *     STREAMER_ERR_SERVER_DOWN at once). streamer_options_set_require_all_servers
+ *     refuses to start instead. A host name that does not exist is an error.
+ *     streamer_server_state reads each server's state (PymeStreamerServerState).
+ *   - Closing: spilled files are sent while a server takes them; they are kept
+ *     in the spill folder (STREAMER_ERR_SPILLED) once no server has taken a
+ *     file for one connect plus one response timeout.
  *
  * Thread safety:
  *   - PymeStreamerOptions: not thread-safe; fill it from one thread. A streamer
  *     or stream copies what it needs, so options can be freed right after *_new.
  *   - PymeStreamer: streamer_put, streamer_put_nocopy, streamer_put_stream,
- *     streamer_stats, streamer_flush, streamer_last_error and streamer_n_servers
- *     may run concurrently on one handle from any number of threads.
+ *     streamer_stats, streamer_flush, streamer_last_error, streamer_n_servers and
+ *     streamer_server_state may run concurrently on one handle from any number of threads.
  *     The streamer_close* functions must not run concurrently with any other
  *     call on that handle, and nothing may use the handle after them.
  *   - PymeStream: stream_put, stream_flush, stream_stats, stream_last_error and
@@ -77,6 +89,7 @@
  *   - PymeStreamerFilterFn: on the sender thread of the file's server.
  *   - PymeStreamerCompletionFn: on a library thread of the file's server.
  *   - PymeStreamerReleaseFn: on a library thread, or inside put when put fails.
+ *   - PymeStreamerServerStateFn: on a library thread of the server that changed.
  *
  * fork(): a streamer or stream belongs to the process that made it. In a child
  * forked while one is open (its threads do not exist there), every function
@@ -358,6 +371,33 @@ typedef enum PymeStreamerPzfQuantization {
 } PymeStreamerPzfQuantization;
 
 /**
+ * The state of one server of a streamer (or of a stream's server).
+ */
+typedef enum PymeStreamerServerState {
+    /**
+     * Connected and taking files.
+     */
+    STREAMER_SERVER_UP = 0,
+    /**
+     * Not connected: the connection was lost and the link is reconnecting;
+     * no attempt has failed yet. Puts go to other servers (failover).
+     */
+    STREAMER_SERVER_CONNECTING = 1,
+    /**
+     * Connected, but out of the rotation for a while after its server kept
+     * answering 5xx (or 507: its disk is full).
+     */
+    STREAMER_SERVER_RESTING = 2,
+    /**
+     * Not connected, and the last attempt to connect failed (unreachable,
+     * or its name could not be resolved for now): the library tries again
+     * with the reconnect backoff until the streamer is closed. Also the state
+     * of a server that could not be reached when the streamer was created.
+     */
+    STREAMER_SERVER_DOWN = 3
+} PymeStreamerServerState;
+
+/**
  * A persistent pipelined connection to one data server.
  */
 typedef struct PymeStream PymeStream;
@@ -444,6 +484,26 @@ typedef void (*PymeStreamerCompletionFn)(void *user_data,
                                          int32_t status,
                                          int32_t http_status,
                                          uint64_t bytes);
+
+/**
+ * Called on every change of a server's state, with its index and its new
+ * state (a `PymeStreamerServerState`); also once, at start, for every server
+ * that could not be reached when the streamer was created
+ * (`STREAMER_SERVER_DOWN`). Before its first call a server is up.
+ *
+ * - Thread: a library thread (the link thread of that server, or its
+ *   receiver). Calls for one server never overlap and come in the order of
+ *   the changes; calls for different servers may overlap.
+ * - It should return quickly: it holds up its server's thread.
+ * - May call: the same functions as a completion callback (see
+ *   `PymeStreamerCompletionFn`), `streamer_server_state` included; a put
+ *   never waits there, and `*_flush`, `*_close`... return
+ *   `STREAMER_ERR_IN_CALLBACK`.
+ * - No call starts after a bounded close reached its limit; every call has
+ *   returned when `streamer_close` returns.
+ * - Must not: throw a C++ exception or longjmp out of the call.
+ */
+typedef void (*PymeStreamerServerStateFn)(void *user_data, size_t server_index, int32_t state);
 
 /**
  * The statistics of a streamer or stream: counters since it was created, and
@@ -791,6 +851,23 @@ int32_t streamer_options_set_put_timeout(struct PymeStreamerOptions *options, in
 int32_t streamer_options_set_failover(struct PymeStreamerOptions *options, int32_t enabled);
 
 /**
+ * `required != 0`: `streamer_new` fails with `STREAMER_ERR_CONNECT` (naming
+ * the server in `streamer_options_last_error`) unless every server can be
+ * reached. The default (0): a server that cannot be reached (refused, timed
+ * out, or its name cannot be resolved for now) starts
+ * `STREAMER_SERVER_DOWN` and is connected with the reconnect backoff, as
+ * after an outage that began later. A host name that does not exist is an
+ * error either way. A stream (`stream_new`) requires its server unless it
+ * has a spill folder.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_require_all_servers(struct PymeStreamerOptions *options,
+                                                 int32_t required);
+
+/**
  * How many times a file answered 5xx is sent again before it fails (default 2).
  * Consumes nothing.
  *
@@ -884,6 +961,42 @@ int32_t streamer_options_last_error(const struct PymeStreamerOptions *options,
                                     size_t *out_len);
 
 /**
+ * Calls `fn` on every change of a server's state (see
+ * `PymeStreamerServerStateFn`). `fn` NULL: no callback (the default).
+ * Consumes nothing: the options keep `fn` and `user_data` (borrowed, not owned).
+ *
+ * # Safety
+ * `options` is NULL or a valid handle; `fn` follows the
+ * `PymeStreamerServerStateFn` contract and, with `user_data`, stays usable
+ * until every handle created from these options is closed.
+ */
+int32_t streamer_options_set_server_callback(struct PymeStreamerOptions *options,
+                                             PymeStreamerServerStateFn fn,
+                                             void *user_data);
+
+/**
+ * Writes the state of server `index` now (a `PymeStreamerServerState`) to
+ * `*state`. It takes no lock a put takes: poll it as often as needed, from
+ * any thread (and from callbacks).
+ * `STREAMER_ERR_INVALID_ARGUMENT` when `index >= streamer_n_servers`.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `streamer` is NULL or a valid handle; `state` is NULL or a valid pointer.
+ */
+int32_t streamer_server_state(const struct PymeStreamer *streamer, size_t index, int32_t *state);
+
+/**
+ * Writes the state of the stream's server now (a `PymeStreamerServerState`)
+ * to `*state`; as `streamer_server_state`.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `stream` is NULL or a valid handle; `state` is NULL or a valid pointer.
+ */
+int32_t stream_server_state(const struct PymeStream *stream, int32_t *state);
+
+/**
  * A static, NUL-terminated English description of `status`, for any value
  * (unknown codes give "unknown status"). Never NULL; never free it. Consumes nothing.
  */
@@ -900,7 +1013,11 @@ const char *streamer_version(void);
 /**
  * Connects to one server `host:port` with the queue limits, filter, completion
  * callback and timeouts of `options` (servers and distribution in `options` are
- * not used). On failure the message is kept on `options`. Consumes nothing.
+ * not used). A server that cannot be reached is an error
+ * (`STREAMER_ERR_CONNECT`), as PYME's `Stream`, unless `options` has a spill
+ * folder: the stream then opens with its server `STREAMER_SERVER_DOWN`,
+ * spills what is put and sends it once the server can be reached. On
+ * failure the message is kept on `options`. Consumes nothing.
  *
  * # Safety
  * `host` is NULL or a NUL-terminated string; `options` is NULL or a valid
@@ -1019,9 +1136,13 @@ int32_t stream_close_timeout(struct PymeStream *stream,
                              size_t stats_size);
 
 /**
- * Connects to every server of `options`. On failure nothing stays open and the
- * message is kept on `options` (`streamer_options_last_error`). Consumes
- * nothing: the options are copied and may be freed or reused at once.
+ * Connects to every server of `options`. A server that cannot be reached
+ * starts `STREAMER_SERVER_DOWN` and is connected with the reconnect backoff
+ * (unless `streamer_options_set_require_all_servers`: then it is an error);
+ * a malformed address or a host name that does not exist is an error at
+ * once. On failure nothing stays open and the message is kept on `options`
+ * (`streamer_options_last_error`). Consumes nothing: the options are copied
+ * and may be freed or reused at once.
  *
  * # Safety
  * `options` is NULL or a valid handle; `out` is NULL or a valid pointer. On
@@ -1115,8 +1236,11 @@ int32_t streamer_prepare_buffers(struct PymeStreamer *streamer,
  * Waits until every file accepted so far has its outcome (its completion has
  * run), up to `timeout_ms` milliseconds (`STREAMER_WAIT_FOREVER`: no limit).
  * `STREAMER_ERR_TIMEOUT` when time ran out. Files that failed do not make it
- * fail: look at `streamer_stats`. `STREAMER_ERR_IN_CALLBACK` at once from
- * inside a callback.
+ * fail: look at `streamer_stats`. With a spill folder it waits for spilled
+ * files to be sent too, but returns `STREAMER_OK` as soon as the only files
+ * left are spilled and every server is down or resting (they stay spilled:
+ * `PymeStreamerStats.spilled`), so it never waits on a dead cluster.
+ * `STREAMER_ERR_IN_CALLBACK` at once from inside a callback.
  * Consumes nothing.
  *
  * # Safety
@@ -1164,7 +1288,11 @@ int32_t streamer_last_error(const struct PymeStreamer *streamer,
  * library's threads and frees the handle. `STREAMER_OK` when every file
  * accepted was acknowledged, else `STREAMER_ERR_FILES_FAILED`. NULL: does
  * nothing, `STREAMER_OK`. Never depends on a timeout to make progress beyond
- * the response timeout; for a limit, use `streamer_close_timeout`. From inside
+ * the response timeout; for a limit, use `streamer_close_timeout`. With a
+ * spill folder, spilled files are sent while a server takes them; the rest
+ * complete with `STREAMER_ERR_SPILLED` (kept in the folder) once no server
+ * has taken a file or a connection for one connect plus one response
+ * timeout. From inside
  * a callback: `STREAMER_ERR_IN_CALLBACK`, and the handle is NOT consumed.
  *
  * # Safety

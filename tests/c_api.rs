@@ -254,13 +254,16 @@ fn api_checks_pass_against_a_server() {
 /// fork() with a streamer and a stream open (issue 22, item 5): in the child
 /// every inherited call returns STREAMER_ERR_FORKED at once and the closes only
 /// free memory; the child streams with its own streamer; the parent streams on.
+/// And the spill folder the parent holds is STREAMER_ERR_SPILL_BUSY for a second
+/// streamer, in the parent and in the child (item 3).
 #[test]
 fn a_forked_child_gets_forked_at_once_and_the_parent_streams_every_file() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("fork_checks");
     build_against_static(&example("fork_checks.c"), &exe);
-    let output = run(Command::new(&exe).arg(server.address()));
+    let spill = dir.path().join("spill");
+    let output = run(Command::new(&exe).arg(server.address()).arg(&spill));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout

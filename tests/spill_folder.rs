@@ -191,10 +191,21 @@ fn spilling_child() {
 
 /// The index of the first line of `trace` that contains every one of `parts`.
 fn line_with(trace: &[String], parts: &[&str]) -> usize {
-    trace
+    line_after(trace, 0, parts)
+}
+
+/// The index of the first line from `start` on that contains every one of `parts`.
+fn line_after(trace: &[String], start: usize, parts: &[&str]) -> usize {
+    trace[start..]
         .iter()
         .position(|line| parts.iter().all(|part| line.contains(part)))
-        .unwrap_or_else(|| panic!("no system call with {parts:?} in:\n{}", trace.join("\n")))
+        .map(|i| i + start)
+        .unwrap_or_else(|| {
+            panic!(
+                "no system call with {parts:?} after line {start} in:\n{}",
+                trace.join("\n")
+            )
+        })
 }
 
 #[test]
@@ -204,14 +215,15 @@ fn a_spilled_file_is_on_disk_before_its_put_returns() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let spill = work.path().join("spill");
+    // As strace shows paths: resolved.
+    let spill = work.path().canonicalize().unwrap().join("spill");
     let log = work.path().join("strace.log");
     let output = Command::new("strace")
         .args(["-f", "-qq", "-y", "-s", "256", "-o"])
         .arg(&log)
         .args([
             "-e",
-            "trace=fsync,fdatasync,sync_file_range,link,linkat,rename,renameat,renameat2,write",
+            "trace=fsync,fdatasync,sync_file_range,link,linkat,rename,renameat,renameat2,mkdir,mkdirat,write",
         ])
         .arg(std::env::current_exe().unwrap())
         .args([
@@ -244,17 +256,22 @@ fn a_spilled_file_is_on_disk_before_its_put_returns() {
     // new folders' entries (in `spill` and `spill/deep`) are synced; and all
     // of that before the put returned.
     let data_synced = line_with(&trace, &["sync", &format!("<{temporary}>")]);
-    let folder_synced = trace[link..]
-        .iter()
-        .position(|line| line.contains("fsync(") && line.contains(&format!("<{folder}>")))
-        .map(|i| i + link)
-        .unwrap_or_else(|| panic!("folder never synced after the link:\n{}", trace.join("\n")));
-    let deep_synced = line_with(&trace, &["fsync(", &format!("<{spill}/deep>")]);
-    let spill_synced = line_with(&trace, &["fsync(", &format!("<{spill}>")]);
+    let folder_synced = line_after(&trace, link, &["fsync(", &format!("<{folder}>")]);
+    let deep_made = line_with(&trace, &["mkdir", &format!("\"{spill}/deep\"")]);
+    let deep_entry_synced = line_after(&trace, deep_made, &["fsync(", &format!("<{spill}>")]);
+    let new_made = line_with(&trace, &["mkdir", &format!("\"{folder}\"")]);
+    let new_entry_synced = line_after(&trace, new_made, &["fsync(", &format!("<{spill}/deep>")]);
     assert!(data_synced < link, "data synced after the link");
     assert!(
         folder_synced < returned,
         "folder synced after the put returned"
     );
-    assert!(deep_synced < returned && spill_synced < returned);
+    assert!(
+        deep_entry_synced < returned,
+        "spill/deep's entry synced after the put returned"
+    );
+    assert!(
+        new_entry_synced < returned,
+        "deep/new's entry synced after the put returned"
+    );
 }

@@ -34,7 +34,7 @@ pub struct PymeStream {
     /// The statistics at the end of `stream_finalize`.
     final_stats: Mutex<Option<Stats>>,
     last_error: LastError,
-    born: Born,
+    pub(super) born: Born,
 }
 
 impl PymeStream {

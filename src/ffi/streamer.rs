@@ -36,7 +36,7 @@ pub const STREAMER_CLOSE_MARGIN_MS: u32 = 500u32;
 pub struct PymeStreamer {
     core: crate::Streamer,
     last_error: LastError,
-    born: Born,
+    pub(super) born: Born,
 }
 
 impl BoxedHandle for PymeStreamer {}
