@@ -4,13 +4,16 @@
 //! and run against real data servers on loopback; `stream_frames` also runs
 //! under valgrind when it is installed.
 //!
-//! Needs gcc and g++ (and optionally valgrind). Run: `cargo test --test c_api`.
+//! Needs gcc; g++, clang, clang++ and valgrind (which .ci/run installs) too, or
+//! each check that uses one is skipped visibly (`common::skip`), and fails under CI.
+//! Run: `cargo test --test c_api`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::skip::{require_tool, skip};
 use common::{dead_address, run, start_servers, Action, FakeServer, TestServer};
 
 const WARNINGS: [&str; 4] = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
@@ -90,21 +93,18 @@ fn compile_header_only(compiler: &str, std: &str, suffix: &str, text: &str, extr
         .arg(&source));
 }
 
-/// The compilers to try: gcc/g++ always, clang/clang++ when installed (CI
-/// installs them: see .ci/run).
-fn compilers(cxx: bool) -> Vec<&'static str> {
-    let (gnu, llvm) = if cxx {
-        ("g++", "clang++")
+/// The compilers to try for `test`: gcc/g++ and clang/clang++, those that are
+/// installed (.ci/run installs them all); each missing one is a visible skip.
+fn compilers(test: &str, cxx: bool) -> Vec<&'static str> {
+    let wanted = if cxx {
+        ["g++", "clang++"]
     } else {
-        ("gcc", "clang")
+        ["gcc", "clang"]
     };
-    let mut found = vec![gnu];
-    if Command::new(llvm).arg("--version").output().is_ok() {
-        found.push(llvm);
-    } else {
-        eprintln!("SKIPPED for {llvm}: not installed");
-    }
-    found
+    wanted
+        .into_iter()
+        .filter(|compiler| require_tool(test, compiler, &["--version"]))
+        .collect()
 }
 
 /// Uses every type, enum and constant of the header, so that each is compiled.
@@ -139,7 +139,10 @@ static int uses_the_header(void) {
 #[test]
 fn header_is_valid_c_from_c89_to_c2x_with_gcc_and_clang() {
     let text = format!("{USES_THE_HEADER}\nint main(void) {{ return uses_the_header() == 0; }}\n");
-    for compiler in compilers(false) {
+    for compiler in compilers(
+        "header_is_valid_c_from_c89_to_c2x_with_gcc_and_clang",
+        false,
+    ) {
         for std in ["c89", "c99", "c11", "c17", "c2x"] {
             compile_header_only(compiler, std, "c", &text, &[]);
         }
@@ -149,7 +152,10 @@ fn header_is_valid_c_from_c89_to_c2x_with_gcc_and_clang() {
 #[test]
 fn header_is_valid_cpp_from_cpp98_to_cpp20_with_gcc_and_clang() {
     let text = format!("{USES_THE_HEADER}\nint main() {{ return uses_the_header() == 0; }}\n");
-    for compiler in compilers(true) {
+    for compiler in compilers(
+        "header_is_valid_cpp_from_cpp98_to_cpp20_with_gcc_and_clang",
+        true,
+    ) {
         for std in ["c++98", "c++11", "c++14", "c++17", "c++20"] {
             compile_header_only(compiler, std, "cpp", &text, &[]);
         }
@@ -160,7 +166,10 @@ fn header_is_valid_cpp_from_cpp98_to_cpp20_with_gcc_and_clang() {
 fn the_wrapper_compiles_as_cpp17_and_cpp20_and_refuses_older() {
     let text = "#include <pyme_streaming.h>\n#include <pyme_streaming.hpp>\n#include <pyme_streaming.hpp>\n\
                 int main() { pyme::Stats stats{}; return pyme::all_acknowledged(stats) ? STREAMER_OK : 1; }\n";
-    for compiler in compilers(true) {
+    for compiler in compilers(
+        "the_wrapper_compiles_as_cpp17_and_cpp20_and_refuses_older",
+        true,
+    ) {
         for std in ["c++17", "c++20"] {
             compile_header_only(compiler, std, "cpp", text, &[]);
         }
@@ -205,7 +214,10 @@ int main() {
            static_cast<int>(library_stats.files_queued);
 }
 "#;
-    for compiler in compilers(true) {
+    for compiler in compilers(
+        "a_program_with_its_own_stream_and_streamer_types_compiles",
+        true,
+    ) {
         compile_header_only(compiler, "c++17", "cpp", text, &[]);
     }
 }
@@ -365,8 +377,11 @@ fn stream_frames_fails_when_a_server_is_lost() {
 
 #[test]
 fn stream_frames_is_clean_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: valgrind is not installed");
+    if !require_tool(
+        "stream_frames_is_clean_under_valgrind",
+        "valgrind",
+        &["--version"],
+    ) {
         return;
     }
     let servers = start_servers(2);
@@ -390,6 +405,13 @@ fn stream_frames_is_clean_under_valgrind() {
 
 #[test]
 fn camera_sim_streams_every_frame_on_time() {
+    if !require_tool(
+        "camera_sim_streams_every_frame_on_time",
+        "g++",
+        &["--version"],
+    ) {
+        return;
+    }
     let servers = start_servers(2);
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("camera_sim");
@@ -515,8 +537,11 @@ fn callbacks_may_call_back_and_a_bounded_close_returns_in_time() {
 
 #[test]
 fn callbacks_program_is_clean_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: valgrind is not installed");
+    if !require_tool(
+        "callbacks_program_is_clean_under_valgrind",
+        "valgrind",
+        &["--version"],
+    ) {
         return;
     }
     let server = TestServer::start();
@@ -570,7 +595,10 @@ fn the_cpp_wrapper_is_complete_and_its_destructor_is_bounded() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    for compiler in compilers(true) {
+    for compiler in compilers(
+        "the_cpp_wrapper_is_complete_and_its_destructor_is_bounded",
+        true,
+    ) {
         let exe = build_wrapper_checks(dir.path(), compiler);
         let output = run_within(
             Command::new(&exe)
@@ -590,8 +618,9 @@ fn the_cpp_wrapper_is_complete_and_its_destructor_is_bounded() {
 
 #[test]
 fn the_cpp_wrapper_checks_are_clean_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: valgrind is not installed");
+    let test = "the_cpp_wrapper_checks_are_clean_under_valgrind";
+    if !require_tool(test, "valgrind", &["--version"]) || !require_tool(test, "g++", &["--version"])
+    {
         return;
     }
     let server = TestServer::start();
@@ -639,8 +668,12 @@ fn callbacks_and_wrapper_programs_are_clean_under_asan() {
         .arg(probe_dir.path().join("probe"))
         .status()
         .is_ok_and(|status| status.success());
+    let test = "callbacks_and_wrapper_programs_are_clean_under_asan";
     if !asan_works {
-        eprintln!("SKIPPED: gcc cannot build with -fsanitize=address here");
+        skip(
+            test,
+            "gcc cannot build with -fsanitize=address here (libasan)",
+        );
         return;
     }
     let server = TestServer::start();
@@ -675,6 +708,9 @@ fn callbacks_and_wrapper_programs_are_clean_under_asan() {
 
     // The C++ wrapper's checks too (its destructor may leave a thread behind
     // on purpose: what it keeps alive must stay reachable, not leak).
+    if !require_tool(test, "g++", &["--version"]) {
+        return;
+    }
     let answer_once = FakeServer::start(|path, _| {
         if path.ends_with("answered") {
             Action::Answer(200)

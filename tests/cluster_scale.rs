@@ -341,7 +341,10 @@ fn c_hosts_choose_least_loaded_by_kind() {
 #[test]
 fn through_namespaced_links_a_slow_link_gets_few_files_and_nothing_is_lost() {
     if let Some(why) = SimCluster::unavailable() {
-        eprintln!("SKIPPED: network namespaces unavailable ({why})");
+        common::skip::skip(
+            "through_namespaced_links_a_slow_link_gets_few_files_and_nothing_is_lost",
+            &format!("network namespaces unavailable ({why})"),
+        );
         return;
     }
     let mut links = vec![LinkSpec::rate("400mbit"); 3];

@@ -243,7 +243,9 @@ fn a_locked_registry_is_an_error_after_the_busy_timeout_not_a_hang() {
         panic!("{found:?}");
     };
     assert!(looked.contains("unreadable"), "{looked}");
-    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // Two reads, each waiting out the 1 s busy timeout: 2.1 to 2.3 s measured with
+    // two busy loops beside the suite; the bound keeps four times that.
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     holder.execute_batch("COMMIT").unwrap();
     assert_eq!(registry::read(&path).unwrap().len(), 1);
 }
@@ -452,12 +454,12 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// Runs the ignored test `name` of this binary inside a fresh namespace and asserts it
-/// passed; skips (passes, saying why) when no namespace can be made.
+/// passed; skips visibly (`common::skip`: a failure under CI) when no namespace can be made.
 fn run_in_netns(name: &str) {
     let netns = match Netns::create(&name[name.len().saturating_sub(12)..]) {
         Ok(netns) => netns,
         Err(reason) => {
-            println!("skipped {name}: no network namespace for mDNS ({reason})");
+            common::skip::skip(name, &format!("no network namespace for mDNS ({reason})"));
             return;
         }
     };

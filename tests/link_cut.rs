@@ -1,8 +1,8 @@
 //! A storage node cut off without a word (power lost, a switch port dead): no reset,
 //! no close, no error reaches the client, only silence, while its socket buffers are
 //! full of a frame and the distribution keeps choosing it. Through real links between
-//! network namespaces (`common/cluster_sim.rs`, root only; skipped, saying why,
-//! elsewhere, a failure when `CI` is set).
+//! network namespaces (`common/cluster_sim.rs`, root only, with iproute2 and nftables;
+//! skipped visibly elsewhere (`common/skip.rs`), a failure when `CI` is set).
 //!
 //! What must hold: `bench` (the library behind it) ends by itself, every file is
 //! acknowledged, every file is stored on a server that stayed up or before the cut,
@@ -12,18 +12,22 @@
 
 #[path = "common/cluster_sim.rs"]
 mod cluster_sim;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cluster_sim::{LinkSpec, SimCluster};
 
-fn cluster_or_skip(links: &[LinkSpec]) -> Option<SimCluster> {
+/// The cluster, or `None` after a visible skip of `test`: no namespaces here,
+/// or no `nft` to cut a link with.
+fn cluster_or_skip(test: &str, links: &[LinkSpec]) -> Option<SimCluster> {
     if let Some(why) = SimCluster::unavailable() {
-        if std::env::var_os("CI").is_some() {
-            panic!("network namespaces unavailable under CI: {why}");
-        }
-        eprintln!("SKIPPED: network namespaces unavailable ({why})");
+        skip::skip(test, &format!("network namespaces unavailable ({why})"));
+        return None;
+    }
+    if !skip::require_tool(test, "nft", &["--version"]) {
         return None;
     }
     Some(SimCluster::start(links).expect("the simulated cluster starts"))
@@ -31,7 +35,8 @@ fn cluster_or_skip(links: &[LinkSpec]) -> Option<SimCluster> {
 
 #[test]
 fn a_node_cut_off_in_silence_mid_frame_loses_nothing_and_blocks_nothing() {
-    let Some(cluster) = cluster_or_skip(&vec![LinkSpec::rate("100mbit"); 4]) else {
+    let test = "a_node_cut_off_in_silence_mid_frame_loses_nothing_and_blocks_nothing";
+    let Some(cluster) = cluster_or_skip(test, &vec![LinkSpec::rate("100mbit"); 4]) else {
         return;
     };
     // 1 MiB frames, round-robin (the distribution keeps choosing the silent node),

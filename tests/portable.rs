@@ -6,6 +6,9 @@
 //! test covers which is in docs/WINDOWS.md).
 
 mod server_support;
+#[allow(dead_code)] // only `skip` is used here
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::path::Path;
 
@@ -135,7 +138,10 @@ fn without_kernel_copy_files_are_stored_exactly_on_a_disk_root() {
 #[test]
 fn without_kernel_copy_files_are_stored_exactly_on_a_tmpfs_root() {
     let Some(dir) = small_pages_tmpfs() else {
-        eprintln!("SKIPPED: /dev/shm is not a tmpfs with 4 KiB pages here");
+        skip::skip(
+            "without_kernel_copy_files_are_stored_exactly_on_a_tmpfs_root",
+            "/dev/shm is not a tmpfs with 4 KiB pages here",
+        );
         return;
     };
     check_portable_path(dir.path());

@@ -656,7 +656,10 @@ fn wait_until_empty(folder: &std::path::Path) {
 #[test]
 fn large_files_on_a_tmpfs_root_go_into_spares_exactly() {
     let Some(shm) = tmpfs_folder() else {
-        eprintln!("skipped: /dev/shm is not a tmpfs with 4 KiB pages here, so no spares");
+        common::skip::skip(
+            "large_files_on_a_tmpfs_root_go_into_spares_exactly",
+            "/dev/shm is not a tmpfs with 4 KiB pages here, so no spares",
+        );
         return;
     };
     let dir = tempfile::tempdir_in(shm).unwrap();

@@ -83,8 +83,11 @@ fn an_idle_connection_is_closed_after_the_idle_timeout_and_not_before() {
         c.head_timeout = Duration::from_millis(100);
     });
     // Never sent anything: idle, not a head (the short head deadline does not apply).
+    // Timed from before the connection, so that the server's count cannot start first.
+    let connecting = Instant::now();
     let mut silent = TcpStream::connect(server.server.local_addr()).unwrap();
-    let (elapsed, sent) = wait_for_close(&mut silent);
+    let (_, sent) = wait_for_close(&mut silent);
+    let elapsed = connecting.elapsed();
     assert!(sent.is_empty());
     assert!(elapsed >= idle - Duration::from_millis(50), "{elapsed:?}");
     assert!(elapsed < idle + Duration::from_secs(5), "{elapsed:?}");
@@ -300,8 +303,11 @@ fn without_a_head_deadline_a_silent_half_head_ends_at_the_read_timeout() {
         c.read_timeout = silence;
     });
     let mut client = TcpStream::connect(server.server.local_addr()).unwrap();
+    // Timed from before the write, so that the server's count cannot start first.
+    let writing = Instant::now();
     client.write_all(b"PUT /half HTTP/1.1\r\nContent-").unwrap();
-    let (elapsed, answer) = wait_for_close(&mut client);
+    let (_, answer) = wait_for_close(&mut client);
+    let elapsed = writing.elapsed();
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408 "));
     assert!(
         elapsed >= silence - Duration::from_millis(50),

@@ -254,7 +254,17 @@ fn serve_fake(
                         }
                     }
                     Action::CloseMidAnswer => {
+                        // Half an answer, then an orderly end of our side, read on
+                        // until the client closes: it reads the half answer, then the
+                        // end (a truncated answer), every time. Closing with its later
+                        // requests unread would reset the connection instead, which
+                        // may discard the half answer; and a reset that the client's
+                        // writer sees first reads as a clean close to its reader (a
+                        // different fault, chosen by luck).
                         let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Len");
+                        let _ = socket.shutdown(std::net::Shutdown::Write);
+                        let _ = socket.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+                        while matches!(socket.read(&mut chunk), Ok(n) if n > 0) {}
                         return;
                     }
                     Action::Silent => silent = true,
