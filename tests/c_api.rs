@@ -669,3 +669,82 @@ fn callbacks_and_wrapper_programs_are_clean_under_asan() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
 }
+
+/// A host unloads the library (dlclose) while a streamer it opened still has files
+/// on their way: the library stays mapped (it pins itself, and the shared library
+/// is linked with `-z nodelete`), its threads send every file, and the process
+/// does not crash. Before the pin, dlclose unmapped the code under the running
+/// threads.
+#[cfg(target_os = "linux")]
+#[test]
+fn unloading_the_library_while_a_streamer_runs_leaves_it_mapped_and_the_files_land() {
+    use std::io::{BufRead, BufReader};
+    // glibc already keeps a library with pending thread_local destructors mapped;
+    // the flag makes it so from the moment it loads, whatever the C library does.
+    let dynamic = run(Command::new("readelf")
+        .arg("-d")
+        .arg(library_dir().join("libpyme_streaming.so")));
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.contains("FLAGS_1") && l.contains("NODELETE")),
+        "libpyme_streaming.so is linked with -z nodelete:\n{dynamic}"
+    );
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("unload");
+    run(Command::new("gcc")
+        .args(["-std=c99", "-D_POSIX_C_SOURCE=200809L"])
+        .args(WARNINGS)
+        .arg(manifest_dir().join("tests/packaging/unload.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-ldl"));
+    let (host, port) = server
+        .address()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let mut child = Command::new(&exe)
+        .arg(library_dir().join("libpyme_streaming.so"))
+        .arg(host)
+        .arg(port)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "pinned",
+        "after dlclose the library must stay mapped"
+    );
+    // The files land while the program runs on without the library's handle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let expected: Vec<String> = (0..40).map(|i| format!("unload/file{i:03}.bin")).collect();
+    while server.files() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        server.files(),
+        expected,
+        "every file put before the dlclose lands"
+    );
+    for (i, name) in expected.iter().enumerate() {
+        assert_eq!(
+            server.read(name).unwrap(),
+            vec![i as u8; 256 * 1024],
+            "{name}"
+        );
+    }
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the program ran on without a crash: {status}"
+    );
+}

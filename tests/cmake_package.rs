@@ -339,6 +339,13 @@ fn shared_library_is_versioned_and_exports_only_the_api() {
         dynamic.contains("Library soname: [libpyme_streaming.so.0]"),
         "{dynamic}"
     );
+    // Never unmapped under its running threads (src/ffi/pin.rs).
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.contains("FLAGS_1") && l.contains("NODELETE")),
+        "linked with -z nodelete: {dynamic}"
+    );
 
     let exported = defined_globals(&real, true);
     for (_, name) in &exported {
