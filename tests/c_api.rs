@@ -748,3 +748,126 @@ fn unloading_the_library_while_a_streamer_runs_leaves_it_mapped_and_the_files_la
         "the program ran on without a crash: {status}"
     );
 }
+
+/// The reports of one ThreadSanitizer run: the `SUMMARY:` lines.
+fn tsan_reports(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with("SUMMARY: ThreadSanitizer"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A consumer built with -fsanitize=thread (gcc; skipped visibly without libtsan):
+/// without suppressions TSan reports the hand-offs through the library (the
+/// library is not instrumented); with the installed `tsan.supp` (cmake/tsan.supp)
+/// the run is clean, linked with the shared and with the static library, and the
+/// consumer's own races (two of its threads on one counter; its completion callback
+/// against its main thread) are still reported.
+#[cfg(target_os = "linux")]
+#[test]
+fn tsan_with_the_suppressions_is_clean_and_still_reports_the_programs_own_race() {
+    let test = "tsan_with_the_suppressions_is_clean_and_still_reports_the_programs_own_race";
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.c");
+    std::fs::write(&probe, "int main(void) { return 0; }\n").unwrap();
+    let can_build = Command::new("gcc")
+        .arg("-fsanitize=thread")
+        .arg(&probe)
+        .arg("-o")
+        .arg(dir.path().join("probe"))
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !can_build {
+        common::skip::skip(
+            test,
+            "gcc cannot build with -fsanitize=thread (libtsan missing: apt-get install libgcc-*-dev)",
+        );
+        return;
+    }
+    let source = manifest_dir().join("tests/packaging/tsan_consumer.c");
+    let lib = library_dir();
+    let shared = dir.path().join("consumer_shared");
+    let static_ = dir.path().join("consumer_static");
+    let flags = [
+        "-std=c99",
+        "-D_POSIX_C_SOURCE=200809L",
+        "-g",
+        "-fsanitize=thread",
+    ];
+    run(Command::new("gcc")
+        .args(flags)
+        .args(WARNINGS)
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(&shared)
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-Wl,--disable-new-dtags")
+        .args(["-lpyme_streaming", "-lpthread"]));
+    run(Command::new("gcc")
+        .args(flags)
+        .args(WARNINGS)
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(&static_)
+        .arg(lib.join("libpyme_streaming.a"))
+        .args(["-lpthread", "-ldl", "-lm"]));
+    let suppressions = manifest_dir().join("cmake/tsan.supp");
+    let run_consumer = |exe: &Path, mode: &str, with_suppressions: bool| {
+        let server = TestServer::start();
+        let (host, port) = server
+            .address()
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+            .unwrap();
+        let mut options = "halt_on_error=0 exitcode=66".to_owned();
+        if with_suppressions {
+            options.push_str(&format!(" suppressions={}", suppressions.display()));
+        }
+        let output = Command::new(exe)
+            .args([host.as_str(), port.as_str(), mode])
+            .env("TSAN_OPTIONS", options)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            stdout.contains("acknowledged 64 "),
+            "{} {mode}: every file acknowledged: {stdout}\n{}",
+            exe.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+    // Without suppressions: the library's hand-offs look like races.
+    let unsuppressed = run_consumer(&shared, "clean", false);
+    assert!(
+        !tsan_reports(&unsuppressed).is_empty(),
+        "without suppressions TSan reports the hand-offs (else this test shows nothing)"
+    );
+    for exe in [&shared, &static_] {
+        let clean = run_consumer(exe, "clean", true);
+        assert_eq!(
+            tsan_reports(&clean),
+            Vec::<String>::new(),
+            "{}: clean with tsan.supp:\n{}",
+            exe.display(),
+            String::from_utf8_lossy(&clean.stderr)
+        );
+        assert_eq!(clean.status.code(), Some(0));
+        let racy = run_consumer(exe, "race", true);
+        let reports = tsan_reports(&racy);
+        assert!(
+            reports.iter().any(|r| r.ends_with(" in race"))
+                && reports.iter().any(|r| r.ends_with(" in on_complete")),
+            "{}: the consumer's own races are still reported with tsan.supp: {reports:?}",
+            exe.display()
+        );
+        assert_eq!(racy.status.code(), Some(66));
+    }
+}
