@@ -706,11 +706,12 @@ fn unloading_the_library_while_a_streamer_runs_leaves_it_mapped_and_the_files_la
         .rsplit_once(':')
         .map(|(h, p)| (h.to_owned(), p.to_owned()))
         .unwrap();
+    let marker = dir.path().join("landed");
     let mut child = Command::new(&exe)
         .arg(library_dir().join("libpyme_streaming.so"))
         .arg(host)
         .arg(port)
-        .stdin(std::process::Stdio::piped())
+        .arg(&marker)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -729,6 +730,8 @@ fn unloading_the_library_while_a_streamer_runs_leaves_it_mapped_and_the_files_la
     while server.files() != expected && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    std::fs::write(&marker, b"").unwrap();
+    let status = child.wait().unwrap();
     assert_eq!(
         server.files(),
         expected,
@@ -741,8 +744,6 @@ fn unloading_the_library_while_a_streamer_runs_leaves_it_mapped_and_the_files_la
             "{name}"
         );
     }
-    drop(child.stdin.take());
-    let status = child.wait().unwrap();
     assert!(
         status.success(),
         "the program ran on without a crash: {status}"

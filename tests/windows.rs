@@ -420,3 +420,66 @@ fn computer_name_under_wine_comes_from_windows() {
     assert!(stdout.contains(&name), "{stdout}");
     assert!(stdout.contains(&format!("127.0.0.1:{port}")), "{stdout}");
 }
+
+/// LabVIEW unloading the DLL while a streamer it opened still has files on their
+/// way: `tests/packaging/unload.c` loads `pyme_streaming.dll` with LoadLibrary, opens a
+/// streamer to a native server, puts 40 files and calls FreeLibrary at once. The DLL
+/// pinned itself (GetModuleHandleExW with GET_MODULE_HANDLE_EX_FLAG_PIN, src/ffi/pin.rs),
+/// so it stays loaded, its threads send every file and the program runs on without a
+/// crash until the files have landed.
+#[test]
+fn loadlibrary_freelibrary_while_a_streamer_runs_keeps_the_dll_and_the_files_land() {
+    if !environment_ready() {
+        return;
+    }
+    built();
+    in_chroot(
+        "cd /build/examples
+         x86_64-w64-mingw32-gcc-posix -std=c99 -Wall -Wextra -Werror -pedantic \
+           /src/tests/packaging/unload.c -o unload.exe",
+    );
+    let marker = build_dir().join("unload-landed");
+    let _ = std::fs::remove_file(&marker);
+    let server = TestServer::start();
+    let (host, port) = server
+        .address()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let program = std::thread::spawn(move || {
+        wine(
+            "unload.exe",
+            &[
+                "pyme_streaming.dll".into(),
+                host,
+                port,
+                "Z:\\build\\unload-landed".into(),
+            ],
+        )
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let expected: Vec<String> = (0..40).map(|i| format!("unload/file{i:03}.bin")).collect();
+    while server.files() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::write(&marker, b"").unwrap();
+    let stdout = program.join().expect("wine unload.exe exited 0, no crash");
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(
+        stdout.lines().next(),
+        Some("pinned"),
+        "after FreeLibrary the DLL stays loaded: {stdout}"
+    );
+    assert_eq!(
+        server.files(),
+        expected,
+        "every file put before FreeLibrary lands"
+    );
+    for (i, name) in expected.iter().enumerate() {
+        assert_eq!(
+            server.read(name).unwrap(),
+            vec![i as u8; 256 * 1024],
+            "{name}"
+        );
+    }
+}

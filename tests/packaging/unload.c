@@ -4,13 +4,14 @@
  * streamer to the server given, puts N_FILES files named unload/fileNNN.bin, and
  * unloads the library (dlclose / FreeLibrary) with the streamer still open and its
  * files still on their way. Then it keeps running without touching the library
- * again until its standard input closes, and exits 0.
+ * again until the file <marker> exists (the test makes it once every file has
+ * landed; at most two minutes), and exits 0.
  *
  * Prints "pinned" when the library is still mapped after the unload (it pins
  * itself: src/ffi/pin.rs), "unmapped" when it is gone. A library that is unmapped
  * while its threads run makes this process crash instead of sending the files.
  *
- *   unload <library path> <host> <port>
+ *   unload <library path> <host> <port> <marker>
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ static void *symbol(library_t library, const char *name) {
     return (void *)(uintptr_t)GetProcAddress(library, name);
 }
 static int unload(library_t library) { return FreeLibrary(library) ? 0 : 1; }
+static void pause_a_moment(void) { Sleep(50); }
 static int still_mapped(const char *path) {
     HMODULE module = NULL;
     const char *name = strrchr(path, '\\');
@@ -35,7 +37,12 @@ static int still_mapped(const char *path) {
 }
 #else
 #include <dlfcn.h>
+#include <time.h>
 typedef void *library_t;
+static void pause_a_moment(void) {
+    struct timespec moment = {0, 50 * 1000 * 1000};
+    nanosleep(&moment, NULL);
+}
 static library_t load(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
 static void *symbol(library_t library, const char *name) { return dlsym(library, name); }
 static int unload(library_t library) { return dlclose(library); }
@@ -61,9 +68,9 @@ int main(int argc, char **argv) {
     void *options = NULL;
     void *streamer = NULL;
     static uint8_t data[FILE_BYTES];
-    int i, c;
-    if (argc != 4) {
-        fprintf(stderr, "usage: unload <library> <host> <port>\n");
+    int i;
+    if (argc != 5) {
+        fprintf(stderr, "usage: unload <library> <host> <port> <marker>\n");
         return 2;
     }
     library = load(argv[1]);
@@ -102,7 +109,14 @@ int main(int argc, char **argv) {
     }
     printf("%s\n", still_mapped(argv[1]) ? "pinned" : "unmapped");
     fflush(stdout);
-    while ((c = getchar()) != EOF) {
+    for (i = 0; i < 2400; i++) {
+        FILE *marker = fopen(argv[4], "r");
+        if (marker != NULL) {
+            fclose(marker);
+            return 0;
+        }
+        pause_a_moment();
     }
-    return 0;
+    fprintf(stderr, "no marker %s after two minutes\n", argv[4]);
+    return 3;
 }
