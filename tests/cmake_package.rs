@@ -606,7 +606,8 @@ fn pyme_rust_target_builds_for_an_explicit_cargo_target() {
 /// different settings, loaded with RTLD_GLOBAL into one process, each call their own
 /// copy (dladdr of the `streamer_put` each calls names the plugin itself) and their
 /// files land with their own names and counts. A plugin linked without the helper
-/// exports the API (what it prevents). The project asks for version 0.0: the
+/// exports the API, and a second copy of it calls the first one's library (what the
+/// helper prevents). The project asks for version 0.0: the
 /// version file is SameMajorVersion (docs/ABI.md); 1.0 is refused.
 #[test]
 fn plugins_with_the_static_library_hide_the_api_and_stream_through_their_own_copy() {
@@ -637,6 +638,32 @@ fn plugins_with_the_static_library_hide_the_api_and_stream_through_their_own_cop
         exposed.iter().any(|(_, n)| n == "streamer_put"),
         "without the helper a plugin exports the API (else this test shows nothing)"
     );
+    // What that does: a second copy of the exposed plugin (another file, so loaded
+    // apart) calls the first one's library.
+    let second = build.join("plugin_exposed_2.so");
+    std::fs::copy(plugin("plugin_exposed"), &second).unwrap();
+    {
+        let server = TestServer::start();
+        let (host, port) = server
+            .address()
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+            .unwrap();
+        let output = run(Command::new(build.join("plugin_host"))
+            .arg(&host)
+            .arg(&port)
+            .arg(plugin("plugin_exposed"))
+            .arg(&second));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{} ", second.display())))
+            .unwrap_or_else(|| panic!("no line for the second plugin: {stdout}"));
+        assert!(
+            line.ends_with(&format!(" {}", plugin("plugin_exposed").display())),
+            "without the helper the second plugin calls the first one's copy: {line}"
+        );
+    }
 
     let server = TestServer::start();
     let (host, port) = server
