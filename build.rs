@@ -18,6 +18,8 @@ fn main() {
     // (not by the path it was linked from).
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libpyme_streaming.so");
+        // Never unloaded: its threads may outlive a dlclose (src/ffi/pin.rs).
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     }
 
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("windows")

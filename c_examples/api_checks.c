@@ -241,11 +241,14 @@ static void check_options(const Address *dead) {
     CHECK_STATUS(streamer_options_set_spill_dir(options, ""), STREAMER_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(streamer_options_set_discovery_timeout_ms(options, 100), STREAMER_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(streamer_options_set_discovery_sources(options, 0, NULL), STREAMER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_discovery_default_registry(options, 0), STREAMER_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(streamer_options_set_serverfilter(NULL, "x"), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_options_set_serverfilter(options, NULL), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_options_set_serverfilter(options, "no-such-cluster"), STREAMER_OK);
     CHECK_STATUS(streamer_options_set_discovery_timeout_ms(NULL, 100), STREAMER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(streamer_options_set_discovery_timeout_ms(options, 100), STREAMER_OK);
+    CHECK_STATUS(streamer_options_set_discovery_default_registry(NULL, 0), STREAMER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(streamer_options_set_discovery_default_registry(options, 0), STREAMER_OK);
     CHECK_STATUS(streamer_options_set_discovery_sources(options, 0, "/nonexistent/_pyme-http.sqlite"), STREAMER_OK);
     CHECK_STATUS(streamer_new(options, &streamer), STREAMER_ERR_DISCOVERY);
     CHECK_STATUS(streamer_options_last_error(options, message, sizeof message, &message_len), STREAMER_OK);

@@ -935,8 +935,10 @@ int32_t streamer_options_set_discovery_timeout_ms(struct PymeStreamerOptions *op
 
 /**
  * Where discovery looks: `use_mdns` (multicast on the network) and the local
- * registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
- * no registry). Call after `streamer_options_set_serverfilter`.
+ * registry file `registry_path` (NULL: the default, `<temp dir>/_pyme-http.sqlite`,
+ * also after another path or `""` was set; `""`: no registry). Call after
+ * `streamer_options_set_serverfilter`. Hosts that cannot pass a NULL pointer
+ * (LabVIEW) use `streamer_options_set_discovery_default_registry`.
  * Consumes nothing.
  *
  * # Safety
@@ -945,6 +947,20 @@ int32_t streamer_options_set_discovery_timeout_ms(struct PymeStreamerOptions *op
 int32_t streamer_options_set_discovery_sources(struct PymeStreamerOptions *options,
                                                int32_t use_mdns,
                                                const char *registry_path);
+
+/**
+ * Where discovery looks: `use_mdns` (multicast on the network) and the default
+ * local registry (`<temp dir>/_pyme-http.sqlite`): the same as
+ * `streamer_options_set_discovery_sources` with a NULL `registry_path`, for hosts
+ * that cannot pass a NULL pointer (a LabVIEW string is never NULL, and `""` means
+ * no registry). Call after `streamer_options_set_serverfilter`.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_discovery_default_registry(struct PymeStreamerOptions *options,
+                                                        int32_t use_mdns);
 
 /**
  * Copies the message of the last failure of a call on these options (or of
@@ -1344,8 +1360,9 @@ int32_t streamer_close_timeout(struct PymeStreamer *streamer,
                                size_t stats_size);
 
 /*
- * The short names of versions before 0.2, for programs written against them:
- * define PYME_STREAMING_SHORT_NAMES before including this header. Off by
+ * The short type names of the first 0.1.0 builds (before the types took the
+ * Pyme prefix), for programs written against them: define
+ * PYME_STREAMING_SHORT_NAMES before including this header. Off by
  * default, because a C++ program with its own Stream or Streamer type would
  * otherwise compile against the wrong one.
  */

@@ -741,3 +741,206 @@ fn callbacks_and_wrapper_programs_are_clean_under_asan() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
 }
+
+/// A host unloads the library (dlclose) while a streamer it opened still has files
+/// on their way: the library stays mapped (it pins itself, and the shared library
+/// is linked with `-z nodelete`), its threads send every file, and the process
+/// does not crash. Before the pin, dlclose unmapped the code under the running
+/// threads.
+#[cfg(target_os = "linux")]
+#[test]
+fn unloading_the_library_while_a_streamer_runs_leaves_it_mapped_and_the_files_land() {
+    use std::io::{BufRead, BufReader};
+    // glibc already keeps a library with pending thread_local destructors mapped;
+    // the flag makes it so from the moment it loads, whatever the C library does.
+    let dynamic = run(Command::new("readelf")
+        .arg("-d")
+        .arg(library_dir().join("libpyme_streaming.so")));
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.contains("FLAGS_1") && l.contains("NODELETE")),
+        "libpyme_streaming.so is linked with -z nodelete:\n{dynamic}"
+    );
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("unload");
+    run(Command::new("gcc")
+        .args(["-std=c99", "-D_POSIX_C_SOURCE=200809L"])
+        .args(WARNINGS)
+        .arg(manifest_dir().join("tests/packaging/unload.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-ldl"));
+    let (host, port) = server
+        .address()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let marker = dir.path().join("landed");
+    let mut child = Command::new(&exe)
+        .arg(library_dir().join("libpyme_streaming.so"))
+        .arg(host)
+        .arg(port)
+        .arg(&marker)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "pinned",
+        "after dlclose the library must stay mapped"
+    );
+    // The files land while the program runs on without the library's handle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let expected: Vec<String> = (0..40).map(|i| format!("unload/file{i:03}.bin")).collect();
+    while server.files() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(&marker, b"").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        server.files(),
+        expected,
+        "every file put before the dlclose lands"
+    );
+    for (i, name) in expected.iter().enumerate() {
+        assert_eq!(
+            server.read(name).unwrap(),
+            vec![i as u8; 256 * 1024],
+            "{name}"
+        );
+    }
+    assert!(
+        status.success(),
+        "the program ran on without a crash: {status}"
+    );
+}
+
+/// The reports of one ThreadSanitizer run: the `SUMMARY:` lines.
+fn tsan_reports(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with("SUMMARY: ThreadSanitizer"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A consumer built with -fsanitize=thread (gcc; skipped visibly without libtsan):
+/// without suppressions TSan reports the hand-offs through the library (the
+/// library is not instrumented); with the installed `tsan.supp` (cmake/tsan.supp)
+/// the run is clean, linked with the shared and with the static library, and the
+/// consumer's own races (two of its threads on one counter; its completion callback
+/// against its main thread) are still reported.
+#[cfg(target_os = "linux")]
+#[test]
+fn tsan_with_the_suppressions_is_clean_and_still_reports_the_programs_own_race() {
+    let test = "tsan_with_the_suppressions_is_clean_and_still_reports_the_programs_own_race";
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.c");
+    std::fs::write(&probe, "int main(void) { return 0; }\n").unwrap();
+    let can_build = Command::new("gcc")
+        .arg("-fsanitize=thread")
+        .arg(&probe)
+        .arg("-o")
+        .arg(dir.path().join("probe"))
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !can_build {
+        common::skip::skip(
+            test,
+            "gcc cannot build with -fsanitize=thread (libtsan missing: apt-get install libgcc-*-dev)",
+        );
+        return;
+    }
+    let source = manifest_dir().join("tests/packaging/tsan_consumer.c");
+    let lib = library_dir();
+    let shared = dir.path().join("consumer_shared");
+    let static_ = dir.path().join("consumer_static");
+    let flags = [
+        "-std=c99",
+        "-D_POSIX_C_SOURCE=200809L",
+        "-g",
+        "-fsanitize=thread",
+    ];
+    run(Command::new("gcc")
+        .args(flags)
+        .args(WARNINGS)
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(&shared)
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-Wl,--disable-new-dtags")
+        .args(["-lpyme_streaming", "-lpthread"]));
+    run(Command::new("gcc")
+        .args(flags)
+        .args(WARNINGS)
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(&static_)
+        .arg(lib.join("libpyme_streaming.a"))
+        .args(["-lpthread", "-ldl", "-lm"]));
+    let suppressions = manifest_dir().join("cmake/tsan.supp");
+    let run_consumer = |exe: &Path, mode: &str, with_suppressions: bool| {
+        let server = TestServer::start();
+        let (host, port) = server
+            .address()
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+            .unwrap();
+        let mut options = "halt_on_error=0 exitcode=66".to_owned();
+        if with_suppressions {
+            options.push_str(&format!(" suppressions={}", suppressions.display()));
+        }
+        let output = Command::new(exe)
+            .args([host.as_str(), port.as_str(), mode])
+            .env("TSAN_OPTIONS", options)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            stdout.contains("acknowledged 64 "),
+            "{} {mode}: every file acknowledged: {stdout}\n{}",
+            exe.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+    // Without suppressions: the library's hand-offs look like races.
+    let unsuppressed = run_consumer(&shared, "clean", false);
+    assert!(
+        !tsan_reports(&unsuppressed).is_empty(),
+        "without suppressions TSan reports the hand-offs (else this test shows nothing)"
+    );
+    for exe in [&shared, &static_] {
+        let clean = run_consumer(exe, "clean", true);
+        assert_eq!(
+            tsan_reports(&clean),
+            Vec::<String>::new(),
+            "{}: clean with tsan.supp:\n{}",
+            exe.display(),
+            String::from_utf8_lossy(&clean.stderr)
+        );
+        assert_eq!(clean.status.code(), Some(0));
+        let racy = run_consumer(exe, "race", true);
+        let reports = tsan_reports(&racy);
+        assert!(
+            reports.iter().any(|r| r.ends_with(" in race"))
+                && reports.iter().any(|r| r.ends_with(" in on_complete")),
+            "{}: the consumer's own races are still reported with tsan.supp: {reports:?}",
+            exe.display()
+        );
+        assert_eq!(racy.status.code(), Some(66));
+    }
+}

@@ -346,6 +346,13 @@ fn shared_library_is_versioned_and_exports_only_the_api() {
         dynamic.contains("Library soname: [libpyme_streaming.so.0]"),
         "{dynamic}"
     );
+    // Never unmapped under its running threads (src/ffi/pin.rs).
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.contains("FLAGS_1") && l.contains("NODELETE")),
+        "linked with -z nodelete: {dynamic}"
+    );
 
     let exported = defined_globals(&real, true);
     for (_, name) in &exported {
@@ -606,4 +613,152 @@ fn pyme_rust_target_builds_for_an_explicit_cargo_target() {
         .arg(&libdir)
         .arg("-lpyme_streaming"));
     run_probe(&exe, Some(&libdir), "explicit_target");
+}
+
+/// A plugin that links the static library keeps the C API inside:
+/// `pyme_streaming_hide_api()` (the installed CMake helper) leaves no API symbol in
+/// the plugin's dynamic symbol table, so two plugins with their own copies and
+/// different settings, loaded with RTLD_GLOBAL into one process, each call their own
+/// copy (dladdr of the `streamer_put` each calls names the plugin itself) and their
+/// files land with their own names and counts. A plugin linked without the helper
+/// exports the API, and a second copy of it calls the first one's library (what the
+/// helper prevents). The project asks for version 0.0: the
+/// version file is SameMajorVersion (docs/ABI.md); 1.0 is refused.
+#[test]
+fn plugins_with_the_static_library_hide_the_api_and_stream_through_their_own_copy() {
+    if !should_run("plugins_with_the_static_library_hide_the_api_and_stream_through_their_own_copy")
+    {
+        return;
+    }
+    let install = install();
+    let build = install.work.join("plugins");
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(source_dir().join("tests/packaging/plugins"))
+        .arg("-B")
+        .arg(&build)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", install.prefix.display())));
+    run(Command::new("cmake").arg("--build").arg(&build));
+    let plugin = |name: &str| build.join(format!("{name}.so"));
+    for name in ["plugin_a", "plugin_b"] {
+        let exported = defined_globals(&plugin(name), true);
+        let api: Vec<_> = exported.iter().filter(|(_, n)| is_api(n)).collect();
+        assert!(api.is_empty(), "{name} exports the API: {api:?}");
+        assert!(
+            exported.iter().any(|(_, n)| n == "plugin_run"),
+            "{name} exports its own entry point: {exported:?}"
+        );
+    }
+    let exposed = defined_globals(&plugin("plugin_exposed"), true);
+    assert!(
+        exposed.iter().any(|(_, n)| n == "streamer_put"),
+        "without the helper a plugin exports the API (else this test shows nothing)"
+    );
+    // What that does: a second copy of the exposed plugin (another file, so loaded
+    // apart) calls the first one's library.
+    let second = build.join("plugin_exposed_2.so");
+    std::fs::copy(plugin("plugin_exposed"), &second).unwrap();
+    {
+        let server = TestServer::start();
+        let (host, port) = server
+            .address()
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_owned(), p.to_owned()))
+            .unwrap();
+        let output = run(Command::new(build.join("plugin_host"))
+            .arg(&host)
+            .arg(&port)
+            .arg(plugin("plugin_exposed"))
+            .arg(&second));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{} ", second.display())))
+            .unwrap_or_else(|| panic!("no line for the second plugin: {stdout}"));
+        assert!(
+            line.ends_with(&format!(" {}", plugin("plugin_exposed").display())),
+            "without the helper the second plugin calls the first one's copy: {line}"
+        );
+    }
+
+    let server = TestServer::start();
+    let (host, port) = server
+        .address()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let output = run(Command::new(build.join("plugin_host"))
+        .arg(&host)
+        .arg(&port)
+        .arg(plugin("plugin_a"))
+        .arg(plugin("plugin_b")));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    for name in ["plugin_a", "plugin_b"] {
+        let path = plugin(name).display().to_string();
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{path} ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {stdout}"));
+        assert_eq!(
+            line,
+            format!("{path} 0 {path}"),
+            "{name} streams through its own copy"
+        );
+    }
+    let files = server.files();
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("plugin_a/file{i:02}.bin"))
+        .chain((0..7).map(|i| format!("plugin_b/file{i:02}.bin")))
+        .collect();
+    assert_eq!(files, expected);
+    for name in &expected {
+        let i: u8 = name[name.len() - 6..name.len() - 4].parse().unwrap();
+        assert_eq!(server.read(name).unwrap(), vec![b'a' + i; 1000], "{name}");
+    }
+
+    // SameMajorVersion: a project asking for 1.0 does not find 0.y.
+    let refusing = install.work.join("version-1");
+    std::fs::create_dir_all(&refusing).unwrap();
+    std::fs::write(
+        refusing.join("CMakeLists.txt"),
+        "cmake_minimum_required(VERSION 3.16)\nproject(v C)\nfind_package(PymeStreaming 1.0 CONFIG REQUIRED)\n",
+    )
+    .unwrap();
+    let configure = Command::new("cmake")
+        .arg("-S")
+        .arg(&refusing)
+        .arg("-B")
+        .arg(refusing.join("build"))
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", install.prefix.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !configure.status.success(),
+        "find_package(PymeStreaming 1.0) must refuse {}",
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+/// The ThreadSanitizer suppressions are installed where docs/C_API.md says, and the
+/// CMake package names them.
+#[test]
+fn the_tsan_suppressions_are_installed() {
+    if !should_run("the_tsan_suppressions_are_installed") {
+        return;
+    }
+    let install = install();
+    let installed = install.prefix.join("share/pyme_streaming/tsan.supp");
+    assert_eq!(
+        std::fs::read_to_string(&installed).unwrap(),
+        std::fs::read_to_string(source_dir().join("cmake/tsan.supp")).unwrap()
+    );
+    let config = std::fs::read_to_string(install.lib(
+        &install.prefix,
+        "cmake/PymeStreaming/PymeStreamingConfig.cmake",
+    ))
+    .unwrap();
+    assert!(
+        config.contains("PymeStreaming_TSAN_SUPPRESSIONS"),
+        "{config}"
+    );
 }

@@ -431,3 +431,156 @@ fn computer_name_under_wine_comes_from_windows() {
     assert!(stdout.contains(&name), "{stdout}");
     assert!(stdout.contains(&format!("127.0.0.1:{port}")), "{stdout}");
 }
+
+/// LabVIEW unloading the DLL while a streamer it opened still has files on their
+/// way: `tests/packaging/unload.c` loads `pyme_streaming.dll` with LoadLibrary, opens a
+/// streamer to a native server, puts 40 files and calls FreeLibrary at once. The DLL
+/// pinned itself (GetModuleHandleExW with GET_MODULE_HANDLE_EX_FLAG_PIN, src/ffi/pin.rs),
+/// so it stays loaded, its threads send every file and the program runs on without a
+/// crash until the files have landed.
+#[test]
+fn loadlibrary_freelibrary_while_a_streamer_runs_keeps_the_dll_and_the_files_land() {
+    if !environment_ready(
+        "loadlibrary_freelibrary_while_a_streamer_runs_keeps_the_dll_and_the_files_land",
+    ) {
+        return;
+    }
+    built();
+    in_chroot(
+        "cd /build/examples
+         x86_64-w64-mingw32-gcc-posix -std=c99 -Wall -Wextra -Werror -pedantic \
+           /src/tests/packaging/unload.c -o unload.exe",
+    );
+    let marker = build_dir().join("unload-landed");
+    let _ = std::fs::remove_file(&marker);
+    let server = TestServer::start();
+    let (host, port) = server
+        .address()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let program = std::thread::spawn(move || {
+        wine(
+            "unload.exe",
+            &[
+                "pyme_streaming.dll".into(),
+                host,
+                port,
+                "Z:\\build\\unload-landed".into(),
+            ],
+        )
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let expected: Vec<String> = (0..40).map(|i| format!("unload/file{i:03}.bin")).collect();
+    while server.files() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::write(&marker, b"").unwrap();
+    let stdout = program.join().expect("wine unload.exe exited 0, no crash");
+    let _ = std::fs::remove_file(&marker);
+    assert_eq!(
+        stdout.lines().next(),
+        Some("pinned"),
+        "after FreeLibrary the DLL stays loaded: {stdout}"
+    );
+    assert_eq!(
+        server.files(),
+        expected,
+        "every file put before FreeLibrary lands"
+    );
+    for (i, name) in expected.iter().enumerate() {
+        assert_eq!(
+            server.read(name).unwrap(),
+            vec![i as u8; 256 * 1024],
+            "{name}"
+        );
+    }
+}
+
+/// The names in a DLL's export table (`objdump -p`, "[Ordinal/Name Pointer] Table").
+fn dll_exports(dll: &str) -> Vec<String> {
+    let dump = in_chroot(&format!(
+        "x86_64-w64-mingw32-objdump -p /build/examples/{dll}"
+    ));
+    dump.lines()
+        .skip_while(|line| !line.contains("[Ordinal/Name Pointer] Table"))
+        .skip(1)
+        .take_while(|line| line.trim_start().starts_with('['))
+        .filter_map(|line| line.rsplit(']').next())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+/// The Windows half of plugins that link the static library: two DLLs built with
+/// mingw, without dllexport or a .def (so mingw exports every symbol they have) but
+/// with `-Wl,--exclude-libs,libpyme_streaming.a` (what `pyme_streaming_hide_api()`
+/// adds), export only their entry point; one linked without it exports the API. Both
+/// load into one process under Wine and each streams through its own copy, with its
+/// own settings (5 files; 7 files with gzip).
+#[test]
+fn mingw_plugin_dlls_with_the_static_library_hide_the_api() {
+    if !environment_ready("mingw_plugin_dlls_with_the_static_library_hide_the_api") {
+        return;
+    }
+    built();
+    in_chroot(
+        "cd /build/examples
+         cc=x86_64-w64-mingw32-gcc-posix
+         flags='-std=c99 -Wall -Wextra -Werror -pedantic -I/build/prefix/include -shared -DNO_DLLEXPORT'
+         export PKG_CONFIG_PATH=/build/prefix/lib/pkgconfig
+         libs=$(pkg-config --libs pyme_streaming-static)
+         src=/src/tests/packaging/plugins
+         $cc $flags -DPLUGIN_NAME='\"plugin_a\"' -DN_FILES=5 -DGZIP_LEVEL=0 $src/plugin.c -o plugin_a.dll $libs -Wl,--exclude-libs,libpyme_streaming.a
+         $cc $flags -DPLUGIN_NAME='\"plugin_b\"' -DN_FILES=7 -DGZIP_LEVEL=6 $src/plugin.c -o plugin_b.dll $libs -Wl,--exclude-libs,libpyme_streaming.a
+         $cc $flags -DPLUGIN_NAME='\"plugin_exposed\"' -DN_FILES=1 -DGZIP_LEVEL=0 $src/plugin.c -o plugin_exposed.dll $libs
+         $cc -std=c99 -Wall -Wextra -Werror -pedantic $src/host.c -o plugin_host.exe",
+    );
+    let is_api = |name: &str| {
+        ["streamer_", "stream_", "pyme_", "distribution_function_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || name == "n_cluster_servers"
+    };
+    for dll in ["plugin_a.dll", "plugin_b.dll"] {
+        let exports = dll_exports(dll);
+        assert!(
+            exports.iter().any(|name| name == "plugin_run"),
+            "{dll}: {exports:?}"
+        );
+        let api: Vec<_> = exports.iter().filter(|name| is_api(name)).collect();
+        assert!(api.is_empty(), "{dll} exports the API: {api:?}");
+    }
+    assert!(
+        dll_exports("plugin_exposed.dll")
+            .iter()
+            .any(|name| name == "streamer_put"),
+        "without --exclude-libs a mingw DLL exports the API (else this test shows nothing)"
+    );
+    let server = TestServer::start();
+    let (host, port) = server
+        .address()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let stdout = wine(
+        "plugin_host.exe",
+        &[host, port, "plugin_a.dll".into(), "plugin_b.dll".into()],
+    );
+    for dll in ["plugin_a.dll", "plugin_b.dll"] {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{dll} ")))
+            .unwrap_or_else(|| panic!("no line for {dll}: {stdout}"));
+        let fields: Vec<&str> = line.splitn(3, ' ').collect();
+        assert_eq!(fields[1], "0", "{line}");
+        assert!(
+            fields[2].to_lowercase().ends_with(&format!("\\{dll}")),
+            "{dll} streams through its own copy: {line}"
+        );
+    }
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("plugin_a/file{i:02}.bin"))
+        .chain((0..7).map(|i| format!("plugin_b/file{i:02}.bin")))
+        .collect();
+    assert_eq!(server.files(), expected);
+}

@@ -16,8 +16,11 @@
 //! - [`stats`]: `PymeStreamerStats`, and how it is written for callers of any
 //!   size of it.
 //! - `util`: C strings, the per-thread last-error messages, text copied out.
+//! - `pin`: keeps this module loaded once the C API is used (its threads may
+//!   outlive a `dlclose` / `FreeLibrary`).
 //!
-//! Every export runs its body inside `ffi_panic_boundary!`: no panic ever
+//! Every export runs its body inside `ffi_panic_boundary!`, which also pins the
+//! module on the first call: no panic ever
 //! unwinds into C. The header `include/pyme_streaming.h` is generated from these
 //! files by cbindgen (see `build.rs`); doc comments here are the header's docs.
 //!
@@ -29,6 +32,7 @@
 /// only place unwinding is stopped.
 macro_rules! ffi_panic_boundary {
     ($($body:tt)*) => {
+        $crate::ffi::pin::pin_this_module();
         match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
             Ok(value) => value,
             Err(_) => $crate::ffi::PanicDefault::on_panic(),
@@ -108,6 +112,7 @@ pub mod callbacks;
 pub mod discovery;
 mod handle;
 pub mod options;
+mod pin;
 pub mod server_state;
 pub mod stats;
 pub mod status;

@@ -646,8 +646,10 @@ pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
 }
 
 /// Where discovery looks: `use_mdns` (multicast on the network) and the local
-/// registry file `registry_path` (NULL: `<temp dir>/_pyme-http.sqlite`; `""`:
-/// no registry). Call after `streamer_options_set_serverfilter`.
+/// registry file `registry_path` (NULL: the default, `<temp dir>/_pyme-http.sqlite`,
+/// also after another path or `""` was set; `""`: no registry). Call after
+/// `streamer_options_set_serverfilter`. Hosts that cannot pass a NULL pointer
+/// (LabVIEW) use `streamer_options_set_discovery_default_registry`.
 /// Consumes nothing.
 ///
 /// # Safety
@@ -661,25 +663,69 @@ pub unsafe extern "C" fn streamer_options_set_discovery_sources(
     ffi_panic_boundary! {
         let options = try_handle_mut!(options);
         let registry = if registry_path.is_null() {
-            None
+            Registry::Default
         } else {
             match c_string!(registry_path) {
-                Ok(path) => Some(path.to_owned()),
+                Ok("") => Registry::None,
+                Ok(path) => Registry::Path(path.into()),
                 Err(failure) => return options.last_error.fail(failure),
             }
         };
-        match options.core.discovery_options_mut() {
-            Some(discovery) => {
-                discovery.use_mdns = use_mdns != 0;
-                match registry {
-                    Some(path) if path.is_empty() => discovery.use_registry = false,
-                    Some(path) => discovery.registry_path = path.into(),
-                    None => {}
+        set_discovery_sources(options, use_mdns != 0, registry)
+    }
+}
+
+/// Where discovery looks: `use_mdns` (multicast on the network) and the default
+/// local registry (`<temp dir>/_pyme-http.sqlite`): the same as
+/// `streamer_options_set_discovery_sources` with a NULL `registry_path`, for hosts
+/// that cannot pass a NULL pointer (a LabVIEW string is never NULL, and `""` means
+/// no registry). Call after `streamer_options_set_serverfilter`.
+/// Consumes nothing.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_discovery_default_registry(
+    options: *mut PymeStreamerOptions,
+    use_mdns: i32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_handle_mut!(options);
+        set_discovery_sources(options, use_mdns != 0, Registry::Default)
+    }
+}
+
+/// Which local registry discovery reads.
+enum Registry {
+    Default,
+    None,
+    Path(std::path::PathBuf),
+}
+
+fn set_discovery_sources(
+    options: &mut PymeStreamerOptions,
+    use_mdns: bool,
+    registry: Registry,
+) -> i32 {
+    match options.core.discovery_options_mut() {
+        Some(discovery) => {
+            discovery.use_mdns = use_mdns;
+            match registry {
+                Registry::Default => {
+                    discovery.use_registry = true;
+                    discovery.registry_path = crate::discovery::registry::default_path();
                 }
-                STREAMER_OK
+                Registry::None => discovery.use_registry = false,
+                Registry::Path(path) => {
+                    discovery.use_registry = true;
+                    discovery.registry_path = path;
+                }
             }
-            None => options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, "set a serverfilter first"),
+            STREAMER_OK
         }
+        None => options
+            .last_error
+            .set(STREAMER_ERR_INVALID_ARGUMENT, "set a serverfilter first"),
     }
 }
 
@@ -721,5 +767,65 @@ impl PymeStreamerOptions {
             }
             completion.call(outcome);
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_of(options: *mut PymeStreamerOptions) -> (bool, std::path::PathBuf, bool) {
+        // SAFETY: a live handle made by the test.
+        let options = unsafe { &mut *options };
+        let discovery = options.core.discovery_options_mut().unwrap();
+        (
+            discovery.use_registry,
+            discovery.registry_path.clone(),
+            discovery.use_mdns,
+        )
+    }
+
+    /// The default registry comes back after "" (none) or another path, with
+    /// NULL and with the setter that needs no NULL (LabVIEW).
+    #[test]
+    fn the_default_registry_can_be_asked_for_with_and_without_null() {
+        let default = crate::discovery::registry::default_path();
+        let mut options = std::ptr::null_mut();
+        // SAFETY: the handle is made here, used from this thread and freed at the end.
+        unsafe {
+            assert_eq!(streamer_options_new(&mut options), STREAMER_OK);
+            assert_eq!(
+                streamer_options_set_serverfilter(options, c"cluster".as_ptr()),
+                STREAMER_OK
+            );
+            assert_eq!(
+                streamer_options_set_discovery_sources(options, 1, c"".as_ptr()),
+                STREAMER_OK
+            );
+            assert!(!registry_of(options).0);
+            assert_eq!(
+                streamer_options_set_discovery_default_registry(options, 0),
+                STREAMER_OK
+            );
+            assert_eq!(registry_of(options), (true, default.clone(), false));
+            assert_eq!(
+                streamer_options_set_discovery_sources(options, 1, c"/elsewhere.sqlite".as_ptr()),
+                STREAMER_OK
+            );
+            assert_eq!(
+                registry_of(options),
+                (true, "/elsewhere.sqlite".into(), true)
+            );
+            assert_eq!(
+                streamer_options_set_discovery_sources(options, 1, c"".as_ptr()),
+                STREAMER_OK
+            );
+            assert_eq!(
+                streamer_options_set_discovery_sources(options, 1, std::ptr::null()),
+                STREAMER_OK
+            );
+            assert_eq!(registry_of(options), (true, default, true));
+            streamer_options_free(options);
+        }
     }
 }

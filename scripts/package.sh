@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The downloadable artifacts, into dist/ (ignored by git):
+#
+#   scripts/package.sh linux     dist/pyme-streaming-<version>-x86_64-linux.tar.gz: the
+#                                installed CMake package (shared and static libraries,
+#                                both headers, CMake config, pkg-config files, TSan
+#                                suppressions) and bin/pyme-stream, with README.txt
+#                                stating the oldest glibc it runs on
+#   scripts/package.sh windows   dist/pyme-streaming-<version>-x86_64-windows.zip: the
+#                                Windows package of scripts/windows-cross.sh build
+#                                (DLL, import libraries, .def, static library for mingw,
+#                                headers, CMake config, pyme-stream.exe) and the mingw
+#                                runtime DLLs they import, if any
+#   scripts/package.sh sums      dist/SHA256SUMS for everything in dist/
+#   scripts/package.sh check     the tarball unpacked into a fresh folder serves a
+#                                consumer through find_package and through pkg-config;
+#                                no shipped library needs a library the user must
+#                                install (readelf -d, the PE imports)
+#   scripts/package.sh all       linux, windows, sums, check
+#
+# The Python wheel (manylinux2014, abi3) is not made here yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+dist=$root/dist
+work=$root/target/package
+linux_name=pyme-streaming-$version-x86_64-linux
+windows_name=pyme-streaming-$version-x86_64-windows
+mkdir -p "$dist" "$work"
+
+log() { echo "package.sh: $*"; }
+
+# Libraries a Linux system provides (glibc, libgcc): anything else is a dependency
+# the user would have to install.
+linux_system_libs='^(libc|libm|libdl|libpthread|librt|libutil|libgcc_s|ld-linux-x86-64)\.so'
+# DLLs Windows provides.
+windows_system_dlls='^(kernel32|advapi32|ntdll|userenv|ws2_32|dbghelp|bcrypt|bcryptprimitives|msvcrt|ucrtbase|api-ms-win-.*|shell32|ole32|secur32|crypt32|iphlpapi|synchronization)\.dll$'
+
+linux() {
+  local stage=$work/stage/$linux_name
+  rm -rf "$work/stage" && mkdir -p "$work/stage"
+  cmake -S . -B "$work/linux" -DCMAKE_BUILD_TYPE=Release -DPYME_BUILD_CLI=ON \
+    "-DPYME_CARGO_TARGET_DIR=$root/target" >"$work/linux-configure.log"
+  cmake --build "$work/linux" >"$work/linux-build.log" 2>&1 || { tail -30 "$work/linux-build.log"; exit 1; }
+  cmake --install "$work/linux" --prefix "$stage" >"$work/linux-install.log"
+  # The oldest glibc: the highest GLIBC_ symbol version any shipped ELF file needs.
+  local glibc
+  glibc=$(find "$stage" -type f \( -name '*.so*' -o -path '*/bin/*' \) -exec objdump -T {} \; 2>/dev/null |
+    grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
+  cat >"$stage/README.txt" <<TEXT
+pyme-streaming $version for x86_64 Linux
+
+Runs on Linux with glibc $glibc or later (the highest glibc symbol version the library
+and bin/pyme-stream need), x86_64. Nothing else to install.
+
+  lib/libpyme_streaming.so.0    the shared library (soname libpyme_streaming.so.0)
+  lib/libpyme_streaming.a       the static library (only the C API global)
+  include/                      pyme_streaming.h (C89..C2x), pyme_streaming.hpp (C++17)
+  lib/cmake/PymeStreaming/      find_package(PymeStreaming): -DCMAKE_PREFIX_PATH=<this folder>
+  lib/pkgconfig/                pyme_streaming.pc, pyme_streaming-static.pc (relocatable)
+  share/pyme_streaming/tsan.supp  ThreadSanitizer suppressions
+  bin/pyme-stream               the data server, bench and demo
+
+Documentation: docs/C_API.md and docs/ABI.md of the source.
+TEXT
+  tar -C "$work/stage" -czf "$dist/$linux_name.tar.gz" "$linux_name"
+  log "wrote dist/$linux_name.tar.gz (glibc >= $glibc)"
+}
+
+windows() {
+  scripts/windows-cross.sh build >"$work/windows-build.log" 2>&1 || { tail -30 "$work/windows-build.log"; exit 1; }
+  local cache=${PYME_WIN_CACHE:-/var/cache/pyme-streaming}
+  local stage=$work/stage-windows/$windows_name
+  rm -rf "$work/stage-windows" && mkdir -p "$stage"
+  cp -a "$cache/build/prefix/." "$stage/"
+  rm -f "$stage/rustc-version.txt"
+  # The mingw runtime DLLs the DLL and the program import, if any.
+  local dll
+  for dll in $(x86_64-w64-mingw32-objdump -p "$stage/bin/pyme_streaming.dll" "$stage/bin/pyme-stream.exe" 2>/dev/null |
+               sed -n 's/^\s*DLL Name: //p' | sort -u); do
+    if ! echo "$dll" | tr 'A-Z' 'a-z' | grep -Eq "$windows_system_dlls"; then
+      local found
+      found=$(find "$cache/trixie/usr/lib/gcc/x86_64-w64-mingw32" "$cache/trixie/usr/x86_64-w64-mingw32/lib" -name "$dll" 2>/dev/null | head -1)
+      [ -n "$found" ] || { echo "package.sh: $dll is imported but not found in the mingw runtime" >&2; exit 1; }
+      cp "$found" "$stage/bin/"
+      log "bundled $dll"
+    fi
+  done
+  cat >"$stage/README.txt" <<TEXT
+pyme-streaming $version for x86_64 Windows (built with mingw-w64)
+
+  bin/pyme_streaming.dll        the library (ship it next to your program)
+  lib/pyme_streaming.lib        MSVC import library (with lib/pyme_streaming.def)
+  lib/libpyme_streaming.dll.a   mingw import library
+  lib/libpyme_streaming.a       static library: mingw only (it needs the mingw runtime;
+                                MSVC programs use the DLL)
+  include/                      pyme_streaming.h, pyme_streaming.hpp (C++17)
+  lib/cmake/PymeStreaming/      find_package(PymeStreaming)
+  bin/pyme-stream.exe           the data server, bench and demo
+
+LabVIEW and Micro-Manager: docs/WINDOWS.md of the source.
+TEXT
+  rm -f "$dist/$windows_name.zip"
+  (cd "$work/stage-windows" && python3 -m zipfile -c "$dist/$windows_name.zip" "$windows_name")
+  log "wrote dist/$windows_name.zip"
+}
+
+sums() {
+  (cd "$dist" && rm -f SHA256SUMS && sha256sum -- *.tar.gz *.zip *.whl 2>/dev/null >SHA256SUMS || true)
+  (cd "$dist" && sha256sum -c SHA256SUMS >/dev/null)
+  log "wrote dist/SHA256SUMS ($(wc -l <"$dist/SHA256SUMS") files)"
+}
+
+check() {
+  local fresh
+  fresh=$(mktemp -d)
+  trap 'rm -rf "$fresh"' RETURN
+  (cd "$dist" && sha256sum -c SHA256SUMS >/dev/null)
+  tar -C "$fresh" -xzf "$dist/$linux_name.tar.gz"
+  local prefix=$fresh/$linux_name
+  # No shipped ELF file needs a library the user must install (no libhdf5, ...).
+  local file needed
+  for file in $(find "$prefix" -type f \( -name '*.so*' -o -path '*/bin/*' \)); do
+    for needed in $(readelf -d "$file" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+      echo "$needed" | grep -Eq "$linux_system_libs" ||
+        { echo "package.sh: $file needs $needed, which the user would have to install" >&2; exit 1; }
+    done
+  done
+  # A consumer through find_package, and through pkg-config, against a server of the tarball.
+  cmake -S c_examples -B "$fresh/examples" "-DCMAKE_PREFIX_PATH=$prefix" >"$fresh/examples.log"
+  cmake --build "$fresh/examples" >>"$fresh/examples.log" 2>&1 || { tail -30 "$fresh/examples.log"; exit 1; }
+  mkdir -p "$fresh/root"
+  "$prefix/bin/pyme-stream" serve --advertise none --port 0 --root "$fresh/root" >"$fresh/serve.txt" &
+  local server=$!
+  trap 'kill $server 2>/dev/null; rm -rf "$fresh"' RETURN
+  local address=""
+  for _ in $(seq 100); do
+    address=$(sed -n 's/^listening on //p' "$fresh/serve.txt")
+    [ -n "$address" ] && break
+    sleep 0.1
+  done
+  [ -n "$address" ] || { echo "package.sh: the tarball's pyme-stream serve did not start" >&2; exit 1; }
+  "$fresh/examples/pzf_frames" "$address" >"$fresh/pzf_frames.txt"
+  cc -std=c99 -D_POSIX_C_SOURCE=200809L tests/packaging/probe.c -o "$fresh/probe_pc" \
+    $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs pyme_streaming) \
+    "-Wl,-rpath,$prefix/lib"
+  "$fresh/probe_pc" 25 tarball "$address" | grep -q "probe: all 25 frames acknowledged"
+  log "the tarball serves a consumer through find_package and pkg-config"
+  # The zip: its DLL and program import nothing a user must install.
+  if [ -f "$dist/$windows_name.zip" ]; then
+    rm -rf "$fresh/zip" && mkdir -p "$fresh/zip"
+    (cd "$fresh/zip" && python3 -m zipfile -e "$dist/$windows_name.zip" .)
+    local bundled dll
+    bundled=$(ls "$fresh/zip/$windows_name/bin" | tr 'A-Z' 'a-z')
+    for dll in $(objdump -p "$fresh/zip/$windows_name/bin/pyme_streaming.dll" "$fresh/zip/$windows_name/bin/pyme-stream.exe" |
+                 sed -n 's/^\s*DLL Name: //p' | tr 'A-Z' 'a-z' | sort -u); do
+      echo "$dll" | grep -Eq "$windows_system_dlls" || echo "$bundled" | grep -qx "$dll" ||
+        { echo "package.sh: the zip's files import $dll, which is neither Windows' nor bundled" >&2; exit 1; }
+    done
+    log "the zip's DLL and program import only Windows' DLLs and bundled ones"
+  fi
+}
+
+case "${1:-all}" in
+  linux) linux ;;
+  windows) windows ;;
+  sums) sums ;;
+  check) check ;;
+  all) linux; windows; sums; check ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+esac
