@@ -154,6 +154,27 @@ def main():
                 before = threads()
         time.sleep(0.2)
         result = {"threads_after_first": before, "threads_after_last": threads()}
+    elif scenario == "bench":
+        # InsertImage times at 2048x2048x16-bit, 100 frames/s, with and without the streamer.
+        args.update(width=2048, height=2048, bits=16, interval_us=10000)
+        c = core(adapters, args)
+        c.setCircularBufferMemoryFootprint(2048)
+        for mode in ("without", "with"):
+            c.setImageProcessorDevice("Streamer" if mode == "with" else "")
+            if mode == "with":
+                c.setProperty("Streamer", "SeriesName", args["series"][0])
+                c.setProperty("Streamer", "Streaming", "1")
+            c.startSequenceAcquisition(args["frames"], 0.0, False)
+            while c.isSequenceRunning():
+                while c.getRemainingImageCount() > 0:
+                    c.popNextImage()
+                time.sleep(0.005)
+            c.clearCircularBuffer()
+            result[mode] = c.getProperty("Camera", "InsertTimesUs")
+            if mode == "with":
+                c.setProperty("Streamer", "Streaming", "0")
+                result["counters"] = counters(c)
+        c.unloadAllDevices()
     elif scenario == "pyme_read":
         # PYME's own reader is the judge of the orientation: [x, y] of the camera image.
         from PYME.IO import PZFFormat
