@@ -49,10 +49,12 @@ fn build() -> Result<PathBuf, String> {
         format!("import pymmcore, PYME.IO.PZFFormat; assert pymmcore.__version__ == '{PYMMCORE}'");
     match Command::new(python()).args(["-c", &check]).output() {
         Ok(out) if out.status.success() => {}
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "{} has no pymmcore {PYMMCORE} with PYME (set PYME_MM_PYTHON; .ci/run installs them)",
             python()
-        )),
+        ))
+        }
     }
     let cache = target_dir().join("mmdevice");
     let out = Command::new(source_dir().join("scripts/mmdevice.sh"))
@@ -429,7 +431,73 @@ fn a_server_killed_mid_sequence_loses_nothing() {
                            "interval_us": 500, "kill_after": 200, "kill_pid": pid,
                            "series": ["mm/kill"]}),
     );
+    assert_eq!(
+        result["running_at_kill"], true,
+        "killed mid-sequence: {result}"
+    );
     assert_eq!(result["FramesAcknowledged"], 1000, "{result}");
     assert_eq!(result["FramesFailed"], 0, "{result}");
     check_series(&cluster, "mm/kill", 1000, 16, true);
+}
+
+#[test]
+fn every_server_down_at_start_spills_then_drains() {
+    let Some(adapters) = setup("every_server_down_at_start_spills_then_drains") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::dead_port();
+    let marker = dir.path().join("sequence-done");
+    let mut driver = Command::new(python())
+        .arg(source_dir().join("tests/micromanager/driver.py"))
+        .arg(&adapters)
+        .arg("outage")
+        .arg(
+            serde_json::json!({"servers": format!("127.0.0.1:{port}"), "bits": 16, "frames": 200,
+                               "series": ["mm/outage"], "SpillFolder": dir.path().join("spill"),
+                               "marker": marker})
+            .to_string(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the driver runs");
+    // The server starts only once the whole sequence went to the spill folder.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !marker.exists() {
+        if let Some(status) = driver.try_wait().unwrap() {
+            let out = driver.wait_with_output().unwrap();
+            panic!(
+                "driver ended early ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sequence did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let server = ServeProcess::start(&dir.path().join("s0"), port, &[]);
+    let out = driver.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "driver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(result["servers_up_at_start"], 0, "{result}");
+    assert_eq!(
+        result["during"]["FramesAcknowledged"], 0,
+        "no server while it ran: {result}"
+    );
+    assert_eq!(result["during"]["FramesDropped"], 0, "{result}");
+    assert_eq!(result["final"]["FramesAcknowledged"], 200, "{result}");
+    assert_eq!(result["final"]["FramesFailed"], 0, "{result}");
+    let cluster = Cluster {
+        servers: vec![server],
+        dir,
+    };
+    check_series(&cluster, "mm/outage", 200, 16, true);
 }

@@ -95,10 +95,31 @@ def main():
         while int(c.getProperty("Streamer", "FramesAcknowledged")) < args["kill_after"]:
             time.sleep(0.002)
         os.kill(args["kill_pid"], 9)
+        running = c.isSequenceRunning()
         while c.isSequenceRunning():
             time.sleep(0.01)
         c.setProperty("Streamer", "Streaming", "0")
         result = counters(c)
+        result["running_at_kill"] = running
+        c.unloadAllDevices()
+    elif scenario == "outage":
+        # Every server down at Streaming 1: frames spill; args["marker"] is written once
+        # the sequence is over (the test then starts the server), and Streaming 0 is set
+        # once a server is up: the spilled series drains.
+        c = core(adapters, args)
+        c.setProperty("Streamer", "SeriesName", args["series"][0])
+        c.setProperty("Streamer", "Streaming", "1")
+        result["servers_up_at_start"] = int(c.getProperty("Streamer", "ServersUp"))
+        c.startSequenceAcquisition(args["frames"], 0.0, True)
+        while c.isSequenceRunning():
+            time.sleep(0.01)
+        result["during"] = counters(c)
+        open(args["marker"], "w").close()
+        deadline = time.time() + 60
+        while int(c.getProperty("Streamer", "ServersUp")) < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        c.setProperty("Streamer", "Streaming", "0")
+        result["final"] = counters(c)
         c.unloadAllDevices()
     elif scenario == "bad_values":
         c = core(adapters, args)
