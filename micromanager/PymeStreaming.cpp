@@ -14,6 +14,7 @@
 #include "ModuleInterface.h"
 #include "pyme_streaming.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -151,6 +152,25 @@ class StreamerDevice : public CImageProcessorBase<StreamerDevice> {
   int OnServers(MM::PropertyBase* prop, MM::ActionType act);
   int OnSetting(MM::PropertyBase* prop, MM::ActionType act);
   int OnCounter(MM::PropertyBase* prop, MM::ActionType act, long which);
+  // "p50 p99 max" microseconds of Process() over the streamed frames of the
+  // series (the last 65536), from its start to its end.
+  int OnProcessTime(MM::PropertyBase* prop, MM::ActionType act) {
+    if (act != MM::BeforeGet) return DEVICE_OK;
+    std::vector<float> t;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      t = times_;
+    }
+    if (t.empty()) {
+      prop->Set("");
+      return DEVICE_OK;
+    }
+    std::sort(t.begin(), t.end());
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%.1f %.1f %.1f", t[t.size() / 2], t[t.size() * 99 / 100], t.back());
+    prop->Set(buf);
+    return DEVICE_OK;
+  }
   int OnCurrentSeries(MM::PropertyBase* prop, MM::ActionType act) {
     if (act == MM::BeforeGet) prop->Set(series_.c_str());
     return DEVICE_OK;
@@ -181,6 +201,8 @@ class StreamerDevice : public CImageProcessorBase<StreamerDevice> {
   uint64_t dropped_ = 0;       // frames not streamed: no buffer, or a wrong size
   uint64_t putFailed_ = 0;     // puts refused by the library
   PymeStreamerStats last_{};   // the counters of the last series, once it ended
+  static const size_t kTimes = 65536;
+  std::vector<float> times_;   // Process() times (us) of the series' frames streamed, the last kTimes
 };
 
 
@@ -221,6 +243,8 @@ int StreamerDevice::Initialize() {
     CreateProperty(counters[i], "0", MM::Integer, true,
                    new CPropertyActionEx(this, &StreamerDevice::OnCounter, i));
   }
+  CreateProperty("ProcessTimeUs", "", MM::String, true,
+                 new CPropertyAction(this, &StreamerDevice::OnProcessTime));
   CreateProperty("CurrentSeries", "", MM::String, true,
                  new CPropertyAction(this, &StreamerDevice::OnCurrentSeries));
   return DEVICE_OK;
@@ -500,6 +524,8 @@ int StreamerDevice::StartSeries() {
   free_.clear();
   for (auto& b : pool_) free_.push_back(b.get());
   next_ = 0;
+  times_.clear();
+  times_.reserve(kTimes);
   dropped_ = 0;
   putFailed_ = 0;
   accepting_ = true;
@@ -551,6 +577,7 @@ int StreamerDevice::StopSeries(uint64_t* failed) {
 }
 
 int StreamerDevice::Process(unsigned char* buffer, unsigned width, unsigned height, unsigned byteDepth) {
+  auto t0 = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mu_);
   if (!accepting_) return DEVICE_OK;
   if (width != width_ || height != height_ || byteDepth != bytes_) {
@@ -581,6 +608,9 @@ int StreamerDevice::Process(unsigned char* buffer, unsigned width, unsigned heig
   lock.lock();
   if (rc != STREAMER_OK) putFailed_++;
   if (--inProcess_ == 0) cv_.notify_all();
+  float us = std::chrono::duration<float, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  if (times_.size() < kTimes) times_.push_back(us);
+  else times_[static_cast<size_t>(index) % kTimes] = us;
   return DEVICE_OK;
 }
 

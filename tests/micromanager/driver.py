@@ -60,6 +60,7 @@ def sequence(c, args, series, frames):
     c.setProperty("Streamer", "Streaming", "0")
     out = counters(c)
     out.update(series=c.getProperty("Streamer", "CurrentSeries"), popped=popped, popped_ok=popped_ok,
+               process_us=c.getProperty("Streamer", "ProcessTimeUs"),
                servers_up_at_start=up)
     return out
 
@@ -195,6 +196,7 @@ def main():
             if mode == "with":
                 c.setProperty("Streamer", "Streaming", "0")
                 result["counters"] = counters(c)
+                result["process_us"] = c.getProperty("Streamer", "ProcessTimeUs")
         c.unloadAllDevices()
     elif scenario == "pyme_read":
         # PYME's own reader is the judge of the orientation: [x, y] of the camera image.
