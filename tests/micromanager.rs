@@ -42,8 +42,10 @@ fn adapters() -> Result<PathBuf, String> {
 }
 
 fn build() -> Result<PathBuf, String> {
-    if let Some(why) = common::skip::missing_tool("cmake", &["--version"]) {
-        return Err(why);
+    for tool in ["cmake", "c++"] {
+        if let Some(why) = common::skip::missing_tool(tool, &["--version"]) {
+            return Err(why);
+        }
     }
     let check =
         format!("import pymmcore, PYME.IO.PZFFormat; assert pymmcore.__version__ == '{PYMMCORE}'");
