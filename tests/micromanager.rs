@@ -503,3 +503,61 @@ fn every_server_down_at_start_spills_then_drains() {
     };
     check_series(&cluster, "mm/outage", 200, 16, true);
 }
+
+/// The only server stopped: 4 MiB frames, BufferMB 16 (4 buffers), so the pool runs out.
+fn queue_full(test: &str, policy: &str) -> serde_json::Value {
+    let Some(adapters) = setup(test) else {
+        return serde_json::Value::Null;
+    };
+    let cluster = Cluster::start(1);
+    let result = drive(
+        &adapters,
+        "queue_full",
+        serde_json::json!({"servers": cluster.servers(), "bits": 16, "frames": 20, "width": 2048,
+                           "height": 1024, "BufferMB": 16, "QueueFullPolicy": policy,
+                           "QueueWaitMs": 200, "pid": cluster.servers[0].child.id(),
+                           "series": ["mm/full"]}),
+    );
+    let acked = result["final"]["FramesAcknowledged"].as_u64().unwrap();
+    let dropped = result["final"]["FramesDropped"].as_u64().unwrap();
+    assert!(dropped >= 1, "the pool ran out: {result}");
+    assert_eq!(
+        acked + dropped,
+        20,
+        "every frame stored or counted: {result}"
+    );
+    assert_eq!(result["final"]["FramesFailed"], 0, "{result}");
+    assert_eq!(result["during"]["FramesDropped"], dropped, "{result}");
+    // The streamed frames are numbered 0.. without gaps, and no other frame is stored.
+    for n in 0..acked {
+        assert_eq!(
+            cluster.copies("mm/full", &format!("frame{n:05}.pzf")).len(),
+            1,
+            "{result}"
+        );
+    }
+    assert!(cluster
+        .copies("mm/full", &format!("frame{acked:05}.pzf"))
+        .is_empty());
+    assert_eq!(cluster.copies("mm/full", "events.json").len(), 1);
+    result
+}
+
+#[test]
+fn queue_full_with_drop_counts_every_dropped_frame() {
+    queue_full("queue_full_with_drop_counts_every_dropped_frame", "drop");
+}
+
+#[test]
+fn queue_full_with_wait_waits_its_bound_then_drops() {
+    let result = queue_full("queue_full_with_wait_waits_its_bound_then_drops", "wait");
+    if result.is_null() {
+        return;
+    }
+    // Each dropped frame waited QueueWaitMs (200 ms) first.
+    let dropped = result["final"]["FramesDropped"].as_f64().unwrap();
+    assert!(
+        result["sequence_s"].as_f64().unwrap() >= dropped * 0.2,
+        "{result}"
+    );
+}

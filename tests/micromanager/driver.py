@@ -122,6 +122,24 @@ def main():
         c.setProperty("Streamer", "Streaming", "0")
         result["final"] = counters(c)
         c.unloadAllDevices()
+    elif scenario == "queue_full":
+        # The only server is stopped (SIGSTOP) during the sequence: the pool of
+        # prepared buffers runs out and the policy decides; then it is resumed.
+        import signal
+        c = core(adapters, args)
+        c.setProperty("Streamer", "SeriesName", args["series"][0])
+        c.setProperty("Streamer", "Streaming", "1")
+        os.kill(args["pid"], signal.SIGSTOP)
+        t0 = time.time()
+        c.startSequenceAcquisition(args["frames"], 0.0, True)
+        while c.isSequenceRunning():
+            time.sleep(0.01)
+        result["sequence_s"] = time.time() - t0
+        result["during"] = counters(c)
+        os.kill(args["pid"], signal.SIGCONT)
+        c.setProperty("Streamer", "Streaming", "0")
+        result["final"] = counters(c)
+        c.unloadAllDevices()
     elif scenario == "bad_values":
         c = core(adapters, args)
         errors = {}
