@@ -329,12 +329,12 @@ fn streaming_0_during_a_sequence_ends_the_series() {
         return;
     };
     let cluster = Cluster::start(2);
-    // 1 ms between frames: 5000 frames take seconds; the series ends after 100.
+    // The camera runs until the driver stops it; the series ends after 100 frames.
     let result = drive(
         &adapters,
         "stop_during",
-        serde_json::json!({"servers": cluster.servers(), "bits": 16, "frames": 5000,
-                           "interval_us": 1000, "stop_after": 100, "series": ["mm/stop"]}),
+        serde_json::json!({"servers": cluster.servers(), "bits": 16, "interval_us": 1000,
+                           "stop_after": 100, "series": ["mm/stop"]}),
     );
     let after = &result["after_stop"];
     let streamed = after["FramesAcknowledged"].as_u64().unwrap();
@@ -429,17 +429,15 @@ fn a_server_killed_mid_sequence_loses_nothing() {
     let result = drive(
         &adapters,
         "kill_server",
-        serde_json::json!({"servers": cluster.servers(), "bits": 16, "frames": 1000,
-                           "interval_us": 500, "kill_after": 200, "kill_pid": pid,
-                           "series": ["mm/kill"]}),
+        serde_json::json!({"servers": cluster.servers(), "bits": 16, "interval_us": 500,
+                           "kill_after": 200, "kill_pid": pid, "series": ["mm/kill"]}),
     );
-    assert_eq!(
-        result["running_at_kill"], true,
-        "killed mid-sequence: {result}"
-    );
-    assert_eq!(result["FramesAcknowledged"], 1000, "{result}");
+    let acked = result["FramesAcknowledged"].as_u64().unwrap();
+    assert!(acked >= 400, "{result}");
     assert_eq!(result["FramesFailed"], 0, "{result}");
-    check_series(&cluster, "mm/kill", 1000, 16, true);
+    assert_eq!(result["FramesDropped"], 0, "{result}");
+    assert_eq!(result["FramesInFlight"], 0, "{result}");
+    check_series(&cluster, "mm/kill", acked, 16, true);
 }
 
 #[test]
