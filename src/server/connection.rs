@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::body::{BodyError, Decoding};
+use super::pyramid;
 use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
@@ -265,9 +266,14 @@ impl Connection<'_> {
             RequestPath::AggregateText(relative) => self.append(head, &relative, body_len),
             RequestPath::Unsupported => {
                 self.skip_body(body_len)?;
-                self.error(501, "HDF5 aggregation and pyramids are not supported.");
+                self.error(501, "HDF5 aggregation is not supported.");
                 Ok(())
             }
+            RequestPath::Pyramid {
+                operation,
+                dir,
+                query,
+            } => self.pyramid(head, &operation, &dir, query.as_deref(), body_len),
             RequestPath::Status => {
                 self.skip_body(body_len)?;
                 self.error(405, "The status cannot be written.");
@@ -413,6 +419,49 @@ impl Connection<'_> {
         Ok(())
     }
 
+    /// A pyramid operation (`pyramid.rs`): the body, gunzipped if sent so, is read
+    /// into memory (bounded by [`pyramid::MAX_BODY_BYTES`]) and handed over. A finish
+    /// builds the levels before the answer, however long that takes.
+    fn pyramid(
+        &mut self,
+        head: &RequestHead,
+        operation: &str,
+        dir: &str,
+        query: Option<&str>,
+        body_len: u64,
+    ) -> Next {
+        let limit = self
+            .shared
+            .config
+            .max_body_bytes
+            .min(pyramid::MAX_BODY_BYTES);
+        if body_len > limit {
+            return self.refuse(413, "The body is larger than a pyramid tile can be.");
+        }
+        let mut sink = Decoding::new(Vec::new(), head.gzip, limit);
+        let written = self.read_body(body_len, &mut sink)?;
+        let body = match sink.finish(written) {
+            Ok((body, _)) => body,
+            Err(e) => {
+                self.body_error(&e, "The body cannot be received.");
+                return Ok(());
+            }
+        };
+        let root = self.shared.store.root();
+        match pyramid::handle(root, operation, dir, query, &body) {
+            Ok(answer) if answer.code == 200 => self.output.extend_from_slice(response::OK_EMPTY),
+            Ok(answer) => write_full(
+                &mut self.output,
+                answer.code,
+                answer.content_type,
+                &answer.body,
+                false,
+            ),
+            Err(e) => self.storage_error(&e, "The pyramid could not be written."),
+        }
+        Ok(())
+    }
+
     // ---- GET -------------------------------------------------------------------
 
     fn get(&mut self, head: &RequestHead, path: RequestPath) -> Next {
@@ -433,9 +482,9 @@ impl Connection<'_> {
                 relative,
                 folder: false,
             } => return self.get_file(head, &relative, with_body),
-            RequestPath::AggregateText(_) | RequestPath::Unsupported => {
-                self.error(404, "Nothing to get here.")
-            }
+            RequestPath::AggregateText(_)
+            | RequestPath::Unsupported
+            | RequestPath::Pyramid { .. } => self.error(404, "Nothing to get here."),
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ mod connection;
 #[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 mod fs;
 pub mod mounts;
+pub mod pyramid;
 pub mod request;
 mod response;
 #[allow(unsafe_code)] // fallocate on spare files

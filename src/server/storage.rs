@@ -31,8 +31,15 @@ pub enum RequestPath {
     Status,
     /// `/__aggregate_txt/<path>`: append to `<path>`.
     AggregateText(PathBuf),
-    /// `/__aggregate_h5r/…`, `/__aggregate_h5/…`, `/__pyramid_*/…`: not supported here.
+    /// `/__aggregate_h5r/…`, `/__aggregate_h5/…`: not supported here.
     Unsupported,
+    /// `/__pyramid<op>/<dir>?<query>`: a pyramid operation (`pyramid.rs`); `op` is the
+    /// whole first segment (`__pyramid_create`, …), `dir` the rest of the path.
+    Pyramid {
+        operation: String,
+        dir: String,
+        query: Option<String>,
+    },
     /// A file (or, with `folder`, a folder: the path ended in `/`) relative to the root.
     Plain { relative: PathBuf, folder: bool },
 }
@@ -72,7 +79,11 @@ pub fn resolve(target: &str) -> Result<RequestPath, NameError> {
             RequestPath::AggregateText(segments[1..].iter().collect())
         }
         "__aggregate_h5r" | "__aggregate_h5" if !folder => RequestPath::Unsupported,
-        first if first.starts_with("__pyramid_") && !folder => RequestPath::Unsupported,
+        first if first.starts_with("__pyramid") && !folder => RequestPath::Pyramid {
+            operation: first.to_owned(),
+            dir: segments[1..].join("/"),
+            query: query.map(str::to_owned),
+        },
         _ => RequestPath::Plain { relative, folder },
     })
 }
@@ -331,7 +342,7 @@ impl Store {
         for entry in fs::read_dir(self.confined(relative)?)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_temp_name(&name) {
+            if is_hidden(&name) {
                 continue;
             }
             // Follows links inside the root, as a client would; links out of it and
@@ -419,6 +430,12 @@ fn is_write_once(file: &File) -> io::Result<bool> {
     Ok(file.metadata()?.permissions().readonly())
 }
 
+/// Names listings leave out: the server's own (temporary files, a pyramid's state),
+/// all starting with `.pyme-`, which no request name may start a segment with.
+fn is_hidden(name: &str) -> bool {
+    is_temp_name(name) || name.starts_with(crate::name::RESERVED_PREFIX)
+}
+
 /// The PYME type bits of a folder: 1 folder, 2 series, 4 complete series.
 fn folder_kind(path: &Path) -> u32 {
     let mut kind = 1;
@@ -435,7 +452,7 @@ fn count_entries(path: &Path) -> u64 {
     fs::read_dir(path).map_or(0, |entries| {
         entries
             .filter_map(Result::ok)
-            .filter(|e| !is_temp_name(&e.file_name().to_string_lossy()))
+            .filter(|e| !is_hidden(&e.file_name().to_string_lossy()))
             .count() as u64
     })
 }
@@ -612,8 +629,12 @@ mod tests {
             Ok(RequestPath::AggregateText(PathBuf::from("log/x.txt")))
         );
         assert_eq!(
-            resolve("/__pyramid_create/p?x=1"),
-            Ok(RequestPath::Unsupported)
+            resolve("/__pyramid_create/p/q?x=1"),
+            Ok(RequestPath::Pyramid {
+                operation: "__pyramid_create".into(),
+                dir: "p/q".into(),
+                query: Some("x=1".into())
+            })
         );
         // Folder targets are folders, whatever their first segment.
         assert_eq!(resolve("/__pyramid_aa/"), Ok(plain("__pyramid_aa", true)));
