@@ -207,7 +207,7 @@ impl State {
             ));
         }
         let shape = &state.chunk_shape;
-        if !(2..=3).contains(&shape.len()) || shape.iter().any(|&n| n == 0) {
+        if !(2..=3).contains(&shape.len()) || shape.contains(&0) {
             return Err("chunk_shape must be 2 or 3 numbers, each at least 1".into());
         }
         Ok(state)
