@@ -876,6 +876,66 @@ mod tests {
     }
 
     #[test]
+    fn chunks_in_either_order_and_any_coding_read_the_same() {
+        let values: Vec<f32> = (0..6).map(|v| v as f32 * 1.5).collect();
+        let c_order = pzf_f32(2, 3, &values);
+        // The same 2x3 array stored column-major, Huffman-coded.
+        let f_values = [
+            values[0], values[3], values[1], values[4], values[2], values[5],
+        ];
+        let pixels: Vec<u8> = f_values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut params = EncodeParams::new(DataFormat::F32, 2, 3);
+        params.order = DimOrder::F;
+        let mut f_order = Vec::new();
+        pzf::encode(&params, &pixels, &mut f_order).unwrap();
+        let (a, b) = (
+            decode_chunk(&c_order).unwrap(),
+            decode_chunk(&f_order).unwrap(),
+        );
+        assert_eq!((a.rows, a.cols, b.rows, b.cols), (2, 3, 2, 3));
+        assert_eq!(a.pixels, b.pixels);
+        assert_eq!(a.pixels[3], 4.5);
+    }
+
+    #[test]
+    fn one_pixel_wide_chunks_are_added() {
+        // PYME's own server loses its tile thread on these (it squeezes them to 1-D).
+        let (_keep, root) = root();
+        assert_eq!(
+            handle(&root, "__pyramid_create", "p", None, CREATE)
+                .unwrap()
+                .code,
+            200
+        );
+        let row = pzf_f32(1, 8, &[3.0; 8]);
+        let q = "x=0&y=0&tox=5&toy=0&fox=8&foy=4&fsx=16&fsy=16";
+        assert_eq!(
+            handle(&root, "__pyramid_update_tile", "p", Some(q), &row)
+                .unwrap()
+                .code,
+            200
+        );
+        let column = pzf_f32(8, 1, &[3.0; 8]);
+        let q = "x=0&y=0&tox=0&toy=6&fox=4&foy=8&fsx=16&fsy=16";
+        assert_eq!(
+            handle(&root, "__pyramid_update_tile", "p", Some(q), &column)
+                .unwrap()
+                .code,
+            200
+        );
+        assert_eq!(
+            handle(&root, "__pyramid_finish", "p", None, b"")
+                .unwrap()
+                .code,
+            200
+        );
+        let tile = read_tile(&root.join("p"), 0, 0, 0);
+        assert!((tile[5 * 8 + 7] - 3.0).abs() < 1e-6, "the row: {tile:?}");
+        assert!((tile[4 * 8 + 6] - 3.0).abs() < 1e-6, "the column");
+        assert_eq!(tile[0], 0.0, "nothing elsewhere");
+    }
+
+    #[test]
     fn one_chunk_makes_base_and_levels() {
         let (_keep, root) = root();
         assert_eq!(
