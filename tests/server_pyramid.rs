@@ -298,6 +298,8 @@ fn malformed_tiles_and_bad_queries_are_400_and_change_nothing() {
             q("x=0&y=0&tox=0&toy=0&fox=35&foy=0&fsx=40&fsy=40"),
             f32_tile(8, 8, |_, _| 1.0),
         ),
+        // A chunk larger than a tile (refused from its header).
+        (q("x=0&y=0&fsx=40&fsy=40"), f32_tile(17, 2, |_, _| 1.0)),
         // Frames PYME's weights are not defined for.
         (q("x=0&y=0&fsx=3&fsy=40"), f32_tile(2, 2, |_, _| 1.0)),
         (q("x=0&y=0&fsx=400&fsy=50"), f32_tile(2, 2, |_, _| 1.0)),

@@ -564,6 +564,19 @@ fn update_tile(root: &Path, folder: &Path, tile: &TileQuery, body: &[u8]) -> io:
             "The pyramid is finished; it takes no more tiles.",
         ));
     }
+    // The header first: a chunk larger than a tile is refused before it is decoded.
+    if let Ok(header) = pzf::PzfHeader::read(body) {
+        let limit = u64::from(state.tile_size);
+        if u64::from(header.width) > limit || u64::from(header.height) > limit {
+            return Ok(Answer::error(
+                400,
+                format!(
+                    "A {}x{} chunk is larger than a {limit}-pixel tile.",
+                    header.width, header.height
+                ),
+            ));
+        }
+    }
     let chunk = match decode_chunk(body) {
         Ok(chunk) => chunk,
         Err(reason) => {
