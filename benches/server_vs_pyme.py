@@ -13,7 +13,9 @@ read. Every file is then checked on disk (count and size), outside the timing,
 and removed; `sync` runs between measurements so that one measurement's
 writeback does not slow the next. Neither server nor the plain program calls
 fsync: all three measure the page cache and the writeback the kernel does
-meanwhile, on the same file system. Prints medians over RUNS as a Markdown
+meanwhile, on the same file system. Also measured: the CPU time each server
+process (for `disk`, this program) spent per file, from /proc, which a busy
+machine disturbs less than the rates. Prints medians over RUNS as a Markdown
 table, and one JSON line.
 
 Goals (issue 24, item 11): ours >= 5x PYME's MB/s on 8 MiB files, and >= PYME's
@@ -143,6 +145,13 @@ def plain_files(folder, names, data):
     return time.perf_counter() - start
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` (all its threads), from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def check_and_clear(folder, sub, count, size):
     where = os.path.join(folder, sub)
     files = os.listdir(where)
@@ -196,12 +205,15 @@ def main():
                 for who in order[run % 3:] + order[:run % 3]:
                     sub = "r%d-%s" % (run, label.replace(" ", ""))
                     names = ["%s/f%06d.bin" % (sub, i) for i in range(count)]
+                    pid = {"disk": os.getpid(), "pyme": pyme.pid, "ours": ours.pid}[who]
+                    cpu = cpu_seconds(pid)
                     if who == "disk":
                         seconds = plain_files(roots["disk"], names, data)
                     else:
                         seconds = put_all(port if who == "pyme" else ours_port, names, data, window)
+                    cpu = cpu_seconds(pid) - cpu
                     check_and_clear(roots[who], sub, count, size)
-                    results.setdefault((label, who), []).append((count, count * size, seconds))
+                    results.setdefault((label, who), []).append((count, count * size, seconds, cpu))
     finally:
         pyme.send_signal(signal.SIGKILL)
         pyme.wait()
@@ -210,13 +222,14 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     summary = {}
-    print("| files | who | MB/s (median) | files/s (median) | runs (MB/s) |")
-    print("|---|---|---|---|---|")
+    print("| files | who | MB/s (median) | files/s (median) | CPU ms per file (median) | runs (MB/s) |")
+    print("|---|---|---|---|---|---|")
     for (label, who), runs in sorted(results.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
-        mbs = [b / s / 1e6 for _, b, s in runs]
-        fps = [n / s for n, _, s in runs]
-        summary["%s %s" % (label, who)] = {"MB/s": statistics.median(mbs), "files/s": statistics.median(fps)}
-        print("| %s | %s | %.0f | %.0f | %s |" % (label, who, statistics.median(mbs), statistics.median(fps), ", ".join("%.0f" % m for m in mbs)))
+        mbs = [b / s / 1e6 for _, b, s, _ in runs]
+        fps = [n / s for n, _, s, _ in runs]
+        cpu = [c * 1e3 / n for n, _, _, c in runs]
+        summary["%s %s" % (label, who)] = {"MB/s": statistics.median(mbs), "files/s": statistics.median(fps), "cpu_ms_per_file": statistics.median(cpu)}
+        print("| %s | %s | %.0f | %.0f | %.2f | %s |" % (label, who, statistics.median(mbs), statistics.median(fps), statistics.median(cpu), ", ".join("%.0f" % m for m in mbs)))
     big = summary["8 MiB ours"]["MB/s"] / summary["8 MiB pyme"]["MB/s"]
     small = summary["64 KiB ours"]["files/s"] / summary["64 KiB pyme"]["files/s"]
     print()
