@@ -443,3 +443,44 @@ fn pyme_reads_the_same_pyramid_from_ours_as_from_pymes_server() {
     assert_eq!(report["tiles_read"], report["files"]);
     assert_eq!(report["levels"], serde_json::json!([0, 1, 2]));
 }
+
+#[test]
+fn hostile_queries_and_bodies_never_panic() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let handle = pyme_streaming::server::pyramid::handle;
+    assert_eq!(
+        handle(&root, "__pyramid_create", "p", None, CREATE)
+            .unwrap()
+            .code,
+        200
+    );
+    let good = f32_tile(4, 4, |r, c| (r * c) as f32);
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let query = "(x|y|tox|toy|fox|foy|fsx|fsy|weights|z)=[0-9a-z.\\-]{0,12}(&(x|y|tox|toy|fox|foy|fsx|fsy)=[0-9]{0,11}){0,9}";
+    let body = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..200),
+        // A real tile with a few bytes changed (the header included).
+        proptest::collection::vec((0..good.len(), any::<u8>()), 1..6).prop_map(move |edits| {
+            let mut body = good.clone();
+            for (at, byte) in edits {
+                body[at] = byte;
+            }
+            body
+        }),
+    ];
+    for _ in 0..400 {
+        let q = query.new_tree(&mut runner).unwrap().current();
+        let b = body.new_tree(&mut runner).unwrap().current();
+        let answer = handle(&root, "__pyramid_update_tile", "p", Some(&q), &b).unwrap();
+        assert!(matches!(answer.code, 200 | 400), "{q}: {}", answer.code);
+    }
+    assert_eq!(
+        handle(&root, "__pyramid_finish", "p", None, b"")
+            .unwrap()
+            .code,
+        200
+    );
+}
