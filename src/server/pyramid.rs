@@ -478,32 +478,50 @@ fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
 
 /// PYME's `ImagePyramid.frame_weights` for a `rows` x `cols` frame: 1 inside, ramps
 /// of `min(100, rows / 4)` pixels at all four edges (the ramp length is set by the
-/// rows for both directions), multiplied in PYME's order. `None` where PYME's own
-/// computation fails (a ramp of 0 pixels, or one longer than the columns).
-fn frame_weights(rows: usize, cols: usize) -> Option<Vec<f64>> {
-    let ramp = 100.min(rows / 4);
-    if ramp == 0 || ramp > cols {
-        return None;
+/// rows for both directions), multiplied in PYME's order. Computed per pixel, not as
+/// a whole frame (a frame may be far larger than the chunk).
+struct FrameWeights {
+    rows: usize,
+    cols: usize,
+    up: Vec<f64>,
+    down: Vec<f64>,
+}
+
+impl FrameWeights {
+    /// `None` where PYME's own computation fails (a ramp of 0 pixels, or one longer
+    /// than the columns).
+    fn new(rows: usize, cols: usize) -> Option<FrameWeights> {
+        let ramp = 100.min(rows / 4);
+        if ramp == 0 || ramp > cols {
+            return None;
+        }
+        Some(FrameWeights {
+            rows,
+            cols,
+            up: linspace(0.0, 1.0, ramp),
+            down: linspace(1.0, 0.0, ramp),
+        })
     }
-    let (up, down) = (linspace(0.0, 1.0, ramp), linspace(1.0, 0.0, ramp));
-    let factor = |i: usize, n: usize| -> (f64, f64) {
-        let first = if i < ramp { up[i] } else { 1.0 };
+
+    /// The ramp-up and ramp-down factors of index `i` along a side of `n` pixels.
+    fn factors(&self, i: usize, n: usize) -> (f64, f64) {
+        let ramp = self.up.len();
+        let first = if i < ramp { self.up[i] } else { 1.0 };
         let last = if i >= n - ramp {
-            down[i - (n - ramp)]
+            self.down[i - (n - ramp)]
         } else {
             1.0
         };
         (first, last)
-    };
-    let mut weights = vec![0.0; rows * cols];
-    for r in 0..rows {
-        let (r1, r2) = factor(r, rows);
-        for c in 0..cols {
-            let (c1, c2) = factor(c, cols);
-            weights[r * cols + c] = 1.0 * r1 * r2 * c1 * c2;
-        }
     }
-    Some(weights)
+
+    /// The weight of frame pixel (`r`, `c`): PYME multiplies the rows' two ramps,
+    /// then the columns' two, in that order.
+    fn at(&self, r: usize, c: usize) -> f64 {
+        let (r1, r2) = self.factors(r, self.rows);
+        let (c1, c2) = self.factors(c, self.cols);
+        1.0 * r1 * r2 * c1 * c2
+    }
 }
 
 fn tile_state_path(folder: &Path, x: u32, y: u32) -> PathBuf {
@@ -608,10 +626,7 @@ fn update_tile(root: &Path, folder: &Path, tile: &TileQuery, body: &[u8]) -> io:
             ),
         ));
     }
-    if fsx.saturating_mul(fsy) > 1 << 28 {
-        return Ok(Answer::error(400, "The frame is larger than 2^28 pixels."));
-    }
-    let Some(weights) = frame_weights(fsx, fsy) else {
+    let Some(weights) = FrameWeights::new(fsx, fsy) else {
         return Ok(Answer::error(400, format!(
             "PYME's weights are not defined for a {fsx}x{fsy} frame (fsx at least 4, fsy at least min(100, fsx/4))."
         )));
@@ -619,7 +634,7 @@ fn update_tile(root: &Path, folder: &Path, tile: &TileQuery, body: &[u8]) -> io:
     let (mut sum, mut occupancy) = read_tile_state(folder, tile.x, tile.y, size * size)?;
     for r in 0..chunk.rows {
         for c in 0..chunk.cols {
-            let weight = weights[(fox + r) * fsy + foy + c];
+            let weight = weights.at(fox + r, foy + c);
             let at = (tox + r) * size + toy + c;
             sum[at] += chunk.pixels[r * chunk.cols + c] * weight;
             occupancy[at] += weight;
@@ -838,14 +853,19 @@ mod tests {
     #[test]
     fn weights_ramp_at_the_edges_and_fail_where_pymes_do() {
         // 8 rows: ramp of 2 -> [0, 1] up, [1, 0] down, in both directions.
-        let w = frame_weights(8, 8).unwrap();
-        assert_eq!(w[0], 0.0);
-        assert_eq!(w[8 + 1], 1.0);
-        assert_eq!(w[3 * 8 + 3], 1.0);
-        assert_eq!(w[7 * 8 + 4], 0.0);
-        assert!(frame_weights(3, 8).is_none());
-        assert!(frame_weights(40, 9).is_none());
-        assert!(frame_weights(40, 10).is_some());
+        let w = FrameWeights::new(8, 8).unwrap();
+        assert_eq!(w.at(0, 0), 0.0);
+        assert_eq!(w.at(1, 1), 1.0);
+        assert_eq!(w.at(3, 3), 1.0);
+        assert_eq!(w.at(7, 4), 0.0);
+        // 12 rows: ramp of 3, [0, 0.5, 1] up and [1, 0.5, 0] down, both ways.
+        let w = FrameWeights::new(12, 5).unwrap();
+        assert_eq!(w.at(1, 2), 0.5);
+        assert_eq!(w.at(10, 3), 0.5 * 0.5);
+        assert_eq!(w.at(6, 2), 1.0);
+        assert!(FrameWeights::new(3, 8).is_none());
+        assert!(FrameWeights::new(40, 9).is_none());
+        assert!(FrameWeights::new(40, 10).is_some());
     }
 
     #[test]
