@@ -189,7 +189,7 @@ def main():
     port = free_port()
     pyme = subprocess.Popen(
         [sys.executable, "-m", "PYME.cluster.HTTPDataServer", "-a", "local", "-p", str(port), "-r", roots["pyme"]],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, HOME=home),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, HOME=home, TMPDIR=home),
     )
     ours = subprocess.Popen(
         [args.bin, "serve", "--advertise", "none", "--port", "0", "--root", roots["ours"]],

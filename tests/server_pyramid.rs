@@ -423,6 +423,9 @@ fn pyme_reads_the_same_pyramid_from_ours_as_from_pymes_server() {
         .arg(&script)
         .arg(env!("CARGO_BIN_EXE_pyme-stream"))
         .arg(work.path())
+        // PYME writes its configuration under HOME and its registry in the temp folder.
+        .env("HOME", work.path())
+        .env("TMPDIR", work.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

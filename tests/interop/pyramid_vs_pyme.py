@@ -208,7 +208,7 @@ def main():
         os.makedirs(d, exist_ok=True)
     log = os.path.join(work, "pyme-server.log")
     port = free_port()
-    env = dict(os.environ, HOME=home)
+    env = dict(os.environ, HOME=home, TMPDIR=home)  # PYME keeps its registry (sqlite) in the temp folder
     with open(log, "wb") as logf:
         pyme = subprocess.Popen(
             [sys.executable, "-m", "PYME.cluster.HTTPDataServer", "-a", "local", "-p", str(port), "-r", pyme_root],
