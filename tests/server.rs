@@ -132,7 +132,7 @@ fn aggregate_txt_appends_and_hdf5_is_not_implemented() {
     client.send(&put("__aggregate_txt/logs/run.txt", b"one\n"));
     client.send(&put("__aggregate_txt/logs/run.txt", b"two\n"));
     client.send(&put("__aggregate_h5r/a.h5r/table", b"xx"));
-    client.send(&put("__pyramid_create/p", b""));
+    client.send(&put("__aggregate_h5/a.h5/metadata.json", b"{}"));
     client.send(&put("after.txt", b"ok"));
     assert_eq!(client.response().code, 200);
     assert_eq!(client.response().code, 200);

@@ -44,6 +44,7 @@ mod lock;
 pub mod mounts;
 pub mod ops;
 mod peers;
+pub mod pyramid;
 mod recovery;
 pub mod request;
 mod response;

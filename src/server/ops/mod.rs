@@ -8,6 +8,8 @@
 //! - `status`: `GET /__status`, PYME's figures of the node and ours.
 //! - `glob`: `GET /__glob?pattern=<glob>`, the matching paths (PYME's `cglob`).
 //! - `mirror`: `PUT /<name>?MirrorSource=<url>`, a copy fetched from a peer.
+//! - `pyramid`: `PUT /__pyramid_<operation>/<folder>`, PYME's distributed pyramid
+//!   (the HTTP side; the work is `server/pyramid.rs`).
 //!
 //! What these modules may not do: touch the socket other than through the
 //! connection's methods, or parse what another operation is sent.
@@ -16,6 +18,7 @@ pub mod aggregate_txt;
 pub mod files;
 pub mod glob;
 pub mod mirror;
+pub mod pyramid;
 pub mod status;
 
 use std::path::PathBuf;
@@ -49,6 +52,6 @@ pub(crate) fn judge_operand(request: &Request<'_>) -> Result<(), NameError> {
 /// The answer of an operation this build does not have.
 pub(crate) fn not_implemented(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
     connection.skip_body(request.body_len)?;
-    connection.error(501, "HDF5 aggregation and pyramids are not supported.");
+    connection.error(501, "HDF5 aggregation is not supported.");
     Ok(())
 }
