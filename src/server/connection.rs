@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::body::{BodyError, Decoding};
+use super::h5r;
 use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
@@ -262,7 +263,20 @@ impl Connection<'_> {
                 }
                 Ok(())
             }
+            RequestPath::AggregateText(relative) if h5r::is_hdf5_name(&relative) => {
+                self.skip_body(body_len)?;
+                self.error(409, "__aggregate_txt does not append to HDF5 files.");
+                Ok(())
+            }
             RequestPath::AggregateText(relative) => self.append(head, &relative, body_len),
+            RequestPath::AggregateH5r(rest) => {
+                let Some(body) = self.read_body_to_memory(head, body_len)? else {
+                    return Ok(());
+                };
+                let answer = h5r::aggregate(&self.shared.store, &rest, &body);
+                self.send_answer(&answer, true);
+                Ok(())
+            }
             RequestPath::Unsupported => {
                 self.skip_body(body_len)?;
                 self.error(501, "HDF5 aggregation and pyramids are not supported.");
@@ -413,6 +427,34 @@ impl Connection<'_> {
         Ok(())
     }
 
+    /// Reads a whole body into memory, gunzipped if sent so, within the body limit;
+    /// None (answered) when it could not be received.
+    fn read_body_to_memory(
+        &mut self,
+        head: &RequestHead,
+        body_len: u64,
+    ) -> Result<Option<Vec<u8>>, End> {
+        let limit = self.shared.config.max_body_bytes;
+        let mut sink = Decoding::new(Vec::new(), head.gzip, limit);
+        let written = self.read_body(body_len, &mut sink)?;
+        match sink.finish(written) {
+            Ok((body, _)) => Ok(Some(body)),
+            Err(e) => {
+                self.body_error(&e, "The body cannot be received.");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sends an operation's answer (`h5r.rs`): errors as error pages.
+    fn send_answer(&mut self, answer: &h5r::Answer, with_body: bool) {
+        if answer.code >= 400 {
+            self.error(answer.code, &String::from_utf8_lossy(&answer.body));
+        } else {
+            self.answer(answer.code, answer.content_type, &answer.body, with_body);
+        }
+    }
+
     // ---- GET -------------------------------------------------------------------
 
     fn get(&mut self, head: &RequestHead, path: RequestPath) -> Next {
@@ -432,10 +474,17 @@ impl Connection<'_> {
             RequestPath::Plain {
                 relative,
                 folder: false,
-            } => return self.get_file(head, &relative, with_body),
-            RequestPath::AggregateText(_) | RequestPath::Unsupported => {
-                self.error(404, "Nothing to get here.")
+            } => {
+                let query = head.target.split_once('?').map(|(_, q)| q);
+                if let Some(answer) = h5r::get(&self.shared.store, &relative, query) {
+                    self.send_answer(&answer, with_body);
+                    return Ok(());
+                }
+                return self.get_file(head, &relative, with_body);
             }
+            RequestPath::AggregateText(_)
+            | RequestPath::AggregateH5r(_)
+            | RequestPath::Unsupported => self.error(404, "Nothing to get here."),
         }
         Ok(())
     }

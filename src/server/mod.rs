@@ -16,7 +16,13 @@ mod body;
 mod connection;
 #[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 mod fs;
+#[cfg(feature = "hdf5")]
+#[allow(unsafe_code)] // the HDF5 C library
+mod h5file;
+pub mod h5r;
 pub mod mounts;
+pub mod npy;
+pub mod pickle;
 pub mod request;
 mod response;
 #[allow(unsafe_code)] // fallocate on spare files

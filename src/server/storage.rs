@@ -31,7 +31,9 @@ pub enum RequestPath {
     Status,
     /// `/__aggregate_txt/<path>`: append to `<path>`.
     AggregateText(PathBuf),
-    /// `/__aggregate_h5r/…`, `/__aggregate_h5/…`, `/__pyramid_*/…`: not supported here.
+    /// `/__aggregate_h5r/<path>`: HDF5 results aggregation (`h5r.rs`).
+    AggregateH5r(PathBuf),
+    /// `/__aggregate_h5/…`, `/__pyramid_*/…`: not supported here.
     Unsupported,
     /// A file (or, with `folder`, a folder: the path ended in `/`) relative to the root.
     Plain { relative: PathBuf, folder: bool },
@@ -70,6 +72,9 @@ pub fn resolve(target: &str) -> Result<RequestPath, NameError> {
         "__status" if segments.len() == 1 && !folder => RequestPath::Status,
         "__aggregate_txt" if segments.len() > 1 && !folder => {
             RequestPath::AggregateText(segments[1..].iter().collect())
+        }
+        "__aggregate_h5r" if segments.len() > 1 && !folder => {
+            RequestPath::AggregateH5r(segments[1..].iter().collect())
         }
         "__aggregate_h5r" | "__aggregate_h5" if !folder => RequestPath::Unsupported,
         first if first.starts_with("__pyramid_") && !folder => RequestPath::Unsupported,
@@ -610,6 +615,12 @@ mod tests {
         assert_eq!(
             resolve("/__aggregate_txt/log/x.txt"),
             Ok(RequestPath::AggregateText(PathBuf::from("log/x.txt")))
+        );
+        assert_eq!(
+            resolve("/__aggregate_h5r/a/r.h5r/FitResults"),
+            Ok(RequestPath::AggregateH5r(PathBuf::from(
+                "a/r.h5r/FitResults"
+            )))
         );
         assert_eq!(
             resolve("/__pyramid_create/p?x=1"),

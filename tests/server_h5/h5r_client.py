@@ -1,0 +1,169 @@
+# Drives a data server's HDF5 aggregation with PYME's exact requests (as
+# PYME.IO.clusterResults.fileFormattedResults sends them: gzip bodies, the
+# `Content-Encoding: gzip` header, PUT) and reads the results back with PyTables and
+# PYME's own readers (PYME.IO.h5rFile, PYME.IO.MetaDataHandler.HDFMDHandler).
+# Used by tests/server_h5.rs:  python h5r_client.py ADDRESS ROOT CHECK
+import gzip, http.client, io, json, os, pickle, sys, threading
+import numpy as np
+import tables
+
+address, root, check = sys.argv[1], sys.argv[2], sys.argv[3]
+host, port = address.rsplit(":", 1)
+
+DTYPE = np.dtype([("tIndex", "<i4"), ("fitResults", [("x0", "<f4"), ("y0", "<f4")]),
+                  ("fitError", [("x0", "<f4"), ("y0", "<f4")]), ("v", "<f4", (2,)),
+                  ("s", "S4"), ("flag", "?")])
+
+
+def rows(start, n):
+    a = np.zeros(n, dtype=DTYPE)
+    a["tIndex"] = np.arange(start, start + n)
+    a["fitResults"]["x0"] = np.arange(start, start + n) * 0.5
+    a["fitError"]["y0"] = 1.25
+    a["v"][:, 1] = 7
+    a["s"] = b"ab"
+    a["flag"] = np.arange(n) % 2 == 0
+    return a
+
+
+def request(method, path, body=b"", gzip_body=True):
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {}
+    if gzip_body and body:
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+def put(path, body, **kw):
+    return request("PUT", path, body, **kw)[0]
+
+
+def expect(what, got, want):
+    if got != want:
+        print(f"FAIL {what}: got {got!r}, want {want!r}")
+        sys.stdout.flush()
+        os._exit(1)
+    print(f"ok {what}")
+
+
+def table(path, name):
+    with tables.open_file(path) as f:
+        return f.get_node("/" + name)[:]
+
+
+if check == "append":
+    path = os.path.join(root, "res", "run.h5r")
+    expect("first append", put("/__aggregate_h5r/res/run.h5r/FitResults", rows(0, 5).dumps()), 200)
+    expect("second append", put("/__aggregate_h5r/res/run.h5r/FitResults", rows(5, 3).dumps()), 200)
+    # np.save format, then JSON records, into other tables.
+    b = io.BytesIO(); np.save(b, rows(100, 2)); 
+    expect("npy append", put("/__aggregate_h5r/res/run.h5r/Other", b.getvalue()), 200)
+    expect("json append", put("/__aggregate_h5r/res/run.h5r/Drift",
+                              json.dumps([{"t": 1, "x": 0.5}, {"t": 2, "x": 1.5}]).encode()), 200)
+    expect("bytes append", put("/__aggregate_h5r/res/run.h5r/Log", pickle.dumps(b"hello log", 2)), 200)
+    md = {"Camera.ADOffset": 100, "Camera.Name": "Andor", "voxelsize.x": 0.07,
+          "Analysis.FitModule": "LatGaussFitFR", "Spooler.Empty": "", "Flag": True,
+          "Analysis.ROI": [1, 2, 3], "Nested.Dict": {"a": [1.5, "b"]}, "None": None}
+    expect("metadata", put("/__aggregate_h5r/res/run.h5r/MetaData", json.dumps(md).encode()), 200)
+    # The .hdf spelling, and no gzip.
+    expect("hdf append", put("/__aggregate_h5r/res/run.hdf/FitResults", rows(0, 2).dumps(), gzip_body=False), 200)
+
+    # PyTables reads it unchanged.
+    got = table(path, "FitResults")
+    expect("dtype kept exactly", got.dtype, DTYPE)
+    expect("rows in order", got.tobytes(), np.concatenate([rows(0, 5), rows(5, 3)]).tobytes())
+    expect("npy table", table(path, "Other").tobytes(), rows(100, 2).tobytes())
+    d = table(path, "Drift")
+    expect("json table", (d["t"].tolist(), d["x"].tolist()), ([1, 2], [0.5, 1.5]))
+    with tables.open_file(path) as f:
+        expect("bytes table", f.root.Log[:], [b"hello log"])
+        expect("table class", f.root.FitResults._v_attrs.CLASS, "TABLE")
+        expect("nrows", f.root.FitResults.nrows, 8)
+    expect("hdf file", len(table(os.path.join(root, "res", "run.hdf"), "FitResults")), 2)
+
+    # PYME's readers.
+    sys.modules.setdefault("sphinx", type(sys)("sphinx"))
+    from PYME.IO import MetaDataHandler, h5rFile
+    with tables.open_file(path) as f:
+        mdh = MetaDataHandler.HDFMDHandler(f)
+        for key, value in md.items():
+            got_value = mdh.getEntry(key)
+            expect(f"metadata {key}", (type(got_value).__name__, got_value) if isinstance(got_value, str) and not isinstance(value, str) else got_value, value)
+    h5f = h5rFile.H5RFile(path, "r", keep_alive_timeout=0)
+    expect("PYME h5rFile getTableData", len(h5f.getTableData("FitResults", slice(0, None))), 8)
+    h5f.wait_close()
+
+    # Reading back over HTTP, as PYME's analysis asks.
+    status, body = request("GET", "/res/run.h5r/FitResults.npy?from=2&to=6")
+    expect("npy status", status, 200)
+    expect("npy slice", np.load(io.BytesIO(body)).tobytes(), got[2:6].tobytes())
+    status, body = request("GET", "/res/run.h5r/FitResults.npy?from=6")
+    expect("npy from only", np.load(io.BytesIO(body)).tobytes(), got[6:].tobytes())
+    status, body = request("GET", "/res/run.h5r/Drift.json")
+    expect("json columns", json.loads(body), {"t": {"0": 1, "1": 2}, "x": {"0": 0.5, "1": 1.5}})
+    status, body = request("GET", "/res/run.h5r/FitResults.json?to=1")
+    cols = json.loads(body)
+    expect("json unnested names", sorted(cols), sorted(["tIndex", "fitResults_x0", "fitResults_y0", "fitError_x0", "fitError_y0", "v", "s", "flag"]))
+    status, body = request("GET", "/res/run.h5r/Metadata.json")
+    expect("metadata json", json.loads(body), md)
+    expect("missing table", request("GET", "/res/run.h5r/Nope.npy")[0], 404)
+
+elif check == "refuse":
+    path = os.path.join(root, "bad.h5r")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + os.path.join(root, "pwned"),))
+    expect("os.system pickle", put("/__aggregate_h5r/bad.h5r/FitResults", pickle.dumps(Evil(), 2)), 400)
+    expect("nothing written", (os.path.exists(path), os.path.exists(os.path.join(root, "pwned"))), (False, False))
+    expect("object array", put("/__aggregate_h5r/bad.h5r/FitResults", np.array([object(), 1], dtype=object).dumps()), 400)
+    expect("still nothing", os.path.exists(path), False)
+    expect("legacy fit-result object", put("/__aggregate_h5r/bad.h5r", pickle.dumps({"results": rows(0, 1)}, 2)), 400)
+
+    expect("good append", put("/__aggregate_h5r/bad.h5r/FitResults", rows(0, 4).dumps()), 200)
+    before = open(path, "rb").read()
+    other = np.zeros(3, dtype=[("tIndex", "<i4"), ("x", "<f8")])
+    expect("mismatched dtype", put("/__aggregate_h5r/bad.h5r/FitResults", other.dumps()), 400)
+    expect("table untouched", table(path, "FitResults").tobytes(), rows(0, 4).tobytes())
+    expect("file untouched", open(path, "rb").read() == before, True)
+    expect("not a record array", put("/__aggregate_h5r/bad.h5r/Plain", np.arange(3.0).dumps()), 400)
+    expect("garbage", put("/__aggregate_h5r/bad.h5r/FitResults", b"\x00garbage"), 400)
+
+    # Text files and HDF5 files do not mix.
+    expect("text file", put("/__aggregate_txt/notes.txt", b"line\n"), 200)
+    expect("h5r op on a text file", put("/__aggregate_h5r/notes.txt.h5r/FitResults", rows(0, 1).dumps()), 200)
+    os.rename(os.path.join(root, "notes.txt"), os.path.join(root, "text.h5r"))
+    expect("h5r op on text content", put("/__aggregate_h5r/text.h5r/FitResults", rows(0, 1).dumps()), 409)
+    expect("txt append to .h5r", put("/__aggregate_txt/bad.h5r", b"x"), 409)
+    expect("txt append to .h5", put("/__aggregate_txt/series.h5", b"x"), 409)
+    expect("txt append to .hdf", put("/__aggregate_txt/r.hdf", b"x"), 409)
+    expect("table untouched at the end", table(path, "FitResults").tobytes(), rows(0, 4).tobytes())
+
+elif check == "concurrent":
+    clients, appends, n = 6, 15, 50
+    failures = []
+
+    def client(c):
+        for i in range(appends):
+            start = (c * appends + i) * n
+            status = put("/__aggregate_h5r/many.h5r/FitResults", rows(start, n).dumps())
+            if status != 200:
+                failures.append(status)
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    expect("every append answered 200", failures, [])
+    got = table(os.path.join(root, "many.h5r"), "FitResults")
+    expect("row count", len(got), clients * appends * n)
+    # Each append's rows are contiguous and whole.
+    starts = got["tIndex"][::n]
+    blocks = all((got["tIndex"][k * n:(k + 1) * n] == np.arange(s, s + n)).all() for k, s in enumerate(starts))
+    expect("appends whole, never interleaved", (blocks, sorted(got["tIndex"].tolist())), (True, list(range(clients * appends * n))))
+print("ALL OK", flush=True)
+# PYME's modules leave threads behind (its h5rFile poll thread): do not wait for them.
+os._exit(0)
