@@ -1,4 +1,4 @@
-//! HDF5 aggregation (`__aggregate_h5r`) and reading results back, driven with PYME's
+//! HDF5 aggregation (`__aggregate_h5r`, `__aggregate_h5`) and reading results back, driven with PYME's
 //! exact requests and read back with PyTables and PYME's readers
 //! (tests/server_h5/h5r_client.py, run by a Python with numpy, tables and
 //! python-microscopy: `PYME_TEST_PYTHON`, else `target/ci-python-venv/bin/python`,
@@ -51,6 +51,9 @@ fn without_the_feature_hdf5_operations_answer_501() {
     assert!(server.files().is_empty(), "nothing is written");
     let (code, _) = request(&address, "GET", "/r.h5r/FitResults.npy?from=0", b"");
     assert_eq!(code, 501);
+    let (code, _) = request(&address, "PUT", "/__aggregate_h5/s.h5/metadata.json", b"{}");
+    assert_eq!(code, 501);
+    assert!(server.files().is_empty(), "nothing is written");
     // Not an HDF5 matter: a text append to an .h5r name is refused either way.
     let (code, _) = request(&address, "PUT", "/__aggregate_txt/r.h5r", b"x");
     assert_eq!(code, 409);
@@ -143,6 +146,16 @@ fn appends_from_many_clients_are_serialised() {
     };
     let server = TestServer::start();
     run_check(&python, &server.address(), server.root.path(), "concurrent");
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn an_h5_series_is_spooled_as_pyme_sends_it_and_served_as_a_folder() {
+    let Some(python) = python("an_h5_series_is_spooled_as_pyme_sends_it") else {
+        return;
+    };
+    let server = TestServer::start();
+    run_check(&python, &server.address(), server.root.path(), "series");
 }
 
 #[cfg(feature = "hdf5")]

@@ -17,12 +17,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::body::{BodyError, Decoding};
-use super::h5r;
 use super::request::{parse_request_head, Method, RequestHead};
 use super::response::{self, write_error, write_full, write_head};
 use super::splice::{Moved, Pipe};
 use super::status::status_json;
 use super::storage::{resolve, Appended, FolderCache, PendingFile, RequestPath, Stored};
+use super::{h5, h5r};
 use super::{
     ConnectionState, Shared, PHASE_BODY, PHASE_BUSY, PHASE_HEAD, PHASE_IDLE, PHASE_WRITE,
     PROGRESS_BYTES,
@@ -277,6 +277,14 @@ impl Connection<'_> {
                 self.send_answer(&answer, true);
                 Ok(())
             }
+            RequestPath::AggregateH5(rest) => {
+                let Some(body) = self.read_body_to_memory(head, body_len)? else {
+                    return Ok(());
+                };
+                let answer = h5::aggregate(&self.shared.store, &rest, &body);
+                self.send_answer(&answer, true);
+                Ok(())
+            }
             RequestPath::Unsupported => {
                 self.skip_body(body_len)?;
                 self.error(501, "HDF5 aggregation and pyramids are not supported.");
@@ -467,16 +475,28 @@ impl Connection<'_> {
             RequestPath::Plain {
                 relative,
                 folder: true,
-            } => match self.shared.store.list_folder(&relative) {
-                Ok(json) => self.answer(200, "application/json", json.as_bytes(), with_body),
-                Err(_) => self.error(404, "No such folder."),
-            },
+            } => {
+                // An .h5 series is listed as a folder (h5.rs).
+                if let Some(answer) = h5::get(&self.shared.store, &relative, true) {
+                    self.send_answer(&answer, with_body);
+                } else {
+                    match self.shared.store.list_folder(&relative) {
+                        Ok(json) => {
+                            self.answer(200, "application/json", json.as_bytes(), with_body)
+                        }
+                        Err(_) => self.error(404, "No such folder."),
+                    }
+                }
+            }
             RequestPath::Plain {
                 relative,
                 folder: false,
             } => {
                 let query = head.target.split_once('?').map(|(_, q)| q);
-                if let Some(answer) = h5r::get(&self.shared.store, &relative, query) {
+                let store = &self.shared.store;
+                let answer =
+                    h5::get(store, &relative, false).or_else(|| h5r::get(store, &relative, query));
+                if let Some(answer) = answer {
                     self.send_answer(&answer, with_body);
                     return Ok(());
                 }
@@ -484,6 +504,7 @@ impl Connection<'_> {
             }
             RequestPath::AggregateText(_)
             | RequestPath::AggregateH5r(_)
+            | RequestPath::AggregateH5(_)
             | RequestPath::Unsupported => self.error(404, "Nothing to get here."),
         }
         Ok(())

@@ -475,6 +475,11 @@ fn group(loc: hid_t, name: &str) -> Result<Id> {
 /// `ADOffset`) in the file at `path`, creating it if missing.
 pub fn set_metadata(path: &Path, entries: &[(String, AttrValue)]) -> Result<()> {
     let _lock = locked();
+    let file = open_for_write(path)?;
+    set_metadata_in(&file, entries)
+}
+
+fn set_metadata_in(file: &File, entries: &[(String, AttrValue)]) -> Result<()> {
     for (key, _) in entries {
         if key
             .split('.')
@@ -485,7 +490,6 @@ pub fn set_metadata(path: &Path, entries: &[(String, AttrValue)]) -> Result<()> 
             )));
         }
     }
-    let file = open_for_write(path)?;
     let root = group(file.0, "MetaData")?;
     for (key, value) in entries {
         let parts: Vec<&str> = key.split('.').collect();
@@ -718,6 +722,16 @@ pub fn append_rows(
     }
     let _lock = locked();
     let file = open_for_write(path)?;
+    append_rows_in(&file, table, dtype, rows, data)
+}
+
+fn append_rows_in(
+    file: &File,
+    table: &str,
+    dtype: &Dtype,
+    rows: usize,
+    data: &[u8],
+) -> Result<u64> {
     let name = cstring(table)?;
     let mem_type = h5_type(dtype)?;
     let dataset = if exists(file.0, table)? {
@@ -822,6 +836,11 @@ fn create_table(file: hid_t, name: &CStr, ty: &Id, dtype: &Dtype) -> Result<Id> 
 pub fn append_bytes(path: &Path, table: &str, bytes: &[u8]) -> Result<()> {
     let _lock = locked();
     let file = open_for_write(path)?;
+    append_bytes_in(&file, table, bytes).map(|_| ())
+}
+
+/// Returns the row the bytes went to.
+fn append_bytes_in(file: &File, table: &str, bytes: &[u8]) -> Result<u64> {
     let name = cstring(table)?;
     let vlen = id(
         unsafe { H5Tvlen_create(*H5T_NATIVE_UCHAR) },
@@ -908,7 +927,8 @@ pub fn append_bytes(path: &Path, table: &str, bytes: &[u8]) -> Result<()> {
             )
         },
         "H5Dwrite",
-    )
+    )?;
+    Ok(before)
 }
 
 /// Rows `from..to` of the table `/<table>` (Python slice rules: negative counts from
@@ -921,6 +941,15 @@ pub fn read_rows(
 ) -> Result<(Dtype, usize, Vec<u8>)> {
     let _lock = locked();
     let file = open_for_read(path)?;
+    read_rows_in(&file, table, from, to)
+}
+
+fn read_rows_in(
+    file: &File,
+    table: &str,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<(Dtype, usize, Vec<u8>)> {
     if !exists(file.0, table)? {
         return Err(H5Error::Missing(format!("no table '{table}'")));
     }
@@ -979,4 +1008,234 @@ pub fn read_rows(
     }
     let _ = H5S_ALL;
     Ok((dtype, rows, data))
+}
+
+// ---- .h5 series (PYME's HDF spooling to a cluster) -----------------------------
+
+/// PYME's events table: `[('EventDescr', 'S256'), ('EventName', 'S32'), ('Time', '<f8')]`.
+pub fn events_dtype() -> Dtype {
+    let bytes = |size| Dtype::Scalar {
+        kind: Kind::Bytes,
+        size,
+        big_endian: false,
+    };
+    Dtype::Record {
+        fields: vec![
+            Field {
+                name: "EventDescr".into(),
+                dtype: bytes(256),
+                offset: 0,
+            },
+            Field {
+                name: "EventName".into(),
+                dtype: bytes(32),
+                offset: 256,
+            },
+            Field {
+                name: "Time".into(),
+                dtype: Dtype::Scalar {
+                    kind: Kind::Float,
+                    size: 8,
+                    big_endian: false,
+                },
+                offset: 288,
+            },
+        ],
+        itemsize: 296,
+    }
+}
+
+/// The index of frames: `[('FrameNum', '<i4'), ('Position', '<i4')]`.
+fn index_dtype() -> Dtype {
+    let i4 = Dtype::Scalar {
+        kind: Kind::Int,
+        size: 4,
+        big_endian: false,
+    };
+    Dtype::Record {
+        fields: vec![
+            Field {
+                name: "FrameNum".into(),
+                dtype: i4.clone(),
+                offset: 0,
+            },
+            Field {
+                name: "Position".into(),
+                dtype: i4,
+                offset: 4,
+            },
+        ],
+        itemsize: 8,
+    }
+}
+
+/// `(FrameNum, Position)` of every frame stored.
+fn frame_index(file: &File) -> Result<Vec<(i32, i32)>> {
+    if !exists(file.0, "PZFImageIndex")? {
+        return Ok(Vec::new());
+    }
+    let (dtype, rows, data) = read_rows_in(file, "PZFImageIndex", None, None)?;
+    if dtype != index_dtype() {
+        return Err(H5Error::BadRequest(
+            "PZFImageIndex is not PYME's index".into(),
+        ));
+    }
+    Ok((0..rows)
+        .map(|r| {
+            let at = r * 8;
+            let get =
+                |o: usize| i32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+            (get(at), get(at + 4))
+        })
+        .collect())
+}
+
+/// Appends a PZF frame to `PZFImageData` with its `PZFImageIndex` row, as PYME's
+/// `H5RFile` does; a frame number stored already adds nothing (false).
+pub fn append_frame(path: &Path, frame_num: i32, pzf: &[u8]) -> Result<bool> {
+    let _lock = locked();
+    let file = open_for_write(path)?;
+    if frame_index(&file)?.iter().any(|&(n, _)| n == frame_num) {
+        return Ok(false);
+    }
+    let position = append_bytes_in(&file, "PZFImageData", pzf)?;
+    let position = i32::try_from(position)
+        .map_err(|_| H5Error::BadRequest("too many frames for PYME's index".into()))?;
+    let mut row = frame_num.to_le_bytes().to_vec();
+    row.extend_from_slice(&position.to_le_bytes());
+    append_rows_in(&file, "PZFImageIndex", &index_dtype(), 1, &row)?;
+    Ok(true)
+}
+
+/// One PYME event: name, description, time.
+pub type Event = (Vec<u8>, Vec<u8>, f64);
+
+/// Appends PYME events to the `Events` table.
+pub fn append_events(path: &Path, events: &[Event]) -> Result<()> {
+    let dtype = events_dtype();
+    let mut data = vec![0u8; events.len() * 296];
+    for (i, (name, descr, time)) in events.iter().enumerate() {
+        let row = &mut data[i * 296..(i + 1) * 296];
+        let d = descr.len().min(256);
+        row[..d].copy_from_slice(&descr[..d]);
+        let n = name.len().min(32);
+        row[256..256 + n].copy_from_slice(&name[..n]);
+        row[288..296].copy_from_slice(&time.to_le_bytes());
+    }
+    let _lock = locked();
+    let file = open_for_write(path)?;
+    append_rows_in(&file, "Events", &dtype, events.len(), &data).map(|_| ())
+}
+
+/// What an `.h5` series holds, for its listing: whether it has events, and its frame
+/// numbers (sorted).
+pub fn series_contents(path: &Path) -> Result<(bool, Vec<i32>)> {
+    let _lock = locked();
+    let file = open_for_read(path)?;
+    let events = exists(file.0, "Events")?;
+    let mut frames: Vec<i32> = frame_index(&file)?.iter().map(|&(n, _)| n).collect();
+    frames.sort_unstable();
+    Ok((events, frames))
+}
+
+/// The PZF bytes of frame `frame_num`.
+pub fn frame(path: &Path, frame_num: i32) -> Result<Vec<u8>> {
+    let _lock = locked();
+    let file = open_for_read(path)?;
+    let position = frame_index(&file)?
+        .iter()
+        .find(|&&(n, _)| n == frame_num)
+        .map(|&(_, p)| p)
+        .ok_or_else(|| H5Error::Missing(format!("no frame {frame_num}")))?;
+    read_bytes_in(&file, "PZFImageData", position as u64)
+}
+
+fn read_bytes_in(file: &File, table: &str, row: u64) -> Result<Vec<u8>> {
+    let name = cstring(table)?;
+    let dataset = id(
+        unsafe { H5Dopen2(file.0, name.as_ptr(), H5P_DEFAULT) },
+        "H5Dopen2",
+    )?;
+    let (space, total) = dims_of(dataset.0)?;
+    if row >= total {
+        return Err(H5Error::Missing("no such row".into()));
+    }
+    let vlen = id(
+        unsafe { H5Tvlen_create(*H5T_NATIVE_UCHAR) },
+        "H5Tvlen_create",
+    )?;
+    ok(
+        unsafe {
+            H5Sselect_hyperslab(
+                space.0,
+                H5S_seloper_t::H5S_SELECT_SET,
+                [row].as_ptr(),
+                ptr::null(),
+                [1].as_ptr(),
+                ptr::null(),
+            )
+        },
+        "H5Sselect_hyperslab",
+    )?;
+    let memory = id(
+        unsafe { H5Screate_simple(1, [1].as_ptr(), ptr::null()) },
+        "H5Screate_simple",
+    )?;
+    let mut item = hvl_t {
+        len: 0,
+        p: ptr::null_mut(),
+    };
+    ok(
+        unsafe {
+            H5Dread(
+                dataset.0,
+                vlen.0,
+                memory.0,
+                space.0,
+                H5P_DEFAULT,
+                (&mut item as *mut hvl_t).cast(),
+            )
+        },
+        "H5Dread",
+    )?;
+    let bytes = if item.p.is_null() {
+        Vec::new()
+    } else {
+        unsafe { std::slice::from_raw_parts(item.p.cast::<u8>(), item.len) }.to_vec()
+    };
+    unsafe {
+        hdf5_sys::h5d::H5Dvlen_reclaim(
+            vlen.0,
+            memory.0,
+            H5P_DEFAULT,
+            (&mut item as *mut hvl_t).cast(),
+        );
+    }
+    Ok(bytes)
+}
+
+/// The events as PYME's `get_file('events.json')` sends them: `[name, descr, time]`.
+pub fn events(path: &Path) -> Result<Vec<(String, String, f64)>> {
+    let _lock = locked();
+    let file = open_for_read(path)?;
+    if !exists(file.0, "Events")? {
+        return Err(H5Error::Missing("the series has no events".into()));
+    }
+    let (dtype, rows, data) = read_rows_in(&file, "Events", None, None)?;
+    if dtype != events_dtype() {
+        return Err(H5Error::BadRequest(
+            "Events is not PYME's events table".into(),
+        ));
+    }
+    let text = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    Ok((0..rows)
+        .map(|r| {
+            let row = &data[r * 296..(r + 1) * 296];
+            let time = f64::from_le_bytes(row[288..296].try_into().unwrap_or([0; 8]));
+            (text(&row[256..288]), text(&row[..256]), time)
+        })
+        .collect())
 }

@@ -33,7 +33,7 @@ pub struct Answer {
 
 impl Answer {
     #[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
-    fn ok() -> Answer {
+    pub(super) fn ok() -> Answer {
         Answer {
             code: 200,
             content_type: "text/plain",
@@ -41,7 +41,7 @@ impl Answer {
         }
     }
 
-    fn error(code: u16, reason: impl Into<String>) -> Answer {
+    pub(super) fn error(code: u16, reason: impl Into<String>) -> Answer {
         Answer {
             code,
             content_type: "text/plain",
@@ -81,6 +81,10 @@ pub fn split_results_path(relative: &Path) -> Option<(PathBuf, Vec<String>)> {
 
 /// `PUT __aggregate_h5r/<rest>` with its decoded body.
 pub fn aggregate(store: &Store, rest: &Path, body: &[u8]) -> Answer {
+    #[cfg(not(feature = "hdf5"))]
+    if true {
+        return Answer::error(501, NOT_BUILT);
+    }
     let Some((file, table)) = split_results_path(rest) else {
         return Answer::error(400, "__aggregate_h5r needs a path to an .h5r or .hdf file");
     };
@@ -106,7 +110,7 @@ pub fn aggregate(store: &Store, rest: &Path, body: &[u8]) -> Answer {
 
 /// The file's place under the root, its folder created; refused when it is a text
 /// file or stored write-once.
-fn writable_path(store: &Store, file: &Path) -> Result<PathBuf, Answer> {
+pub(super) fn writable_path(store: &Store, file: &Path) -> Result<PathBuf, Answer> {
     let path = store
         .confined(file)
         .map_err(|_| Answer::error(403, "The name leads out of the storage root."))?;
@@ -243,7 +247,9 @@ fn json_records(body: &[u8]) -> Result<Array, String> {
 
 /// PYME metadata (a JSON object of dotted names) as attribute values.
 #[cfg(feature = "hdf5")]
-fn metadata_entries(body: &[u8]) -> Result<Vec<(String, super::h5file::AttrValue)>, String> {
+pub(super) fn metadata_entries(
+    body: &[u8],
+) -> Result<Vec<(String, super::h5file::AttrValue)>, String> {
     use super::h5file::AttrValue;
     use serde_json::Value;
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
@@ -286,7 +292,7 @@ fn put_table(path: &Path, table: &str, body: &[u8]) -> Answer {
 }
 
 #[cfg(feature = "hdf5")]
-fn from_h5(result: Result<Answer, super::h5file::H5Error>) -> Answer {
+pub(super) fn from_h5(result: Result<Answer, super::h5file::H5Error>) -> Answer {
     use super::h5file::H5Error;
     match result {
         Ok(answer) => answer,
@@ -396,7 +402,7 @@ fn read_part(_: &Path, _: &str, query: Option<&str>) -> Answer {
 
 /// PYME's `to_JSON` of metadata: one flat object of dotted names, sorted, indented.
 #[cfg(feature = "hdf5")]
-fn metadata_json(entries: &[(String, super::h5file::AttrValue)]) -> String {
+pub(super) fn metadata_json(entries: &[(String, super::h5file::AttrValue)]) -> String {
     use super::h5file::AttrValue;
     use serde_json::Value;
     let mut map = serde_json::Map::new();

@@ -16,6 +16,7 @@ mod body;
 mod connection;
 #[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 mod fs;
+pub mod h5;
 #[cfg(feature = "hdf5")]
 #[allow(unsafe_code)] // the HDF5 C library
 mod h5file;

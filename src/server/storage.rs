@@ -33,7 +33,9 @@ pub enum RequestPath {
     AggregateText(PathBuf),
     /// `/__aggregate_h5r/<path>`: HDF5 results aggregation (`h5r.rs`).
     AggregateH5r(PathBuf),
-    /// `/__aggregate_h5/…`, `/__pyramid_*/…`: not supported here.
+    /// `/__aggregate_h5/<path>`: an HDF5 series (`h5.rs`).
+    AggregateH5(PathBuf),
+    /// `/__pyramid_*/…`: not supported here.
     Unsupported,
     /// A file (or, with `folder`, a folder: the path ended in `/`) relative to the root.
     Plain { relative: PathBuf, folder: bool },
@@ -75,6 +77,9 @@ pub fn resolve(target: &str) -> Result<RequestPath, NameError> {
         }
         "__aggregate_h5r" if segments.len() > 1 && !folder => {
             RequestPath::AggregateH5r(segments[1..].iter().collect())
+        }
+        "__aggregate_h5" if segments.len() > 1 && !folder => {
+            RequestPath::AggregateH5(segments[1..].iter().collect())
         }
         "__aggregate_h5r" | "__aggregate_h5" if !folder => RequestPath::Unsupported,
         first if first.starts_with("__pyramid_") && !folder => RequestPath::Unsupported,

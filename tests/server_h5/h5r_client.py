@@ -164,6 +164,59 @@ elif check == "concurrent":
     starts = got["tIndex"][::n]
     blocks = all((got["tIndex"][k * n:(k + 1) * n] == np.arange(s, s + n)).all() for k, s in enumerate(starts))
     expect("appends whole, never interleaved", (blocks, sorted(got["tIndex"].tolist())), (True, list(range(clients * appends * n))))
+elif check == "series":
+    # PYME's HDF spooling to a cluster (acquisition_backends, cluster_h5): the parts it
+    # sends, built with PYME's own code (PZFFormat, MetaDataHandler, EventLogger's JSON).
+    sys.modules.setdefault("sphinx", type(sys)("sphinx"))
+    from PYME.IO import MetaDataHandler, PZFFormat, h5File
+    mdh = MetaDataHandler.NestedClassMDHandler()
+    mdh["Camera.ADOffset"] = 100
+    mdh["voxelsize.x"] = 0.1
+    mdh["Camera.Name"] = "sim"
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 4000, size=(16, 12)).astype("uint16") for _ in range(4)]
+    base = "/__aggregate_h5/acq/series.h5/"
+    expect("metadata.json", put(base + "metadata.json", mdh.to_JSON().encode(), gzip_body=False), 200)
+    for n, frame in enumerate(frames):
+        pzf = PZFFormat.dumps(frame, sequenceID=9, frameNum=n, compression=PZFFormat.DATA_COMP_RAW)
+        expect(f"frame {n}", put(base + "frame%05d.pzf" % n, pzf, gzip_body=False), 200)
+    again = PZFFormat.dumps(frames[1], sequenceID=9, frameNum=1, compression=PZFFormat.DATA_COMP_RAW)
+    expect("a frame sent twice", put(base + "frame00001.pzf", again, gzip_body=False), 200)
+    events = [["StartAq", "", 1.5], ["ProtocolFocus", "2, 0.5", 2.25]]
+    expect("events.json", put(base + "events.json", json.dumps(events).encode(), gzip_body=False), 200)
+    expect("final_metadata.json", put(base + "final_metadata.json", mdh.to_JSON().encode(), gzip_body=False), 200)
+    expect("a frame named unlike its header", put(base + "frame00009.pzf", again, gzip_body=False), 400)
+    expect("an unknown part", put(base + "other.bin", b"x", gzip_body=False), 400)
+
+    path = os.path.join(root, "acq", "series.h5")
+    with tables.open_file(path) as f:
+        expect("one row per frame", (f.root.PZFImageData.nrows, f.root.PZFImageIndex.nrows), (4, 4))
+        expect("events table", [(e["EventName"], e["Time"]) for e in f.root.Events[:]], [(b"StartAq", 1.5), (b"ProtocolFocus", 2.25)])
+    # PYME's reader of cluster .h5 series, on the file.
+    h5f = h5File.H5File(path, "r", keep_alive_timeout=0)
+    for n, frame in enumerate(frames):
+        data, header = PZFFormat.loads(h5f.get_frame(n))
+        expect(f"PYME get_frame {n} pixels", np.array_equal(np.asarray(data).squeeze(), frame), True)
+    expect("PYME listing", sorted(h5f.get_listing()), sorted(["metadata.json", "events.json"] + ["frame%05d.pzf" % n for n in range(4)]))
+    expect("PYME events", json.loads(h5f.get_file("events.json")), events)
+    expect("PYME metadata", json.loads(h5f.get_file("metadata.json"))["Camera.ADOffset"], 100)
+    h5f.wait_close()
+
+    # Served as a folder.
+    status, body = request("GET", "/acq/series.h5/")
+    expect("listing", (status, sorted(json.loads(body))), (200, sorted(["metadata.json", "events.json"] + ["frame%05d.pzf" % n for n in range(4)])))
+    for n, frame in enumerate(frames):
+        status, body = request("GET", "/acq/series.h5/frame%05d.pzf" % n)
+        data, header = PZFFormat.loads(body)
+        expect(f"GET frame {n}", (status, np.array_equal(np.asarray(data).squeeze(), frame)), (200, True))
+    status, body = request("GET", "/acq/series.h5/events.json")
+    expect("GET events", (status, json.loads(body)), (200, events))
+    status, body = request("GET", "/acq/series.h5/metadata.json")
+    md = json.loads(body)
+    expect("GET metadata", (status, md["Camera.ADOffset"], md["voxelsize.x"], md["Camera.Name"]), (200, 100, 0.1, "sim"))
+    expect("GET missing frame", request("GET", "/acq/series.h5/frame00099.pzf")[0], 404)
+    status, body = request("GET", "/acq/")
+    expect("parent listing shows the file", "series.h5" in json.loads(body), True)
 print("ALL OK", flush=True)
 # PYME's modules leave threads behind (its h5rFile poll thread): do not wait for them.
 os._exit(0)
