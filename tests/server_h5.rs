@@ -160,6 +160,23 @@ fn an_h5_series_is_spooled_as_pyme_sends_it_and_served_as_a_folder() {
 
 #[cfg(feature = "hdf5")]
 #[test]
+fn after_kill_9_during_appends_every_answered_row_is_in_the_file() {
+    let Some(python) = python("after_kill_9_during_appends_every_answered_row_is_in_the_file")
+    else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    // The check starts and kills its own servers: it gets the program, not an address.
+    run_check(
+        &python,
+        env!("CARGO_BIN_EXE_pyme-stream"),
+        root.path(),
+        "crash",
+    );
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
 fn an_oversized_body_is_refused_before_any_write() {
     use pyme_streaming::server::{DataServer, ServerConfig};
     let root = tempfile::tempdir().unwrap();

@@ -3,12 +3,12 @@
 # `Content-Encoding: gzip` header, PUT) and reads the results back with PyTables and
 # PYME's own readers (PYME.IO.h5rFile, PYME.IO.MetaDataHandler.HDFMDHandler).
 # Used by tests/server_h5.rs:  python h5r_client.py ADDRESS ROOT CHECK
-import gzip, http.client, io, json, os, pickle, sys, threading
+import gzip, http.client, io, json, os, pickle, sys, threading, time
 import numpy as np
 import tables
 
 address, root, check = sys.argv[1], sys.argv[2], sys.argv[3]
-host, port = address.rsplit(":", 1)
+host, _, port = address.rpartition(":")
 
 DTYPE = np.dtype([("tIndex", "<i4"), ("fitResults", [("x0", "<f4"), ("y0", "<f4")]),
                   ("fitError", [("x0", "<f4"), ("y0", "<f4")]), ("v", "<f4", (2,)),
@@ -217,6 +217,42 @@ elif check == "series":
     expect("GET missing frame", request("GET", "/acq/series.h5/frame00099.pzf")[0], 404)
     status, body = request("GET", "/acq/")
     expect("parent listing shows the file", "series.h5" in json.loads(body), True)
+elif check == "crash":
+    # kill -9 during appends, many times at random moments; after each restart PyTables
+    # opens the file and every row answered 200 is there. ADDRESS is the pyme-stream
+    # program here: this check starts and kills its own servers.
+    import random, signal, subprocess
+    program, path = address, os.path.join(root, "crash.h5r")
+    n, stored = 500, 0
+    for attempt in range(20):
+        server = subprocess.Popen([program, "serve", "--root", root, "--port", "0", "--advertise", "none"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        host, port = server.stdout.readline().decode().split()[-1].rsplit(":", 1)
+        answered = [0]
+
+        def appender():
+            try:
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                for k in range(10**6):
+                    conn.request("PUT", "/__aggregate_h5r/crash.h5r/FitResults", body=rows(stored + answered[0] * n, n).dumps())
+                    r = conn.getresponse(); r.read()
+                    if r.status != 200:
+                        return
+                    answered[0] += 1
+            except (OSError, http.client.HTTPException):
+                pass
+        t = threading.Thread(target=appender)
+        t.start()
+        time.sleep(random.uniform(0.02, 0.3))
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        t.join()
+        stored += answered[0] * n
+        got = table(path, "FitResults") if os.path.exists(path) else np.zeros(0, dtype=DTYPE)
+        # Every answered row is there, in order; at most one unanswered append more.
+        ok = len(got) >= stored and (got["tIndex"][:stored] == np.arange(stored)).all()
+        expect(f"kill {attempt}: {stored} answered rows in the file", (bool(ok), len(got) - stored in (0, n)), (True, True))
+        stored = len(got)
 print("ALL OK", flush=True)
 # PYME's modules leave threads behind (its h5rFile poll thread): do not wait for them.
 os._exit(0)
