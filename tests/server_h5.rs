@@ -177,6 +177,45 @@ fn after_kill_9_during_appends_every_answered_row_is_in_the_file() {
 
 #[cfg(feature = "hdf5")]
 #[test]
+fn pyme_analysis_client_code_files_its_results() {
+    let test = "pyme_analysis_client_code_files_its_results";
+    let Some(python) = python(test) else {
+        return;
+    };
+    // PYME's clusterIO imports its discovery: it runs in a namespace of its own with
+    // only loopback (`unshare -n`, as root), with the server it starts.
+    if !common::skip::require_tool(test, "unshare", &["--version"]) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/server_h5/h5r_client.py");
+    let output = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(&python)
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_pyme-stream"))
+        .arg(root.path())
+        .arg("pyme_client")
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() && !stdout.contains("ok ") {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("unshare failed") || stderr.contains("Operation not permitted") {
+            common::skip::skip(test, &format!("no network namespace here: {stderr}"));
+            return;
+        }
+    }
+    assert!(
+        output.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
 fn an_oversized_body_is_refused_before_any_write() {
     use pyme_streaming::server::{DataServer, ServerConfig};
     let root = tempfile::tempdir().unwrap();

@@ -253,6 +253,40 @@ elif check == "crash":
         ok = len(got) >= stored and (got["tIndex"][:stored] == np.arange(stored)).all()
         expect(f"kill {attempt}: {stored} answered rows in the file", (bool(ok), len(got) - stored in (0, n)), (True, True))
         stored = len(got)
+elif check == "pyme_client":
+    # PYME's own client code (clusterResults.fileResults: the formatting and the PUT of
+    # PYME's analysis) against a server this check starts. Run inside a network
+    # namespace with only loopback (clusterIO imports PYME's discovery).
+    import subprocess
+    sys.modules.setdefault("sphinx", type(sys)("sphinx"))
+    from PYME.IO import MetaDataHandler, clusterResults, h5rFile
+    server = subprocess.Popen([address, "serve", "--root", root, "--port", "0", "--advertise", "none"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        host, _, port = server.stdout.readline().decode().split()[-1].rpartition(":")
+        uri = "http://%s:%s/__aggregate_h5r/pyme/run.h5r" % (host, port)
+        mdh = MetaDataHandler.NestedClassMDHandler()
+        mdh["Camera.ADOffset"] = 100
+        mdh["Analysis.FitModule"] = "LatGaussFitFR"
+        clusterResults.fileResults(uri + "/MetaData", mdh)
+        clusterResults.fileResults(uri + "/FitResults", rows(0, 7))
+        clusterResults.fileResults(uri + "/FitResults", rows(7, 5))
+        clusterResults.fileResults(uri + "/DriftResults", rows(0, 2))
+        path = os.path.join(root, "pyme", "run.h5r")
+        expect("PYME's fileResults rows", table(path, "FitResults").tobytes(), np.concatenate([rows(0, 7), rows(7, 5)]).tobytes())
+        expect("PYME's fileResults second table", len(table(path, "DriftResults")), 2)
+        with tables.open_file(path) as f:
+            md = MetaDataHandler.HDFMDHandler(f)
+            expect("PYME's fileResults metadata", (md.getEntry("Camera.ADOffset"), md.getEntry("Analysis.FitModule")), (100, "LatGaussFitFR"))
+        refused = None
+        try:
+            clusterResults.fileResults(uri + "/FitResults", np.zeros(2, dtype=[("other", "<f8")]))
+        except RuntimeError as e:
+            refused = str(e)
+        expect("PYME's client sees the refusal", refused is not None and "400" in refused, True)
+    finally:
+        server.kill()
+        server.wait()
 print("ALL OK", flush=True)
 # PYME's modules leave threads behind (its h5rFile poll thread): do not wait for them.
 os._exit(0)
