@@ -46,6 +46,13 @@ fn every_other_global_is_refused() {
     // builtins.eval by GLOBAL, protocol 2.
     let eval = b"\x80\x02cbuiltins\neval\nX\x04\x00\x00\x001+1a\x85R.";
     assert!(matches!(read(eval), Err(PickleError::Refused(_))));
+    // NEWOBJ makes nothing but PYME's fit result container, and that without arguments.
+    assert!(matches!(
+        read(b"\x80\x02cbuiltins\nobject\n)\x81."),
+        Err(PickleError::Refused(_))
+    ));
+    let with_args = b"\x80\x02cPYME.localization.remFitBuf\nfitResult\nK\x01\x85\x81.";
+    assert!(matches!(read(with_args), Err(PickleError::Refused(_))));
     // An object array: dtype('O8') refused where the dtype is made.
     let object = b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00O8\x89\x88\x87R.";
     assert!(matches!(read(object), Err(PickleError::Refused(r)) if r.contains("object")));

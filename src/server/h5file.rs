@@ -52,7 +52,7 @@ use hdf5_sys::h5t::{
     H5T_STD_U16LE, H5T_STD_U32BE, H5T_STD_U32LE, H5T_STD_U64BE, H5T_STD_U64LE, H5T_STD_U8LE,
 };
 
-use super::npy::{Dtype, Field, Kind};
+use super::npy::{Array, Dtype, Field, Kind};
 
 /// Why an HDF5 operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -829,6 +829,42 @@ fn create_table(file: hid_t, name: &CStr, ty: &Id, dtype: &Dtype) -> Result<Id> 
         }
     }
     Ok(dataset)
+}
+
+/// PYME's legacy fit result: `results` to `FitResults`, `driftResults` to
+/// `DriftResults`, in one opening of the file; empty arrays add nothing. Both are
+/// checked against their tables before either is written.
+pub fn append_fit_result(path: &Path, results: &Array, drift: &Array) -> Result<()> {
+    for array in [results, drift] {
+        if array.rows > 0 && !matches!(array.dtype, Dtype::Record { .. }) {
+            return Err(H5Error::BadRequest(
+                "fit results must be record arrays".into(),
+            ));
+        }
+    }
+    let _lock = locked();
+    let file = open_for_write(path)?;
+    for (table, array) in [("FitResults", results), ("DriftResults", drift)] {
+        if array.rows > 0 && exists(file.0, table)? {
+            let name = cstring(table)?;
+            let dataset = id(
+                unsafe { H5Dopen2(file.0, name.as_ptr(), H5P_DEFAULT) },
+                "H5Dopen2",
+            )?;
+            let file_type = id(unsafe { H5Dget_type(dataset.0) }, "H5Dget_type")?;
+            if dtype_of(file_type.0, 0)? != array.dtype {
+                return Err(H5Error::BadRequest(format!(
+                    "the {table} dtype does not match the table's"
+                )));
+            }
+        }
+    }
+    for (table, array) in [("FitResults", results), ("DriftResults", drift)] {
+        if array.rows > 0 {
+            append_rows_in(&file, table, &array.dtype, array.rows, &array.data)?;
+        }
+    }
+    Ok(())
 }
 
 /// Appends one byte string to the variable-length string array `/<table>` (PyTables'

@@ -11,7 +11,8 @@
 //! - `<Table>`: rows appended to the table `/<Table>`: a numpy record array pickled
 //!   by `ndarray.dumps()` (read by the restricted reader, `pickle.rs`), else `.npy`,
 //!   else JSON records; a pickled `bytes` goes to a variable-length string array;
-//! - an empty table name (PYME's legacy fit-result object, an arbitrary pickle): 400.
+//! - an empty table name: PYME's legacy fit result (its pickled state read as data by
+//!   the restricted reader), `results` to `FitResults`, `driftResults` to `DriftResults`.
 //!
 //! The HDF5 work is in `h5file.rs`, compiled with the `hdf5` feature only; without
 //! it every operation here answers 501 with the reason. May not touch sockets.
@@ -99,11 +100,7 @@ pub fn aggregate(store: &Store, rest: &Path, body: &[u8]) -> Answer {
     };
     match table.as_str() {
         "MetaData" => put_metadata(&path, body),
-        "" => Answer::error(
-            400,
-            "legacy fit-result objects are arbitrary pickles and are refused; \
-             send FitResults and DriftResults as record arrays",
-        ),
+        "" => put_fit_result(&path, body),
         _ => put_table(&path, &table, body),
     }
 }
@@ -286,9 +283,26 @@ fn put_table(path: &Path, table: &str, body: &[u8]) -> Answer {
             h5file::append_rows(path, table, &array.dtype, array.rows, &array.data).map(|_| ())
         }
         Ok(Pickled::Bytes(bytes)) => h5file::append_bytes(path, table, &bytes),
+        Ok(Pickled::FitResult { .. }) => {
+            return Answer::error(400, "a fit result goes to the empty table name")
+        }
         Err(reason) => return Answer::error(400, reason),
     };
     from_h5(result.map(|()| Answer::ok()))
+}
+
+/// PYME's legacy fit result: `results` to `FitResults`, `driftResults` to
+/// `DriftResults` (empty arrays add nothing), as PYME's `H5RFile.fileFitResult`.
+#[cfg(feature = "hdf5")]
+fn put_fit_result(path: &Path, body: &[u8]) -> Answer {
+    use super::h5file;
+    match pickle::read(body) {
+        Ok(Pickled::FitResult { results, drift }) => {
+            from_h5(h5file::append_fit_result(path, &results, &drift).map(|()| Answer::ok()))
+        }
+        Ok(_) => Answer::error(400, "an empty table name takes PYME's fit result object"),
+        Err(e) => Answer::error(400, e.to_string()),
+    }
 }
 
 #[cfg(feature = "hdf5")]
@@ -316,6 +330,11 @@ fn put_metadata(_: &Path, _: &[u8]) -> Answer {
 
 #[cfg(not(feature = "hdf5"))]
 fn put_table(_: &Path, _: &str, _: &[u8]) -> Answer {
+    Answer::error(501, NOT_BUILT)
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn put_fit_result(_: &Path, _: &[u8]) -> Answer {
     Answer::error(501, NOT_BUILT)
 }
 

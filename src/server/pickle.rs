@@ -10,10 +10,13 @@
 //! - `numpy.dtype`: a dtype, completed by its `BUILD` state;
 //! - `_codecs.encode(text, 'latin1')`: how protocol 2 carries bytes;
 //! - `numpy.core.numeric._frombuffer` and `numpy._core.numeric._frombuffer`: how
-//!   protocol 5 carries a contiguous array in-band.
+//!   protocol 5 carries a contiguous array in-band;
+//! - `PYME.localization.remFitBuf.fitResult`: PYME's legacy fit result, only as the
+//!   class of `NEWOBJ` with no arguments; it is never made, its state dict is read as
+//!   data (its `results` and `driftResults` arrays).
 //!
 //! Every other global, every opcode that builds or calls objects otherwise (`OBJ`,
-//! `INST`, `NEWOBJ`, extensions, persistent ids, out-of-band buffers), object dtypes and
+//! `INST`, `NEWOBJ` of anything else, extensions, persistent ids, out-of-band buffers), object dtypes and
 //! anything that is not a numpy array at the end is refused with the reason. What may
 //! not happen here: running code, reading files, allocating more than a bounded
 //! multiple of the input.
@@ -60,13 +63,17 @@ pub enum Pickled {
     Array(Array),
     /// A `bytes` object (PYME stores it in a variable-length string array).
     Bytes(Vec<u8>),
+    /// PYME's legacy fit result (`PYME.localization.remFitBuf.fitResult`, filed to an
+    /// empty table name): its `results` and `driftResults` arrays. The class is never
+    /// made: its pickled state is read as data.
+    FitResult { results: Array, drift: Array },
 }
 
 /// Rebuilds the numpy array a pickle holds.
 pub fn read_array(body: &[u8]) -> Result<Array, PickleError> {
     match read(body)? {
         Pickled::Array(array) => Ok(array),
-        Pickled::Bytes(_) => refuse("the pickle does not hold a numpy array"),
+        _ => refuse("the pickle does not hold a numpy array"),
     }
 }
 
@@ -92,7 +99,28 @@ pub fn read(body: &[u8]) -> Result<Pickled, PickleError> {
             }
         }
         Value::Bytes(bytes) => Ok(Pickled::Bytes(bytes.to_vec())),
-        _ => refuse("the pickle holds neither a numpy array nor bytes"),
+        Value::FitResult(state) => {
+            let state = state.borrow();
+            let array = |key: &str| -> Result<Array, PickleError> {
+                let value = state
+                    .iter()
+                    .find(|(k, _)| matches!(k, Value::Str(k) if &**k == key))
+                    .map(|(_, v)| v);
+                match value {
+                    Some(Value::Array(array)) => array
+                        .borrow()
+                        .built
+                        .clone()
+                        .ok_or_else(|| PickleError::Refused("an array was never filled".into())),
+                    _ => refuse(format!("the fit result has no '{key}' array")),
+                }
+            };
+            Ok(Pickled::FitResult {
+                results: array("results")?,
+                drift: array("driftResults")?,
+            })
+        }
+        _ => refuse("the pickle holds neither a numpy array, bytes nor a fit result"),
     }
 }
 
@@ -104,6 +132,8 @@ enum Global {
     Dtype,
     CodecsEncode,
     FromBuffer,
+    /// PYME's legacy fit result: only as the class of `NEWOBJ`, whose state is data.
+    FitResult,
 }
 
 impl Global {
@@ -116,6 +146,7 @@ impl Global {
             ("numpy", "dtype") => Global::Dtype,
             ("_codecs", "encode") => Global::CodecsEncode,
             ("numpy.core.numeric" | "numpy._core.numeric", "_frombuffer") => Global::FromBuffer,
+            ("PYME.localization.remFitBuf", "fitResult") => Global::FitResult,
             _ => return refuse(format!("the global {module}.{name} is not allowed")),
         })
     }
@@ -149,6 +180,8 @@ enum Value {
     Global(Global),
     Dtype(Rc<RefCell<DtypeObject>>),
     Array(Rc<RefCell<ArrayObject>>),
+    /// A fit result's state (its attribute dict, set by `BUILD`).
+    FitResult(Rc<RefCell<Vec<(Value, Value)>>>),
 }
 
 struct Machine<'a> {
@@ -345,6 +378,19 @@ impl<'a> Machine<'a> {
                     let result = self.reduce(callable, args)?;
                     self.stack.push(result);
                 }
+                0x81 => {
+                    // NEWOBJ: `cls.__new__(cls)`, for the fit result container only.
+                    let args = self.pop()?;
+                    let class = self.pop()?;
+                    match (class, args) {
+                        (Value::Global(Global::FitResult), Value::Tuple(args))
+                            if args.is_empty() =>
+                        {
+                            self.stack.push(Value::FitResult(Rc::default()));
+                        }
+                        _ => return refuse("only PYME's fit result may be made by NEWOBJ"),
+                    }
+                }
                 b'b' => {
                     let state = self.pop()?;
                     let target = self.top()?.clone();
@@ -512,6 +558,13 @@ impl<'a> Machine<'a> {
 
     /// `BUILD`: sets the state of a dtype or an array made by `reduce`.
     fn build(&mut self, target: Value, state: Value) -> Result<(), PickleError> {
+        if let Value::FitResult(object) = &target {
+            let Value::Dict(items) = state else {
+                return refuse("a fit result's state is not a dict");
+            };
+            object.borrow_mut().extend(items.borrow().iter().cloned());
+            return Ok(());
+        }
         let Value::Tuple(state) = state else {
             return refuse("a state that is not a tuple");
         };

@@ -73,6 +73,22 @@ if check == "append":
     # The .hdf spelling, and no gzip.
     expect("hdf append", put("/__aggregate_h5r/res/run.hdf/FitResults", rows(0, 2).dumps(), gzip_body=False), 200)
 
+    # PYME's legacy fit result to the empty table name. The class cannot be imported
+    # here (PYME.localization needs scipy with its docs), so the pickle is written with
+    # the opcodes protocol 2 gives such an object: NEWOBJ of the class, BUILD of its dict.
+    def key(text):
+        return b"X" + len(text).to_bytes(4, "little") + text.encode()
+    drift = np.zeros(2, dtype=[("tIndex", "<i4"), ("x", "<f4")])
+    drift["tIndex"] = [4, 5]
+    legacy = (b"\x80\x02cPYME.localization.remFitBuf\nfitResult\n)\x81}(" + key("index") + b"K\x03"
+              + key("results") + rows(0, 3).dumps()[2:-1] + key("driftResults") + drift.dumps()[2:-1] + b"ub.")
+    expect("legacy fit result", put("/__aggregate_h5r/res/legacy.h5r", legacy), 200)
+    expect("legacy FitResults", table(os.path.join(root, "res", "legacy.h5r"), "FitResults").tobytes(), rows(0, 3).tobytes())
+    expect("legacy DriftResults", table(os.path.join(root, "res", "legacy.h5r"), "DriftResults").tobytes(), drift.tobytes())
+    evil_state = legacy.replace(key("index") + b"K\x03", key("index") + b"cposix\nsystem\n")
+    expect("legacy fit result holding os.system", put("/__aggregate_h5r/res/legacy.h5r", evil_state), 400)
+    expect("legacy tables untouched", len(table(os.path.join(root, "res", "legacy.h5r"), "FitResults")), 3)
+
     # PyTables reads it unchanged.
     got = table(path, "FitResults")
     expect("dtype kept exactly", got.dtype, DTYPE)
