@@ -779,6 +779,26 @@ int32_t streamer_options_set_filter_pzf(struct PymeStreamerOptions *options,
                                         float quant_scale);
 
 /**
+ * Encodes every file as a PZF frame of a camera image as cameras and
+ * Micro-Manager give it: `width` pixels per line (x fastest), `height` lines,
+ * little-endian. The frame is stored as PYME indexes images, `[x, y]`: PZF
+ * DimOrder `F` with the first dimension (Width) `width`, so PYME's reader
+ * (`PZFFormat.loads`) returns an array of shape (`width`, `height`, 1) whose
+ * element `[x, y]` is pixel `x` of line `y`; the bytes are not reordered.
+ * The index of each put is the frame number. `data_format` and `compression`
+ * as `streamer_options_set_filter_pzf`; no quantization.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_filter_pzf_image(struct PymeStreamerOptions *options,
+                                              int32_t data_format,
+                                              uint32_t width,
+                                              uint32_t height,
+                                              int32_t compression);
+
+/**
  * Compresses every file with gzip for the transport (`Content-Encoding:
  * gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
  * (small). For non-image files; use the PZF filter for frames.

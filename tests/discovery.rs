@@ -576,8 +576,19 @@ fn netns_clusters_are_kept_apart() {
     let _ad_a = MdnsAdvertisement::start(&name_a, LOOPBACK, a.port()).unwrap();
     let _ad_b = MdnsAdvertisement::start(&name_b, LOOPBACK, b.port()).unwrap();
 
-    let cluster_a = discovery::find_servers(&mdns_only("clusterA", 1200)).unwrap();
-    let everything = mdns::browse(Duration::from_millis(1200)).unwrap();
+    // On a loaded machine an answer can miss a browse window (one window saw
+    // neither advertisement, right after another had found one, with two busy loops
+    // beside): each look is made again until it finds something, ten windows at most.
+    let mut everything = Vec::new();
+    for _ in 0..10 {
+        everything = mdns::browse(Duration::from_millis(1200)).unwrap();
+        if everything.len() >= 2 {
+            break;
+        }
+    }
+    let cluster_a = (0..10)
+        .find_map(|_| discovery::find_servers(&mdns_only("clusterA", 1200)).ok())
+        .expect("clusterA found in ten browse windows");
 
     assert_eq!(names(&cluster_a), [name_a.as_str()]);
     assert_eq!(cluster_a[0].port, a.port());

@@ -1,6 +1,7 @@
 //! What a 200 means (issue 22, item 8): with `serve --fsync`, a stored file's data
-//! and every folder entry it needed, an appended body and its length record, are
-//! synced before the answer is written; without it the server makes no sync call.
+//! and every folder entry it needed, an appended body and its length record, a
+//! pyramid's files and folders, are synced before the answer is written; without it
+//! the server makes no sync call.
 //!
 //! A power cut cannot be made here, so the tests check the order of the system
 //! calls, as `strace -f -y` records them for a `pyme-stream serve` child: on the
@@ -15,6 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use pyme_streaming::pzf::{self, Compression, DataFormat, EncodeParams};
 use server_support::{json, put, Client};
 
 /// The calls traced: syncs, the moves and links that name files, and every way the
@@ -154,17 +156,53 @@ fn store_a_few(address: &str, fsync: bool) {
 
 /// The index of the call that gave `name` its name (renameat2, or a link).
 fn naming(calls: &[Call], destination: &Path) -> usize {
+    namings(calls, destination)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("{} was never named", destination.display()))
+}
+
+/// The indices of every call that gave `destination` its name.
+fn namings(calls: &[Call], destination: &Path) -> Vec<usize> {
     let quoted = format!("\"{}\"", destination.display());
     calls
         .iter()
-        .position(|c| {
+        .enumerate()
+        .filter(|(_, c)| {
             matches!(
                 c.name.as_str(),
                 "renameat2" | "rename" | "renameat" | "linkat" | "link"
             ) && c.line.contains(&quoted)
                 && c.line.ends_with("= 0")
         })
-        .unwrap_or_else(|| panic!("{} was never named", destination.display()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The calls of the thread that made `calls[at]`, since its previous answer: the
+/// request's work before `at`.
+fn since_request(calls: &[Call], at: usize) -> &[Call] {
+    let tid = calls[at].tid;
+    let start = calls[..at]
+        .iter()
+        .rposition(|c| c.tid == tid && c.answers_200())
+        .map_or(0, |i| i + 1);
+    &calls[start..at]
+}
+
+/// A pyramid's create, one tile, and its finish (tests/server_pyramid.rs has the rest).
+fn build_a_pyramid(address: &str) {
+    let mut client = Client::connect(address);
+    let create = br#"{"pyramid_tile_size": 8, "chunk_shape": [2, 2, 1]}"#;
+    request(&mut client, &put("__pyramid_create/p/q", create));
+    let pixels: Vec<u8> = (0..64).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let mut params = EncodeParams::new(DataFormat::F32, 8, 8);
+    params.compression = Compression::Raw;
+    let mut chunk = Vec::new();
+    pzf::encode(&params, &pixels, &mut chunk).unwrap();
+    let tile = "__pyramid_update_tile/p/q?x=0&y=0&tox=0&toy=0&fox=4&foy=4&fsx=16&fsy=16";
+    request(&mut client, &put(tile, &chunk));
+    request(&mut client, &put("__pyramid_finish/p/q", b""));
 }
 
 #[test]
@@ -271,11 +309,13 @@ fn without_fsync_the_server_makes_no_sync_call() {
     let root = dir.path().join("root");
     let server = TracedServe::start(&root, &dir.path().join("trace"), &[]);
     store_a_few(&server.address, false);
+    build_a_pyramid(&server.address);
     let calls = server.finish();
     let root = root.canonicalize().unwrap();
     // The trace saw the work (so an empty trace cannot pass) ...
     naming(&calls, &root.join("a/b/c/f1"));
-    assert_eq!(calls.iter().filter(|c| c.answers_200()).count(), 6);
+    naming(&calls, &root.join("p/q/1/000/000/000_img.pzf"));
+    assert_eq!(calls.iter().filter(|c| c.answers_200()).count(), 9);
     // ... and no sync.
     let syncs: Vec<&Call> = calls.iter().filter(|c| c.is_sync()).collect();
     assert!(syncs.is_empty(), "{syncs:#?}");
@@ -364,5 +404,100 @@ fn with_fsync_hdf5_files_are_synced_after_closing_before_the_200() {
                 ),
             }
         }
+    }
+}
+
+#[test]
+fn with_fsync_a_pyramid_is_synced_before_each_200() {
+    if !common::skip::require_tool(
+        "with_fsync_a_pyramid_is_synced_before_each_200",
+        "strace",
+        &["-V"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let server = TracedServe::start(&root, &dir.path().join("trace"), &["--fsync"]);
+    build_a_pyramid(&server.address);
+    let calls = server.finish();
+    let root = root.canonicalize().unwrap();
+    let pyramid = root.join("p/q");
+    let state_dir = pyramid.join(".pyme-pyramid");
+    let synced_in = |calls: &[Call], tid: u32, folder: &Path| {
+        calls.iter().any(|c| c.tid == tid && c.syncs(folder))
+    };
+    let data_synced_before = |at: usize| {
+        since_request(&calls, at)
+            .iter()
+            .any(|c| c.tid == calls[at].tid && c.is_sync() && c.line.contains("/.pyme-part-"))
+    };
+
+    // Each file written: its data synced before its name; its folder before the 200.
+    let state = state_dir.join("pyramid.json");
+    let states = namings(&calls, &state);
+    assert_eq!(states.len(), 2, "the state: made, then marked finished");
+    let written = [
+        state.clone(),
+        state_dir.join("tiles/0_0"),
+        pyramid.join("0/000/000/000_img.pzf"),
+        pyramid.join("1/000/000/000_img.pzf"),
+    ];
+    for file in &written {
+        for at in namings(&calls, file) {
+            assert!(
+                data_synced_before(at),
+                "{}: data not synced before its name",
+                file.display()
+            );
+            let folder = file.parent().unwrap();
+            assert!(
+                synced_in(until_answer(&calls, at), calls[at].tid, folder),
+                "{}: not synced between naming {} and the 200",
+                folder.display(),
+                file.display()
+            );
+        }
+    }
+
+    // The create: the new folders, up to the root, before the state is named.
+    let create = since_request(&calls, states[0]);
+    let tid = calls[states[0]].tid;
+    for folder in [
+        state_dir.join("tiles"),
+        state_dir.clone(),
+        pyramid.clone(),
+        root.join("p"),
+        root.clone(),
+    ] {
+        assert!(
+            synced_in(create, tid, &folder),
+            "create: {} not synced before the state",
+            folder.display()
+        );
+    }
+
+    // The finish: every tile and its new folders before the state marks it finished.
+    let finish = since_request(&calls, states[1]);
+    let tid = calls[states[1]].tid;
+    for tile in &written[2..] {
+        assert!(
+            finish
+                .iter()
+                .any(|c| c.tid == tid && c.line.contains(&format!("\"{}\"", tile.display()))),
+            "{} not named before the finished state",
+            tile.display()
+        );
+    }
+    for folder in ["0/000/000", "0/000", "0", "1/000/000", "1/000", "1", ""] {
+        let folder = match folder {
+            "" => pyramid.clone(),
+            folder => pyramid.join(folder),
+        };
+        assert!(
+            synced_in(finish, tid, &folder),
+            "finish: {} not synced before the finished state",
+            folder.display()
+        );
     }
 }

@@ -504,10 +504,12 @@ fn dll_exports(dll: &str) -> Vec<String> {
     ));
     dump.lines()
         .skip_while(|line| !line.contains("[Ordinal/Name Pointer] Table"))
-        .skip(1)
+        // the table's title, then its column titles ("Ordinal Hint Name")
+        .skip(2)
+        // "[   0] +base[   1]  0000 plugin_run"
         .take_while(|line| line.trim_start().starts_with('['))
-        .filter_map(|line| line.rsplit(']').next())
-        .map(|name| name.trim().to_owned())
+        .filter_map(|line| line.split_whitespace().last())
+        .map(str::to_owned)
         .collect()
 }
 

@@ -56,6 +56,10 @@ pub(crate) struct Spilled {
     /// kept across the folder, so that a file every connection dies on still
     /// fails after its limit instead of circling through the folder.
     pub interrupted: u32,
+    /// The index given to put, kept so that a filter (the PZF frame number) and
+    /// the distribution see it again when the file is sent; `None` for a file
+    /// found in the folder (a previous streamer's).
+    pub index: Option<i64>,
 }
 
 /// The spill folder.
@@ -132,6 +136,7 @@ impl Spill {
             bytes: job.len(),
             maybe_stored: job.maybe_stored,
             interrupted: job.interrupted,
+            index: job.index,
         })
     }
 
@@ -242,7 +247,7 @@ fn name_of(relative: &str) -> Option<String> {
 /// Reads a spilled file back into a job that remembers where it came from.
 pub(crate) fn load(spilled: &Spilled) -> std::io::Result<Job> {
     let data = std::fs::read(&spilled.path)?;
-    let mut job = Job::new(&spilled.name, Bytes::from(data), None);
+    let mut job = Job::new(&spilled.name, Bytes::from(data), spilled.index);
     job.spill_path = Some(spilled.path.clone());
     job.maybe_stored = spilled.maybe_stored;
     job.interrupted = spilled.interrupted;
@@ -288,6 +293,7 @@ fn find_files(
                     // Its history is unknown: it may have landed before.
                     maybe_stored: true,
                     interrupted: 0,
+                    index: None,
                 };
                 found.push((modified, spilled));
             }
@@ -307,6 +313,18 @@ mod tests {
             assert!(!relative.contains('?'), "{relative}");
             assert_eq!(name_of(&relative).as_deref(), Some(name));
         }
+    }
+
+    #[test]
+    fn a_spilled_file_keeps_its_index() {
+        // Lost before: a PZF frame sent from the folder was numbered 0.
+        let dir = tempfile::tempdir().unwrap();
+        let (spill, _) = Spill::open(dir.path(), true).unwrap();
+        let job = Job::new("s/frame00007.pzf", Bytes::from_static(b"pixels"), Some(7));
+        let spilled = spill.store(&job).unwrap();
+        let back = load(&spilled).unwrap();
+        assert_eq!(back.index, Some(7));
+        assert_eq!(&back.data[..], b"pixels");
     }
 
     #[test]

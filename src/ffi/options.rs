@@ -369,6 +369,54 @@ pub unsafe extern "C" fn streamer_options_set_filter_pzf(
     }
 }
 
+/// Encodes every file as a PZF frame of a camera image as cameras and
+/// Micro-Manager give it: `width` pixels per line (x fastest), `height` lines,
+/// little-endian. The frame is stored as PYME indexes images, `[x, y]`: PZF
+/// DimOrder `F` with the first dimension (Width) `width`, so PYME's reader
+/// (`PZFFormat.loads`) returns an array of shape (`width`, `height`, 1) whose
+/// element `[x, y]` is pixel `x` of line `y`; the bytes are not reordered.
+/// The index of each put is the frame number. `data_format` and `compression`
+/// as `streamer_options_set_filter_pzf`; no quantization.
+/// Consumes nothing.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_filter_pzf_image(
+    options: *mut PymeStreamerOptions,
+    data_format: i32,
+    width: u32,
+    height: u32,
+    compression: i32,
+) -> i32 {
+    ffi_panic_boundary! {
+        use crate::pzf::{Compression, DataFormat, DimOrder, EncodeParams};
+        let options = try_handle_mut!(options);
+        let format = match data_format {
+            STREAMER_PZF_UINT8 => DataFormat::U8,
+            STREAMER_PZF_UINT16 => DataFormat::U16,
+            STREAMER_PZF_FLOAT32 => DataFormat::F32,
+            other => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown PZF data format {other}")),
+        };
+        let compression = match compression {
+            STREAMER_PZF_RAW => Compression::Raw,
+            STREAMER_PZF_HUFFMAN => Compression::Huffman,
+            STREAMER_PZF_HUFFMAN_CHUNKED => Compression::HuffmanChunked,
+            other => return options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, format!("unknown PZF compression {other}")),
+        };
+        let mut params = EncodeParams::new(format, width, height);
+        params.order = DimOrder::F;
+        params.compression = compression;
+        match crate::filter::pzf::PzfFilter::new(params) {
+            Ok(filter) => {
+                options.update(|core| core.filter(filter));
+                STREAMER_OK
+            }
+            Err(error) => options.last_error.set(STREAMER_ERR_INVALID_ARGUMENT, error.to_string()),
+        }
+    }
+}
+
 /// Compresses every file with gzip for the transport (`Content-Encoding:
 /// gzip`; PYME servers store the decoded bytes), at `level` 1 (fast) to 9
 /// (small). For non-image files; use the PZF filter for frames.

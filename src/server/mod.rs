@@ -10,8 +10,8 @@
 //!   -> storage (`storage`, with the system calls in `fs` and the spares)
 //!
 //! ops/: files (PUT/GET of files, folder listings), aggregate_txt, status, glob,
-//!       mirror (-> peers), h5r and h5 (HDF5, the `hdf5` feature: -> `h5r`, `h5`
-//!       -> `h5file`, with `pickle` and `npy`; without it 501)
+//!       mirror (-> peers), pyramid (-> `pyramid`), h5r and h5 (HDF5, the `hdf5`
+//!       feature: -> `h5r`, `h5` -> `h5file`, with `pickle` and `npy`; without it 501)
 //! ```
 //!
 //! The request loop reads request heads ([`request`]), refuses what no operation may
@@ -55,6 +55,7 @@ pub mod npy;
 pub mod ops;
 mod peers;
 pub mod pickle;
+pub mod pyramid;
 mod recovery;
 pub mod request;
 mod response;

@@ -142,9 +142,17 @@ const ROUTES: &[Route] = &[
         verb: Verb::Put,
         first: First::StartsWith("__pyramid_"),
         query_key: None,
-        operation: "pyramid",
+        operation: "pyramid.put",
         judge: ops::judge_operand,
-        handler: ops::not_implemented,
+        handler: ops::pyramid::put,
+    },
+    Route {
+        verb: Verb::Get,
+        first: First::StartsWith("__pyramid_"),
+        query_key: None,
+        operation: "pyramid.get",
+        judge: ops::judge_operand,
+        handler: ops::pyramid::get,
     },
     Route {
         verb: Verb::Put,
@@ -345,7 +353,10 @@ mod tests {
         assert_eq!(judge(Method::Head, "/__status"), Ok("status"));
         assert_eq!(put("/__aggregate_txt/log/x.txt"), Ok("aggregate_txt"));
         assert_eq!(put("/__aggregate_h5r/a.h5r/t"), Ok("aggregate_h5r"));
-        assert_eq!(put("/__pyramid_create/p?x=1"), Ok("pyramid"));
+        assert_eq!(put("/__pyramid_create/p?x=1"), Ok("pyramid.put"));
+        assert_eq!(put("/__pyramid_anything/p"), Ok("pyramid.put"));
+        assert_eq!(get("/__pyramid_finish/p"), Ok("pyramid.get"));
+        assert_eq!(put("/__pyramid/p"), Err(Unrouted::UnknownOperation));
         assert_eq!(
             put("/d/f?MirrorSource=http://10.0.0.2:15348/d/f"),
             Ok("mirror")

@@ -79,6 +79,8 @@ PROBE_ASSERT(STREAMER_ERR_IN_CALLBACK, STREAMER_ERR_IN_CALLBACK == -23);
 PROBE_ASSERT(STREAMER_ERR_CLOSE_TIMEOUT, STREAMER_ERR_CLOSE_TIMEOUT == -24);
 PROBE_ASSERT(STREAMER_ERR_CLOSE_DETACHED, STREAMER_ERR_CLOSE_DETACHED == -25);
 PROBE_ASSERT(STREAMER_ERR_NAME_TAKEN, STREAMER_ERR_NAME_TAKEN == -26);
+PROBE_ASSERT(STREAMER_ERR_SPILL_BUSY, STREAMER_ERR_SPILL_BUSY == -27);
+PROBE_ASSERT(STREAMER_ERR_FORKED, STREAMER_ERR_FORKED == -28);
 
 /* enum PymeStreamerDistribution */
 PROBE_ASSERT(STREAMER_DISTRIBUTION_ROUND_ROBIN, STREAMER_DISTRIBUTION_ROUND_ROBIN == 0);
@@ -104,6 +106,12 @@ PROBE_ASSERT(STREAMER_PZF_HUFFMAN_CHUNKED, STREAMER_PZF_HUFFMAN_CHUNKED == 2);
 PROBE_ASSERT(STREAMER_PZF_QUANT_NONE, STREAMER_PZF_QUANT_NONE == 0);
 PROBE_ASSERT(STREAMER_PZF_QUANT_SQRT, STREAMER_PZF_QUANT_SQRT == 1);
 
+/* enum PymeStreamerServerState */
+PROBE_ASSERT(STREAMER_SERVER_UP, STREAMER_SERVER_UP == 0);
+PROBE_ASSERT(STREAMER_SERVER_CONNECTING, STREAMER_SERVER_CONNECTING == 1);
+PROBE_ASSERT(STREAMER_SERVER_RESTING, STREAMER_SERVER_RESTING == 2);
+PROBE_ASSERT(STREAMER_SERVER_DOWN, STREAMER_SERVER_DOWN == 3);
+
 /* constants */
 PROBE_ASSERT(STREAMER_NO_SERVER, STREAMER_NO_SERVER == SIZE_MAX);
 PROBE_ASSERT(STREAMER_WAIT_FOREVER, STREAMER_WAIT_FOREVER == 4294967295u);
@@ -116,6 +124,8 @@ extern PymeStreamerFilterFn probe_PymeStreamerFilterFn;
 PymeStreamerFilterFn probe_PymeStreamerFilterFn = (int32_t (*)(void *user_data, const char *name, const uint8_t *data, size_t len, struct PymeStreamerBuffer *out))0;
 extern PymeStreamerCompletionFn probe_PymeStreamerCompletionFn;
 PymeStreamerCompletionFn probe_PymeStreamerCompletionFn = (void (*)(void *user_data, const char *name, size_t server_index, int32_t status, int32_t http_status, uint64_t bytes))0;
+extern PymeStreamerServerStateFn probe_PymeStreamerServerStateFn;
+PymeStreamerServerStateFn probe_PymeStreamerServerStateFn = (void (*)(void *user_data, size_t server_index, int32_t state))0;
 extern PymeStreamerReleaseFn probe_PymeStreamerReleaseFn;
 PymeStreamerReleaseFn probe_PymeStreamerReleaseFn = (void (*)(void *user_data, const uint8_t *data, size_t len))0;
 
@@ -148,6 +158,8 @@ extern int32_t (*const probe_streamer_options_set_filter_kind)(struct PymeStream
 int32_t (*const probe_streamer_options_set_filter_kind)(struct PymeStreamerOptions *, int32_t) = streamer_options_set_filter_kind;
 extern int32_t (*const probe_streamer_options_set_filter_pzf)(struct PymeStreamerOptions *, int32_t, uint32_t, uint32_t, uint32_t, int32_t, int32_t, float, float);
 int32_t (*const probe_streamer_options_set_filter_pzf)(struct PymeStreamerOptions *, int32_t, uint32_t, uint32_t, uint32_t, int32_t, int32_t, float, float) = streamer_options_set_filter_pzf;
+extern int32_t (*const probe_streamer_options_set_filter_pzf_image)(struct PymeStreamerOptions *, int32_t, uint32_t, uint32_t, int32_t);
+int32_t (*const probe_streamer_options_set_filter_pzf_image)(struct PymeStreamerOptions *, int32_t, uint32_t, uint32_t, int32_t) = streamer_options_set_filter_pzf_image;
 extern int32_t (*const probe_streamer_options_set_filter_gzip)(struct PymeStreamerOptions *, int32_t);
 int32_t (*const probe_streamer_options_set_filter_gzip)(struct PymeStreamerOptions *, int32_t) = streamer_options_set_filter_gzip;
 extern int32_t (*const probe_streamer_options_set_completion)(struct PymeStreamerOptions *, PymeStreamerCompletionFn, void *);
@@ -160,6 +172,8 @@ extern int32_t (*const probe_streamer_options_set_put_timeout)(struct PymeStream
 int32_t (*const probe_streamer_options_set_put_timeout)(struct PymeStreamerOptions *, int64_t) = streamer_options_set_put_timeout;
 extern int32_t (*const probe_streamer_options_set_failover)(struct PymeStreamerOptions *, int32_t);
 int32_t (*const probe_streamer_options_set_failover)(struct PymeStreamerOptions *, int32_t) = streamer_options_set_failover;
+extern int32_t (*const probe_streamer_options_set_require_all_servers)(struct PymeStreamerOptions *, int32_t);
+int32_t (*const probe_streamer_options_set_require_all_servers)(struct PymeStreamerOptions *, int32_t) = streamer_options_set_require_all_servers;
 extern int32_t (*const probe_streamer_options_set_max_retries)(struct PymeStreamerOptions *, uint32_t);
 int32_t (*const probe_streamer_options_set_max_retries)(struct PymeStreamerOptions *, uint32_t) = streamer_options_set_max_retries;
 extern int32_t (*const probe_streamer_options_set_sender_poll_us)(struct PymeStreamerOptions *, uint32_t);
@@ -176,6 +190,12 @@ extern int32_t (*const probe_streamer_options_set_discovery_default_registry)(st
 int32_t (*const probe_streamer_options_set_discovery_default_registry)(struct PymeStreamerOptions *, int32_t) = streamer_options_set_discovery_default_registry;
 extern int32_t (*const probe_streamer_options_last_error)(const struct PymeStreamerOptions *, char *, size_t, size_t *);
 int32_t (*const probe_streamer_options_last_error)(const struct PymeStreamerOptions *, char *, size_t, size_t *) = streamer_options_last_error;
+extern int32_t (*const probe_streamer_options_set_server_callback)(struct PymeStreamerOptions *, PymeStreamerServerStateFn, void *);
+int32_t (*const probe_streamer_options_set_server_callback)(struct PymeStreamerOptions *, PymeStreamerServerStateFn, void *) = streamer_options_set_server_callback;
+extern int32_t (*const probe_streamer_server_state)(const struct PymeStreamer *, size_t, int32_t *);
+int32_t (*const probe_streamer_server_state)(const struct PymeStreamer *, size_t, int32_t *) = streamer_server_state;
+extern int32_t (*const probe_stream_server_state)(const struct PymeStream *, int32_t *);
+int32_t (*const probe_stream_server_state)(const struct PymeStream *, int32_t *) = stream_server_state;
 extern const char * (*const probe_streamer_status_str)(int32_t);
 const char * (*const probe_streamer_status_str)(int32_t) = streamer_status_str;
 extern const char * (*const probe_streamer_version)(void);

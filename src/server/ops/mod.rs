@@ -12,6 +12,8 @@
 //! - `status`: `GET /__status`, PYME's figures of the node and ours.
 //! - `glob`: `GET /__glob?pattern=<glob>`, the matching paths (PYME's `cglob`).
 //! - `mirror`: `PUT /<name>?MirrorSource=<url>`, a copy fetched from a peer.
+//! - `pyramid`: `PUT /__pyramid_<operation>/<folder>`, PYME's distributed pyramid
+//!   (the HTTP side; the work is `server/pyramid.rs`).
 //!
 //! What these modules may not do: touch the socket other than through the
 //! connection's methods, or parse what another operation is sent.
@@ -22,11 +24,11 @@ pub mod glob;
 pub mod h5;
 pub mod h5r;
 pub mod mirror;
+pub mod pyramid;
 pub mod status;
 
 use std::path::PathBuf;
 
-use super::connection::{Connection, Next};
 use super::router::Request;
 use crate::name::{self, NameError};
 
@@ -50,11 +52,4 @@ pub(crate) fn operand(request: &Request<'_>) -> Result<PathBuf, NameError> {
 /// [`operand`] as a judge.
 pub(crate) fn judge_operand(request: &Request<'_>) -> Result<(), NameError> {
     operand(request).map(drop)
-}
-
-/// The answer of an operation this build does not have (pyramids).
-pub(crate) fn not_implemented(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
-    connection.skip_body(request.body_len)?;
-    connection.error(501, "Pyramids are not supported.");
-    Ok(())
 }
