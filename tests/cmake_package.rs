@@ -353,6 +353,11 @@ fn shared_library_is_versioned_and_exports_only_the_api() {
             .any(|l| l.contains("FLAGS_1") && l.contains("NODELETE")),
         "linked with -z nodelete: {dynamic}"
     );
+    // HDF5 is for the data server's `hdf5` feature alone: camera hosts ship their own.
+    assert!(
+        !dynamic.to_ascii_lowercase().contains("libhdf5"),
+        "the C library links HDF5:\n{dynamic}"
+    );
 
     let exported = defined_globals(&real, true);
     for (_, name) in &exported {

@@ -321,6 +321,92 @@ fn without_fsync_the_server_makes_no_sync_call() {
     assert!(syncs.is_empty(), "{syncs:#?}");
 }
 
+/// HDF5 aggregation under `--fsync` (the `hdf5` feature): after each operation has
+/// closed the file, the file is synced, and for a new file its folder entry and the
+/// new folder's entry in the root, all before the 200. Without `--fsync` nothing is
+/// synced.
+#[cfg(feature = "hdf5")]
+#[test]
+fn with_fsync_hdf5_files_are_synced_after_closing_before_the_200() {
+    let test = "with_fsync_hdf5_files_are_synced_after_closing_before_the_200";
+    if !common::skip::require_tool(test, "strace", &["-V"]) {
+        return;
+    }
+    for fsync in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let extra: &[&str] = if fsync { &["--fsync"] } else { &[] };
+        let server = TracedServe::start(&root, &dir.path().join("trace"), extra);
+        let mut client = Client::connect(&server.address);
+        let metadata = br#"{"Camera.ADOffset": 100}"#;
+        for name in ["h/r.h5r/MetaData", "h/r.h5r/MetaData"] {
+            request(
+                &mut client,
+                &put(&format!("__aggregate_h5r/{name}"), metadata),
+            );
+        }
+        request(
+            &mut client,
+            &put("__aggregate_h5/s/x.h5/metadata.json", metadata),
+        );
+        let calls = server.finish();
+        let root = root.canonicalize().unwrap();
+        let answers: Vec<usize> = (0..calls.len())
+            .filter(|&i| calls[i].answers_200())
+            .collect();
+        assert_eq!(answers.len(), 3, "three 200s traced");
+        if !fsync {
+            let syncs: Vec<&Call> = calls.iter().filter(|c| c.is_sync()).collect();
+            assert!(syncs.is_empty(), "{syncs:#?}");
+            continue;
+        }
+        // Each request's calls: from the answer before it to its own 200.
+        let mut start = 0;
+        for (n, (&end, (file, new_folder))) in answers
+            .iter()
+            .zip([
+                ("h/r.h5r", Some("h")),
+                ("h/r.h5r", None),
+                ("s/x.h5", Some("s")),
+            ])
+            .enumerate()
+        {
+            let tid = calls[end].tid;
+            let own: Vec<&Call> = calls[start..end].iter().filter(|c| c.tid == tid).collect();
+            start = end + 1;
+            let file = root.join(file);
+            let synced = own
+                .iter()
+                .position(|c| c.syncs(&file))
+                .unwrap_or_else(|| panic!("request {n}: {} not synced: {own:#?}", file.display()));
+            // Synced after HDF5 last wrote it (its close flushed every write).
+            assert!(
+                !own[synced..].iter().any(|c| matches!(
+                    c.name.as_str(),
+                    "write" | "pwrite64" | "writev"
+                ) && c
+                    .line
+                    .contains(&format!("<{}>", file.display()))),
+                "request {n}: written after its sync: {own:#?}"
+            );
+            let folders_synced = |folder: &Path| own[synced..].iter().any(|c| c.syncs(folder));
+            match new_folder {
+                Some(folder) => {
+                    assert!(
+                        folders_synced(&root.join(folder)),
+                        "request {n}: {folder} not synced"
+                    );
+                    assert!(folders_synced(&root), "request {n}: the root not synced");
+                }
+                None => assert!(
+                    !own.iter().any(|c| c.is_sync() && !c.syncs(&file)),
+                    "request {n}: an existing file needs no folder sync: {own:#?}"
+                ),
+            }
+        }
+    }
+}
+
 #[test]
 fn with_fsync_a_pyramid_is_synced_before_each_200() {
     if !common::skip::require_tool(

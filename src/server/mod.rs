@@ -8,6 +8,10 @@
 //!   -> router (`router`: one table, method + first path segment -> operation)
 //!   -> operation (`ops/`: one file per family, its own name and query parser)
 //!   -> storage (`storage`, with the system calls in `fs` and the spares)
+//!
+//! ops/: files (PUT/GET of files, folder listings), aggregate_txt, status, glob,
+//!       mirror (-> peers), pyramid (-> `pyramid`), h5r and h5 (HDF5, the `hdf5`
+//!       feature: -> `h5r`, `h5` -> `h5file`, with `pickle` and `npy`; without it 501)
 //! ```
 //!
 //! The request loop reads request heads ([`request`]), refuses what no operation may
@@ -38,12 +42,19 @@ mod body;
 mod connection;
 #[allow(unsafe_code)] // renameat2(2) and linkat(2), which std lacks
 mod fs;
+pub mod h5;
+#[cfg(feature = "hdf5")]
+#[allow(unsafe_code)] // the HDF5 C library
+mod h5file;
+pub mod h5r;
 mod journal;
 #[allow(unsafe_code)] // flock(2) on the root's lock file
 mod lock;
 pub mod mounts;
+pub mod npy;
 pub mod ops;
 mod peers;
+pub mod pickle;
 pub mod pyramid;
 mod recovery;
 pub mod request;

@@ -151,6 +151,17 @@ impl Store {
         Ok(())
     }
 
+    /// Under `--fsync`, syncs the entry of the new file at `path` (under the root) in
+    /// its folder, and the chain of folders above it not yet known to be synced; the
+    /// file's own data is its writer's to sync (the HDF5 operations, `h5r.rs`).
+    /// Nothing without `--fsync`.
+    pub fn sync_entry_of(&self, path: &Path) -> io::Result<()> {
+        match (&self.durable, path.parent()) {
+            (Some(durable), Some(folder)) => durable.sync_entries_of(folder),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether stores are synced ([`Store::set_sync`]).
     pub fn syncs(&self) -> bool {
         self.durable.is_some()

@@ -1,6 +1,7 @@
 //! `PUT /__aggregate_txt/<name>`: appends the body to the file `<name>` (created with
 //! its folders if missing), as PYME's text aggregation does (logs, spooled tables).
-//! A file stored write-once by a plain PUT is never appended to (405).
+//! A file stored write-once by a plain PUT is never appended to (405), nor is an
+//! HDF5 file of PYME's (`.h5r`, `.hdf`, `.h5`: 409, the body skipped).
 //!
 //! The body, decoded, goes to a spool file first (never into memory), and is appended
 //! once complete, so a cut or corrupt body never reaches the file.
@@ -10,6 +11,7 @@ use std::sync::atomic::Ordering;
 use crate::name::NameError;
 use crate::server::body::Decoding;
 use crate::server::connection::{Connection, Next};
+use crate::server::h5r;
 use crate::server::ops::operand;
 use crate::server::router::Request;
 use crate::server::storage::Appended;
@@ -26,6 +28,11 @@ pub(crate) fn put(connection: &mut Connection<'_>, request: &Request<'_>) -> Nex
         // The judge accepted it; unreachable, answered as the judge would.
         return connection.refuse(400, "The name is not allowed.");
     };
+    if h5r::is_hdf5_name(&relative) {
+        connection.skip_body(body_len)?;
+        connection.error(409, "__aggregate_txt does not append to HDF5 files.");
+        return Ok(());
+    }
     let spool = match shared.store.spool() {
         Ok(spool) => spool,
         Err(e) => {

@@ -4,6 +4,10 @@
 //! `/`; type bits 1 folder, 2 has `metadata.json`, 4 has `events.json`), and `GET /`
 //! or `GET //` (PYME's `listdir('/')`) lists the root.
 //!
+//! Inside an HDF5 file of PYME's, a GET reads the file's parts instead: `GET
+//! /<file>.h5/` and `/<file>.h5/<part>` (`ops/h5.rs`), `GET /<file>.h5r/<Table>.npy`
+//! (`ops/h5r.rs`); the HDF5 file itself is sent as any file.
+//!
 //! Names follow the one rule of `name.rs`: the query, if any, is judged with the name
 //! and otherwise ignored (the file is stored under the path).
 
@@ -16,6 +20,7 @@ use std::time::Duration;
 use crate::name::{self, NameError};
 use crate::server::body::{BodyError, Decoding};
 use crate::server::connection::{Connection, Next, SPLICE_BODY_BYTES};
+use crate::server::ops::{h5, h5r};
 use crate::server::response::write_head;
 use crate::server::router::Request;
 use crate::server::storage::Stored;
@@ -145,6 +150,20 @@ fn put_file(connection: &mut Connection<'_>, request: &Request<'_>, relative: &P
 pub(crate) fn get(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
     let with_body = request.head.method == crate::server::request::Method::Get;
     match target(request) {
+        // An `.h5` series is listed as a folder (`ops/h5.rs`).
+        FileTarget::Folder(relative)
+            if h5::get(connection, &relative, true, with_body).is_some() =>
+        {
+            Ok(())
+        }
+        // Parts of HDF5 files: `<file>.h5/<part>`, `<file>.h5r/<Table>.npy`.
+        FileTarget::File(relative)
+            if h5::get(connection, &relative, false, with_body)
+                .or_else(|| h5r::get(connection, request, &relative, with_body))
+                .is_some() =>
+        {
+            Ok(())
+        }
         FileTarget::Folder(relative) => {
             match connection.shared().store.list_folder(&relative) {
                 Ok(json) => connection.answer(200, "application/json", json.as_bytes(), with_body),

@@ -5,6 +5,10 @@
 //!
 //! - `files`: PUT and GET of plain files and folders (listings), the bulk of traffic.
 //! - `aggregate_txt`: `PUT /__aggregate_txt/<name>`, appends.
+//! - `h5r`: `PUT /__aggregate_h5r/<file>.h5r/<Table>`, HDF5 results (`h5r.rs`), and
+//!   the files GET's reading of tables back.
+//! - `h5`: `PUT /__aggregate_h5/<file>.h5/<part>`, an HDF5 series (`h5.rs`), and the
+//!   files GET's listing and parts of `.h5` files.
 //! - `status`: `GET /__status`, PYME's figures of the node and ours.
 //! - `glob`: `GET /__glob?pattern=<glob>`, the matching paths (PYME's `cglob`).
 //! - `mirror`: `PUT /<name>?MirrorSource=<url>`, a copy fetched from a peer.
@@ -17,13 +21,14 @@
 pub mod aggregate_txt;
 pub mod files;
 pub mod glob;
+pub mod h5;
+pub mod h5r;
 pub mod mirror;
 pub mod pyramid;
 pub mod status;
 
 use std::path::PathBuf;
 
-use super::connection::{Connection, Next};
 use super::router::Request;
 use crate::name::{self, NameError};
 
@@ -47,11 +52,4 @@ pub(crate) fn operand(request: &Request<'_>) -> Result<PathBuf, NameError> {
 /// [`operand`] as a judge.
 pub(crate) fn judge_operand(request: &Request<'_>) -> Result<(), NameError> {
     operand(request).map(drop)
-}
-
-/// The answer of an operation this build does not have.
-pub(crate) fn not_implemented(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
-    connection.skip_body(request.body_len)?;
-    connection.error(501, "HDF5 aggregation is not supported.");
-    Ok(())
 }
