@@ -412,6 +412,33 @@ fn files_that_append_on_their_server_are_never_moved_by_failover() {
 }
 
 #[test]
+fn pyramid_operations_are_never_moved_by_failover() {
+    // A pyramid's tiles live on one node: an update moved to another node
+    // that also has the pyramid would split a tile's sum across two nodes.
+    let dead = dead_address();
+    let good = TestServer::start();
+    let streamer = Streamer::new(
+        StreamerOptions::new()
+            .server(dead.clone())
+            .server(good.address()),
+    )
+    .unwrap();
+    for name in [
+        "__pyramid_create/p",
+        "__pyramid_update_tile/p?x=0&y=0",
+        "__pyramid_finish/p",
+    ] {
+        match streamer.put(name, b"x", Some(0)) {
+            Err(Error::ServerDown { server, .. }) => assert_eq!(server, dead, "{name}"),
+            other => panic!("{name}: expected ServerDown, got {other:?}"),
+        }
+    }
+    let stats = streamer.close();
+    assert_eq!(stats.files_acknowledged, 0, "{stats:?}");
+    assert_eq!(stored_files(&good), 0, "nothing reached the other node");
+}
+
+#[test]
 fn an_appending_file_whose_connection_fails_is_not_moved() {
     let first = TestServer::start();
     let second = TestServer::start();

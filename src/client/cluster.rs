@@ -33,15 +33,20 @@ const MAX_INTERRUPTIONS: u32 = 5;
 /// How often `flush` looks at the servers while files wait in the spill folder.
 const FLUSH_LOOK: Duration = Duration::from_millis(10);
 
-/// Files whose name starts with this append to a file on their server (a log,
-/// a table): moving one to another server would split that file across
-/// nodes, so failover never moves them (see [`pinned`]).
-pub(crate) const AGGREGATE_PREFIX: &str = "__aggregate_";
+/// Files whose name starts with one of these change state kept on their
+/// server: `__aggregate_*` appends to a file there (a log, a table), and
+/// `__pyramid_*` creates, adds to or finishes a pyramid whose tiles that node
+/// holds. Moving one to another server would split that file or pyramid
+/// across nodes (a tile's sum in two halves, silently), so failover never
+/// moves them (see [`pinned`]).
+pub(crate) const PINNED_PREFIXES: [&str; 2] = ["__aggregate_", "__pyramid_"];
 
 /// Whether a file must go to the server it was put for, whatever happens to
 /// that server: it waits for it (within the usual timeouts), is spilled, or fails.
 pub(crate) fn pinned(name: &str) -> bool {
-    name.starts_with(AGGREGATE_PREFIX)
+    PINNED_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 /// What the streamer and the threads of its links share.
