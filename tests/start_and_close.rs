@@ -179,6 +179,42 @@ fn a_stream_opens_on_a_down_server_only_with_a_spill_folder() {
 }
 
 #[test]
+fn finalize_sends_spilled_files_before_the_end_of_stream() {
+    // Found by a review: finalize queued the sentinel first, the link closed
+    // under the spill thread, and the spilled files were kept (while the
+    // spill thread spun on them) instead of sent.
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(&server.address());
+    proxy.go_down();
+    let spill = tempfile::tempdir().unwrap();
+    let options = StreamerOptions::new()
+        .spill_dir(spill.path())
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(2))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(50));
+    let stream = Stream::connect(&proxy.address(), &options).expect("opens with a spill folder");
+    for i in 0..20 {
+        stream.put(&format!("s/frame{i:05}"), b"pixels").unwrap();
+    }
+    assert_eq!(stream.stats().spilled, 20);
+    proxy.come_back();
+    let stats = stream.finalize("s/end").unwrap();
+    assert!(stats.all_acknowledged(), "{stats:?}");
+    for i in 0..20 {
+        let name = format!("s/frame{i:05}");
+        assert_eq!(
+            server.read(&name).as_deref(),
+            Some(&b"pixels"[..]),
+            "{name}"
+        );
+    }
+    assert!(
+        files_under(spill.path()).is_empty(),
+        "nothing kept in the folder"
+    );
+}
+
+#[test]
 fn every_change_of_a_server_state_is_reported_in_order() {
     let server = TestServer::start();
     let proxy = FaultProxy::start(&server.address());

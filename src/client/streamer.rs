@@ -398,12 +398,23 @@ impl Streamer {
         }
         crate::name::check_name(name)?;
         self.cluster.accepting.store(false, Ordering::SeqCst);
+        // Spilled files go before the end of the stream: the spill thread
+        // sends them while the server takes any (close's rule) and ends; only
+        // then is the sentinel queued. Queued first, it closed the link under
+        // the spill thread, which then kept the files (and spun on them).
+        let mut threads = std::mem::take(&mut self.threads);
+        self.cluster.stop_spilling();
+        if let Some(spill_thread) = threads.spill.take() {
+            let _ = spill_thread.join();
+        }
         let mut job = Job::new(name, Bytes::new(), None);
         job.last = true;
-        self.cluster
-            .admit(0, job, None, false)
-            .map_err(|refused| refused.error)?;
-        Ok(close_cluster(&self.cluster, std::mem::take(&mut self.threads), None).0)
+        if let Err(refused) = self.cluster.admit(0, job, None, false) {
+            // Dropping `self` closes with these threads.
+            self.threads = threads;
+            return Err(refused.error);
+        }
+        Ok(close_cluster(&self.cluster, threads, None).0)
     }
 
     fn choose(&self, name: &str, index: Option<i64>) -> Result<usize, Error> {
