@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::name::NameError;
 use crate::server::connection::{Connection, Next};
 use crate::server::h5;
-use crate::server::ops::h5r::{body_in_memory, send};
+use crate::server::ops::h5r::{put_whole_body, send};
 use crate::server::ops::operand;
 use crate::server::router::Request;
 
@@ -22,16 +22,7 @@ pub(crate) fn judge(request: &Request<'_>) -> Result<(), NameError> {
 }
 
 pub(crate) fn put(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
-    let Ok(rest) = operand(request) else {
-        // The judge accepted it; unreachable, answered as the judge would.
-        return connection.refuse(400, "The name is not allowed.");
-    };
-    let Some(body) = body_in_memory(connection, request)? else {
-        return Ok(());
-    };
-    let answer = h5::aggregate(&connection.shared().store, &rest, &body);
-    send(connection, &answer, true);
-    Ok(())
+    put_whole_body(connection, request, h5::aggregate)
 }
 
 /// The files GET's hook: `Some` (answered) when `relative` is inside an `.h5` file

@@ -16,6 +16,7 @@ use crate::server::connection::{Connection, End, Next};
 use crate::server::h5r::{self, Answer};
 use crate::server::ops::operand;
 use crate::server::router::Request;
+use crate::server::storage::Store;
 
 /// `<file>.h5r/<Table>` must be a valid stored name (the one rule of `name.rs`);
 /// what the operation needs of it beyond that (an `.h5r` or `.hdf` component, one
@@ -25,6 +26,16 @@ pub(crate) fn judge(request: &Request<'_>) -> Result<(), NameError> {
 }
 
 pub(crate) fn put(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
+    put_whole_body(connection, request, h5r::aggregate)
+}
+
+/// A PUT of an HDF5 operation (`h5r.rs` or `h5.rs`): the body read whole, handed
+/// to `aggregate` with the store and the operand, its answer sent.
+pub(super) fn put_whole_body(
+    connection: &mut Connection<'_>,
+    request: &Request<'_>,
+    aggregate: fn(&Store, &Path, &[u8]) -> Answer,
+) -> Next {
     let Ok(rest) = operand(request) else {
         // The judge accepted it; unreachable, answered as the judge would.
         return connection.refuse(400, "The name is not allowed.");
@@ -32,7 +43,7 @@ pub(crate) fn put(connection: &mut Connection<'_>, request: &Request<'_>) -> Nex
     let Some(body) = body_in_memory(connection, request)? else {
         return Ok(());
     };
-    let answer = h5r::aggregate(&connection.shared().store, &rest, &body);
+    let answer = aggregate(&connection.shared().store, &rest, &body);
     send(connection, &answer, true);
     Ok(())
 }
