@@ -183,6 +183,9 @@ impl Store {
     pub fn confined(&self, relative: &Path) -> io::Result<PathBuf> {
         let mut existing = self.root.join(relative);
         let mut missing = Vec::new();
+        // Another connection may create a missing folder between the two looks below
+        // (two writers of one new folder): that is no dangling link, look again.
+        let mut appeared = 0;
         loop {
             match existing.canonicalize() {
                 Ok(real) if real.starts_with(&self.root) => {
@@ -192,8 +195,15 @@ impl Store {
                 }
                 Ok(_) => return Err(outside_root()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if fs::symlink_metadata(&existing).is_ok() {
-                        return Err(outside_root());
+                    match fs::symlink_metadata(&existing) {
+                        Ok(found) if found.file_type().is_symlink() || appeared >= 8 => {
+                            return Err(outside_root())
+                        }
+                        Ok(_) => {
+                            appeared += 1;
+                            continue;
+                        }
+                        Err(_) => {}
                     }
                     match (existing.file_name(), existing.parent()) {
                         (Some(name), Some(parent)) if existing != self.root => {
@@ -705,6 +715,34 @@ mod tests {
             .unwrap();
         drop(dropped);
         assert_eq!(store.list_folder(Path::new("s")).unwrap(), r#"{"a":[0,3]}"#);
+    }
+
+    /// Two writers of one new folder: the one that finds it missing and then sees it
+    /// (made by the other in between) must not take it for a dangling link (CI saw a
+    /// 403 for one of two racing PUTs of `race/N`).
+    #[test]
+    fn racing_writers_of_a_new_folder_are_both_confined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        for round in 0..1500 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let writers: Vec<_> = (0..2)
+                .map(|writer| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let name = format!("f{round}/a/b/c/file{writer}");
+                        store
+                            .begin_file(Path::new(&name), &mut FolderCache::default())
+                            .map(|mut file| file.commit().map(|_| ()))
+                    })
+                })
+                .collect();
+            for writer in writers {
+                let result = writer.join().unwrap();
+                assert!(matches!(result, Ok(Ok(()))), "round {round}: {result:?}");
+            }
+        }
     }
 
     #[test]
