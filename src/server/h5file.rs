@@ -38,8 +38,7 @@ use hdf5_sys::h5o::H5O_type_t;
 use hdf5_sys::h5p::{H5Pcreate, H5Pset_chunk, H5P_CLS_DATASET_CREATE, H5P_DEFAULT};
 use hdf5_sys::h5s::{
     H5S_class_t, H5S_seloper_t, H5Screate, H5Screate_simple, H5Sget_simple_extent_dims,
-    H5Sget_simple_extent_ndims, H5Sget_simple_extent_type, H5Sselect_hyperslab, H5S_ALL,
-    H5S_UNLIMITED,
+    H5Sget_simple_extent_ndims, H5Sget_simple_extent_type, H5Sselect_hyperslab, H5S_UNLIMITED,
 };
 use hdf5_sys::h5t::{
     hvl_t, H5T_class_t, H5T_cset_t, H5T_order_t, H5T_sign_t, H5T_str_t, H5Tarray_create2, H5Tcopy,
@@ -771,36 +770,12 @@ fn append_rows_in(
             unsafe { H5Dset_extent(dataset.0, [after].as_ptr()) },
             "H5Dset_extent",
         )?;
-        let (space, _) = dims_of(dataset.0)?;
-        ok(
-            unsafe {
-                H5Sselect_hyperslab(
-                    space.0,
-                    H5S_seloper_t::H5S_SELECT_SET,
-                    [before].as_ptr(),
-                    ptr::null(),
-                    [rows as hsize_t].as_ptr(),
-                    ptr::null(),
-                )
-            },
-            "H5Sselect_hyperslab",
-        )?;
-        let memory = id(
-            unsafe { H5Screate_simple(1, [rows as hsize_t].as_ptr(), ptr::null()) },
-            "H5Screate_simple",
-        )?;
-        ok(
-            unsafe {
-                H5Dwrite(
-                    dataset.0,
-                    mem_type.0,
-                    memory.0,
-                    space.0,
-                    H5P_DEFAULT,
-                    data.as_ptr().cast(),
-                )
-            },
-            "H5Dwrite",
+        write_at(
+            &dataset,
+            &mem_type,
+            before,
+            rows as u64,
+            data.as_ptr().cast(),
         )?;
     }
     set_attr(dataset.0, "NROWS", &AttrValue::Int(after as i64))?;
@@ -808,16 +783,31 @@ fn append_rows_in(
 }
 
 fn create_table(file: hid_t, name: &CStr, ty: &Id, dtype: &Dtype) -> Result<Id> {
+    let dataset = create_growable(file, name, ty, chunk_rows(dtype.itemsize()))?;
+    set_str(dataset.0, "CLASS", "TABLE")?;
+    set_str(dataset.0, "VERSION", "2.7")?;
+    set_str(dataset.0, "TITLE", "")?;
+    if let Dtype::Record { fields, .. } = dtype {
+        for (i, field) in fields.iter().enumerate() {
+            set_str(dataset.0, &format!("FIELD_{i}_NAME"), &field.name)?;
+        }
+    }
+    Ok(dataset)
+}
+
+/// An empty one-dimensional dataset of `ty` that grows without bound, in chunks of
+/// `chunk` rows.
+fn create_growable(file: hid_t, name: &CStr, ty: &Id, chunk: hsize_t) -> Result<Id> {
     let space = id(
         unsafe { H5Screate_simple(1, [0].as_ptr(), [H5S_UNLIMITED].as_ptr()) },
         "H5Screate_simple",
     )?;
     let dcpl = id(unsafe { H5Pcreate(*H5P_CLS_DATASET_CREATE) }, "H5Pcreate")?;
     ok(
-        unsafe { H5Pset_chunk(dcpl.0, 1, [chunk_rows(dtype.itemsize())].as_ptr()) },
+        unsafe { H5Pset_chunk(dcpl.0, 1, [chunk].as_ptr()) },
         "H5Pset_chunk",
     )?;
-    let dataset = id(
+    id(
         unsafe {
             H5Dcreate2(
                 file,
@@ -830,16 +820,52 @@ fn create_table(file: hid_t, name: &CStr, ty: &Id, dtype: &Dtype) -> Result<Id> 
             )
         },
         "H5Dcreate2",
+    )
+}
+
+/// Selects rows `start..start + rows` of `dataset`: its file space so selected, and
+/// a memory space of `rows` rows.
+fn select_rows(dataset: &Id, start: u64, rows: u64) -> Result<(Id, Id)> {
+    let (space, _) = dims_of(dataset.0)?;
+    ok(
+        unsafe {
+            H5Sselect_hyperslab(
+                space.0,
+                H5S_seloper_t::H5S_SELECT_SET,
+                [start].as_ptr(),
+                ptr::null(),
+                [rows as hsize_t].as_ptr(),
+                ptr::null(),
+            )
+        },
+        "H5Sselect_hyperslab",
     )?;
-    set_str(dataset.0, "CLASS", "TABLE")?;
-    set_str(dataset.0, "VERSION", "2.7")?;
-    set_str(dataset.0, "TITLE", "")?;
-    if let Dtype::Record { fields, .. } = dtype {
-        for (i, field) in fields.iter().enumerate() {
-            set_str(dataset.0, &format!("FIELD_{i}_NAME"), &field.name)?;
-        }
-    }
-    Ok(dataset)
+    let memory = id(
+        unsafe { H5Screate_simple(1, [rows as hsize_t].as_ptr(), ptr::null()) },
+        "H5Screate_simple",
+    )?;
+    Ok((space, memory))
+}
+
+/// Writes `rows` rows of `mem_type` from `data` at row `start` (the extent already
+/// covers them).
+fn write_at(dataset: &Id, mem_type: &Id, start: u64, rows: u64, data: *const c_void) -> Result<()> {
+    let (space, memory) = select_rows(dataset, start, rows)?;
+    ok(
+        unsafe { H5Dwrite(dataset.0, mem_type.0, memory.0, space.0, H5P_DEFAULT, data) },
+        "H5Dwrite",
+    )
+}
+
+/// Reads `rows` rows of `mem_type` at row `start` into `data`; returns the memory
+/// space (variable-length reads need it to give their buffers back).
+fn read_at(dataset: &Id, mem_type: &Id, start: u64, rows: u64, data: *mut c_void) -> Result<Id> {
+    let (space, memory) = select_rows(dataset, start, rows)?;
+    ok(
+        unsafe { H5Dread(dataset.0, mem_type.0, memory.0, space.0, H5P_DEFAULT, data) },
+        "H5Dread",
+    )?;
+    Ok(memory)
 }
 
 /// PYME's legacy fit result: `results` to `FitResults`, `driftResults` to
@@ -906,29 +932,7 @@ fn append_bytes_in(file: &File, table: &str, bytes: &[u8]) -> Result<u64> {
         }
         dataset
     } else {
-        let space = id(
-            unsafe { H5Screate_simple(1, [0].as_ptr(), [H5S_UNLIMITED].as_ptr()) },
-            "H5Screate_simple",
-        )?;
-        let dcpl = id(unsafe { H5Pcreate(*H5P_CLS_DATASET_CREATE) }, "H5Pcreate")?;
-        ok(
-            unsafe { H5Pset_chunk(dcpl.0, 1, [1024].as_ptr()) },
-            "H5Pset_chunk",
-        )?;
-        let dataset = id(
-            unsafe {
-                H5Dcreate2(
-                    file.0,
-                    name.as_ptr(),
-                    vlen.0,
-                    space.0,
-                    H5P_DEFAULT,
-                    dcpl.0,
-                    H5P_DEFAULT,
-                )
-            },
-            "H5Dcreate2",
-        )?;
+        let dataset = create_growable(file.0, &name, &vlen, 1024)?;
         set_str(dataset.0, "CLASS", "VLARRAY")?;
         set_str(dataset.0, "VERSION", "1.4")?;
         set_str(dataset.0, "TITLE", "")?;
@@ -940,41 +944,11 @@ fn append_bytes_in(file: &File, table: &str, bytes: &[u8]) -> Result<u64> {
         unsafe { H5Dset_extent(dataset.0, [before + 1].as_ptr()) },
         "H5Dset_extent",
     )?;
-    let (space, _) = dims_of(dataset.0)?;
-    ok(
-        unsafe {
-            H5Sselect_hyperslab(
-                space.0,
-                H5S_seloper_t::H5S_SELECT_SET,
-                [before].as_ptr(),
-                ptr::null(),
-                [1].as_ptr(),
-                ptr::null(),
-            )
-        },
-        "H5Sselect_hyperslab",
-    )?;
-    let memory = id(
-        unsafe { H5Screate_simple(1, [1].as_ptr(), ptr::null()) },
-        "H5Screate_simple",
-    )?;
     let item = hvl_t {
         len: bytes.len(),
         p: bytes.as_ptr() as *mut c_void,
     };
-    ok(
-        unsafe {
-            H5Dwrite(
-                dataset.0,
-                vlen.0,
-                memory.0,
-                space.0,
-                H5P_DEFAULT,
-                (&item as *const hvl_t).cast(),
-            )
-        },
-        "H5Dwrite",
-    )?;
+    write_at(&dataset, &vlen, before, 1, (&item as *const hvl_t).cast())?;
     Ok(before)
 }
 
@@ -1008,7 +982,7 @@ fn read_rows_in(
     .map_err(|_| H5Error::BadRequest(format!("'{table}' is not a table")))?;
     let file_type = id(unsafe { H5Dget_type(dataset.0) }, "H5Dget_type")?;
     let dtype = dtype_of(file_type.0, 0)?;
-    let (space, total) = dims_of(dataset.0)?;
+    let (_, total) = dims_of(dataset.0)?;
     let clamp = |bound: Option<i64>, default: u64| -> u64 {
         match bound {
             None => default,
@@ -1022,38 +996,14 @@ fn read_rows_in(
     let mut data = vec![0u8; rows * dtype.itemsize()];
     if rows > 0 {
         let mem_type = h5_type(&dtype)?;
-        ok(
-            unsafe {
-                H5Sselect_hyperslab(
-                    space.0,
-                    H5S_seloper_t::H5S_SELECT_SET,
-                    [start].as_ptr(),
-                    ptr::null(),
-                    [rows as hsize_t].as_ptr(),
-                    ptr::null(),
-                )
-            },
-            "H5Sselect_hyperslab",
-        )?;
-        let memory = id(
-            unsafe { H5Screate_simple(1, [rows as hsize_t].as_ptr(), ptr::null()) },
-            "H5Screate_simple",
-        )?;
-        ok(
-            unsafe {
-                H5Dread(
-                    dataset.0,
-                    mem_type.0,
-                    memory.0,
-                    space.0,
-                    H5P_DEFAULT,
-                    data.as_mut_ptr().cast(),
-                )
-            },
-            "H5Dread",
+        read_at(
+            &dataset,
+            &mem_type,
+            start,
+            rows as u64,
+            data.as_mut_ptr().cast(),
         )?;
     }
-    let _ = H5S_ALL;
     Ok((dtype, rows, data))
 }
 
@@ -1203,7 +1153,7 @@ fn read_bytes_in(file: &File, table: &str, row: u64) -> Result<Vec<u8>> {
         unsafe { H5Dopen2(file.0, name.as_ptr(), H5P_DEFAULT) },
         "H5Dopen2",
     )?;
-    let (space, total) = dims_of(dataset.0)?;
+    let (_, total) = dims_of(dataset.0)?;
     if row >= total {
         return Err(H5Error::Missing("no such row".into()));
     }
@@ -1211,40 +1161,11 @@ fn read_bytes_in(file: &File, table: &str, row: u64) -> Result<Vec<u8>> {
         unsafe { H5Tvlen_create(*H5T_NATIVE_UCHAR) },
         "H5Tvlen_create",
     )?;
-    ok(
-        unsafe {
-            H5Sselect_hyperslab(
-                space.0,
-                H5S_seloper_t::H5S_SELECT_SET,
-                [row].as_ptr(),
-                ptr::null(),
-                [1].as_ptr(),
-                ptr::null(),
-            )
-        },
-        "H5Sselect_hyperslab",
-    )?;
-    let memory = id(
-        unsafe { H5Screate_simple(1, [1].as_ptr(), ptr::null()) },
-        "H5Screate_simple",
-    )?;
     let mut item = hvl_t {
         len: 0,
         p: ptr::null_mut(),
     };
-    ok(
-        unsafe {
-            H5Dread(
-                dataset.0,
-                vlen.0,
-                memory.0,
-                space.0,
-                H5P_DEFAULT,
-                (&mut item as *mut hvl_t).cast(),
-            )
-        },
-        "H5Dread",
-    )?;
+    let memory = read_at(&dataset, &vlen, row, 1, (&mut item as *mut hvl_t).cast())?;
     let bytes = if item.p.is_null() {
         Vec::new()
     } else {
