@@ -228,6 +228,7 @@ def main():
                 data, header = PZFFormat.loads(f.read())
             want = np.array(expected(n, width, height, bits)).T  # [x, y]
             assert data.shape[:2] == (width, height), data.shape
+            assert data.dtype == (np.uint8 if bits == 8 else np.uint16), data.dtype
             assert (data[:, :, 0] == want).all(), path
             checked += 1
         result = {"checked": checked}
