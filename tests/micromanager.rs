@@ -563,3 +563,95 @@ fn queue_full_with_wait_waits_its_bound_then_drops() {
         "{result}"
     );
 }
+
+/// PYME reads the adapter's series as a cluster series: its `ClusterPZFDataSource`
+/// (through PYME's `clusterIO`, which finds our servers in PYME's local registry)
+/// sees every frame with the camera's pixels, the metadata, the events and a
+/// complete series. PYME starts zeroconf, so its side runs inside a network
+/// namespace with only lo (as root; skipped visibly otherwise).
+#[test]
+fn pymes_cluster_data_source_reads_the_series_back() {
+    let test = "pymes_cluster_data_source_reads_the_series_back";
+    let Some(adapters) = setup(test) else { return };
+    // SAFETY: a plain system call without arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip::skip(test, "not root (a network namespace needs CAP_NET_ADMIN)");
+        return;
+    }
+    if let Some(why) = common::skip::missing_tool("ip", &["-V"]) {
+        common::skip::skip(test, &why);
+        return;
+    }
+    let cluster = Cluster::start(2);
+    let series = format!("mm/{test}");
+    let frames = 200u64;
+    let result = drive(
+        &adapters,
+        "sequences",
+        serde_json::json!({"servers": cluster.servers(), "bits": 16, "frames": frames,
+                           "series": [series], "Compression": "huffman"}),
+    );
+    assert_eq!(result["runs"][0]["FramesAcknowledged"], frames, "{result}");
+    // Our servers stop (their roots are locked while they run); PYME's side starts
+    // servers of its own over the same roots, inside the namespace.
+    let Cluster { servers, dir } = cluster;
+    drop(servers);
+    let roots: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("s{i}"))).collect();
+    let namespace = format!("pyme-mm-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(ip(&["netns", "add", &namespace]), "ip netns add");
+    struct Delete<'a>(&'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", self.0])
+                .status();
+        }
+    }
+    let _delete = Delete(&namespace);
+    assert!(ip(&[
+        "netns", "exec", &namespace, "ip", "link", "set", "lo", "up"
+    ]));
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let args = serde_json::json!({
+        "roots": roots, "bin": env!("CARGO_BIN_EXE_pyme-stream"),
+        "cluster": format!("MMREAD{}", std::process::id()), "series": series,
+        "width": 96, "height": 64, "bits": 16,
+    });
+    let out = Command::new("ip")
+        .args(["netns", "exec", &namespace, "env"])
+        .arg(format!("TMPDIR={}", tmp.display()))
+        .arg("PYTHONDONTWRITEBYTECODE=1")
+        .arg(python())
+        .arg(source_dir().join("tests/micromanager/driver.py"))
+        .arg(&adapters)
+        .arg("cluster_read")
+        .arg(args.to_string())
+        .output()
+        .expect("ip netns exec");
+    assert!(
+        out.status.success(),
+        "PYME's side failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let read: serde_json::Value =
+        serde_json::from_str(text.lines().last().unwrap_or("")).expect("the driver's JSON");
+    assert_eq!(read["frames"], frames, "{read}");
+    assert_eq!(
+        read["same"], frames,
+        "every frame has the camera's pixels: {read}"
+    );
+    assert_eq!(read["complete"], true, "{read}");
+    assert_eq!(
+        (read["width"].clone(), read["height"].clone()),
+        (96.into(), 64.into())
+    );
+}

@@ -217,6 +217,8 @@ def main():
                 result["counters"] = counters(c)
                 result["process_us"] = c.getProperty("Streamer", "ProcessTimeUs")
         c.unloadAllDevices()
+    elif scenario == "cluster_read":
+        result = cluster_read(args)
     elif scenario == "pyme_read":
         # PYME's own reader is the judge of the orientation: [x, y] of the camera image.
         from PYME.IO import PZFFormat
@@ -233,6 +235,45 @@ def main():
             checked += 1
         result = {"checked": checked}
     print(json.dumps(result))
+
+
+def cluster_read(args):
+    """PYME's cluster data source reads a series back from our servers (started here
+    over the roots the sequence filled, found through PYME's local registry). Only
+    inside a network namespace with only lo: PYME's clusterIO starts zeroconf."""
+    import subprocess
+    import numpy as np
+    procs = []
+    try:
+        for root in args["roots"]:
+            proc = subprocess.Popen(
+                [args["bin"], "serve", "--root", root, "--serverfilter", args["cluster"],
+                 "--port", "0", "--advertise", "local"],
+                stdout=subprocess.PIPE, text=True)
+            procs.append(proc)
+            line = proc.stdout.readline()
+            assert line.startswith("listening on "), line
+        from PYME.IO.DataSources.ClusterPZFDataSource import DataSource
+        width, height, bits = args["width"], args["height"], args["bits"]
+        source = DataSource("PYME-CLUSTER://%s/%s" % (args["cluster"], args["series"]))
+        frames = source.getNumSlices()
+        same = 0
+        for n in range(frames):
+            frame = source.getSlice(n)
+            want = np.array(expected(n, width, height, bits)).T  # [x, y]
+            same += int(frame.shape[:2] == (width, height)
+                        and frame.dtype == (np.uint8 if bits == 8 else np.uint16)
+                        and (frame.reshape(width, height) == want).all())
+        md = source.getMetadata()
+        complete = source.is_complete  # a property in PYME 26.9
+        complete = complete() if callable(complete) else complete
+        return {"frames": frames, "same": same, "complete": bool(complete),
+                "width": int(md["Camera.ImageWidth"]), "height": int(md["Camera.ImageHeight"]),
+                "events": len(source.getEvents())}
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 if __name__ == "__main__":
