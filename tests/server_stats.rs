@@ -301,3 +301,71 @@ fn server_stats_are_read_from_another_thread_during_close() {
         assert_eq!(stats.in_flight_files + stats.queue_files, 0);
     }
 }
+
+/// A server that answers 503 to everything: each file is retried there, then
+/// moved to the other server, which acknowledges it. The retries and moves
+/// count on the first, the outcome on the second, no failure anywhere.
+#[test]
+fn retries_and_moves_count_on_the_server_that_answered_5xx() {
+    let refusing = common::FakeServer::start(|_, _| common::Action::Answer(503));
+    let good = TestServer::start();
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers([refusing.address.clone(), good.address()])
+            .max_retries(2)
+            // The rest after 5xx lasts this long: it is still on when read.
+            .reconnect_backoff(Duration::from_millis(50), Duration::from_secs(120)),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..4 {
+        streamer
+            .put_stream(0, &format!("retry/f{i}"), b"once")
+            .unwrap();
+    }
+    streamer.flush(None).unwrap();
+    let expected = outcomes_by_server(&seen, 2, &|_| 4);
+    assert_eq!(expected, [(0, 0, 0), (4, 16, 0)]);
+    let (first, second) = (
+        streamer.server_stats(0).unwrap(),
+        streamer.server_stats(1).unwrap(),
+    );
+    assert_eq!(first.retries, 8, "{first:?}");
+    assert_eq!(first.moved_away, 4, "{first:?}");
+    assert_eq!(first.files_sent, 12, "three tries each: {first:?}");
+    assert_eq!((first.files_failed, first.files_acknowledged), (0, 0));
+    assert_eq!(first.state, ServerState::Resting, "{first:?}");
+    assert_eq!((second.files_acknowledged, second.retries), (4, 0));
+    assert_eq!(streamer.stats().retries, 8);
+    streamer.close();
+}
+
+/// A bounded close gives up the files a silent server holds: they fail on
+/// that server, and its queue and in-flight gauges come back to zero.
+#[test]
+fn a_bounded_close_leaves_no_file_counted_in_flight() {
+    let silent = common::FakeServer::start(|_, _| common::Action::Silent);
+    let (options, seen) = recording(StreamerOptions::new().server(silent.address.clone()));
+    let streamer = Streamer::new(options).unwrap();
+    for i in 0..5 {
+        streamer
+            .put(&format!("silent/f{i}"), &[3u8; 10], None)
+            .unwrap();
+    }
+    wait_until("five files in flight on the silent server", || {
+        streamer.server_stats(0).unwrap().in_flight_files == 5
+    });
+    let probe = streamer.stats_probe();
+    let closed = streamer.close_timeout(Duration::from_millis(200));
+    let given_up = closed.expect_err("the silent server's files were given up");
+    assert_eq!(given_up.stats.files_failed, 5);
+    let after = probe.server_stats(0).unwrap();
+    assert_eq!(
+        (after.in_flight_files, after.in_flight_bytes),
+        (0, 0),
+        "{after:?}"
+    );
+    assert_eq!((after.queue_files, after.queue_bytes), (0, 0), "{after:?}");
+    assert_eq!(after.files_failed, 5, "{after:?}");
+    // No callback starts after a bounded close reached its limit.
+    assert!(seen.lock().unwrap().is_empty());
+}
