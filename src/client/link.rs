@@ -558,6 +558,43 @@ mod tests {
         Job::new("a", Bytes::from(vec![0; len]), None)
     }
 
+    /// `server_stats` takes no lock a put takes: it answers while the
+    /// link's lock is held (a put in progress), and the gauges follow the
+    /// queue and in-flight moves made under that lock.
+    #[test]
+    fn server_stats_are_read_while_the_link_lock_is_held() {
+        let link = Link::new("x".into(), &StreamerOptions::new());
+        let mut state = link.lock();
+        state.push_queue(job(10));
+        state.push_queue(job(30));
+        let moved = state.pop_queue().unwrap();
+        state.push_in_flight(moved);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| sender.send(link.server_stats()).unwrap());
+            let read = receiver
+                .recv_timeout(Duration::from_secs(60))
+                .expect("server_stats waited for the link's lock");
+            assert_eq!((read.queue_files, read.queue_bytes), (1, 30));
+            assert_eq!((read.in_flight_files, read.in_flight_bytes), (1, 10));
+            assert_eq!(read.state, ServerState::Up);
+            let lost = state.take_in_flight();
+            assert_eq!(lost.len(), 1);
+            assert_eq!(state.take_queue().len(), 1);
+            drop(state);
+        });
+        let after = link.server_stats();
+        assert_eq!(
+            (
+                after.queue_files,
+                after.queue_bytes,
+                after.in_flight_files,
+                after.in_flight_bytes
+            ),
+            (0, 0, 0, 0)
+        );
+    }
+
     #[test]
     fn a_put_wakes_a_polling_sender_only_once_a_quarter_of_a_limit_waits() {
         let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
