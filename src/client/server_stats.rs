@@ -3,7 +3,7 @@
 //! C's `streamer_server_stats` and Python's `Streamer.server_stats` read them
 //! here.
 //!
-//! Each link owns one [`ServerCounters`]: plain atomics, written where the
+//! Each link owns one `ServerCounters`: plain atomics, written where the
 //! link's files move (under the link's lock, or by the thread that finishes a
 //! file) and read with `Relaxed` loads, so that reading them takes no lock a
 //! put takes and can be done often (a UI polling at 1 kHz) without slowing
