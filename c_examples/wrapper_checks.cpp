@@ -106,6 +106,17 @@ void check_every_option(const Address &live) {
         pyme::Streamer streamer(options);
         CHECK(streamer.server_state(0) == STREAMER_SERVER_UP);
         streamer.put(unique("options").c_str(), "x", 1);
+        streamer.flush();
+        pyme::ServerStats counters = streamer.server_stats(0);
+        CHECK(counters.size == sizeof counters);
+        CHECK(counters.state == STREAMER_SERVER_UP);
+        CHECK(counters.files_acknowledged == 1 && counters.bytes_acknowledged == 1);
+        try {
+            streamer.server_stats(SIZE_MAX);
+            CHECK(false);
+        } catch (const pyme::Error &error) {
+            CHECK(error.status() == STREAMER_ERR_INVALID_ARGUMENT);
+        }
         CHECK(pyme::all_acknowledged(streamer.close()));
     }
     pyme::Options discovery;

@@ -66,8 +66,9 @@
  *   - PymeStreamerOptions: not thread-safe; fill it from one thread. A streamer
  *     or stream copies what it needs, so options can be freed right after *_new.
  *   - PymeStreamer: streamer_put, streamer_put_nocopy, streamer_put_stream,
- *     streamer_stats, streamer_flush, streamer_last_error, streamer_n_servers and
- *     streamer_server_state may run concurrently on one handle from any number of threads.
+ *     streamer_stats, streamer_flush, streamer_last_error, streamer_n_servers,
+ *     streamer_server_state and streamer_server_stats may run concurrently on one
+ *     handle from any number of threads (the last two take no lock a put takes).
  *     The streamer_close* functions must not run concurrently with any other
  *     call on that handle, and nothing may use the handle after them.
  *   - PymeStream: stream_put, stream_flush, stream_stats, stream_last_error and
@@ -471,7 +472,8 @@ typedef int32_t (*PymeStreamerFilterFn)(void *user_data,
  * - It should return quickly: it holds up the answers of its server.
  * - May call (re-entrancy contract, tested): `*_stats`, `*_last_error` (it
  *   gives this file's failure message), `streamer_status_str`,
- *   `streamer_version`, `streamer_n_servers`, and puts, which never wait
+ *   `streamer_version`, `streamer_n_servers`, `streamer_server_state`,
+ *   `streamer_server_stats` (this file already counted), and puts, which never wait
  *   there: a full queue returns `STREAMER_ERR_QUEUE_FULL` at once. `*_flush`,
  *   `*_close`, `*_close_stats`, `*_close_timeout` and `stream_finalize` of any
  *   handle return `STREAMER_ERR_IN_CALLBACK` at once and do nothing (they
@@ -504,6 +506,86 @@ typedef void (*PymeStreamerCompletionFn)(void *user_data,
  * - Must not: throw a C++ exception or longjmp out of the call.
  */
 typedef void (*PymeStreamerServerStateFn)(void *user_data, size_t server_index, int32_t state);
+
+/**
+ * The counters of one server of a streamer (`streamer_server_stats`), for
+ * programs that draw their own view of the cluster. Pass
+ * `sizeof(PymeStreamerServerStats)` with it; new fields are only ever
+ * appended. Every field is 64 bits (a LabVIEW cluster: one U64, one I64,
+ * then U64s). Each counter is exact, but a reading is not one snapshot: two
+ * counters may be read a file apart while files move; after
+ * `streamer_flush` they agree with `PymeStreamerStats`.
+ */
+typedef struct PymeStreamerServerStats {
+    /**
+     * Written by the library: how many bytes of this struct it filled (its
+     * own `sizeof(PymeStreamerServerStats)`, or the caller's if smaller).
+     */
+    uint64_t size;
+    /**
+     * The server's state now: a `PymeStreamerServerState` (as
+     * `streamer_server_state` reads it).
+     */
+    int64_t state;
+    /**
+     * Files this server acknowledged (2xx, or 405 for a re-sent file whose
+     * stored bytes were found equal).
+     */
+    uint64_t files_acknowledged;
+    /**
+     * Bytes (as given to put) of the files this server acknowledged.
+     */
+    uint64_t bytes_acknowledged;
+    /**
+     * Files whose final outcome was a failure given by this server (an
+     * error answer, a lost connection with nowhere to move the file, a
+     * filter error). A file moved away and failed elsewhere counts on the
+     * other server; a file failed in the spill folder counts on none.
+     */
+    uint64_t files_failed;
+    /**
+     * Bytes (as given to put) of the files counted in `files_failed`.
+     */
+    uint64_t bytes_failed;
+    /**
+     * Files waiting in this server's queue now, not yet sent.
+     */
+    uint64_t queue_files;
+    /**
+     * Bytes (as given to put) waiting in this server's queue now.
+     */
+    uint64_t queue_bytes;
+    /**
+     * Files sent to this server and waiting for its answer now.
+     */
+    uint64_t in_flight_files;
+    /**
+     * Bytes (as given to put) of the files in flight now.
+     */
+    uint64_t in_flight_bytes;
+    /**
+     * Requests written to this server's connections (a file sent again
+     * counts again).
+     */
+    uint64_t files_sent;
+    /**
+     * Body bytes written to this server's connections (after the filter).
+     */
+    uint64_t bytes_sent;
+    /**
+     * Connections to this server re-established after one ended.
+     */
+    uint64_t reconnects;
+    /**
+     * Files sent to this server again after it answered 5xx.
+     */
+    uint64_t retries;
+    /**
+     * Files this server handed to another server: its connection failed
+     * (failover), or it kept answering 5xx after its retries.
+     */
+    uint64_t moved_away;
+} PymeStreamerServerStats;
 
 /**
  * The statistics of a streamer or stream: counters since it was created, and
@@ -1031,6 +1113,24 @@ int32_t streamer_server_state(const struct PymeStreamer *streamer, size_t index,
  * `stream` is NULL or a valid handle; `state` is NULL or a valid pointer.
  */
 int32_t stream_server_state(const struct PymeStream *stream, int32_t *state);
+
+/**
+ * Writes the counters of server `index` now to `*out`, `stats_size` bytes
+ * of it at most (pass `sizeof(PymeStreamerServerStats)`; see its `size`).
+ * It takes no lock that a put takes: poll it as often as a UI needs, from
+ * any thread and from callbacks (a completion callback sees its own file
+ * counted). `STREAMER_ERR_INVALID_ARGUMENT` when `index >=
+ * streamer_n_servers` or `stats_size < 8`; `*out` is written only on
+ * success. Consumes nothing.
+ *
+ * # Safety
+ * `streamer` is NULL or a valid handle; `out` is NULL or points to
+ * `stats_size` writable bytes, aligned for `uint64_t`.
+ */
+int32_t streamer_server_stats(const struct PymeStreamer *streamer,
+                              size_t index,
+                              struct PymeStreamerServerStats *out,
+                              size_t stats_size);
 
 /**
  * A static, NUL-terminated English description of `status`, for any value

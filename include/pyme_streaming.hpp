@@ -70,6 +70,7 @@
 namespace pyme {
 
 using Stats = PymeStreamerStats;
+using ServerStats = PymeStreamerServerStats;
 
 /// True when every file accepted was acknowledged.
 inline bool all_acknowledged(const Stats &stats) noexcept {
@@ -521,6 +522,12 @@ public:
         int32_t state = STREAMER_SERVER_DOWN;
         check(streamer_server_state(open(), index, &state));
         return state;
+    }
+    /// The counters of server `index` now (`streamer_server_stats`); no lock a put takes.
+    ServerStats server_stats(std::size_t index) const {
+        ServerStats stats{};
+        check(streamer_server_stats(open(), index, &stats, sizeof stats));
+        return stats;
     }
     Stats stats() const {
         Stats stats{};

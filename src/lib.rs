@@ -26,7 +26,8 @@ pub mod server;
 mod threads;
 
 pub use client::{
-    distribution, filter, fork, options, outcome, protocol, server_state, stream, streamer,
+    distribution, filter, fork, options, outcome, protocol, server_state, server_stats, stream,
+    streamer,
 };
 
 pub use bytes::Bytes;
@@ -36,6 +37,7 @@ pub use filter::{FileInfo, Filter, FilterError, FnFilter, Identity};
 pub use options::StreamerOptions;
 pub use outcome::{Outcome, OutcomeResult, Stats};
 pub use server_state::ServerState;
+pub use server_stats::ServerStats;
 pub use stream::Stream;
 pub use streamer::{StatsProbe, Streamer};
 pub use threads::NO_SCHED_BATCH_ENV;

@@ -263,6 +263,68 @@ fn api_checks_pass_against_a_server() {
     );
 }
 
+/// `streamer_server_stats` (issue 25, item 4) from C: NULLs, an index out of
+/// range (SIZE_MAX too), sizes 0, 4, 8, an older prefix and a larger buffer
+/// (never written beyond the library's struct), a LabVIEW-shaped struct of
+/// 64-bit fields, counts that add up to `streamer_stats`, and reads from the
+/// completion callback while `streamer_close` runs.
+#[test]
+fn server_stats_from_c_write_a_prefix_and_add_up() {
+    let servers = start_servers(2);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_server_stats_program(dir.path());
+    let output = run(Command::new(&exe)
+        .arg(servers[0].address())
+        .arg(servers[1].address()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+    let stored: usize = servers.iter().map(|s| s.files().len()).sum();
+    assert!(stored >= 350, "{stored} files stored");
+}
+
+fn build_server_stats_program(dir: &Path) -> PathBuf {
+    let exe = dir.join("server_stats");
+    build_against_shared(
+        "gcc",
+        "c99",
+        &example("server_stats.c"),
+        &exe,
+        &["-D_POSIX_C_SOURCE=200809L", "-pthread"],
+    );
+    exe
+}
+
+/// The same program under valgrind: no read or write beyond the caller's
+/// struct for any size it passes, nothing leaked.
+#[test]
+fn server_stats_program_is_clean_under_valgrind() {
+    if !require_tool(
+        "server_stats_program_is_clean_under_valgrind",
+        "valgrind",
+        &["--version"],
+    ) {
+        return;
+    }
+    let servers = start_servers(2);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_server_stats_program(dir.path());
+    let output = run_within(
+        Command::new("valgrind")
+            .args([
+                "--quiet",
+                "--error-exitcode=1",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+            ])
+            .arg(&exe)
+            .arg(servers[0].address())
+            .arg(servers[1].address()),
+        std::time::Duration::from_secs(600),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+}
+
 /// fork() with a streamer and a stream open (issue 22, item 5): in the child
 /// every inherited call returns STREAMER_ERR_FORKED at once and the closes only
 /// free memory; the child streams with its own streamer; the parent streams on.

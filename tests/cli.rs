@@ -250,3 +250,186 @@ fn serve_gives_the_tmpfs_advice_on_stderr_exactly_when_it_applies() {
     }
     eprintln!("{advised} of {} roots advised", roots.len());
 }
+
+/// The `<tag ...>` openings of `tag` in `page`, each as its attribute text.
+fn elements<'a>(page: &'a str, tag: &str) -> Vec<&'a str> {
+    let open = format!("<{tag} ");
+    page.match_indices(&open)
+        .map(|(at, _)| {
+            let rest = &page[at + open.len()..];
+            &rest[..rest.find('>').expect("a closed tag")]
+        })
+        .collect()
+}
+
+/// The value of `name="..."` in an element's attribute text.
+fn attribute<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let at = format!(" {element}").find(&key)?;
+    let rest = &element[at + key.len() - 1..];
+    Some(&rest[..rest.find('"')?])
+}
+
+/// A report page as the issue asks: nothing fetched from outside, one
+/// throughput series per server (with its points), a histogram whose bars
+/// count every put.
+fn check_report(page: &str, servers: &[String], puts: u64) {
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    for (at, _) in page.match_indices("://") {
+        let before = &page[at.saturating_sub(12)..at];
+        assert!(
+            !(before.contains("src=") || before.contains("href=")),
+            "an external resource at {at}: {}",
+            &page[at.saturating_sub(12)..(at + 40).min(page.len())]
+        );
+    }
+    for forbidden in ["<script", "<link", "@import", "url(", "<img", "<iframe"] {
+        assert!(!page.contains(forbidden), "{forbidden} in the page");
+    }
+    assert_eq!(page.matches("<svg ").count(), 2, "two charts");
+    let series = elements(page, "polyline");
+    let named: Vec<&str> = series
+        .iter()
+        .filter(|e| attribute(e, "class") == Some("series"))
+        .map(|e| attribute(e, "data-server").expect("data-server"))
+        .collect();
+    assert_eq!(named, servers, "one series per server, in order");
+    for element in &series {
+        let points = attribute(element, "points").unwrap();
+        let pairs: Vec<(f64, f64)> = points
+            .split_whitespace()
+            .map(|pair| {
+                let (x, y) = pair.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect();
+        assert!(pairs.len() >= 2, "a line, not a point: {points}");
+        assert!(pairs.windows(2).all(|w| w[0].0 <= w[1].0), "{points}");
+    }
+    let bars: Vec<&str> = elements(page, "rect")
+        .into_iter()
+        .filter(|e| attribute(e, "class") == Some("bar"))
+        .collect();
+    assert!(!bars.is_empty(), "a histogram");
+    let counted: u64 = bars
+        .iter()
+        .map(|e| attribute(e, "data-count").unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, puts, "every put in one bar");
+    for bar in &bars {
+        let low: f64 = attribute(bar, "data-low-us").unwrap().parse().unwrap();
+        let high: f64 = attribute(bar, "data-high-us").unwrap().parse().unwrap();
+        assert!(low < high, "{bar}");
+    }
+}
+
+#[test]
+fn bench_report_is_one_self_contained_page_with_a_series_per_server() {
+    let servers: Vec<TestServer> = (0..3).map(|_| TestServer::start()).collect();
+    let addresses: Vec<String> = servers.iter().map(TestServer::address).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let page_path = dir.path().join("run.html");
+    let output = pyme_stream()
+        .args(["bench", "--servers", &addresses.join(",")])
+        .args(["--count", "300", "--size", "20000", "--prefix", "rep"])
+        .arg("--report")
+        .arg(&page_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let page = std::fs::read_to_string(&page_path).expect("the report was written");
+    check_report(&page, &addresses, 300);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("3/3 servers up"));
+}
+
+#[test]
+fn put_json_and_report_show_every_server_and_the_one_that_is_down() {
+    let servers: Vec<TestServer> = (0..2).map(|_| TestServer::start()).collect();
+    let dead = common::dead_address();
+    let addresses = vec![servers[0].address(), dead.clone(), servers[1].address()];
+    let source = tempfile::tempdir().unwrap();
+    for i in 0..40 {
+        std::fs::write(source.path().join(format!("f{i:02}.bin")), vec![b'p'; 5000]).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let page_path = dir.path().join("put.html");
+    let output = pyme_stream()
+        .args(["put", "--servers", &addresses.join(","), "--prefix", "pj"])
+        .args(["--connect-timeout-ms", "500", "--json", "--report"])
+        .arg(&page_path)
+        .arg(source.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = last_json_line(&output.stdout);
+    assert_eq!(report["files"], 40, "{report}");
+    assert_eq!(report["acknowledged"], 40, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["bytes"], 200_000, "{report}");
+    assert_eq!(report["servers_up"], 2, "{report}");
+    assert!(report["put_latency_us"]["p99"].is_number(), "{report}");
+    let per_server = report["per_server"].as_array().expect("per_server");
+    assert_eq!(per_server.len(), 3);
+    assert_eq!(per_server[1]["server"], dead.as_str());
+    assert_eq!(per_server[1]["state"], "down");
+    assert_eq!(per_server[1]["files_acknowledged"], 0);
+    let acknowledged: u64 = per_server
+        .iter()
+        .map(|s| s["files_acknowledged"].as_u64().unwrap())
+        .sum();
+    assert_eq!(acknowledged, 40);
+    for (i, server) in [&servers[0], &servers[1]].iter().enumerate() {
+        let stored = server.files().len() as u64;
+        let row = &per_server[i * 2];
+        assert_eq!(row["files_acknowledged"].as_u64(), Some(stored), "{row}");
+    }
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("2/3 servers up"), "{summary}");
+    let page = std::fs::read_to_string(&page_path).expect("the report was written");
+    check_report(&page, &addresses, 40);
+}
+
+#[test]
+fn demo_json_reports_the_servers_and_every_file() {
+    let output = pyme_stream()
+        .args(["demo", "--frames", "12", "--width", "64", "--height", "48"])
+        .args(["--n-servers", "2", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = last_json_line(&output.stdout);
+    for (key, value) in [
+        ("files", 15),
+        ("acknowledged", 15),
+        ("failed", 0),
+        ("lost", 0),
+        ("servers_up", 2),
+    ] {
+        assert_eq!(report[key], value, "{key} in {report}");
+    }
+    assert!(report["mb_per_s"].is_number(), "{report}");
+    let per_server = report["per_server"].as_array().unwrap();
+    assert_eq!(per_server.len(), 2);
+    assert_eq!(
+        per_server
+            .iter()
+            .map(|s| s["files_acknowledged"].as_u64().unwrap())
+            .sum::<u64>(),
+        15
+    );
+    assert!(per_server.iter().all(|s| s["state"] == "up"), "{report}");
+}

@@ -669,6 +669,28 @@ fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, PyDict
     Ok(dict)
 }
 
+fn server_stats_dict<'py>(
+    py: Python<'py>,
+    stats: &pyme_streaming::ServerStats,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("state", stats.state.name())?;
+    dict.set_item("files_acknowledged", stats.files_acknowledged)?;
+    dict.set_item("bytes_acknowledged", stats.bytes_acknowledged)?;
+    dict.set_item("files_failed", stats.files_failed)?;
+    dict.set_item("bytes_failed", stats.bytes_failed)?;
+    dict.set_item("queue_files", stats.queue_files)?;
+    dict.set_item("queue_bytes", stats.queue_bytes)?;
+    dict.set_item("in_flight_files", stats.in_flight_files)?;
+    dict.set_item("in_flight_bytes", stats.in_flight_bytes)?;
+    dict.set_item("files_sent", stats.files_sent)?;
+    dict.set_item("bytes_sent", stats.bytes_sent)?;
+    dict.set_item("reconnects", stats.reconnects)?;
+    dict.set_item("retries", stats.retries)?;
+    dict.set_item("moved_away", stats.moved_away)?;
+    Ok(dict)
+}
+
 /// A file name: a `str` (PYME also passes names as `str`).
 fn file_name(filename: &Bound<'_, PyAny>) -> PyResult<String> {
     filename
@@ -896,6 +918,22 @@ impl PyStreamer {
     fn server_state(&self, index: usize) -> PyResult<&'static str> {
         match self.core.probe.server_state(index) {
             Some(state) => Ok(state.name()),
+            None => Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "no server {index}: there are {} servers",
+                self.n_servers
+            ))),
+        }
+    }
+
+    /// The counters of server `index` now, as a dict: `state` (as
+    /// `server_state`), files and bytes acknowledged, failed (on the server
+    /// that gave the file its final outcome), queued and in flight now, sent,
+    /// `reconnects`, `retries`, `moved_away`. It takes no lock a put takes
+    /// (poll it as often as a UI needs, from any thread, a callback, or while
+    /// another thread closes the streamer).
+    fn server_stats<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyDict>> {
+        match self.core.probe.server_stats(index) {
+            Some(stats) => server_stats_dict(py, &stats),
             None => Err(pyo3::exceptions::PyIndexError::new_err(format!(
                 "no server {index}: there are {} servers",
                 self.n_servers

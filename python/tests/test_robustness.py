@@ -543,3 +543,59 @@ def test_flush_ends_normally_when_another_thread_closes(silent):
     assert time.monotonic() - started >= 1.5, "flush returned before close ended"
     closer.join()
     assert s.stats()["files_failed"] == 1
+
+
+def test_server_stats_count_each_server_and_are_read_during_close(cluster):
+    """Streamer.server_stats(i): per-server counts that add up to stats(), an
+    IndexError out of range, and reads from a callback and from another thread
+    while close() runs."""
+    import threading
+
+    seen = []
+    holder = {}
+
+    def on_complete(outcome):
+        # Its own file is counted already on its server.
+        seen.append(holder["s"].server_stats(outcome.server)["files_acknowledged"])
+
+    s = ps.Streamer(servers=[srv.address for srv in cluster], on_complete=on_complete)
+    holder["s"] = s
+    for i in range(300):
+        s.put("stats/f%d" % i, b"x" * (10 + i))
+    s.flush()
+    each = [s.server_stats(i) for i in range(3)]
+    totals = s.stats()
+    for i, stats in enumerate(each):
+        assert stats["state"] == "up"
+        assert stats["files_acknowledged"] == len(cluster[i].files())
+        assert stats["files_failed"] == 0
+        assert stats["in_flight_files"] == 0 and stats["queue_files"] == 0
+        assert set(stats) >= {"bytes_acknowledged", "bytes_sent", "reconnects", "retries", "moved_away"}
+    assert sum(st["files_acknowledged"] for st in each) == totals["files_acknowledged"] == 300
+    assert sum(st["bytes_acknowledged"] for st in each) == totals["bytes_acknowledged"]
+    assert len(seen) == 300 and min(seen) >= 1
+    with pytest.raises(IndexError):
+        s.server_stats(3)
+    with pytest.raises(OverflowError):
+        s.server_stats(-1)
+
+    for i in range(300, 1300):
+        s.put("stats/f%d" % i, b"y" * 100)
+    reads, errors, stop = [], [], threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            try:
+                reads.append(s.server_stats(0)["files_acknowledged"])
+            except Exception as error:  # noqa: BLE001 - the test reports it
+                errors.append(error)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    s.close()
+    stop.set()
+    poller.join()
+    assert not errors, errors
+    assert reads and reads == sorted(reads), "acknowledged files only grow"
+    assert sum(s.server_stats(i)["files_acknowledged"] for i in range(3)) == 1300
+    assert s.server_stats(0)["state"] == "down"

@@ -8,6 +8,8 @@ use std::time::Instant;
 use pyme_streaming::{Bytes, Streamer};
 
 use super::camera::Camera;
+use super::report::{self, Report};
+use super::watch::Watch;
 use super::{progress_bar, summary_line, CliResult, StreamArgs, Tally};
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +51,10 @@ pub struct BenchArgs {
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write a self-contained HTML page: throughput over time per server and
+    /// a histogram of the put latencies.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +108,7 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     }
     let random_body = Bytes::from(random_bytes(size));
     let bar = progress_bar(args.count, "bench");
+    let watch = Watch::start(&streamer, &bar, &tally);
     let period = args
         .rate
         .filter(|rate| *rate > 0.0)
@@ -166,20 +173,24 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         bar.set_position(tally.done.load(std::sync::atomic::Ordering::Relaxed));
     }
     let servers: Vec<String> = streamer.servers().map(str::to_owned).collect();
+    // Every file has its outcome after the flush: the last reading shows the
+    // final counters and each server's state before the close takes them all down.
+    let _ = streamer.flush(None);
+    let watched = watch.finish();
     let stats = streamer.close();
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
     bar.finish_and_clear();
     tally.print_failures();
 
-    let put_us = Percentiles::of(latencies_ns);
+    let put_us = Percentiles::of(latencies_ns.clone());
     let put_cpu_us = Percentiles::of(put_cpu_ns);
     let copy_us = Percentiles::of(copy_ns);
     let mb_per_s = stats.bytes_acknowledged as f64 / 1e6 / seconds;
     let files_per_s = stats.files_acknowledged as f64 / seconds;
     let gb_sent = stats.bytes_sent as f64 / 1e9;
-    println!(
-        "{}; {:.1} MB/s, {:.0} files/s in {:.2} s; put latency p50 {:.1} us, p99 {:.1} us, max {:.1} us; CPU {:.2} s ({:.2} s/GB), peak RSS {} MiB",
+    let summary = format!(
+        "{}; {:.1} MB/s, {:.0} files/s in {:.2} s; put latency p50 {:.1} us, p99 {:.1} us, max {:.1} us; CPU {:.2} s ({:.2} s/GB), peak RSS {} MiB; {}/{} servers up",
         summary_line(&stats),
         mb_per_s,
         files_per_s,
@@ -190,7 +201,19 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         cpu_seconds,
         if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
         peak_rss_bytes() / (1024 * 1024),
+        watched.servers_up(),
+        watched.servers.len(),
     );
+    println!("{summary}");
+    if let Some(path) = &args.report {
+        let page = Report {
+            command: "bench",
+            summary: std::slice::from_ref(&summary),
+            watched: &watched,
+            put_latencies_ns: &latencies_ns,
+        };
+        report::write(path, &page)?;
+    }
     if !put_cpu_us.is_empty() {
         println!(
             "put CPU time (the time the calling thread ran; the rest of a put's latency it waited or was not scheduled): p50 {:.1} us, p99 {:.1} us, max {:.1} us",
@@ -231,6 +254,8 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
             "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
             "peak_rss_bytes": peak_rss_bytes(),
             "servers": servers,
+            "servers_up": watched.servers_up(),
+            "per_server": watched.servers_json(),
             "size": size,
         });
         println!("{report}");
@@ -241,6 +266,12 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `{"p50": .., "p99": .., "max": ..}` of put latencies in nanoseconds, in
+/// microseconds (for the `--json` of `put`).
+pub fn latency_json(latencies_ns: Vec<u64>) -> serde_json::Value {
+    Percentiles::of(latencies_ns).json()
 }
 
 /// Percentiles of durations in nanoseconds, in microseconds.

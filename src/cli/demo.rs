@@ -16,6 +16,7 @@ use pyme_streaming::{Bytes, Streamer, StreamerOptions};
 use pyme_streaming::{FileInfo, Filter, FilterError};
 
 use super::camera::Camera;
+use super::watch::Watch;
 use super::{progress_bar, CliResult, Tally};
 
 #[derive(clap::Args, Debug)]
@@ -35,6 +36,9 @@ pub struct DemoArgs {
     /// Keep the servers' folders (their paths are printed).
     #[arg(long)]
     pub keep: bool,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const SERIES: &str = "demo/series_0001";
@@ -91,6 +95,7 @@ fn stream_and_check(args: &DemoArgs, roots: &[PathBuf]) -> CliResult<ExitCode> {
     );
     let streamer = Streamer::new(options)?;
     let bar = progress_bar(files.len() as u64, "demo");
+    let watch = Watch::start(&streamer, &bar, &tally);
     let started = Instant::now();
     for file in &files {
         let data = Bytes::from(file.contents(&camera));
@@ -99,6 +104,10 @@ fn stream_and_check(args: &DemoArgs, roots: &[PathBuf]) -> CliResult<ExitCode> {
         }
         bar.set_position(tally.done.load(std::sync::atomic::Ordering::Relaxed));
     }
+    // Every file has its outcome after the flush: the last reading shows the
+    // final counters and each server's state before the close takes them all down.
+    let _ = streamer.flush(None);
+    let watched = watch.finish();
     let stats = streamer.close();
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -131,6 +140,23 @@ fn stream_and_check(args: &DemoArgs, roots: &[PathBuf]) -> CliResult<ExitCode> {
         stats.files_acknowledged,
         files.len()
     );
+    if args.json {
+        let report = serde_json::json!({
+            "files": files.len(),
+            "acknowledged": stats.files_acknowledged,
+            "failed": stats.files_failed,
+            "lost": lost,
+            "bytes": stats.bytes_acknowledged,
+            "bytes_sent": stats.bytes_sent,
+            "seconds": seconds,
+            "mb_per_s": stats.bytes_acknowledged as f64 / 1e6 / seconds,
+            "files_per_s": stats.files_acknowledged as f64 / seconds,
+            "servers": watched.servers,
+            "servers_up": watched.servers_up(),
+            "per_server": watched.servers_json(),
+        });
+        println!("{report}");
+    }
     let perfect = lost == 0 && stats.files_acknowledged == files.len() as u64;
     Ok(if perfect {
         ExitCode::SUCCESS

@@ -6,7 +6,9 @@ pub mod demo;
 pub mod discover;
 pub mod put;
 pub mod pzf;
+pub mod report;
 pub mod serve;
+pub mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -191,6 +193,7 @@ impl StreamArgs {
 #[derive(Default)]
 pub struct Tally {
     pub done: AtomicU64,
+    pub failed: AtomicU64,
     pub failures: std::sync::Mutex<Vec<String>>,
 }
 
@@ -201,6 +204,7 @@ impl Tally {
         options.on_complete(move |outcome| {
             tally.done.fetch_add(1, Ordering::Relaxed);
             if let pyme_streaming::OutcomeResult::Failed(error) = outcome.result {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
                 let mut failures = tally.failures.lock().unwrap_or_else(|e| e.into_inner());
                 if failures.len() < 10 {
                     failures.push(format!("{}: {error}", outcome.name));
@@ -221,10 +225,12 @@ impl Tally {
     }
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
+/// A progress bar on stderr (hidden when stderr is not a terminal). Its
+/// message (servers up of all, files failed) is kept by `watch::Watch`.
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    let template = format!("{what} {{bar:40}} {{pos}}/{{len}} files, {{per_sec}}, eta {{eta}}");
+    let template =
+        format!("{what} {{bar:40}} {{pos}}/{{len}} files, {{per_sec}}, eta {{eta}}, {{msg}}");
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use pyme_streaming::{Bytes, Streamer};
 
+use super::report::{self, Report};
+use super::watch::Watch;
 use super::{progress_bar, summary_line, CliResult, StreamArgs, Tally};
 
 #[derive(clap::Args, Debug)]
@@ -20,6 +22,13 @@ pub struct PutArgs {
     /// under its own name (`put --prefix P dir` stores `P/dir/...`).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a self-contained HTML page: throughput over time per server and
+    /// a histogram of the put latencies.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(args: PutArgs) -> CliResult<ExitCode> {
@@ -43,27 +52,72 @@ pub fn run(args: PutArgs) -> CliResult<ExitCode> {
     let tally = Arc::new(Tally::default());
     let streamer = Streamer::new(tally.attach(args.stream.options()?))?;
     let bar = progress_bar(files.len() as u64, "put");
+    let watch = Watch::start(&streamer, &bar, &tally);
     let started = Instant::now();
     let mut rejected = 0;
+    let mut latencies_ns = Vec::with_capacity(files.len());
     for (index, (path, name)) in files.iter().enumerate() {
         let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Err(error) = streamer.put_bytes(name, Bytes::from(data), Some(index as i64)) {
+        let put_started = Instant::now();
+        let result = streamer.put_bytes(name, Bytes::from(data), Some(index as i64));
+        latencies_ns.push(put_started.elapsed().as_nanos() as u64);
+        if let Err(error) = result {
             eprintln!("put {name}: {error}");
             rejected += 1;
         }
         bar.set_position(tally.done.load(std::sync::atomic::Ordering::Relaxed));
     }
+    // Every file has its outcome after the flush: the last reading shows the
+    // final counters and each server's state before the close takes them all down.
+    let _ = streamer.flush(None);
+    let watched = watch.finish();
     let stats = streamer.close();
+    let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     tally.print_failures();
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{}; {:.1} MB in {:.2} s ({:.1} MB/s)",
+    let mb_per_s = stats.bytes_acknowledged as f64 / 1e6 / seconds;
+    let summary = format!(
+        "{}; {:.1} MB in {:.2} s ({:.1} MB/s); {}/{} servers up",
         summary_line(&stats),
         stats.bytes_acknowledged as f64 / 1e6,
         seconds,
-        stats.bytes_acknowledged as f64 / 1e6 / seconds
+        mb_per_s,
+        watched.servers_up(),
+        watched.servers.len(),
     );
+    println!("{summary}");
+    if let Some(path) = &args.report {
+        let page = Report {
+            command: "put",
+            summary: std::slice::from_ref(&summary),
+            watched: &watched,
+            put_latencies_ns: &latencies_ns,
+        };
+        report::write(path, &page)?;
+    }
+    if args.json {
+        let report = serde_json::json!({
+            "files": files.len(),
+            "acknowledged": stats.files_acknowledged,
+            "failed": stats.files_failed,
+            "rejected": rejected,
+            "dropped": stats.dropped,
+            "rerouted": stats.rerouted,
+            "reconnects": stats.reconnects,
+            "retries": stats.retries,
+            "spilled": stats.spilled,
+            "bytes": stats.bytes_acknowledged,
+            "bytes_sent": stats.bytes_sent,
+            "seconds": seconds,
+            "mb_per_s": mb_per_s,
+            "files_per_s": stats.files_acknowledged as f64 / seconds,
+            "put_latency_us": super::bench::latency_json(latencies_ns),
+            "servers": watched.servers,
+            "servers_up": watched.servers_up(),
+            "per_server": watched.servers_json(),
+        });
+        println!("{report}");
+    }
     let all_landed = rejected == 0 && stats.files_acknowledged == files.len() as u64;
     Ok(if all_landed {
         ExitCode::SUCCESS

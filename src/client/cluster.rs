@@ -230,6 +230,14 @@ impl Cluster {
                 spill::delivered(path);
             }
         }
+        // Counted on the server that gave the outcome, before the callback
+        // runs (a callback reading `server_stats` sees its own file).
+        if let Some(link) = self.links.get(outcome.server) {
+            match outcome.result {
+                OutcomeResult::Acknowledged { .. } => link.counters.acknowledged(outcome.bytes),
+                OutcomeResult::Failed(_) => link.counters.failed(outcome.bytes),
+            }
+        }
         self.reporter.report(outcome);
         let mut progress = self.lock_progress();
         progress.pending -= 1;
@@ -312,6 +320,7 @@ impl Cluster {
                 match self.move_to_live(Some(from), job) {
                     None => {
                         Counters::add(&self.counters().rerouted);
+                        self.links[from].counters.moved_away();
                         continue;
                     }
                     Some(job) => job,
@@ -371,7 +380,11 @@ impl Cluster {
         }
         job.moves += 1;
         job.retries = 0;
-        self.move_to_live(Some(from), job)
+        let back = self.move_to_live(Some(from), job);
+        if back.is_none() {
+            self.links[from].counters.moved_away();
+        }
+        back
     }
 
     /// Puts `job` (a file of `server`) in the spill folder, if there is

@@ -12,13 +12,14 @@
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::distribution::{DrainMeter, ServerLoad};
 use super::job::{Job, Refused};
 use super::options::{InterruptCheck, INTERRUPT_CHECK_INTERVAL};
 use super::server_state::{ServerState, StateCell};
+use super::server_stats::{ServerCounters, ServerStats};
 use crate::{Error, StreamerOptions};
 
 #[derive(Default)]
@@ -52,6 +53,9 @@ pub(super) struct State {
     pub(super) sender_polling: bool,
     /// How fast the server finishes files, for load-aware distributions.
     pub(super) drain: DrainMeter,
+    /// The link's counters (`Link::counters`): the queue and in-flight
+    /// gauges follow every change made through the methods below.
+    pub(super) counters: Arc<ServerCounters>,
 }
 
 impl State {
@@ -72,14 +76,65 @@ impl State {
 
     pub(super) fn push_queue(&mut self, job: Job) {
         self.queue_bytes += job.len();
+        self.counters.queue_changed(1, signed(job.len()));
         self.queue.push_back(job);
+    }
+
+    /// Puts a file back at the front of the queue (sent again first).
+    pub(super) fn push_queue_front(&mut self, job: Job) {
+        self.queue_bytes += job.len();
+        self.counters.queue_changed(1, signed(job.len()));
+        self.queue.push_front(job);
     }
 
     pub(super) fn pop_queue(&mut self) -> Option<Job> {
         let job = self.queue.pop_front()?;
         self.queue_bytes -= job.len();
+        self.counters.queue_changed(-1, -signed(job.len()));
         Some(job)
     }
+
+    /// Every queued file, taken out of the queue.
+    pub(super) fn take_queue(&mut self) -> Vec<Job> {
+        let taken: Vec<Job> = self.queue.drain(..).collect();
+        self.counters
+            .queue_changed(-(taken.len() as i64), -signed(self.queue_bytes));
+        self.queue_bytes = 0;
+        taken
+    }
+
+    /// A file is about to be written: it waits for its answer from now on.
+    pub(super) fn push_in_flight(&mut self, job: Job) {
+        self.counters.in_flight_changed(1, signed(job.len()));
+        self.in_flight.push_back(job);
+    }
+
+    /// The oldest file in flight (the one the next answer is for).
+    pub(super) fn pop_in_flight(&mut self) -> Option<Job> {
+        let job = self.in_flight.pop_front()?;
+        self.counters.in_flight_changed(-1, -signed(job.len()));
+        Some(job)
+    }
+
+    /// The newest file in flight.
+    fn pop_in_flight_back(&mut self) -> Option<Job> {
+        let job = self.in_flight.pop_back()?;
+        self.counters.in_flight_changed(-1, -signed(job.len()));
+        Some(job)
+    }
+
+    /// Every file in flight, oldest first, taken out.
+    pub(super) fn take_in_flight(&mut self) -> Vec<Job> {
+        let taken: Vec<Job> = self.in_flight.drain(..).collect();
+        let bytes: u64 = taken.iter().map(Job::len).sum();
+        self.counters
+            .in_flight_changed(-(taken.len() as i64), -signed(bytes));
+        taken
+    }
+}
+
+fn signed(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// One server of a streamer: its queue and the state of its connection.
@@ -101,6 +156,9 @@ pub(crate) struct Link {
     /// Whether the connection is up, readable without the lock (see
     /// `server_state`); kept beside `State::up` by the link's threads.
     pub(super) cell: StateCell,
+    /// This server's counters, readable without the lock (a copy of the
+    /// `Arc` in `State`, which keeps the gauges).
+    pub(super) counters: Arc<ServerCounters>,
 }
 
 impl Link {
@@ -122,6 +180,7 @@ impl Link {
             None => ServerState::Up,
             Some(_) => ServerState::Down,
         };
+        let counters = Arc::<ServerCounters>::default();
         Link {
             server,
             max_files: options.queue_max_files.max(1),
@@ -129,6 +188,7 @@ impl Link {
             state: Mutex::new(State {
                 up: unreachable.is_none(),
                 failure: unreachable,
+                counters: Arc::clone(&counters),
                 ..State::default()
             }),
             work: Condvar::new(),
@@ -136,7 +196,13 @@ impl Link {
             resting_until: AtomicU64::new(0),
             created: Instant::now(),
             cell: StateCell::new(connection),
+            counters,
         }
+    }
+
+    /// This server's counters now: no lock (see `server_stats`).
+    pub fn server_stats(&self) -> ServerStats {
+        self.counters.read(self.server_state())
     }
 
     /// The server's state now: no lock (see `server_state`).
@@ -410,10 +476,9 @@ impl Link {
         let mut guard = self.lock();
         let state = &mut *guard;
         let count = state.in_flight.len();
-        while let Some(mut job) = state.in_flight.pop_back() {
+        while let Some(mut job) = state.pop_in_flight_back() {
             job.maybe_stored |= maybe_stored;
-            state.queue_bytes += job.len();
-            state.queue.push_front(job);
+            state.push_queue_front(job);
         }
         count
     }
@@ -434,7 +499,7 @@ impl Link {
         if let Some(socket) = &state.socket {
             let _ = socket.shutdown(Shutdown::Both);
         }
-        let mut taken: Vec<Job> = state.in_flight.drain(..).collect();
+        let mut taken: Vec<Job> = state.take_in_flight();
         for job in &mut taken {
             job.maybe_stored = true;
         }
@@ -493,6 +558,43 @@ mod tests {
         Job::new("a", Bytes::from(vec![0; len]), None)
     }
 
+    /// `server_stats` takes no lock a put takes: it answers while the
+    /// link's lock is held (a put in progress), and the gauges follow the
+    /// queue and in-flight moves made under that lock.
+    #[test]
+    fn server_stats_are_read_while_the_link_lock_is_held() {
+        let link = Link::new("x".into(), &StreamerOptions::new());
+        let mut state = link.lock();
+        state.push_queue(job(10));
+        state.push_queue(job(30));
+        let moved = state.pop_queue().unwrap();
+        state.push_in_flight(moved);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| sender.send(link.server_stats()).unwrap());
+            let read = receiver
+                .recv_timeout(Duration::from_secs(60))
+                .expect("server_stats waited for the link's lock");
+            assert_eq!((read.queue_files, read.queue_bytes), (1, 30));
+            assert_eq!((read.in_flight_files, read.in_flight_bytes), (1, 10));
+            assert_eq!(read.state, ServerState::Up);
+            let lost = state.take_in_flight();
+            assert_eq!(lost.len(), 1);
+            assert_eq!(state.take_queue().len(), 1);
+            drop(state);
+        });
+        let after = link.server_stats();
+        assert_eq!(
+            (
+                after.queue_files,
+                after.queue_bytes,
+                after.in_flight_files,
+                after.in_flight_bytes
+            ),
+            (0, 0, 0, 0)
+        );
+    }
+
     #[test]
     fn a_put_wakes_a_polling_sender_only_once_a_quarter_of_a_limit_waits() {
         let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
@@ -506,8 +608,7 @@ mod tests {
         );
         state.push_queue(job(10));
         assert!(link.sender_must_wake(&state), "2 files of 8");
-        state.queue.clear();
-        state.queue_bytes = 0;
+        state.take_queue();
         state.push_queue(job(250));
         assert!(link.sender_must_wake(&state), "250 bytes of 1000");
     }

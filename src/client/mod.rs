@@ -39,6 +39,7 @@ pub mod outcome;
 pub mod protocol;
 mod resolve;
 pub mod server_state;
+pub mod server_stats;
 mod session;
 mod spill;
 pub mod stream;

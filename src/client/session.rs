@@ -172,6 +172,7 @@ fn run_sessions(cluster: &Arc<Cluster>, index: usize, first: Option<TcpStream>) 
                             match connect(&link.server, &cluster.options) {
                                 Ok(connected) => {
                                     Counters::add(&cluster.counters().reconnects);
+                                    link.counters.reconnected();
                                     socket = Some(connected);
                                     continue;
                                 }
@@ -212,6 +213,7 @@ fn run_sessions(cluster: &Arc<Cluster>, index: usize, first: Option<TcpStream>) 
         match connect(&link.server, &cluster.options) {
             Ok(connected) => {
                 Counters::add(&cluster.counters().reconnects);
+                link.counters.reconnected();
                 socket = Some(connected);
             }
             Err(error) if link.counts_as_up() => {
@@ -245,13 +247,12 @@ enum SessionEnd {
 fn take_pending(link: &Link) -> Vec<Job> {
     let mut guard = link.lock();
     let state = &mut *guard;
-    let mut lost: Vec<Job> = state.in_flight.drain(..).collect();
+    let mut lost: Vec<Job> = state.take_in_flight();
     for job in &mut lost {
         job.maybe_stored = true;
         job.interrupted += 1;
     }
-    lost.extend(state.queue.drain(..));
-    state.queue_bytes = 0;
+    lost.extend(state.take_queue());
     state.held_files = 0;
     state.held_bytes = 0;
     drop(guard);
@@ -412,16 +413,16 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<Strin
             let mut state = link.lock();
             if state.failure.is_some() {
                 // Failed while we filtered: back in the queue, to be handed on.
-                state.queue.push_front(job);
-                state.queue_bytes += data.len() as u64;
+                state.push_queue_front(job);
                 return None;
             }
             // Counted before the answer can possibly come (see `Counters::snapshot`).
             cluster.counters().sent(body.len() as u64);
+            link.counters.sent(body.len() as u64);
             if job.maybe_stored {
                 Counters::add(&cluster.counters().resent_maybe_stored);
             }
-            state.in_flight.push_back(job);
+            state.push_in_flight(job);
             state.queue.is_empty() || last
         };
         let written = wire
@@ -610,7 +611,7 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
             },
         };
         answered = true;
-        let Some(job) = link.lock().in_flight.pop_front() else {
+        let Some(job) = link.lock().pop_in_flight() else {
             // While requests are pipelined, an extra answer cannot be told
             // from the next one; with none in flight it is a protocol error.
             link.fail_session(format!(
@@ -644,6 +645,7 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
         match link.requeue_for_retry(job) {
             Ok(()) => {
                 Counters::add(&cluster.counters().retries);
+                link.counters.retried();
                 return;
             }
             Err(back) => job = back,

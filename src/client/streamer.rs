@@ -19,6 +19,7 @@ use super::link::Link;
 use super::outcome::{in_callback, Counters, OutcomeResult, Reporter, Stats};
 use super::resolve::{resolve, ResolveError};
 use super::server_state::ServerState;
+use super::server_stats::{ServerCounters, ServerStats};
 use super::session;
 use super::spill::Spill;
 use crate::{Error, StreamerOptions};
@@ -86,6 +87,16 @@ impl StatsProbe {
     /// The state of server `index` now, as [`Streamer::server_state`].
     pub fn server_state(&self, index: usize) -> Option<ServerState> {
         self.0.links.get(index).map(Link::server_state)
+    }
+
+    /// The counters of server `index` now, as [`Streamer::server_stats`]
+    /// (zeros in a forked child).
+    pub fn server_stats(&self, index: usize) -> Option<ServerStats> {
+        let link = self.0.links.get(index)?;
+        if self.1.forked() {
+            return Some(ServerCounters::default().read(ServerState::Down));
+        }
+        Some(link.server_stats())
     }
 }
 
@@ -185,6 +196,21 @@ impl Streamer {
     /// lock that a put takes: it may be polled often, from any thread.
     pub fn server_state(&self, index: usize) -> Option<ServerState> {
         self.cluster.links.get(index).map(Link::server_state)
+    }
+
+    /// The counters of server `index` now (`None`: no such server): what it
+    /// acknowledged, failed, holds queued and in flight, and how often it
+    /// reconnected (see [`ServerStats`]). Like `server_state` it takes no
+    /// lock that a put takes: poll it as often as a UI needs, from any thread
+    /// or a callback. Each counter is exact, but a reading is not one
+    /// snapshot (two counters may be read a file apart while files move).
+    /// Zeros in a forked child, as `stats`.
+    pub fn server_stats(&self, index: usize) -> Option<ServerStats> {
+        let link = self.cluster.links.get(index)?;
+        if self.born.forked() {
+            return Some(ServerCounters::default().read(ServerState::Down));
+        }
+        Some(link.server_stats())
     }
 
     /// Whether this process is a child forked after the streamer was made

@@ -67,7 +67,8 @@ pub type PymeStreamerFilterFn = Option<
 /// - It should return quickly: it holds up the answers of its server.
 /// - May call (re-entrancy contract, tested): `*_stats`, `*_last_error` (it
 ///   gives this file's failure message), `streamer_status_str`,
-///   `streamer_version`, `streamer_n_servers`, and puts, which never wait
+///   `streamer_version`, `streamer_n_servers`, `streamer_server_state`,
+///   `streamer_server_stats` (this file already counted), and puts, which never wait
 ///   there: a full queue returns `STREAMER_ERR_QUEUE_FULL` at once. `*_flush`,
 ///   `*_close`, `*_close_stats`, `*_close_timeout` and `stream_finalize` of any
 ///   handle return `STREAMER_ERR_IN_CALLBACK` at once and do nothing (they

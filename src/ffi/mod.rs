@@ -13,8 +13,9 @@
 //! - [`stream`]: `PymeStream`, one server.
 //! - [`server_state`]: `PymeStreamerServerState`, reading each server's state
 //!   and the callback on every change.
-//! - [`stats`]: `PymeStreamerStats`, and how it is written for callers of any
-//!   size of it.
+//! - [`stats`]: `PymeStreamerStats` and `PymeStreamerServerStats` (per
+//!   server, `streamer_server_stats`), and how they are written for callers
+//!   of any size of them.
 //! - `util`: C strings, the per-thread last-error messages, text copied out.
 //! - `pin`: keeps this module loaded once the C API is used (its threads may
 //!   outlive a `dlclose` / `FreeLibrary`).

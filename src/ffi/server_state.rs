@@ -33,7 +33,7 @@ pub enum PymeStreamerServerState {
     STREAMER_SERVER_DOWN = 3,
 }
 
-fn state_for_c(state: ServerState) -> i32 {
+pub(super) fn state_for_c(state: ServerState) -> i32 {
     let state = match state {
         ServerState::Up => PymeStreamerServerState::STREAMER_SERVER_UP,
         ServerState::Connecting => PymeStreamerServerState::STREAMER_SERVER_CONNECTING,

@@ -45,6 +45,18 @@ impl PymeStreamer {
     pub(crate) fn server_state(&self, index: usize) -> Option<crate::ServerState> {
         self.core.server_state(index)
     }
+
+    pub(crate) fn server_stats(&self, index: usize) -> Option<crate::ServerStats> {
+        self.core.server_stats(index)
+    }
+
+    pub(crate) fn n_servers(&self) -> usize {
+        self.core.n_servers()
+    }
+
+    pub(crate) fn last_error(&self) -> &LastError {
+        &self.last_error
+    }
 }
 
 /// Connects to every server of `options`. A server that cannot be reached

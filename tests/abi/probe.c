@@ -12,6 +12,39 @@
 #define PROBE_SOVERSION 0
 #define PROBE_ASSERT(name, fact) typedef char probe_##name[(fact) ? 1 : -1]
 
+/* struct PymeStreamerServerStats */
+PROBE_ASSERT(sizeof_PymeStreamerServerStats, sizeof(PymeStreamerServerStats) == 120);
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_size, offsetof(PymeStreamerServerStats, size) == 0);
+PROBE_ASSERT(type_PymeStreamerServerStats_size, sizeof(((PymeStreamerServerStats *)0)->size) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_state, offsetof(PymeStreamerServerStats, state) == 8);
+PROBE_ASSERT(type_PymeStreamerServerStats_state, sizeof(((PymeStreamerServerStats *)0)->state) == sizeof(int64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_files_acknowledged, offsetof(PymeStreamerServerStats, files_acknowledged) == 16);
+PROBE_ASSERT(type_PymeStreamerServerStats_files_acknowledged, sizeof(((PymeStreamerServerStats *)0)->files_acknowledged) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_bytes_acknowledged, offsetof(PymeStreamerServerStats, bytes_acknowledged) == 24);
+PROBE_ASSERT(type_PymeStreamerServerStats_bytes_acknowledged, sizeof(((PymeStreamerServerStats *)0)->bytes_acknowledged) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_files_failed, offsetof(PymeStreamerServerStats, files_failed) == 32);
+PROBE_ASSERT(type_PymeStreamerServerStats_files_failed, sizeof(((PymeStreamerServerStats *)0)->files_failed) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_bytes_failed, offsetof(PymeStreamerServerStats, bytes_failed) == 40);
+PROBE_ASSERT(type_PymeStreamerServerStats_bytes_failed, sizeof(((PymeStreamerServerStats *)0)->bytes_failed) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_queue_files, offsetof(PymeStreamerServerStats, queue_files) == 48);
+PROBE_ASSERT(type_PymeStreamerServerStats_queue_files, sizeof(((PymeStreamerServerStats *)0)->queue_files) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_queue_bytes, offsetof(PymeStreamerServerStats, queue_bytes) == 56);
+PROBE_ASSERT(type_PymeStreamerServerStats_queue_bytes, sizeof(((PymeStreamerServerStats *)0)->queue_bytes) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_in_flight_files, offsetof(PymeStreamerServerStats, in_flight_files) == 64);
+PROBE_ASSERT(type_PymeStreamerServerStats_in_flight_files, sizeof(((PymeStreamerServerStats *)0)->in_flight_files) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_in_flight_bytes, offsetof(PymeStreamerServerStats, in_flight_bytes) == 72);
+PROBE_ASSERT(type_PymeStreamerServerStats_in_flight_bytes, sizeof(((PymeStreamerServerStats *)0)->in_flight_bytes) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_files_sent, offsetof(PymeStreamerServerStats, files_sent) == 80);
+PROBE_ASSERT(type_PymeStreamerServerStats_files_sent, sizeof(((PymeStreamerServerStats *)0)->files_sent) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_bytes_sent, offsetof(PymeStreamerServerStats, bytes_sent) == 88);
+PROBE_ASSERT(type_PymeStreamerServerStats_bytes_sent, sizeof(((PymeStreamerServerStats *)0)->bytes_sent) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_reconnects, offsetof(PymeStreamerServerStats, reconnects) == 96);
+PROBE_ASSERT(type_PymeStreamerServerStats_reconnects, sizeof(((PymeStreamerServerStats *)0)->reconnects) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_retries, offsetof(PymeStreamerServerStats, retries) == 104);
+PROBE_ASSERT(type_PymeStreamerServerStats_retries, sizeof(((PymeStreamerServerStats *)0)->retries) == sizeof(uint64_t));
+PROBE_ASSERT(offsetof_PymeStreamerServerStats_moved_away, offsetof(PymeStreamerServerStats, moved_away) == 112);
+PROBE_ASSERT(type_PymeStreamerServerStats_moved_away, sizeof(((PymeStreamerServerStats *)0)->moved_away) == sizeof(uint64_t));
+
 /* struct PymeStreamerStats */
 PROBE_ASSERT(sizeof_PymeStreamerStats, sizeof(PymeStreamerStats) == 144);
 PROBE_ASSERT(offsetof_PymeStreamerStats_size, offsetof(PymeStreamerStats, size) == 0);
@@ -196,6 +229,8 @@ extern int32_t (*const probe_streamer_server_state)(const struct PymeStreamer *,
 int32_t (*const probe_streamer_server_state)(const struct PymeStreamer *, size_t, int32_t *) = streamer_server_state;
 extern int32_t (*const probe_stream_server_state)(const struct PymeStream *, int32_t *);
 int32_t (*const probe_stream_server_state)(const struct PymeStream *, int32_t *) = stream_server_state;
+extern int32_t (*const probe_streamer_server_stats)(const struct PymeStreamer *, size_t, struct PymeStreamerServerStats *, size_t);
+int32_t (*const probe_streamer_server_stats)(const struct PymeStreamer *, size_t, struct PymeStreamerServerStats *, size_t) = streamer_server_stats;
 extern const char * (*const probe_streamer_status_str)(int32_t);
 const char * (*const probe_streamer_status_str)(int32_t) = streamer_status_str;
 extern const char * (*const probe_streamer_version)(void);
