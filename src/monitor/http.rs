@@ -3,8 +3,9 @@
 //! (the default bind is loopback).
 //!
 //! One request per connection (answered with `Connection: close`), on a thread of its
-//! own (at most [`MAX_CONNECTIONS`] at once; beyond that a connection is closed
-//! unanswered). A request head must arrive whole within [`HEAD_TIMEOUT`] and fit in
+//! own, at most [`MAX_CONNECTIONS`] at once: beyond that a new connection replaces
+//! the oldest one still waiting for its request head (so idle connections cannot
+//! keep a client out), or, when every one is being answered, is closed unanswered. A request head must arrive whole within [`HEAD_TIMEOUT`] and fit in
 //! [`MAX_HEAD_BYTES`]; a malformed head is answered 400, a method other than GET or
 //! HEAD 405, an unknown path 404, a body is never read.
 //!
@@ -82,13 +83,54 @@ impl HttpServer {
     }
 }
 
+/// A connection being served, as the accept loop sees it.
+struct Slot {
+    id: u64,
+    /// A handle on the socket, to close it when it is evicted.
+    stream: TcpStream,
+    /// Still waiting for its request head (may be evicted).
+    in_head: Arc<AtomicBool>,
+}
+
+/// The connections being served; when all [`MAX_CONNECTIONS`] are taken, a new one
+/// replaces the oldest still waiting for its head (a client that connects and says
+/// nothing cannot keep others out).
+#[derive(Default)]
+struct Slots {
+    next_id: u64,
+    open: Vec<Slot>,
+}
+
+impl Slots {
+    /// Makes room for one more connection if needed; false when none can be made
+    /// (every connection is past its head: being answered).
+    fn make_room(&mut self) -> bool {
+        if self.open.len() < MAX_CONNECTIONS {
+            return true;
+        }
+        // Oldest first: slots are pushed in order.
+        let Some(at) = self
+            .open
+            .iter()
+            .position(|slot| slot.in_head.load(Ordering::SeqCst))
+        else {
+            return false;
+        };
+        let evicted = self.open.remove(at);
+        let _ = evicted.stream.shutdown(std::net::Shutdown::Both);
+        true
+    }
+}
+
 fn accept_loop(
     listener: &TcpListener,
     shared: &Arc<Shared>,
     stop: &AtomicBool,
     requests: &Mutex<Vec<JoinHandle<()>>>,
 ) {
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    // Threads, evicted ones still ending included: bounded as well.
+    let threads = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -100,22 +142,47 @@ fn accept_loop(
         };
         let mut handles = requests.lock().unwrap_or_else(PoisonError::into_inner);
         handles.retain(|h| !h.is_finished());
-        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+        if threads.load(Ordering::SeqCst) >= 2 * MAX_CONNECTIONS {
             continue; // dropped: closed unanswered
         }
-        active.fetch_add(1, Ordering::SeqCst);
+        let Ok(handle) = stream.try_clone() else {
+            continue;
+        };
+        let in_head = Arc::new(AtomicBool::new(true));
+        let id = {
+            let mut slots = slots.lock().unwrap_or_else(PoisonError::into_inner);
+            if !slots.make_room() {
+                continue;
+            }
+            slots.next_id += 1;
+            let id = slots.next_id;
+            slots.open.push(Slot {
+                id,
+                stream: handle,
+                in_head: Arc::clone(&in_head),
+            });
+            id
+        };
+        threads.fetch_add(1, Ordering::SeqCst);
         let shared = Arc::clone(shared);
-        let done = Arc::clone(&active);
+        let (slots_of_thread, threads_of_thread) = (Arc::clone(&slots), Arc::clone(&threads));
         let spawned = std::thread::Builder::new()
             .name("pyme-monitor-request".into())
             .spawn(move || {
-                serve(stream, &shared);
-                done.fetch_sub(1, Ordering::SeqCst);
+                serve(stream, &shared, &in_head);
+                let mut slots = slots_of_thread
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                slots.open.retain(|slot| slot.id != id);
+                drop(slots);
+                threads_of_thread.fetch_sub(1, Ordering::SeqCst);
             });
         match spawned {
             Ok(handle) => handles.push(handle),
             Err(_) => {
-                active.fetch_sub(1, Ordering::SeqCst);
+                threads.fetch_sub(1, Ordering::SeqCst);
+                let mut slots = slots.lock().unwrap_or_else(PoisonError::into_inner);
+                slots.open.retain(|slot| slot.id != id);
             }
         }
     }
@@ -161,7 +228,7 @@ pub(crate) fn parse(head: &[u8]) -> Asked {
     }
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve(mut stream: TcpStream, shared: &Shared, in_head: &AtomicBool) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
@@ -214,6 +281,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             asked => break asked,
         }
     };
+    in_head.store(false, Ordering::SeqCst);
     match asked {
         Asked::Get { path, with_body } => {
             let (code, content_type, body) = route(&path, shared);
