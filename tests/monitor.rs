@@ -897,3 +897,344 @@ fn the_monitor_answers_bad_requests_and_keeps_serving() {
     );
     drop(idle);
 }
+
+// ---- the page in Chromium, with PYME's own data server in the cluster -------------
+
+/// A Python that has PYME and what its data server imports: `$PYME_PYTHON`, else the
+/// venv .ci/run makes, else `python3`.
+fn pyme_python() -> Result<PathBuf, String> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-python-venv/bin/python");
+    let candidates: Vec<PathBuf> = match std::env::var_os("PYME_PYTHON") {
+        Some(python) => vec![python.into()],
+        None => vec![venv, "python3".into()],
+    };
+    // find_spec imports nothing of PYME: no zeroconf outside the namespace.
+    let probe = "import importlib.util as u, sys; \
+                 sys.exit(0 if all(u.find_spec(m) for m in ('PYME', 'ujson', 'psutil', 'requests')) else 1)";
+    for python in &candidates {
+        let ok = Command::new(python)
+            .args(["-c", probe])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Ok(python.clone());
+        }
+    }
+    Err(format!(
+        "no Python with PYME (python-microscopy), ujson and psutil among {candidates:?} (set PYME_PYTHON; .ci/run installs them)"
+    ))
+}
+
+/// A network namespace with only lo up, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn create() -> Namespace {
+        let name = format!("pyme-mon-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        assert!(ok(&["netns", "add", &name]), "ip netns add {name}");
+        let namespace = Namespace(name);
+        assert!(ok(&[
+            "netns",
+            "exec",
+            &namespace.0,
+            "ip",
+            "link",
+            "set",
+            "lo",
+            "up"
+        ]));
+        namespace
+    }
+
+    /// Moves the calling thread into the namespace (threads own their network
+    /// namespace; the processes it starts inherit it).
+    fn enter(&self) {
+        let path = format!("/var/run/netns/{}\0", self.0);
+        // SAFETY: a NUL-terminated path; the descriptor is ours and closed below.
+        unsafe {
+            let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+            assert!(fd >= 0, "open {path}");
+            let rc = libc::setns(fd, libc::CLONE_NEWNET);
+            libc::close(fd);
+            assert_eq!(rc, 0, "setns");
+        }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The attributes of each server's row in a dumped DOM: `data-server` to its
+/// `data-*` attributes.
+fn rows(dom: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut rows = BTreeMap::new();
+    for part in dom.split("<tr ").skip(1) {
+        let tag = part.split('>').next().unwrap_or_default();
+        let mut attributes = BTreeMap::new();
+        for piece in tag.split("\" ") {
+            if let Some((key, value)) = piece.trim().split_once("=\"") {
+                attributes.insert(key.to_owned(), value.trim_end_matches('"').to_owned());
+            }
+        }
+        if let Some(server) = attributes.get("data-server").cloned() {
+            rows.insert(server, attributes);
+        }
+    }
+    rows
+}
+
+/// The text of the element with `id` in a dumped DOM.
+fn text_of(dom: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let after = dom.split_once(&marker).map_or("", |(_, after)| after);
+    let inner = after.split_once('>').map_or("", |(_, inner)| inner);
+    inner.split('<').next().unwrap_or_default().to_owned()
+}
+
+/// Chromium run headless: `--dump-dom` of the page (after it has fetched and drawn),
+/// or a screenshot.
+struct Chromium {
+    profile: PathBuf,
+}
+
+impl Chromium {
+    fn command(&self) -> Command {
+        let mut command = Command::new("chromium");
+        command
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--virtual-time-budget=2500",
+                "--window-size=1400,420",
+            ])
+            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .env("HOME", &self.profile)
+            .stderr(Stdio::null());
+        command
+    }
+
+    fn dump_dom(&self, url: &str) -> String {
+        let output = self
+            .command()
+            .arg("--dump-dom")
+            .arg(url)
+            .output()
+            .expect("chromium");
+        assert!(output.status.success(), "chromium --dump-dom failed");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screenshot(&self, url: &str, png: &Path) {
+        let status = self
+            .command()
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .status()
+            .expect("chromium");
+        assert!(
+            status.success() && png.exists(),
+            "chromium --screenshot failed"
+        );
+    }
+}
+
+fn number(attributes: &BTreeMap<String, String>, key: &str) -> f64 {
+    attributes
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {attributes:?}"))
+}
+
+/// Headless Chromium loads the page while a bench streams to two of our servers and
+/// PYME's own data server; the DOM read at two moments shows every server, up, with
+/// its numbers moved; PYME's status keys are read for real; one of our servers
+/// killed mid-run is shown down on the page. The screenshot is kept as
+/// target/monitor-test/page.png.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_page_shows_a_mixed_cluster_live_in_chromium() {
+    const TEST: &str = "the_page_shows_a_mixed_cluster_live_in_chromium";
+    if !common::skip::require_tool(TEST, "chromium", &["--version"]) {
+        return;
+    }
+    if let Some(reason) = common::netns::unavailable() {
+        return common::skip::skip(TEST, &format!("PYME runs in a network namespace: {reason}"));
+    }
+    let python = match pyme_python() {
+        Ok(python) => python,
+        Err(reason) => return common::skip::skip(TEST, &reason),
+    };
+    let work = WorkDir::new("chromium");
+    let namespace = Namespace::create();
+    let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/monitor-test/page.png");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                namespace.enter();
+                mixed_cluster_in_chromium(&python, &work.0, &kept);
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    });
+    println!("screenshot kept: {}", kept.display());
+}
+
+/// The body of the test above, inside the namespace.
+fn mixed_cluster_in_chromium(python: &Path, work: &Path, kept: &Path) {
+    let (_a, a) = serve(&work.join("a"));
+    let (b_process, b) = serve(&work.join("b"));
+    // PYME's own data server, as tests/interop/pyramid_vs_pyme.py starts it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pyme_root = work.join("pyme");
+    std::fs::create_dir_all(&pyme_root).unwrap();
+    let mut pyme = Command::new(python);
+    pyme.args(["-m", "PYME.cluster.HTTPDataServer", "-a", "local", "-p"])
+        .arg(port.to_string())
+        .arg("-r")
+        .arg(&pyme_root)
+        .env("HOME", work)
+        .env("TMPDIR", work)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let pyme = Process {
+        child: pyme.spawn().expect("PYME's data server"),
+        line: String::new(),
+    };
+    let p = format!("127.0.0.1:{port}");
+    wait_for(
+        Duration::from_secs(60),
+        "PYME's data server listens",
+        || http_get_quiet(&p, "/__status").is_some(),
+    );
+    let (_monitor, monitor) = monitor(&[&a, &b, &p]);
+    wait_for(Duration::from_secs(10), "three servers up", || {
+        api_status(&monitor)["totals"]["servers_up"] == 3
+    });
+
+    // PYME's keys, read for real.
+    let status = api_status(&monitor);
+    let pymes = server_json(&status, &p);
+    assert_eq!(pymes["software"], "PYME", "{pymes}");
+    assert!(!pymes["computer_name"].as_str().unwrap().is_empty());
+    assert!(
+        pymes["uptime_s"].as_f64().unwrap() > 0.0,
+        "Uptime read: {pymes}"
+    );
+    assert!(pymes["disk_total_bytes"].as_u64().unwrap() > 0);
+    assert!(pymes["disk_free_bytes"].as_u64().is_some());
+    assert!(pymes["memory_percent"].as_f64().is_some());
+    assert!(pymes["network_recv_bytes_per_s"].as_f64().is_some());
+    assert_eq!(pymes["data_in"], "network");
+    assert_eq!(pymes["files_stored"], Value::Null);
+    let families = parse_prometheus(&http_get(&monitor, "/metrics").1);
+    let has = |name: &str| {
+        families[name]
+            .samples
+            .iter()
+            .any(|(labels, _)| labels["server"] == p)
+    };
+    assert!(has("pyme_server_up") && has("pyme_server_disk_free_bytes"));
+    assert!(
+        !has("pyme_server_files_stored_total"),
+        "PYME counts no files"
+    );
+
+    // A camera-like stream to all three.
+    let mut bench = Command::new(BIN);
+    bench
+        .args([
+            "bench", "--count", "100000", "--size", "20000", "--rate", "60",
+        ])
+        .args(["--prefix", "monitor-test", "--servers"])
+        .arg(format!("{a},{b},{p}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _bench = Process {
+        child: bench.spawn().expect("bench"),
+        line: String::new(),
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    let chromium = Chromium {
+        profile: work.join("chromium"),
+    };
+    let url = format!("http://{monitor}/");
+    let first = chromium.dump_dom(&url);
+    std::thread::sleep(Duration::from_secs(3));
+    let second = chromium.dump_dom(&url);
+    let (before, after) = (rows(&first), rows(&second));
+    for server in [&a, &b, &p] {
+        for dom in [&before, &after] {
+            let row = dom
+                .get(server.as_str())
+                .unwrap_or_else(|| panic!("{server} not shown: {first}"));
+            assert_eq!(row["data-state"], "up", "{server}: {row:?}");
+            assert_eq!(row["class"], "up", "{server}: {row:?}");
+        }
+    }
+    for server in [&a, &b] {
+        let stored =
+            |dom: &BTreeMap<_, BTreeMap<_, _>>| number(&dom[server.as_str()], "data-bytes-stored");
+        assert!(
+            stored(&after) > stored(&before),
+            "{server}: stored bytes moved"
+        );
+        assert!(number(&after[server.as_str()], "data-bytes-per-s") > 0.0);
+    }
+    let uptime = |dom: &BTreeMap<_, BTreeMap<_, _>>| number(&dom[p.as_str()], "data-uptime-s");
+    assert!(uptime(&after) > uptime(&before), "PYME's uptime moved");
+    assert!(
+        number(&after[p.as_str()], "data-bytes-per-s") > 0.0,
+        "PYME's data in"
+    );
+    assert_eq!(after[p.as_str()]["data-software"], "PYME");
+    assert_eq!(text_of(&second, "servers-up"), "3 / 3");
+    assert!(text_of(&second, "total-rate").ends_with("/s"), "{second}");
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    chromium.screenshot(&url, kept);
+
+    // One of ours killed mid-run: shown down (the page draws /api/status as it loads).
+    let killed_at = Instant::now();
+    drop(b_process);
+    wait_for(DOWN_WITHIN, "the killed server down", || {
+        server_json(&api_status(&monitor), &b)["state"] == "down"
+    });
+    println!("killed server shown down after {:?}", killed_at.elapsed());
+    let third = chromium.dump_dom(&url);
+    let row = &rows(&third)[b.as_str()];
+    assert_eq!(row["data-state"], "down", "{row:?}");
+    assert!(row["class"].contains("down"));
+    assert_eq!(text_of(&third, "servers-up"), "2 / 3");
+    assert_eq!(rows(&third)[a.as_str()]["data-state"], "up");
+    drop(pyme);
+}
+
+/// `GET` that says `None` instead of failing (a server not listening yet).
+fn http_get_quiet(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    (answer.len() > 12).then(|| split_answer(&answer))
+}
