@@ -587,6 +587,97 @@ fn fastrand_ms() -> u64 {
         .subsec_millis() as u64
 }
 
+/// `--serverfilter`: servers of the cluster that appear in the registry are added,
+/// one withdrawn (stopped cleanly) is shown down, others' clusters are left out.
+#[test]
+fn discovery_adds_servers_that_appear_and_shows_vanished_ones_down() {
+    let work = WorkDir::new("discovery");
+    let registry = work.0.join("registry.sqlite");
+    let start_server = |name: &str, cluster: &str| {
+        let mut command = Command::new(BIN);
+        command
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--advertise",
+                "local",
+                "--serverfilter",
+                cluster,
+            ])
+            .arg("--registry")
+            .arg(&registry)
+            .arg("--root")
+            .arg(work.0.join(name));
+        let process = Process::start(command);
+        let address = process
+            .line
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_owned();
+        (process, address)
+    };
+    let (first, a) = start_server("a", "monitored-cluster");
+    let (_other, other) = start_server("o", "another-cluster");
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "monitor",
+            "--port",
+            "0",
+            "--no-mdns",
+            "--serverfilter",
+            "monitored-cluster",
+        ])
+        .arg("--registry")
+        .arg(&registry);
+    let process = Process::start(command);
+    let monitor = process
+        .line
+        .strip_prefix("monitoring on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap()
+        .to_owned();
+    // Discovery looks every 5 s; then the first poll.
+    wait_for(
+        Duration::from_secs(10),
+        "the first server found and up",
+        || {
+            let status = api_status(&monitor);
+            status["servers"].as_array().unwrap().len() == 1
+                && server_json(&status, &a)["state"] == "up"
+        },
+    );
+    let status = api_status(&monitor);
+    assert_eq!(status["monitor"]["serverfilter"], "monitored-cluster");
+    assert!(server_json(&status, &a)["name"]
+        .as_str()
+        .unwrap()
+        .contains("monitored-cluster"));
+    let (_second, b) = start_server("b", "monitored-cluster");
+    wait_for(Duration::from_secs(10), "the second server added", || {
+        let status = api_status(&monitor);
+        status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["server"] == b.as_str() && s["state"] == "up")
+    });
+    // Stopped cleanly, the first withdraws its advertisement: shown down.
+    first.signal(libc::SIGTERM);
+    wait_for(Duration::from_secs(10), "the first server down", || {
+        server_json(&api_status(&monitor), &a)["state"] == "down"
+    });
+    let status = api_status(&monitor);
+    assert_eq!(status["totals"]["servers"], 2);
+    assert_eq!(status["totals"]["servers_up"], 1);
+    assert!(status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["server"] != other.as_str()));
+}
+
 // ---- hostile servers and clients ---------------------------------------------------
 
 /// A fake server: answers every connection with `behaviour` on its own thread.
@@ -1067,6 +1158,13 @@ fn number(attributes: &BTreeMap<String, String>, key: &str) -> f64 {
 #[test]
 fn the_page_shows_a_mixed_cluster_live_in_chromium() {
     const TEST: &str = "the_page_shows_a_mixed_cluster_live_in_chromium";
+    if std::env::var("PYME_TEST_PYME").as_deref() == Ok("0") {
+        // Switched off on purpose (.ci/run's PYME_TEST_PYME=0): said, not failed.
+        use std::io::Write;
+        let line = format!("\nSKIPPED {TEST}: PYME_TEST_PYME=0\n");
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        return;
+    }
     if !common::skip::require_tool(TEST, "chromium", &["--version"]) {
         return;
     }
