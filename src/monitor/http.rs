@@ -358,4 +358,12 @@ mod tests {
         assert_eq!(parse(b"\x00\x01garbage\r\n\r\n"), Asked::Malformed);
         assert_eq!(parse(b"GET http://x/ HTTP/1.1\r\n\r\n"), Asked::Malformed);
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends, judging its head never panics.
+        #[test]
+        fn any_head_is_judged(head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse(&head);
+        }
+    }
 }

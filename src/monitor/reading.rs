@@ -84,13 +84,16 @@ pub fn read(body: &[u8]) -> Result<Reading, ReadingError> {
         });
     let network = status.get("Network").and_then(Value::as_object);
     let network_sum = |direction: &str| {
-        network.map(|interfaces| {
-            interfaces
-                .values()
-                .filter_map(|i| i.get(direction).and_then(Value::as_f64))
-                .filter(|v| v.is_finite() && *v >= 0.0)
-                .sum::<f64>()
-        })
+        network
+            .map(|interfaces| {
+                interfaces
+                    .values()
+                    .filter_map(|i| i.get(direction).and_then(Value::as_f64))
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .sum::<f64>()
+            })
+            // Two huge figures sum to infinity: unknown, not infinite.
+            .filter(|sum| sum.is_finite())
     };
     Ok(Reading {
         software: if ours { Software::Ours } else { Software::Pyme },
@@ -165,6 +168,7 @@ pub fn parse_timedelta(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn timedeltas_as_python_prints_them() {
@@ -229,5 +233,37 @@ mod tests {
         assert_eq!(reading.cpu_percent, None);
         assert_eq!(reading.uptime_s, None);
         assert_eq!(reading.files_stored, None);
+    }
+
+    proptest::proptest! {
+        /// Whatever a server answers, reading it never panics.
+        #[test]
+        fn any_bytes_are_read_or_refused(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = read(&body);
+        }
+
+        /// PYME's and our keys with values of any JSON type: read or unknown, never a panic.
+        #[test]
+        fn known_keys_of_any_type_never_panic(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("null".to_owned()),
+                    proptest::prelude::any::<i64>().prop_map(|v| v.to_string()),
+                    proptest::prelude::any::<f64>().prop_filter("finite", |v| v.is_finite()).prop_map(|v| format!("{v:e}")),
+                    "[a-z:0-9., ]{0,20}".prop_map(|v| format!("{v:?}")),
+                    proptest::strategy::Just("{\"lo\": {\"send\": -1, \"recv\": 1e308}, \"eth0\": {\"recv\": 1e308}}".to_owned()),
+                    proptest::strategy::Just("[1, \"x\", null]".to_owned()),
+                ],
+                12,
+            )
+        ) {
+            let keys = ["Disk", "CPUUsage", "MemUsage", "Network", "Uptime", "ComputerName",
+                "files_stored", "bytes_stored", "uptime_s", "disk_free_bytes", "connections_open", "version"];
+            let body = format!("{{{}}}", keys.iter().zip(&values)
+                .map(|(k, v)| format!("{k:?}: {v}")).collect::<Vec<_>>().join(", "));
+            let reading = read(body.as_bytes()).unwrap();
+            proptest::prop_assert!(reading.uptime_s.is_none_or(|s| s.is_finite() && s >= 0.0));
+            proptest::prop_assert!(reading.network_recv_bytes_per_s.is_none_or(f64::is_finite));
+        }
     }
 }
