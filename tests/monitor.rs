@@ -1152,8 +1152,8 @@ fn number(attributes: &BTreeMap<String, String>, key: &str) -> f64 {
 /// Headless Chromium loads the page while a bench streams to two of our servers and
 /// PYME's own data server; the DOM read at two moments shows every server, up, with
 /// its numbers moved; PYME's status keys are read for real; one of our servers
-/// killed mid-run is shown down on the page. The screenshot is kept as
-/// target/monitor-test/page.png.
+/// killed mid-run and the other stopped (SIGSTOP) are shown down on the page. The
+/// screenshot is kept as target/monitor-test/page.png.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_page_shows_a_mixed_cluster_live_in_chromium() {
@@ -1192,7 +1192,7 @@ fn the_page_shows_a_mixed_cluster_live_in_chromium() {
 
 /// The body of the test above, inside the namespace.
 fn mixed_cluster_in_chromium(python: &Path, work: &Path, kept: &Path) {
-    let (_a, a) = serve(&work.join("a"));
+    let (a_process, a) = serve(&work.join("a"));
     let (b_process, b) = serve(&work.join("b"));
     // PYME's own data server, as tests/interop/pyramid_vs_pyme.py starts it.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -1307,19 +1307,30 @@ fn mixed_cluster_in_chromium(python: &Path, work: &Path, kept: &Path) {
     std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
     chromium.screenshot(&url, kept);
 
-    // One of ours killed mid-run: shown down (the page draws /api/status as it loads).
-    let killed_at = Instant::now();
+    // Mid-run, one of ours killed and the other stopped (SIGSTOP): both shown down
+    // in /api/status within 3 s, and on the page (which draws /api/status as it
+    // loads); PYME's stays up.
+    let signalled = Instant::now();
+    a_process.signal(libc::SIGSTOP);
     drop(b_process);
-    wait_for(DOWN_WITHIN, "the killed server down", || {
-        server_json(&api_status(&monitor), &b)["state"] == "down"
+    let down_after = wait_for(DOWN_WITHIN, "the killed and stopped servers down", || {
+        let status = api_status(&monitor);
+        server_json(&status, &a)["state"] == "down" && server_json(&status, &b)["state"] == "down"
     });
-    println!("killed server shown down after {:?}", killed_at.elapsed());
+    println!(
+        "killed and stopped servers shown down after {down_after:?} (signalled {:?} ago)",
+        signalled.elapsed()
+    );
     let third = chromium.dump_dom(&url);
-    let row = &rows(&third)[b.as_str()];
-    assert_eq!(row["data-state"], "down", "{row:?}");
-    assert!(row["class"].contains("down"));
-    assert_eq!(text_of(&third, "servers-up"), "2 / 3");
-    assert_eq!(rows(&third)[a.as_str()]["data-state"], "up");
+    let shown = rows(&third);
+    for server in [&a, &b] {
+        let row = &shown[server.as_str()];
+        assert_eq!(row["data-state"], "down", "{row:?}");
+        assert!(row["class"].contains("down"));
+    }
+    assert_eq!(shown[p.as_str()]["data-state"], "up");
+    assert_eq!(text_of(&third, "servers-up"), "1 / 3");
+    a_process.signal(libc::SIGCONT);
     drop(pyme);
 }
 
