@@ -5,7 +5,9 @@
 //! body, a slow drip or nothing at all, one down at the start, and bad requests to
 //! the monitor itself. The page in headless Chromium, with PYME's own data server
 //! in the cluster, is in the second half (network namespace, skipped visibly
-//! without root, `ip`, PYME or Chromium).
+//! without root, `ip`, PYME or Chromium). Linux only: signals, namespaces.
+
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -989,6 +991,36 @@ fn the_monitor_answers_bad_requests_and_keeps_serving() {
     drop(idle);
 }
 
+/// Shutting the monitor down does not wait for a client that never sends its
+/// request (the head timeout, 5 s) nor for more than one poll of a silent server
+/// (its timeout, 0.8 s): it closes those connections and joins every thread.
+#[test]
+fn shutdown_closes_idle_connections_and_joins_promptly() {
+    use pyme_streaming::monitor::{Monitor, MonitorConfig};
+    let fake = Fake::start(silent);
+    let monitor = Monitor::start(MonitorConfig {
+        servers: vec![fake.address.clone()],
+        port: 0,
+        ..MonitorConfig::default()
+    })
+    .unwrap();
+    let address = monitor.local_addr().to_string();
+    let mut idle = TcpStream::connect(&address).unwrap();
+    // A poll of the silent server under way, and the idle connection accepted.
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    monitor.shutdown();
+    let took = asked.elapsed();
+    println!("shutdown took {took:?}");
+    // 5 s would mean waiting for the idle client's head timeout.
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // The idle connection was closed unanswered.
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buffer = [0u8; 16];
+    assert_eq!(idle.read(&mut buffer).unwrap_or(0), 0);
+    assert!(TcpStream::connect(&address).is_err(), "no longer listening");
+}
+
 // ---- the page in Chromium, with PYME's own data server in the cluster -------------
 
 /// A Python that has PYME and what its data server imports: `$PYME_PYTHON`, else the
@@ -1154,7 +1186,6 @@ fn number(attributes: &BTreeMap<String, String>, key: &str) -> f64 {
 /// its numbers moved; PYME's status keys are read for real; one of our servers
 /// killed mid-run and the other stopped (SIGSTOP) are shown down on the page. The
 /// screenshot is kept as target/monitor-test/page.png.
-#[cfg(target_os = "linux")]
 #[test]
 fn the_page_shows_a_mixed_cluster_live_in_chromium() {
     const TEST: &str = "the_page_shows_a_mixed_cluster_live_in_chromium";

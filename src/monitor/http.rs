@@ -41,6 +41,7 @@ pub(crate) struct HttpServer {
     local_addr: SocketAddr,
     accept: JoinHandle<()>,
     requests: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    slots: Arc<Mutex<Slots>>,
 }
 
 impl HttpServer {
@@ -48,22 +49,27 @@ impl HttpServer {
         let local_addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let slots = Arc::new(Mutex::new(Slots::default()));
         let accept = {
             let stop = Arc::clone(&stop);
             let requests = Arc::clone(&requests);
+            let slots = Arc::clone(&slots);
             std::thread::Builder::new()
                 .name("pyme-monitor-http".into())
-                .spawn(move || accept_loop(&listener, &shared, &stop, &requests))?
+                .spawn(move || accept_loop(&listener, &shared, &stop, &requests, &slots))?
         };
         Ok(HttpServer {
             stop,
             local_addr,
             accept,
             requests,
+            slots,
         })
     }
 
-    /// Stops accepting (a connection to itself wakes the accept), joins the threads.
+    /// Stops accepting (a connection to itself wakes the accept), closes the
+    /// connections still waiting for their request, joins the threads (an answer
+    /// being written ends by its write timeout at worst).
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
         let mut wake = self.local_addr;
@@ -75,6 +81,16 @@ impl HttpServer {
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         let _ = self.accept.join();
+        for slot in &self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .open
+        {
+            if slot.in_head.load(Ordering::SeqCst) {
+                let _ = slot.stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
         let requests =
             std::mem::take(&mut *self.requests.lock().unwrap_or_else(PoisonError::into_inner));
         for request in requests {
@@ -127,8 +143,8 @@ fn accept_loop(
     shared: &Arc<Shared>,
     stop: &AtomicBool,
     requests: &Mutex<Vec<JoinHandle<()>>>,
+    slots: &Arc<Mutex<Slots>>,
 ) {
-    let slots = Arc::new(Mutex::new(Slots::default()));
     // Threads, evicted ones still ending included: bounded as well.
     let threads = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
@@ -165,7 +181,7 @@ fn accept_loop(
         };
         threads.fetch_add(1, Ordering::SeqCst);
         let shared = Arc::clone(shared);
-        let (slots_of_thread, threads_of_thread) = (Arc::clone(&slots), Arc::clone(&threads));
+        let (slots_of_thread, threads_of_thread) = (Arc::clone(slots), Arc::clone(&threads));
         let spawned = std::thread::Builder::new()
             .name("pyme-monitor-request".into())
             .spawn(move || {
