@@ -1314,7 +1314,12 @@ fn mixed_cluster_in_chromium(python: &Path, work: &Path, kept: &Path) {
                 .get(server.as_str())
                 .unwrap_or_else(|| panic!("{server} not shown: {first}"));
             assert_eq!(row["data-state"], "up", "{server}: {row:?}");
-            assert_eq!(row["class"], "up", "{server}: {row:?}");
+            // "full" may join it: this machine's disk may be over 90 % used.
+            let classes: Vec<&str> = row["class"].split(' ').collect();
+            assert!(
+                classes.contains(&"up") && !classes.contains(&"down"),
+                "{server}: {row:?}"
+            );
         }
     }
     for server in [&a, &b] {
@@ -1357,7 +1362,7 @@ fn mixed_cluster_in_chromium(python: &Path, work: &Path, kept: &Path) {
     for server in [&a, &b] {
         let row = &shown[server.as_str()];
         assert_eq!(row["data-state"], "down", "{row:?}");
-        assert!(row["class"].contains("down"));
+        assert!(row["class"].split(' ').any(|c| c == "down"), "{row:?}");
     }
     assert_eq!(shown[p.as_str()]["data-state"], "up");
     assert_eq!(text_of(&third, "servers-up"), "1 / 3");
