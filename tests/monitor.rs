@@ -991,6 +991,41 @@ fn the_monitor_answers_bad_requests_and_keeps_serving() {
     drop(idle);
 }
 
+/// With a poll interval longer than the default, a server that answers every poll
+/// stays up between polls (its answers are not taken as stale).
+#[test]
+fn a_long_interval_keeps_a_healthy_server_up_between_polls() {
+    let work = WorkDir::new("interval");
+    let (_server, server) = serve(&work.0.join("a"));
+    let mut command = Command::new(BIN);
+    command.args([
+        "monitor",
+        "--port",
+        "0",
+        "--interval-ms",
+        "4000",
+        "--servers",
+        &server,
+    ]);
+    let process = Process::start(command);
+    let monitor = process
+        .line
+        .strip_prefix("monitoring on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap()
+        .to_owned();
+    wait_for(Duration::from_secs(3), "the first poll", || {
+        server_json(&api_status(&monitor), &server)["state"] == "up"
+    });
+    // Over more than one interval, up at every look.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        let status = api_status(&monitor);
+        assert_eq!(server_json(&status, &server)["state"], "up", "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Shutting the monitor down does not wait for a client that never sends its
 /// request (the head timeout, 5 s) nor for more than one poll of a silent server
 /// (its timeout, 0.8 s): it closes those connections and joins every thread.

@@ -22,8 +22,9 @@
 //! authentication. Out of scope: changing anything on a server, persisting history,
 //! TLS. A server is down when its last poll failed (no connection, no whole answer
 //! within the timeout, not a status) or answered longer ago than
-//! [`record::STALE_AFTER`]; with the defaults a server that stops answering is shown
-//! down at most one interval plus one timeout (1.8 s) after its last answer.
+//! [`record::stale_after`] (one interval, one timeout and 0.7 s); with the defaults
+//! a server that stops answering is shown down at most one interval plus one
+//! timeout (1.8 s) after its last answer.
 
 mod discover;
 pub mod fetch;

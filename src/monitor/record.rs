@@ -20,9 +20,16 @@ use super::reading::{Reading, Software};
 /// How long rates are kept for the charts.
 pub const HISTORY: Duration = Duration::from_secs(600);
 
-/// A server whose last answer is older than this is down, whatever the poll that is
-/// under way will say: the poller's thread may be stuck in a resolver.
-pub const STALE_AFTER: Duration = Duration::from_millis(2500);
+/// A server whose last answer is older than its stale limit is down, whatever the
+/// poll under way will say (the poller's thread may be stuck in a resolver). The
+/// limit is one interval and one timeout (the longest a healthy server's answers
+/// are apart) plus this slack: 2.5 s with the defaults.
+pub const STALE_SLACK: Duration = Duration::from_millis(700);
+
+/// The stale limit of a monitor polling every `interval` with `timeout`.
+pub fn stale_after(interval: Duration, timeout: Duration) -> Duration {
+    interval + timeout + STALE_SLACK
+}
 
 /// Where a server's data-in rate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +75,13 @@ pub struct Record {
 }
 
 impl Record {
-    /// Whether the server is up at `now`: its last poll answered, not too long ago.
-    pub fn is_up(&self, now: Instant) -> bool {
+    /// Whether the server is up at `now`: its last poll answered, less than
+    /// `stale_after` ago.
+    pub fn is_up(&self, now: Instant, stale_after: Duration) -> bool {
         self.last_error.is_none()
             && self
                 .last_ok
-                .is_some_and(|at| now.saturating_duration_since(at) < STALE_AFTER)
+                .is_some_and(|at| now.saturating_duration_since(at) < stale_after)
     }
 
     /// A poll that answered with `reading` at `now`.
@@ -192,10 +200,13 @@ mod tests {
         assert_eq!(record.restarts, 1);
         assert_eq!(record.bytes_per_s, Some(300.0));
         assert_eq!(record.files_per_s, Some(3.0));
-        assert!(record.is_up(at(4)));
-        assert!(!record.is_up(at(4) + STALE_AFTER), "stale");
+        let stale = stale_after(Duration::from_secs(1), Duration::from_millis(800));
+        assert_eq!(stale, Duration::from_millis(2500));
+        assert!(record.is_up(at(4), stale));
+        assert!(!record.is_up(at(4) + stale, stale), "stale");
+        assert!(record.is_up(at(8), stale_after(Duration::from_secs(4), stale)));
         record.failed("no answer".into(), at(5));
-        assert!(!record.is_up(at(5)));
+        assert!(!record.is_up(at(5), stale));
         assert_eq!(record.bytes_per_s, None);
         assert_eq!(record.points.len(), 4, "three readings and a gap");
         record.failed("no answer".into(), at(6));

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::record::{Record, HISTORY};
+use super::record::{stale_after, Record, HISTORY};
 use super::{Shared, Watched};
 use crate::prometheus::{self, server as metric, Sample};
 
@@ -38,6 +38,7 @@ struct RecordCopy {
 }
 
 fn snapshots(shared: &Shared, now: Instant) -> Vec<Snapshot> {
+    let stale = stale_after(shared.config.interval, shared.config.timeout);
     let servers: Vec<Arc<Watched>> = shared
         .servers
         .lock()
@@ -53,7 +54,7 @@ fn snapshots(shared: &Shared, now: Instant) -> Vec<Snapshot> {
                 .clone();
             let advertised = server.advertised.load(Ordering::Relaxed);
             let record = server.record.lock().unwrap_or_else(PoisonError::into_inner);
-            let up = advertised && record.is_up(now);
+            let up = advertised && record.is_up(now, stale);
             let error = if !advertised {
                 Some("no longer advertised".to_owned())
             } else if up {
