@@ -1026,6 +1026,44 @@ fn a_long_interval_keeps_a_healthy_server_up_between_polls() {
     }
 }
 
+/// Nothing to watch is an error at start, not a page with an empty-named server.
+#[test]
+fn an_empty_server_list_is_refused() {
+    for servers in ["", ",", " , "] {
+        let mut child = Command::new(BIN)
+            .args(["monitor", "--port", "0", "--servers", servers])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let status = status.unwrap_or_else(|| panic!("{servers:?} accepted: it runs"));
+        assert!(!status.success(), "{servers:?} accepted");
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            stderr.contains("no server to watch"),
+            "{servers:?}: {stderr}"
+        );
+    }
+}
+
 /// Shutting the monitor down does not wait for a client that never sends its
 /// request (the head timeout, 5 s) nor for more than one poll of a silent server
 /// (its timeout, 0.8 s): it closes those connections and joins every thread.

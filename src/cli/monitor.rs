@@ -56,8 +56,19 @@ pub fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         options
     });
+    let servers: Vec<String> = args
+        .servers
+        .iter()
+        .map(|server| server.trim().to_owned())
+        .filter(|server| !server.is_empty())
+        .collect();
+    if servers.is_empty() && discovery.is_none() {
+        return Err(
+            "no server to watch: give --servers HOST:PORT[,...] or --serverfilter NAME".into(),
+        );
+    }
     let config = MonitorConfig {
-        servers: args.servers,
+        servers,
         discovery,
         bind: args.bind,
         port: args.port,
