@@ -8,6 +8,8 @@
 //! - [`error`]: the library's errors.
 //! - [`pzf`]: the PZF frame format and its Huffman coding.
 //! - [`server`]: a PYME-compatible data server.
+//! - [`monitor`]: the cluster monitor (`pyme-stream monitor`): polling, page, metrics.
+//! - [`prometheus`]: the Prometheus text format (`/__metrics`, the monitor's `/metrics`).
 //! - [`discovery`]: finding the servers of a cluster (mDNS and the local registry).
 //! - [`ffi`]: the C ABI, which only converts and calls the rest.
 
@@ -19,7 +21,9 @@ pub mod discovery;
 pub mod error;
 #[allow(unsafe_code)] // the C ABI: raw pointers from C, each with a SAFETY line
 pub mod ffi;
+pub mod monitor;
 pub mod name;
+pub mod prometheus;
 pub mod pzf;
 pub mod server;
 #[allow(unsafe_code)] // one system call to set the scheduling policy

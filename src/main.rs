@@ -32,6 +32,8 @@ enum Command {
     },
     /// List the live data servers of a cluster (one line each: name, a tab, host:port).
     Discover(cli::discover::DiscoverArgs),
+    /// Watch a cluster: a live page, Prometheus metrics and JSON of every server's status.
+    Monitor(cli::monitor::MonitorArgs),
     /// Zero configuration: three local servers, a simulated acquisition, every file checked.
     Demo(cli::demo::DemoArgs),
 }
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Put(args) => cli::put::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Discover(args) => cli::discover::run(args),
+        Command::Monitor(args) => cli::monitor::run(args).map(|()| ExitCode::SUCCESS),
         Command::Pzf { command } => cli::pzf::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {

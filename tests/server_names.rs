@@ -282,7 +282,7 @@ fn a_first_segment_with_two_underscores_is_an_operation_never_a_file() {
     for (target, code) in [
         ("/__status", 405),
         ("/__glob", 405),
-        ("/__metrics", 404),
+        ("/__metrics", 405),
         ("/__x/y", 404),
         ("/__aggregate_txt/log.txt", 200),
     ] {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod camera;
 pub mod demo;
 pub mod discover;
+pub mod monitor;
 pub mod put;
 pub mod pzf;
 pub mod report;

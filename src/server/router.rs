@@ -108,6 +108,14 @@ const ROUTES: &[Route] = &[
     },
     Route {
         verb: Verb::Get,
+        first: First::Is("__metrics"),
+        query_key: None,
+        operation: "metrics",
+        judge: ops::accept,
+        handler: ops::metrics::get,
+    },
+    Route {
+        verb: Verb::Get,
         first: First::Is("__glob"),
         query_key: None,
         operation: "glob",
@@ -351,6 +359,8 @@ mod tests {
             "glob judges its query itself"
         );
         assert_eq!(judge(Method::Head, "/__status"), Ok("status"));
+        assert_eq!(get("/__metrics"), Ok("metrics"));
+        assert_eq!(put("/__metrics"), Err(Unrouted::WrongMethod));
         assert_eq!(put("/__aggregate_txt/log/x.txt"), Ok("aggregate_txt"));
         assert_eq!(put("/__aggregate_h5r/a.h5r/t"), Ok("aggregate_h5r"));
         assert_eq!(put("/__pyramid_create/p?x=1"), Ok("pyramid.put"));

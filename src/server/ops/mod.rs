@@ -10,6 +10,7 @@
 //! - `h5`: `PUT /__aggregate_h5/<file>.h5/<part>`, an HDF5 series (`h5.rs`), and the
 //!   files GET's listing and parts of `.h5` files.
 //! - `status`: `GET /__status`, PYME's figures of the node and ours.
+//! - `metrics`: `GET /__metrics`, our figures in the Prometheus text format.
 //! - `glob`: `GET /__glob?pattern=<glob>`, the matching paths (PYME's `cglob`).
 //! - `mirror`: `PUT /<name>?MirrorSource=<url>`, a copy fetched from a peer.
 //! - `pyramid`: `PUT /__pyramid_<operation>/<folder>`, PYME's distributed pyramid
@@ -23,6 +24,7 @@ pub mod files;
 pub mod glob;
 pub mod h5;
 pub mod h5r;
+pub mod metrics;
 pub mod mirror;
 pub mod pyramid;
 pub mod status;

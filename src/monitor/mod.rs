@@ -1,0 +1,247 @@
+//! The cluster monitor (`pyme-stream monitor`): polls every data server's `/__status`
+//! about once a second and serves what it learns as a page, Prometheus metrics and
+//! JSON.
+//!
+//! ```text
+//! servers listed, or found by   discover.rs: pyme-monitor-discovery, every 5 s: the
+//! serverfilter  ───────────────► registry and mDNS; new servers added, vanished ones down
+//!        │ one thread per server (poller.rs: pyme-monitor-<host:port>)
+//!        ▼
+//!   fetch.rs  GET /__status, bounded by a deadline ──► reading.rs (our keys, PYME's)
+//!        │                                                     │
+//!        ▼                                                     ▼
+//!   record.rs: up or down, rates, ten minutes of history (in memory), per server
+//!        │
+//!        ▼
+//!   view.rs: /api/status (JSON), /metrics (Prometheus) ──► http.rs: pyme-monitor-http,
+//!   assets/page.html: the page, which reads /api/status      a thread per request
+//! ```
+//!
+//! In scope: polling (a thread per server, so one silent server never delays the
+//! others), the figures and their history, serving them read-only without
+//! authentication. Out of scope: changing anything on a server, persisting history,
+//! TLS. A server is down when its last poll failed (no connection, no whole answer
+//! within the timeout, not a status) or answered longer ago than
+//! [`record::stale_after`] (one interval, one timeout and 0.7 s); with the defaults
+//! a server that stops answering is shown down at most one interval plus one
+//! timeout (1.8 s) after its last answer.
+
+mod discover;
+pub mod fetch;
+mod http;
+mod poller;
+pub mod reading;
+pub mod record;
+mod view;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::discovery::DiscoveryOptions;
+use record::Record;
+
+/// The default port of `pyme-stream monitor`.
+pub const DEFAULT_PORT: u16 = 15390;
+
+/// How often each server is polled by default.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a poll may take by default, connection included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// What to watch and where to serve.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Servers to watch, `host:port`.
+    pub servers: Vec<String>,
+    /// Watch the servers of this cluster too, found again every few seconds.
+    pub discovery: Option<DiscoveryOptions>,
+    pub bind: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            servers: Vec::new(),
+            discovery: None,
+            bind: "127.0.0.1".to_owned(),
+            port: DEFAULT_PORT,
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// One watched server.
+pub(crate) struct Watched {
+    /// `host:port`, the label of its metrics.
+    pub address: String,
+    /// Its advertised name, when discovery found it.
+    pub name: Mutex<Option<String>>,
+    /// False once discovery no longer finds it (shown down).
+    pub advertised: std::sync::atomic::AtomicBool,
+    pub record: Mutex<Record>,
+}
+
+/// What the monitor's threads share.
+pub(crate) struct Shared {
+    pub config: MonitorConfig,
+    pub servers: Mutex<Vec<Arc<Watched>>>,
+    pollers: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once at shutdown; every sleeping thread waits on `wake`.
+    stopping: Mutex<bool>,
+    wake: Condvar,
+    pub started: Instant,
+    pub started_unix: SystemTime,
+}
+
+impl Shared {
+    /// Sleeps until `until` or shutdown; false at shutdown.
+    pub fn sleep_until(&self, until: Instant) -> bool {
+        let mut stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if *stopping {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            stopping = self
+                .wake
+                .wait_timeout(stopping, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts watching `address` unless it is watched already; the server.
+    pub fn watch(self: &Arc<Self>, address: &str) -> Arc<Watched> {
+        let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = servers.iter().find(|s| s.address == address) {
+            return Arc::clone(known);
+        }
+        let watched = Arc::new(Watched {
+            address: address.to_owned(),
+            name: Mutex::new(None),
+            advertised: std::sync::atomic::AtomicBool::new(true),
+            record: Mutex::new(Record::default()),
+        });
+        servers.push(Arc::clone(&watched));
+        drop(servers);
+        if !self.is_stopping() {
+            match poller::spawn(Arc::clone(self), Arc::clone(&watched)) {
+                Ok(handle) => self
+                    .pollers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(handle),
+                Err(error) => {
+                    watched
+                        .record
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .failed(format!("cannot start its poller: {error}"), Instant::now());
+                }
+            }
+        }
+        watched
+    }
+}
+
+/// A running monitor; [`Monitor::shutdown`] (or drop) stops and joins its threads.
+pub struct Monitor {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    http: Option<http::HttpServer>,
+    discovery: Option<JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// Binds the listener, starts a poller per listed server, discovery if asked, and
+    /// the HTTP server.
+    pub fn start(config: MonitorConfig) -> std::io::Result<Monitor> {
+        let listener = TcpListener::bind((config.bind.as_str(), config.port))?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            servers: Mutex::new(Vec::new()),
+            pollers: Mutex::new(Vec::new()),
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
+            started: Instant::now(),
+            started_unix: SystemTime::now(),
+            config,
+        });
+        for server in shared.config.servers.clone() {
+            shared.watch(&server);
+        }
+        let mut monitor = Monitor {
+            local_addr,
+            http: None,
+            discovery: None,
+            shared: Arc::clone(&shared),
+        };
+        if let Some(options) = shared.config.discovery.clone() {
+            monitor.discovery = Some(discover::spawn(Arc::clone(&shared), options)?);
+        }
+        monitor.http = Some(http::HttpServer::start(listener, Arc::clone(&shared))?);
+        Ok(monitor)
+    }
+
+    /// The address the page and metrics are served at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The JSON of `/api/status` now.
+    pub fn status_json(&self) -> String {
+        view::status_json(&self.shared)
+    }
+
+    /// Stops polling and serving, and joins every thread. A poll under way ends by
+    /// its own deadline (at most the timeout).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        *self
+            .shared
+            .stopping
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.shared.wake.notify_all();
+        if let Some(http) = self.http.take() {
+            http.shutdown();
+        }
+        if let Some(discovery) = self.discovery.take() {
+            let _ = discovery.join();
+        }
+        let pollers = std::mem::take(
+            &mut *self
+                .shared
+                .pollers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for poller in pollers {
+            let _ = poller.join();
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
