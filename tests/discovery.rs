@@ -835,3 +835,150 @@ fn netns_cli_serve_discover_bench() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// A hundred servers on one multicast link (issue 27): four namespaces of 25 servers each,
+// joined by veth pairs to a bridge in a fifth, where `pyme-stream discover` runs. The
+// 10.231/16 addresses exist only inside these namespaces.
+
+/// The namespaces of [`mdns_finds_a_hundred_servers_in_ten_of_ten_runs`], their servers
+/// killed and the namespaces deleted on drop (also on failure).
+struct HundredServers {
+    namespaces: Vec<String>,
+    servers: Vec<std::process::Child>,
+    _roots: tempfile::TempDir,
+}
+
+impl Drop for HundredServers {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        for namespace in &self.namespaces {
+            let _ = ip(&["netns", "delete", namespace]);
+        }
+    }
+}
+
+impl HundredServers {
+    const GROUPS: usize = 4;
+    const PER_GROUP: usize = 25;
+
+    fn start(filter: &str) -> Result<HundredServers, String> {
+        let tag = std::process::id();
+        let hub = format!("pyme-d100-{tag}-hub");
+        let mut cluster = HundredServers {
+            namespaces: Vec::new(),
+            servers: Vec::new(),
+            _roots: tempfile::tempdir().unwrap(),
+        };
+        ip(&["netns", "add", &hub])?;
+        cluster.namespaces.push(hub.clone());
+        let in_ns = |ns: &str, args: &[&str]| {
+            let mut full = vec!["netns", "exec", ns, "ip"];
+            full.extend_from_slice(args);
+            ip(&full)
+        };
+        in_ns(&hub, &["link", "set", "lo", "up"])?;
+        in_ns(&hub, &["link", "add", "br0", "type", "bridge"])?;
+        in_ns(&hub, &["addr", "add", "10.231.0.1/16", "dev", "br0"])?;
+        in_ns(&hub, &["link", "set", "br0", "up"])?;
+        for group in 0..Self::GROUPS {
+            let ns = format!("pyme-d100-{tag}-s{group}");
+            ip(&["netns", "add", &ns])?;
+            cluster.namespaces.push(ns.clone());
+            in_ns(&ns, &["link", "set", "lo", "up"])?;
+            let (outer, inner) = (format!("h{group}"), format!("s{group}"));
+            in_ns(
+                &hub,
+                &[
+                    "link", "add", &outer, "type", "veth", "peer", "name", &inner, "netns", &ns,
+                ],
+            )?;
+            in_ns(&hub, &["link", "set", &outer, "master", "br0"])?;
+            in_ns(&hub, &["link", "set", &outer, "up"])?;
+            for i in 1..=Self::PER_GROUP {
+                let address = format!("10.231.{}.{i}/16", group + 1);
+                in_ns(&ns, &["addr", "add", &address, "dev", &inner])?;
+            }
+            in_ns(&ns, &["link", "set", &inner, "up"])?;
+        }
+        // Addresses are usable once duplicate address detection is over (IPv4 has
+        // none; the bridge forwards once its port is up): each server's bind says so.
+        let mut pending = Vec::new();
+        for group in 0..Self::GROUPS {
+            let ns = format!("pyme-d100-{tag}-s{group}");
+            for i in 1..=Self::PER_GROUP {
+                let bind = format!("10.231.{}.{i}", group + 1);
+                let root = cluster._roots.path().join(format!("{group}-{i}"));
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &ns])
+                    .arg(env!("CARGO_BIN_EXE_pyme-stream"))
+                    .args(["serve", "--bind", &bind, "--port", "0", "--root"])
+                    .arg(&root)
+                    .args(["--serverfilter", filter, "--advertise", "mdns"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("serve: {e}"))?;
+                pending.push(cluster.servers.len());
+                cluster.servers.push(child);
+            }
+        }
+        for index in pending {
+            use std::io::BufRead;
+            let stdout = cluster.servers[index].stdout.take().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
+            if !line.starts_with("listening on ") {
+                return Err(format!("server {index} did not start: {line:?}"));
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// `pyme-stream discover` in the hub namespace: the servers it lists.
+    fn discover(&self, filter: &str) -> Vec<String> {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.namespaces[0]])
+            .arg(env!("CARGO_BIN_EXE_pyme-stream"))
+            .args(["discover", "--serverfilter", filter, "--no-registry"])
+            .output()
+            .expect("discover runs");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[test]
+fn mdns_finds_a_hundred_servers_in_ten_of_ten_runs() {
+    let test = "mdns_finds_a_hundred_servers_in_ten_of_ten_runs";
+    // SAFETY: a plain system call without arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip::skip(test, "not root (network namespaces need CAP_NET_ADMIN)");
+        return;
+    }
+    if let Some(why) = common::skip::missing_tool("ip", &["-V"]) {
+        common::skip::skip(test, &why);
+        return;
+    }
+    let filter = format!("HUNDRED{}", std::process::id());
+    let cluster = HundredServers::start(&filter).expect("the namespaces and servers start");
+    let mut counts = Vec::new();
+    for _ in 0..10 {
+        let found = cluster.discover(&filter);
+        let distinct: std::collections::BTreeSet<_> = found.iter().collect();
+        assert_eq!(distinct.len(), found.len(), "a server listed twice");
+        assert!(
+            found.iter().all(|line| line.contains("\t10.231.")),
+            "only the namespaces' servers: {found:?}"
+        );
+        counts.push(found.len());
+    }
+    assert_eq!(counts, [100; 10], "servers found in each of 10 runs");
+}

@@ -23,15 +23,54 @@ const DAEMON_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// `mdns-sd` repeats a goodbye once, 120 ms after the first; let it go out.
 const GOODBYE_REPEAT_DELAY: Duration = Duration::from_millis(150);
 
-/// The resolved `_pyme-http._tcp` services heard within `wait`, by instance name
-/// (an instance that said goodbye during the wait is left out).
+/// How long a browse goes on after the last instance it heard for the first time, when
+/// that was late in `wait` ([`browse`]).
+const QUIET: Duration = Duration::from_secs(1);
+
+/// The longest browse, as a multiple of `wait`.
+const MAX_WAIT_FACTOR: u32 = 4;
+
+/// The resolved `_pyme-http._tcp` services heard, by instance name (an instance that
+/// said goodbye during the browse is left out).
+///
+/// The query is asked again until the answers stop changing: `mdns-sd` repeats it
+/// after 1, 3, 7... seconds (answers known from earlier rounds are not asked again),
+/// and the browse lasts `wait`, or longer while new instances keep coming or some
+/// heard of are not yet resolved (their address and port asked for): until one second
+/// has passed without a new one and all are resolved, at most four times `wait`. On a link where
+/// many servers answer at once some answers are lost (socket buffers, switches), and
+/// a later round hears them; a stable cluster is browsed in `wait`, as before.
 pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let daemon = Daemon::start()?;
     let events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
-    let deadline = Instant::now() + wait;
+    let start = Instant::now();
+    let last_possible = start + wait * MAX_WAIT_FACTOR;
+    let mut deadline = start + wait;
     let mut found = BTreeMap::new();
-    while let Ok(event) = events.recv_deadline(deadline) {
+    // Instances whose name was heard (PTR) but not yet resolved (SRV, A): `mdns-sd`
+    // asks for what is missing; the browse waits for them (within its longest time).
+    let mut heard = std::collections::BTreeSet::new();
+    loop {
+        let event = match events.recv_deadline(deadline) {
+            Ok(event) => event,
+            Err(_) => {
+                let unresolved = heard.iter().any(|name| !found.contains_key(name));
+                let now = Instant::now();
+                if unresolved && now < last_possible {
+                    deadline = (now + QUIET).min(last_possible);
+                    continue;
+                }
+                break;
+            }
+        };
         match event {
+            ServiceEvent::ServiceFound(_, fullname) => {
+                if let Some(name) = instance_of(&fullname) {
+                    if heard.insert(name) {
+                        deadline = deadline.max(Instant::now() + QUIET).min(last_possible);
+                    }
+                }
+            }
             ServiceEvent::ServiceResolved(service) => {
                 let Some(name) = instance_of(&service.fullname) else {
                     continue;
@@ -44,11 +83,14 @@ pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
                     address: address.to_string(),
                     port: service.port,
                 };
-                found.insert(name, server);
+                if found.insert(name, server).is_none() {
+                    deadline = deadline.max(Instant::now() + QUIET).min(last_possible);
+                }
             }
             ServiceEvent::ServiceRemoved(_, fullname) => {
                 if let Some(name) = instance_of(&fullname) {
                     found.remove(&name);
+                    heard.remove(&name);
                 }
             }
             _ => {}
