@@ -122,12 +122,36 @@ fn open(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Releases the lock held through `file` before it is closed. A child forked
+/// while the lock was held shares its open file description: until that
+/// child closes its copy (at once, in the client's fork handler; at `exec`;
+/// or never, when it was forked before the copy could be registered), a
+/// plain close would leave the lock held. The owner's explicit unlock ends it
+/// for every copy. Only the owner calls this: a child never does.
+pub(crate) fn unlock(file: &File) {
+    #[cfg(target_os = "linux")]
+    let _ = set_lock(file, libc::F_UNLCK);
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    }
+    #[cfg(not(unix))]
+    let _ = file; // a handle is not shared with another process here
+}
+
 #[cfg(target_os = "linux")]
 fn try_lock(file: &File) -> io::Result<()> {
+    set_lock(file, libc::F_WRLCK)
+}
+
+#[cfg(target_os = "linux")]
+fn set_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain C struct, all zeroes is a valid value.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as _;
+    lock.l_type = kind as _;
     lock.l_whence = libc::SEEK_SET as _;
     // l_start 0, l_len 0: the whole file; l_pid must be 0 for OFD locks.
     // SAFETY: a valid descriptor and a valid struct for the call.

@@ -44,17 +44,23 @@ impl FolderLock {
     /// Takes the lock of `folder` (which exists), or fails at once.
     pub fn acquire(folder: &Path) -> Result<FolderLock, LockError> {
         let born = Born::now();
-        let file = lock_file::lock(folder, Holder::SpillFolder).map_err(|e| match e {
+        // Open, lock and register with no fork in between: a child forked
+        // before the registration would keep the lock after we release it.
+        let (file, child_slot) = fork::atomic_with_fork(|| {
+            let file = lock_file::lock(folder, Holder::SpillFolder)?;
+            #[cfg(unix)]
+            let child_slot = fork::close_in_child(std::os::unix::io::AsRawFd::as_raw_fd(&file));
+            #[cfg(not(unix))]
+            let child_slot = None;
+            Ok((file, child_slot))
+        })
+        .map_err(|e| match e {
             LockFailure::Busy(Some((holder, pid))) => LockError::Busy(holder.describe(pid)),
             LockFailure::Busy(None) => {
                 LockError::Busy("another streamer or a data server".to_owned())
             }
             LockFailure::Io(e) => LockError::Io(e),
         })?;
-        #[cfg(unix)]
-        let child_slot = fork::close_in_child(std::os::unix::io::AsRawFd::as_raw_fd(&file));
-        #[cfg(not(unix))]
-        let child_slot = None;
         Ok(FolderLock {
             file: Some(file),
             born,
@@ -75,12 +81,18 @@ impl Drop for FolderLock {
             let _ = std::os::unix::io::IntoRawFd::into_raw_fd(file);
             return;
         }
-        // Forgotten before the close, so that a fork in between cannot close
-        // a number reused by then.
-        if let Some(slot) = self.child_slot {
-            fork::forget_slot(slot);
-        }
-        drop(file);
+        // Unlocked first: a child forked a moment ago may not have closed
+        // its copy yet, and would keep the lock past a plain close. Then
+        // forgotten and closed with no fork in between (one forked after the
+        // close would close a number reused by then).
+        lock_file::unlock(&file);
+        let slot = self.child_slot;
+        fork::atomic_with_fork(move || {
+            if let Some(slot) = slot {
+                fork::forget_slot(slot);
+            }
+            drop(file);
+        });
     }
 }
 

@@ -68,6 +68,14 @@ impl RootLock {
     }
 }
 
+impl Drop for RootLock {
+    fn drop(&mut self) {
+        // A process forked by this one (about to exec a program) shares the
+        // open file description until its exec: unlocked for every copy.
+        lock_file::unlock(&self._file);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
