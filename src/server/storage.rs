@@ -31,6 +31,7 @@ use super::fs::rename_noreplace;
 use super::fs::unnamed_file;
 use super::fs::{create_temp, is_reserved_name, link_unnamed, sync_folder, temp_path};
 use super::journal;
+use super::pyramid;
 use crate::name;
 
 /// How a write-once store ended.
@@ -40,6 +41,9 @@ pub enum Stored {
     New,
     /// The name was already taken; nothing was changed.
     AlreadyExists,
+    /// The name belongs to a pyramid (it is in one of its level folders, which only
+    /// `__pyramid_*` operations change); nothing was changed.
+    Pyramid,
 }
 
 /// The storage root and what is done in it.
@@ -107,6 +111,8 @@ pub enum Appended {
     Done,
     /// The file was stored write-once (by a plain PUT); nothing was changed.
     WriteOnce,
+    /// The name belongs to a pyramid (see [`Stored::Pyramid`]); nothing was changed.
+    Pyramid,
 }
 
 impl Store {
@@ -287,6 +293,7 @@ impl Store {
             temp: Some(temp),
             allocated: 0,
             destination,
+            root: self.root.clone(),
             committed: false,
             durable: self.durable.clone(),
         })
@@ -306,6 +313,7 @@ impl Store {
             temp: None,
             allocated,
             destination: self.destination_in(relative, folders)?,
+            root: self.root.clone(),
             committed: false,
             durable: self.durable.clone(),
         })
@@ -345,6 +353,10 @@ impl Store {
         let path = self.destination(relative)?;
         let parent = path.parent().unwrap_or(&self.root).to_owned();
         fs::create_dir_all(&parent)?;
+        // Held until the body is in: a pyramid created meanwhile waits for it.
+        let Some(_claim) = pyramid::claim(&self.root, &path) else {
+            return Ok(Appended::Pyramid);
+        };
         let _serialized = self
             .appending
             .lock()
@@ -524,6 +536,8 @@ pub struct PendingFile {
     /// A spare's allocated size: a shorter body is cut to its length at commit.
     allocated: u64,
     destination: PathBuf,
+    /// The storage root, for [`pyramid::claim`].
+    root: PathBuf,
     committed: bool,
     /// Set under `--fsync`: the data is synced before the file is named, and the
     /// folder entries after.
@@ -536,9 +550,13 @@ impl PendingFile {
         self.file.as_ref()
     }
 
-    /// Makes the file read-only and puts it under its name unless that name is taken.
-    /// Either way the temporary name is gone afterwards.
+    /// Makes the file read-only and puts it under its name unless that name is taken
+    /// or belongs to a pyramid. Either way the temporary name is gone afterwards.
     pub fn commit(mut self) -> io::Result<Stored> {
+        // Held until the file is named: a pyramid created meanwhile waits for it.
+        let Some(_claim) = pyramid::claim(&self.root, &self.destination) else {
+            return Ok(Stored::Pyramid);
+        };
         let stored = self.publish_file()?;
         if let (Stored::New, Some(durable)) = (stored, &self.durable) {
             durable.sync_entries_of(self.destination.parent().unwrap_or(Path::new("/")))?;
