@@ -281,13 +281,7 @@ impl Store {
         let destination = self.destination_in(relative, folders)?;
         let parent = destination.parent().unwrap_or(&self.root);
         let temp = temp_path(parent);
-        let file = match create_temp(&temp) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(parent)?;
-                create_temp(&temp)
-            }
-            result => result,
-        }?;
+        let file = in_folder(parent, || create_temp(&temp))?;
         Ok(PendingFile {
             file: Some(file),
             temp: Some(temp),
@@ -352,7 +346,6 @@ impl Store {
         use std::io::Seek;
         let path = self.destination(relative)?;
         let parent = path.parent().unwrap_or(&self.root).to_owned();
-        fs::create_dir_all(&parent)?;
         // Held until the body is in: a pyramid created meanwhile waits for it.
         let Some(_claim) = pyramid::claim(&self.root, &path) else {
             return Ok(Appended::Pyramid);
@@ -361,7 +354,7 @@ impl Store {
             .appending
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (target, created) = match open_for_append(&path) {
+        let (target, created) = match in_folder(&parent, || open_for_append(&path)) {
             Ok(target) => target,
             // Not root: a read-only file cannot be opened for writing (a refused
             // link is PermissionDenied too, but not the system's own error).
@@ -446,6 +439,25 @@ fn outside_root() -> io::Error {
         io::ErrorKind::PermissionDenied,
         "the name leads out of the storage root through a link",
     )
+}
+
+/// Runs `make` (which makes a name in `folder`), making `folder` and its parents
+/// first when it is missing: also when it was there a moment ago and someone
+/// removed it (an empty folder a local clean-up removes between our `mkdir` and
+/// our `open`), up to 64 times (a remover spinning on the folder beside us won 8
+/// times in a row once in 500 tries; each try costs two system calls), before
+/// the error is the caller's.
+fn in_folder<T>(folder: &Path, mut make: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match make() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 64 => {
+                tries += 1;
+                fs::create_dir_all(folder)?;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Opens a file to append to, creating it writable by its owner (see
@@ -612,13 +624,8 @@ fn publish_spare(
     if sync {
         spare.sync_data()?;
     }
-    let linked = match link_unnamed(spare, destination) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(destination.parent().unwrap_or(Path::new("/")))?;
-            link_unnamed(spare, destination)
-        }
-        result => result,
-    };
+    let parent = destination.parent().unwrap_or(Path::new("/"));
+    let linked = in_folder(parent, || link_unnamed(spare, destination));
     match linked {
         Ok(()) => Ok(Stored::New),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),
