@@ -337,6 +337,7 @@ pub(super) fn from_h5(result: Result<Answer, super::h5file::H5Error>) -> Answer 
         Err(H5Error::BadRequest(reason)) => Answer::error(400, reason),
         Err(H5Error::NotHdf5(reason)) => Answer::error(409, reason),
         Err(H5Error::Missing(reason)) => Answer::error(404, reason),
+        Err(H5Error::WriteOnce(reason)) => Answer::error(405, reason),
         Err(e @ H5Error::Library(_)) => Answer::error(500, e.to_string()),
     }
 }
