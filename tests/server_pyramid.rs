@@ -538,6 +538,11 @@ fn a_pyramids_tiles_change_only_by_pyramid_operations() {
         assert_eq!(ask(&mut client, &name, b"x").code, 409);
     }
     assert_eq!(ask(&mut client, &format!("{DIR}/5/new"), b"x").code, 409);
+    // HDF5 aggregation too (501 in a build without HDF5).
+    let h5r = format!("__aggregate_h5r/{DIR}/0/r.h5r/FitResults");
+    let pickle = include_bytes!("data/record_array.pickle");
+    let expected = if cfg!(feature = "hdf5") { 409 } else { 501 };
+    assert_eq!(ask(&mut client, &h5r, pickle).code, expected);
     assert_eq!(files(&root), finished, "a tile changed");
     // Outside the level folders, and where no pyramid was created: plain files.
     assert_eq!(
