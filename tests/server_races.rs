@@ -162,3 +162,41 @@ fn a_folder_removed_while_a_put_is_in_it() {
 fn remove_empty(folder: &Path) -> bool {
     std::fs::remove_dir(folder).is_ok()
 }
+
+/// Mirrors of one name from two sources, and a mirror racing a plain PUT of that
+/// name: one stores it (200), the other is 405, and the file holds exactly the
+/// winner's bytes (a mirror looks for the name first, but only the no-replace
+/// rename at the end decides).
+#[test]
+fn mirrors_and_a_put_of_one_name() {
+    use pyme_streaming::server::MirrorFrom;
+    let sources = [TestServer::start(), TestServer::start()];
+    let bodies = [vec![1u8; 200_000], vec![2u8; 150_000]];
+    for (source, body) in sources.iter().zip(&bodies) {
+        let mut client = source.connect();
+        for i in 0..100 {
+            client.send(&put(&format!("m/{i}"), body));
+            assert_eq!(client.response().code, 200);
+        }
+    }
+    let node = TestServer::with(|config| config.mirror_from = MirrorFrom::Any);
+    let mirror = |source: &TestServer, name: &str| {
+        let url = format!("http://{}/{name}", source.server.local_addr());
+        format!("PUT /{name}?MirrorSource={url} HTTP/1.1\r\nContent-Length: 0\r\n\r\n").into_bytes()
+    };
+    let mut racers = clients(&node, 2);
+    for i in 0..100 {
+        let name = format!("m/{i}");
+        let (second, second_body) = match i % 2 {
+            0 => (mirror(&sources[1], &name), &bodies[1]),
+            _ => (put(&name, &[3u8; 1000]), &vec![3u8; 1000]),
+        };
+        let codes = together(&mut racers, vec![mirror(&sources[0], &name), second]);
+        let stored = std::fs::read(node.root().join(&name)).unwrap();
+        match codes[..] {
+            [200, 405] => assert!(stored == bodies[0], "round {i}"),
+            [405, 200] => assert!(&stored == second_body, "round {i}"),
+            _ => panic!("round {i}: {codes:?}"),
+        }
+    }
+}
