@@ -132,11 +132,8 @@ pub(crate) fn unlock(file: &File) {
     #[cfg(target_os = "linux")]
     let _ = set_lock(file, libc::F_UNLCK);
     #[cfg(all(unix, not(target_os = "linux")))]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid descriptor.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-    }
+    // SAFETY: a valid descriptor.
+    let _ = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(file), libc::LOCK_UN) };
     #[cfg(not(unix))]
     let _ = file; // a handle is not shared with another process here
 }

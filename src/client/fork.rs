@@ -102,19 +102,27 @@ fn unlock_setup() {
 pub(crate) fn atomic_with_fork<T>(setup: impl FnOnce() -> T) -> T {
     register_handler();
     #[cfg(unix)]
-    {
-        struct Unlock;
-        impl Drop for Unlock {
-            fn drop(&mut self) {
-                unlock_setup();
-            }
-        }
-        lock_setup();
-        let _unlock = Unlock;
-        setup()
-    }
-    #[cfg(not(unix))]
+    let _held = SetupHeld::take();
     setup()
+}
+
+/// The set-up mutex, held until dropped (also when the set-up panics).
+#[cfg(unix)]
+struct SetupHeld;
+
+#[cfg(unix)]
+impl SetupHeld {
+    fn take() -> SetupHeld {
+        lock_setup();
+        SetupHeld
+    }
+}
+
+#[cfg(unix)]
+impl Drop for SetupHeld {
+    fn drop(&mut self) {
+        unlock_setup();
+    }
 }
 
 #[cfg(unix)]
