@@ -169,8 +169,20 @@ pub fn handle(
     }
 }
 
-/// A folder's lock: held (true) or not, and the waiters.
-type FolderLock = Arc<(Mutex<bool>, Condvar)>;
+/// A folder's lock, shared or exclusive: pyramid operations hold it exclusive (one at
+/// a time per pyramid); plain writes that could land in a pyramid's level folders
+/// hold it shared ([`claim`]), so they go on in parallel and only a create waits for
+/// them (and they for it).
+#[derive(Default)]
+struct LockState {
+    shared: usize,
+    exclusive: bool,
+    /// Exclusive holders waiting: new shared holders wait behind them, so that a
+    /// stream of writes never starves a create.
+    exclusive_waiting: usize,
+}
+
+type FolderLock = Arc<(Mutex<LockState>, Condvar)>;
 type Locks = Mutex<HashMap<PathBuf, FolderLock>>;
 static LOCKS: OnceLock<Locks> = OnceLock::new();
 
@@ -188,26 +200,54 @@ fn lock_for(folder: &Path) -> FolderLock {
 
 /// A held lock of one pyramid folder, released when dropped (an owned guard, so a
 /// store can keep several across its own steps).
-struct Held(FolderLock);
+struct Held {
+    lock: FolderLock,
+    shared: bool,
+}
 
+/// The folder's lock, exclusive (a pyramid operation).
 fn hold(folder: &Path) -> Held {
     let lock = lock_for(folder);
     {
-        let (held, freed) = &*lock;
-        let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
-        while *held {
-            held = freed.wait(held).unwrap_or_else(PoisonError::into_inner);
+        let (state, changed) = &*lock;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.exclusive_waiting += 1;
+        while state.exclusive || state.shared > 0 {
+            state = changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
-        *held = true;
+        state.exclusive_waiting -= 1;
+        state.exclusive = true;
     }
-    Held(lock)
+    Held {
+        lock,
+        shared: false,
+    }
+}
+
+/// The folder's lock, shared (a plain write, see [`claim`]).
+fn hold_shared(folder: &Path) -> Held {
+    let lock = lock_for(folder);
+    {
+        let (state, changed) = &*lock;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.exclusive || state.exclusive_waiting > 0 {
+            state = changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        state.shared += 1;
+    }
+    Held { lock, shared: true }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let (held, freed) = &*self.0;
-        *held.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        freed.notify_all();
+        let (state, changed) = &*self.lock;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.shared {
+            true => state.shared -= 1,
+            false => state.exclusive = false,
+        }
+        drop(state);
+        changed.notify_all();
     }
 }
 
@@ -220,9 +260,9 @@ fn is_level(segment: &std::ffi::OsStr) -> bool {
 /// Leave to change `path` (a file under `root`, both as the store resolved them) by
 /// a plain write (PUT, mirror, `__aggregate_txt`): `None` when the name belongs to a
 /// pyramid (it is in a level folder of a folder where a pyramid was created). The
-/// returned claim holds the lock of every folder that could be such a pyramid, so
-/// no create can start there until the write is done: hold it until the file is
-/// named or appended to.
+/// returned claim holds the lock of every folder that could be such a pyramid
+/// (shared: plain writes go on in parallel), so no create can start there until the
+/// write is done: hold it until the file is named or appended to.
 pub(crate) fn claim(root: &Path, path: &Path) -> Option<Claim> {
     let mut held = Vec::new();
     let Ok(relative) = path.strip_prefix(root) else {
@@ -236,7 +276,7 @@ pub(crate) fn claim(root: &Path, path: &Path) -> Option<Claim> {
     let mut folder = root.to_owned();
     for (i, segment) in segments.iter().enumerate() {
         if i > 0 && is_level(segment) {
-            let lock = hold(&folder);
+            let lock = hold_shared(&folder);
             if state_path(&folder).is_file() {
                 return None;
             }
