@@ -270,7 +270,8 @@ typedef enum PymeStreamerStatus {
     STREAMER_ERR_NAME_TAKEN = -26,
     /**
      * The spill folder is in use by another streamer or stream, in this process
-     * or another (its lock file `.pyme-lock` is held): nothing was opened.
+     * or another, or is a data server's storage root (its lock file
+     * `.pyme-lock` is held): nothing was opened.
      */
     STREAMER_ERR_SPILL_BUSY = -27,
     /**

@@ -71,11 +71,10 @@ pub enum Error {
     #[error("spill folder: {0}")]
     SpillFolder(String),
     /// Another streamer or stream, in this process or another, has the spill
-    /// folder open (it holds the folder's lock file `.pyme-lock`).
-    #[error(
-        "spill folder {folder} is in use by another streamer (its lock file .pyme-lock is held)"
-    )]
-    SpillBusy { folder: String },
+    /// folder open, or a data server uses the folder as its storage root (it
+    /// holds the folder's lock file `.pyme-lock`); `holder` says which.
+    #[error("spill folder {folder} is in use by {holder} (its lock file .pyme-lock is held)")]
+    SpillBusy { folder: String, holder: String },
     /// Called in a child process forked while this streamer or stream was
     /// open: its threads and connections belong to the parent; nothing was done.
     #[error(

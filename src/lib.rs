@@ -21,6 +21,8 @@ pub mod discovery;
 pub mod error;
 #[allow(unsafe_code)] // the C ABI: raw pointers from C, each with a SAFETY line
 pub mod ffi;
+#[allow(unsafe_code)] // fcntl(F_OFD_SETLK) / flock / LockFileEx
+mod lock_file;
 pub mod monitor;
 pub mod name;
 pub mod prometheus;

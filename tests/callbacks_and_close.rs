@@ -326,47 +326,6 @@ unsafe extern "C" fn put_from_callback(
     state.status_in_callback.store(status, Ordering::SeqCst);
 }
 
-/// Waits until this process's thread `name` sleeps on a futex (a lock or a
-/// condition variable) and stays there for 50 ms: where a race test put it (a
-/// producer waiting for room, a finalize waiting for a lock). The library keeps
-/// no trace of that to wait on, so it is read from /proc; a fixed sleep instead
-/// failed the test whenever the thread came late.
-#[cfg(target_os = "linux")]
-fn wait_until_blocked(name: &str) {
-    fn blocked(name: &str) -> bool {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return false;
-        };
-        tasks.flatten().any(|task| {
-            let read =
-                |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
-            let stat = read("stat");
-            // `pid (comm) state ...`: the state follows the last parenthesis.
-            let sleeping = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'));
-            read("comm").trim_end() == name && sleeping && read("wchan").contains("futex")
-        })
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut since: Option<Instant> = None;
-    loop {
-        if !blocked(name) {
-            since = None;
-        } else if since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(50) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} never blocked");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Elsewhere: time for the thread to get there (no /proc to read).
-#[cfg(not(target_os = "linux"))]
-fn wait_until_blocked(_name: &str) {
-    std::thread::sleep(Duration::from_millis(300));
-}
-
 /// A put from a completion callback while `stream_finalize` waits for the
 /// handle's lock, which a producer holds while it waits for room that only
 /// the answers behind that callback can make: the put must not wait for the
@@ -434,7 +393,7 @@ fn a_put_from_a_callback_does_not_wait_for_a_finalize_that_waits_for_it() {
             unsafe { stream::stream_put(handle as *mut _, c"race/f3".as_ptr(), big.as_ptr(), 60) }
         })
         .unwrap();
-    wait_until_blocked("race-producer");
+    common::blocked::wait_until_blocked("race-producer");
     // A finalize that waits for the producer's lock.
     let finalizer = std::thread::Builder::new()
         .name("race-finalizer".into())
@@ -443,7 +402,7 @@ fn a_put_from_a_callback_does_not_wait_for_a_finalize_that_waits_for_it() {
             unsafe { stream::stream_finalize(handle as *mut _, c"race/end".as_ptr()) }
         })
         .unwrap();
-    wait_until_blocked("race-finalizer");
+    common::blocked::wait_until_blocked("race-finalizer");
     // Now f1 is answered: its callback puts while the finalize waits.
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();

@@ -686,9 +686,9 @@ fn item05_flush_returns_when_the_cluster_dies_during_spill_resends() {
             let _ = done.send(flushing.flush(None));
         })
         .unwrap();
-    // Time for the flush to start waiting (one file is out of the folder, so
-    // it must): were it late, it would find the work done and pass, never fail.
-    std::thread::sleep(Duration::from_millis(200));
+    // The flush waiting (one file is out of the folder, so it must): were it
+    // late, it would find the work done and pass, never fail.
+    common::blocked::wait_until_blocked("flush-none");
     writer.write_all(b"slow disk").unwrap();
     drop(writer);
     let Ok(result) = flushed.recv_timeout(Duration::from_secs(10)) else {

@@ -191,3 +191,110 @@ fn a_forked_child_does_not_keep_the_spill_folder_locked() {
     );
     assert_eq!(server.files(), ["child/own"]);
 }
+
+/// Children forked by the storm below, in order: each waits (`pause`),
+/// holding whatever it inherited, until it is killed. Dropping this kills
+/// and reaps them all, also when the test fails.
+#[derive(Default)]
+struct Storm {
+    children: Vec<libc::pid_t>,
+    reaped: usize,
+}
+
+impl Storm {
+    /// Kills and reaps the children before the `until`-th.
+    fn reap_before(&mut self, until: usize) {
+        while self.reaped < until.min(self.children.len()) {
+            let pid = self.children[self.reaped];
+            let mut status = 0;
+            // SAFETY: kills and waits for our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            self.reaped += 1;
+        }
+    }
+}
+
+impl Drop for Storm {
+    fn drop(&mut self) {
+        self.reap_before(usize::MAX);
+    }
+}
+
+/// A fork storm beside `Streamer::new` and `close` with a spill folder: a
+/// child forked inside the folder lock's set-up (between the open, the lock
+/// and the registration of the descriptor for the child handler), or just
+/// before its release (before the child handler closed the child's copy),
+/// kept a copy of the locked open file description, and with it the parent's
+/// lock after the parent closed its descriptor: the next `Streamer::new` on
+/// the folder was `SpillBusy`. The children of the last two rounds live on
+/// through each check. Then the other way round: every child is killed while
+/// the parent holds the folder, and it stays held (a child never releases the
+/// parent's lock).
+#[test]
+fn a_fork_storm_beside_spill_folder_set_up_never_leaves_the_lock_to_a_child() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    const ROUNDS: usize = 40;
+    let server = TestServer::start();
+    let spill = tempfile::tempdir().unwrap();
+    let options = StreamerOptions::new()
+        .server(server.address())
+        .spill_dir(spill.path());
+    let storm = Mutex::new(Storm::default());
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                // SAFETY: the child only calls pause() until it is killed,
+                // and never returns into the harness.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    loop {
+                        unsafe { libc::pause() };
+                    }
+                }
+                assert!(pid > 0, "fork failed");
+                storm.lock().unwrap().children.push(pid);
+            }
+        });
+        let _stop = StopOnDrop(&done);
+        let mut marks = vec![0];
+        for round in 0..ROUNDS {
+            let streamer = Streamer::new(options.clone()).unwrap_or_else(|e| {
+                panic!("round {round}: a forked child kept the released lock: {e}")
+            });
+            assert!(streamer.close().all_acknowledged());
+            let mut storm = storm.lock().unwrap();
+            marks.push(storm.children.len());
+            let before_last_two = marks[marks.len().saturating_sub(3)];
+            storm.reap_before(before_last_two);
+        }
+    });
+    let mut storm = storm.into_inner().unwrap();
+    eprintln!(
+        "{} forks beside {ROUNDS} set-ups and releases of the folder",
+        storm.children.len()
+    );
+    // Held by the parent while every child dies: still held.
+    let held = Streamer::new(options.clone()).unwrap();
+    storm.reap_before(usize::MAX);
+    assert!(matches!(
+        Streamer::new(options.clone()),
+        Err(Error::SpillBusy { .. })
+    ));
+    assert!(held.close().all_acknowledged());
+    assert!(Streamer::new(options).unwrap().close().all_acknowledged());
+}
+
+/// Stops the forking thread however the rounds end.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -502,8 +502,15 @@ fn a_stream_with_a_spill_folder_spills_while_its_server_is_down() {
     stream.put("outage/before", b"1").unwrap();
     stream.flush(Some(PATIENCE)).unwrap();
     proxy.go_down();
-    // Time for the link to see its connection cut (nothing to wait on).
-    std::thread::sleep(Duration::from_millis(300));
+    // The link has seen its connection cut once its server is no longer up.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while stream.server_state() == pyme_streaming::ServerState::Up {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut was never seen"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let put = 5;
     for i in 0..put {
         let result = stream.put(&format!("outage/f{i}"), b"2");

@@ -299,3 +299,54 @@ fn a_pickled_record_array_round_trips_through_the_npy_answer() {
         409
     );
 }
+
+/// A plain PUT of a whole `.h5r` file and an `__aggregate_h5r` of the same new name,
+/// started together round after round: one wins. The aggregate's look for a
+/// write-once file came long before its open (the body parsed, the HDF5 lock
+/// waited for): a PUT stored between the two was opened and appended to (as root,
+/// whom a read-only mode does not stop), a write-once file changed. Now the open
+/// itself refuses a write-once file (405), and a create that finds the name taken
+/// looks again.
+#[cfg(feature = "hdf5")]
+#[test]
+fn a_put_and_an_h5r_aggregate_of_one_new_name_never_both_win() {
+    use std::sync::{Arc, Barrier};
+    let server = TestServer::start();
+    let address = server.address();
+    let pickle = include_bytes!("data/record_array.pickle");
+    let (code, _) = request(
+        &address,
+        "PUT",
+        "/__aggregate_h5r/seed.h5r/FitResults",
+        pickle,
+    );
+    assert_eq!(code, 200);
+    let whole = server.read("seed.h5r").unwrap();
+    for i in 0..60 {
+        let name = format!("race/{i}.h5r");
+        let barrier = Arc::new(Barrier::new(2));
+        let codes: Vec<u16> = std::thread::scope(|scope| {
+            let racers = [
+                (format!("/{name}"), whole.clone()),
+                (
+                    format!("/__aggregate_h5r/{name}/FitResults"),
+                    pickle.to_vec(),
+                ),
+            ]
+            .map(|(target, body)| {
+                let (barrier, address) = (Arc::clone(&barrier), &address);
+                scope.spawn(move || {
+                    barrier.wait();
+                    request(address, "PUT", &target, &body).0
+                })
+            });
+            racers.map(|r| r.join().unwrap()).to_vec()
+        });
+        let stored = server.read(&name).unwrap();
+        match codes[..] {
+            [200, 405] => assert!(stored == whole, "round {i}: the write-once file changed"),
+            [405, 200] => assert!(stored.starts_with(b"\x89HDF\r\n\x1a\n"), "round {i}"),
+            _ => panic!("round {i}: {codes:?}"),
+        }
+    }
+}

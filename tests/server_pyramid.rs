@@ -489,3 +489,89 @@ fn hostile_queries_and_bodies_never_panic() {
         200
     );
 }
+
+/// Who may change a pyramid's files (found by a review): tiles were written 0644 and
+/// renamed over whatever had the name, so an `__aggregate_txt` appended to a finished
+/// tile, and a finish replaced a write-once file a plain PUT had stored under a
+/// tile's name. Now a pyramid's level folders are its own: a plain PUT or an
+/// append there is 409 before and after the finish, and a create is 409 where a
+/// level folder already holds files (so a finish never replaces a file it did not
+/// make). Names outside level folders, and level-like folders without a pyramid,
+/// are plain files as before.
+#[test]
+fn a_pyramids_tiles_change_only_by_pyramid_operations() {
+    let server = TestServer::start();
+    let root = server.root().to_owned();
+    let mut client = server.connect();
+    let tile = |level: usize, x: u32, y: u32| format!("{DIR}/{level}/000/{x:03}/{y:03}_img.pzf");
+    assert_eq!(
+        ask(&mut client, &format!("__pyramid_create/{DIR}"), CREATE).code,
+        200
+    );
+    run_all(&mut client, &frame_requests(0.0));
+    // Before the finish: a PUT and an append of names the finish will write.
+    let put_before = ask(&mut client, &tile(0, 0, 0), b"not a tile");
+    assert_eq!(
+        put_before.code,
+        409,
+        "{}",
+        String::from_utf8_lossy(&put_before.body)
+    );
+    let append_before = ask(
+        &mut client,
+        &format!("__aggregate_txt/{}", tile(1, 0, 0)),
+        b"log\n",
+    );
+    assert_eq!(append_before.code, 409);
+    assert_eq!(
+        ask(&mut client, &format!("__pyramid_finish/{DIR}"), b"").code,
+        200
+    );
+    let finished = files(&root);
+    assert!(read_tile(&root, 0, 0, 0).is_some() && read_tile(&root, 1, 0, 0).is_some());
+    // After the finish: the tiles can be neither appended to nor replaced.
+    for name in [tile(0, 0, 0), tile(0, 2, 2), tile(1, 0, 0)] {
+        assert_eq!(
+            ask(&mut client, &format!("__aggregate_txt/{name}"), b"x\n").code,
+            409
+        );
+        assert_eq!(ask(&mut client, &name, b"x").code, 409);
+    }
+    assert_eq!(ask(&mut client, &format!("{DIR}/5/new"), b"x").code, 409);
+    // HDF5 aggregation too (501 in a build without HDF5).
+    let h5r = format!("__aggregate_h5r/{DIR}/0/r.h5r/FitResults");
+    let pickle = include_bytes!("data/record_array.pickle");
+    let expected = if cfg!(feature = "hdf5") { 409 } else { 501 };
+    assert_eq!(ask(&mut client, &h5r, pickle).code, expected);
+    assert_eq!(files(&root), finished, "a tile changed");
+    // Outside the level folders, and where no pyramid was created: plain files.
+    assert_eq!(
+        ask(&mut client, &format!("{DIR}/notes.txt"), b"n").code,
+        200
+    );
+    assert_eq!(
+        ask(&mut client, "plain/0/000/000/000_img.pzf", b"p").code,
+        200
+    );
+    assert_eq!(
+        ask(&mut client, "__aggregate_txt/plain/1/log.txt", b"l\n").code,
+        200
+    );
+    // A create where level folders hold a write-once file or a log: refused, and
+    // nothing there changes.
+    let create = |client: &mut Client| ask(client, "__pyramid_create/plain", CREATE).code;
+    assert_eq!(create(&mut client), 409);
+    assert_eq!(
+        std::fs::read(root.join("plain/0/000/000/000_img.pzf")).unwrap(),
+        b"p"
+    );
+    assert_eq!(std::fs::read(root.join("plain/1/log.txt")).unwrap(), b"l\n");
+    assert!(!root.join("plain/.pyme-pyramid").exists());
+    // Empty level folders (a refused PUT may leave one) do not count.
+    assert_eq!(ask(&mut client, "emptied/0/000/x", b"e").code, 200);
+    std::fs::remove_file(root.join("emptied/0/000/x")).unwrap();
+    assert_eq!(
+        ask(&mut client, "__pyramid_create/emptied", CREATE).code,
+        200
+    );
+}

@@ -44,7 +44,7 @@ fn this_test_in_a_child(test: &str) -> Command {
 
 fn busy_folder(error: Error) -> String {
     match error {
-        Error::SpillBusy { folder } => folder,
+        Error::SpillBusy { folder, .. } => folder,
         other => panic!("expected SpillBusy, got {other:?}"),
     }
 }
@@ -72,6 +72,51 @@ fn two_streamers_of_one_process_cannot_share_a_spill_folder() {
     assert!(second.close().all_acknowledged());
     assert!(spill.path().join(".pyme-lock").exists());
     assert_eq!(server.files(), ["a/one", "a/two"]);
+}
+
+/// A folder is a server's storage root or a streamer's spill folder, never
+/// both: the two take one kind of lock on one `.pyme-lock` (on Linux the
+/// server's `flock` and the folder's OFD lock did not see each other), and
+/// each side's error names the other. Both orders.
+#[test]
+fn a_server_root_and_a_spill_folder_at_one_path_exclude_each_other() {
+    let server = TestServer::start();
+    let shared = tempfile::tempdir().unwrap();
+    let options = StreamerOptions::new()
+        .server(server.address())
+        .spill_dir(shared.path());
+    let config = pyme_streaming::server::ServerConfig {
+        root: shared.path().to_owned(),
+        port: 0,
+        ..Default::default()
+    };
+    // A server's root first: a streamer may not spill there.
+    let root_server = pyme_streaming::server::DataServer::start(config.clone()).unwrap();
+    match Streamer::new(options.clone())
+        .err()
+        .expect("spilled into a root")
+    {
+        Error::SpillBusy { folder, holder } => {
+            assert_eq!(Path::new(&folder), shared.path());
+            assert!(holder.contains("a data server"), "{holder}");
+        }
+        other => panic!("expected SpillBusy, got {other:?}"),
+    }
+    drop(root_server);
+    // A spill folder first: a server may not take it as its root.
+    let streamer = Streamer::new(options.clone()).unwrap();
+    let refused = pyme_streaming::server::DataServer::start(config.clone())
+        .err()
+        .expect("a server started on a spill folder");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ResourceBusy);
+    assert!(
+        refused.to_string().contains("a streamer's spill folder"),
+        "{refused}"
+    );
+    assert!(streamer.close().all_acknowledged());
+    // Each free again once the other is gone.
+    drop(pyme_streaming::server::DataServer::start(config).unwrap());
+    assert!(Streamer::new(options).unwrap().close().all_acknowledged());
 }
 
 /// The other process of the next test: holds `HOLDER_FOLDER` open with a

@@ -1,6 +1,8 @@
 //! One streamer per spill folder: the lock file `.pyme-lock` in the folder.
 //!
-//! The lock is taken on an open file description, not on the process:
+//! The lock is `crate::lock_file`'s, the kind a data server takes on its
+//! storage root, so a folder is a spill folder or a server's root, never both.
+//! It is taken on an open file description, not on the process:
 //! `fcntl(F_OFD_SETLK)` on Linux (`flock` on other Unixes), `LockFileEx` on
 //! Windows. So a second streamer on the same folder is refused in the same
 //! process as in another, and the lock ends with the descriptor: when the
@@ -15,15 +17,17 @@ use std::fs::File;
 use std::path::Path;
 
 use super::fork::{self, Born};
+use crate::lock_file::{self, Holder, LockFailure};
 
 /// The lock file's name in the spill folder: never sent, never swept.
-pub(crate) const LOCK_FILE: &str = ".pyme-lock";
+pub(crate) const LOCK_FILE: &str = lock_file::LOCK_NAME;
 
 /// Why the lock could not be taken.
 #[derive(Debug)]
 pub(crate) enum LockError {
-    /// Another streamer holds it.
-    Busy,
+    /// Another streamer, or a data server whose root the folder is, holds
+    /// it: who, in words.
+    Busy(String),
     /// The lock file could not be opened or locked.
     Io(std::io::Error),
 }
@@ -39,19 +43,24 @@ pub(crate) struct FolderLock {
 impl FolderLock {
     /// Takes the lock of `folder` (which exists), or fails at once.
     pub fn acquire(folder: &Path) -> Result<FolderLock, LockError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(folder.join(LOCK_FILE))
-            .map_err(LockError::Io)?;
         let born = Born::now();
-        try_lock(&file)?;
-        #[cfg(unix)]
-        let child_slot = fork::close_in_child(std::os::unix::io::AsRawFd::as_raw_fd(&file));
-        #[cfg(not(unix))]
-        let child_slot = None;
+        // Open, lock and register with no fork in between: a child forked
+        // before the registration would keep the lock after we release it.
+        let (file, child_slot) = fork::atomic_with_fork(|| {
+            let file = lock_file::lock(folder, Holder::SpillFolder)?;
+            #[cfg(unix)]
+            let child_slot = fork::close_in_child(std::os::unix::io::AsRawFd::as_raw_fd(&file));
+            #[cfg(not(unix))]
+            let child_slot = None;
+            Ok((file, child_slot))
+        })
+        .map_err(|e| match e {
+            LockFailure::Busy(Some((holder, pid))) => LockError::Busy(holder.describe(pid)),
+            LockFailure::Busy(None) => {
+                LockError::Busy("another streamer or a data server".to_owned())
+            }
+            LockFailure::Io(e) => LockError::Io(e),
+        })?;
         Ok(FolderLock {
             file: Some(file),
             born,
@@ -72,105 +81,18 @@ impl Drop for FolderLock {
             let _ = std::os::unix::io::IntoRawFd::into_raw_fd(file);
             return;
         }
-        // Forgotten before the close, so that a fork in between cannot close
-        // a number reused by then.
-        if let Some(slot) = self.child_slot {
-            fork::forget_slot(slot);
-        }
-        drop(file);
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn try_lock(file: &File) -> Result<(), LockError> {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: a plain C struct, all zeroes is a valid value.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as _;
-    lock.l_whence = libc::SEEK_SET as _;
-    // l_start 0, l_len 0: the whole file; l_pid must be 0 for OFD locks.
-    // SAFETY: a valid descriptor and a valid struct for the call.
-    let result = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
-    if result == 0 {
-        return Ok(());
-    }
-    let error = std::io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EACCES) => Err(LockError::Busy),
-        _ => Err(LockError::Io(error)),
-    }
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn try_lock(file: &File) -> Result<(), LockError> {
-    use std::os::unix::io::AsRawFd;
-    // flock locks also belong to the open file description.
-    // SAFETY: a valid descriptor.
-    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if result == 0 {
-        return Ok(());
-    }
-    let error = std::io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::EWOULDBLOCK) => Err(LockError::Busy),
-        _ => Err(LockError::Io(error)),
-    }
-}
-
-#[cfg(windows)]
-fn try_lock(file: &File) -> Result<(), LockError> {
-    use std::ffi::c_void;
-    use std::os::windows::io::AsRawHandle;
-
-    /// OVERLAPPED of minwinbase.h (the offset union as its two halves).
-    #[repr(C)]
-    struct Overlapped {
-        internal: usize,
-        internal_high: usize,
-        offset: u32,
-        offset_high: u32,
-        event: *mut c_void,
-    }
-    #[link(name = "kernel32")]
-    extern "system" {
-        fn LockFileEx(
-            file: *mut c_void,
-            flags: u32,
-            reserved: u32,
-            bytes_low: u32,
-            bytes_high: u32,
-            overlapped: *mut Overlapped,
-        ) -> i32;
-    }
-    const LOCKFILE_FAIL_IMMEDIATELY: u32 = 0x1;
-    const LOCKFILE_EXCLUSIVE_LOCK: u32 = 0x2;
-    const ERROR_LOCK_VIOLATION: i32 = 33;
-
-    let mut overlapped = Overlapped {
-        internal: 0,
-        internal_high: 0,
-        offset: 0,
-        offset_high: 0,
-        event: std::ptr::null_mut(),
-    };
-    // SAFETY: a valid handle, a zeroed OVERLAPPED for a synchronous handle.
-    let locked = unsafe {
-        LockFileEx(
-            file.as_raw_handle().cast(),
-            LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY,
-            0,
-            u32::MAX,
-            u32::MAX,
-            &mut overlapped,
-        )
-    };
-    if locked != 0 {
-        return Ok(());
-    }
-    let error = std::io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(ERROR_LOCK_VIOLATION) => Err(LockError::Busy),
-        _ => Err(LockError::Io(error)),
+        // Unlocked first: a child forked a moment ago may not have closed
+        // its copy yet, and would keep the lock past a plain close. Then
+        // forgotten and closed with no fork in between (one forked after the
+        // close would close a number reused by then).
+        lock_file::unlock(&file);
+        let slot = self.child_slot;
+        fork::atomic_with_fork(move || {
+            if let Some(slot) = slot {
+                fork::forget_slot(slot);
+            }
+            drop(file);
+        });
     }
 }
 
@@ -184,7 +106,7 @@ mod tests {
         let first = FolderLock::acquire(folder.path()).unwrap();
         assert!(matches!(
             FolderLock::acquire(folder.path()),
-            Err(LockError::Busy)
+            Err(LockError::Busy(_))
         ));
         drop(first);
         FolderLock::acquire(folder.path()).unwrap();

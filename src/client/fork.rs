@@ -9,7 +9,14 @@
 //! records the generation it was born in (`Born`), and its public calls
 //! compare the two: one atomic load, no system call per put. The child handler
 //! also closes the child's copies of the spill folders' lock files, so that a
-//! child never keeps a parent's folder locked (see `folder_lock`).
+//! child never keeps a parent's folder locked (see `folder_lock`). Taking or
+//! releasing such a lock runs inside [`atomic_with_fork`]: the same handlers
+//! hold a mutex across `fork(2)` (taken in the prepare handler, released in
+//! the parent's and the child's), so a fork happens before a lock's set-up
+//! (open, lock, registration) or after it, never between its steps; a child
+//! forked in between would keep a copy of an unregistered descriptor and with
+//! it the parent's lock, after the parent released it. (Every descriptor the
+//! client opens is `O_CLOEXEC`, as std opens them, so `exec` drops them too.)
 //!
 //! In scope: the generation, the handler, the descriptors it closes.
 //! Out of scope: what a streamer does once it knows (see `streamer`: it
@@ -54,15 +61,79 @@ pub fn generation() -> u64 {
 fn register_handler() {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only touches atomics and close(2),
-        // both async-signal-safe, as a child handler must.
-        let result = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        // SAFETY: registers handlers that only touch atomics, close(2) and the
+        // set-up mutex, as fork handlers may.
+        let result =
+            unsafe { libc::pthread_atfork(Some(before_fork), Some(in_parent), Some(in_child)) };
         debug_assert_eq!(result, 0, "pthread_atfork failed");
     });
 }
 
 #[cfg(not(unix))]
 fn register_handler() {}
+
+/// The mutex that keeps a fork out of a lock's set-up (a pthread mutex: the
+/// handlers lock it in one function and unlock it in another).
+#[cfg(unix)]
+struct SetupMutex(std::cell::UnsafeCell<libc::pthread_mutex_t>);
+
+// SAFETY: only used through pthread_mutex_lock / unlock, made for sharing.
+#[cfg(unix)]
+unsafe impl Sync for SetupMutex {}
+
+#[cfg(unix)]
+static SETUP: SetupMutex = SetupMutex(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
+
+#[cfg(unix)]
+fn lock_setup() {
+    // SAFETY: a statically initialised mutex, never moved.
+    unsafe { libc::pthread_mutex_lock(SETUP.0.get()) };
+}
+
+#[cfg(unix)]
+fn unlock_setup() {
+    // SAFETY: locked by this thread (or, in a child, by the thread that forked).
+    unsafe { libc::pthread_mutex_unlock(SETUP.0.get()) };
+}
+
+/// Runs `setup` (taking or releasing a folder lock, registering its
+/// descriptor) with no fork in the middle: a fork waits until it is done.
+/// `setup` may not fork.
+pub(crate) fn atomic_with_fork<T>(setup: impl FnOnce() -> T) -> T {
+    register_handler();
+    #[cfg(unix)]
+    let _held = SetupHeld::take();
+    setup()
+}
+
+/// The set-up mutex, held until dropped (also when the set-up panics).
+#[cfg(unix)]
+struct SetupHeld;
+
+#[cfg(unix)]
+impl SetupHeld {
+    fn take() -> SetupHeld {
+        lock_setup();
+        SetupHeld
+    }
+}
+
+#[cfg(unix)]
+impl Drop for SetupHeld {
+    fn drop(&mut self) {
+        unlock_setup();
+    }
+}
+
+#[cfg(unix)]
+extern "C" fn before_fork() {
+    lock_setup();
+}
+
+#[cfg(unix)]
+extern "C" fn in_parent() {
+    unlock_setup();
+}
 
 #[cfg(unix)]
 extern "C" fn in_child() {
@@ -75,6 +146,7 @@ extern "C" fn in_child() {
             unsafe { libc::close(fd) };
         }
     }
+    unlock_setup();
 }
 
 /// Asks the child handler to close `fd` in every child forked from now on.

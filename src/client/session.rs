@@ -660,7 +660,7 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
     }
     if status == 405 && job.maybe_stored {
         // Already stored: acknowledged only if the bytes there are ours.
-        match stored_copy_matches(cluster, &link.server, &job) {
+        match compare_stored_copy(cluster, &link.server, &job) {
             Ok(true) => {
                 Counters::add(&cluster.counters().acknowledged_already);
                 let result = OutcomeResult::Acknowledged {
@@ -707,17 +707,44 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
     cluster.finish(&job, index, OutcomeResult::Failed(&error));
 }
 
+/// [`stored_copy_matches`], again on a new connection when the read-back
+/// connection failed (reset, cut, timed out, a 5xx), up to the options' retries:
+/// a connection that dies is no evidence against the stored copy, and the
+/// file (stored, by the 405) must not fail for it while the server lives.
+fn compare_stored_copy(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, String> {
+    let mut attempts = 0;
+    loop {
+        match stored_copy_matches(cluster, server, job) {
+            Err(Compare::Transient(_)) if attempts < cluster.options.max_retries => {
+                attempts += 1;
+                Counters::add(&cluster.counters().retries);
+            }
+            Err(Compare::Transient(problem) | Compare::Final(problem)) => return Err(problem),
+            Ok(matches) => return Ok(matches),
+        }
+    }
+}
+
+/// Why a stored copy could not be compared.
+enum Compare {
+    /// The connection failed or the server failed (5xx): worth another try.
+    Transient(String),
+    /// It cannot be compared (the filter fails, the GET is refused).
+    Final(String),
+}
+
 /// Whether the file the server already holds under `job`'s name has exactly
 /// the bytes this job would store: read back with a GET on a connection of
 /// its own, and compared with the body as the server stores it (the filter's
 /// output, or the file itself when the filter only sets a content encoding
 /// the server decodes).
-fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, String> {
-    let expected = stored_form(cluster, job)?;
-    let mut socket = connect(server, &cluster.options).map_err(|e| e.to_string())?;
+fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, Compare> {
+    let expected = stored_form(cluster, job).map_err(Compare::Final)?;
+    let transient = |e: &dyn std::fmt::Display| Compare::Transient(e.to_string());
+    let mut socket = connect(server, &cluster.options).map_err(|e| transient(&e))?;
     let mut request = Vec::with_capacity(128);
     protocol::write_get_head(&mut request, crate::name::storage_name(&job.name));
-    socket.write_all(&request).map_err(|e| e.to_string())?;
+    socket.write_all(&request).map_err(|e| transient(&e))?;
     // The whole answer has a limit, not each read: bytes that keep coming
     // (`100 Continue` heads, a body dripping in) must not hold this
     // receiver, and the file's outcome, for ever. One response timeout for
@@ -733,8 +760,11 @@ fn stored_copy_matches(cluster: &Cluster, server: &str, job: &Job) -> Result<boo
         Ok((status, body)) if (200..300).contains(&status) => {
             Ok(body.as_deref() == Some(&expected[..]))
         }
-        Ok((status, _)) => Err(format!("GET answered {status}")),
-        Err(error) => Err(error.to_string()),
+        Ok((status, _)) if (500..600).contains(&status) => {
+            Err(Compare::Transient(format!("GET answered {status}")))
+        }
+        Ok((status, _)) => Err(Compare::Final(format!("GET answered {status}"))),
+        Err(error) => Err(transient(&error)),
     }
 }
 

@@ -86,8 +86,9 @@ impl Spill {
         let problem = |e: std::io::Error| Error::SpillFolder(format!("{}: {e}", root.display()));
         std::fs::create_dir_all(root).map_err(problem)?;
         let lock = FolderLock::acquire(root).map_err(|error| match error {
-            LockError::Busy => Error::SpillBusy {
+            LockError::Busy(holder) => Error::SpillBusy {
                 folder: root.display().to_string(),
+                holder,
             },
             LockError::Io(e) => problem(e),
         })?;

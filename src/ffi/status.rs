@@ -80,7 +80,8 @@ pub enum PymeStreamerStatus {
     /// hold the same bytes: not stored (a spilled file stays in the folder).
     STREAMER_ERR_NAME_TAKEN = -26,
     /// The spill folder is in use by another streamer or stream, in this process
-    /// or another (its lock file `.pyme-lock` is held): nothing was opened.
+    /// or another, or is a data server's storage root (its lock file
+    /// `.pyme-lock` is held): nothing was opened.
     STREAMER_ERR_SPILL_BUSY = -27,
     /// Called in a child process forked while this handle was open: the handle
     /// belongs to the parent (its threads do not exist in the child). Nothing
@@ -223,7 +224,7 @@ pub(crate) const ALL: [(i32, &CStr); 29] = [
     ),
     (
         STREAMER_ERR_SPILL_BUSY,
-        c"the spill folder is in use by another streamer",
+        c"the spill folder is in use by another streamer or a data server",
     ),
     (
         STREAMER_ERR_FORKED,

@@ -52,7 +52,7 @@ pub fn aggregate(store: &Store, rest: &Path, body: &[u8]) -> Answer {
     let [part] = part.as_slice() else {
         return Answer::error(400, "__aggregate_h5 needs one part after the .h5 file");
     };
-    let (path, new) = match super::h5r::writable_path(store, &file) {
+    let (path, new, _claim) = match super::h5r::writable_path(store, &file) {
         Ok(found) => found,
         Err(answer) => return answer,
     };

@@ -65,6 +65,9 @@ pub enum H5Error {
     /// No such file or table.
     #[error("{0}")]
     Missing(String),
+    /// The file was stored write-once (by a plain PUT): never changed.
+    #[error("{0}")]
+    WriteOnce(String),
     /// The library failed.
     #[error("HDF5 failed: {0}")]
     Library(String),
@@ -165,35 +168,51 @@ fn path_c(path: &Path) -> Result<CString> {
 }
 
 /// Opens `path` for writing, creating it (as PyTables does its root group) if missing.
+///
+/// A write-once file (stored by a plain PUT: read-only) is refused here, at the
+/// open, not only by the caller's earlier look: a PUT may store the name in
+/// between, and a read-only mode does not stop root. A name is never replaced once
+/// it exists, so what is found writable here is what is opened. A create that
+/// finds the name taken (a PUT won the race) looks again.
 fn open_for_write(path: &Path) -> Result<File> {
     let c = path_c(path)?;
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.len() > 0 => {
-            if !is_hdf5(path).unwrap_or(false) {
-                return Err(H5Error::NotHdf5(
-                    "the file exists and is not an HDF5 file".into(),
-                ));
+    for _ in 0..2 {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().readonly() => return Err(H5Error::WriteOnce(
+                "The file was stored write-once; HDF5 aggregation appends only to files it made."
+                    .into(),
+            )),
+            Ok(meta) if meta.len() > 0 => {
+                if !is_hdf5(path).unwrap_or(false) {
+                    return Err(H5Error::NotHdf5(
+                        "the file exists and is not an HDF5 file".into(),
+                    ));
+                }
+                let raw = unsafe { H5Fopen(c.as_ptr(), H5F_ACC_RDWR, H5P_DEFAULT) };
+                if raw < 0 {
+                    return Err(H5Error::Library("the file cannot be opened".into()));
+                }
+                return Ok(File(raw));
             }
-            let raw = unsafe { H5Fopen(c.as_ptr(), H5F_ACC_RDWR, H5P_DEFAULT) };
-            if raw < 0 {
-                return Err(H5Error::Library("the file cannot be opened".into()));
+            Ok(_) => return Err(H5Error::NotHdf5("the file exists and is empty".into())),
+            Err(_) => {
+                let raw = unsafe { H5Fcreate(c.as_ptr(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT) };
+                if raw < 0 {
+                    if std::fs::symlink_metadata(path).is_ok() {
+                        continue; // taken meanwhile: look again
+                    }
+                    return Err(H5Error::Library("the file cannot be created".into()));
+                }
+                let file = File(raw);
+                set_str(file.0, "CLASS", "GROUP")?;
+                set_str(file.0, "TITLE", "")?;
+                set_str(file.0, "VERSION", "1.0")?;
+                set_str(file.0, "PYTABLES_FORMAT_VERSION", "2.1")?;
+                return Ok(file);
             }
-            Ok(File(raw))
-        }
-        Ok(_) => Err(H5Error::NotHdf5("the file exists and is empty".into())),
-        Err(_) => {
-            let raw = unsafe { H5Fcreate(c.as_ptr(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT) };
-            if raw < 0 {
-                return Err(H5Error::Library("the file cannot be created".into()));
-            }
-            let file = File(raw);
-            set_str(file.0, "CLASS", "GROUP")?;
-            set_str(file.0, "TITLE", "")?;
-            set_str(file.0, "VERSION", "1.0")?;
-            set_str(file.0, "PYTABLES_FORMAT_VERSION", "2.1")?;
-            Ok(file)
         }
     }
+    Err(H5Error::Library("the file cannot be created".into()))
 }
 
 fn open_for_read(path: &Path) -> Result<File> {

@@ -94,7 +94,7 @@ pub fn aggregate(store: &Store, rest: &Path, body: &[u8]) -> Answer {
         [one] => one.clone(),
         _ => return Answer::error(400, "a table name is one path component"),
     };
-    let (path, new) = match writable_path(store, &file) {
+    let (path, new, _claim) = match writable_path(store, &file) {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -129,11 +129,19 @@ pub(super) fn synced(store: &Store, path: &Path, new: bool, answer: Answer) -> A
 }
 
 /// The file's place under the root, its folder created, and whether it is new (no
-/// file of that name yet); refused when it is a folder or stored write-once.
-pub(super) fn writable_path(store: &Store, file: &Path) -> Result<(PathBuf, bool), Answer> {
+/// file of that name yet); refused when it is a folder or stored write-once, or
+/// when a pyramid owns the name (409, `pyramid::claim`: the claim returned is held
+/// until the write is done).
+pub(super) fn writable_path(
+    store: &Store,
+    file: &Path,
+) -> Result<(PathBuf, bool, super::pyramid::Claim), Answer> {
     let path = store
         .confined(file)
         .map_err(|_| Answer::error(403, "The name leads out of the storage root."))?;
+    let Some(claim) = super::pyramid::claim(store.root(), &path) else {
+        return Err(Answer::error(409, super::ops::files::PYRAMID_OWNS));
+    };
     let new = std::fs::metadata(&path).is_err();
     if let Ok(meta) = std::fs::metadata(&path) {
         if meta.is_dir() {
@@ -153,7 +161,7 @@ pub(super) fn writable_path(store: &Store, file: &Path) -> Result<(PathBuf, bool
             ));
         }
     }
-    Ok((path, new))
+    Ok((path, new, claim))
 }
 
 /// The rows a body holds: a pickle (restricted), else `.npy`, else JSON records.
@@ -337,6 +345,7 @@ pub(super) fn from_h5(result: Result<Answer, super::h5file::H5Error>) -> Answer 
         Err(H5Error::BadRequest(reason)) => Answer::error(400, reason),
         Err(H5Error::NotHdf5(reason)) => Answer::error(409, reason),
         Err(H5Error::Missing(reason)) => Answer::error(404, reason),
+        Err(H5Error::WriteOnce(reason)) => Answer::error(405, reason),
         Err(e @ H5Error::Library(_)) => Answer::error(500, e.to_string()),
     }
 }

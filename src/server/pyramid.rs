@@ -25,6 +25,16 @@
 //! Requests for one pyramid are serialised (a lock per folder in use); different
 //! pyramids go on in parallel.
 //!
+//! Who may change a pyramid's files: once a pyramid is created in `<dir>`, its level
+//! folders (`<dir>/0/`, `<dir>/1/`, ...: a segment of digits right under it) and
+//! everything in them are the pyramid's; only `__pyramid_*` operations write there.
+//! A plain PUT, a mirror or an `__aggregate_txt` of such a name is refused (409, see
+//! [`claim`], which the store asks under the same per-folder lock just before a
+//! file is named or appended to, so a create racing a PUT is ordered). A create is
+//! refused (409) where a level folder already holds a file (a write-once file the
+//! pyramid did not make, or an appended log): so a finish never replaces a file it
+//! did not make, and no tile is ever appended to.
+//!
 //! With `sync` (the server's `--fsync`), every file written is synced before it is
 //! renamed into place, and every folder whose entries changed is synced with the chain
 //! of folders above it up to the root, before the answer: a create's folders before
@@ -40,7 +50,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 
 use super::fs::{sync_folder, temp_path};
 use crate::pzf::{self, DataFormat, DimOrder, EncodeParams};
@@ -144,8 +154,7 @@ pub fn handle(
         ));
     }
     let folder = root.join(dir);
-    let lock = lock_for(&folder);
-    let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    let _held = hold(&folder);
     let mut syncs = Syncs::new(root, sync);
     match operation {
         Operation::Create => create(root, &folder, body, &mut syncs),
@@ -160,19 +169,159 @@ pub fn handle(
     }
 }
 
-type Locks = Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>;
+/// A folder's lock, shared or exclusive: pyramid operations hold it exclusive (one at
+/// a time per pyramid); plain writes that could land in a pyramid's level folders
+/// hold it shared ([`claim`]), so they go on in parallel and only a create waits for
+/// them (and they for it).
+#[derive(Default)]
+struct LockState {
+    shared: usize,
+    exclusive: bool,
+    /// Exclusive holders waiting: new shared holders wait behind them, so that a
+    /// stream of writes never starves a create.
+    exclusive_waiting: usize,
+}
+
+type FolderLock = Arc<(Mutex<LockState>, Condvar)>;
+type Locks = Mutex<HashMap<PathBuf, FolderLock>>;
 static LOCKS: OnceLock<Locks> = OnceLock::new();
 
 /// The lock of one pyramid folder. Entries nobody holds or waits for are dropped on
 /// the way, so the table holds only the folders in use (requests naming random
 /// folders do not make it grow).
-fn lock_for(folder: &Path) -> Arc<Mutex<()>> {
+fn lock_for(folder: &Path) -> FolderLock {
     let mut locks = LOCKS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     locks.retain(|_, lock| Arc::strong_count(lock) > 1);
     Arc::clone(locks.entry(folder.to_owned()).or_default())
+}
+
+/// A held lock of one pyramid folder, released when dropped (an owned guard, so a
+/// store can keep several across its own steps).
+struct Held {
+    lock: FolderLock,
+    shared: bool,
+}
+
+/// The folder's lock, exclusive (a pyramid operation).
+fn hold(folder: &Path) -> Held {
+    let lock = lock_for(folder);
+    {
+        let (state, changed) = &*lock;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.exclusive_waiting += 1;
+        while state.exclusive || state.shared > 0 {
+            state = changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        state.exclusive_waiting -= 1;
+        state.exclusive = true;
+    }
+    Held {
+        lock,
+        shared: false,
+    }
+}
+
+/// The folder's lock, shared (a plain write, see [`claim`]).
+fn hold_shared(folder: &Path) -> Held {
+    let lock = lock_for(folder);
+    {
+        let (state, changed) = &*lock;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.exclusive || state.exclusive_waiting > 0 {
+            state = changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        state.shared += 1;
+    }
+    Held { lock, shared: true }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let (state, changed) = &*self.lock;
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        match self.shared {
+            true => state.shared -= 1,
+            false => state.exclusive = false,
+        }
+        drop(state);
+        changed.notify_all();
+    }
+}
+
+/// A level folder's name: digits only (`0`, `1`, ...).
+fn is_level(segment: &std::ffi::OsStr) -> bool {
+    let segment = segment.as_encoded_bytes();
+    !segment.is_empty() && segment.iter().all(u8::is_ascii_digit)
+}
+
+/// Leave to change `path` (a file under `root`, both as the store resolved them) by
+/// a plain write (PUT, mirror, `__aggregate_txt`): `None` when the name belongs to a
+/// pyramid (it is in a level folder of a folder where a pyramid was created). The
+/// returned claim holds the lock of every folder that could be such a pyramid
+/// (shared: plain writes go on in parallel), so no create can start there until the
+/// write is done: hold it until the file is named or appended to.
+pub(crate) fn claim(root: &Path, path: &Path) -> Option<Claim> {
+    let mut held = Vec::new();
+    let Ok(relative) = path.strip_prefix(root) else {
+        return Some(Claim(held));
+    };
+    let segments: Vec<_> = relative.iter().collect();
+    // Most names have no level folder in them: no lock, no look.
+    if !segments.iter().skip(1).any(|segment| is_level(segment)) {
+        return Some(Claim(held));
+    }
+    let mut folder = root.to_owned();
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 && is_level(segment) {
+            let lock = hold_shared(&folder);
+            if state_path(&folder).is_file() {
+                return None;
+            }
+            held.push(lock);
+        }
+        folder.push(segment);
+    }
+    Some(Claim(held))
+}
+
+/// See [`claim`].
+pub(crate) struct Claim(#[allow(dead_code)] Vec<Held>);
+
+/// Whether a level folder of `folder` holds anything but folders (and the hidden
+/// temporaries of writes that [`claim`] will refuse).
+fn level_folders_hold_files(folder: &Path) -> io::Result<bool> {
+    fn holds_files(dir: &Path) -> io::Result<bool> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_name().as_encoded_bytes().starts_with(b".pyme-") {
+                continue;
+            }
+            if !entry.file_type()?.is_dir() || holds_files(&entry.path())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+    let entries = match fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || is_not_a_directory(&e) => {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !is_level(&entry.file_name()) {
+            continue;
+        }
+        if !entry.file_type()?.is_dir() || holds_files(&entry.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 // ---- parameters and state ------------------------------------------------------
@@ -411,6 +560,12 @@ fn create(root: &Path, folder: &Path, body: &[u8], syncs: &mut Syncs<'_>) -> io:
     }
     if folder.exists() && !folder.is_dir() {
         return Ok(Answer::error(409, "A file of this name exists."));
+    }
+    if level_folders_hold_files(folder)? {
+        return Ok(Answer::error(
+            409,
+            "The folder's level folders (0/, 1/, ...) hold files a pyramid did not make; a pyramid never replaces them.",
+        ));
     }
     // The part that exists must be inside the root before anything is made under it.
     let mut existing = folder;

@@ -31,6 +31,7 @@ use super::fs::rename_noreplace;
 use super::fs::unnamed_file;
 use super::fs::{create_temp, is_reserved_name, link_unnamed, sync_folder, temp_path};
 use super::journal;
+use super::pyramid;
 use crate::name;
 
 /// How a write-once store ended.
@@ -40,6 +41,9 @@ pub enum Stored {
     New,
     /// The name was already taken; nothing was changed.
     AlreadyExists,
+    /// The name belongs to a pyramid (it is in one of its level folders, which only
+    /// `__pyramid_*` operations change); nothing was changed.
+    Pyramid,
 }
 
 /// The storage root and what is done in it.
@@ -107,6 +111,8 @@ pub enum Appended {
     Done,
     /// The file was stored write-once (by a plain PUT); nothing was changed.
     WriteOnce,
+    /// The name belongs to a pyramid (see [`Stored::Pyramid`]); nothing was changed.
+    Pyramid,
 }
 
 impl Store {
@@ -275,18 +281,13 @@ impl Store {
         let destination = self.destination_in(relative, folders)?;
         let parent = destination.parent().unwrap_or(&self.root);
         let temp = temp_path(parent);
-        let file = match create_temp(&temp) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(parent)?;
-                create_temp(&temp)
-            }
-            result => result,
-        }?;
+        let file = in_folder(parent, || create_temp(&temp))?;
         Ok(PendingFile {
             file: Some(file),
             temp: Some(temp),
             allocated: 0,
             destination,
+            root: self.root.clone(),
             committed: false,
             durable: self.durable.clone(),
         })
@@ -306,6 +307,7 @@ impl Store {
             temp: None,
             allocated,
             destination: self.destination_in(relative, folders)?,
+            root: self.root.clone(),
             committed: false,
             durable: self.durable.clone(),
         })
@@ -344,12 +346,15 @@ impl Store {
         use std::io::Seek;
         let path = self.destination(relative)?;
         let parent = path.parent().unwrap_or(&self.root).to_owned();
-        fs::create_dir_all(&parent)?;
+        // Held until the body is in: a pyramid created meanwhile waits for it.
+        let Some(_claim) = pyramid::claim(&self.root, &path) else {
+            return Ok(Appended::Pyramid);
+        };
         let _serialized = self
             .appending
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (target, created) = match open_for_append(&path) {
+        let (target, created) = match in_folder(&parent, || open_for_append(&path)) {
             Ok(target) => target,
             // Not root: a read-only file cannot be opened for writing (a refused
             // link is PermissionDenied too, but not the system's own error).
@@ -434,6 +439,25 @@ fn outside_root() -> io::Error {
         io::ErrorKind::PermissionDenied,
         "the name leads out of the storage root through a link",
     )
+}
+
+/// Runs `make` (which makes a name in `folder`), making `folder` and its parents
+/// first when it is missing: also when it was there a moment ago and someone
+/// removed it (an empty folder a local clean-up removes between our `mkdir` and
+/// our `open`), up to 64 times (a remover spinning on the folder beside us won 8
+/// times in a row once in 500 tries; each try costs two system calls), before
+/// the error is the caller's.
+fn in_folder<T>(folder: &Path, mut make: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match make() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 64 => {
+                tries += 1;
+                fs::create_dir_all(folder)?;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Opens a file to append to, creating it writable by its owner (see
@@ -524,6 +548,8 @@ pub struct PendingFile {
     /// A spare's allocated size: a shorter body is cut to its length at commit.
     allocated: u64,
     destination: PathBuf,
+    /// The storage root, for [`pyramid::claim`].
+    root: PathBuf,
     committed: bool,
     /// Set under `--fsync`: the data is synced before the file is named, and the
     /// folder entries after.
@@ -536,9 +562,13 @@ impl PendingFile {
         self.file.as_ref()
     }
 
-    /// Makes the file read-only and puts it under its name unless that name is taken.
-    /// Either way the temporary name is gone afterwards.
+    /// Makes the file read-only and puts it under its name unless that name is taken
+    /// or belongs to a pyramid. Either way the temporary name is gone afterwards.
     pub fn commit(mut self) -> io::Result<Stored> {
+        // Held until the file is named: a pyramid created meanwhile waits for it.
+        let Some(_claim) = pyramid::claim(&self.root, &self.destination) else {
+            return Ok(Stored::Pyramid);
+        };
         let stored = self.publish_file()?;
         if let (Stored::New, Some(durable)) = (stored, &self.durable) {
             durable.sync_entries_of(self.destination.parent().unwrap_or(Path::new("/")))?;
@@ -594,13 +624,8 @@ fn publish_spare(
     if sync {
         spare.sync_data()?;
     }
-    let linked = match link_unnamed(spare, destination) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(destination.parent().unwrap_or(Path::new("/")))?;
-            link_unnamed(spare, destination)
-        }
-        result => result,
-    };
+    let parent = destination.parent().unwrap_or(Path::new("/"));
+    let linked = in_folder(parent, || link_unnamed(spare, destination));
     match linked {
         Ok(()) => Ok(Stored::New),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyExists),

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: real data servers on loopback.
 #![allow(dead_code)]
 
+pub mod blocked;
 pub mod c_header;
 pub mod counting;
 #[cfg(target_os = "linux")] // ip netns, libc

@@ -56,6 +56,7 @@ pub(crate) fn put(connection: &mut Connection<'_>, request: &Request<'_>) -> Nex
             shared.bytes_stored.fetch_add(len, Ordering::Relaxed);
             connection.ok_empty();
         }
+        Ok(Appended::Pyramid) => connection.error(409, super::files::PYRAMID_OWNS),
         Ok(Appended::WriteOnce) => connection.error(
             405,
             "The file was stored write-once; __aggregate_txt appends only to files it made.",

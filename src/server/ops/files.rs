@@ -64,6 +64,10 @@ pub(crate) fn judge(request: &Request<'_>) -> Result<(), NameError> {
     }
 }
 
+/// The answer to a plain write of a name a pyramid owns (409).
+pub(crate) const PYRAMID_OWNS: &str =
+    "The name is in a level folder of a pyramid; only __pyramid_* operations change its tiles.";
+
 /// `PUT`: a file, or a folder.
 pub(crate) fn put(connection: &mut Connection<'_>, request: &Request<'_>) -> Next {
     let body_len = request.body_len;
@@ -141,6 +145,7 @@ fn put_file(connection: &mut Connection<'_>, request: &Request<'_>, relative: &P
         Ok((Stored::AlreadyExists, _)) => {
             connection.error(405, "The file exists; files are written once.")
         }
+        Ok((Stored::Pyramid, _)) => connection.error(409, PYRAMID_OWNS),
         Err(e) => connection.body_error(&e, "The file could not be written."),
     }
     Ok(())

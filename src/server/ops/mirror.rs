@@ -152,6 +152,7 @@ pub(crate) fn put(connection: &mut Connection<'_>, request: &Request<'_>) -> Nex
         Ok(Stored::AlreadyExists) => {
             connection.error(405, "The file exists; files are written once.")
         }
+        Ok(Stored::Pyramid) => connection.error(409, super::files::PYRAMID_OWNS),
         Err(e) => connection.storage_error(&e, "The file could not be written."),
     }
     Ok(())
