@@ -30,6 +30,7 @@ class DiscoveryError(StreamingError): ...
 class SpillFolderError(StreamingError): ...
 class SpillBusyError(SpillFolderError): ...
 class ForkedError(StreamingError): ...
+class LimitsError(StreamingError): ...
 
 class Outcome:
     """The end of one file."""
@@ -82,6 +83,7 @@ class Streamer:
         on_complete: Optional[Callable[[Outcome], None]] = None,
         queue_files: int = 256,
         queue_bytes: int = 268435456,
+        memory_limit: int = 1073741824,
         put_timeout: Optional[float] = None,
         connect_timeout: float = 5.0,
         response_timeout: float = 30.0,
@@ -134,6 +136,7 @@ class Stream:
         on_complete: Optional[Callable[[Outcome], None]] = None,
         queue_files: int = 256,
         queue_bytes: int = 268435456,
+        memory_limit: int = 1073741824,
         put_timeout: Optional[float] = None,
         connect_timeout: float = 5.0,
         response_timeout: float = 30.0,

@@ -33,6 +33,8 @@ mod folder_sync;
 #[allow(unsafe_code)] // pthread_atfork and close(2) in the child handler
 pub mod fork;
 mod job;
+#[allow(unsafe_code)] // getrlimit
+mod limits;
 mod link;
 pub mod options;
 pub mod outcome;
