@@ -4,10 +4,10 @@
 //! **The budget** ([`crate::StreamerOptions::memory_limit`]) bounds every byte
 //! the streamer holds for files, whatever the number of servers: a file
 //! reserves its size before it is copied or queued ([`BufferPool::reserve`]),
-//! and the [`Reservation`] travels inside the file's `Bytes`
-//! ([`Reservation::hold`], or the pooled buffer's owner), so the room comes
-//! back exactly when the last copy of the bytes is dropped, on every outcome,
-//! after failover moved the file, or after it was spilled. Free buffers of the
+//! and the [`Reservation`] travels with the file: inside a pooled copy's
+//! buffer (back when its last clone is dropped), else in the file's `Job`
+//! (back when the job is dropped). Either way it comes back on every
+//! outcome, after failover moved the file, or after it was spilled. Free buffers of the
 //! pool count in the budget too: a file that needs their room frees them
 //! (the pool shrinks), so reserved bytes plus free buffers never pass the
 //! limit. One exception keeps a file larger than the budget from waiting for
@@ -34,7 +34,9 @@
 //! So a streamer's pool keeps one spare
 //! large buffer ready: when a `put` takes the last free one, a helper thread
 //! (`pyme-spare-buffer`) makes and writes the next, within the byte limit and
-//! the budget.
+//! the budget. A spare never makes a put wait or fail: a file that needs
+//! its room takes it, and the spare is freed once made (until then the
+//! budget is passed by that one buffer).
 //! [`BufferPool::prepare`] (`Streamer::prepare_buffers`) does the same ahead
 //! of time, for as many buffers as the caller asks.
 //!
@@ -86,8 +88,13 @@ struct Free {
     /// Bytes in every buffer of the pool, free or holding a file.
     allocated: u64,
     /// Bytes reserved in the budget: files (a pooled buffer's whole
-    /// capacity), filter output, a buffer being made.
+    /// capacity), filter output, buffers being prepared.
     reserved: u64,
+    /// The spare buffer being made, in bytes (0: none). A file that needs
+    /// its room does not wait for it: the spare is freed once made.
+    making: u64,
+    /// The spare being made is to be freed, not kept.
+    drop_spare: bool,
     /// Threads waiting in `reserve` or `reserve_output`.
     waiting: usize,
     /// A sender's filter output holds room beyond the budget (see
@@ -124,13 +131,40 @@ pub(crate) enum Shortfall {
 /// every outcome give the room back by dropping them.
 pub(crate) struct Reservation {
     bytes: u64,
-    /// This is the one overdraft (see [`BufferPool::reserve_output`]).
-    overdraft: bool,
     pool: Arc<BufferPool>,
+}
+
+/// The room of a filter's output (see [`BufferPool::reserve_output`]).
+pub(crate) struct OutputRoom {
+    room: Reservation,
+    /// This is the one overdraft.
+    overdraft: bool,
+}
+
+impl OutputRoom {
+    /// Holds `more` bytes besides, without waiting: output that exists
+    /// already, beyond what was reserved for it.
+    pub fn grow(&mut self, more: u64) {
+        self.room.pool.lock().reserved += more;
+        self.room.bytes += more;
+    }
+}
+
+impl Drop for OutputRoom {
+    fn drop(&mut self) {
+        if self.overdraft {
+            let bytes = std::mem::take(&mut self.room.bytes);
+            let mut free = self.room.pool.lock();
+            free.overdraft = false;
+            // Whoever waits for room may take the overdraft now.
+            self.room.pool.unreserve(free, bytes);
+        }
+    }
 }
 
 impl Reservation {
     /// `data`, carrying this reservation until its last clone is dropped.
+    #[cfg(test)]
     pub fn hold(self, data: Bytes) -> Bytes {
         if data.is_empty() {
             return data;
@@ -140,32 +174,26 @@ impl Reservation {
             _reservation: self,
         })
     }
-
-    /// Holds `more` bytes besides, without waiting: for output that exists
-    /// already (a filter's, beyond what was reserved for it).
-    pub fn grow(&mut self, more: u64) {
-        self.pool.lock().reserved += more;
-        self.bytes += more;
-    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let bytes = std::mem::take(&mut self.bytes);
-        if bytes > 0 || self.overdraft {
-            let mut free = self.pool.lock();
-            free.overdraft &= !self.overdraft;
+        if bytes > 0 {
+            let free = self.pool.lock();
             self.pool.unreserve(free, bytes);
         }
     }
 }
 
 /// Bytes given to the streamer, with the room they hold in the budget.
+#[cfg(test)]
 struct Held {
     data: Bytes,
     _reservation: Reservation,
 }
 
+#[cfg(test)]
 impl AsRef<[u8]> for Held {
     fn as_ref(&self) -> &[u8] {
         &self.data
@@ -236,7 +264,6 @@ impl BufferPool {
                 drop(unused);
                 return Ok(Reservation {
                     bytes,
-                    overdraft: false,
                     pool: Arc::clone(self),
                 });
             }
@@ -283,7 +310,7 @@ impl BufferPool {
     /// that goes on frees its room once its output is written. So filter
     /// output passes the budget by one file's output at most (and by what a
     /// filter writes beyond the size of its input, counted once written).
-    pub fn reserve_output(self: &Arc<Self>, bytes: u64) -> Reservation {
+    pub fn reserve_output(self: &Arc<Self>, bytes: u64) -> OutputRoom {
         let mut free = self.lock();
         loop {
             let (room, unused) = self.make_room(&mut free, bytes);
@@ -293,11 +320,11 @@ impl BufferPool {
                 free.overdraft |= overdraft;
                 drop(free);
                 drop(unused);
-                return Reservation {
+                let room = Reservation {
                     bytes,
-                    overdraft,
                     pool: Arc::clone(self),
                 };
+                return OutputRoom { room, overdraft };
             }
             free.waiting += 1;
             free = self.room.wait(free).unwrap_or_else(|e| e.into_inner());
@@ -314,17 +341,20 @@ impl BufferPool {
             return (false, Vec::new());
         }
         let mut unused = Vec::new();
-        while free
-            .reserved
-            .saturating_add(free.bytes)
-            .saturating_add(bytes)
-            > self.limit
-            && !free.buffers.is_empty()
-        {
+        let beside = |free: &Free| {
+            free.reserved
+                .saturating_add(free.bytes)
+                .saturating_add(free.making)
+                .saturating_add(bytes)
+        };
+        while beside(free) > self.limit && !free.buffers.is_empty() {
             let buffer = free.buffers.remove(0);
             free.bytes -= buffer.capacity() as u64;
             free.allocated -= buffer.capacity() as u64;
             unused.push(buffer);
+        }
+        if beside(free) > self.limit && free.making > 0 {
+            free.drop_spare = true;
         }
         (true, unused)
     }
@@ -346,18 +376,26 @@ impl BufferPool {
         self.room.notify_all();
     }
 
-    /// A copy of `data` in a recycled buffer, holding `reservation` (made for
-    /// `data.len()` bytes) until the copy is dropped.
-    pub fn copy(self: &Arc<Self>, data: &[u8], mut reservation: Reservation) -> Bytes {
+    /// A copy of `data` in a recycled buffer, which holds `reservation` (made
+    /// for `data.len()` bytes) until the copy is dropped. A small file is
+    /// copied into a plain allocation, and its reservation comes back, for
+    /// the file to hold (see `Job::room`): wrapping it into the `Bytes` would
+    /// cost one more allocation per put.
+    pub fn copy(
+        self: &Arc<Self>,
+        data: &[u8],
+        mut reservation: Reservation,
+    ) -> (Bytes, Option<Reservation>) {
         if data.len() < SMALLEST_POOLED {
-            return reservation.hold(Bytes::copy_from_slice(data));
+            return (Bytes::copy_from_slice(data), Some(reservation));
         }
         let mut buffer = self.take(data.len(), &mut reservation);
         buffer.fill(data);
-        Bytes::from_owner(Pooled {
+        let copy = Bytes::from_owner(Pooled {
             buffer,
             reservation,
-        })
+        });
+        (copy, None)
     }
 
     /// Puts up to `count` new buffers for files of `len` bytes into the pool,
@@ -391,7 +429,8 @@ impl BufferPool {
     /// Whether one more free buffer of `len` bytes fits the pool and the budget.
     fn has_room_for(&self, free: &Free, len: usize) -> bool {
         let len = len as u64;
-        free.bytes + len <= self.max_bytes && free.reserved + free.bytes + len <= self.limit
+        free.bytes + len <= self.max_bytes
+            && free.reserved + free.bytes + free.making + len <= self.limit
     }
 
     /// The most recently returned buffer if it is large enough, else a new one.
@@ -473,15 +512,22 @@ impl BufferPool {
                 && self.has_room_for(&free, len)
             {
                 free.allocated += len as u64;
-                free.reserved += len as u64;
+                free.making = len as u64;
                 drop(free);
                 let spare = Buffer::written(len);
                 free = self.lock();
-                free.reserved -= len as u64;
-                free.bytes += spare.capacity() as u64;
-                free.buffers.insert(0, spare);
-                if free.waiting > 0 {
-                    self.room.notify_all();
+                free.making = 0;
+                let capacity = spare.capacity() as u64;
+                let fits = free.reserved + free.bytes + capacity <= self.limit;
+                if std::mem::take(&mut free.drop_spare) || !fits {
+                    // A file took its room meanwhile.
+                    free.allocated -= capacity;
+                    drop(free);
+                    drop(spare);
+                    free = self.lock();
+                } else {
+                    free.bytes += capacity;
+                    free.buffers.insert(0, spare);
                 }
             }
             free.spare = None;
@@ -721,10 +767,14 @@ mod tests {
         }
     }
 
-    /// A copy as a put makes it: room first, then the copy.
+    /// A copy as a put makes it: room first, then the copy (the room of a
+    /// small copy held by the copy, as a `Job` would hold it).
     fn copied(pool: &Arc<BufferPool>, data: &[u8]) -> Bytes {
         let room = pool.reserve(data.len() as u64, &at_once()).ok().unwrap();
-        pool.copy(data, room)
+        match pool.copy(data, room) {
+            (copy, None) => copy,
+            (copy, Some(room)) => room.hold(copy),
+        }
     }
 
     fn total(pool: &BufferPool) -> u64 {
@@ -867,6 +917,21 @@ mod tests {
         );
         drop(held);
         assert_eq!(pool.reserved(), 0);
+    }
+
+    /// Found by the 64-server acceptance run under load: a spare being made
+    /// held budget room, and a fail-fast put was refused meanwhile.
+    #[test]
+    fn a_spare_being_made_gives_way_to_a_file() {
+        let pool = BufferPool::new(u64::MAX, 4 * HUGE_PAGE as u64, true);
+        let held = pool.reserve(3 * HUGE_PAGE as u64, &at_once()).ok().unwrap();
+        // As the spare-buffer thread does while it writes a spare.
+        pool.lock().making = HUGE_PAGE as u64;
+        let file = pool.reserve(HUGE_PAGE as u64, &at_once());
+        assert!(file.is_ok(), "the spare does not make the put fail");
+        assert!(pool.lock().drop_spare, "the spare is freed once made");
+        pool.lock().making = 0;
+        drop((held, file));
     }
 
     #[test]

@@ -732,10 +732,7 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
             continue;
         };
         let job = match spill::load(&next.file) {
-            Ok(mut job) => {
-                job.data = room.hold(job.data);
-                job
-            }
+            Ok(job) => job.holding(Some(room)),
             Err(error) => {
                 // Unreadable: it can never be sent; tell the caller and move on.
                 let file = &next.file;

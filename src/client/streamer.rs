@@ -231,8 +231,8 @@ impl Streamer {
         let server = self.choose(name, index)?;
         // The room first, then the copy: the budget bounds what is copied.
         let room = self.reserve(data.len())?;
-        let data = self.cluster.buffers.copy(data, room);
-        self.enqueue(server, Job::new(name, data, index), true)
+        let (data, room) = self.cluster.buffers.copy(data, room);
+        self.enqueue(server, Job::new(name, data, index).holding(room), true)
     }
 
     /// Makes `count` buffers for copies of files of `file_bytes` bytes ready
@@ -259,8 +259,12 @@ impl Streamer {
         self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let server = self.choose(name, index)?;
-        let data = self.reserve(data.len())?.hold(data);
-        self.enqueue(server, Job::new(name, data, index), true)
+        let room = self.reserve(data.len())?;
+        self.enqueue(
+            server,
+            Job::new(name, data, index).holding(Some(room)),
+            true,
+        )
     }
 
     /// Queues a copy of `data` under `name` on server `stream`, bypassing the
@@ -270,8 +274,8 @@ impl Streamer {
         crate::name::check_name(name)?;
         self.check_stream(stream)?;
         let room = self.reserve(data.len())?;
-        let data = self.cluster.buffers.copy(data, room);
-        self.enqueue(stream, Job::new(name, data, None), false)
+        let (data, room) = self.cluster.buffers.copy(data, room);
+        self.enqueue(stream, Job::new(name, data, None).holding(room), false)
     }
 
     /// Queues `data` under `name` on server `stream` without copying it.
@@ -279,8 +283,12 @@ impl Streamer {
         self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         self.check_stream(stream)?;
-        let data = self.reserve(data.len())?.hold(data);
-        self.enqueue(stream, Job::new(name, data, None), false)
+        let room = self.reserve(data.len())?;
+        self.enqueue(
+            stream,
+            Job::new(name, data, None).holding(Some(room)),
+            false,
+        )
     }
 
     fn check_stream(&self, stream: usize) -> Result<(), Error> {

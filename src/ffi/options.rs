@@ -858,6 +858,31 @@ mod tests {
         )
     }
 
+    #[test]
+    fn the_memory_limit_reaches_the_options_and_null_is_refused() {
+        let mut options = std::ptr::null_mut();
+        // SAFETY: the handle is made here, used from this thread and freed at the end.
+        unsafe {
+            assert_eq!(streamer_options_new(&mut options), STREAMER_OK);
+            assert_eq!(
+                (*options).core.memory_limit,
+                crate::options::DEFAULT_MEMORY_LIMIT
+            );
+            for bytes in [0, 1, 123 << 20, u64::MAX] {
+                assert_eq!(
+                    streamer_options_set_memory_limit(options, bytes),
+                    STREAMER_OK
+                );
+                assert_eq!((*options).core.memory_limit, bytes);
+            }
+            assert_eq!(
+                streamer_options_set_memory_limit(std::ptr::null_mut(), 1),
+                STREAMER_ERR_NULL_ARGUMENT
+            );
+            streamer_options_free(options);
+        }
+    }
+
     /// The default registry comes back after "" (none) or another path, with
     /// NULL and with the setter that needs no NULL (LabVIEW).
     #[test]
