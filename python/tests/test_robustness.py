@@ -543,3 +543,20 @@ def test_flush_ends_normally_when_another_thread_closes(silent):
     assert time.monotonic() - started >= 1.5, "flush returned before close ended"
     closer.join()
     assert s.stats()["files_failed"] == 1
+
+
+def test_memory_limit_full_fails_fast_like_a_full_queue(silent):
+    # The budget (all servers together), not the queue (256 files), refuses.
+    s = ps.Streamer(
+        servers=[silent.address], memory_limit=3000, put_timeout=0.0, response_timeout=1.0
+    )
+    s.put("m/1", b"x" * 1000)
+    s.put("m/2", b"x" * 2000)
+    with pytest.raises(ps.QueueFullError, match="memory budget"):
+        s.put("m/3", b"x")
+    assert s.stats()["dropped"] == 1
+    s.close()
+
+
+def test_limits_error_is_a_streaming_error():
+    assert issubclass(ps.LimitsError, ps.StreamingError)
