@@ -330,6 +330,54 @@ fn an_expanding_filter_is_counted_and_delivers_everything() {
     assert!(*most.lock().unwrap() <= limit + 2 * MIB);
 }
 
+/// PZF (Huffman) of noise: every 16-bit value equally likely, so the coded
+/// frame is a little larger than the raw one. Counted, delivered, and the
+/// budget comes back.
+#[test]
+fn pzf_of_noise_is_delivered_within_the_budget_plus_one_output() {
+    use pyme_streaming::filter::pzf::PzfFilter;
+    use pyme_streaming::pzf::{DataFormat, EncodeParams};
+    let server = TestServer::start();
+    let (width, height) = (512u32, 512u32);
+    let frame_bytes = u64::from(width * height * 2);
+    let limit = 3 * frame_bytes;
+    let filter = PzfFilter::new(EncodeParams::new(DataFormat::U16, width, height)).unwrap();
+    let options = StreamerOptions::new()
+        .server(server.address())
+        .memory_limit(limit)
+        .filter(filter);
+    let streamer = Streamer::new(options).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..frame_bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut most = 0;
+    for i in 0..10 {
+        streamer
+            .put(&format!("n/{i}.pzf"), &noise, Some(i))
+            .unwrap();
+        most = most.max(streamer.memory_in_use());
+    }
+    streamer.flush(None).unwrap();
+    let stats = streamer.stats();
+    assert_eq!(stats.files_acknowledged, 10);
+    assert!(
+        stats.bytes_sent > stats.bytes_queued,
+        "noise grows: {stats:?}"
+    );
+    // Files within the budget, plus one output (a little over a frame).
+    assert!(most <= limit + 2 * frame_bytes, "{most}");
+    wait_until("the room of every file given back", || {
+        streamer.memory_in_use() <= limit
+    });
+    streamer.close();
+}
+
 /// The acceptance of issue 27: 64 stopped servers, 8 MiB copying puts,
 /// fail-fast: the process's peak memory stays within the budget plus 64 MiB
 /// (without a budget the 64 default queues would take 16 GiB).
