@@ -385,9 +385,11 @@ fn pzf_of_noise_is_delivered_within_the_budget_plus_one_output() {
 fn peak_memory_with_64_stopped_servers_stays_within_the_budget() {
     const CHILD: &str = "PYME_BUDGET_CHILD";
     const LIMIT: u64 = 256 * MIB;
-    if std::env::var_os(CHILD).is_some() {
+    if let Some(limit) = std::env::var_os(CHILD) {
+        // The budget from the parent (another one by hand, to compare).
+        let limit: u64 = limit.to_str().unwrap().parse().unwrap();
         let stopped = Stopped::new(64);
-        let streamer = Streamer::new(fail_fast(stopped.addresses(), LIMIT)).unwrap();
+        let streamer = Streamer::new(fail_fast(stopped.addresses(), limit)).unwrap();
         let frame: Vec<u8> = (0..8 * MIB as usize).map(|i| i as u8).collect();
         let mut accepted = 0u64;
         for i in 0..400 {
@@ -420,7 +422,7 @@ fn peak_memory_with_64_stopped_servers_stays_within_the_budget() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD, "1")
+        .env(CHILD, LIMIT.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
