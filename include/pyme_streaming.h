@@ -279,7 +279,13 @@ typedef enum PymeStreamerStatus {
      * belongs to the parent (its threads do not exist in the child). Nothing
      * was done; `*_close`/`*_free` there only release the handle's memory.
      */
-    STREAMER_ERR_FORKED = -28
+    STREAMER_ERR_FORKED = -28,
+    /**
+     * The process may not open the descriptors (sockets, files) the streamer
+     * needs for its servers (`RLIMIT_NOFILE`, checked at start): nothing was
+     * opened. The message says how many are needed and what to raise (`ulimit -n`).
+     */
+    STREAMER_ERR_LIMITS = -29
 } PymeStreamerStatus;
 
 /**
@@ -917,6 +923,23 @@ int32_t streamer_options_set_completion(struct PymeStreamerOptions *options,
 int32_t streamer_options_set_queue_limits(struct PymeStreamerOptions *options,
                                           size_t max_files,
                                           uint64_t max_bytes);
+
+/**
+ * The memory budget: all the bytes the streamer holds for files at once,
+ * whatever the number of servers (default 1 GiB, `1073741824`): files
+ * queued or waiting for their answer on every server (files moved by
+ * failover included), the copying put's free buffers, filter output while
+ * it is sent. The queue limits of each server apply inside it. A put that
+ * finds the budget full waits as for a full queue (the put timeout) and then
+ * fails with `STREAMER_ERR_QUEUE_FULL`. A file larger than the whole budget
+ * is taken only while the streamer holds no other file (it goes alone), so
+ * `bytes` 0 or 1 mean one file at a time.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_memory_limit(struct PymeStreamerOptions *options, uint64_t bytes);
 
 /**
  * How long connecting to a server may take, and how long a server may stay

@@ -362,6 +362,10 @@ public:
     Options &queue_limits(std::size_t max_files, uint64_t max_bytes) {
         return check(streamer_options_set_queue_limits(raw_, max_files, max_bytes));
     }
+    /// The memory budget, all servers together (default 1 GiB).
+    Options &memory_limit(uint64_t bytes) {
+        return check(streamer_options_set_memory_limit(raw_, bytes));
+    }
     Options &timeouts(std::chrono::milliseconds connect, std::chrono::milliseconds response) {
         return check(streamer_options_set_timeouts(raw_, detail::to_ms(connect), detail::to_ms(response)));
     }

@@ -33,6 +33,15 @@ pub enum Error {
         files: usize,
         bytes: u64,
     },
+    /// The streamer's memory budget ([`crate::StreamerOptions::memory_limit`])
+    /// stayed full until the put timeout; nothing was queued. The C status is
+    /// the full queue's.
+    #[error("the streamer's memory budget is full ({held} of {limit} bytes held for files)")]
+    MemoryFull { held: u64, limit: u64 },
+    /// The process cannot open the descriptors the streamer needs (checked
+    /// at start, against `RLIMIT_NOFILE`); nothing was opened.
+    #[error("{0}")]
+    Limits(String),
     /// The interrupt check ([`crate::StreamerOptions::interrupt_check`]) ended
     /// a put's wait for room; nothing was queued.
     #[error("interrupted while waiting for room in the queue for server {server}")]

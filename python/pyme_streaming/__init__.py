@@ -32,6 +32,7 @@ from ._native import (  # noqa: F401
     ForkedError,
     GzipFilter,
     InvalidNameError,
+    LimitsError,
     NoSuchStreamError,
     Outcome,
     PzfFilter,
@@ -166,4 +167,5 @@ __all__ = [
     "SpillFolderError",
     "SpillBusyError",
     "ForkedError",
+    "LimitsError",
 ]

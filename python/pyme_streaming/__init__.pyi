@@ -35,6 +35,7 @@ class DiscoveryError(StreamingError): ...
 class SpillFolderError(StreamingError): ...
 class SpillBusyError(SpillFolderError): ...
 class ForkedError(StreamingError): ...
+class LimitsError(StreamingError): ...
 
 class Outcome:
     """The end of one file."""
@@ -87,6 +88,7 @@ class Streamer:
         on_complete: Optional[Callable[[Outcome], None]] = None,
         queue_files: int = 256,
         queue_bytes: int = 268435456,
+        memory_limit: int = 1073741824,
         put_timeout: Optional[float] = None,
         connect_timeout: float = 5.0,
         response_timeout: float = 30.0,
@@ -140,6 +142,7 @@ class Stream:
         on_complete: Optional[Callable[[Outcome], None]] = None,
         queue_files: int = 256,
         queue_bytes: int = 268435456,
+        memory_limit: int = 1073741824,
         put_timeout: Optional[float] = None,
         connect_timeout: float = 5.0,
         response_timeout: float = 30.0,

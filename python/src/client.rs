@@ -497,6 +497,7 @@ struct Reliability<'py> {
     on_complete: Option<Bound<'py, PyAny>>,
     queue_files: usize,
     queue_bytes: u64,
+    memory_limit: u64,
     put_timeout: Option<f64>,
     connect_timeout: f64,
     response_timeout: f64,
@@ -551,6 +552,7 @@ impl Reliability<'_> {
         }
         let mut options = StreamerOptions::new()
             .queue_limits(self.queue_files, self.queue_bytes)
+            .memory_limit(self.memory_limit)
             .put_timeout(
                 self.put_timeout
                     .map(|t| seconds("put_timeout", t))
@@ -788,7 +790,8 @@ impl PyStreamer {
     #[pyo3(signature = (
         serverfilter=None, servers=None, distribution_fcn=None, filter=None, *,
         on_complete=None, queue_files=pyme_streaming::options::DEFAULT_QUEUE_FILES,
-        queue_bytes=pyme_streaming::options::DEFAULT_QUEUE_BYTES, put_timeout=None,
+        queue_bytes=pyme_streaming::options::DEFAULT_QUEUE_BYTES,
+        memory_limit=pyme_streaming::options::DEFAULT_MEMORY_LIMIT, put_timeout=None,
         connect_timeout=5.0, response_timeout=30.0, failover=true, max_retries=2,
         spread_when_full=false, spill_dir=None, sender_poll=Some(0.001), mdns=true,
         registry=None, require_all_servers=false, server_callback=None
@@ -803,6 +806,7 @@ impl PyStreamer {
         on_complete: Option<Bound<'py, PyAny>>,
         queue_files: usize,
         queue_bytes: u64,
+        memory_limit: u64,
         put_timeout: Option<f64>,
         connect_timeout: f64,
         response_timeout: f64,
@@ -825,6 +829,7 @@ impl PyStreamer {
             on_complete,
             queue_files,
             queue_bytes,
+            memory_limit,
             put_timeout,
             connect_timeout,
             response_timeout,
@@ -1085,7 +1090,8 @@ impl PyStream {
     #[pyo3(signature = (
         server_address, server_port, dir_manager=None, filter=None, *,
         on_complete=None, queue_files=pyme_streaming::options::DEFAULT_QUEUE_FILES,
-        queue_bytes=pyme_streaming::options::DEFAULT_QUEUE_BYTES, put_timeout=None,
+        queue_bytes=pyme_streaming::options::DEFAULT_QUEUE_BYTES,
+        memory_limit=pyme_streaming::options::DEFAULT_MEMORY_LIMIT, put_timeout=None,
         connect_timeout=5.0, response_timeout=30.0, max_retries=2, spill_dir=None,
         sender_poll=Some(0.001), server_callback=None
     ))]
@@ -1099,6 +1105,7 @@ impl PyStream {
         on_complete: Option<Bound<'py, PyAny>>,
         queue_files: usize,
         queue_bytes: u64,
+        memory_limit: u64,
         put_timeout: Option<f64>,
         connect_timeout: f64,
         response_timeout: f64,
@@ -1114,6 +1121,7 @@ impl PyStream {
             on_complete,
             queue_files,
             queue_bytes,
+            memory_limit,
             put_timeout,
             connect_timeout,
             response_timeout,

@@ -96,6 +96,13 @@ create_exception!(
     "Called in a child process forked while this Streamer or Stream was open: it belongs to the parent; nothing was done."
 );
 
+create_exception!(
+    pyme_streaming,
+    LimitsError,
+    StreamingError,
+    "The process may not open the descriptors the streamer needs for its servers (raise `ulimit -n`); nothing was opened."
+);
+
 /// The Python exception for a library error.
 pub(crate) fn to_py_err(error: Error) -> PyErr {
     let message = error.to_string();
@@ -107,7 +114,8 @@ pub(crate) fn to_py_err(error: Error) -> PyErr {
         Error::Connect { .. } => ConnectError::new_err(message),
         Error::DistributionOutOfRange { .. } => DistributionError::new_err(message),
         Error::NoSuchStream { .. } => NoSuchStreamError::new_err(message),
-        Error::QueueFull { .. } => QueueFullError::new_err(message),
+        Error::QueueFull { .. } | Error::MemoryFull { .. } => QueueFullError::new_err(message),
+        Error::Limits(_) => LimitsError::new_err(message),
         Error::Closed => ClosedError::new_err(message),
         Error::ServerDown { .. } => ServerDownError::new_err(message),
         Error::FlushTimeout { .. } => FlushTimeoutError::new_err(message),
@@ -187,5 +195,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SpillFolderError", py.get_type::<SpillFolderError>())?;
     m.add("SpillBusyError", py.get_type::<SpillBusyError>())?;
     m.add("ForkedError", py.get_type::<ForkedError>())?;
+    m.add("LimitsError", py.get_type::<LimitsError>())?;
     Ok(())
 }

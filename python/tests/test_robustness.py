@@ -599,3 +599,20 @@ def test_server_stats_count_each_server_and_are_read_during_close(cluster):
     assert reads and reads == sorted(reads), "acknowledged files only grow"
     assert sum(s.server_stats(i)["files_acknowledged"] for i in range(3)) == 1300
     assert s.server_stats(0)["state"] == "down"
+
+
+def test_memory_limit_full_fails_fast_like_a_full_queue(silent):
+    # The budget (all servers together), not the queue (256 files), refuses.
+    s = ps.Streamer(
+        servers=[silent.address], memory_limit=3000, put_timeout=0.0, response_timeout=1.0
+    )
+    s.put("m/1", b"x" * 1000)
+    s.put("m/2", b"x" * 2000)
+    with pytest.raises(ps.QueueFullError, match="memory budget"):
+        s.put("m/3", b"x")
+    assert s.stats()["dropped"] == 1
+    s.close()
+
+
+def test_limits_error_is_a_streaming_error():
+    assert issubclass(ps.LimitsError, ps.StreamingError)

@@ -33,6 +33,9 @@ pub struct DemoArgs {
     /// Number of data servers to start.
     #[arg(long, default_value_t = 3)]
     pub n_servers: usize,
+    /// Memory budget of the streamer, in bytes (everything it holds for files).
+    #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_MEMORY_LIMIT)]
+    pub memory_limit: u64,
     /// Keep the servers' folders (their paths are printed).
     #[arg(long)]
     pub keep: bool,
@@ -91,6 +94,7 @@ fn stream_and_check(args: &DemoArgs, roots: &[PathBuf]) -> CliResult<ExitCode> {
     let options = tally.attach(
         StreamerOptions::new()
             .servers(addresses)
+            .memory_limit(args.memory_limit)
             .filter(FramesAsPzf::new(args.width, args.height)?),
     );
     let streamer = Streamer::new(options)?;

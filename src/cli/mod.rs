@@ -48,6 +48,10 @@ pub struct StreamArgs {
     /// Queue limit per server, in bytes.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_QUEUE_BYTES)]
     pub queue_bytes: u64,
+    /// Memory budget of the streamer, in bytes: everything it holds for files,
+    /// all servers together (a put finding it full acts as on a full queue).
+    #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_MEMORY_LIMIT)]
+    pub memory_limit: u64,
     /// Response timeout in milliseconds: a server silent this long while answers are due is failed.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
@@ -112,6 +116,7 @@ impl StreamArgs {
             .servers(self.servers.iter().cloned())
             .shared_distribution(self.distribution.into_distribution())
             .queue_limits(self.queue_files, self.queue_bytes)
+            .memory_limit(self.memory_limit)
             .response_timeout(Duration::from_millis(self.timeout_ms))
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
             .put_timeout(match self.backpressure {

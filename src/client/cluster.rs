@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::buffers::BufferPool;
+use super::buffers::{BufferPool, Reservation, RoomWait, Shortfall};
 use super::distribution::Distribution;
 use super::job::{Job, Refused};
 use super::link::Link;
@@ -520,6 +520,44 @@ impl Cluster {
         pushed
     }
 
+    /// Takes no more files: puts waiting for room (in the budget or a
+    /// queue) end with [`Error::Closed`].
+    pub(super) fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+        self.buffers.wake_waiters();
+    }
+
+    /// Room in the memory budget for a new file of `bytes`: waits up to the
+    /// put timeout (and asks the interrupt check) when `may_wait`, else not
+    /// at all; ends when the streamer stops accepting files.
+    pub(super) fn reserve(&self, bytes: u64, may_wait: bool) -> Result<Reservation, Error> {
+        let now = Instant::now();
+        let deadline = match may_wait {
+            true => self.options.put_timeout.map(|timeout| now + timeout),
+            false => Some(now),
+        };
+        let open = || self.accepting.load(Ordering::SeqCst);
+        let wait = RoomWait {
+            deadline,
+            interrupt: self.options.interrupt.as_ref().filter(|_| may_wait),
+            open: &open,
+        };
+        match self.buffers.reserve(bytes, &wait) {
+            Ok(reservation) => Ok(reservation),
+            Err(Shortfall::Full { held }) => {
+                Counters::add(&self.counters().dropped);
+                Err(Error::MemoryFull {
+                    held,
+                    limit: self.buffers.limit(),
+                })
+            }
+            Err(Shortfall::Closed) => Err(Error::Closed),
+            Err(Shortfall::Interrupted) => Err(Error::Interrupted {
+                server: "the memory budget".into(),
+            }),
+        }
+    }
+
     fn unpend(&self) {
         let mut progress = self.lock_progress();
         progress.pending -= 1;
@@ -611,6 +649,7 @@ impl Cluster {
     pub(super) fn give_up_spilling(&self) {
         self.spill_given_up.store(true, Ordering::SeqCst);
         self.spill_wake.notify_all();
+        self.buffers.wake_waiters();
     }
 
     /// Stops the spill thread: it sends what it can while servers take
@@ -693,8 +732,20 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
             continue;
         };
         drop(progress);
+        // Room in the budget before the file is read back: waits while
+        // the servers drain, up to a bounded close's limit.
+        let open = || !cluster.spill_given_up.load(Ordering::SeqCst);
+        let wait = RoomWait {
+            deadline: None,
+            interrupt: None,
+            open: &open,
+        };
+        let Ok(room) = cluster.buffers.reserve(next.file.bytes, &wait) else {
+            cluster.respill(next, true);
+            continue;
+        };
         let job = match spill::load(&next.file) {
-            Ok(job) => job,
+            Ok(job) => job.holding(Some(room)),
             Err(error) => {
                 // Unreadable: it can never be sent; tell the caller and move on.
                 let file = &next.file;
@@ -754,7 +805,7 @@ mod tests {
             .map(|server| Link::new(server.clone(), &options))
             .collect();
         let reporter = Reporter::new(Arc::new(Counters::default()), options.completion.clone());
-        let buffers = BufferPool::new(1 << 20, false);
+        let buffers = BufferPool::new(1 << 20, u64::MAX, false);
         (Cluster::new(links, options, reporter, None, buffers), seen)
     }
 
@@ -870,6 +921,28 @@ mod tests {
             .move_after_errors(0, last)
             .expect("every server tried");
         assert_eq!(back.moves, 2);
+    }
+
+    #[test]
+    fn a_put_waiting_for_the_budget_ends_when_the_streamer_stops_accepting() {
+        let (cluster, _) = cluster(1, StreamerOptions::new());
+        let cluster = Cluster {
+            buffers: BufferPool::new(u64::MAX, 100, false),
+            ..cluster
+        };
+        let held = cluster.reserve(100, true).ok().unwrap();
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| cluster.reserve(10, true).err());
+            // No timeout on the wait: only the close can end it.
+            while cluster.buffers.waiters() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            cluster.stop_accepting();
+            assert_eq!(waiter.join().unwrap(), Some(Error::Closed));
+        });
+        drop(held);
+        assert_eq!(cluster.buffers.reserved(), 0);
+        assert_eq!(cluster.counters().snapshot().dropped, 0, "not a drop");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use super::buffers::Reservation;
 use crate::Error;
 
 /// One file on its way.
@@ -23,6 +24,9 @@ pub(crate) struct Job {
     pub maybe_stored: bool,
     /// It comes from the spill folder, at this path (removed once delivered).
     pub spill_path: Option<std::path::PathBuf>,
+    /// Its room in the memory budget, given back when the job is dropped
+    /// (`None` when its bytes hold it: a pooled copy).
+    pub room: Option<Reservation>,
 }
 
 impl Job {
@@ -37,7 +41,14 @@ impl Job {
             interrupted: 0,
             maybe_stored: false,
             spill_path: None,
+            room: None,
         }
+    }
+
+    /// A file holding `room` in the memory budget (see `Job::room`).
+    pub fn holding(mut self, room: Option<Reservation>) -> Job {
+        self.room = room;
+        self
     }
 
     pub fn len(&self) -> u64 {

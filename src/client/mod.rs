@@ -16,8 +16,9 @@
 //! its files in flight, its connection (one at a time) and its thread. A
 //! **session** is one connection of a link. A **job** is one file on its way.
 //!
-//! In scope: queues and their limits, pipelined connections, failover, the
-//! spill folder, retries, timeouts, outcomes and statistics.
+//! In scope: queues and their limits, the memory budget, the descriptor
+//! check, pipelined connections, failover, the spill folder, retries,
+//! timeouts, outcomes and statistics.
 //! Out of scope: the C ABI (`crate::ffi`), the data server (`crate::server`),
 //! finding servers (`crate::discovery`), the PZF codec (`crate::pzf`), and which
 //! names are valid (`crate::name`, shared with the server).
@@ -33,6 +34,8 @@ mod folder_sync;
 #[allow(unsafe_code)] // pthread_atfork and close(2) in the child handler
 pub mod fork;
 mod job;
+#[allow(unsafe_code)] // getrlimit
+mod limits;
 mod link;
 pub mod options;
 pub mod outcome;

@@ -23,6 +23,12 @@ pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// Default interval at which an idle sender looks at its queue while files
 /// keep coming (see [`StreamerOptions::sender_poll`]).
 pub const DEFAULT_SENDER_POLL: Duration = Duration::from_millis(1);
+/// Default memory budget of a streamer: 1 GiB, whatever the number of
+/// servers (see [`StreamerOptions::memory_limit`]). About a second of the
+/// fastest sCMOS camera (2048 x 2048 x 16 bit at 100 frames per second is
+/// 0.84 GB/s), four default queues' worth: enough to ride out a server's
+/// hiccup, and small enough that several cameras fit in one computer.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
 
 /// How to build a [`crate::Streamer`] (or a lone [`crate::Stream`]).
 #[derive(Clone)]
@@ -33,6 +39,7 @@ pub struct StreamerOptions {
     pub(crate) completion: Option<CompletionFn>,
     pub(crate) queue_max_files: usize,
     pub(crate) queue_max_bytes: u64,
+    pub(crate) memory_limit: u64,
     pub(crate) put_timeout: Option<Duration>,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
@@ -65,6 +72,7 @@ impl Default for StreamerOptions {
             completion: None,
             queue_max_files: DEFAULT_QUEUE_FILES,
             queue_max_bytes: DEFAULT_QUEUE_BYTES,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             put_timeout: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
@@ -137,6 +145,24 @@ impl StreamerOptions {
     pub fn queue_limits(mut self, max_files: usize, max_bytes: u64) -> Self {
         self.queue_max_files = max_files;
         self.queue_max_bytes = max_bytes;
+        self
+    }
+
+    /// The memory budget: all the bytes the streamer holds for files at once,
+    /// whatever the number of servers (default [`DEFAULT_MEMORY_LIMIT`], 1 GiB).
+    /// It bounds the files queued or waiting for their answer on every server
+    /// (files moved by failover included: they keep the room they took),
+    /// the copying put's buffer pool (free buffers are given up when files
+    /// need the room), filter output while it is sent, and files read back
+    /// from the spill folder. The per-server [`StreamerOptions::queue_limits`]
+    /// apply inside it. A put finding the budget full waits as for a full
+    /// queue ([`StreamerOptions::put_timeout`], the interrupt check) and
+    /// then fails with [`crate::Error::MemoryFull`]. A file larger than the
+    /// whole budget is taken only when the streamer holds no other file (it
+    /// goes alone, as a file larger than a queue's byte limit does), so 0
+    /// and 1 mean "one file at a time".
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
         self
     }
 

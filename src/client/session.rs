@@ -43,6 +43,11 @@ const WRITE_BUFFER: usize = 256 * 1024;
 /// 0.23-0.25 for whole-file writes; 256 KiB pieces cost 3.1-3.5 GB/s and
 /// 0.29-0.41 CPU s/GB), and fine enough: 0.2 s of a 40 Mbit/s link.
 const PROGRESS_STEP: usize = 1 << 20;
+
+/// A filter output buffer up to this size stays with the sender between
+/// files (outside the memory budget: at most this much per server); a larger
+/// one is freed once written.
+const KEPT_OUTPUT: usize = 64 * 1024;
 /// For `POLL_WINDOW` after its queue runs dry, an idle sender looks at the
 /// queue every `sender_poll` interval instead of waiting to be woken, so that
 /// `put` costs no system call: waking a sleeping thread takes a futex call and
@@ -384,6 +389,8 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<Strin
             Err(error) => return Some(error),
         };
         let data = job.data.clone();
+        // The filter's output holds room in the memory budget until it is written.
+        let mut output_room = None;
         let body: &[u8] = match filter {
             None => &data,
             Some(filter) => {
@@ -392,9 +399,14 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<Strin
                     name: &job.name,
                     index: job.index,
                 };
-                if let Err(error) = apply_filter(filter, &file, &data, &mut filtered) {
+                let mut room = cluster.buffers.reserve_output(job.len());
+                let filtered_ok = apply_filter(filter, &file, &data, &mut filtered);
+                room.grow((filtered.capacity() as u64).saturating_sub(job.len()));
+                output_room = Some(room);
+                if let Err(error) = filtered_ok {
                     link.release(&job);
                     cluster.finish(&job, index, OutcomeResult::Failed(&Error::Filter(error)));
+                    shrink_output(&mut filtered);
                     continue;
                 }
                 &filtered
@@ -435,12 +447,25 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<Strin
                 }
                 Ok(())
             });
+        if output_room.is_some() {
+            shrink_output(&mut filtered);
+        }
+        drop(output_room);
         if let Err(error) = written {
             return Some(format!("sending failed: {error}"));
         }
         if last {
             return None;
         }
+    }
+}
+
+/// The filter's output buffer, once written: a large one is freed (its room
+/// in the memory budget goes back with it); a small one is kept for the next
+/// file, outside the budget.
+fn shrink_output(filtered: &mut Vec<u8>) {
+    if filtered.capacity() > KEPT_OUTPUT {
+        *filtered = Vec::new();
     }
 }
 

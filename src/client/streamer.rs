@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::buffers::BufferPool;
+use super::buffers::{BufferPool, Reservation};
 use super::cluster::{resend_spilled, Cluster};
 use super::fork::Born;
 use super::job::Job;
+use super::limits::{self, Claim};
 use super::link::Link;
 use super::outcome::{in_callback, Counters, OutcomeResult, Reporter, Stats};
 use super::resolve::{resolve, ResolveError};
@@ -36,6 +37,8 @@ pub struct Streamer {
     threads: Threads,
     /// In a child forked after this, every call is refused ([`Error::Forked`]).
     born: Born,
+    /// The descriptors this streamer may still open (see `limits`).
+    descriptors: Claim,
 }
 
 /// The threads a streamer started, joined on close.
@@ -128,6 +131,7 @@ impl Streamer {
         for server in &options.servers {
             check_address(server)?;
         }
+        let descriptors = limits::claim(options.servers.len())?;
         let spill = match &options.spill_dir {
             Some(folder) => Some(Spill::open(folder, options.spill_sync)?),
             None => None,
@@ -165,6 +169,7 @@ impl Streamer {
             options
                 .queue_max_bytes
                 .saturating_mul(options.servers.len() as u64),
+            options.memory_limit,
             true,
         );
         let reporter = Reporter::new(Arc::new(Counters::default()), options.completion.clone());
@@ -174,6 +179,7 @@ impl Streamer {
             cluster: Arc::clone(&cluster),
             threads: Threads::default(),
             born,
+            descriptors,
         };
         for (index, socket) in sockets.into_iter().enumerate() {
             streamer
@@ -181,6 +187,7 @@ impl Streamer {
                 .links
                 .push(session::spawn_link(&cluster, index, socket)?);
         }
+        streamer.descriptors.running(streamer.n_servers());
         if cluster.spill.is_some() {
             let spill_cluster = Arc::clone(&cluster);
             let thread = std::thread::Builder::new()
@@ -248,8 +255,10 @@ impl Streamer {
         self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let server = self.choose(name, index)?;
-        let data = self.cluster.buffers.copy(data);
-        self.enqueue(server, Job::new(name, data, index), true)
+        // The room first, then the copy: the budget bounds what is copied.
+        let room = self.reserve(data.len())?;
+        let (data, room) = self.cluster.buffers.copy(data, room);
+        self.enqueue(server, Job::new(name, data, index).holding(room), true)
     }
 
     /// Makes `count` buffers for copies of files of `file_bytes` bytes ready
@@ -276,20 +285,39 @@ impl Streamer {
         self.refuse_if_forked()?;
         crate::name::check_name(name)?;
         let server = self.choose(name, index)?;
-        self.enqueue(server, Job::new(name, data, index), true)
+        let room = self.reserve(data.len())?;
+        self.enqueue(
+            server,
+            Job::new(name, data, index).holding(Some(room)),
+            true,
+        )
     }
 
     /// Queues a copy of `data` under `name` on server `stream`, bypassing the
     /// distribution and failover at put time.
     pub fn put_stream(&self, stream: usize, name: &str, data: &[u8]) -> Result<(), Error> {
         self.refuse_if_forked()?;
-        self.put_stream_bytes(stream, name, self.cluster.buffers.copy(data))
+        crate::name::check_name(name)?;
+        self.check_stream(stream)?;
+        let room = self.reserve(data.len())?;
+        let (data, room) = self.cluster.buffers.copy(data, room);
+        self.enqueue(stream, Job::new(name, data, None).holding(room), false)
     }
 
     /// Queues `data` under `name` on server `stream` without copying it.
     pub fn put_stream_bytes(&self, stream: usize, name: &str, data: Bytes) -> Result<(), Error> {
         self.refuse_if_forked()?;
         crate::name::check_name(name)?;
+        self.check_stream(stream)?;
+        let room = self.reserve(data.len())?;
+        self.enqueue(
+            stream,
+            Job::new(name, data, None).holding(Some(room)),
+            false,
+        )
+    }
+
+    fn check_stream(&self, stream: usize) -> Result<(), Error> {
         let n_servers = self.n_servers();
         if stream >= n_servers {
             return Err(Error::NoSuchStream {
@@ -297,7 +325,25 @@ impl Streamer {
                 n_servers,
             });
         }
-        self.enqueue(stream, Job::new(name, data, None), false)
+        Ok(())
+    }
+
+    /// Room in the memory budget for a file of `bytes`, waiting as for a
+    /// full queue (the put timeout, the interrupt check; never from inside
+    /// a callback), and never past the start of a close.
+    fn reserve(&self, bytes: usize) -> Result<Reservation, Error> {
+        if !self.cluster.accepting.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        self.cluster.reserve(bytes as u64, !in_callback())
+    }
+
+    /// Bytes held in the memory budget now: files queued, in flight or
+    /// being handed on, free copy buffers, filter output being sent. Zero
+    /// once every file has its outcome, apart from free copy buffers
+    /// (see [`StreamerOptions::memory_limit`]).
+    pub fn memory_in_use(&self) -> u64 {
+        self.cluster.buffers.reserved() + self.cluster.buffers.free_bytes()
     }
 
     /// Waits until every file accepted so far has its outcome, up to
@@ -398,7 +444,7 @@ impl Streamer {
     /// Closes on a new thread (called where waiting would deadlock) and
     /// returns the statistics of the moment.
     fn close_in_background(&mut self) -> Stats {
-        self.cluster.accepting.store(false, Ordering::SeqCst);
+        self.cluster.stop_accepting();
         let stats = self.stats();
         let threads = std::mem::take(&mut self.threads);
         let cluster = Arc::clone(&self.cluster);
@@ -423,7 +469,7 @@ impl Streamer {
             return Err(Error::InCallback { call: "finalize" });
         }
         crate::name::check_name(name)?;
-        self.cluster.accepting.store(false, Ordering::SeqCst);
+        self.cluster.stop_accepting();
         // Spilled files go before the end of the stream: the spill thread
         // sends them while the server takes any (close's rule) and ends; only
         // then is the sentinel queued. Queued first, it closed the link under
@@ -551,7 +597,7 @@ fn close_cluster(
     limit: Option<Duration>,
 ) -> (Stats, CloseEnd) {
     let deadline = limit.map(|limit| Instant::now() + limit);
-    cluster.accepting.store(false, Ordering::SeqCst);
+    cluster.stop_accepting();
     let mut spill_thread = threads.spill;
     cluster.stop_spilling();
     // The spill thread re-sends what it can first; then links must keep

@@ -485,6 +485,31 @@ pub unsafe extern "C" fn streamer_options_set_queue_limits(
     }
 }
 
+/// The memory budget: all the bytes the streamer holds for files at once,
+/// whatever the number of servers (default 1 GiB, `1073741824`): files
+/// queued or waiting for their answer on every server (files moved by
+/// failover included), the copying put's free buffers, filter output while
+/// it is sent. The queue limits of each server apply inside it. A put that
+/// finds the budget full waits as for a full queue (the put timeout) and then
+/// fails with `STREAMER_ERR_QUEUE_FULL`. A file larger than the whole budget
+/// is taken only while the streamer holds no other file (it goes alone), so
+/// `bytes` 0 or 1 mean one file at a time.
+/// Consumes nothing.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_memory_limit(
+    options: *mut PymeStreamerOptions,
+    bytes: u64,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_handle_mut!(options);
+        options.update(|core| core.memory_limit(bytes));
+        STREAMER_OK
+    }
+}
+
 /// How long connecting to a server may take, and how long a server may stay
 /// silent while answers are due before its connection is failed. Both in
 /// milliseconds, both > 0.
@@ -831,6 +856,31 @@ mod tests {
             discovery.registry_path.clone(),
             discovery.use_mdns,
         )
+    }
+
+    #[test]
+    fn the_memory_limit_reaches_the_options_and_null_is_refused() {
+        let mut options = std::ptr::null_mut();
+        // SAFETY: the handle is made here, used from this thread and freed at the end.
+        unsafe {
+            assert_eq!(streamer_options_new(&mut options), STREAMER_OK);
+            assert_eq!(
+                (*options).core.memory_limit,
+                crate::options::DEFAULT_MEMORY_LIMIT
+            );
+            for bytes in [0, 1, 123 << 20, u64::MAX] {
+                assert_eq!(
+                    streamer_options_set_memory_limit(options, bytes),
+                    STREAMER_OK
+                );
+                assert_eq!((*options).core.memory_limit, bytes);
+            }
+            assert_eq!(
+                streamer_options_set_memory_limit(std::ptr::null_mut(), 1),
+                STREAMER_ERR_NULL_ARGUMENT
+            );
+            streamer_options_free(options);
+        }
     }
 
     /// The default registry comes back after "" (none) or another path, with

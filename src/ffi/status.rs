@@ -87,6 +87,10 @@ pub enum PymeStreamerStatus {
     /// belongs to the parent (its threads do not exist in the child). Nothing
     /// was done; `*_close`/`*_free` there only release the handle's memory.
     STREAMER_ERR_FORKED = -28,
+    /// The process may not open the descriptors (sockets, files) the streamer
+    /// needs for its servers (`RLIMIT_NOFILE`, checked at start): nothing was
+    /// opened. The message says how many are needed and what to raise (`ulimit -n`).
+    STREAMER_ERR_LIMITS = -29,
 }
 
 pub(crate) const STREAMER_OK: i32 = PymeStreamerStatus::STREAMER_OK as i32;
@@ -132,6 +136,7 @@ pub(crate) const STREAMER_ERR_CLOSE_DETACHED: i32 =
 pub(crate) const STREAMER_ERR_NAME_TAKEN: i32 = PymeStreamerStatus::STREAMER_ERR_NAME_TAKEN as i32;
 pub(crate) const STREAMER_ERR_SPILL_BUSY: i32 = PymeStreamerStatus::STREAMER_ERR_SPILL_BUSY as i32;
 pub(crate) const STREAMER_ERR_FORKED: i32 = PymeStreamerStatus::STREAMER_ERR_FORKED as i32;
+pub(crate) const STREAMER_ERR_LIMITS: i32 = PymeStreamerStatus::STREAMER_ERR_LIMITS as i32;
 
 /// The status code for a core error. The only conversion from [`Error`] to a code.
 pub(crate) fn status_of(error: &Error) -> i32 {
@@ -143,6 +148,9 @@ pub(crate) fn status_of(error: &Error) -> i32 {
         Error::DistributionOutOfRange { .. } => STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE,
         Error::NoSuchStream { .. } => STREAMER_ERR_NO_SUCH_STREAM,
         Error::QueueFull { .. } => STREAMER_ERR_QUEUE_FULL,
+        // The same policy as a full queue: the put gave up waiting for room.
+        Error::MemoryFull { .. } => STREAMER_ERR_QUEUE_FULL,
+        Error::Limits(_) => STREAMER_ERR_LIMITS,
         // Not reachable from C (the C API sets no interrupt check); the nearest
         // meaning: the put gave up waiting for room and queued nothing.
         Error::Interrupted { .. } => STREAMER_ERR_QUEUE_FULL,
@@ -164,7 +172,7 @@ pub(crate) fn status_of(error: &Error) -> i32 {
 }
 
 /// Every status code, for tests and for `streamer_status_str`.
-pub(crate) const ALL: [(i32, &CStr); 29] = [
+pub(crate) const ALL: [(i32, &CStr); 30] = [
     (STREAMER_OK, c"ok"),
     (STREAMER_ERR_NULL_ARGUMENT, c"a pointer argument was NULL"),
     (STREAMER_ERR_INVALID_ARGUMENT, c"invalid argument"),
@@ -230,6 +238,10 @@ pub(crate) const ALL: [(i32, &CStr); 29] = [
         STREAMER_ERR_FORKED,
         c"the handle belongs to the parent process (called after fork)",
     ),
+    (
+        STREAMER_ERR_LIMITS,
+        c"the process may not open enough descriptors (raise ulimit -n)",
+    ),
 ];
 
 /// A static, NUL-terminated English description of `status`, for any value
@@ -276,7 +288,7 @@ mod tests {
         }
         assert_eq!(
             ALL.len() as i32,
-            1 - STREAMER_ERR_FORKED,
+            1 - STREAMER_ERR_LIMITS,
             "no gap in the numbering"
         );
     }

@@ -114,6 +114,7 @@ PROBE_ASSERT(STREAMER_ERR_CLOSE_DETACHED, STREAMER_ERR_CLOSE_DETACHED == -25);
 PROBE_ASSERT(STREAMER_ERR_NAME_TAKEN, STREAMER_ERR_NAME_TAKEN == -26);
 PROBE_ASSERT(STREAMER_ERR_SPILL_BUSY, STREAMER_ERR_SPILL_BUSY == -27);
 PROBE_ASSERT(STREAMER_ERR_FORKED, STREAMER_ERR_FORKED == -28);
+PROBE_ASSERT(STREAMER_ERR_LIMITS, STREAMER_ERR_LIMITS == -29);
 
 /* enum PymeStreamerDistribution */
 PROBE_ASSERT(STREAMER_DISTRIBUTION_ROUND_ROBIN, STREAMER_DISTRIBUTION_ROUND_ROBIN == 0);
@@ -199,6 +200,8 @@ extern int32_t (*const probe_streamer_options_set_completion)(struct PymeStreame
 int32_t (*const probe_streamer_options_set_completion)(struct PymeStreamerOptions *, PymeStreamerCompletionFn, void *) = streamer_options_set_completion;
 extern int32_t (*const probe_streamer_options_set_queue_limits)(struct PymeStreamerOptions *, size_t, uint64_t);
 int32_t (*const probe_streamer_options_set_queue_limits)(struct PymeStreamerOptions *, size_t, uint64_t) = streamer_options_set_queue_limits;
+extern int32_t (*const probe_streamer_options_set_memory_limit)(struct PymeStreamerOptions *, uint64_t);
+int32_t (*const probe_streamer_options_set_memory_limit)(struct PymeStreamerOptions *, uint64_t) = streamer_options_set_memory_limit;
 extern int32_t (*const probe_streamer_options_set_timeouts)(struct PymeStreamerOptions *, uint32_t, uint32_t);
 int32_t (*const probe_streamer_options_set_timeouts)(struct PymeStreamerOptions *, uint32_t, uint32_t) = streamer_options_set_timeouts;
 extern int32_t (*const probe_streamer_options_set_put_timeout)(struct PymeStreamerOptions *, int64_t);
