@@ -61,24 +61,29 @@ incompatible() { # report file
 }
 
 history() {
-  local revisions previous=""
+  # Each commit that changed the baseline, against the baseline of each of its parents:
+  # what that commit itself changed. (Not against the previous commit in a linear log:
+  # branches made in parallel interleave there, and one branch's baseline would seem
+  # to remove what the other added.) A merge is checked against both sides.
+  local revisions revision parent
   revisions=$(git log --reverse --format=%H -- "$baseline")
   local dir
   dir=$(mktemp -d)
   trap 'rm -rf "$dir"' RETURN
   for revision in $revisions; do
     git show "$revision:$baseline" >"$dir/$revision.abi" 2>/dev/null || continue
-    if [ -n "$previous" ]; then
-      compare "$dir/$previous.abi" "$dir/$revision.abi" >"$dir/report.txt"
+    for parent in $(git rev-list --parents -n 1 "$revision" | cut -d' ' -f2-); do
+      git show "$parent:$baseline" >"$dir/parent.abi" 2>/dev/null || continue
+      cmp -s "$dir/parent.abi" "$dir/$revision.abi" && continue
+      compare "$dir/parent.abi" "$dir/$revision.abi" >"$dir/report.txt"
       if incompatible "$dir/report.txt" &&
-         [ "$(soname_of "$dir/$previous.abi")" = "$(soname_of "$dir/$revision.abi")" ]; then
+         [ "$(soname_of "$dir/parent.abi")" = "$(soname_of "$dir/$revision.abi")" ]; then
         cat "$dir/report.txt"
         echo "abi.sh: commit $revision changed the ABI incompatibly without raising the soname" \
              "($(soname_of "$dir/$revision.abi")): raise PYME_SOVERSION in CMakeLists.txt (docs/ABI.md)" >&2
         exit 1
       fi
-    fi
-    previous=$revision
+    done
   done
 }
 
