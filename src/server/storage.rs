@@ -734,7 +734,7 @@ mod tests {
                         let name = format!("f{round}/a/b/c/file{writer}");
                         store
                             .begin_file(Path::new(&name), &mut FolderCache::default())
-                            .map(|mut file| file.commit().map(|_| ()))
+                            .map(|file| file.commit().map(|_| ()))
                     })
                 })
                 .collect();
