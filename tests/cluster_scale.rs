@@ -395,3 +395,71 @@ fn through_namespaced_links_a_slow_link_gets_few_files_and_nothing_is_lost() {
         "distinct files stored"
     );
 }
+
+/// A server that accepts connections and never reads from them.
+fn never_reading_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in listener.incoming() {
+            let Ok(socket) = socket else { return };
+            held.push(socket);
+        }
+    });
+    address
+}
+
+/// With the default distribution (round-robin), a put never waits on a
+/// server that is full and silent while others have room: servers that never
+/// answer, never read, or answer one file every 2 s are passed over once
+/// full. The put timeout (3 s) is half the response timeout (6 s): a put that
+/// waited on a silent server fails with `QueueFull` instead of waiting for
+/// the timeout to move it. Every file still ends once, acknowledged (the
+/// silent servers' files move when the response timeout fails them).
+#[test]
+fn round_robin_passes_over_full_servers_that_do_not_answer() {
+    let roots: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let good: Vec<ServeProcess> = roots
+        .iter()
+        .map(|root| ServeProcess::start(root.path(), 0, &[]))
+        .collect();
+    let silent = common::FakeServer::start(|_, _| common::Action::Silent);
+    let slow = common::FakeServer::start(|_, _| common::Action::SlowOk(2000));
+    let addresses = [
+        good[0].address.clone(),
+        silent.address.clone(),
+        never_reading_server(),
+        good[1].address.clone(),
+        slow.address.clone(),
+    ];
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers(addresses)
+            .queue_limits(4, 64 << 20)
+            .response_timeout(Duration::from_secs(6))
+            .put_timeout(Some(Duration::from_secs(3))),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let total = 400;
+    let data = vec![7u8; 64 * KIB];
+    let mut longest = Duration::ZERO;
+    for i in 0..total {
+        let started = std::time::Instant::now();
+        let put = streamer.put(&format!("pass/f{i:04}"), &data, Some(i as i64));
+        longest = longest.max(started.elapsed());
+        put.unwrap_or_else(|error| panic!("put {i} waited on a silent server: {error}"));
+    }
+    eprintln!("longest put with silent servers: {longest:?}");
+    let stats = streamer.close();
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    let per_server = acknowledged_once_each(&seen, &stats, total, 5);
+    eprintln!("files per server (1, 2 silent, 4 slow): {per_server:?}");
+    assert_eq!(per_server[1] + per_server[2], 0, "{per_server:?}");
+    let mut all = HashSet::new();
+    for root in &roots {
+        all.extend(names_under(root.path()));
+    }
+    let on_slow = per_server[4];
+    assert_eq!(all.len() + on_slow, total);
+}

@@ -6,6 +6,14 @@
 //! streamer checks the result: an index out of range fails that one `put`, it
 //! never panics.
 //!
+//! A policy's choice is where a file goes unless, with failover on, that
+//! server cannot take it soon: down, resting after 5xx answers, or full and
+//! silent for [`crate::options::PASS_OVER_SILENCE`] ("passed over"). Then the
+//! cluster puts it on another live server, whatever the policy (a caller's
+//! callback included: it is not called again, and a file it placed may land
+//! elsewhere, as with failover after a failure). A policy that must be
+//! obeyed whatever happens turns failover off, or uses `put_stream`.
+//!
 //! Out of scope: reading the load (the cluster reads it from its links, whose
 //! drain meter each link feeds), so every policy here is tested without a
 //! socket.

@@ -17,9 +17,14 @@ use std::time::{Duration, Instant};
 
 use super::distribution::{DrainMeter, ServerLoad};
 use super::job::{Job, Refused};
-use super::options::{InterruptCheck, INTERRUPT_CHECK_INTERVAL};
+use super::options::{InterruptCheck, INTERRUPT_CHECK_INTERVAL, PASS_OVER_SILENCE};
 use super::server_state::{ServerState, StateCell};
 use crate::{Error, StreamerOptions};
+
+/// [`PASS_OVER_SILENCE`], capped at a quarter of `response_timeout`.
+pub(crate) fn pass_over_after(response_timeout: Duration) -> Duration {
+    PASS_OVER_SILENCE.min(response_timeout / 4)
+}
 
 #[derive(Default)]
 pub(super) struct State {
@@ -52,12 +57,22 @@ pub(super) struct State {
     pub(super) sender_polling: bool,
     /// How fast the server finishes files, for load-aware distributions.
     pub(super) drain: DrainMeter,
+    /// When the server last answered, or, if it has not answered since it
+    /// got work, when it got work: its silence counts from here (see
+    /// [`Link::stalled`]). Read only while it holds files.
+    pub(super) heard_from: Option<Instant>,
+    /// A connection failed and the server has not answered since: a server
+    /// that takes connections but never answers (a stopped process whose
+    /// kernel still accepts) gets moved files last (see [`Link::failover_rank`]).
+    pub(super) unproven: bool,
 }
 
 impl State {
     pub(super) fn hold(&mut self, job: &Job) {
         if self.held_files == 0 {
-            self.drain.busy_from(Instant::now());
+            let now = Instant::now();
+            self.drain.busy_from(now);
+            self.heard_from = Some(now);
         }
         self.held_files += 1;
         self.held_bytes += job.len();
@@ -87,6 +102,9 @@ pub(crate) struct Link {
     pub server: String,
     max_files: usize,
     max_bytes: u64,
+    /// How long a server with a full queue may stay silent before new files
+    /// pass it over (see [`pass_over_after`]).
+    pass_over_after: Duration,
     state: Mutex<State>,
     /// Signalled when a file is queued, or on close (the link thread waits).
     pub(super) work: Condvar,
@@ -126,6 +144,7 @@ impl Link {
             server,
             max_files: options.queue_max_files.max(1),
             max_bytes: options.queue_max_bytes,
+            pass_over_after: pass_over_after(options.response_timeout),
             state: Mutex::new(State {
                 up: unreachable.is_none(),
                 failure: unreachable,
@@ -199,13 +218,6 @@ impl Link {
         self.resting_until.store(until, Ordering::Relaxed);
     }
 
-    /// For failover: the bytes queued or waiting for their answer (the work
-    /// this server owes), or `None` when it takes no files. One lock.
-    pub fn outstanding_if_up(&self) -> Option<u64> {
-        let state = self.lock();
-        (state.up && !state.closing).then_some(state.held_bytes)
-    }
-
     fn has_room(&self, state: &State, bytes: u64) -> bool {
         // A file larger than the byte limit still goes through, alone.
         state.held_files == 0
@@ -216,23 +228,79 @@ impl Link {
         self.has_room(&self.lock(), job.len())
     }
 
+    /// When the server, holding files, will have been silent long enough to
+    /// be passed over; `None` while it holds nothing.
+    fn stalls_at(&self, state: &State) -> Option<Instant> {
+        if state.held_files == 0 {
+            return None;
+        }
+        state.heard_from.map(|heard| heard + self.pass_over_after)
+    }
+
+    /// Holding files, the server has not answered for the pass-over time
+    /// ([`pass_over_after`]): no answer since the last one, or since it got
+    /// work after having none.
+    pub(super) fn stalled(&self, state: &State, now: Instant) -> bool {
+        self.stalls_at(state).is_some_and(|at| now >= at)
+    }
+
+    /// The queue has no room for `job`, and the server is silent (see
+    /// [`Link::stalled`]): a new file goes elsewhere if another server has
+    /// room.
+    pub fn full_and_silent(&self, job: &Job) -> bool {
+        let state = self.lock();
+        !self.has_room(&state, job.len()) && self.stalled(&state, Instant::now())
+    }
+
+    /// Taking files now (up, not closing), with room for `job`, and not
+    /// silent: where a passed-over file may go.
+    pub fn takes_now(&self, job: &Job) -> bool {
+        let state = self.lock();
+        state.up
+            && !state.closing
+            && self.has_room(&state, job.len())
+            && !self.stalled(&state, Instant::now())
+    }
+
+    /// For failover: `None` when it takes no files, else whether it is in
+    /// doubt (silent with files held, or reconnected after a failure and not
+    /// answered since) and the bytes it owes. One lock.
+    pub fn failover_rank(&self) -> Option<(bool, u64)> {
+        let state = self.lock();
+        if !state.up || state.closing {
+            return None;
+        }
+        let doubtful = state.unproven || self.stalled(&state, Instant::now());
+        Some((doubtful, state.held_bytes))
+    }
+
+    /// The receiver read an answer: the oldest file in flight, which it
+    /// answers. The server is heard from.
+    pub(super) fn answered(&self) -> Option<Job> {
+        let mut state = self.lock();
+        let job = state.in_flight.pop_front()?;
+        state.heard_from = Some(Instant::now());
+        state.unproven = false;
+        Some(job)
+    }
+
     /// Queues a new file, waiting for room up to `deadline`. On refusal the
-    /// file comes back with the reason.
+    /// file comes back with the reason. With `pass_over`, a wait for room
+    /// ends as soon as the server has been silent too long (see
+    /// [`Link::stalled`]): refused with `passed_over` set.
     pub fn push(
         &self,
         job: Job,
         deadline: Option<Instant>,
         interrupt: Option<&InterruptCheck>,
+        pass_over: bool,
     ) -> Result<(), Box<Refused>> {
         let mut state = self.lock();
         // Set when a wait begins: a put that finds room reads no clock.
         let mut next_check: Option<Instant> = None;
         loop {
             if state.closing {
-                return Err(Box::new(Refused {
-                    error: Error::Closed,
-                    job,
-                }));
+                return Err(Refused::new(Error::Closed, job));
             }
             if !state.up {
                 let detail = state
@@ -243,26 +311,38 @@ impl Link {
                     server: self.server.clone(),
                     detail,
                 };
-                return Err(Box::new(Refused { error, job }));
+                return Err(Refused::new(error, job));
             }
             if self.has_room(&state, job.len()) {
                 break;
             }
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                let error = Error::QueueFull {
-                    server: self.server.clone(),
-                    files: state.held_files,
-                    bytes: state.held_bytes,
-                };
-                return Err(Box::new(Refused { error, job }));
+            let full = || Error::QueueFull {
+                server: self.server.clone(),
+                files: state.held_files,
+                bytes: state.held_bytes,
+            };
+            let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                return Err(Refused::new(full(), job));
             }
+            // Wake when the server's silence would pass it over, too.
+            let stall_at = pass_over.then(|| self.stalls_at(&state)).flatten();
+            if stall_at.is_some_and(|stall_at| now >= stall_at) {
+                let mut refused = Refused::new(full(), job);
+                refused.passed_over = true;
+                return Err(refused);
+            }
+            let wake_by = match (deadline, stall_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let Some(check) = interrupt else {
-                state = self.wait_progress(state, deadline);
+                state = self.wait_progress(state, wake_by);
                 continue;
             };
             let check_at =
                 *next_check.get_or_insert_with(|| Instant::now() + INTERRUPT_CHECK_INTERVAL);
-            let wake = deadline.map_or(check_at, |deadline| deadline.min(check_at));
+            let wake = wake_by.map_or(check_at, |wake_by| wake_by.min(check_at));
             state = self.wait_progress(state, Some(wake));
             if Instant::now() >= check_at {
                 // Without the lock: the check may wait for a host's own lock
@@ -273,7 +353,7 @@ impl Link {
                     let error = Error::Interrupted {
                         server: self.server.clone(),
                     };
-                    return Err(Box::new(Refused { error, job }));
+                    return Err(Refused::new(error, job));
                 }
                 next_check = Some(Instant::now() + INTERRUPT_CHECK_INTERVAL);
                 state = self.lock();
@@ -366,6 +446,7 @@ impl Link {
         state.failure = Some(reason);
         state.ended_by_server = by_server;
         if by_server.is_none() {
+            state.unproven = true;
             state.up = false;
             self.cell.set_connection(ServerState::Connecting);
         }
@@ -381,6 +462,7 @@ impl Link {
     pub(super) fn mark_down(&self, reason: String) {
         let mut state = self.lock();
         state.up = false;
+        state.unproven = true;
         self.cell.set_connection(ServerState::Down);
         state.failure = Some(reason);
         drop(state);

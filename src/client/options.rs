@@ -18,6 +18,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// (30 s, as the reference).
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a server whose queue is full may stay silent (no answer) before
+/// new files pass it over for a server with room (with failover; capped at a
+/// quarter of the response timeout): see [`StreamerOptions::failover`]. Far
+/// under the response timeout (which fails the connection and moves the
+/// files it holds), and long enough that a server that answers, however
+/// slowly, is waited for: its answers come more often than that unless one
+/// file takes longer than 50 ms to send and store (a 6 MB file at 1 Gbit/s);
+/// a server that full and that slow is better passed over anyway.
+pub const PASS_OVER_SILENCE: Duration = Duration::from_millis(50);
+
 /// Default number of times a file answered 5xx is sent again before it fails.
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// Default interval at which an idle sender looks at its queue while files
@@ -206,6 +216,19 @@ impl StreamerOptions {
 
     /// When a server's connection fails, move its queued and unanswered files
     /// to the live servers (default: on). Off: they fail with the reason.
+    ///
+    /// With failover, a new file also avoids servers that cannot take it
+    /// soon, whatever the distribution chose: a server that is down, one
+    /// resting after repeated 5xx answers, and one whose queue is full and
+    /// that has not answered for [`PASS_OVER_SILENCE`] (a hung process, a
+    /// dead link; "passed over"). A passed-over file goes to a live server
+    /// that answers and has room (or, if all of them are full, waits for the
+    /// least loaded of them); when every live server is full and silent it
+    /// is spilled if a spill folder is set, and otherwise waits for room on
+    /// the server chosen, until the response timeout fails that server and
+    /// moves its files, or the put timeout ends the wait. Files of
+    /// `__aggregate_*` and `__pyramid_*` operations and files of
+    /// [`crate::Streamer::put_stream`] are never moved.
     pub fn failover(mut self, failover: bool) -> Self {
         self.failover = failover;
         self

@@ -610,7 +610,7 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
             },
         };
         answered = true;
-        let Some(job) = link.lock().in_flight.pop_front() else {
+        let Some(job) = link.answered() else {
             // While requests are pipelined, an extra answer cannot be told
             // from the next one; with none in flight it is a protocol error.
             link.fail_session(format!(
