@@ -715,6 +715,23 @@ int32_t streamer_options_set_distribution(struct PymeStreamerOptions *options,
 int32_t streamer_options_set_distribution_kind(struct PymeStreamerOptions *options, int32_t kind);
 
 /**
+ * Where round-robin starts: the file of index `i` goes to server
+ * `(i + start) % n` (`start` 0: server `i % n`, exactly as PYME's
+ * `distribution_function_round_robin`). A negative `start` (the default)
+ * makes each streamer draw its own start at random when it is created, so
+ * that cameras triggered together do not send frame `i` to the same server
+ * at the same moment. Applies to `STREAMER_DISTRIBUTION_ROUND_ROBIN` (the
+ * default) and to the round-robin tie-break of
+ * `STREAMER_DISTRIBUTION_LEAST_LOADED`; a distribution function set with
+ * `streamer_options_set_distribution` gets the caller's index unchanged.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_round_robin_start(struct PymeStreamerOptions *options, int64_t start);
+
+/**
  * Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
  * index beyond the servers makes every put fail with
  * `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.

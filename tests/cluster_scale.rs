@@ -156,8 +156,11 @@ fn least_loaded_on_an_idle_uniform_cluster_is_round_robin() {
         .iter()
         .map(|root| ServeProcess::start(root.path(), 0, &[]))
         .collect();
-    let (options, seen) =
-        recording(least_loaded().servers(servers.iter().map(|s| s.address.clone())));
+    let (options, seen) = recording(
+        least_loaded()
+            .servers(servers.iter().map(|s| s.address.clone()))
+            .round_robin_start(Some(0)),
+    );
     let streamer = Streamer::new(options).unwrap();
     for i in 0..30 {
         streamer.put(&format!("rr/f{i:02}"), b"x", Some(i)).unwrap();
@@ -634,4 +637,45 @@ fn thirty_two_servers_a_quarter_stopped_every_file_ends_within_two_response_time
         "{:?}",
         run.longest_outcome
     );
+}
+
+/// C hosts set the round-robin start (`streamer_options_set_round_robin_start`):
+/// with 1, frame 0 lands on the second server; with -1 (the default) a
+/// random start, which is accepted.
+#[test]
+fn c_hosts_set_the_round_robin_start() {
+    use pyme_streaming::ffi::options::*;
+    use pyme_streaming::ffi::streamer::*;
+    let roots: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<ServeProcess> = roots
+        .iter()
+        .map(|root| ServeProcess::start(root.path(), 0, &[]))
+        .collect();
+    for (start, server) in [(1i64, 1usize), (0, 0)] {
+        let mut options = std::ptr::null_mut();
+        let mut streamer = std::ptr::null_mut();
+        let name = std::ffi::CString::new(format!("rr{start}/f0")).unwrap();
+        // SAFETY: the documented calling sequence of the C API.
+        unsafe {
+            assert_eq!(streamer_options_new(&mut options), 0);
+            for s in &servers {
+                let host = std::ffi::CString::new("127.0.0.1").unwrap();
+                assert_eq!(
+                    streamer_options_add_server(options, host.as_ptr(), s.port()),
+                    0
+                );
+            }
+            assert_eq!(streamer_options_set_round_robin_start(options, -1), 0);
+            assert_eq!(streamer_options_set_round_robin_start(options, start), 0);
+            assert_eq!(streamer_new(options, &mut streamer), 0);
+            assert_eq!(
+                streamer_put(streamer, name.as_ptr(), b"x".as_ptr(), 1, 0),
+                0
+            );
+            assert_eq!(streamer_close(streamer), 0);
+            streamer_options_free(options);
+        }
+        let names = names_under(roots[server].path());
+        assert!(names.contains(&format!("rr{start}/f0")), "{names:?}");
+    }
 }

@@ -16,7 +16,7 @@ def servers_of(cluster):
 
 
 def test_streamer_round_robin_on_i_puts_each_file_on_its_server(cluster):
-    streamer = ps.Streamer(servers=servers_of(cluster))
+    streamer = ps.Streamer(servers=servers_of(cluster), round_robin_start=0)
     assert len(streamer) == 3 and streamer.n_servers == 3
     assert streamer.servers == servers_of(cluster)
     for i in range(9):

@@ -39,6 +39,10 @@ pub struct StreamArgs {
     /// round-robin, random, hash, least-loaded or fixed:N
     #[arg(long, default_value = "round-robin")]
     pub distribution: BuiltinDistribution,
+    /// Where round-robin starts: frame i goes to server (i + N) % servers (0: as PYME)
+    /// [default: a random start]
+    #[arg(long)]
+    pub round_robin_start: Option<usize>,
     /// Queue limit per server, in files.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_QUEUE_FILES)]
     pub queue_files: usize,
@@ -108,6 +112,7 @@ impl StreamArgs {
         let options = StreamerOptions::new()
             .servers(self.servers.iter().cloned())
             .shared_distribution(self.distribution.into_distribution())
+            .round_robin_start(self.round_robin_start)
             .queue_limits(self.queue_files, self.queue_bytes)
             .response_timeout(Duration::from_millis(self.timeout_ms))
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))

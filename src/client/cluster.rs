@@ -70,6 +70,9 @@ pub(crate) struct Cluster {
     pub(super) buffers: Arc<BufferPool>,
     /// Breaks ties between equally loaded links when failover picks one.
     rotation: AtomicUsize,
+    /// Where this streamer's round-robin starts (see
+    /// [`StreamerOptions::round_robin_start`]), below the number of servers.
+    round_robin_start: usize,
     /// When a server last showed it takes files (an acknowledgement, or a
     /// connection made), in nanoseconds after `created`: a closing spill
     /// thread gives up once this is too long ago (see [`resend_spilled`]).
@@ -125,7 +128,12 @@ impl Cluster {
                 .map(|file| Waiting { file, server: None })
                 .collect(),
         };
+        let round_robin_start = options
+            .round_robin_start
+            .unwrap_or_else(|| fastrand::usize(..))
+            % links.len().max(1);
         Cluster {
+            round_robin_start,
             links,
             reporter,
             distribution: Arc::clone(&options.distribution),
@@ -284,6 +292,13 @@ impl Cluster {
     /// their loads when the policy wants them. May be out of range (the
     /// streamer checks).
     pub(super) fn choose(&self, index: Option<i64>, name: &str) -> usize {
+        let index = match index {
+            Some(index) if self.distribution.round_robin_on_index() => {
+                let n = self.links.len().max(1) as i64;
+                Some(index.rem_euclid(n) + self.round_robin_start as i64)
+            }
+            other => other,
+        };
         if self.distribution.uses_load() {
             let loads: Vec<_> = self.links.iter().map(Link::load).collect();
             return self.distribution.choose_by_load(&loads, index, name);
@@ -926,6 +941,40 @@ mod tests {
             .move_after_errors(0, last)
             .expect("every server tried");
         assert_eq!(back.moves, 2);
+    }
+
+    #[test]
+    fn round_robin_starts_where_the_options_say() {
+        for (start, first) in [(0, 0), (1, 1), (5, 2)] {
+            let (cluster, _) = cluster(3, StreamerOptions::new().round_robin_start(Some(start)));
+            let placed: Vec<usize> = (0..6).map(|i| cluster.choose(Some(i), "f")).collect();
+            let expected: Vec<usize> = (0..6).map(|i| (first + i) % 3).collect();
+            assert_eq!(placed, expected, "start {start}");
+            // Negative indexes wrap as before.
+            assert_eq!(cluster.choose(Some(-1), "f"), (first + 2) % 3);
+        }
+        // Least-loaded's round-robin tie-break starts there too.
+        let least_loaded = StreamerOptions::new()
+            .shared_distribution(crate::BuiltinDistribution::LeastLoaded.into_distribution())
+            .round_robin_start(Some(1));
+        let (cluster, _) = self::cluster(3, least_loaded);
+        assert_eq!(cluster.choose(Some(0), "f"), 1);
+        // A caller's policy gets the caller's index.
+        let own = StreamerOptions::new()
+            .distribution(|n: usize, index: Option<i64>, _: &str| index.unwrap() as usize % n)
+            .round_robin_start(Some(1));
+        let (cluster, _) = self::cluster(3, own);
+        assert_eq!(cluster.choose(Some(0), "f"), 0);
+    }
+
+    #[test]
+    fn without_a_start_each_streamer_draws_its_own() {
+        // 64 streamers of 8 servers: all drawing the same start would have
+        // a chance of 8^-63; a fixed start makes it certain.
+        let starts: std::collections::HashSet<usize> = (0..64)
+            .map(|_| cluster(8, StreamerOptions::new()).0.choose(Some(0), "f"))
+            .collect();
+        assert!(starts.len() > 1, "every streamer started at {starts:?}");
     }
 
     /// Server `i` holds `files` files and last answered `silent_for` ago.

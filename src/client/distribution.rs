@@ -27,6 +27,15 @@ pub trait Distribution: Send + Sync {
     /// distribution index given to `put` (a frame number), if any.
     fn choose(&self, n_servers: usize, index: Option<i64>, name: &str) -> usize;
 
+    /// Whether the policy places files round-robin on the index, so that the
+    /// streamer's round-robin start applies: the streamer then passes the
+    /// index shifted by its start (modulo the number of servers; see
+    /// [`crate::StreamerOptions::round_robin_start`]). Other policies get
+    /// the caller's index unchanged.
+    fn round_robin_on_index(&self) -> bool {
+        false
+    }
+
     /// Whether the policy wants the servers' loads ([`Distribution::choose_by_load`]).
     /// Reading them takes each server's lock, so policies that ignore them say no.
     fn uses_load(&self) -> bool {
@@ -148,7 +157,10 @@ where
 }
 
 /// `index % n_servers`, or a random server when there is no index (as PYME's
-/// `distribution_function_round_robin`).
+/// `distribution_function_round_robin`). In a streamer the index is first
+/// shifted by the streamer's round-robin start, random unless set (see
+/// [`crate::StreamerOptions::round_robin_start`]; a start of 0 places files
+/// exactly as PYME does).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoundRobin;
 
@@ -231,6 +243,10 @@ impl Distribution for LeastLoaded {
         true
     }
 
+    fn round_robin_on_index(&self) -> bool {
+        true
+    }
+
     fn choose_by_load(&self, loads: &[ServerLoad], index: Option<i64>, _name: &str) -> usize {
         if loads.is_empty() {
             return 0;
@@ -255,6 +271,10 @@ pub fn round_robin(n_servers: usize, index: Option<i64>) -> usize {
 impl Distribution for RoundRobin {
     fn choose(&self, n_servers: usize, index: Option<i64>, _name: &str) -> usize {
         round_robin(n_servers, index)
+    }
+
+    fn round_robin_on_index(&self) -> bool {
+        true
     }
 }
 

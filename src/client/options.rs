@@ -58,6 +58,7 @@ pub struct StreamerOptions {
     pub(crate) interrupt: Option<InterruptCheck>,
     pub(crate) require_all_servers: bool,
     pub(crate) on_server_state: Option<ServerStateFn>,
+    pub(crate) round_robin_start: Option<usize>,
 }
 
 /// See [`StreamerOptions::interrupt_check`].
@@ -89,6 +90,7 @@ impl Default for StreamerOptions {
             interrupt: None,
             require_all_servers: false,
             on_server_state: None,
+            round_robin_start: None,
         }
     }
 }
@@ -119,6 +121,22 @@ impl StreamerOptions {
     /// The distribution policy, already shared.
     pub fn shared_distribution(mut self, distribution: Arc<dyn Distribution>) -> Self {
         self.distribution = distribution;
+        self
+    }
+
+    /// Where round-robin starts: with `Some(start)`, the file of index `i`
+    /// goes to server `(i + start) % n` (`Some(0)`: server `i % n`, exactly
+    /// as PYME's `distribution_function_round_robin`); with `None` (the
+    /// default) each streamer draws its own start at random when it is made,
+    /// so that cameras triggered together do not send their frame `i` to the
+    /// same server at the same moment. Applies to the policies that place
+    /// files round-robin on the index ([`RoundRobin`] and the tie-break of
+    /// [`crate::distribution::LeastLoaded`], see
+    /// [`Distribution::round_robin_on_index`]); a caller's own policy gets
+    /// the index unchanged. A program that needs to know where frame `i`
+    /// lands sets a start.
+    pub fn round_robin_start(mut self, start: Option<usize>) -> Self {
+        self.round_robin_start = start;
         self
     }
 
