@@ -68,8 +68,9 @@ pub struct StreamArgs {
     /// Times a file answered 5xx is sent again before it fails.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_MAX_RETRIES)]
     pub retries: u32,
-    /// How often an idle sender looks at its queue while files keep coming, in
-    /// microseconds (a put then makes no system call); 0: put wakes the sender.
+    /// How often an idle sender looks at its queue (at most 4 times) while files
+    /// come at most 4 such intervals apart, in microseconds (a put then makes no
+    /// system call); 0: put always wakes the sender.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_SENDER_POLL.as_micros() as u64)]
     pub sender_poll_us: u64,
     /// Ride through a whole-cluster outage: files that cannot be delivered

@@ -53,8 +53,13 @@ pub(super) struct State {
     pub(super) last_sent: Option<Instant>,
     /// Threads waiting on `progress`: a file's outcome wakes them only if any.
     pub(super) progress_waiters: usize,
-    /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
+    /// The sender polls the queue (see `session::POLL_SPINS`): a put need
+    /// not wake it.
     pub(super) sender_polling: bool,
+    /// Threads waiting on `work` (the link thread, sleeping or polling): a
+    /// put wakes nobody when this is 0, since the sender looks at the queue
+    /// under the lock before it waits.
+    pub(super) work_waiters: usize,
     /// How fast the server finishes files, for load-aware distributions.
     pub(super) drain: DrainMeter,
     /// When the server last answered, or, if it has not answered since it
@@ -374,11 +379,34 @@ impl Link {
 
     /// Whether a put must wake the sender: it sleeps, or it polls but the
     /// queue holds a quarter of a limit already (the producer may soon wait
-    /// for room, and the sender should not lose time).
+    /// for room, and the sender should not lose time). A sender at work is
+    /// not woken: it looks at the queue before it waits.
     fn sender_must_wake(&self, state: &State) -> bool {
-        !state.sender_polling
-            || state.queue.len() >= self.max_files.div_ceil(4)
-            || state.queue_bytes >= self.max_bytes / 4
+        state.work_waiters > 0
+            && (!state.sender_polling
+                || state.queue.len() >= self.max_files.div_ceil(4)
+                || state.queue_bytes >= self.max_bytes / 4)
+    }
+
+    /// Waits for `work` (a file queued, a failure, close), up to `timeout`,
+    /// counted so that a put knows whether to wake anyone.
+    pub(super) fn wait_work<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        state.work_waiters += 1;
+        let mut state = match timeout {
+            None => self.work.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(timeout) => {
+                self.work
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        state.work_waiters -= 1;
+        state
     }
 
     /// Queues a file moved here from a failed server, whatever the limits:
@@ -580,6 +608,8 @@ mod tests {
         let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
         let mut state = link.lock();
         state.push_queue(job(10));
+        assert!(!link.sender_must_wake(&state), "a sender at work is not");
+        state.work_waiters = 1;
         assert!(link.sender_must_wake(&state), "a sleeping sender is woken");
         state.sender_polling = true;
         assert!(

@@ -31,7 +31,7 @@ pub const PASS_OVER_SILENCE: Duration = Duration::from_millis(50);
 /// Default number of times a file answered 5xx is sent again before it fails.
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// Default interval at which an idle sender looks at its queue while files
-/// keep coming (see [`StreamerOptions::sender_poll`]).
+/// come close together (see [`StreamerOptions::sender_poll`]).
 pub const DEFAULT_SENDER_POLL: Duration = Duration::from_millis(1);
 
 /// How to build a [`crate::Streamer`] (or a lone [`crate::Stream`]).
@@ -266,12 +266,14 @@ impl StreamerOptions {
     }
 
     /// How `put` hands a file to an idle sender thread. `Some(interval)` (the
-    /// default, 1 ms): while files keep coming (one in the last 250 ms), an idle
-    /// sender looks at its queue every `interval`, so `put` makes no system
-    /// call; a file may wait up to `interval` before it is sent, and each idle
-    /// server costs about 2 % of a core while files come. `None`: the sender
-    /// sleeps until `put` wakes it (a futex call and an interrupt to another
-    /// core, 10 to 50 us on a busy machine) and costs nothing while idle.
+    /// default, 1 ms) is adaptive: a sender whose queue runs dry looks at it
+    /// every `interval`, at most 4 times, and only if its files come close
+    /// together (its last idle spell was at most 4 intervals); then `put`
+    /// makes no system call, and a file may wait up to `interval` before it
+    /// is sent. Otherwise (files further apart, or none) the sender sleeps
+    /// until `put` wakes it (a futex call and an interrupt to another core,
+    /// 10 to 50 us on a busy machine): an idle link never wakes, whatever
+    /// the number of servers. `None`: the sender always sleeps until woken.
     pub fn sender_poll(mut self, interval: Option<Duration>) -> Self {
         self.sender_poll = interval.filter(|interval| !interval.is_zero());
         self

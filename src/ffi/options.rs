@@ -618,11 +618,12 @@ pub unsafe extern "C" fn streamer_options_set_max_retries(
 }
 
 /// How `streamer_put` hands a file to an idle sender thread. `interval_us > 0`
-/// (the default is 1000): while files keep coming, an idle sender looks at its
-/// queue every `interval_us` microseconds, so a put makes no system call; a
-/// file may wait that long before it is sent, and each idle server costs about
-/// 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
-/// (slower puts, no cost while idle).
+/// (the default is 1000): while files come close together (at most 4
+/// intervals apart), an idle sender looks at its queue every `interval_us`
+/// microseconds, at most 4 times, so a put makes no system call; a file may
+/// wait that long before it is sent. Files further apart, or none: the sender
+/// sleeps until a put wakes it, and an idle link never wakes. `0`: the sender
+/// always sleeps until a put wakes it.
 /// Consumes nothing.
 ///
 /// # Safety
