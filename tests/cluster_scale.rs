@@ -734,3 +734,56 @@ fn a_flapping_server_loses_nothing_and_drops_nothing() {
     }
     assert_eq!(all.len(), total);
 }
+
+/// Every server silent with a full queue (each accepting connections and
+/// never answering), and a spill folder: a put spills at once instead of
+/// waiting (the put timeout, 1 s, is half the response timeout: a put that
+/// waited would fail with `QueueFull`). Files the response timeout takes off
+/// a silent server are spilled too, not moved to the other silent one. A
+/// bounded close ends with every file in the folder, one outcome each.
+#[test]
+fn with_every_server_full_and_silent_puts_spill_at_once() {
+    let silent: Vec<common::FakeServer> = (0..2)
+        .map(|_| common::FakeServer::start(|_, _| common::Action::Silent))
+        .collect();
+    let spill = tempfile::tempdir().unwrap();
+    let (options, seen) = recording(
+        StreamerOptions::new()
+            .servers(silent.iter().map(|s| s.address.clone()))
+            .queue_limits(2, 64 << 20)
+            .spill_dir(spill.path())
+            .connect_timeout(Duration::from_millis(500))
+            .response_timeout(Duration::from_secs(2))
+            .put_timeout(Some(Duration::from_secs(1))),
+    );
+    let streamer = Streamer::new(options).unwrap();
+    let total = 20;
+    for i in 0..total {
+        streamer
+            .put(&format!("all/f{i:02}"), &body(i, KIB), Some(i as i64))
+            .unwrap_or_else(|error| panic!("put {i} waited: {error}"));
+    }
+    // 4 files in the silent queues; the others spilled (the spill thread may
+    // hold one, waiting for room on a server that is up).
+    let spilled = streamer.stats().spilled;
+    assert!(spilled >= (total - 5) as u64, "{:?}", streamer.stats());
+    // The response timeout fails the silent connections: their files are
+    // spilled, not moved to the other silent server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while streamer.stats().spilled < total as u64 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("before close: {:?}", streamer.stats());
+    let stats = match streamer.close_timeout(Duration::from_secs(1)) {
+        Ok(stats) => stats,
+        Err(error) => error.stats,
+    };
+    assert!(stats.spilled >= total as u64, "{stats:?}");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), total, "files with an outcome");
+    assert!(seen
+        .values()
+        .all(|outcomes| outcomes.len() == 1 && !outcomes[0].1));
+    assert_eq!(names_under(spill.path()).len(), total);
+}

@@ -200,13 +200,25 @@ impl Cluster {
         self.options.connect_timeout + self.options.response_timeout
     }
 
-    /// Which servers take spilled files now (up, not resting): read without
-    /// any lock of the links.
+    /// Which servers take spilled files now: up, not resting, not silent
+    /// with files held (see [`Link::takes_spilled`]). Called with no lock of
+    /// the cluster held.
     fn usable_links(&self) -> Vec<bool> {
         self.links
             .iter()
-            .map(|link| link.server_state() == ServerState::Up)
+            .map(|link| link.server_state() == ServerState::Up && link.takes_spilled())
             .collect()
+    }
+
+    /// Where the spill thread sends a file that may go anywhere: the server
+    /// failover would pick, if it takes spilled files now, else the first
+    /// that does.
+    fn pick_for_spilled(&self) -> Option<usize> {
+        let usable = self.usable_links();
+        match self.pick_live(None) {
+            Some(i) if usable[i] => Some(i),
+            _ => usable.iter().position(|&usable| usable),
+        }
     }
 
     pub fn counters(&self) -> &Counters {
@@ -357,7 +369,10 @@ impl Cluster {
 
     /// With failover, queues `job` on a live server other than `except`
     /// (whatever the limits: its memory was already counted). The job comes
-    /// back when no server took it.
+    /// back when no server took it. With a spill folder, a server in doubt
+    /// (silent, or reconnected without an answer since) does not take it
+    /// either: the file is safer in the folder than moved from one silent
+    /// node to another, a response timeout each time.
     fn move_to_live(&self, except: Option<usize>, job: Job) -> Option<Job> {
         if !self.options.failover {
             return Some(job);
@@ -368,6 +383,13 @@ impl Cluster {
             let Some(target) = self.pick_live(except) else {
                 return Some(job);
             };
+            if self.spill.is_some()
+                && self.links[target]
+                    .failover_rank()
+                    .is_some_and(|(doubtful, _)| doubtful)
+            {
+                return Some(job);
+            }
             match self.links[target].push_rerouted(job) {
                 Ok(()) => return None,
                 Err(back) => job = back,
@@ -782,7 +804,7 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
         };
         let target = match next.server {
             Some(server) => Some(server),
-            None => cluster.pick_live(None),
+            None => cluster.pick_for_spilled(),
         };
         let Some(target) = target else {
             cluster.respill(next, true);

@@ -279,6 +279,19 @@ impl Link {
         Some((doubtful, state.held_bytes))
     }
 
+    /// Whether the spill thread may send it a file now: it takes files and
+    /// is not silent with files held; one reconnected after a failure and not
+    /// heard from since takes one file at a time (a probe), so that a silent
+    /// node that accepts connections does not take the folder's files one
+    /// response timeout after another.
+    pub fn takes_spilled(&self) -> bool {
+        let state = self.lock();
+        state.up
+            && !state.closing
+            && !self.stalled(&state, Instant::now())
+            && (!state.unproven || state.held_files == 0)
+    }
+
     /// The receiver read an answer: the oldest file in flight, which it
     /// answers. The server is heard from.
     pub(super) fn answered(&self) -> Option<Job> {
