@@ -430,6 +430,12 @@ typedef struct PymeStreamerOptions PymeStreamerOptions;
  *   `>= n_servers` fails that put with `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
  * - May call: the same functions as a completion callback (see
  *   `PymeStreamerCompletionFn`), though a put from here is rarely useful.
+ * - The choice is where the file goes unless, with failover on (the
+ *   default), that server cannot take it soon: down, resting after 5xx
+ *   answers, or its queue full and no answer for 50 ms ("passed over").
+ *   Then the file goes to another live server with room and the function
+ *   is not called again. Turn failover off, or use `streamer_put_stream`,
+ *   where the choice must hold whatever happens.
  */
 typedef size_t (*PymeStreamerDistributionFn)(void *user_data,
                                              size_t n_servers,
@@ -915,11 +921,12 @@ int32_t streamer_options_set_max_retries(struct PymeStreamerOptions *options, ui
 
 /**
  * How `streamer_put` hands a file to an idle sender thread. `interval_us > 0`
- * (the default is 1000): while files keep coming, an idle sender looks at its
- * queue every `interval_us` microseconds, so a put makes no system call; a
- * file may wait that long before it is sent, and each idle server costs about
- * 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
- * (slower puts, no cost while idle).
+ * (the default is 1000): while files come close together (at most 4
+ * intervals apart), an idle sender looks at its queue every `interval_us`
+ * microseconds, at most 4 times, so a put makes no system call; a file may
+ * wait that long before it is sent. Files further apart, or none: the sender
+ * sleeps until a put wakes it, and an idle link never wakes. `0`: the sender
+ * always sleeps until a put wakes it.
  * Consumes nothing.
  *
  * # Safety

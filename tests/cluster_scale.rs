@@ -787,3 +787,45 @@ fn with_every_server_full_and_silent_puts_spill_at_once() {
         .all(|outcomes| outcomes.len() == 1 && !outcomes[0].1));
     assert_eq!(names_under(spill.path()).len(), total);
 }
+
+/// A caller's distribution (here a function that always picks the silent
+/// server; C and Python callbacks go the same way) is passed over too: once
+/// the silent server's queue is full, files go to the answering server, the
+/// function is not asked again, and no put waits (put timeout 3 s, half the
+/// response timeout). Least-loaded never waits on it either.
+#[test]
+fn a_callers_distribution_and_least_loaded_pass_over_a_full_silent_server() {
+    let root = tempfile::tempdir().unwrap();
+    let good = ServeProcess::start(root.path(), 0, &[]);
+    let silent = common::FakeServer::start(|_, _| common::Action::Silent);
+    let base = StreamerOptions::new()
+        .servers([good.address.clone(), silent.address.clone()])
+        .queue_limits(4, 64 << 20)
+        .response_timeout(Duration::from_secs(6))
+        .put_timeout(Some(Duration::from_secs(3)));
+    let policies = [
+        (
+            "callback",
+            base.clone()
+                .distribution(|_: usize, _: Option<i64>, _: &str| 1),
+        ),
+        (
+            "least-loaded",
+            base.shared_distribution(BuiltinDistribution::LeastLoaded.into_distribution()),
+        ),
+    ];
+    for (policy, options) in policies {
+        let (options, seen) = recording(options);
+        let streamer = Streamer::new(options).unwrap();
+        let total = 100;
+        for i in 0..total {
+            streamer
+                .put(&format!("{policy}/f{i:03}"), &body(i, KIB), Some(i as i64))
+                .unwrap_or_else(|error| panic!("{policy}: put {i} waited: {error}"));
+        }
+        let stats = streamer.close();
+        assert_eq!(stats.dropped, 0, "{policy}: {stats:?}");
+        let per_server = acknowledged_once_each(&seen, &stats, total, 2);
+        assert_eq!(per_server, [total, 0], "{policy}");
+    }
+}
