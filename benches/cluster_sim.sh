@@ -71,12 +71,14 @@ cleanup() {
     for file in "$WORK"/server*.pid; do
         [[ -f $file ]] && kill "$(cat "$file")" 2>/dev/null || true
     done
-    for pid in "${SERVER_PIDS[@]:-}"; do
-        [[ -n $pid ]] && wait "$pid" 2>/dev/null || true
-    done
-    sleep 0.2
+    # Then SIGKILL, before waiting: a server whose connections went silent (the
+    # `silent` scenario drops every packet) may never finish on SIGTERM.
+    sleep 0.5
     for file in "$WORK"/server*.pid; do
         [[ -f $file ]] && kill -9 "$(cat "$file")" 2>/dev/null || true
+    done
+    for pid in "${SERVER_PIDS[@]:-}"; do
+        [[ -n $pid ]] && wait "$pid" 2>/dev/null || true
     done
     # Deleting a namespace deletes its veth ends, their qdiscs and its nft tables.
     for ns in "${CREATED_NS[@]:-}"; do
