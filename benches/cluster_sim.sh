@@ -9,6 +9,18 @@
 # Usage:
 #   benches/cluster_sim.sh run   RATES [-- BENCH-ARGS...]   one bench through one cluster
 #   benches/cluster_sim.sh table                            the issue-19 scenarios, a table of medians
+#   benches/cluster_sim.sh silent                           issue 27: 32 servers, a quarter go silent
+#   benches/cluster_sim.sh idle                             issue 27: 100 loopback servers, CPU of the client
+#
+# `silent`: N=32 unshaped links, round-robin (the default), 3 s response timeout,
+# queues of 32 files, 64 KiB files at RATE=3000/s for COUNT=30000 files; AFTER=3
+# seconds in, servers 0, 4, 8, ... go silent: SILENCE=drop (nftables drops every
+# packet of their namespaces) or SILENCE=stop (SIGSTOP). Prints the bench's JSON
+# (put_latency_us.max is the longest put) and a `sim:` line.
+# `idle`: N=100 `serve --discard` on loopback (no namespaces); RUNS=3 runs of each
+# of BIN and BASE_BIN (if set: the build to compare with), interleaved: 64 KiB
+# files at 600/s for 10 s (client CPU per wall second, from the bench's own
+# getrusage), then 8 MiB files as fast as they go to 4 of the servers (MB/s).
 #
 # RATES lists each server's link, comma separated: RATE[/LOSS%][@STORE_MBPS], for
 # example `1gbit,1gbit,1gbit,500mbit` or `1gbit/1,1gbit` (1 % loss on the first
@@ -30,6 +42,7 @@
 #   STREAMERS=1   (run) that many bench processes at once, each its own streamer
 #   PIN=0         PIN=1: servers on the last core, the client on the others
 #   BIN           the pyme-stream binary (default target/release/pyme-stream)
+#   BASE_BIN      (idle) a second binary, run interleaved with BIN
 #
 # Needs root, iproute2 (ip, tc with the htb qdisc) and, for loss, nftables.
 # The kernel here has no netem, so links get no added delay (a veth pair adds
@@ -58,12 +71,14 @@ cleanup() {
     for file in "$WORK"/server*.pid; do
         [[ -f $file ]] && kill "$(cat "$file")" 2>/dev/null || true
     done
-    for pid in "${SERVER_PIDS[@]:-}"; do
-        [[ -n $pid ]] && wait "$pid" 2>/dev/null || true
-    done
-    sleep 0.2
+    # Then SIGKILL, before waiting: a server whose connections went silent (the
+    # `silent` scenario drops every packet) may never finish on SIGTERM.
+    sleep 0.5
     for file in "$WORK"/server*.pid; do
         [[ -f $file ]] && kill -9 "$(cat "$file")" 2>/dev/null || true
+    done
+    for pid in "${SERVER_PIDS[@]:-}"; do
+        [[ -n $pid ]] && wait "$pid" 2>/dev/null || true
     done
     # Deleting a namespace deletes its veth ends, their qdiscs and its nft tables.
     for ns in "${CREATED_NS[@]:-}"; do
@@ -108,7 +123,7 @@ SPECS=()
 up() {
     IFS=',' read -r -a SPECS <<<"$1"
     local n=${#SPECS[@]}
-    ((n >= 1 && n <= 8)) || die "1 to 8 servers, not $n"
+    ((n >= 1 && n <= 64)) || die "1 to 64 servers, not $n"
     ip netns add "$CLIENT_NS"
     CREATED_NS+=("$CLIENT_NS")
     ns_exec "$CLIENT_NS" ip link set lo up
@@ -121,10 +136,11 @@ up() {
         [[ $spec == *@* ]] && { store=${spec#*@}; spec=${spec%@*}; }
         [[ $spec == */* ]] && { loss=${spec#*/}; spec=${spec%/*}; }
         rate=$spec
-        [[ ${rate,,} =~ ^[0-9]+(\.[0-9]+)?[kmg]bit$ ]] || die "bad link rate ${rate@Q} (for example 1gbit, 250mbit)"
+        [[ ${rate,,} =~ ^[0-9]+(\.[0-9]+)?[kmg]bit$ || $rate == none ]] || die "bad link rate ${rate@Q} (for example 1gbit, 250mbit, none)"
         [[ -z $loss || $loss =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad loss ${loss@Q} (percent, for example 1 or 0.5)"
         [[ -z $store || $store =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad store rate ${store@Q} (MB/s)"
-        bps=$(rate_bps "$rate")
+        bps=0
+        [[ $rate == none ]] || bps=$(rate_bps "$rate")
         LIMIT_BPS=$((LIMIT_BPS + bps))
         server_ns="$TAG-s$i"
         ip netns add "$server_ns"
@@ -136,8 +152,10 @@ up() {
         ns_exec "$CLIENT_NS" ip addr add "10.77.$i.1/30" dev "s$i"
         ns_exec "$server_ns" ip addr add "10.77.$i.2/30" dev eth0
         # One link, both directions at the rate (the acknowledgements too).
-        shape "$CLIENT_NS" "s$i" "$rate"
-        shape "$server_ns" eth0 "$rate"
+        if [[ $rate != none ]]; then
+            shape "$CLIENT_NS" "s$i" "$rate"
+            shape "$server_ns" eth0 "$rate"
+        fi
         if [[ -n $loss ]]; then
             command -v nft >/dev/null || die "loss needs nftables (nft)"
             # Segments, not 64 KB TSO bursts, must be what is lost: one segment per packet.
@@ -365,8 +383,84 @@ EOF
     if [[ -n ${KEEP:-} ]]; then cp -r "$out" "$KEEP"; fi
 }
 
+# Issue 27: a quarter of 32 servers goes silent during a run (see the usage).
+cmd_silent() {
+    local n=${N:-32} i spec=""
+    for ((i = 0; i < n; i++)); do spec+="${spec:+,}none"; done
+    up "$spec"
+    local silence=${SILENCE:-drop}
+    [[ $silence == stop ]] || command -v nft >/dev/null || die "SILENCE=drop needs nftables (nft)"
+    (
+        sleep "${AFTER:-3}"
+        for ((i = 0; i < n; i += 4)); do
+            if [[ $silence == stop ]]; then
+                kill -STOP "$(cat "$WORK/server$i.pid")"
+            else
+                ns_exec "${SERVER_NS[i]}" nft add table inet cut
+                ns_exec "${SERVER_NS[i]}" nft add chain inet cut input '{ type filter hook input priority 0; policy drop; }'
+                ns_exec "${SERVER_NS[i]}" nft add chain inet cut output '{ type filter hook output priority 0; policy drop; }'
+            fi
+        done
+        echo "sim: servers 0, 4, ... silent ($silence) at ${AFTER:-3}s" >&2
+    ) &
+    local silencer=$!
+    run_bench --size 65536 --count "${COUNT:-30000}" --rate "${RATE:-3000}" \
+        --timeout-ms 3000 --queue-files 32 "$@"
+    wait "$silencer" || true
+    if [[ $silence == stop ]]; then
+        for ((i = 0; i < n; i += 4)); do kill -CONT "$(cat "$WORK/server$i.pid")" 2>/dev/null || true; done
+    fi
+}
+
+# Issue 27: the client's CPU with 100 idle-ish links, and 8 MiB throughput (see the usage).
+cmd_idle() {
+    local n=${N:-100} i addrs="" four=""
+    for ((i = 0; i < n; i++)); do
+        mkdir -p "$WORK/root$i"
+        "$BIN" serve --advertise none --bind 127.0.0.1 --port 0 --discard --root "$WORK/root$i" \
+            >"$WORK/server$i.out" 2>"$WORK/server$i.err" &
+        SERVER_PIDS[i]=$!
+        echo "$!" >"$WORK/server$i.pid"
+    done
+    for ((i = 0; i < n; i++)); do
+        local waited=0
+        until grep -q "listening on" "$WORK/server$i.out"; do
+            sleep 0.05
+            waited=$((waited + 1))
+            ((waited < 400)) || die "server $i did not start: $(cat "$WORK/server$i.err")"
+        done
+        local addr
+        addr=$(sed -n 's/^listening on //p' "$WORK/server$i.out")
+        addrs+="${addrs:+,}$addr"
+        ((i < 4)) && four+="${four:+,}$addr"
+    done
+    local runs=${RUNS:-3} run bin label
+    for ((run = 1; run <= runs; run++)); do
+        for label in new base; do
+            bin=$BIN
+            if [[ $label == base ]]; then
+                [[ -n ${BASE_BIN:-} ]] || continue
+                bin=$BASE_BIN
+            fi
+            "$bin" bench --servers "$addrs" --prefix "i$run$label" --size 65536 --count "${COUNT:-6000}" \
+                --rate 600 --json 2>/dev/null | tail -n 1 |
+                awk -v l="$label" -v r="$run" '{ match($0, /"cpu_seconds":[0-9.e-]+/); c = substr($0, RSTART + 14, RLENGTH - 14);
+                    match($0, /"seconds":[0-9.e-]+/); s = substr($0, RSTART + 10, RLENGTH - 10);
+                    match($0, /"acknowledged":[0-9]+/); a = substr($0, RSTART + 15, RLENGTH - 15);
+                    printf "idle %s run %d: 600 files/s x 64 KiB to %s servers: client CPU %.3f s in %.2f s = %.1f %% of a core, %s acknowledged\n", l, r, "'"$n"'", c, s, 100 * c / s, a }'
+            "$bin" bench --servers "$four" --prefix "t$run$label" --size 8388608 --count "${COUNT_8M:-300}" \
+                --json 2>/dev/null | tail -n 1 |
+                awk -v l="$label" -v r="$run" '{ match($0, /"mb_per_s":[0-9.e-]+/); m = substr($0, RSTART + 11, RLENGTH - 11);
+                    match($0, /"cpu_seconds":[0-9.e-]+/); c = substr($0, RSTART + 14, RLENGTH - 14);
+                    printf "8mib %s run %d: %.0f MB/s, client CPU %.2f s\n", l, r, m, c }'
+        done
+    done
+}
+
 case ${1:-} in
     run) shift; cmd_run "$@" ;;
     table) shift; cmd_table "$@" ;;
-    *) sed -n '2,35p' "$0"; exit 2 ;;
+    silent) shift; cmd_silent "$@" ;;
+    idle) shift; cmd_idle "$@" ;;
+    *) sed -n '2,49p' "$0"; exit 2 ;;
 esac

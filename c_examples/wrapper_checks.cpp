@@ -79,6 +79,8 @@ void check_every_option(const Address &live) {
     options.add_server(live.host, live.port)
         .distribution_kind(STREAMER_DISTRIBUTION_HASH)
         .fixed_server(0)
+        .round_robin_start(0)
+        .round_robin_start(-1)
         .queue_limits(8, 1 << 20)
         .timeouts(std::chrono::milliseconds(2000), std::chrono::milliseconds(10000))
         .put_timeout(std::chrono::milliseconds(5000))

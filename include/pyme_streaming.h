@@ -438,6 +438,12 @@ typedef struct PymeStreamerOptions PymeStreamerOptions;
  *   `>= n_servers` fails that put with `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
  * - May call: the same functions as a completion callback (see
  *   `PymeStreamerCompletionFn`), though a put from here is rarely useful.
+ * - The choice is where the file goes unless, with failover on (the
+ *   default), that server cannot take it soon: down, resting after 5xx
+ *   answers, or its queue full and no answer for 50 ms ("passed over").
+ *   Then the file goes to another live server with room and the function
+ *   is not called again. Turn failover off, or use `streamer_put_stream`,
+ *   where the choice must hold whatever happens.
  */
 typedef size_t (*PymeStreamerDistributionFn)(void *user_data,
                                              size_t n_servers,
@@ -804,6 +810,23 @@ int32_t streamer_options_set_distribution(struct PymeStreamerOptions *options,
 int32_t streamer_options_set_distribution_kind(struct PymeStreamerOptions *options, int32_t kind);
 
 /**
+ * Where round-robin starts: the file of index `i` goes to server
+ * `(i + start) % n` (`start` 0: server `i % n`, exactly as PYME's
+ * `distribution_function_round_robin`). A negative `start` (the default)
+ * makes each streamer draw its own start at random when it is created, so
+ * that cameras triggered together do not send frame `i` to the same server
+ * at the same moment. Applies to `STREAMER_DISTRIBUTION_ROUND_ROBIN` (the
+ * default) and to the round-robin tie-break of
+ * `STREAMER_DISTRIBUTION_LEAST_LOADED`; a distribution function set with
+ * `streamer_options_set_distribution` gets the caller's index unchanged.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_round_robin_start(struct PymeStreamerOptions *options, int64_t start);
+
+/**
  * Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
  * index beyond the servers makes every put fail with
  * `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
@@ -1004,11 +1027,12 @@ int32_t streamer_options_set_max_retries(struct PymeStreamerOptions *options, ui
 
 /**
  * How `streamer_put` hands a file to an idle sender thread. `interval_us > 0`
- * (the default is 1000): while files keep coming, an idle sender looks at its
- * queue every `interval_us` microseconds, so a put makes no system call; a
- * file may wait that long before it is sent, and each idle server costs about
- * 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
- * (slower puts, no cost while idle).
+ * (the default is 1000): while files come close together (at most 4
+ * intervals apart), an idle sender looks at its queue every `interval_us`
+ * microseconds, at most 4 times, so a put makes no system call; a file may
+ * wait that long before it is sent. Files further apart, or none: the sender
+ * sleeps until a put wakes it, and an idle link never wakes. `0`: the sender
+ * always sleeps until a put wakes it.
  * Consumes nothing.
  *
  * # Safety

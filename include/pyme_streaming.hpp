@@ -321,6 +321,11 @@ public:
         callbacks_.distribution.reset();
         return *this;
     }
+    /// Where round-robin starts: frame i on server (i + start) % n; negative
+    /// (the default): a random start per streamer. 0 places as PYME does.
+    Options &round_robin_start(int64_t start) {
+        return check(streamer_options_set_round_robin_start(raw_, start));
+    }
     Options &distribution(DistributionFunction function) {
         auto owned = std::make_shared<DistributionFunction>(std::move(function));
         check(streamer_options_set_distribution(raw_, detail::distribution_trampoline, owned.get()));

@@ -25,6 +25,7 @@ fn bench_with_the_index_pattern_stores_checkable_files() {
             "1000",
         ])
         .args(["--prefix", "b", "--pattern", "index", "--json"])
+        .args(["--round-robin-start", "1"])
         .output()
         .unwrap();
     assert!(
@@ -56,7 +57,7 @@ fn bench_with_the_index_pattern_stores_checkable_files() {
     assert!(report["put_cpu_us"].is_null(), "{report}");
     for i in 0..50u64 {
         let name = format!("b/frame{i:05}.pzf");
-        let stored = servers[(i % 2) as usize].read(&name).expect(&name);
+        let stored = servers[((i + 1) % 2) as usize].read(&name).expect(&name);
         let expected: Vec<u8> = format!("{i}\n").bytes().cycle().take(1000).collect();
         assert_eq!(stored, expected, "{name}");
     }

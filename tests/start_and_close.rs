@@ -407,7 +407,8 @@ fn files_that_append_on_their_server_are_never_moved_by_failover() {
     let streamer = Streamer::new(
         StreamerOptions::new()
             .server(dead.clone())
-            .server(good.address()),
+            .server(good.address())
+            .round_robin_start(Some(0)),
     )
     .unwrap();
     // Round robin picks server 0, which is down: a plain file moves, an
@@ -427,6 +428,7 @@ fn files_that_append_on_their_server_are_never_moved_by_failover() {
         StreamerOptions::new()
             .server(dead.clone())
             .server(good.address())
+            .round_robin_start(Some(0))
             .spill_dir(spill.path())
             .connect_timeout(Duration::from_millis(200))
             .response_timeout(Duration::from_millis(200)),
@@ -456,7 +458,8 @@ fn pyramid_operations_are_never_moved_by_failover() {
     let streamer = Streamer::new(
         StreamerOptions::new()
             .server(dead.clone())
-            .server(good.address()),
+            .server(good.address())
+            .round_robin_start(Some(0)),
     )
     .unwrap();
     for name in [
@@ -483,6 +486,7 @@ fn an_appending_file_whose_connection_fails_is_not_moved() {
         StreamerOptions::new()
             .server(proxy.address())
             .server(second.address())
+            .round_robin_start(Some(0))
             .reconnect_backoff(Duration::from_secs(30), Duration::from_secs(30)),
     );
     let streamer = Streamer::new(options).unwrap();

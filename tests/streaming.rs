@@ -18,7 +18,10 @@ fn body(i: usize, len: usize) -> Vec<u8> {
 #[test]
 fn files_land_byte_exact_where_round_robin_puts_them() {
     let servers = start_servers(3);
-    let (options, seen) = recording(StreamerOptions::new().servers(addresses(&servers)));
+    let options = StreamerOptions::new()
+        .servers(addresses(&servers))
+        .round_robin_start(Some(0));
+    let (options, seen) = recording(options);
     let streamer = Streamer::new(options).unwrap();
     assert_eq!(streamer.n_servers(), 3);
     for i in 0..30 {
@@ -211,12 +214,10 @@ fn four_threads_put_concurrently() {
         for i in 0..250i64 {
             let name = format!("t{t}/f{i:04}");
             let index = t * 1000 + i;
-            let server = &servers[(index % 2) as usize];
-            assert_eq!(
-                server.read(&name),
-                Some(body(index as usize, 3000)),
-                "{name}"
-            );
+            // On either server: with full queues, a server silent for a
+            // moment on a busy machine is passed over.
+            let stored: Vec<_> = servers.iter().filter_map(|s| s.read(&name)).collect();
+            assert_eq!(stored, [body(index as usize, 3000)], "{name}");
         }
     }
 }
@@ -618,9 +619,14 @@ fn prepared_buffers_stay_within_the_queue_bytes_and_carry_exact_copies() {
     let stats = streamer.close();
     assert_eq!((stats.files_acknowledged, stats.files_failed), (8, 0));
     for i in 0..8 {
-        let stored = servers[i % 2].read(&format!("prepared/f{i}"));
+        // On either server (placement is not the point; a full server
+        // silent for a moment is passed over).
+        let stored: Vec<_> = servers
+            .iter()
+            .filter_map(|s| s.read(&format!("prepared/f{i}")))
+            .collect();
         assert!(
-            stored.as_deref() == Some(&body(i, (2 << 20) - i * 100_003)[..]),
+            stored == [body(i, (2 << 20) - i * 100_003)],
             "prepared/f{i}"
         );
     }

@@ -101,6 +101,7 @@ class Streamer:
         registry: Optional[Union[str, os.PathLike]] = None,
         require_all_servers: bool = False,
         server_callback: Optional[ServerCallback] = None,
+        round_robin_start: Optional[int] = None,
     ) -> None: ...
     @property
     def servers(self) -> List[Tuple[Any, int]]: ...

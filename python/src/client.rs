@@ -508,6 +508,7 @@ struct Reliability<'py> {
     sender_poll: Option<f64>,
     require_all_servers: bool,
     server_callback: Option<Bound<'py, PyAny>>,
+    round_robin_start: Option<usize>,
 }
 
 fn seconds(what: &str, value: f64) -> PyResult<Duration> {
@@ -569,7 +570,8 @@ impl Reliability<'_> {
                     .transpose()?,
             )
             .interrupt_check(signal_raised)
-            .require_all_servers(self.require_all_servers);
+            .require_all_servers(self.require_all_servers)
+            .round_robin_start(self.round_robin_start);
         if let Some(folder) = &self.spill_dir {
             options = options.spill_dir(folder.clone());
         }
@@ -794,7 +796,8 @@ impl PyStreamer {
         memory_limit=pyme_streaming::options::DEFAULT_MEMORY_LIMIT, put_timeout=None,
         connect_timeout=5.0, response_timeout=30.0, failover=true, max_retries=2,
         spread_when_full=false, spill_dir=None, sender_poll=Some(0.001), mdns=true,
-        registry=None, require_all_servers=false, server_callback=None
+        registry=None, require_all_servers=false, server_callback=None,
+        round_robin_start=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -819,6 +822,7 @@ impl PyStreamer {
         registry: Option<std::path::PathBuf>,
         require_all_servers: bool,
         server_callback: Option<Bound<'py, PyAny>>,
+        round_robin_start: Option<usize>,
     ) -> PyResult<Self> {
         let chooser = match &distribution_fcn {
             Some(fcn) if !fcn.is_none() => Chooser::from_py(fcn)?,
@@ -840,6 +844,7 @@ impl PyStreamer {
             sender_poll,
             require_all_servers,
             server_callback,
+            round_robin_start,
         };
         let failures = Arc::new(Mutex::new(Vec::new()));
         let releases = Arc::new(ReleaseQueue::default());
@@ -1132,6 +1137,7 @@ impl PyStream {
             sender_poll,
             require_all_servers: false,
             server_callback,
+            round_robin_start: None,
         };
         let failures = Arc::new(Mutex::new(Vec::new()));
         let releases = Arc::new(ReleaseQueue::default());

@@ -16,7 +16,7 @@ def servers_of(cluster):
 
 
 def test_streamer_round_robin_on_i_puts_each_file_on_its_server(cluster):
-    streamer = ps.Streamer(servers=servers_of(cluster))
+    streamer = ps.Streamer(servers=servers_of(cluster), round_robin_start=0)
     assert len(streamer) == 3 and streamer.n_servers == 3
     assert streamer.servers == servers_of(cluster)
     for i in range(9):
@@ -40,7 +40,7 @@ def test_servers_as_host_port_strings_and_packed_addresses(cluster):
     import socket
 
     given = [cluster[0].address, (socket.inet_aton("127.0.0.1"), cluster[1].port)]
-    with ps.Streamer(servers=given) as streamer:
+    with ps.Streamer(servers=given, round_robin_start=0) as streamer:
         assert streamer.n_servers == 2
         streamer.put("x.txt", b"x", i=1)
     assert cluster[1].stored("x.txt") == b"x"

@@ -42,6 +42,10 @@ pub struct StreamArgs {
     /// round-robin, random, hash, least-loaded or fixed:N
     #[arg(long, default_value = "round-robin")]
     pub distribution: BuiltinDistribution,
+    /// Where round-robin starts: frame i goes to server (i + N) % servers (0: as PYME)
+    /// [default: a random start]
+    #[arg(long)]
+    pub round_robin_start: Option<usize>,
     /// Queue limit per server, in files.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_QUEUE_FILES)]
     pub queue_files: usize,
@@ -71,8 +75,9 @@ pub struct StreamArgs {
     /// Times a file answered 5xx is sent again before it fails.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_MAX_RETRIES)]
     pub retries: u32,
-    /// How often an idle sender looks at its queue while files keep coming, in
-    /// microseconds (a put then makes no system call); 0: put wakes the sender.
+    /// How often an idle sender looks at its queue (at most 4 times) while files
+    /// come at most 4 such intervals apart, in microseconds (a put then makes no
+    /// system call); 0: put always wakes the sender.
     #[arg(long, default_value_t = pyme_streaming::options::DEFAULT_SENDER_POLL.as_micros() as u64)]
     pub sender_poll_us: u64,
     /// Ride through a whole-cluster outage: files that cannot be delivered
@@ -115,6 +120,7 @@ impl StreamArgs {
         let options = StreamerOptions::new()
             .servers(self.servers.iter().cloned())
             .shared_distribution(self.distribution.into_distribution())
+            .round_robin_start(self.round_robin_start)
             .queue_limits(self.queue_files, self.queue_bytes)
             .memory_limit(self.memory_limit)
             .response_timeout(Duration::from_millis(self.timeout_ms))

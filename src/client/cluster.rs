@@ -70,6 +70,9 @@ pub(crate) struct Cluster {
     pub(super) buffers: Arc<BufferPool>,
     /// Breaks ties between equally loaded links when failover picks one.
     rotation: AtomicUsize,
+    /// Where this streamer's round-robin starts (see
+    /// [`StreamerOptions::round_robin_start`]), below the number of servers.
+    round_robin_start: usize,
     /// When a server last showed it takes files (an acknowledgement, or a
     /// connection made), in nanoseconds after `created`: a closing spill
     /// thread gives up once this is too long ago (see [`resend_spilled`]).
@@ -125,7 +128,12 @@ impl Cluster {
                 .map(|file| Waiting { file, server: None })
                 .collect(),
         };
+        let round_robin_start = options
+            .round_robin_start
+            .unwrap_or_else(|| fastrand::usize(..))
+            % links.len().max(1);
         Cluster {
+            round_robin_start,
             links,
             reporter,
             distribution: Arc::clone(&options.distribution),
@@ -192,13 +200,25 @@ impl Cluster {
         self.options.connect_timeout + self.options.response_timeout
     }
 
-    /// Which servers take spilled files now (up, not resting): read without
-    /// any lock of the links.
+    /// Which servers take spilled files now: up, not resting, not silent
+    /// with files held (see [`Link::takes_spilled`]). Called with no lock of
+    /// the cluster held.
     fn usable_links(&self) -> Vec<bool> {
         self.links
             .iter()
-            .map(|link| link.server_state() == ServerState::Up)
+            .map(|link| link.server_state() == ServerState::Up && link.takes_spilled())
             .collect()
+    }
+
+    /// Where the spill thread sends a file that may go anywhere: the server
+    /// failover would pick, if it takes spilled files now, else the first
+    /// that does.
+    fn pick_for_spilled(&self) -> Option<usize> {
+        let usable = self.usable_links();
+        match self.pick_live(None) {
+            Some(i) if usable[i] => Some(i),
+            _ => usable.iter().position(|&usable| usable),
+        }
     }
 
     pub fn counters(&self) -> &Counters {
@@ -261,35 +281,44 @@ impl Cluster {
     }
 
     /// A live server to move `job` to, other than `except`: the one with the
-    /// least outstanding bytes, healthy ones first, ties taken in turn. `None`
-    /// when no other server is live.
+    /// least outstanding bytes, healthy ones first (not resting, then not in
+    /// doubt: neither silent with files held nor reconnected after a failure
+    /// without an answer since), ties taken in turn. `None` when no other
+    /// server is live.
     ///
     /// This runs on the library's threads (failover, spill re-sends), so it
     /// never calls the caller's distribution: that runs only inside `put`.
     pub(super) fn pick_live(&self, except: Option<usize>) -> Option<usize> {
         let n = self.links.len();
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let mut best: Option<(bool, u64, usize)> = None;
+        let mut best: Option<((bool, bool, u64), usize)> = None;
         for offset in 0..n {
             let i = (start + offset) % n;
             if Some(i) == except {
                 continue;
             }
-            let Some(outstanding) = self.links[i].outstanding_if_up() else {
+            let Some((doubtful, outstanding)) = self.links[i].failover_rank() else {
                 continue;
             };
-            let key = (self.links[i].is_resting(), outstanding, i);
-            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
-                best = Some(key);
+            let key = (self.links[i].is_resting(), doubtful, outstanding);
+            if best.is_none_or(|(b, _)| key < b) {
+                best = Some((key, i));
             }
         }
-        best.map(|(_, _, i)| i)
+        best.map(|(_, i)| i)
     }
 
     /// The distribution's choice among all servers for a new file, given
     /// their loads when the policy wants them. May be out of range (the
     /// streamer checks).
     pub(super) fn choose(&self, index: Option<i64>, name: &str) -> usize {
+        let index = match index {
+            Some(index) if self.distribution.round_robin_on_index() => {
+                let n = self.links.len().max(1) as i64;
+                Some(index.rem_euclid(n) + self.round_robin_start as i64)
+            }
+            other => other,
+        };
         if self.distribution.uses_load() {
             let loads: Vec<_> = self.links.iter().map(Link::load).collect();
             return self.distribution.choose_by_load(&loads, index, name);
@@ -349,7 +378,10 @@ impl Cluster {
 
     /// With failover, queues `job` on a live server other than `except`
     /// (whatever the limits: its memory was already counted). The job comes
-    /// back when no server took it.
+    /// back when no server took it. With a spill folder, a server in doubt
+    /// (silent, or reconnected without an answer since) does not take it
+    /// either: the file is safer in the folder than moved from one silent
+    /// node to another, a response timeout each time.
     fn move_to_live(&self, except: Option<usize>, job: Job) -> Option<Job> {
         if !self.options.failover {
             return Some(job);
@@ -360,6 +392,13 @@ impl Cluster {
             let Some(target) = self.pick_live(except) else {
                 return Some(job);
             };
+            if self.spill.is_some()
+                && self.links[target]
+                    .failover_rank()
+                    .is_some_and(|(doubtful, _)| doubtful)
+            {
+                return Some(job);
+            }
             match self.links[target].push_rerouted(job) {
                 Ok(()) => return None,
                 Err(back) => job = back,
@@ -427,15 +466,28 @@ impl Cluster {
     }
 
     /// Queues `job` on `server`, or, with failover, on a live server when
-    /// `server` is down or resting after errors (or full, with
-    /// `spread_when_full`); spills it when no server is live (without
-    /// `may_move`: when `server` is down) and a spill folder is set.
+    /// `server` is down or resting after errors, or full and silent (see
+    /// below; or full, with `spread_when_full`); spills it when no server is
+    /// live (without `may_move`: when `server` is down) and a spill folder is
+    /// set.
+    ///
+    /// Passed over: with failover, a file that may move never waits for room
+    /// on a server that is full and has not answered for the pass-over time
+    /// ([`super::link::pass_over_after`]) while another server takes files:
+    /// it goes to a live, answering server with room, or, when every such
+    /// server is full, waits on the least loaded of them. When every live
+    /// server is full and silent, it is spilled if there is a spill folder,
+    /// and otherwise waits on the server chosen (until the response timeout
+    /// fails that server's connection and moves its files, or the put
+    /// timeout). Files already queued on the silent server stay there until
+    /// the response timeout, as before.
     pub(super) fn enqueue(&self, server: usize, job: Job, may_move: bool) -> Result<(), Error> {
         let deadline = self
             .options
             .put_timeout
             .map(|timeout| Instant::now() + timeout);
         let may_move = may_move && self.options.failover && !pinned(&job.name);
+        let pass_over = may_move && self.links.len() > 1;
         let mut target = server;
         let mut job = job;
         if may_move && self.links[target].is_resting() {
@@ -446,13 +498,26 @@ impl Cluster {
                 target = other;
             }
         }
-        for _ in 0..=self.links.len() {
+        // Moves away from servers that are down; passing over is not counted:
+        // each one follows a silence of the pass-over time.
+        let mut moves_left = self.links.len() + 1;
+        loop {
             if may_move && self.options.spread_when_full && !self.links[target].has_room_now(&job) {
                 if let Some(other) = self.with_room(&job) {
                     target = other;
                 }
             }
-            match self.admit(target, job, deadline, true) {
+            let mut passing = pass_over;
+            if pass_over && self.links[target].full_and_silent(&job) {
+                match self.answering_instead_of(target, &job) {
+                    Some(other) => target = other,
+                    None if self.spill.is_some() => break,
+                    // Nowhere better: wait here, for room or the response timeout.
+                    None => passing = false,
+                }
+            }
+            match self.admit_to(target, job, deadline, true, passing) {
+                Err(refused) if refused.passed_over => job = refused.job,
                 // A server that is down: with failover, another live one; a
                 // file for this server alone (`put_stream`) is spilled, if
                 // there is a folder, as files rerouted from it are.
@@ -461,7 +526,8 @@ impl Cluster {
                         && (may_move || self.spill.is_some()) =>
                 {
                     job = refused.job;
-                    if !may_move {
+                    moves_left -= 1;
+                    if !may_move || moves_left == 0 {
                         break;
                     }
                     match self.pick_live(None) {
@@ -497,6 +563,33 @@ impl Cluster {
         })
     }
 
+    /// Where a file goes instead of `silent` (full and silent): a live,
+    /// answering server with room, the first from a rotating start; else the
+    /// live answering server that owes the fewest bytes (it waits there);
+    /// `None` when every other live server is silent too.
+    fn answering_instead_of(&self, silent: usize, job: &Job) -> Option<usize> {
+        let n = self.links.len();
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let others = (0..n)
+            .map(|offset| (start + offset) % n)
+            .filter(|&i| i != silent);
+        let mut least: Option<(u64, usize)> = None;
+        for i in others {
+            if self.links[i].is_resting() {
+                continue;
+            }
+            if self.links[i].takes_now(job) {
+                return Some(i);
+            }
+            if let Some((false, owed)) = self.links[i].failover_rank() {
+                if least.is_none_or(|(fewest, _)| owed < fewest) {
+                    least = Some((owed, i));
+                }
+            }
+        }
+        least.map(|(_, i)| i)
+    }
+
     /// Queues `job` on `server`, waiting for room up to `deadline`; a wait
     /// that is `interruptible` (a user's put) asks the interrupt check, if
     /// the options have one.
@@ -507,12 +600,25 @@ impl Cluster {
         deadline: Option<Instant>,
         interruptible: bool,
     ) -> Result<(), Box<Refused>> {
+        self.admit_to(server, job, deadline, interruptible, false)
+    }
+
+    /// [`Cluster::admit`]; with `pass_over`, a wait for room ends when the
+    /// server turns silent (refused with `passed_over`, not counted as a drop).
+    fn admit_to(
+        &self,
+        server: usize,
+        job: Job,
+        deadline: Option<Instant>,
+        interruptible: bool,
+        pass_over: bool,
+    ) -> Result<(), Box<Refused>> {
         // Counted before it can possibly finish, uncounted if refused.
         self.lock_progress().pending += 1;
         let bytes = job.len();
         self.counters().queued(bytes);
         let interrupt = self.options.interrupt.as_ref().filter(|_| interruptible);
-        let pushed = self.links[server].push(job, deadline, interrupt);
+        let pushed = self.links[server].push(job, deadline, interrupt, pass_over);
         if pushed.is_err() {
             self.counters().unqueued(bytes);
             self.unpend();
@@ -762,13 +868,13 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
         };
         let target = match next.server {
             Some(server) => Some(server),
-            None => cluster.pick_live(None),
+            None => cluster.pick_for_spilled(),
         };
         let Some(target) = target else {
             cluster.respill(next, true);
             continue;
         };
-        if cluster.links[target].push(job, None, None).is_err() {
+        if cluster.links[target].push(job, None, None, false).is_err() {
             cluster.respill(next, true);
         }
     }
@@ -943,6 +1049,165 @@ mod tests {
         drop(held);
         assert_eq!(cluster.buffers.reserved(), 0);
         assert_eq!(cluster.counters().snapshot().dropped, 0, "not a drop");
+    }
+
+    #[test]
+    fn round_robin_starts_where_the_options_say() {
+        for (start, first) in [(0, 0), (1, 1), (5, 2)] {
+            let (cluster, _) = cluster(3, StreamerOptions::new().round_robin_start(Some(start)));
+            let placed: Vec<usize> = (0..6).map(|i| cluster.choose(Some(i), "f")).collect();
+            let expected: Vec<usize> = (0..6).map(|i| (first + i) % 3).collect();
+            assert_eq!(placed, expected, "start {start}");
+            // Negative indexes wrap as before.
+            assert_eq!(cluster.choose(Some(-1), "f"), (first + 2) % 3);
+        }
+        // Least-loaded's round-robin tie-break starts there too.
+        let least_loaded = StreamerOptions::new()
+            .shared_distribution(crate::BuiltinDistribution::LeastLoaded.into_distribution())
+            .round_robin_start(Some(1));
+        let (cluster, _) = self::cluster(3, least_loaded);
+        assert_eq!(cluster.choose(Some(0), "f"), 1);
+        // A caller's policy gets the caller's index.
+        let own = StreamerOptions::new()
+            .distribution(|n: usize, index: Option<i64>, _: &str| index.unwrap() as usize % n)
+            .round_robin_start(Some(1));
+        let (cluster, _) = self::cluster(3, own);
+        assert_eq!(cluster.choose(Some(0), "f"), 0);
+    }
+
+    #[test]
+    fn without_a_start_each_streamer_draws_its_own() {
+        // 64 streamers of 8 servers: all drawing the same start would have
+        // a chance of 8^-63; a fixed start makes it certain.
+        let starts: std::collections::HashSet<usize> = (0..64)
+            .map(|_| cluster(8, StreamerOptions::new()).0.choose(Some(0), "f"))
+            .collect();
+        assert!(starts.len() > 1, "every streamer started at {starts:?}");
+    }
+
+    /// Server `i` holds `files` files and last answered `silent_for` ago.
+    fn holding(cluster: &Cluster, i: usize, files: usize, silent_for: Duration) {
+        for _ in 0..files {
+            cluster.links[i]
+                .push_rerouted(job("held", 10))
+                .ok()
+                .unwrap();
+        }
+        cluster.links[i].lock().heard_from = Some(Instant::now() - silent_for);
+    }
+
+    fn full_of_one() -> StreamerOptions {
+        StreamerOptions::new().queue_limits(1, 1 << 20)
+    }
+
+    #[test]
+    fn a_full_silent_server_is_passed_over_for_one_with_room() {
+        // Without passing over, this put would wait for room on server 0
+        // until the put timeout and fail.
+        let options = full_of_one().put_timeout(Some(Duration::from_secs(5)));
+        let (cluster, _) = cluster(3, options);
+        holding(&cluster, 0, 1, Duration::from_secs(1));
+        holding(&cluster, 1, 1, Duration::ZERO);
+        cluster.enqueue(0, job("a", 10), true).unwrap();
+        assert_eq!(cluster.links[2].depth().0, 1, "on the server with room");
+        assert_eq!(cluster.counters().snapshot().dropped, 0);
+    }
+
+    #[test]
+    fn a_full_server_that_answers_is_waited_for() {
+        let options = full_of_one().put_timeout(Some(Duration::from_millis(20)));
+        let (cluster, _) = cluster(2, options);
+        // Answered just now: 20 ms of put timeout end before 50 ms of silence.
+        holding(&cluster, 0, 1, Duration::ZERO);
+        let refused = cluster.enqueue(0, job("a", 10), true);
+        assert!(
+            matches!(refused, Err(Error::QueueFull { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(cluster.links[1].depth().0, 0, "round-robin kept");
+        // Pinned files and puts without failover wait too, silent or not.
+        holding(&cluster, 0, 0, Duration::from_secs(1));
+        let pinned = cluster.enqueue(0, job("__aggregate_txt/a", 10), true);
+        assert!(matches!(pinned, Err(Error::QueueFull { .. })), "{pinned:?}");
+        let strict = full_of_one()
+            .failover(false)
+            .put_timeout(Some(Duration::ZERO));
+        let (strict, _) = self::cluster(2, strict);
+        holding(&strict, 0, 1, Duration::from_secs(1));
+        assert!(strict.enqueue(0, job("a", 10), true).is_err());
+    }
+
+    #[test]
+    fn a_put_waiting_on_a_server_that_turns_silent_moves_on() {
+        let (cluster, _) = cluster(2, full_of_one());
+        holding(&cluster, 0, 1, Duration::ZERO);
+        holding(&cluster, 1, 0, Duration::ZERO);
+        let cluster = Arc::new(cluster);
+        let (done, result) = std::sync::mpsc::channel();
+        let putter = Arc::clone(&cluster);
+        std::thread::spawn(move || {
+            let _ = done.send(putter.enqueue(0, job("a", 10), true).is_ok());
+        });
+        // It waits for room on server 0 (no put timeout) until server 0 has
+        // been silent for the pass-over time; it must not wait for ever.
+        let moved = result.recv_timeout(Duration::from_secs(20));
+        assert_eq!(moved, Ok(true), "the put still waits on the silent server");
+        assert_eq!(cluster.links[1].depth().0, 1);
+    }
+
+    #[test]
+    fn when_every_server_is_full_and_silent_a_put_spills_or_waits_for_its_timeout() {
+        let folder = tempfile::tempdir().unwrap();
+        let (cluster, _) = cluster(2, full_of_one());
+        let cluster = Cluster {
+            spill: Some(Spill::open(folder.path(), true).unwrap().0),
+            ..cluster
+        };
+        holding(&cluster, 0, 1, Duration::from_secs(1));
+        holding(&cluster, 1, 1, Duration::from_secs(1));
+        cluster.enqueue(0, job("a", 10), true).unwrap();
+        assert_eq!(cluster.spilled_count(), 1);
+        let options = full_of_one().put_timeout(Some(Duration::from_millis(20)));
+        let (bounded, _) = self::cluster(2, options);
+        holding(&bounded, 0, 1, Duration::from_secs(1));
+        holding(&bounded, 1, 1, Duration::from_secs(1));
+        let refused = bounded.enqueue(0, job("a", 10), true);
+        assert!(
+            matches!(refused, Err(Error::QueueFull { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_answering_server_is_preferred_to_a_full_silent_one() {
+        let options = full_of_one().put_timeout(Some(Duration::from_millis(200)));
+        let (cluster, _) = cluster(3, options);
+        holding(&cluster, 0, 1, Duration::from_secs(1));
+        holding(&cluster, 1, 1, Duration::from_secs(1));
+        holding(&cluster, 2, 1, Duration::ZERO);
+        // Passed over to server 2, the only one answering; it stays full, so
+        // the put waits there, until server 2 in turn is silent: then no
+        // answering server is left, and it waits for its timeout.
+        let refused = cluster.enqueue(0, job("a", 10), true);
+        assert!(
+            matches!(refused, Err(Error::QueueFull { server, .. }) if server.ends_with("1002"))
+        );
+    }
+
+    #[test]
+    fn moved_files_go_to_servers_that_answer_before_ones_in_doubt() {
+        let (cluster, _) = cluster(3, StreamerOptions::new());
+        // Server 1 reconnected after a failure and has not answered since;
+        // server 2 holds files and is silent; server 0 owes the most but answers.
+        cluster.links[1].lock().unproven = true;
+        holding(&cluster, 2, 1, Duration::from_secs(1));
+        holding(&cluster, 0, 3, Duration::ZERO);
+        for _ in 0..4 {
+            assert_eq!(cluster.pick_live(None), Some(0));
+        }
+        cluster.links[0].mark_down("gone".into());
+        // Only doubtful ones left: the one that owes the least.
+        assert_eq!(cluster.pick_live(None), Some(1));
     }
 
     #[test]

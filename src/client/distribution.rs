@@ -6,6 +6,14 @@
 //! streamer checks the result: an index out of range fails that one `put`, it
 //! never panics.
 //!
+//! A policy's choice is where a file goes unless, with failover on, that
+//! server cannot take it soon: down, resting after 5xx answers, or full and
+//! silent for [`crate::options::PASS_OVER_SILENCE`] ("passed over"). Then the
+//! cluster puts it on another live server, whatever the policy (a caller's
+//! callback included: it is not called again, and a file it placed may land
+//! elsewhere, as with failover after a failure). A policy that must be
+//! obeyed whatever happens turns failover off, or uses `put_stream`.
+//!
 //! Out of scope: reading the load (the cluster reads it from its links, whose
 //! drain meter each link feeds), so every policy here is tested without a
 //! socket.
@@ -18,6 +26,15 @@ pub trait Distribution: Send + Sync {
     /// Returns the index (0-based) of the server that gets `name`. `index` is the
     /// distribution index given to `put` (a frame number), if any.
     fn choose(&self, n_servers: usize, index: Option<i64>, name: &str) -> usize;
+
+    /// Whether the policy places files round-robin on the index, so that the
+    /// streamer's round-robin start applies: the streamer then passes the
+    /// index shifted by its start (modulo the number of servers; see
+    /// [`crate::StreamerOptions::round_robin_start`]). Other policies get
+    /// the caller's index unchanged.
+    fn round_robin_on_index(&self) -> bool {
+        false
+    }
 
     /// Whether the policy wants the servers' loads ([`Distribution::choose_by_load`]).
     /// Reading them takes each server's lock, so policies that ignore them say no.
@@ -140,7 +157,10 @@ where
 }
 
 /// `index % n_servers`, or a random server when there is no index (as PYME's
-/// `distribution_function_round_robin`).
+/// `distribution_function_round_robin`). In a streamer the index is first
+/// shifted by the streamer's round-robin start, random unless set (see
+/// [`crate::StreamerOptions::round_robin_start`]; a start of 0 places files
+/// exactly as PYME does).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoundRobin;
 
@@ -223,6 +243,10 @@ impl Distribution for LeastLoaded {
         true
     }
 
+    fn round_robin_on_index(&self) -> bool {
+        true
+    }
+
     fn choose_by_load(&self, loads: &[ServerLoad], index: Option<i64>, _name: &str) -> usize {
         if loads.is_empty() {
             return 0;
@@ -247,6 +271,10 @@ pub fn round_robin(n_servers: usize, index: Option<i64>) -> usize {
 impl Distribution for RoundRobin {
     fn choose(&self, n_servers: usize, index: Option<i64>, _name: &str) -> usize {
         round_robin(n_servers, index)
+    }
+
+    fn round_robin_on_index(&self) -> bool {
+        true
     }
 }
 

@@ -60,4 +60,18 @@ impl Job {
 pub(crate) struct Refused {
     pub error: Error,
     pub job: Job,
+    /// Refused because the server was silent with a full queue while the
+    /// put waited (`error` says the queue is full): the file may go to
+    /// another server; it is not a drop.
+    pub passed_over: bool,
+}
+
+impl Refused {
+    pub fn new(error: Error, job: Job) -> Box<Refused> {
+        Box::new(Refused {
+            error,
+            job,
+            passed_over: false,
+        })
+    }
 }

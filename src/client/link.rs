@@ -17,10 +17,15 @@ use std::time::{Duration, Instant};
 
 use super::distribution::{DrainMeter, ServerLoad};
 use super::job::{Job, Refused};
-use super::options::{InterruptCheck, INTERRUPT_CHECK_INTERVAL};
+use super::options::{InterruptCheck, INTERRUPT_CHECK_INTERVAL, PASS_OVER_SILENCE};
 use super::server_state::{ServerState, StateCell};
 use super::server_stats::{ServerCounters, ServerStats};
 use crate::{Error, StreamerOptions};
+
+/// [`PASS_OVER_SILENCE`], capped at a quarter of `response_timeout`.
+pub(crate) fn pass_over_after(response_timeout: Duration) -> Duration {
+    PASS_OVER_SILENCE.min(response_timeout / 4)
+}
 
 #[derive(Default)]
 pub(super) struct State {
@@ -49,19 +54,34 @@ pub(super) struct State {
     pub(super) last_sent: Option<Instant>,
     /// Threads waiting on `progress`: a file's outcome wakes them only if any.
     pub(super) progress_waiters: usize,
-    /// The sender polls the queue (see `POLL_WINDOW`): a put need not wake it.
+    /// The sender polls the queue (see `session::POLL_SPINS`): a put need
+    /// not wake it.
     pub(super) sender_polling: bool,
+    /// Threads waiting on `work` (the link thread, sleeping or polling): a
+    /// put wakes nobody when this is 0, since the sender looks at the queue
+    /// under the lock before it waits.
+    pub(super) work_waiters: usize,
     /// How fast the server finishes files, for load-aware distributions.
     pub(super) drain: DrainMeter,
     /// The link's counters (`Link::counters`): the queue and in-flight
     /// gauges follow every change made through the methods below.
     pub(super) counters: Arc<ServerCounters>,
+    /// When the server last answered, or, if it has not answered since it
+    /// got work, when it got work: its silence counts from here (see
+    /// [`Link::stalled`]). Read only while it holds files.
+    pub(super) heard_from: Option<Instant>,
+    /// A connection failed and the server has not answered since: a server
+    /// that takes connections but never answers (a stopped process whose
+    /// kernel still accepts) gets moved files last (see [`Link::failover_rank`]).
+    pub(super) unproven: bool,
 }
 
 impl State {
     pub(super) fn hold(&mut self, job: &Job) {
         if self.held_files == 0 {
-            self.drain.busy_from(Instant::now());
+            let now = Instant::now();
+            self.drain.busy_from(now);
+            self.heard_from = Some(now);
         }
         self.held_files += 1;
         self.held_bytes += job.len();
@@ -142,6 +162,9 @@ pub(crate) struct Link {
     pub server: String,
     max_files: usize,
     max_bytes: u64,
+    /// How long a server with a full queue may stay silent before new files
+    /// pass it over (see [`pass_over_after`]).
+    pass_over_after: Duration,
     state: Mutex<State>,
     /// Signalled when a file is queued, or on close (the link thread waits).
     pub(super) work: Condvar,
@@ -185,6 +208,7 @@ impl Link {
             server,
             max_files: options.queue_max_files.max(1),
             max_bytes: options.queue_max_bytes,
+            pass_over_after: pass_over_after(options.response_timeout),
             state: Mutex::new(State {
                 up: unreachable.is_none(),
                 failure: unreachable,
@@ -265,13 +289,6 @@ impl Link {
         self.resting_until.store(until, Ordering::Relaxed);
     }
 
-    /// For failover: the bytes queued or waiting for their answer (the work
-    /// this server owes), or `None` when it takes no files. One lock.
-    pub fn outstanding_if_up(&self) -> Option<u64> {
-        let state = self.lock();
-        (state.up && !state.closing).then_some(state.held_bytes)
-    }
-
     fn has_room(&self, state: &State, bytes: u64) -> bool {
         // A file larger than the byte limit still goes through, alone.
         state.held_files == 0
@@ -282,23 +299,92 @@ impl Link {
         self.has_room(&self.lock(), job.len())
     }
 
+    /// When the server, holding files, will have been silent long enough to
+    /// be passed over; `None` while it holds nothing.
+    fn stalls_at(&self, state: &State) -> Option<Instant> {
+        if state.held_files == 0 {
+            return None;
+        }
+        state.heard_from.map(|heard| heard + self.pass_over_after)
+    }
+
+    /// Holding files, the server has not answered for the pass-over time
+    /// ([`pass_over_after`]): no answer since the last one, or since it got
+    /// work after having none.
+    pub(super) fn stalled(&self, state: &State, now: Instant) -> bool {
+        self.stalls_at(state).is_some_and(|at| now >= at)
+    }
+
+    /// The queue has no room for `job`, and the server is silent (see
+    /// [`Link::stalled`]): a new file goes elsewhere if another server has
+    /// room.
+    pub fn full_and_silent(&self, job: &Job) -> bool {
+        let state = self.lock();
+        !self.has_room(&state, job.len()) && self.stalled(&state, Instant::now())
+    }
+
+    /// Taking files now (up, not closing), with room for `job`, and not
+    /// silent: where a passed-over file may go.
+    pub fn takes_now(&self, job: &Job) -> bool {
+        let state = self.lock();
+        state.up
+            && !state.closing
+            && self.has_room(&state, job.len())
+            && !self.stalled(&state, Instant::now())
+    }
+
+    /// For failover: `None` when it takes no files, else whether it is in
+    /// doubt (silent with files held, or reconnected after a failure and not
+    /// answered since) and the bytes it owes. One lock.
+    pub fn failover_rank(&self) -> Option<(bool, u64)> {
+        let state = self.lock();
+        if !state.up || state.closing {
+            return None;
+        }
+        let doubtful = state.unproven || self.stalled(&state, Instant::now());
+        Some((doubtful, state.held_bytes))
+    }
+
+    /// Whether the spill thread may send it a file now: it takes files and
+    /// is not silent with files held; one reconnected after a failure and not
+    /// heard from since takes one file at a time (a probe), so that a silent
+    /// node that accepts connections does not take the folder's files one
+    /// response timeout after another.
+    pub fn takes_spilled(&self) -> bool {
+        let state = self.lock();
+        state.up
+            && !state.closing
+            && !self.stalled(&state, Instant::now())
+            && (!state.unproven || state.held_files == 0)
+    }
+
+    /// The receiver read an answer: the oldest file in flight, which it
+    /// answers. The server is heard from.
+    pub(super) fn answered(&self) -> Option<Job> {
+        let mut state = self.lock();
+        let job = state.pop_in_flight()?;
+        state.heard_from = Some(Instant::now());
+        state.unproven = false;
+        Some(job)
+    }
+
     /// Queues a new file, waiting for room up to `deadline`. On refusal the
-    /// file comes back with the reason.
+    /// file comes back with the reason. With `pass_over`, a wait for room
+    /// ends as soon as the server has been silent too long (see
+    /// [`Link::stalled`]): refused with `passed_over` set.
     pub fn push(
         &self,
         job: Job,
         deadline: Option<Instant>,
         interrupt: Option<&InterruptCheck>,
+        pass_over: bool,
     ) -> Result<(), Box<Refused>> {
         let mut state = self.lock();
         // Set when a wait begins: a put that finds room reads no clock.
         let mut next_check: Option<Instant> = None;
         loop {
             if state.closing {
-                return Err(Box::new(Refused {
-                    error: Error::Closed,
-                    job,
-                }));
+                return Err(Refused::new(Error::Closed, job));
             }
             if !state.up {
                 let detail = state
@@ -309,26 +395,38 @@ impl Link {
                     server: self.server.clone(),
                     detail,
                 };
-                return Err(Box::new(Refused { error, job }));
+                return Err(Refused::new(error, job));
             }
             if self.has_room(&state, job.len()) {
                 break;
             }
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                let error = Error::QueueFull {
-                    server: self.server.clone(),
-                    files: state.held_files,
-                    bytes: state.held_bytes,
-                };
-                return Err(Box::new(Refused { error, job }));
+            let full = || Error::QueueFull {
+                server: self.server.clone(),
+                files: state.held_files,
+                bytes: state.held_bytes,
+            };
+            let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                return Err(Refused::new(full(), job));
             }
+            // Wake when the server's silence would pass it over, too.
+            let stall_at = pass_over.then(|| self.stalls_at(&state)).flatten();
+            if stall_at.is_some_and(|stall_at| now >= stall_at) {
+                let mut refused = Refused::new(full(), job);
+                refused.passed_over = true;
+                return Err(refused);
+            }
+            let wake_by = match (deadline, stall_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let Some(check) = interrupt else {
-                state = self.wait_progress(state, deadline);
+                state = self.wait_progress(state, wake_by);
                 continue;
             };
             let check_at =
                 *next_check.get_or_insert_with(|| Instant::now() + INTERRUPT_CHECK_INTERVAL);
-            let wake = deadline.map_or(check_at, |deadline| deadline.min(check_at));
+            let wake = wake_by.map_or(check_at, |wake_by| wake_by.min(check_at));
             state = self.wait_progress(state, Some(wake));
             if Instant::now() >= check_at {
                 // Without the lock: the check may wait for a host's own lock
@@ -339,7 +437,7 @@ impl Link {
                     let error = Error::Interrupted {
                         server: self.server.clone(),
                     };
-                    return Err(Box::new(Refused { error, job }));
+                    return Err(Refused::new(error, job));
                 }
                 next_check = Some(Instant::now() + INTERRUPT_CHECK_INTERVAL);
                 state = self.lock();
@@ -360,11 +458,34 @@ impl Link {
 
     /// Whether a put must wake the sender: it sleeps, or it polls but the
     /// queue holds a quarter of a limit already (the producer may soon wait
-    /// for room, and the sender should not lose time).
+    /// for room, and the sender should not lose time). A sender at work is
+    /// not woken: it looks at the queue before it waits.
     fn sender_must_wake(&self, state: &State) -> bool {
-        !state.sender_polling
-            || state.queue.len() >= self.max_files.div_ceil(4)
-            || state.queue_bytes >= self.max_bytes / 4
+        state.work_waiters > 0
+            && (!state.sender_polling
+                || state.queue.len() >= self.max_files.div_ceil(4)
+                || state.queue_bytes >= self.max_bytes / 4)
+    }
+
+    /// Waits for `work` (a file queued, a failure, close), up to `timeout`,
+    /// counted so that a put knows whether to wake anyone.
+    pub(super) fn wait_work<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State> {
+        state.work_waiters += 1;
+        let mut state = match timeout {
+            None => self.work.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(timeout) => {
+                self.work
+                    .wait_timeout(state, timeout)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        state.work_waiters -= 1;
+        state
     }
 
     /// Queues a file moved here from a failed server, whatever the limits:
@@ -432,6 +553,7 @@ impl Link {
         state.failure = Some(reason);
         state.ended_by_server = by_server;
         if by_server.is_none() {
+            state.unproven = true;
             state.up = false;
             self.cell.set_connection(ServerState::Connecting);
         }
@@ -447,6 +569,7 @@ impl Link {
     pub(super) fn mark_down(&self, reason: String) {
         let mut state = self.lock();
         state.up = false;
+        state.unproven = true;
         self.cell.set_connection(ServerState::Down);
         state.failure = Some(reason);
         drop(state);
@@ -600,6 +723,8 @@ mod tests {
         let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 1000));
         let mut state = link.lock();
         state.push_queue(job(10));
+        assert!(!link.sender_must_wake(&state), "a sender at work is not");
+        state.work_waiters = 1;
         assert!(link.sender_must_wake(&state), "a sleeping sender is woken");
         state.sender_polling = true;
         assert!(

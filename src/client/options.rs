@@ -18,10 +18,20 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// (30 s, as the reference).
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a server whose queue is full may stay silent (no answer) before
+/// new files pass it over for a server with room (with failover; capped at a
+/// quarter of the response timeout): see [`StreamerOptions::failover`]. Far
+/// under the response timeout (which fails the connection and moves the
+/// files it holds), and long enough that a server that answers, however
+/// slowly, is waited for: its answers come more often than that unless one
+/// file takes longer than 50 ms to send and store (a 6 MB file at 1 Gbit/s);
+/// a server that full and that slow is better passed over anyway.
+pub const PASS_OVER_SILENCE: Duration = Duration::from_millis(50);
+
 /// Default number of times a file answered 5xx is sent again before it fails.
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// Default interval at which an idle sender looks at its queue while files
-/// keep coming (see [`StreamerOptions::sender_poll`]).
+/// come close together (see [`StreamerOptions::sender_poll`]).
 pub const DEFAULT_SENDER_POLL: Duration = Duration::from_millis(1);
 /// Default memory budget of a streamer: 1 GiB, whatever the number of
 /// servers (see [`StreamerOptions::memory_limit`]). About a second of the
@@ -55,6 +65,7 @@ pub struct StreamerOptions {
     pub(crate) interrupt: Option<InterruptCheck>,
     pub(crate) require_all_servers: bool,
     pub(crate) on_server_state: Option<ServerStateFn>,
+    pub(crate) round_robin_start: Option<usize>,
 }
 
 /// See [`StreamerOptions::interrupt_check`].
@@ -87,6 +98,7 @@ impl Default for StreamerOptions {
             interrupt: None,
             require_all_servers: false,
             on_server_state: None,
+            round_robin_start: None,
         }
     }
 }
@@ -117,6 +129,22 @@ impl StreamerOptions {
     /// The distribution policy, already shared.
     pub fn shared_distribution(mut self, distribution: Arc<dyn Distribution>) -> Self {
         self.distribution = distribution;
+        self
+    }
+
+    /// Where round-robin starts: with `Some(start)`, the file of index `i`
+    /// goes to server `(i + start) % n` (`Some(0)`: server `i % n`, exactly
+    /// as PYME's `distribution_function_round_robin`); with `None` (the
+    /// default) each streamer draws its own start at random when it is made,
+    /// so that cameras triggered together do not send their frame `i` to the
+    /// same server at the same moment. Applies to the policies that place
+    /// files round-robin on the index ([`RoundRobin`] and the tie-break of
+    /// [`crate::distribution::LeastLoaded`], see
+    /// [`Distribution::round_robin_on_index`]); a caller's own policy gets
+    /// the index unchanged. A program that needs to know where frame `i`
+    /// lands sets a start.
+    pub fn round_robin_start(mut self, start: Option<usize>) -> Self {
+        self.round_robin_start = start;
         self
     }
 
@@ -232,6 +260,19 @@ impl StreamerOptions {
 
     /// When a server's connection fails, move its queued and unanswered files
     /// to the live servers (default: on). Off: they fail with the reason.
+    ///
+    /// With failover, a new file also avoids servers that cannot take it
+    /// soon, whatever the distribution chose: a server that is down, one
+    /// resting after repeated 5xx answers, and one whose queue is full and
+    /// that has not answered for [`PASS_OVER_SILENCE`] (a hung process, a
+    /// dead link; "passed over"). A passed-over file goes to a live server
+    /// that answers and has room (or, if all of them are full, waits for the
+    /// least loaded of them); when every live server is full and silent it
+    /// is spilled if a spill folder is set, and otherwise waits for room on
+    /// the server chosen, until the response timeout fails that server and
+    /// moves its files, or the put timeout ends the wait. Files of
+    /// `__aggregate_*` and `__pyramid_*` operations and files of
+    /// [`crate::Streamer::put_stream`] are never moved.
     pub fn failover(mut self, failover: bool) -> Self {
         self.failover = failover;
         self
@@ -251,12 +292,14 @@ impl StreamerOptions {
     }
 
     /// How `put` hands a file to an idle sender thread. `Some(interval)` (the
-    /// default, 1 ms): while files keep coming (one in the last 250 ms), an idle
-    /// sender looks at its queue every `interval`, so `put` makes no system
-    /// call; a file may wait up to `interval` before it is sent, and each idle
-    /// server costs about 2 % of a core while files come. `None`: the sender
-    /// sleeps until `put` wakes it (a futex call and an interrupt to another
-    /// core, 10 to 50 us on a busy machine) and costs nothing while idle.
+    /// default, 1 ms) is adaptive: a sender whose queue runs dry looks at it
+    /// every `interval`, at most 4 times, and only if its files come close
+    /// together (its last idle spell was at most 4 intervals); then `put`
+    /// makes no system call, and a file may wait up to `interval` before it
+    /// is sent. Otherwise (files further apart, or none) the sender sleeps
+    /// until `put` wakes it (a futex call and an interrupt to another core,
+    /// 10 to 50 us on a busy machine): an idle link never wakes, whatever
+    /// the number of servers. `None`: the sender always sleeps until woken.
     pub fn sender_poll(mut self, interval: Option<Duration>) -> Self {
         self.sender_poll = interval.filter(|interval| !interval.is_zero());
         self

@@ -48,11 +48,22 @@ const PROGRESS_STEP: usize = 1 << 20;
 /// files (outside the memory budget: at most this much per server); a larger
 /// one is freed once written.
 const KEPT_OUTPUT: usize = 64 * 1024;
-/// For `POLL_WINDOW` after its queue runs dry, an idle sender looks at the
-/// queue every `sender_poll` interval instead of waiting to be woken, so that
-/// `put` costs no system call: waking a sleeping thread takes a futex call and
-/// an interrupt to the other core, tens of microseconds on a busy machine.
-const POLL_WINDOW: Duration = Duration::from_millis(250);
+
+/// A sender whose queue runs dry looks at it every `sender_poll` interval up
+/// to this many times before it sleeps until a put wakes it, so that `put`
+/// costs no system call while files come close together (waking a sleeping
+/// thread takes a futex call and an interrupt to the other core, tens of
+/// microseconds on a busy machine). It polls only if its last idle spell was
+/// no longer than that (files come close together): a link whose files come
+/// further apart, or none at all, sleeps at once and costs nothing while idle.
+pub(crate) const POLL_SPINS: u32 = 4;
+
+/// What the sender remembers between files: whether its last idle spell was
+/// short enough to poll through the next one (see [`POLL_SPINS`]).
+#[derive(Default)]
+struct Pace {
+    last_idle_long: bool,
+}
 
 /// Connects to `server` (`host:port`) with the options' timeouts, resolving
 /// its name again each time (a reconnect follows an address that changed).
@@ -298,11 +309,7 @@ fn wait_or_close(link: &Link, delay: Duration) -> bool {
         if now >= deadline {
             return false;
         }
-        state = link
-            .work
-            .wait_timeout(state, deadline - now)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        state = link.wait_work(state, Some(deadline - now));
     }
 }
 
@@ -380,10 +387,11 @@ fn send_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> Option<Strin
     let mut head = Vec::with_capacity(256);
     let mut filtered = Vec::new();
     let poll = cluster.options.sender_poll;
+    let mut pace = Pace::default();
     loop {
         // A rest that ended while files flowed is reported here.
         cluster.report_state(index);
-        let job = match next_job(cluster, index, &mut wire, poll) {
+        let job = match next_job(cluster, index, &mut wire, poll, &mut pace) {
             Ok(Some(job)) => job,
             Ok(None) => return None,
             Err(error) => return Some(error),
@@ -513,9 +521,11 @@ fn next_job(
     index: usize,
     wire: &mut BufWriter<TcpStream>,
     poll: Option<Duration>,
+    pace: &mut Pace,
 ) -> Result<Option<Job>, String> {
     let link = &cluster.links[index];
-    let mut idle_since = None;
+    let mut idle_since: Option<Instant> = None;
+    let mut polls_left = if pace.last_idle_long { 0 } else { POLL_SPINS };
     let mut reported = false;
     let mut state = link.lock();
     loop {
@@ -523,6 +533,9 @@ fn next_job(
             return Ok(None);
         }
         if let Some(job) = state.pop_queue() {
+            if let (Some(since), Some(poll)) = (idle_since, poll) {
+                pace.last_idle_long = since.elapsed() > poll * POLL_SPINS;
+            }
             return Ok(Some(job));
         }
         drop(state);
@@ -534,14 +547,11 @@ fn next_job(
             return Ok(None);
         }
         if state.queue.is_empty() && state.failure.is_none() {
-            let idle_since = *idle_since.get_or_insert_with(Instant::now);
-            if let Some(poll) = poll.filter(|_| idle_since.elapsed() < POLL_WINDOW) {
+            idle_since.get_or_insert_with(Instant::now);
+            if let Some(poll) = poll.filter(|_| polls_left > 0) {
+                polls_left -= 1;
                 state.sender_polling = true;
-                state = link
-                    .work
-                    .wait_timeout(state, poll)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                state = link.wait_work(state, Some(poll));
                 state.sender_polling = false;
             } else if !reported {
                 // Before a long sleep: a rest that ended while the sender
@@ -552,16 +562,12 @@ fn next_job(
                 state = link.lock();
             } else if let Some(rest) = link.rest_left() {
                 // Wakes when the rest ends, to report the server up again.
-                state = link
-                    .work
-                    .wait_timeout(state, rest)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                state = link.wait_work(state, Some(rest));
                 drop(state);
                 cluster.report_state(index);
                 state = link.lock();
             } else {
-                state = link.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = link.wait_work(state, None);
                 reported = false;
             }
         }
@@ -636,7 +642,7 @@ fn receive_loop(cluster: &Cluster, index: usize, socket: TcpStream) -> bool {
             },
         };
         answered = true;
-        let Some(job) = link.lock().pop_in_flight() else {
+        let Some(job) = link.answered() else {
             // While requests are pipelined, an extra answer cannot be told
             // from the next one; with none in flight it is a protocol error.
             link.fail_session(format!(

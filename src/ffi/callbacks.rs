@@ -22,6 +22,12 @@ use crate::{Distribution, Outcome, OutcomeResult};
 ///   `>= n_servers` fails that put with `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
 /// - May call: the same functions as a completion callback (see
 ///   `PymeStreamerCompletionFn`), though a put from here is rarely useful.
+/// - The choice is where the file goes unless, with failover on (the
+///   default), that server cannot take it soon: down, resting after 5xx
+///   answers, or its queue full and no answer for 50 ms ("passed over").
+///   Then the file goes to another live server with room and the function
+///   is not called again. Turn failover off, or use `streamer_put_stream`,
+///   where the choice must hold whatever happens.
 pub type PymeStreamerDistributionFn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,

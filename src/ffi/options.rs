@@ -237,6 +237,32 @@ pub unsafe extern "C" fn streamer_options_set_distribution_kind(
     }
 }
 
+/// Where round-robin starts: the file of index `i` goes to server
+/// `(i + start) % n` (`start` 0: server `i % n`, exactly as PYME's
+/// `distribution_function_round_robin`). A negative `start` (the default)
+/// makes each streamer draw its own start at random when it is created, so
+/// that cameras triggered together do not send frame `i` to the same server
+/// at the same moment. Applies to `STREAMER_DISTRIBUTION_ROUND_ROBIN` (the
+/// default) and to the round-robin tie-break of
+/// `STREAMER_DISTRIBUTION_LEAST_LOADED`; a distribution function set with
+/// `streamer_options_set_distribution` gets the caller's index unchanged.
+/// Consumes nothing.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_round_robin_start(
+    options: *mut PymeStreamerOptions,
+    start: i64,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_handle_mut!(options);
+        let start = usize::try_from(start).ok();
+        options.update(|core| core.round_robin_start(start));
+        STREAMER_OK
+    }
+}
+
 /// Sends every file to server `server` (`STREAMER_DISTRIBUTION_FIXED`). A server
 /// index beyond the servers makes every put fail with
 /// `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
@@ -617,11 +643,12 @@ pub unsafe extern "C" fn streamer_options_set_max_retries(
 }
 
 /// How `streamer_put` hands a file to an idle sender thread. `interval_us > 0`
-/// (the default is 1000): while files keep coming, an idle sender looks at its
-/// queue every `interval_us` microseconds, so a put makes no system call; a
-/// file may wait that long before it is sent, and each idle server costs about
-/// 2 % of a core while files come. `0`: the sender sleeps until a put wakes it
-/// (slower puts, no cost while idle).
+/// (the default is 1000): while files come close together (at most 4
+/// intervals apart), an idle sender looks at its queue every `interval_us`
+/// microseconds, at most 4 times, so a put makes no system call; a file may
+/// wait that long before it is sent. Files further apart, or none: the sender
+/// sleeps until a put wakes it, and an idle link never wakes. `0`: the sender
+/// always sleeps until a put wakes it.
 /// Consumes nothing.
 ///
 /// # Safety

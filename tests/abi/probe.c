@@ -184,6 +184,8 @@ extern int32_t (*const probe_streamer_options_set_distribution)(struct PymeStrea
 int32_t (*const probe_streamer_options_set_distribution)(struct PymeStreamerOptions *, PymeStreamerDistributionFn, void *) = streamer_options_set_distribution;
 extern int32_t (*const probe_streamer_options_set_distribution_kind)(struct PymeStreamerOptions *, int32_t);
 int32_t (*const probe_streamer_options_set_distribution_kind)(struct PymeStreamerOptions *, int32_t) = streamer_options_set_distribution_kind;
+extern int32_t (*const probe_streamer_options_set_round_robin_start)(struct PymeStreamerOptions *, int64_t);
+int32_t (*const probe_streamer_options_set_round_robin_start)(struct PymeStreamerOptions *, int64_t) = streamer_options_set_round_robin_start;
 extern int32_t (*const probe_streamer_options_set_fixed_server)(struct PymeStreamerOptions *, size_t);
 int32_t (*const probe_streamer_options_set_fixed_server)(struct PymeStreamerOptions *, size_t) = streamer_options_set_fixed_server;
 extern int32_t (*const probe_streamer_options_set_filter)(struct PymeStreamerOptions *, PymeStreamerFilterFn, void *);
