@@ -537,7 +537,15 @@ fn a_pyramids_tiles_change_only_by_pyramid_operations() {
         );
         assert_eq!(ask(&mut client, &name, b"x").code, 409);
     }
-    assert_eq!(ask(&mut client, &format!("{DIR}/5/new"), b"x").code, 409);
+    // Every level this node builds (chunk 4x4: the base and levels 1 and 2) is the
+    // pyramid's; the levels above are PYME's own to write with plain PUTs
+    // (`ClusterPZFTileIO` of its microscope-side `update_pyramid`), as with PYME's server.
+    assert_eq!(ask(&mut client, &format!("{DIR}/2/new"), b"x").code, 409);
+    for level in [3, 5, 12, 99999999999999999999u128] {
+        let name = format!("{DIR}/{level}/000/000/000_img.pzf");
+        assert_eq!(ask(&mut client, &name, b"pyme").code, 200, "{name}");
+        std::fs::remove_file(root.join(&name)).unwrap();
+    }
     // HDF5 aggregation too (501 in a build without HDF5).
     let h5r = format!("__aggregate_h5r/{DIR}/0/r.h5r/FitResults");
     let pickle = include_bytes!("data/record_array.pickle");
@@ -567,6 +575,12 @@ fn a_pyramids_tiles_change_only_by_pyramid_operations() {
     );
     assert_eq!(std::fs::read(root.join("plain/1/log.txt")).unwrap(), b"l\n");
     assert!(!root.join("plain/.pyme-pyramid").exists());
+    // Files in levels above what the pyramid builds (PYME's) do not refuse a create.
+    assert_eq!(
+        ask(&mut client, "upper/3/000/000/000_img.pzf", b"u").code,
+        200
+    );
+    assert_eq!(ask(&mut client, "__pyramid_create/upper", CREATE).code, 200);
     // Empty level folders (a refused PUT may leave one) do not count.
     assert_eq!(ask(&mut client, "emptied/0/000/x", b"e").code, 200);
     std::fs::remove_file(root.join("emptied/0/000/x")).unwrap();

@@ -257,9 +257,22 @@ fn is_level(segment: &std::ffi::OsStr) -> bool {
     !segment.is_empty() && segment.iter().all(u8::is_ascii_digit)
 }
 
+/// Whether the level folder `segment` is one this node's pyramid builds (the base
+/// and the levels [`State::max_levels`] allows): PYME's microscope-side pyramid
+/// writes the levels above those with plain PUTs (`ClusterPZFTileIO`), which stay
+/// allowed.
+fn owned_level(segment: &std::ffi::OsStr, max_levels: u32) -> bool {
+    let digits = segment.to_string_lossy();
+    // A number too long to parse is far above any level a node builds.
+    digits
+        .parse::<u64>()
+        .is_ok_and(|level| level <= u64::from(max_levels))
+}
+
 /// Leave to change `path` (a file under `root`, both as the store resolved them) by
 /// a plain write (PUT, mirror, `__aggregate_txt`): `None` when the name belongs to a
-/// pyramid (it is in a level folder of a folder where a pyramid was created). The
+/// pyramid (it is in a level folder that this node's pyramid builds, in a folder
+/// where a pyramid was created; levels above those are PYME's to write). The
 /// returned claim holds the lock of every folder that could be such a pyramid
 /// (shared: plain writes go on in parallel), so no create can start there until the
 /// write is done: hold it until the file is named or appended to.
@@ -278,7 +291,14 @@ pub(crate) fn claim(root: &Path, path: &Path) -> Option<Claim> {
         if i > 0 && is_level(segment) {
             let lock = hold_shared(&folder);
             if state_path(&folder).is_file() {
-                return None;
+                // An unreadable state: refused, as a tile name would be.
+                let owned = match fs::read(state_path(&folder)).map(|b| State::from_json(&b)) {
+                    Ok(Ok(state)) => owned_level(segment, state.max_levels()),
+                    _ => true,
+                };
+                if owned {
+                    return None;
+                }
             }
             held.push(lock);
         }
@@ -290,9 +310,10 @@ pub(crate) fn claim(root: &Path, path: &Path) -> Option<Claim> {
 /// See [`claim`].
 pub(crate) struct Claim(#[allow(dead_code)] Vec<Held>);
 
-/// Whether a level folder of `folder` holds anything but folders (and the hidden
-/// temporaries of writes that [`claim`] will refuse).
-fn level_folders_hold_files(folder: &Path) -> io::Result<bool> {
+/// Whether a level folder of `folder` that a pyramid of `max_levels` builds holds
+/// anything but folders (and the hidden temporaries of writes that [`claim`] will
+/// refuse).
+fn level_folders_hold_files(folder: &Path, max_levels: u32) -> io::Result<bool> {
     fn holds_files(dir: &Path) -> io::Result<bool> {
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -314,7 +335,7 @@ fn level_folders_hold_files(folder: &Path) -> io::Result<bool> {
     };
     for entry in entries {
         let entry = entry?;
-        if !is_level(&entry.file_name()) {
+        if !is_level(&entry.file_name()) || !owned_level(&entry.file_name(), max_levels) {
             continue;
         }
         if !entry.file_type()?.is_dir() || holds_files(&entry.path())? {
@@ -561,7 +582,7 @@ fn create(root: &Path, folder: &Path, body: &[u8], syncs: &mut Syncs<'_>) -> io:
     if folder.exists() && !folder.is_dir() {
         return Ok(Answer::error(409, "A file of this name exists."));
     }
-    if level_folders_hold_files(folder)? {
+    if level_folders_hold_files(folder, state.max_levels())? {
         return Ok(Answer::error(
             409,
             "The folder's level folders (0/, 1/, ...) hold files a pyramid did not make; a pyramid never replaces them.",
