@@ -35,11 +35,13 @@ const MAX_WAIT_FACTOR: u32 = 4;
 ///
 /// The query is asked again until the answers stop changing: `mdns-sd` repeats it
 /// after 1, 3, 7... seconds (answers known from earlier rounds are not asked again),
-/// and the browse lasts `wait`, or longer while new instances keep coming or some
-/// heard of are not yet resolved (their address and port asked for): until one second
-/// has passed without a new one and all are resolved, at most four times `wait`. On a link where
-/// many servers answer at once some answers are lost (socket buffers, switches), and
-/// a later round hears them; a stable cluster is browsed in `wait`, as before.
+/// and the browse lasts `wait`, or longer while new instances keep coming (until one
+/// second without a new one), at most four times `wait`; instances heard of but not
+/// yet resolved (their address and port asked for) extend it by a second at a time
+/// while each second resolves some.
+/// On a link where many servers answer at once some answers are lost (socket
+/// buffers, switches), and a later round hears them; a stable cluster is browsed in
+/// `wait`, as before.
 pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let daemon = Daemon::start()?;
     let events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
@@ -50,13 +52,21 @@ pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
     // Instances whose name was heard (PTR) but not yet resolved (SRV, A): `mdns-sd`
     // asks for what is missing; the browse waits for them (within its longest time).
     let mut heard = std::collections::BTreeSet::new();
+    // Waiting for unresolved instances extends the browse by one `QUIET` at a time,
+    // and again only if the last extension resolved some: an instance that never
+    // resolves (its host gone) must not make every browse last its longest.
+    let mut resolved_at_extension: Option<usize> = None;
     loop {
         let event = match events.recv_deadline(deadline) {
             Ok(event) => event,
+            // The daemon gone: nothing more will come.
+            Err(_) if events.is_disconnected() => break,
             Err(_) => {
                 let unresolved = heard.iter().any(|name| !found.contains_key(name));
                 let now = Instant::now();
-                if unresolved && now < last_possible {
+                let progress = resolved_at_extension.is_none_or(|before| found.len() > before);
+                if unresolved && progress && now < last_possible {
+                    resolved_at_extension = Some(found.len());
                     deadline = (now + QUIET).min(last_possible);
                     continue;
                 }
@@ -76,6 +86,9 @@ pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
                     continue;
                 };
                 let Some(address) = preferred_address(service.get_addresses_v4()) else {
+                    // Resolved without an IPv4 address (PYME's clients use none
+                    // other): answered, not waited for.
+                    heard.remove(&name);
                     continue;
                 };
                 let server = ServerInfo {
