@@ -626,12 +626,16 @@ fn resets_at_random_points_of_the_pipeline_lose_nothing() {
             .put(&format!("rst/f{i:05}"), &body(i), None)
             .unwrap();
     }
+    let probe = streamer.stats_probe();
     let stats = streamer.close();
     eprintln!(
         "{armed} resets armed, {} fired; {stats:?}",
         proxy.counts().resets
     );
     assert_one_outcome_each(&seen, &stats, total);
+    // Every retry (5xx, and the read-back of a 405 again) counts on a server too.
+    let per_server: u64 = (0..2).map(|i| probe.server_stats(i).unwrap().retries).sum();
+    assert_eq!(per_server, stats.retries, "per-server retries add up");
     let seen = seen.lock().unwrap();
     let mut failed = Vec::new();
     for i in 0..total {

@@ -691,7 +691,7 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
     }
     if status == 405 && job.maybe_stored {
         // Already stored: acknowledged only if the bytes there are ours.
-        match compare_stored_copy(cluster, &link.server, &job) {
+        match compare_stored_copy(cluster, link, &job) {
             Ok(true) => {
                 Counters::add(&cluster.counters().acknowledged_already);
                 let result = OutcomeResult::Acknowledged {
@@ -742,13 +742,15 @@ fn settle(cluster: &Cluster, index: usize, mut job: Job, response: protocol::Res
 /// connection failed (reset, cut, timed out, a 5xx), up to the options' retries:
 /// a connection that dies is no evidence against the stored copy, and the
 /// file (stored, by the 405) must not fail for it while the server lives.
-fn compare_stored_copy(cluster: &Cluster, server: &str, job: &Job) -> Result<bool, String> {
+/// Each new try counts as a retry, in the totals and on the link's server.
+fn compare_stored_copy(cluster: &Cluster, link: &Link, job: &Job) -> Result<bool, String> {
     let mut attempts = 0;
     loop {
-        match stored_copy_matches(cluster, server, job) {
+        match stored_copy_matches(cluster, &link.server, job) {
             Err(Compare::Transient(_)) if attempts < cluster.options.max_retries => {
                 attempts += 1;
                 Counters::add(&cluster.counters().retries);
+                link.counters.retried();
             }
             Err(Compare::Transient(problem) | Compare::Final(problem)) => return Err(problem),
             Ok(matches) => return Ok(matches),
