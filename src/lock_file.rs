@@ -130,7 +130,11 @@ fn open(path: &Path) -> io::Result<File> {
 /// for every copy. Only the owner calls this: a child never does.
 pub(crate) fn unlock(file: &File) {
     #[cfg(target_os = "linux")]
-    let _ = set_lock(file, libc::F_UNLCK);
+    {
+        let _ = set_lock(file, libc::F_UNLCK);
+        // SAFETY: a valid descriptor.
+        let _ = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(file), libc::LOCK_UN) };
+    }
     #[cfg(all(unix, not(target_os = "linux")))]
     // SAFETY: a valid descriptor.
     let _ = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(file), libc::LOCK_UN) };
@@ -138,9 +142,22 @@ pub(crate) fn unlock(file: &File) {
     let _ = file; // a handle is not shared with another process here
 }
 
+/// An OFD lock, and a `flock` beside it on the same open file description: earlier
+/// servers (before the two kinds of holder shared this file) took `flock` alone,
+/// which does not see an OFD lock on Linux, so an old and a new server on one root
+/// would both start. Both kinds are released together ([`unlock`]).
 #[cfg(target_os = "linux")]
 fn try_lock(file: &File) -> io::Result<()> {
-    set_lock(file, libc::F_WRLCK)
+    use std::os::fd::AsRawFd;
+    set_lock(file, libc::F_WRLCK)?;
+    // SAFETY: a valid descriptor.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    let _ = set_lock(file, libc::F_UNLCK);
+    Err(error)
 }
 
 #[cfg(target_os = "linux")]
@@ -274,5 +291,36 @@ mod tests {
             drop(held);
             drop(lock(dir.path(), second).unwrap());
         }
+    }
+
+    /// A server of an earlier version locked its root with `flock` alone, which an
+    /// OFD lock does not see on Linux: both kinds are taken, so each excludes the other.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_earlier_servers_flock_and_this_lock_exclude_each_other() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let old_server = || {
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.path().join(LOCK_NAME))
+                .unwrap();
+            // SAFETY: a valid descriptor.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            (rc == 0).then_some(file)
+        };
+        let old = old_server().expect("nothing holds the root yet");
+        assert!(matches!(
+            lock(dir.path(), Holder::DataServer),
+            Err(LockFailure::Busy(_))
+        ));
+        drop(old);
+        let held = lock(dir.path(), Holder::DataServer).unwrap();
+        assert!(old_server().is_none(), "an earlier server would start beside it");
+        drop(held);
+        assert!(old_server().is_some(), "released");
     }
 }
