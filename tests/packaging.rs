@@ -7,7 +7,8 @@
 //! The Python wheel (`scripts/package.sh wheel`: maturin and zig from the package
 //! registry, a release build of minutes) is opt-in: `PYME_TEST_WHEEL=1 cargo test
 //! --test packaging wheel`, as `.ci/run` sets; without it the test is skipped visibly
-//! (`common/skip.rs`, a failure under CI).
+//! (`common/skip.rs`, a failure under CI). `PYME_WHEEL_PYTHONS` lists the interpreters
+//! whose fresh venvs it installs the wheel into (default `python3`).
 
 mod common;
 
@@ -237,11 +238,21 @@ fn wheel_is_manylinux2014_abi3_and_streams_from_a_fresh_venv() {
         );
     }
 
-    // A fresh venv, the wheel alone (no index, no build), and a PATH with no cargo.
-    let venv = work.path().join("venv");
+    // Each interpreter of PYME_WHEEL_PYTHONS (default python3; .ci/run adds a CPython
+    // 3.9, the oldest the abi3 tag names, where the machine has one).
+    let pythons = std::env::var("PYME_WHEEL_PYTHONS").unwrap_or("python3".to_owned());
+    for (n, python) in pythons.split_whitespace().enumerate() {
+        streams_from_a_fresh_venv(wheel, python, &work.path().join(format!("venv{n}")));
+    }
+}
+
+/// Installs `wheel` into a fresh venv made by `python`, from the file alone (no index,
+/// no build) with a PATH that has no cargo, and streams 20 files from it to a data
+/// server on loopback, which stores them byte-exact.
+fn streams_from_a_fresh_venv(wheel: &Path, python: &str, venv: &Path) {
     run_checked(
-        Command::new("python3").args(["-m", "venv"]).arg(&venv),
-        "python3 -m venv",
+        Command::new(python).args(["-m", "venv"]).arg(venv),
+        &format!("{python} -m venv"),
     );
     let path = format!("{}:/usr/bin:/bin", venv.join("bin").display());
     for dir in path.split(':') {
@@ -254,7 +265,7 @@ fn wheel_is_manylinux2014_abi3_and_streams_from_a_fresh_venv() {
             .args(["install", "-q", "--no-index", "--no-deps"])
             .arg(wheel)
             .env("PATH", &path),
-        "pip install the wheel",
+        &format!("pip install the wheel ({python})"),
     );
     let server = TestServer::start();
     let script = r#"
@@ -263,20 +274,21 @@ assert pyme_streaming.__file__.startswith(sys.prefix), pyme_streaming.__file__
 with pyme_streaming.Streamer(servers=[sys.argv[1]]) as streamer:
     for i in range(20):
         streamer.put("wheel/file%02d.bin" % i, bytes([i]) * (1000 + i))
-print("streamed from", pyme_streaming.__file__)
+print("streamed from Python %d.%d" % sys.version_info[:2], pyme_streaming.__file__)
 "#;
+    let home = venv.parent().unwrap();
     let stdout = run_checked(
         Command::new(venv.join("bin/python"))
             .args(["-c", script, &server.address()])
             .env_clear()
             .env("PATH", &path)
-            .env("HOME", work.path())
-            .current_dir(work.path()),
-        "the wheel streams from a fresh venv",
+            .env("HOME", home)
+            .current_dir(home),
+        &format!("the wheel streams from a fresh venv ({python})"),
     );
-    assert!(stdout.contains("streamed from"), "{stdout}");
+    assert!(stdout.contains("streamed from Python 3."), "{stdout}");
     let expected: Vec<String> = (0..20).map(|i| format!("wheel/file{i:02}.bin")).collect();
-    assert_eq!(server.files(), expected);
+    assert_eq!(server.files(), expected, "{python}");
     for (i, name) in expected.iter().enumerate() {
         assert_eq!(
             server.read(name).unwrap(),
@@ -284,4 +296,5 @@ print("streamed from", pyme_streaming.__file__)
             "{name}"
         );
     }
+    eprintln!("{}", stdout.trim());
 }
