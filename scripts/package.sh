@@ -11,6 +11,8 @@
 #                                (DLL, import libraries, .def, static library for mingw,
 #                                headers, CMake config, pyme-stream.exe) and the mingw
 #                                runtime DLLs they import, if any
+#   scripts/package.sh windows-zip   the same zip of the package already built by
+#                                `scripts/windows-cross.sh build`, without building
 #   scripts/package.sh wheel     dist/pyme_streaming-<version>-cp39-abi3-manylinux2014_x86_64
 #                                .manylinux_2_17_x86_64.whl: the Python package, built by
 #                                maturin with zig as the linker against glibc 2.17 (both
@@ -75,6 +77,13 @@ TEXT
 
 windows() {
   scripts/windows-cross.sh build >"$work/windows-build.log" 2>&1 || { tail -30 "$work/windows-build.log"; exit 1; }
+  windows_zip
+}
+
+# The zip of the Windows package that scripts/windows-cross.sh build installed. Alone,
+# it does not build (tests/windows.rs: a build would reinstall the package under the
+# feet of the tests running beside it).
+windows_zip() {
   local cache=${PYME_WIN_CACHE:-/var/cache/pyme-streaming}
   local stage=$work/stage-windows/$windows_name
   rm -rf "$work/stage-windows" && mkdir -p "$stage"
@@ -218,9 +227,10 @@ check() {
 case "${1:-all}" in
   linux) linux ;;
   windows) windows ;;
+  windows-zip) windows_zip ;;
   sums) sums ;;
   check) check ;;
   wheel) wheel ;;
   all) linux; windows; wheel; sums; check ;;
-  *) sed -n '2,26p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,28p' "$0" >&2; exit 2 ;;
 esac
