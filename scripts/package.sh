@@ -11,14 +11,21 @@
 #                                (DLL, import libraries, .def, static library for mingw,
 #                                headers, CMake config, pyme-stream.exe) and the mingw
 #                                runtime DLLs they import, if any
+#   scripts/package.sh windows-zip   the same zip of the package already built by
+#                                `scripts/windows-cross.sh build`, without building
+#   scripts/package.sh wheel     dist/pyme_streaming-<version>-cp39-abi3-manylinux2014_x86_64
+#                                .manylinux_2_17_x86_64.whl: the Python package, built by
+#                                maturin with zig as the linker against glibc 2.17 (both
+#                                from the package registry, pinned, in a venv kept in
+#                                target/package/wheel-venv), stripped; checked by auditwheel
+#                                (manylinux_2_17), its highest GLIBC_ symbol version and
+#                                what it links (system libraries only, no libhdf5)
 #   scripts/package.sh sums      dist/SHA256SUMS for everything in dist/
 #   scripts/package.sh check     the tarball unpacked into a fresh folder serves a
 #                                consumer through find_package and through pkg-config;
 #                                no shipped library needs a library the user must
 #                                install (readelf -d, the PE imports)
-#   scripts/package.sh all       linux, windows, sums, check
-#
-# The Python wheel (manylinux2014, abi3) is not made here yet.
+#   scripts/package.sh all       linux, windows, wheel, sums, check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -70,6 +77,13 @@ TEXT
 
 windows() {
   scripts/windows-cross.sh build >"$work/windows-build.log" 2>&1 || { tail -30 "$work/windows-build.log"; exit 1; }
+  windows_zip
+}
+
+# The zip of the Windows package that scripts/windows-cross.sh build installed. Alone,
+# it does not build (tests/windows.rs: a build would reinstall the package under the
+# feet of the tests running beside it).
+windows_zip() {
   local cache=${PYME_WIN_CACHE:-/var/cache/pyme-streaming}
   local stage=$work/stage-windows/$windows_name
   rm -rf "$work/stage-windows" && mkdir -p "$stage"
@@ -104,6 +118,54 @@ TEXT
   rm -f "$dist/$windows_name.zip"
   (cd "$work/stage-windows" && python3 -m zipfile -c "$dist/$windows_name.zip" "$windows_name")
   log "wrote dist/$windows_name.zip"
+}
+
+# The tools of the wheel, pinned so that the same source gives the same wheel.
+wheel_tools=(maturin==1.16.0 ziglang==0.17.1 auditwheel==6.8.2)
+# The oldest glibc the wheel may need: manylinux2014's.
+wheel_glibc=2.17
+
+wheel() {
+  local venv=$work/wheel-venv
+  if [ "$(cat "$venv/tools.txt" 2>/dev/null)" != "${wheel_tools[*]}" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "${wheel_tools[@]}"
+    echo "${wheel_tools[*]}" >"$venv/tools.txt"
+  fi
+  local out=$work/wheel
+  rm -rf "$out"
+  # zig links against glibc 2.17's symbol versions; a target dir of its own, since its
+  # C compiler (for the bundled SQLite) would otherwise rebuild target/release's.
+  # Release builds are never incremental: the same fingerprints whoever calls (a test
+  # under `CARGO_INCREMENTAL=1` too), so a second build reuses the first.
+  CARGO_INCREMENTAL=0 PATH="$venv/bin:$PATH" maturin build --release --strip --zig --compatibility manylinux2014 \
+    -m python/Cargo.toml --target-dir "$root/target/wheel" --out "$out" \
+    >"$work/wheel-build.log" 2>&1 || { tail -30 "$work/wheel-build.log"; exit 1; }
+  local wheel_file
+  wheel_file=$(ls "$out"/*.whl)
+  case "$(basename "$wheel_file")" in
+    *-cp39-abi3-*manylinux2014_x86_64*) ;;
+    *) echo "package.sh: $(basename "$wheel_file") is not a cp39-abi3 manylinux2014 wheel" >&2; exit 1 ;;
+  esac
+  "$venv/bin/auditwheel" show "$wheel_file" >"$work/wheel-audit.txt"
+  tr -s ' \n' ' ' <"$work/wheel-audit.txt" | grep -q 'consistent with the following platform tag: "manylinux_2_17_x86_64"' ||
+    { cat "$work/wheel-audit.txt" >&2; echo "package.sh: auditwheel does not call the wheel manylinux_2_17" >&2; exit 1; }
+  local unpacked=$out/unpacked glibc needed so
+  mkdir -p "$unpacked"
+  (cd "$unpacked" && python3 -m zipfile -e "$wheel_file" .)
+  so=$(find "$unpacked" -name '*.so')
+  glibc=$(objdump -T "$so" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
+  [ "$(printf '%s\n%s\n' "$glibc" "$wheel_glibc" | sort -V | tail -1)" = "$wheel_glibc" ] ||
+    { echo "package.sh: the wheel needs glibc $glibc, more than $wheel_glibc" >&2; exit 1; }
+  for needed in $(readelf -d "$so" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+    echo "$needed" | grep -Eq "$linux_system_libs" ||
+      { echo "package.sh: the wheel needs $needed, which the user would have to install" >&2; exit 1; }
+  done
+  rm -rf "$unpacked"
+  rm -f "$dist"/pyme_streaming-*.whl
+  cp "$wheel_file" "$dist/"
+  log "wrote dist/$(basename "$wheel_file") (glibc >= $glibc, auditwheel: manylinux_2_17_x86_64)"
 }
 
 sums() {
@@ -165,8 +227,10 @@ check() {
 case "${1:-all}" in
   linux) linux ;;
   windows) windows ;;
+  windows-zip) windows_zip ;;
   sums) sums ;;
   check) check ;;
-  all) linux; windows; sums; check ;;
-  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+  wheel) wheel ;;
+  all) linux; windows; wheel; sums; check ;;
+  *) sed -n '2,28p' "$0" >&2; exit 2 ;;
 esac

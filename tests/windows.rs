@@ -586,3 +586,247 @@ fn mingw_plugin_dlls_with_the_static_library_hide_the_api() {
         .collect();
     assert_eq!(server.files(), expected);
 }
+
+/// The Windows zip of `scripts/package.sh windows-zip`, unpacked into a fresh folder of
+/// the build dir: (its path on this side, its path in the chroot). Made once.
+fn unpacked_zip() -> &'static (PathBuf, String) {
+    static UNPACKED: OnceLock<(PathBuf, String)> = OnceLock::new();
+    UNPACKED.get_or_init(|| {
+        // Zipped, not built again: a build reinstalls /build/prefix, which the other
+        // tests of this file use at the same time.
+        built();
+        check(
+            Command::new(source_dir().join("scripts/package.sh"))
+                .arg("windows-zip")
+                .output()
+                .unwrap(),
+            "scripts/package.sh windows",
+        );
+        let name = format!(
+            "pyme-streaming-{}-x86_64-windows",
+            env!("CARGO_PKG_VERSION")
+        );
+        let zip = source_dir().join("dist").join(format!("{name}.zip"));
+        let folder = build_dir().join("zip-consumer");
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        check(
+            Command::new("python3")
+                .args(["-m", "zipfile", "-e"])
+                .arg(&zip)
+                .arg(&folder)
+                .output()
+                .unwrap(),
+            "unzip the Windows zip",
+        );
+        assert!(folder.join(&name).join("bin/pyme_streaming.dll").is_file());
+        (folder.join(&name), format!("/build/zip-consumer/{name}"))
+    })
+}
+
+/// Runs a program of the zip consumer's folder `dir` with wine, finding DLLs only in
+/// its own folder, the zip's bin/ and the cross compiler's runtime (the consumer's own
+/// libstdc++ and winpthread): never the build tree's /build/prefix.
+fn wine_with_zip(dir: &str, program: &str, args: &[String]) -> String {
+    let zip_bin = format!("{}/bin", unpacked_zip().1).replace('/', "\\\\");
+    let quoted: Vec<String> = args.iter().map(|arg| format!("'{arg}'")).collect();
+    in_chroot(&format!(
+        "cd {dir}
+         gcc_dir=$(dirname \"$(x86_64-w64-mingw32-gcc-posix -print-libgcc-file-name)\")
+         export WINEPATH=\"Z:$(echo \"$gcc_dir\" | tr / '\\\\');Z:\\\\usr\\\\x86_64-w64-mingw32\\\\lib;Z:{zip_bin}\"
+         wine {program} {}",
+        quoted.join(" ")
+    ))
+}
+
+/// What a Windows integrator downloads is enough to build against: the zip, unpacked
+/// into a fresh folder, is the only package the C examples' CMake project finds
+/// (`find_package(PymeStreaming)`, the cross compiler's toolchain file), and a plain
+/// mingw build of the probe links its `libpyme_streaming.dll.a`; under Wine the
+/// programs stream to native servers on loopback and every file lands.
+#[test]
+fn windows_zip_alone_builds_the_c_examples_that_stream_under_wine() {
+    if !environment_ready("windows_zip_alone_builds_the_c_examples_that_stream_under_wine") {
+        return;
+    }
+    let (zip_here, zip) = unpacked_zip();
+    in_chroot(&format!(
+        "cmake -S /src/c_examples -B /build/zip-consumer/examples -DCMAKE_BUILD_TYPE=Release \
+           -DCMAKE_TOOLCHAIN_FILE=/src/cmake/toolchains/mingw-w64.cmake \
+           -DCMAKE_PREFIX_PATH={zip} >/build/zip-consumer/examples-configure.log
+         cmake --build /build/zip-consumer/examples >/build/zip-consumer/examples-build.log
+         x86_64-w64-mingw32-gcc-posix -std=c99 -Wall -Wextra -Werror -pedantic -I{zip}/include \
+           /src/tests/packaging/probe.c -o /build/zip-consumer/examples/probe_zip_implib.exe \
+           {zip}/lib/libpyme_streaming.dll.a"
+    ));
+    let cache =
+        std::fs::read_to_string(build_dir().join("zip-consumer/examples/CMakeCache.txt")).unwrap();
+    let package_dir = format!("PymeStreaming_DIR:PATH={zip}/lib/cmake/PymeStreaming");
+    assert!(
+        cache.lines().any(|line| line == package_dir),
+        "the examples found another PymeStreaming than the zip's ({package_dir})"
+    );
+    // The DLL beside the examples is the zip's.
+    assert_eq!(
+        std::fs::read(build_dir().join("zip-consumer/examples/pyme_streaming.dll")).unwrap(),
+        std::fs::read(zip_here.join("bin/pyme_streaming.dll")).unwrap()
+    );
+    let dir = "/build/zip-consumer/examples";
+    let servers = start_servers(2);
+    let addresses: Vec<String> = servers.iter().map(TestServer::address).collect();
+    let mut args: Vec<String> = ["-n", "40", "-s", "4096", "-p", "zip_frames"]
+        .map(String::from)
+        .to_vec();
+    args.extend(addresses.iter().cloned());
+    let stdout = wine_with_zip(dir, "stream_frames.exe", &args);
+    assert!(stdout.contains("all 40 frames acknowledged"), "{stdout}");
+    let mut args: Vec<String> = ["-f", "200", "-n", "60", "-s", "65536", "-p", "zip_camera"]
+        .map(String::from)
+        .to_vec();
+    args.extend(addresses.iter().cloned());
+    let stdout = wine_with_zip(dir, "camera_sim.exe", &args);
+    assert!(stdout.contains("all 60 frames acknowledged"), "{stdout}");
+    let stdout = wine_with_zip(
+        dir,
+        "api_checks.exe",
+        &[addresses[0].clone(), dead_address()],
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let stdout = wine_with_zip(
+        dir,
+        "probe_zip_implib.exe",
+        &["25".into(), "zip_probe".into(), addresses[1].clone()],
+    );
+    assert!(
+        stdout.contains("probe: all 25 frames acknowledged"),
+        "{stdout}"
+    );
+    let stored: Vec<String> = servers.iter().flat_map(TestServer::files).collect();
+    for (prefix, count) in [("zip_frames/", 40), ("zip_camera/", 60), ("zip_probe/", 25)] {
+        assert_eq!(
+            stored
+                .iter()
+                .filter(|name| name.starts_with(prefix))
+                .count(),
+            count,
+            "{prefix}: {stored:?}"
+        );
+    }
+    let probe_frame = servers[1].read("zip_probe/frame00007.raw").unwrap();
+    assert_eq!(probe_frame, vec![7u8; 4096]);
+}
+
+/// An MSVC-style consumer links the zip's `pyme_streaming.lib`: `tests/packaging/
+/// probe_msvc.c`, compiled by clang for x86_64-pc-windows-msvc and linked by
+/// `lld-link` (LLVM's MSVC-compatible linker, on this side) with that import library
+/// and a `kernel32.lib` made by `llvm-dlltool` (no MSVC runtime can be had here, so
+/// the probe uses none), imports `pyme_streaming.dll` and streams under Wine.
+#[test]
+fn windows_zip_msvc_import_library_links_with_lld_link_and_streams_under_wine() {
+    let test = "windows_zip_msvc_import_library_links_with_lld_link_and_streams_under_wine";
+    if !environment_ready(test) {
+        return;
+    }
+    for (tool, args) in [
+        ("lld-link", &["--version"][..]),
+        ("llvm-dlltool", &["--help"][..]),
+        ("clang", &["--version"][..]),
+    ] {
+        if !common::skip::require_tool(test, tool, args) {
+            return;
+        }
+    }
+    let (zip_here, _) = unpacked_zip();
+    let out = build_dir().join("zip-consumer/lld-link");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("kernel32.def"),
+        "LIBRARY kernel32.dll\nEXPORTS\nGetStdHandle\nWriteFile\nGetCommandLineA\nExitProcess\n",
+    )
+    .unwrap();
+    let run = |program: &str, args: &[&str]| {
+        check(
+            Command::new(program)
+                .args(args)
+                .current_dir(&out)
+                .output()
+                .unwrap_or_else(|e| panic!("{program}: {e}")),
+            program,
+        )
+    };
+    run(
+        "llvm-dlltool",
+        &[
+            "-m",
+            "i386:x86-64",
+            "-d",
+            "kernel32.def",
+            "-l",
+            "kernel32.lib",
+        ],
+    );
+    let include = format!("-I{}", zip_here.join("include").display());
+    let probe = source_dir().join("tests/packaging/probe_msvc.c");
+    run(
+        "clang",
+        &[
+            "--target=x86_64-pc-windows-msvc",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-ffreestanding",
+            "-fno-builtin",
+            "-fno-stack-protector",
+            "-O1",
+            &include,
+            "-c",
+            probe.to_str().unwrap(),
+            "-o",
+            "probe_msvc.obj",
+        ],
+    );
+    let import_library = zip_here.join("lib/pyme_streaming.lib");
+    run(
+        "lld-link",
+        &[
+            "/nologo",
+            "/nodefaultlib",
+            "/subsystem:console",
+            "/entry:probe_main",
+            "/out:probe_msvc.exe",
+            "probe_msvc.obj",
+            import_library.to_str().unwrap(),
+            "kernel32.lib",
+        ],
+    );
+    let imports = run("objdump", &["-p", "probe_msvc.exe"]);
+    assert!(
+        imports.contains("DLL Name: pyme_streaming.dll"),
+        "{imports}"
+    );
+    let server = TestServer::start();
+    let (host, port) = server
+        .address()
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .unwrap();
+    let stdout = wine_with_zip(
+        "/build/zip-consumer/lld-link",
+        "probe_msvc.exe",
+        &[host, port],
+    );
+    assert!(
+        stdout.contains("probe: all 25 frames acknowledged"),
+        "{stdout}"
+    );
+    let expected: Vec<String> = (0..25)
+        .map(|i| format!("lld_link/frame{i:02}.raw"))
+        .collect();
+    assert_eq!(server.files(), expected);
+    for (i, name) in expected.iter().enumerate() {
+        assert_eq!(server.read(name).unwrap(), vec![i as u8; 4096], "{name}");
+    }
+}
