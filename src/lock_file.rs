@@ -319,7 +319,10 @@ mod tests {
         ));
         drop(old);
         let held = lock(dir.path(), Holder::DataServer).unwrap();
-        assert!(old_server().is_none(), "an earlier server would start beside it");
+        assert!(
+            old_server().is_none(),
+            "an earlier server would start beside it"
+        );
         drop(held);
         assert!(old_server().is_some(), "released");
     }
