@@ -231,34 +231,27 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
         );
     }
     if args.json {
-        let report = serde_json::json!({
-            "files": args.count,
-            "acknowledged": stats.files_acknowledged,
-            "failed": stats.files_failed,
-            "rejected": rejected,
-            "dropped": stats.dropped,
-            "rerouted": stats.rerouted,
-            "reconnects": stats.reconnects,
-            "retries": stats.retries,
-            "spilled": stats.spilled,
-            "acknowledged_already": stats.acknowledged_already,
-            "bytes": stats.bytes_acknowledged,
-            "bytes_sent": stats.bytes_sent,
-            "seconds": seconds,
-            "mb_per_s": mb_per_s,
-            "files_per_s": files_per_s,
-            "put_latency_us": put_us.json(),
-            "put_cpu_us": (!put_cpu_us.is_empty()).then(|| put_cpu_us.json()),
-            "memcpy_latency_us": (!copy_us.is_empty()).then(|| copy_us.json()),
-            "cpu_seconds": cpu_seconds,
-            "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
-            "peak_rss_bytes": peak_rss_bytes(),
-            "servers": servers,
-            "servers_up": watched.servers_up(),
-            "per_server": watched.servers_json(),
-            "size": size,
-        });
-        println!("{report}");
+        let mut report = outcome_json(args.count, rejected, &stats, &watched);
+        report.extend(
+            serde_json::json!({
+                "acknowledged_already": stats.acknowledged_already,
+                "seconds": seconds,
+                "mb_per_s": mb_per_s,
+                "files_per_s": files_per_s,
+                "put_latency_us": put_us.json(),
+                "put_cpu_us": (!put_cpu_us.is_empty()).then(|| put_cpu_us.json()),
+                "memcpy_latency_us": (!copy_us.is_empty()).then(|| copy_us.json()),
+                "cpu_seconds": cpu_seconds,
+                "cpu_seconds_per_gb": if gb_sent > 0.0 { cpu_seconds / gb_sent } else { 0.0 },
+                "peak_rss_bytes": peak_rss_bytes(),
+                "servers": servers,
+                "size": size,
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        );
+        println!("{}", serde_json::Value::Object(report));
     }
     let all_landed = rejected == 0 && stats.files_acknowledged == args.count;
     Ok(if all_landed {
@@ -266,6 +259,33 @@ pub fn run(args: BenchArgs) -> CliResult<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The `--json` fields `put` and `bench` share: the files and their outcomes, the
+/// streamer's counters, and the servers (up, and each one's counters).
+pub fn outcome_json(
+    files: u64,
+    rejected: u64,
+    stats: &pyme_streaming::Stats,
+    watched: &super::watch::Watched,
+) -> serde_json::Map<String, serde_json::Value> {
+    let json = serde_json::json!({
+        "files": files,
+        "acknowledged": stats.files_acknowledged,
+        "failed": stats.files_failed,
+        "rejected": rejected,
+        "dropped": stats.dropped,
+        "rerouted": stats.rerouted,
+        "reconnects": stats.reconnects,
+        "retries": stats.retries,
+        "spilled": stats.spilled,
+        "bytes": stats.bytes_acknowledged,
+        "bytes_sent": stats.bytes_sent,
+        "servers": watched.servers,
+        "servers_up": watched.servers_up(),
+        "per_server": watched.servers_json(),
+    });
+    json.as_object().cloned().unwrap_or_default()
 }
 
 /// `{"p50": .., "p99": .., "max": ..}` of put latencies in nanoseconds, in

@@ -96,27 +96,20 @@ pub fn run(args: PutArgs) -> CliResult<ExitCode> {
         report::write(path, &page)?;
     }
     if args.json {
-        let report = serde_json::json!({
-            "files": files.len(),
-            "acknowledged": stats.files_acknowledged,
-            "failed": stats.files_failed,
-            "rejected": rejected,
-            "dropped": stats.dropped,
-            "rerouted": stats.rerouted,
-            "reconnects": stats.reconnects,
-            "retries": stats.retries,
-            "spilled": stats.spilled,
-            "bytes": stats.bytes_acknowledged,
-            "bytes_sent": stats.bytes_sent,
-            "seconds": seconds,
-            "mb_per_s": mb_per_s,
-            "files_per_s": stats.files_acknowledged as f64 / seconds,
-            "put_latency_us": super::bench::latency_json(latencies_ns),
-            "servers": watched.servers,
-            "servers_up": watched.servers_up(),
-            "per_server": watched.servers_json(),
-        });
-        println!("{report}");
+        let mut report = super::bench::outcome_json(files.len() as u64, rejected, &stats, &watched);
+        report.extend([
+            ("seconds".to_owned(), seconds.into()),
+            ("mb_per_s".to_owned(), mb_per_s.into()),
+            (
+                "files_per_s".to_owned(),
+                (stats.files_acknowledged as f64 / seconds).into(),
+            ),
+            (
+                "put_latency_us".to_owned(),
+                super::bench::latency_json(latencies_ns),
+            ),
+        ]);
+        println!("{}", serde_json::Value::Object(report));
     }
     let all_landed = rejected == 0 && stats.files_acknowledged == files.len() as u64;
     Ok(if all_landed {
