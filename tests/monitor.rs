@@ -1456,3 +1456,34 @@ fn http_get_quiet(address: &str, path: &str) -> Option<(u16, String)> {
     stream.read_to_end(&mut answer).ok()?;
     (answer.len() > 12).then(|| split_answer(&answer))
 }
+
+/// A server that reports the largest disk JSON can carry.
+fn extreme_numbers(mut stream: TcpStream, _: &AtomicBool) {
+    read_head(&mut stream);
+    let body =
+        br#"{"Port": 1, "Disk": {"total": 18446744073709551615, "free": 18446744073709551615}}"#;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+/// Two servers whose disks add up past `u64::MAX`: the totals saturate, and every
+/// one of 100 requests is answered (none costs the monitor a connection slot).
+#[test]
+fn extreme_numbers_give_sane_totals_and_the_monitor_keeps_answering() {
+    let fakes = [Fake::start(extreme_numbers), Fake::start(extreme_numbers)];
+    let (_monitor, monitor) = monitor(&[&fakes[0].address, &fakes[1].address]);
+    wait_for(Duration::from_secs(5), "both read", || {
+        let status = api_status(&monitor);
+        status["totals"]["servers_up"] == 2
+    });
+    let status = api_status(&monitor);
+    assert_eq!(status["totals"]["disk_free_bytes"], u64::MAX, "{status}");
+    assert_eq!(status["totals"]["disk_total_bytes"], u64::MAX, "{status}");
+    for _ in 0..100 {
+        api_status(&monitor);
+    }
+    let (code, text) = http_get(&monitor, "/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(parse_prometheus(&text)["pyme_server_up"].samples.len(), 2);
+}

@@ -180,27 +180,39 @@ fn accept_loop(
             id
         };
         threads.fetch_add(1, Ordering::SeqCst);
+        let taken = Taken {
+            slots: Arc::clone(slots),
+            threads: Arc::clone(&threads),
+            id,
+        };
         let shared = Arc::clone(shared);
-        let (slots_of_thread, threads_of_thread) = (Arc::clone(slots), Arc::clone(&threads));
+        // If the spawn fails, the closure (and `taken` in it) is dropped: released.
         let spawned = std::thread::Builder::new()
             .name("pyme-monitor-request".into())
             .spawn(move || {
+                let _taken = taken;
                 serve(stream, &shared, &in_head);
-                let mut slots = slots_of_thread
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                slots.open.retain(|slot| slot.id != id);
-                drop(slots);
-                threads_of_thread.fetch_sub(1, Ordering::SeqCst);
             });
-        match spawned {
-            Ok(handle) => handles.push(handle),
-            Err(_) => {
-                threads.fetch_sub(1, Ordering::SeqCst);
-                let mut slots = slots.lock().unwrap_or_else(PoisonError::into_inner);
-                slots.open.retain(|slot| slot.id != id);
-            }
+        if let Ok(handle) = spawned {
+            handles.push(handle);
         }
+    }
+}
+
+/// A connection's slot and thread count, released when dropped: after its answer,
+/// and also when serving it panicked (else 64 panics would leave no slot free).
+struct Taken {
+    slots: Arc<Mutex<Slots>>,
+    threads: Arc<AtomicUsize>,
+    id: u64,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.open.retain(|slot| slot.id != self.id);
+        drop(slots);
+        self.threads.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -373,6 +385,32 @@ mod tests {
         assert_eq!(parse(b"POST / HTTP/1.1\r\n\r\n"), Asked::Method);
         assert_eq!(parse(b"\x00\x01garbage\r\n\r\n"), Asked::Malformed);
         assert_eq!(parse(b"GET http://x/ HTTP/1.1\r\n\r\n"), Asked::Malformed);
+    }
+
+    #[test]
+    fn a_panic_while_serving_releases_the_slot() {
+        let slots = Arc::new(Mutex::new(Slots::default()));
+        let threads = Arc::new(AtomicUsize::new(1));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        slots.lock().unwrap().open.push(Slot {
+            id: 7,
+            stream,
+            in_head: Arc::new(AtomicBool::new(false)),
+        });
+        let taken = Taken {
+            slots: Arc::clone(&slots),
+            threads: Arc::clone(&threads),
+            id: 7,
+        };
+        let panicked = std::thread::spawn(move || {
+            let _taken = taken;
+            panic!("a fault while serving");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(slots.lock().unwrap().open.is_empty(), "slot released");
+        assert_eq!(threads.load(Ordering::SeqCst), 0, "thread count released");
     }
 
     proptest::proptest! {
