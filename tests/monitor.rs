@@ -1487,3 +1487,68 @@ fn extreme_numbers_give_sane_totals_and_the_monitor_keeps_answering() {
     assert_eq!(code, 200);
     assert_eq!(parse_prometheus(&text)["pyme_server_up"].samples.len(), 2);
 }
+
+/// Puts a row `name, address, port` in the PYME registry at `path` (made if needed).
+fn registry_row(path: &Path, name: &str, address: &str, port: u16) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS dns \
+         (name TEXT, address TEXT, port INTEGER, creation_time FLOAT, URI TEXT)",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO dns VALUES (?1, ?2, ?3, 1.0, '')",
+        rusqlite::params![name, address, port],
+    )
+    .unwrap();
+}
+
+/// `pyme-stream monitor` with `args` on a free port; its `host:port`.
+fn monitor_with(args: &[&str]) -> (Process, String) {
+    let mut command = Command::new(BIN);
+    command.args(["monitor", "--port", "0"]).args(args);
+    let process = Process::start(command);
+    let address = process
+        .line
+        .strip_prefix("monitoring on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .expect("monitoring on")
+        .to_owned();
+    (process, address)
+}
+
+/// A registry row whose address holds a NUL (no host name can) is skipped: it
+/// neither kills discovery nor hides the cluster's real servers.
+#[test]
+fn a_registry_row_with_a_nul_in_its_address_is_skipped() {
+    let work = WorkDir::new("nul-address");
+    let registry = work.0.join("registry.sqlite");
+    let (_server, server) = serve(&work.0.join("a"));
+    let port: u16 = server.rsplit_once(':').unwrap().1.parse().unwrap();
+    // Sorted first by name, so it is met before the real one.
+    registry_row(&registry, "a-nul-cluster bad", "1.2.3.4\0x", 1);
+    registry_row(&registry, "b-nul-cluster good", "127.0.0.1", port);
+    let registry_arg = registry.to_str().unwrap();
+    let (_monitor, monitor) = monitor_with(&[
+        "--no-mdns",
+        "--serverfilter",
+        "nul-cluster",
+        "--registry",
+        registry_arg,
+    ]);
+    wait_for(
+        Duration::from_secs(10),
+        "the good server found and up",
+        || {
+            let status = api_status(&monitor);
+            status["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["server"] == server.as_str() && s["state"] == "up")
+        },
+    );
+    let status = api_status(&monitor);
+    assert_eq!(status["servers"].as_array().unwrap().len(), 1, "{status}");
+}
