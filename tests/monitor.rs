@@ -1552,3 +1552,44 @@ fn a_registry_row_with_a_nul_in_its_address_is_skipped() {
     let status = api_status(&monitor);
     assert_eq!(status["servers"].as_array().unwrap().len(), 1, "{status}");
 }
+
+/// A poll interval below 100 ms is refused at start, with a clear error.
+#[test]
+fn an_interval_below_100_ms_is_refused() {
+    let mut child = Command::new(BIN)
+        .args([
+            "monitor",
+            "--port",
+            "0",
+            "--interval-ms",
+            "1",
+            "--servers",
+            "127.0.0.1:1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("--interval-ms 1 accepted: it runs");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "accepted: {stderr}");
+    assert!(stderr.contains("--interval-ms"), "{stderr}");
+    assert!(stderr.contains("100"), "{stderr}");
+}
