@@ -1593,3 +1593,54 @@ fn an_interval_below_100_ms_is_refused() {
     assert!(stderr.contains("--interval-ms"), "{stderr}");
     assert!(stderr.contains("100"), "{stderr}");
 }
+
+/// A server given in `--servers` and also advertised stays watched as listed when
+/// its advertisement goes: it is not shown "no longer advertised", while a server
+/// only discovered is.
+#[test]
+fn a_listed_server_is_never_shown_unadvertised() {
+    let work = WorkDir::new("listed-unadvertised");
+    let registry = work.0.join("registry.sqlite");
+    let (_server, listed) = serve(&work.0.join("a"));
+    let port: u16 = listed.rsplit_once(':').unwrap().1.parse().unwrap();
+    let nothing_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let only_found = format!("127.0.0.1:{nothing_port}");
+    registry_row(&registry, "listed-cluster a", "127.0.0.1", port);
+    registry_row(&registry, "listed-cluster b", "127.0.0.1", nothing_port);
+    let registry_arg = registry.to_str().unwrap();
+    let (_monitor, monitor) = monitor_with(&[
+        "--no-mdns",
+        "--servers",
+        &listed,
+        "--serverfilter",
+        "listed-cluster",
+        "--registry",
+        registry_arg,
+    ]);
+    wait_for(
+        Duration::from_secs(10),
+        "both found, the listed one up",
+        || {
+            let status = api_status(&monitor);
+            status["servers"].as_array().unwrap().len() == 2
+                && server_json(&status, &listed)["state"] == "up"
+                && server_json(&status, &listed)["name"] == "listed-cluster a"
+        },
+    );
+    rusqlite::Connection::open(&registry)
+        .unwrap()
+        .execute("DELETE FROM dns", [])
+        .unwrap();
+    // The next discovery round (every 5 s) has run once the other is unadvertised.
+    wait_for(
+        Duration::from_secs(12),
+        "the found-only one unadvertised",
+        || server_json(&api_status(&monitor), &only_found)["error"] == "no longer advertised",
+    );
+    let status = api_status(&monitor);
+    assert_eq!(server_json(&status, &listed)["state"], "up", "{status}");
+}

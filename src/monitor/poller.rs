@@ -6,6 +6,7 @@
 //!
 //! What this module may not do: serve anything, or hold the record's lock during a poll.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -33,7 +34,7 @@ fn run(shared: &Shared, server: &Watched) {
     let timeout = shared.config.timeout;
     let mut next = Instant::now();
     loop {
-        if !shared.sleep_until(next) {
+        if !shared.sleep_until(next) || server.forgotten.load(Ordering::Relaxed) {
             return;
         }
         let started = Instant::now();
