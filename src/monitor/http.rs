@@ -30,8 +30,9 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 pub const MAX_HEAD_BYTES: usize = 8 << 10;
 
-/// How long writing an answer may take.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long writing an answer may take in all: a client that reads a large answer
+/// a trickle at a time cannot hold its thread longer.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The page, served from the binary.
 const PAGE: &str = include_str!("assets/page.html");
@@ -69,7 +70,7 @@ impl HttpServer {
 
     /// Stops accepting (a connection to itself wakes the accept), closes the
     /// connections still waiting for their request, joins the threads (an answer
-    /// being written ends by its write timeout at worst).
+    /// being written ends by its deadline, 10 s, at worst).
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
         let mut wake = self.local_addr;
@@ -257,7 +258,6 @@ pub(crate) fn parse(head: &[u8]) -> Asked {
 }
 
 fn serve(mut stream: TcpStream, shared: &Shared, in_head: &AtomicBool) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
@@ -353,12 +353,29 @@ fn answer(stream: &mut TcpStream, code: u16, content_type: &str, body: &[u8], wi
          Cache-Control: no-store\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes());
-    if with_body {
-        let _ = stream.write_all(body);
+    let deadline = Instant::now() + ANSWER_DEADLINE;
+    if write_within(stream, head.as_bytes(), deadline) && with_body {
+        write_within(stream, body, deadline);
     }
-    let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Writes all of `bytes` before `deadline`; false when the time is up or the
+/// connection failed (the rest is not written).
+fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> bool {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -411,6 +428,33 @@ mod tests {
         assert!(panicked.is_err());
         assert!(slots.lock().unwrap().open.is_empty(), "slot released");
         assert_eq!(threads.load(Ordering::SeqCst), 0, "thread count released");
+    }
+
+    /// A client reading a trickle (4 KiB every 20 ms) holds a large answer at most
+    /// until the deadline, not as long as each write makes some progress.
+    #[test]
+    fn an_answer_read_a_trickle_at_a_time_ends_at_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut reader, _) = listener.accept().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let trickle = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while !stopped.load(Ordering::SeqCst) && reader.read(&mut chunk).unwrap_or(0) > 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // 64 MiB at 200 KiB/s would take minutes; per-write progress never stops it.
+        let body = vec![b'x'; 64 << 20];
+        let started = Instant::now();
+        let whole = write_within(&mut writer, &body, started + Duration::from_millis(500));
+        let took = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        drop(writer);
+        trickle.join().unwrap();
+        assert!(!whole, "the deadline cut it short");
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 
     proptest::proptest! {
