@@ -1456,3 +1456,191 @@ fn http_get_quiet(address: &str, path: &str) -> Option<(u16, String)> {
     stream.read_to_end(&mut answer).ok()?;
     (answer.len() > 12).then(|| split_answer(&answer))
 }
+
+/// A server that reports the largest disk JSON can carry.
+fn extreme_numbers(mut stream: TcpStream, _: &AtomicBool) {
+    read_head(&mut stream);
+    let body =
+        br#"{"Port": 1, "Disk": {"total": 18446744073709551615, "free": 18446744073709551615}}"#;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+}
+
+/// Two servers whose disks add up past `u64::MAX`: the totals saturate, and every
+/// one of 100 requests is answered (none costs the monitor a connection slot).
+#[test]
+fn extreme_numbers_give_sane_totals_and_the_monitor_keeps_answering() {
+    let fakes = [Fake::start(extreme_numbers), Fake::start(extreme_numbers)];
+    let (_monitor, monitor) = monitor(&[&fakes[0].address, &fakes[1].address]);
+    wait_for(Duration::from_secs(5), "both read", || {
+        let status = api_status(&monitor);
+        status["totals"]["servers_up"] == 2
+    });
+    let status = api_status(&monitor);
+    assert_eq!(status["totals"]["disk_free_bytes"], u64::MAX, "{status}");
+    assert_eq!(status["totals"]["disk_total_bytes"], u64::MAX, "{status}");
+    for _ in 0..100 {
+        api_status(&monitor);
+    }
+    let (code, text) = http_get(&monitor, "/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(parse_prometheus(&text)["pyme_server_up"].samples.len(), 2);
+}
+
+/// Puts a row `name, address, port` in the PYME registry at `path` (made if needed).
+fn registry_row(path: &Path, name: &str, address: &str, port: u16) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS dns \
+         (name TEXT, address TEXT, port INTEGER, creation_time FLOAT, URI TEXT)",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO dns VALUES (?1, ?2, ?3, 1.0, '')",
+        rusqlite::params![name, address, port],
+    )
+    .unwrap();
+}
+
+/// `pyme-stream monitor` with `args` on a free port; its `host:port`.
+fn monitor_with(args: &[&str]) -> (Process, String) {
+    let mut command = Command::new(BIN);
+    command.args(["monitor", "--port", "0"]).args(args);
+    let process = Process::start(command);
+    let address = process
+        .line
+        .strip_prefix("monitoring on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .expect("monitoring on")
+        .to_owned();
+    (process, address)
+}
+
+/// A registry row whose address holds a NUL (no host name can) is skipped: it
+/// neither kills discovery nor hides the cluster's real servers.
+#[test]
+fn a_registry_row_with_a_nul_in_its_address_is_skipped() {
+    let work = WorkDir::new("nul-address");
+    let registry = work.0.join("registry.sqlite");
+    let (_server, server) = serve(&work.0.join("a"));
+    let port: u16 = server.rsplit_once(':').unwrap().1.parse().unwrap();
+    // Sorted first by name, so it is met before the real one.
+    registry_row(&registry, "a-nul-cluster bad", "1.2.3.4\0x", 1);
+    registry_row(&registry, "b-nul-cluster good", "127.0.0.1", port);
+    let registry_arg = registry.to_str().unwrap();
+    let (_monitor, monitor) = monitor_with(&[
+        "--no-mdns",
+        "--serverfilter",
+        "nul-cluster",
+        "--registry",
+        registry_arg,
+    ]);
+    wait_for(
+        Duration::from_secs(10),
+        "the good server found and up",
+        || {
+            let status = api_status(&monitor);
+            status["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["server"] == server.as_str() && s["state"] == "up")
+        },
+    );
+    let status = api_status(&monitor);
+    assert_eq!(status["servers"].as_array().unwrap().len(), 1, "{status}");
+}
+
+/// A poll interval below 100 ms is refused at start, with a clear error.
+#[test]
+fn an_interval_below_100_ms_is_refused() {
+    let mut child = Command::new(BIN)
+        .args([
+            "monitor",
+            "--port",
+            "0",
+            "--interval-ms",
+            "1",
+            "--servers",
+            "127.0.0.1:1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("--interval-ms 1 accepted: it runs");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "accepted: {stderr}");
+    assert!(stderr.contains("--interval-ms"), "{stderr}");
+    assert!(stderr.contains("100"), "{stderr}");
+}
+
+/// A server given in `--servers` and also advertised stays watched as listed when
+/// its advertisement goes: it is not shown "no longer advertised", while a server
+/// only discovered is.
+#[test]
+fn a_listed_server_is_never_shown_unadvertised() {
+    let work = WorkDir::new("listed-unadvertised");
+    let registry = work.0.join("registry.sqlite");
+    let (_server, listed) = serve(&work.0.join("a"));
+    let port: u16 = listed.rsplit_once(':').unwrap().1.parse().unwrap();
+    let nothing_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let only_found = format!("127.0.0.1:{nothing_port}");
+    registry_row(&registry, "listed-cluster a", "127.0.0.1", port);
+    registry_row(&registry, "listed-cluster b", "127.0.0.1", nothing_port);
+    let registry_arg = registry.to_str().unwrap();
+    let (_monitor, monitor) = monitor_with(&[
+        "--no-mdns",
+        "--servers",
+        &listed,
+        "--serverfilter",
+        "listed-cluster",
+        "--registry",
+        registry_arg,
+    ]);
+    wait_for(
+        Duration::from_secs(10),
+        "both found, the listed one up",
+        || {
+            let status = api_status(&monitor);
+            status["servers"].as_array().unwrap().len() == 2
+                && server_json(&status, &listed)["state"] == "up"
+                && server_json(&status, &listed)["name"] == "listed-cluster a"
+        },
+    );
+    rusqlite::Connection::open(&registry)
+        .unwrap()
+        .execute("DELETE FROM dns", [])
+        .unwrap();
+    // The next discovery round (every 5 s) has run once the other is unadvertised.
+    wait_for(
+        Duration::from_secs(12),
+        "the found-only one unadvertised",
+        || server_json(&api_status(&monitor), &only_found)["error"] == "no longer advertised",
+    );
+    let status = api_status(&monitor);
+    assert_eq!(server_json(&status, &listed)["state"], "up", "{status}");
+}

@@ -35,8 +35,8 @@ pub struct MonitorArgs {
     /// Port to serve the page on; 0 picks a free one.
     #[arg(long, default_value_t = pyme_streaming::monitor::DEFAULT_PORT)]
     pub port: u16,
-    /// Poll every server this often, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    /// Poll every server this often, in milliseconds (100 at least).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
     pub interval_ms: u64,
     /// A poll that takes longer than this fails (the server is shown down), in milliseconds.
     #[arg(long, default_value_t = 800)]
@@ -45,8 +45,8 @@ pub struct MonitorArgs {
 
 /// Runs the monitor until SIGINT or SIGTERM.
 pub fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.interval_ms == 0 || args.timeout_ms == 0 {
-        return Err("--interval-ms and --timeout-ms must be above 0".into());
+    if args.timeout_ms == 0 {
+        return Err("--timeout-ms must be above 0".into());
     }
     let discovery = args.serverfilter.as_ref().map(|serverfilter| {
         let mut options = DiscoveryOptions::for_cluster(serverfilter);

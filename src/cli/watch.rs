@@ -24,6 +24,11 @@ use super::Tally;
 /// How often the counters are read.
 const PERIOD: Duration = Duration::from_millis(200);
 
+/// The most samples kept: beyond it every other one is dropped (the first and
+/// the newest stay), so a run of any length holds a bounded count, evenly
+/// enough spread for the report's chart (at most 400 points) and rates.
+const MAX_SAMPLES: usize = 2000;
+
 /// One reading of every server: seconds since the start, and each server's
 /// acknowledged bytes then.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,10 +101,13 @@ fn watch(
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let now = read_all(&probe, n);
-        samples.push(Sample {
-            seconds: start.elapsed().as_secs_f64(),
-            bytes_acknowledged: now.iter().map(|s| s.bytes_acknowledged).collect(),
-        });
+        keep(
+            &mut samples,
+            Sample {
+                seconds: start.elapsed().as_secs_f64(),
+                bytes_acknowledged: now.iter().map(|s| s.bytes_acknowledged).collect(),
+            },
+        );
         let failed = tally.failed.load(Ordering::Relaxed);
         bar.set_message(progress_message(&now, failed));
         bar.set_position(tally.done.load(Ordering::Relaxed));
@@ -111,6 +119,20 @@ fn watch(
             };
         }
         std::thread::park_timeout(PERIOD);
+    }
+}
+
+/// Adds `sample`, halving the samples held when they are more than [`MAX_SAMPLES`].
+fn keep(samples: &mut Vec<Sample>, sample: Sample) {
+    samples.push(sample);
+    if samples.len() > MAX_SAMPLES {
+        let newest = samples.pop();
+        let mut index = 0;
+        samples.retain(|_| {
+            index += 1;
+            index % 2 == 1
+        });
+        samples.extend(newest);
     }
 }
 
@@ -181,5 +203,28 @@ mod tests {
             stats(ServerState::Up),
         ];
         assert_eq!(progress_message(&now, 7), "2/4 servers up, 7 failed");
+    }
+
+    #[test]
+    fn samples_stay_bounded_however_long_the_run() {
+        let mut samples = Vec::new();
+        for tick in 0..100_000u64 {
+            keep(
+                &mut samples,
+                Sample {
+                    seconds: tick as f64 * 0.2,
+                    bytes_acknowledged: vec![tick],
+                },
+            );
+            assert!(samples.len() <= MAX_SAMPLES, "{} at {tick}", samples.len());
+        }
+        assert_eq!(samples[0].seconds, 0.0, "the first kept");
+        assert_eq!(
+            samples.last().unwrap().bytes_acknowledged,
+            [99_999],
+            "the newest kept"
+        );
+        assert!(samples.len() > MAX_SAMPLES / 2, "{}", samples.len());
+        assert!(samples.windows(2).all(|w| w[0].seconds < w[1].seconds));
     }
 }

@@ -43,8 +43,9 @@ pub fn default_path() -> PathBuf {
 }
 
 /// The servers in the registry at `path`, the newest row of each name, ordered by name.
-/// A missing file or table means no servers. Rows with a missing name or address or an
-/// invalid port are skipped.
+/// A missing file or table means no servers. Rows with a missing name, an invalid
+/// port or an address that is neither an IP address nor a plausible host name
+/// ([`is_plausible_address`]) are skipped: the file is shared, anyone may write it.
 pub fn read(path: &Path) -> Result<Vec<ServerInfo>, DiscoveryError> {
     if !path.exists() {
         return Ok(Vec::new());
@@ -87,6 +88,7 @@ pub fn read(path: &Path) -> Result<Vec<ServerInfo>, DiscoveryError> {
             continue; // an older row of the same name
         }
         let port = port.and_then(|p| u16::try_from(p).ok()).filter(|&p| p != 0);
+        let address = address.filter(|a| is_plausible_address(a));
         if let (Some(address), Some(port)) = (address, port) {
             servers.push(ServerInfo {
                 name,
@@ -96,6 +98,21 @@ pub fn read(path: &Path) -> Result<Vec<ServerInfo>, DiscoveryError> {
         }
     }
     Ok(servers)
+}
+
+/// Whether `address` is an IP address or a plausible host name: labels of ASCII
+/// letters, digits, `-` and `_` separated by dots, 253 characters at most. PYME
+/// writes dotted IPv4 addresses, which pass.
+pub fn is_plausible_address(address: &str) -> bool {
+    address.parse::<IpAddr>().is_ok()
+        || (address.len() <= 253
+            && address.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }))
 }
 
 /// A row in the registry, deleted (with every other row of its name) when dropped.
@@ -285,5 +302,30 @@ mod tests {
         assert_eq!(names(&path), ["alive", "elsewhere", "new", "odd"]);
         let found: Vec<_> = read(&path).unwrap().into_iter().map(|s| s.name).collect();
         assert!(!found.contains(&"gone".to_owned()), "{found:?}");
+    }
+
+    #[test]
+    fn rows_with_implausible_addresses_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(CREATE_TABLE, []).unwrap();
+        for (name, address) in [
+            ("nul", "1.2.3.4\0x"),
+            ("space", "a host"),
+            ("empty", ""),
+            ("dots", "a..b"),
+            ("ipv4", "192.0.2.1"),
+            ("ipv6", "::1"),
+            ("host", "data-1.example_lab.local"),
+        ] {
+            conn.execute(
+                "INSERT INTO dns VALUES (?1, ?2, 1, 1.0, '')",
+                rusqlite::params![name, address],
+            )
+            .unwrap();
+        }
+        let found: Vec<_> = read(&path).unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(found, ["host", "ipv4", "ipv6"]);
     }
 }

@@ -2,7 +2,9 @@
 //! local registry and on mDNS (as `discovery::find_servers` looks, without its TCP
 //! probe: a server that is advertised but silent is shown down, not hidden). A server
 //! found is watched from then on; one no longer advertised is shown down ("no longer
-//! advertised") and watched again if it comes back.
+//! advertised") and watched again if it comes back, or forgotten (no longer shown nor
+//! polled) after [`FORGET_AFTER`]. A server also given in `--servers` is never
+//! marked unadvertised nor forgotten: it is watched for being listed.
 //!
 //! What this module may not do: talk HTTP, or decide up or down from anything but
 //! the advertisement.
@@ -18,6 +20,9 @@ use crate::discovery::{self, mdns, registry, DiscoveryOptions, ServerInfo};
 
 /// How often the cluster is looked up.
 pub const EVERY: Duration = Duration::from_secs(5);
+
+/// How long a discovered server no longer advertised is still shown (down).
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 pub(crate) fn spawn(
     shared: Arc<Shared>,
@@ -43,21 +48,37 @@ fn run(shared: &Arc<Shared>, options: &DiscoveryOptions) {
             *watched.name.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some(server.name.clone());
         }
-        let servers = shared
+        let now = Instant::now();
+        let mut servers = shared
             .servers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for watched in servers.iter() {
+        servers.retain(|watched| {
             let discovered = watched
                 .name
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .is_some();
-            if discovered {
-                let advertised = addresses.contains(&watched.address);
-                watched.advertised.store(advertised, Ordering::Relaxed);
+            if !discovered || watched.listed.load(Ordering::Relaxed) {
+                return true;
             }
-        }
+            let advertised = addresses.contains(&watched.address);
+            watched.advertised.store(advertised, Ordering::Relaxed);
+            let mut since = watched
+                .unadvertised_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if advertised {
+                *since = None;
+                return true;
+            }
+            let since = *since.get_or_insert(now);
+            let keep = now.saturating_duration_since(since) <= FORGET_AFTER;
+            if !keep {
+                watched.forgotten.store(true, Ordering::Relaxed);
+            }
+            keep
+        });
         drop(servers);
         if !shared.sleep_until(round + EVERY) {
             return;

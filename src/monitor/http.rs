@@ -30,8 +30,9 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 pub const MAX_HEAD_BYTES: usize = 8 << 10;
 
-/// How long writing an answer may take.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long writing an answer may take in all: a client that reads a large answer
+/// a trickle at a time cannot hold its thread longer.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The page, served from the binary.
 const PAGE: &str = include_str!("assets/page.html");
@@ -69,7 +70,7 @@ impl HttpServer {
 
     /// Stops accepting (a connection to itself wakes the accept), closes the
     /// connections still waiting for their request, joins the threads (an answer
-    /// being written ends by its write timeout at worst).
+    /// being written ends by its deadline, 10 s, at worst).
     pub fn shutdown(self) {
         self.stop.store(true, Ordering::SeqCst);
         let mut wake = self.local_addr;
@@ -180,27 +181,39 @@ fn accept_loop(
             id
         };
         threads.fetch_add(1, Ordering::SeqCst);
+        let taken = Taken {
+            slots: Arc::clone(slots),
+            threads: Arc::clone(&threads),
+            id,
+        };
         let shared = Arc::clone(shared);
-        let (slots_of_thread, threads_of_thread) = (Arc::clone(slots), Arc::clone(&threads));
+        // If the spawn fails, the closure (and `taken` in it) is dropped: released.
         let spawned = std::thread::Builder::new()
             .name("pyme-monitor-request".into())
             .spawn(move || {
+                let _taken = taken;
                 serve(stream, &shared, &in_head);
-                let mut slots = slots_of_thread
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                slots.open.retain(|slot| slot.id != id);
-                drop(slots);
-                threads_of_thread.fetch_sub(1, Ordering::SeqCst);
             });
-        match spawned {
-            Ok(handle) => handles.push(handle),
-            Err(_) => {
-                threads.fetch_sub(1, Ordering::SeqCst);
-                let mut slots = slots.lock().unwrap_or_else(PoisonError::into_inner);
-                slots.open.retain(|slot| slot.id != id);
-            }
+        if let Ok(handle) = spawned {
+            handles.push(handle);
         }
+    }
+}
+
+/// A connection's slot and thread count, released when dropped: after its answer,
+/// and also when serving it panicked (else 64 panics would leave no slot free).
+struct Taken {
+    slots: Arc<Mutex<Slots>>,
+    threads: Arc<AtomicUsize>,
+    id: u64,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.open.retain(|slot| slot.id != self.id);
+        drop(slots);
+        self.threads.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -245,7 +258,6 @@ pub(crate) fn parse(head: &[u8]) -> Asked {
 }
 
 fn serve(mut stream: TcpStream, shared: &Shared, in_head: &AtomicBool) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
@@ -341,12 +353,29 @@ fn answer(stream: &mut TcpStream, code: u16, content_type: &str, body: &[u8], wi
          Cache-Control: no-store\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes());
-    if with_body {
-        let _ = stream.write_all(body);
+    let deadline = Instant::now() + ANSWER_DEADLINE;
+    if write_within(stream, head.as_bytes(), deadline) && with_body {
+        write_within(stream, body, deadline);
     }
-    let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Writes all of `bytes` before `deadline`; false when the time is up or the
+/// connection failed (the rest is not written).
+fn write_within(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> bool {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -373,6 +402,59 @@ mod tests {
         assert_eq!(parse(b"POST / HTTP/1.1\r\n\r\n"), Asked::Method);
         assert_eq!(parse(b"\x00\x01garbage\r\n\r\n"), Asked::Malformed);
         assert_eq!(parse(b"GET http://x/ HTTP/1.1\r\n\r\n"), Asked::Malformed);
+    }
+
+    #[test]
+    fn a_panic_while_serving_releases_the_slot() {
+        let slots = Arc::new(Mutex::new(Slots::default()));
+        let threads = Arc::new(AtomicUsize::new(1));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        slots.lock().unwrap().open.push(Slot {
+            id: 7,
+            stream,
+            in_head: Arc::new(AtomicBool::new(false)),
+        });
+        let taken = Taken {
+            slots: Arc::clone(&slots),
+            threads: Arc::clone(&threads),
+            id: 7,
+        };
+        let panicked = std::thread::spawn(move || {
+            let _taken = taken;
+            panic!("a fault while serving");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(slots.lock().unwrap().open.is_empty(), "slot released");
+        assert_eq!(threads.load(Ordering::SeqCst), 0, "thread count released");
+    }
+
+    /// A client reading a trickle (4 KiB every 20 ms) holds a large answer at most
+    /// until the deadline, not as long as each write makes some progress.
+    #[test]
+    fn an_answer_read_a_trickle_at_a_time_ends_at_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut reader, _) = listener.accept().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let trickle = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while !stopped.load(Ordering::SeqCst) && reader.read(&mut chunk).unwrap_or(0) > 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // 64 MiB at 200 KiB/s would take minutes; per-write progress never stops it.
+        let body = vec![b'x'; 64 << 20];
+        let started = Instant::now();
+        let whole = write_within(&mut writer, &body, started + Duration::from_millis(500));
+        let took = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        drop(writer);
+        trickle.join().unwrap();
+        assert!(!whole, "the deadline cut it short");
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 
     proptest::proptest! {

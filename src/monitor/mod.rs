@@ -84,8 +84,14 @@ pub(crate) struct Watched {
     pub address: String,
     /// Its advertised name, when discovery found it.
     pub name: Mutex<Option<String>>,
+    /// Given in the configuration's `servers`: never marked unadvertised nor forgotten.
+    pub listed: std::sync::atomic::AtomicBool,
     /// False once discovery no longer finds it (shown down).
     pub advertised: std::sync::atomic::AtomicBool,
+    /// Since when discovery no longer finds it; forgotten after [`discover::FORGET_AFTER`].
+    pub unadvertised_since: Mutex<Option<Instant>>,
+    /// Removed from the watched servers: its poller ends.
+    pub forgotten: std::sync::atomic::AtomicBool,
     pub record: Mutex<Record>,
 }
 
@@ -134,18 +140,22 @@ impl Shared {
         let watched = Arc::new(Watched {
             address: address.to_owned(),
             name: Mutex::new(None),
+            listed: std::sync::atomic::AtomicBool::new(false),
             advertised: std::sync::atomic::AtomicBool::new(true),
+            unadvertised_since: Mutex::new(None),
+            forgotten: std::sync::atomic::AtomicBool::new(false),
             record: Mutex::new(Record::default()),
         });
         servers.push(Arc::clone(&watched));
         drop(servers);
         if !self.is_stopping() {
             match poller::spawn(Arc::clone(self), Arc::clone(&watched)) {
-                Ok(handle) => self
-                    .pollers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(handle),
+                Ok(handle) => {
+                    let mut pollers = self.pollers.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Those of forgotten servers have ended.
+                    pollers.retain(|poller| !poller.is_finished());
+                    pollers.push(handle);
+                }
                 Err(error) => {
                     watched
                         .record
@@ -183,7 +193,10 @@ impl Monitor {
             config,
         });
         for server in shared.config.servers.clone() {
-            shared.watch(&server);
+            shared
+                .watch(&server)
+                .listed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let mut monitor = Monitor {
             local_addr,

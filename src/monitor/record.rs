@@ -20,6 +20,11 @@ use super::reading::{Reading, Software};
 /// How long rates are kept for the charts.
 pub const HISTORY: Duration = Duration::from_secs(600);
 
+/// The most points kept per server: ten minutes at one a second, both ends
+/// included. With a shorter interval the oldest go first (the charts then cover
+/// less than [`HISTORY`]), so memory stays bounded whatever the interval.
+pub const MAX_POINTS: usize = 601;
+
 /// A server whose last answer is older than its stale limit is down, whatever the
 /// poll under way will say (the poller's thread may be stuck in a resolver). The
 /// limit is one interval and one timeout (the longest a healthy server's answers
@@ -155,6 +160,9 @@ impl Record {
         {
             self.points.pop_front();
         }
+        while self.points.len() > MAX_POINTS {
+            self.points.pop_front();
+        }
     }
 }
 
@@ -229,5 +237,23 @@ mod tests {
         assert_eq!(record.files_per_s, None);
         assert_eq!(record.data_in, Some(DataIn::Network));
         assert_eq!(record.points.len(), 601);
+    }
+
+    #[test]
+    fn history_is_bounded_in_points_whatever_the_interval() {
+        let t0 = Instant::now();
+        let mut record = Record::default();
+        for tenth in 0..7000 {
+            record.answered(
+                ours(tenth, tenth, 1.0),
+                t0 + Duration::from_millis(100 * tenth),
+            );
+        }
+        assert_eq!(record.points.len(), MAX_POINTS);
+        assert_eq!(
+            record.points.back().unwrap().at,
+            t0 + Duration::from_millis(100 * 6999),
+            "the newest is kept"
+        );
     }
 }

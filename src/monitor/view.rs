@@ -132,8 +132,11 @@ pub(crate) fn status_json(shared: &Shared) -> String {
                 totals.0 += 1;
                 totals.1 += s.record.bytes_per_s.unwrap_or(0.0);
                 totals.2 += s.record.files_per_s.unwrap_or(0.0);
-                totals.3 += latest.and_then(|r| r.disk_free_bytes).unwrap_or(0);
-                totals.4 += latest.and_then(|r| r.disk_total_bytes).unwrap_or(0);
+                // A server may report anything up to u64::MAX: saturate, never wrap.
+                let free = latest.and_then(|r| r.disk_free_bytes).unwrap_or(0);
+                let total = latest.and_then(|r| r.disk_total_bytes).unwrap_or(0);
+                totals.3 = totals.3.saturating_add(free);
+                totals.4 = totals.4.saturating_add(total);
             }
             let disk_used_fraction = latest.and_then(|r| {
                 let total = r.disk_total_bytes.filter(|t| *t > 0)? as f64;
