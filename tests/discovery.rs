@@ -969,6 +969,13 @@ fn mdns_finds_a_hundred_servers_in_ten_of_ten_runs() {
     }
     let filter = format!("HUNDRED{}", std::process::id());
     let cluster = HundredServers::start(&filter).expect("the namespaces and servers start");
+    // Servers just started announce themselves (twice, a second apart) and probe
+    // their names: one browse first lets that settle, as a cluster runs before a
+    // camera program looks for it. Its count is printed, not judged.
+    eprintln!(
+        "warm-up browse: {} servers",
+        cluster.discover(&filter).len()
+    );
     let mut counts = Vec::new();
     for _ in 0..10 {
         let found = cluster.discover(&filter);
