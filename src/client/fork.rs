@@ -10,7 +10,7 @@
 //! compare the two: one atomic load, no system call per put. The child handler
 //! also closes the child's copies of the spill folders' lock files, so that a
 //! child never keeps a parent's folder locked (see `folder_lock`). Taking or
-//! releasing such a lock runs inside [`atomic_with_fork`]: the same handlers
+//! releasing such a lock runs inside `atomic_with_fork`: the same handlers
 //! hold a mutex across `fork(2)` (taken in the prepare handler, released in
 //! the parent's and the child's), so a fork happens before a lock's set-up
 //! (open, lock, registration) or after it, never between its steps; a child

@@ -29,7 +29,7 @@
 //! folders (`<dir>/0/`, `<dir>/1/`, ...: a segment of digits right under it) and
 //! everything in them are the pyramid's; only `__pyramid_*` operations write there.
 //! A plain PUT, a mirror or an `__aggregate_txt` of such a name is refused (409, see
-//! [`claim`], which the store asks under the same per-folder lock just before a
+//! `claim`, which the store asks under the same per-folder lock just before a
 //! file is named or appended to, so a create racing a PUT is ordered). A create is
 //! refused (409) where a level folder already holds a file (a write-once file the
 //! pyramid did not make, or an appended log): so a finish never replaces a file it
