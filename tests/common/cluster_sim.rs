@@ -205,6 +205,17 @@ impl SimCluster {
             // SAFETY: a plain system call on our own child's pid (`ip netns
             // exec` execs the server, so the pid is the server's).
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGSTOP) };
+            // kill(2) returns before every thread has stopped: a busy thread may
+            // still answer a request sent after this call. Return once all have.
+            let tasks = format!("/proc/{}/task", child.id());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !all_stopped(&tasks) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "server {i} did not stop within 10 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
     }
 
@@ -332,4 +343,18 @@ impl Drop for SimCluster {
             let _ = ip(&["netns", "del", ns]);
         }
     }
+}
+
+/// Whether every thread under `/proc/<pid>/task` is stopped (state `T` or `t`).
+fn all_stopped(tasks: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(tasks) else {
+        return true; // gone: it answers nothing either
+    };
+    entries.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).map_or(true, |stat| {
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            matches!(state, Some(Some('T' | 't')))
+        })
+    })
 }
