@@ -843,12 +843,14 @@ fn netns_cli_serve_discover_bench() {
 
 /// The namespaces of [`mdns_finds_a_hundred_servers_in_ten_of_ten_runs`], their servers
 /// killed and the namespaces deleted on drop (also on failure).
+#[cfg(target_os = "linux")]
 struct HundredServers {
     namespaces: Vec<String>,
     servers: Vec<std::process::Child>,
     _roots: tempfile::TempDir,
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for HundredServers {
     fn drop(&mut self) {
         for server in &mut self.servers {
@@ -861,6 +863,7 @@ impl Drop for HundredServers {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl HundredServers {
     const GROUPS: usize = 4;
     const PER_GROUP: usize = 25;
@@ -955,6 +958,7 @@ impl HundredServers {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn mdns_finds_a_hundred_servers_in_ten_of_ten_runs() {
     let test = "mdns_finds_a_hundred_servers_in_ten_of_ten_runs";

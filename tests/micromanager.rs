@@ -569,6 +569,7 @@ fn queue_full_with_wait_waits_its_bound_then_drops() {
 /// sees every frame with the camera's pixels, the metadata, the events and a
 /// complete series. PYME starts zeroconf, so its side runs inside a network
 /// namespace with only lo (as root; skipped visibly otherwise).
+#[cfg(target_os = "linux")]
 #[test]
 fn pymes_cluster_data_source_reads_the_series_back() {
     let test = "pymes_cluster_data_source_reads_the_series_back";
