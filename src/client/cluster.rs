@@ -501,23 +501,25 @@ impl Cluster {
         // Moves away from servers that are down; passing over is not counted:
         // each one follows a silence of the pass-over time.
         let mut moves_left = self.links.len() + 1;
+        let mut passing = pass_over;
         loop {
             if may_move && self.options.spread_when_full && !self.links[target].has_room_now(&job) {
                 if let Some(other) = self.with_room(&job) {
                     target = other;
                 }
             }
-            let mut passing = pass_over;
-            if pass_over && self.links[target].full_and_silent(&job) {
-                match self.answering_instead_of(target, &job) {
-                    Some(other) => target = other,
-                    None if self.spill.is_some() => break,
-                    // Nowhere better: wait here, for room or the response timeout.
-                    None => passing = false,
-                }
-            }
+            // The link refuses at once (passed over) a file it has no room for
+            // while its server is silent: no look of our own before the push.
             match self.admit_to(target, job, deadline, true, passing) {
-                Err(refused) if refused.passed_over => job = refused.job,
+                Err(refused) if refused.passed_over => {
+                    job = refused.job;
+                    match self.answering_instead_of(target, &job) {
+                        Some(other) => target = other,
+                        None if self.spill.is_some() => break,
+                        // Nowhere better: wait here, for room or the response timeout.
+                        None => passing = false,
+                    }
+                }
                 // A server that is down: with failover, another live one; a
                 // file for this server alone (`put_stream`) is spilled, if
                 // there is a folder, as files rerouted from it are.
@@ -531,7 +533,10 @@ impl Cluster {
                         break;
                     }
                     match self.pick_live(None) {
-                        Some(live) => target = live,
+                        Some(live) => {
+                            target = live;
+                            passing = pass_over;
+                        }
                         None => break,
                     }
                 }

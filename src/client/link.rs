@@ -315,14 +315,6 @@ impl Link {
         self.stalls_at(state).is_some_and(|at| now >= at)
     }
 
-    /// The queue has no room for `job`, and the server is silent (see
-    /// [`Link::stalled`]): a new file goes elsewhere if another server has
-    /// room.
-    pub fn full_and_silent(&self, job: &Job) -> bool {
-        let state = self.lock();
-        !self.has_room(&state, job.len()) && self.stalled(&state, Instant::now())
-    }
-
     /// Taking files now (up, not closing), with room for `job`, and not
     /// silent: where a passed-over file may go.
     pub fn takes_now(&self, job: &Job) -> bool {
