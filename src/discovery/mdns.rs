@@ -23,94 +23,124 @@ const DAEMON_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// `mdns-sd` repeats a goodbye once, 120 ms after the first; let it go out.
 const GOODBYE_REPEAT_DELAY: Duration = Duration::from_millis(150);
 
-/// How long a browse goes on after the last instance it heard for the first time, when
-/// that was late in `wait` ([`browse`]).
-const QUIET: Duration = Duration::from_secs(1);
-
 /// The longest browse, as a multiple of `wait`.
 const MAX_WAIT_FACTOR: u32 = 4;
+
+/// The time between two queries of one browse (RFC 6762 section 5.2: at least a second).
+const QUERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many queries must go unanswered by anything new before a browse ends.
+const QUIET_QUERIES: u32 = 2;
+
+/// How long a browse listens after its last query before it ends: responders wait up to
+/// 120 ms before answering a shared record (RFC 6762 section 6), more on a busy host.
+const LISTEN_AFTER_QUERY: Duration = Duration::from_millis(500);
 
 /// The resolved `_pyme-http._tcp` services heard, by instance name (an instance that
 /// said goodbye during the browse is left out).
 ///
-/// The query is asked again until the answers stop changing: `mdns-sd` repeats it
-/// after 1, 3, 7... seconds (answers known from earlier rounds are not asked again),
-/// and the browse lasts `wait`, or longer while new instances keep coming (until one
-/// second without a new one), at most four times `wait`; instances heard of but not
-/// yet resolved (their address and port asked for) extend it by a second at a time
-/// while each second resolves some.
-/// On a link where many servers answer at once some answers are lost (socket
-/// buffers, switches), and a later round hears them; a stable cluster is browsed in
-/// `wait`, as before.
+/// The query is asked again until the answers stop changing: once a second, carrying
+/// the answers already known (RFC 6762 section 7.1) so that only servers not yet heard
+/// answer, and asking again for the address and port of instances heard but not yet
+/// resolved. The browse ends when `wait` has passed and the last two queries brought
+/// nothing new (no new instance, no new resolution, no goodbye), half a second after
+/// the last of them; it never lasts more than four times `wait`. On a link where many
+/// servers answer at once some answers are lost (socket buffers, switches, a busy
+/// host), and a later query hears them; a stable cluster is browsed in `wait`, or 2.5 s
+/// if that is more.
 pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let daemon = Daemon::start()?;
-    let events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
+    let mut events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
     let start = Instant::now();
     let last_possible = start + wait * MAX_WAIT_FACTOR;
-    let mut deadline = start + wait;
-    let mut found = BTreeMap::new();
-    // Instances whose name was heard (PTR) but not yet resolved (SRV, A): `mdns-sd`
-    // asks for what is missing; the browse waits for them (within its longest time).
-    let mut heard = std::collections::BTreeSet::new();
-    // Waiting for unresolved instances extends the browse by one `QUIET` at a time,
-    // and again only if the last extension resolved some: an instance that never
-    // resolves (its host gone) must not make every browse last its longest.
-    let mut resolved_at_extension: Option<usize> = None;
+    let mut heard = Heard::default();
+    let mut last_query = start;
+    let mut quiet_queries = 0;
     loop {
-        let event = match events.recv_deadline(deadline) {
-            Ok(event) => event,
+        let now = Instant::now();
+        let settled = quiet_queries >= QUIET_QUERIES && now >= last_query + LISTEN_AFTER_QUERY;
+        if now >= last_possible || (now >= start + wait && settled) {
+            break;
+        }
+        let next_query = last_query + QUERY_INTERVAL;
+        if now >= next_query {
+            // A browse asked again replaces the daemon's listener (and its schedule
+            // of repeats) and queries at once with the known answers; what reached
+            // the old listener first is still read.
+            let again = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
+            let old = std::mem::replace(&mut events, again);
+            let drained_by = now + DAEMON_REPLY_TIMEOUT;
+            while let Ok(event) = old.recv_deadline(drained_by) {
+                if heard.take(event) {
+                    quiet_queries = 0;
+                }
+            }
+            last_query = now;
+            quiet_queries += 1;
+            continue;
+        }
+        let mut until = next_query.min(last_possible);
+        if quiet_queries >= QUIET_QUERIES {
+            until = until.min((last_query + LISTEN_AFTER_QUERY).max(start + wait));
+        }
+        match events.recv_deadline(until) {
+            Ok(event) => {
+                if heard.take(event) {
+                    quiet_queries = 0;
+                }
+            }
             // The daemon gone: nothing more will come.
             Err(_) if events.is_disconnected() => break,
-            Err(_) => {
-                let unresolved = heard.iter().any(|name| !found.contains_key(name));
-                let now = Instant::now();
-                let progress = resolved_at_extension.is_none_or(|before| found.len() > before);
-                if unresolved && progress && now < last_possible {
-                    resolved_at_extension = Some(found.len());
-                    deadline = (now + QUIET).min(last_possible);
-                    continue;
-                }
-                break;
-            }
-        };
+            Err(_) => {}
+        }
+    }
+    let _ = daemon.0.stop_browse(SERVICE_TYPE);
+    Ok(heard.found.into_values().collect())
+}
+
+/// What one browse has heard so far.
+#[derive(Default)]
+struct Heard {
+    /// Resolved instances, by name.
+    found: BTreeMap<String, ServerInfo>,
+    /// Instances whose name was heard (PTR), resolved or not.
+    names: std::collections::BTreeSet<String>,
+}
+
+impl Heard {
+    /// Takes in one event; whether it changed what was heard.
+    fn take(&mut self, event: ServiceEvent) -> bool {
         match event {
             ServiceEvent::ServiceFound(_, fullname) => {
-                if let Some(name) = instance_of(&fullname) {
-                    if heard.insert(name) {
-                        deadline = deadline.max(Instant::now() + QUIET).min(last_possible);
-                    }
-                }
+                instance_of(&fullname).is_some_and(|name| self.names.insert(name))
             }
             ServiceEvent::ServiceResolved(service) => {
                 let Some(name) = instance_of(&service.fullname) else {
-                    continue;
+                    return false;
                 };
+                let new_name = self.names.insert(name.clone());
+                // Resolved without an IPv4 address: PYME's clients use no other.
                 let Some(address) = preferred_address(service.get_addresses_v4()) else {
-                    // Resolved without an IPv4 address (PYME's clients use none
-                    // other): answered, not waited for.
-                    heard.remove(&name);
-                    continue;
+                    return new_name;
                 };
                 let server = ServerInfo {
                     name: name.clone(),
                     address: address.to_string(),
                     port: service.port,
                 };
-                if found.insert(name, server).is_none() {
-                    deadline = deadline.max(Instant::now() + QUIET).min(last_possible);
-                }
+                let changed = self.found.get(&name) != Some(&server);
+                self.found.insert(name, server);
+                new_name || changed
             }
             ServiceEvent::ServiceRemoved(_, fullname) => {
-                if let Some(name) = instance_of(&fullname) {
-                    found.remove(&name);
-                    heard.remove(&name);
-                }
+                instance_of(&fullname).is_some_and(|name| {
+                    let was_named = self.names.remove(&name);
+                    self.found.remove(&name).is_some() || was_named
+                })
             }
-            _ => {}
+            _ => false,
         }
     }
-    let _ = daemon.0.stop_browse(SERVICE_TYPE);
-    Ok(found.into_values().collect())
 }
 
 /// An mDNS advertisement of one data server, withdrawn (with a goodbye packet) when
