@@ -29,6 +29,9 @@ const MAX_WAIT_FACTOR: u32 = 4;
 /// The time between two queries of one browse (RFC 6762 section 5.2: at least a second).
 const QUERY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a browse looks at listeners it replaced, while they are open.
+const RETIRED_POLL: Duration = Duration::from_millis(20);
+
 /// How many queries must go unanswered by anything new before a browse ends.
 const QUIET_QUERIES: u32 = 2;
 
@@ -49,6 +52,21 @@ const LISTEN_AFTER_QUERY: Duration = Duration::from_millis(500);
 /// host), and a later query hears them; a stable cluster is browsed in `wait`, or 2.5 s
 /// if that is more.
 pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
+    browse_until_quiet(wait, QUIET_QUERIES)
+}
+
+/// One query, its answers heard for `wait` (at least half a second): for a node that
+/// browses again and again (a data server keeping its list of peers, `server/peers.rs`),
+/// where [`browse`]'s repeats would multiply the queries of every node of a cluster.
+pub fn browse_one_query(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
+    browse_until_quiet(wait, 0)
+}
+
+/// [`browse`], ending once `quiet_queries` queries in a row brought nothing new.
+fn browse_until_quiet(
+    wait: Duration,
+    quiet_queries_needed: u32,
+) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let daemon = Daemon::start()?;
     let mut events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
     let start = Instant::now();
@@ -56,32 +74,41 @@ pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let mut heard = Heard::default();
     let mut last_query = start;
     let mut quiet_queries = 0;
+    // Listeners replaced by a browse asked again: what reached them before the daemon
+    // took the new one is still read (without waiting) until they are closed.
+    let mut retired: Vec<mdns_sd::Receiver<ServiceEvent>> = Vec::new();
     loop {
+        retired.retain(|old| {
+            while let Ok(event) = old.try_recv() {
+                if heard.take(event) {
+                    quiet_queries = 0;
+                }
+            }
+            !old.is_disconnected()
+        });
         let now = Instant::now();
-        let settled = quiet_queries >= QUIET_QUERIES && now >= last_query + LISTEN_AFTER_QUERY;
+        let settled =
+            quiet_queries >= quiet_queries_needed && now >= last_query + LISTEN_AFTER_QUERY;
         if now >= last_possible || (now >= start + wait && settled) {
             break;
         }
         let next_query = last_query + QUERY_INTERVAL;
         if now >= next_query {
             // A browse asked again replaces the daemon's listener (and its schedule
-            // of repeats) and queries at once with the known answers; what reached
-            // the old listener first is still read.
+            // of repeats) and queries at once with the known answers.
             let again = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
-            let old = std::mem::replace(&mut events, again);
-            let drained_by = now + DAEMON_REPLY_TIMEOUT;
-            while let Ok(event) = old.recv_deadline(drained_by) {
-                if heard.take(event) {
-                    quiet_queries = 0;
-                }
-            }
+            retired.push(std::mem::replace(&mut events, again));
             last_query = now;
             quiet_queries += 1;
             continue;
         }
         let mut until = next_query.min(last_possible);
-        if quiet_queries >= QUIET_QUERIES {
+        if quiet_queries >= quiet_queries_needed {
             until = until.min((last_query + LISTEN_AFTER_QUERY).max(start + wait));
+        }
+        if !retired.is_empty() {
+            // Look at the replaced listeners again soon.
+            until = until.min(now + RETIRED_POLL);
         }
         match events.recv_deadline(until) {
             Ok(event) => {

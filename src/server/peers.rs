@@ -7,7 +7,8 @@
 //! local registry (the file PYME's servers and ours register in), read again when
 //! the list is older than [`REGISTRY_FRESH`] or when an address is not in it; and,
 //! when asked for, on mDNS, browsed by a background thread every [`MDNS_REFRESH`]
-//! for [`MDNS_BROWSE`] (a peer appears within about two seconds of advertising).
+//! for [`MDNS_BROWSE`], one query each (a peer appears within about two seconds of
+//! advertising).
 //! `MirrorFrom::Any` allows every address; `MirrorFrom::Nowhere` none.
 //!
 //! What this module may not do: connect to a peer (the mirror does that), or send
@@ -111,7 +112,7 @@ impl Peers {
     /// Browses mDNS until [`Peers::stop`], keeping the list of peers heard current.
     pub(crate) fn browse_mdns(&self) {
         loop {
-            if let Ok(heard) = discovery::mdns::browse(MDNS_BROWSE) {
+            if let Ok(heard) = discovery::mdns::browse_one_query(MDNS_BROWSE) {
                 let members = self.members(heard);
                 self.known
                     .lock()
