@@ -866,6 +866,16 @@ impl Drop for BridgedServers {
 
 #[cfg(target_os = "linux")]
 impl BridgedServers {
+    /// Whether namespaces can be made here; if not, `test` is skipped visibly.
+    fn can_start(test: &str) -> bool {
+        // SAFETY: a plain system call without arguments.
+        if unsafe { libc::geteuid() } != 0 {
+            common::skip::skip(test, "not root (network namespaces need CAP_NET_ADMIN)");
+            return false;
+        }
+        common::skip::require_tool(test, "ip", &["-V"])
+    }
+
     /// `groups` namespaces of `per_group` servers each, named `pyme-<prefix>-<pid>-s<n>`,
     /// bridged to the hub `pyme-<prefix>-<pid>-hub`.
     fn start(
@@ -968,14 +978,7 @@ impl BridgedServers {
 #[cfg(target_os = "linux")]
 #[test]
 fn mdns_finds_a_hundred_servers_in_ten_of_ten_runs() {
-    let test = "mdns_finds_a_hundred_servers_in_ten_of_ten_runs";
-    // SAFETY: a plain system call without arguments.
-    if unsafe { libc::geteuid() } != 0 {
-        common::skip::skip(test, "not root (network namespaces need CAP_NET_ADMIN)");
-        return;
-    }
-    if let Some(why) = common::skip::missing_tool("ip", &["-V"]) {
-        common::skip::skip(test, &why);
+    if !BridgedServers::can_start("mdns_finds_a_hundred_servers_in_ten_of_ten_runs") {
         return;
     }
     let filter = format!("HUNDRED{}", std::process::id());
@@ -1011,13 +1014,7 @@ fn mdns_finds_a_hundred_servers_in_ten_of_ten_runs() {
 #[test]
 fn mdns_hears_a_server_that_misses_the_first_two_queries() {
     let test = "mdns_hears_a_server_that_misses_the_first_two_queries";
-    // SAFETY: a plain system call without arguments.
-    if unsafe { libc::geteuid() } != 0 {
-        common::skip::skip(test, "not root (network namespaces need CAP_NET_ADMIN)");
-        return;
-    }
-    if !common::skip::require_tool(test, "ip", &["-V"])
-        || !common::skip::require_tool(test, "nft", &["--version"])
+    if !BridgedServers::can_start(test) || !common::skip::require_tool(test, "nft", &["--version"])
     {
         return;
     }
