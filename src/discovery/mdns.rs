@@ -96,7 +96,10 @@ fn browse_until_quiet(
         if now >= next_query {
             // A browse asked again replaces the daemon's listener (and its schedule
             // of repeats) and queries at once with the known answers.
-            let again = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
+            let Ok(again) = daemon.0.browse(SERVICE_TYPE) else {
+                // The daemon cannot take it (shutting down): what was heard stands.
+                break;
+            };
             retired.push(std::mem::replace(&mut events, again));
             last_query = now;
             quiet_queries += 1;
@@ -310,6 +313,52 @@ fn mdns_error(error: mdns_sd::Error) -> DiscoveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolved(instance: &str, address: &str, port: u16) -> ServiceEvent {
+        let info = ServiceInfo::new(
+            SERVICE_TYPE,
+            instance,
+            "host.local.",
+            address,
+            port,
+            None::<std::collections::HashMap<String, String>>,
+        )
+        .unwrap();
+        ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
+    }
+
+    #[test]
+    fn what_a_browse_counts_as_a_change() {
+        let full = format!("a.{SERVICE_TYPE}");
+        let mut heard = Heard::default();
+        assert!(heard.take(ServiceEvent::ServiceFound(
+            SERVICE_TYPE.into(),
+            full.clone()
+        )));
+        assert!(!heard.take(ServiceEvent::ServiceFound(
+            SERVICE_TYPE.into(),
+            full.clone()
+        )));
+        assert!(heard.take(resolved("a", "10.0.0.1", 80)), "resolved");
+        assert!(!heard.take(resolved("a", "10.0.0.1", 80)), "the same again");
+        assert!(heard.take(resolved("a", "10.0.0.2", 80)), "a new address");
+        assert!(
+            heard.take(resolved("b", "", 81)),
+            "a name without an address"
+        );
+        assert_eq!(
+            heard.found.len(),
+            1,
+            "only resolved IPv4 services are found"
+        );
+        assert!(heard.take(ServiceEvent::ServiceRemoved(
+            SERVICE_TYPE.into(),
+            full.clone()
+        )));
+        assert!(!heard.take(ServiceEvent::ServiceRemoved(SERVICE_TYPE.into(), full)));
+        assert!(heard.found.is_empty());
+        assert!(!heard.take(ServiceEvent::SearchStarted(SERVICE_TYPE.into())));
+    }
 
     #[test]
     fn instance_is_the_part_before_the_service_type() {
