@@ -17,7 +17,8 @@ pub struct DiscoverArgs {
     /// [default: $PYME_COMPUTERNAME, else the host name up to the first dot]
     #[arg(long, value_name = "NAME")]
     pub serverfilter: Option<String>,
-    /// How long to listen for mDNS answers, in milliseconds.
+    /// How long to listen for mDNS answers at least, in milliseconds (longer while
+    /// the answers keep changing, at most 4 times as long).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub wait_ms: u64,
     /// The local registry file [default: _pyme-http.sqlite in the temporary folder]

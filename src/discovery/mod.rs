@@ -73,7 +73,7 @@ pub struct DiscoveryOptions {
     pub use_registry: bool,
     /// Browse mDNS (sends multicast on every IPv4 interface).
     pub use_mdns: bool,
-    /// How long to listen for mDNS answers.
+    /// How long to listen for mDNS answers at least (see [`mdns::browse`]).
     pub mdns_wait: Duration,
     /// How long a server's port may take to accept the probe connection.
     pub probe_timeout: Duration,
