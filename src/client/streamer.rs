@@ -96,6 +96,16 @@ impl StatsProbe {
         self.0.links.get(index).map(Link::server_state)
     }
 
+    /// The number of servers now, as [`Streamer::n_servers`].
+    pub fn n_servers(&self) -> usize {
+        self.0.links.len()
+    }
+
+    /// The address of server `index` (`host:port`), as [`Streamer::servers`].
+    pub fn server(&self, index: usize) -> Option<String> {
+        self.0.links.get(index).map(|link| link.server.clone())
+    }
+
     /// The counters of server `index` now, as [`Streamer::server_stats`]
     /// (zeros in a forked child).
     pub fn server_stats(&self, index: usize) -> Option<ServerStats> {
