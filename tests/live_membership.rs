@@ -155,6 +155,9 @@ fn a_server_no_longer_advertised_is_withdrawn_and_comes_back_when_advertised_aga
         .position(|server| server == servers[1].address())
         .unwrap();
     put(&streamer, 0..60);
+    // Nothing in flight on it when it goes: a file in flight on a withdrawn
+    // server is sent again elsewhere and may then be stored on both.
+    streamer.flush(Some(PATIENCE)).expect("flush");
     b.remove().unwrap();
     wait_for("the vanished server reported down", || {
         states
@@ -163,6 +166,15 @@ fn a_server_no_longer_advertised_is_withdrawn_and_comes_back_when_advertised_aga
             .contains(&(index_of_b, ServerState::Down))
     });
     assert_eq!(streamer.server_state(index_of_b), Some(ServerState::Down));
+    let reconnects = streamer.server_stats(index_of_b).unwrap().reconnects;
+    // Its server still runs: a link that reconnected would be up again by
+    // now (the first reconnect comes after 50 ms), a withdrawn one stays down.
+    std::thread::sleep(PERIOD * 3);
+    assert_eq!(streamer.server_state(index_of_b), Some(ServerState::Down));
+    assert_eq!(
+        streamer.server_stats(index_of_b).unwrap().reconnects,
+        reconnects
+    );
     let before = servers[1].files().len();
     put(&streamer, 60..180);
     streamer.flush(Some(PATIENCE)).expect("flush");

@@ -537,8 +537,9 @@ impl Streamer {
     }
 
     fn choose(&self, name: &str, index: Option<i64>) -> Result<usize, Error> {
-        let n_servers = self.n_servers();
         let chosen = self.cluster.choose(index, name);
+        // Read after the choice: servers may join meanwhile (never leave).
+        let n_servers = self.n_servers();
         if chosen >= n_servers {
             return Err(Error::DistributionOutOfRange { chosen, n_servers });
         }
