@@ -330,3 +330,57 @@ fn a_zero_period_discovers_once_and_never_again() {
     assert!(streamer.discovery_notes().is_empty());
     streamer.close();
 }
+
+/// The CLI's `--discovery-period-ms`: a `bench` at a camera's pace finds its
+/// cluster in the registry, and a server registered once files flow joins
+/// and takes files before the run ends; every file is acknowledged.
+#[test]
+fn the_cli_takes_the_discovery_period_and_a_server_joins_its_run() {
+    let (_dir, path) = temp_registry();
+    let servers: Vec<TestServer> = (0..3).map(|_| TestServer::start()).collect();
+    let _first = (
+        advertise(&path, &servers[0], 0),
+        advertise(&path, &servers[1], 1),
+    );
+    let bench = common::pyme_stream()
+        .args([
+            "bench",
+            "--serverfilter",
+            "[live]",
+            "--no-mdns",
+            "--registry",
+        ])
+        .arg(&path)
+        .args([
+            "--discovery-period-ms",
+            "200",
+            "--count",
+            "600",
+            "--size",
+            "1000",
+        ])
+        .args(["--rate", "100", "--prefix", "clilive"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Registered once the run has begun, so that only a later round finds it.
+    wait_for("the first files", || {
+        servers[..2].iter().any(|server| !server.files().is_empty())
+    });
+    let _third = advertise(&path, &servers[2], 2);
+    let output = bench.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let stored: Vec<usize> = servers
+        .iter()
+        .map(|server| {
+            let files = server.files();
+            files.iter().filter(|f| f.starts_with("clilive/")).count()
+        })
+        .collect();
+    assert_eq!(stored.iter().sum::<usize>(), 600, "{stored:?}");
+    assert!(
+        stored[2] > 0,
+        "the server that joined took none: {stored:?}"
+    );
+}

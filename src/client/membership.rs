@@ -103,7 +103,8 @@ impl Membership {
                 let (cluster, shared) = for_thread;
                 let mut rounds = Rounds::new(&cluster, &shared);
                 while !shared.wait_stopped(period) {
-                    let found = crate::discovery::find_servers(&discovery);
+                    let stopped = || shared.is_stopped();
+                    let found = crate::discovery::find_servers_until(&discovery, &stopped);
                     if shared.is_stopped() {
                         break;
                     }
@@ -130,8 +131,9 @@ impl Membership {
             .clone()
     }
 
-    /// Stops the thread: it wakes from its wait at once (a round in progress
-    /// ends first) and adds no server after. Returns the link threads it
+    /// Stops the thread: it wakes from its wait at once; a round in progress
+    /// cuts its mDNS browse short (its registry read and its probes are
+    /// short) and adds no server. Returns the link threads it
     /// started, for the close to join.
     pub fn stop(self) -> Vec<JoinHandle<()>> {
         *self

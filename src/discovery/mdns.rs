@@ -32,6 +32,9 @@ const QUERY_INTERVAL: Duration = Duration::from_secs(1);
 /// How many queries must go unanswered by anything new before a browse ends.
 const QUIET_QUERIES: u32 = 2;
 
+/// How often a browse asks whether it should stop early (see [`browse_until`]).
+const STOP_LOOK: Duration = Duration::from_millis(50);
+
 /// How long a browse listens after its last query before it ends: responders wait up to
 /// 120 ms before answering a shared record (RFC 6762 section 6), more on a busy host.
 const LISTEN_AFTER_QUERY: Duration = Duration::from_millis(500);
@@ -49,6 +52,17 @@ const LISTEN_AFTER_QUERY: Duration = Duration::from_millis(500);
 /// host), and a later query hears them; a stable cluster is browsed in `wait`, or 2.5 s
 /// if that is more.
 pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
+    browse_until(wait, &|| false)
+}
+
+/// As [`browse`], ending early, with what was heard so far, once `stop`
+/// returns true: it is asked every 50 ms or so (a closing streamer's
+/// discovery thread must not finish a whole browse, see
+/// `crate::client` live membership).
+pub fn browse_until(
+    wait: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let daemon = Daemon::start()?;
     let mut events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
     let start = Instant::now();
@@ -59,7 +73,7 @@ pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
     loop {
         let now = Instant::now();
         let settled = quiet_queries >= QUIET_QUERIES && now >= last_query + LISTEN_AFTER_QUERY;
-        if now >= last_possible || (now >= start + wait && settled) {
+        if now >= last_possible || (now >= start + wait && settled) || stop() {
             break;
         }
         let next_query = last_query + QUERY_INTERVAL;
@@ -79,7 +93,7 @@ pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
             quiet_queries += 1;
             continue;
         }
-        let mut until = next_query.min(last_possible);
+        let mut until = next_query.min(last_possible).min(now + STOP_LOOK);
         if quiet_queries >= QUIET_QUERIES {
             until = until.min((last_query + LISTEN_AFTER_QUERY).max(start + wait));
         }
