@@ -384,3 +384,74 @@ fn the_cli_takes_the_discovery_period_and_a_server_joins_its_run() {
         "the server that joined took none: {stored:?}"
     );
 }
+
+/// A server found when the process may not open the descriptors it needs is
+/// refused (a note says so) and the stream goes on with the servers it has.
+/// Run in a child process of this test binary: it fills its own descriptor
+/// table, which would starve the other tests of this one.
+#[cfg(unix)]
+#[test]
+fn a_server_past_the_descriptor_limit_is_refused_and_the_stream_goes_on() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_past_the_descriptor_limit", "--exact", "--ignored"])
+        .args(["--nocapture", "--test-threads=1"])
+        .env("PYME_LIVE_MEMBERSHIP_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child did not run: {stdout}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+#[ignore = "run in a child process by a_server_past_the_descriptor_limit_is_refused_and_the_stream_goes_on"]
+fn child_past_the_descriptor_limit() {
+    if std::env::var("PYME_LIVE_MEMBERSHIP_CHILD").as_deref() != Ok("1") {
+        return;
+    }
+    // A small table, so that filling it is quick.
+    let limit = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: 256,
+    };
+    // SAFETY: setrlimit reads the struct it is given; this process is the child alone.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    let (_dir, path) = temp_registry();
+    let servers: Vec<TestServer> = (0..3).map(|_| TestServer::start()).collect();
+    let _first = (
+        advertise(&path, &servers[0], 0),
+        advertise(&path, &servers[1], 1),
+    );
+    let (streamer, _states) = streamer(&path, Vec::new());
+    assert_eq!(streamer.n_servers(), 2);
+    // Every descriptor taken but 8: enough for a round (the registry, three
+    // probes) and the new server's connection, not for what it needs besides.
+    let mut held = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        held.push(file);
+    }
+    held.truncate(held.len() - 8);
+    let _third = advertise(&path, &servers[2], 2);
+    wait_for("the refusal noted", || {
+        streamer
+            .discovery_notes()
+            .iter()
+            .any(|note| note.contains("not added") && note.contains("descriptors"))
+    });
+    assert_eq!(streamer.n_servers(), 2, "refused");
+    put(&streamer, 0..60);
+    let stats = streamer.close();
+    assert_eq!(
+        (stats.files_acknowledged, stats.files_failed),
+        (60, 0),
+        "{stats:?}"
+    );
+    drop(held);
+    stored_once(&[&servers[0], &servers[1]], 60);
+    println!("notes: refused as expected");
+}

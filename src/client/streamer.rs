@@ -277,6 +277,9 @@ impl Streamer {
     /// found nothing), newest last, at most 32; empty without it (see
     /// [`StreamerOptions::discovery_period`]).
     pub fn discovery_notes(&self) -> Vec<String> {
+        if self.born.forked() {
+            return Vec::new();
+        }
         self.threads
             .membership
             .as_ref()
