@@ -1029,6 +1029,32 @@ fn tsan_with_the_suppressions_is_clean_and_still_reports_the_programs_own_race()
 /// three servers and places files there, and the server stores them.
 #[test]
 fn live_membership_from_c_a_registered_server_joins_and_takes_files() {
+    run_live_membership_program(&[]);
+}
+
+/// The same program under valgrind: no invalid access, nothing leaked, while
+/// a thread of the library adds a server under the program's feet.
+#[test]
+fn live_membership_program_is_clean_under_valgrind() {
+    if !require_tool(
+        "live_membership_program_is_clean_under_valgrind",
+        "valgrind",
+        &["--version"],
+    ) {
+        return;
+    }
+    run_live_membership_program(&[
+        "valgrind",
+        "--quiet",
+        "--error-exitcode=1",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite,indirect",
+    ]);
+}
+
+/// Runs c_examples/live_membership.c (under `wrapper`, if any): two servers
+/// registered at start, a third once the program says READY.
+fn run_live_membership_program(wrapper: &[&str]) {
     use std::io::BufRead;
     use std::process::Stdio;
 
@@ -1049,7 +1075,15 @@ fn live_membership_from_c_a_registered_server_joins_and_takes_files() {
         &exe,
         &["-D_POSIX_C_SOURCE=200809L", "-pthread"],
     );
-    let mut child = Command::new(&exe)
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&exe);
+            command
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .arg(&registry)
         .arg("[cmembers]")
         .stdout(Stdio::piped())
