@@ -436,6 +436,9 @@ typedef struct PymeStreamerOptions PymeStreamerOptions;
  * - Pointers: `name` is valid only during the call.
  * - `index` is the index given to put (negative: none). A result
  *   `>= n_servers` fails that put with `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+ * - `n_servers` is the number of servers now: with live membership
+ *   (`streamer_options_set_discovery_period_ms`) it grows during the run as
+ *   servers join (indices never change), so compute with it on every call.
  * - May call: the same functions as a completion callback (see
  *   `PymeStreamerCompletionFn`), though a put from here is rarely useful.
  * - The choice is where the file goes unless, with failover on (the
@@ -504,10 +507,14 @@ typedef void (*PymeStreamerCompletionFn)(void *user_data,
  * Called on every change of a server's state, with its index and its new
  * state (a `PymeStreamerServerState`); also once, at start, for every server
  * that could not be reached when the streamer was created
- * (`STREAMER_SERVER_DOWN`). Before its first call a server is up.
+ * (`STREAMER_SERVER_DOWN`). Before its first call a server is up. With live
+ * membership (`streamer_options_set_discovery_period_ms`), a server that
+ * joins during the run has the next index and its first call says
+ * `STREAMER_SERVER_UP`; one that discovery no longer finds is reported
+ * `STREAMER_SERVER_DOWN`.
  *
- * - Thread: a library thread (the link thread of that server, or its
- *   receiver). Calls for one server never overlap and come in the order of
+ * - Thread: a library thread (the link thread of that server, its
+ *   receiver, or the discovery thread that marked it down). Calls for one server never overlap and come in the order of
  *   the changes; calls for different servers may overlap.
  * - It should return quickly: it holds up its server's thread.
  * - May call: the same functions as a completion callback (see
@@ -1084,6 +1091,26 @@ int32_t streamer_options_set_serverfilter(struct PymeStreamerOptions *options,
 int32_t streamer_options_set_discovery_timeout_ms(struct PymeStreamerOptions *options, uint32_t ms);
 
 /**
+ * Live membership: with a serverfilter, how often discovery runs again
+ * during the acquisition, in milliseconds (default 10000; 0: only once, at
+ * start). A server found that the streamer does not have yet joins it with
+ * the next index (`streamer_n_servers` grows; indices never change); a
+ * server found by discovery that two rounds in a row do not find is marked
+ * down (`STREAMER_SERVER_DOWN`), takes no new file (its files move to live
+ * servers) and does not reconnect until found again. Servers given by
+ * address are never marked down by discovery. The server-state callback
+ * hears of both: a joining server's first call says `STREAMER_SERVER_UP`.
+ * Without a serverfilter it has no effect. May be called before or after
+ * `streamer_options_set_serverfilter`.
+ * Consumes nothing.
+ *
+ * # Safety
+ * `options` is NULL or a valid handle.
+ */
+int32_t streamer_options_set_discovery_period_ms(struct PymeStreamerOptions *options,
+                                                 uint32_t period_ms);
+
+/**
  * Where discovery looks: `use_mdns` (multicast on the network) and the local
  * registry file `registry_path` (NULL: the default, `<temp dir>/_pyme-http.sqlite`,
  * also after another path or `""` was set; `""`: no registry). Call after
@@ -1389,7 +1416,9 @@ int32_t streamer_put_stream(struct PymeStreamer *streamer,
                             size_t len);
 
 /**
- * The number of servers (0 for NULL).
+ * The number of servers now (0 for NULL). With live membership
+ * (`streamer_options_set_discovery_period_ms`) it grows when servers join
+ * during the run; a server's index never changes.
  * Consumes nothing.
  *
  * # Safety

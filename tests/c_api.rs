@@ -1022,3 +1022,88 @@ fn tsan_with_the_suppressions_is_clean_and_still_reports_the_programs_own_race()
         assert_eq!(racy.status.code(), Some(66));
     }
 }
+
+/// Live membership from C (c_examples/live_membership.c): a server
+/// registered in the local registry during the run joins the streamer; the
+/// state callback says up for its index, the distribution callback is given
+/// three servers and places files there, and the server stores them.
+#[test]
+fn live_membership_from_c_a_registered_server_joins_and_takes_files() {
+    run_live_membership_program(&[]);
+}
+
+/// The same program under valgrind: no invalid access, nothing leaked, while
+/// a thread of the library adds a server under the program's feet.
+#[test]
+fn live_membership_program_is_clean_under_valgrind() {
+    if !require_tool(
+        "live_membership_program_is_clean_under_valgrind",
+        "valgrind",
+        &["--version"],
+    ) {
+        return;
+    }
+    run_live_membership_program(&[
+        "valgrind",
+        "--quiet",
+        "--error-exitcode=1",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite,indirect",
+    ]);
+}
+
+/// Runs c_examples/live_membership.c (under `wrapper`, if any): two servers
+/// registered at start, a third once the program says READY.
+fn run_live_membership_program(wrapper: &[&str]) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    let servers = start_servers(3);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("_pyme-http.sqlite");
+    let register = |n: usize| {
+        let port = servers[n].server.local_addr().port();
+        let name = format!("PYMEDataServer [cmembers]:node{n} - PID:{n}");
+        pyme_streaming::discovery::registry::register(&registry, &name, "127.0.0.1", port).unwrap()
+    };
+    let _first = (register(0), register(1));
+    let exe = dir.path().join("live_membership");
+    build_against_shared(
+        "gcc",
+        "c99",
+        &example("live_membership.c"),
+        &exe,
+        &["-D_POSIX_C_SOURCE=200809L", "-pthread"],
+    );
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&exe);
+            command
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
+        .arg(&registry)
+        .arg("[cmembers]")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().and_then(Result::ok);
+    assert_eq!(ready.as_deref(), Some("READY"));
+    let _third = register(2);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let last = rest.last().cloned().unwrap_or_default();
+    assert!(
+        status.success() && last.ends_with(" passed, 0 failed"),
+        "{status}: {rest:?}"
+    );
+    let on_third = servers[2]
+        .files()
+        .iter()
+        .filter(|file| file.starts_with("live_membership/"))
+        .count();
+    assert!(on_third >= 40, "{on_third} files on the server that joined");
+}

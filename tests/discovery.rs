@@ -1085,3 +1085,81 @@ fn mdns_hears_a_server_that_misses_the_first_two_queries() {
     assert_eq!(found.len(), 1, "the server is found: {found:?}");
     assert!(found[0].contains("\t10.231.1.1:"), "{found:?}");
 }
+
+/// Live membership over mDNS (docs/DISCOVERY.md, "Live membership"): a
+/// streamer of the cluster found by mDNS only, discovery every 200 ms; a
+/// server that starts advertising joins and takes files, one that says
+/// goodbye is reported down, and a close in the middle of a round (an mDNS
+/// browse of at least 2.5 s) returns without finishing it.
+#[test]
+fn mdns_live_membership_joins_withdraws_and_closes_mid_round() {
+    run_in_netns("netns_live_membership");
+}
+
+#[test]
+#[ignore = "runs inside a network namespace made by mdns_live_membership_joins_withdraws_and_closes_mid_round"]
+fn netns_live_membership() {
+    use std::sync::{Arc, Mutex};
+
+    use pyme_streaming::{ServerState, Streamer, StreamerOptions};
+
+    if !in_test_netns() {
+        return;
+    }
+    let servers: Vec<common::TestServer> = (0..2).map(|_| common::TestServer::start()).collect();
+    let advertise = |n: usize| {
+        let name = discovery::instance_name("livemdns", &format!("pc{n}"), n as u32);
+        let port = servers[n].server.local_addr().port();
+        MdnsAdvertisement::start(&name, LOOPBACK, port).unwrap()
+    };
+    let _first = advertise(0);
+    let states: Arc<Mutex<Vec<(usize, ServerState)>>> = Arc::default();
+    let record = Arc::clone(&states);
+    // The first browse may miss an answer on a loaded machine: a few tries.
+    let streamer = (0..10)
+        .find_map(|_| {
+            let record = Arc::clone(&record);
+            let options = StreamerOptions::new()
+                .discovery(mdns_only("livemdns", 1000))
+                .discovery_period(Duration::from_millis(200))
+                .on_server_state(move |index, state| record.lock().unwrap().push((index, state)));
+            Streamer::new(options).ok()
+        })
+        .expect("the first server found in ten browses");
+    assert_eq!(streamer.n_servers(), 1);
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited two minutes for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let second = advertise(1);
+    wait_for("the second server to join", &|| {
+        states.lock().unwrap().contains(&(1, ServerState::Up))
+    });
+    for i in 0..20 {
+        streamer
+            .put(&format!("livemdns/{i}"), b"found by mdns", Some(i))
+            .unwrap();
+    }
+    streamer.flush(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!(servers[1].files().len(), 10, "round-robin over two");
+    // Goodbye: missing from the next rounds, it is withdrawn.
+    drop(second);
+    wait_for("the second server withdrawn", &|| {
+        states.lock().unwrap().contains(&(1, ServerState::Down))
+    });
+    assert_eq!(streamer.server_state(1), Some(ServerState::Down));
+    // Rounds follow each other 200 ms apart and each browses for 2.5 s or
+    // more: the close lands inside one.
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let stats = streamer.close();
+    let took = started.elapsed();
+    assert_eq!(stats.files_acknowledged, 20);
+    // A round left to finish would take up to 2.5 s more; cut short, the
+    // close takes what the browse's daemon needs to stop (milliseconds).
+    println!("close during a round took {took:?}");
+    assert!(took < Duration::from_millis(1250), "close took {took:?}");
+}

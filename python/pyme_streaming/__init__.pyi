@@ -102,6 +102,7 @@ class Streamer:
         require_all_servers: bool = False,
         server_callback: Optional[ServerCallback] = None,
         round_robin_start: Optional[int] = None,
+        discovery_period_ms: int = 10000,
     ) -> None: ...
     @property
     def servers(self) -> List[Tuple[Any, int]]: ...

@@ -782,8 +782,14 @@ fn join_host_port(host: &str, port: u16) -> String {
 pub struct PyStreamer {
     core: Arc<Core>,
     chooser: Chooser,
-    n_servers: usize,
     servers: Py<PyList>,
+}
+
+impl PyStreamer {
+    /// The number of servers now (it grows with live membership).
+    fn n_servers_now(&self) -> usize {
+        self.core.probe.n_servers()
+    }
 }
 
 #[pymethods]
@@ -797,7 +803,7 @@ impl PyStreamer {
         connect_timeout=5.0, response_timeout=30.0, failover=true, max_retries=2,
         spread_when_full=false, spill_dir=None, sender_poll=Some(0.001), mdns=true,
         registry=None, require_all_servers=false, server_callback=None,
-        round_robin_start=None
+        round_robin_start=None, discovery_period_ms=10000
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new<'py>(
@@ -823,6 +829,7 @@ impl PyStreamer {
         require_all_servers: bool,
         server_callback: Option<Bound<'py, PyAny>>,
         round_robin_start: Option<usize>,
+        discovery_period_ms: u64,
     ) -> PyResult<Self> {
         let chooser = match &distribution_fcn {
             Some(fcn) if !fcn.is_none() => Chooser::from_py(fcn)?,
@@ -855,7 +862,8 @@ impl PyStreamer {
         let mut options = reliability
             .options(listeners, &failures, &releases)?
             .shared_distribution(chooser.for_library())
-            .shared_filter(transform.for_library());
+            .shared_filter(transform.for_library())
+            .discovery_period(std::time::Duration::from_millis(discovery_period_ms));
         let given = PyList::empty(py);
         match servers.filter(|servers| !servers.is_none()) {
             Some(servers) => {
@@ -898,29 +906,39 @@ impl PyStreamer {
                 given.append((host.trim_matches(['[', ']']), port))?;
             }
         }
-        let n_servers = streamer.n_servers();
         Ok(PyStreamer {
             core: Core::new(Client::Many(streamer), releases, failures, transform)?,
             chooser,
-            n_servers,
             servers: given.unbind(),
         })
     }
 
-    /// The servers, as `(address, port)` (PYME's `Streamer.servers`).
+    /// The servers, as `(address, port)` (PYME's `Streamer.servers`). With
+    /// live membership (a serverfilter, `discovery_period_ms`) the servers
+    /// that joined during the run follow, in the order they joined.
     #[getter]
-    fn servers(&self, py: Python<'_>) -> Py<PyList> {
-        self.servers.clone_ref(py)
+    fn servers(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        let servers = self.servers.bind(py);
+        for index in servers.len()..self.n_servers_now() {
+            let Some(server) = self.core.probe.server(index) else {
+                break;
+            };
+            let (host, port) = server.rsplit_once(':').unwrap_or((&server, "0"));
+            let port: u16 = port.parse().unwrap_or(0);
+            servers.append((host.trim_matches(['[', ']']), port))?;
+        }
+        Ok(servers.clone().unbind())
     }
 
-    /// The number of servers.
+    /// The number of servers now: with live membership (a serverfilter and
+    /// `discovery_period_ms`), it grows when servers join during the run.
     #[getter]
     fn n_servers(&self) -> usize {
-        self.n_servers
+        self.n_servers_now()
     }
 
     fn __len__(&self) -> usize {
-        self.n_servers
+        self.n_servers_now()
     }
 
     /// The state of server `index` now: "up", "connecting", "resting" or
@@ -930,7 +948,7 @@ impl PyStreamer {
             Some(state) => Ok(state.name()),
             None => Err(pyo3::exceptions::PyIndexError::new_err(format!(
                 "no server {index}: there are {} servers",
-                self.n_servers
+                self.n_servers_now()
             ))),
         }
     }
@@ -946,7 +964,7 @@ impl PyStreamer {
             Some(stats) => server_stats_dict(py, &stats),
             None => Err(pyo3::exceptions::PyIndexError::new_err(format!(
                 "no server {index}: there are {} servers",
-                self.n_servers
+                self.n_servers_now()
             ))),
         }
     }
@@ -964,7 +982,7 @@ impl PyStreamer {
     ) -> PyResult<()> {
         let name = file_name(filename)?;
         let data = self.core.bytes_for(py, data)?;
-        let index = self.chooser.choose(py, self.n_servers, kwargs)?;
+        let index = self.chooser.choose(py, self.n_servers_now(), kwargs)?;
         let result = self
             .core
             .with_client(py, |client| client.put(&name, data, index));
@@ -985,7 +1003,7 @@ impl PyStreamer {
         let stream = usize::try_from(idx).map_err(|_| {
             to_py_err(Error::NoSuchStream {
                 index: usize::MAX,
-                n_servers: self.n_servers,
+                n_servers: self.n_servers_now(),
             })
         })?;
         let data = self.core.bytes_for(py, data)?;

@@ -39,6 +39,11 @@ pub struct StreamArgs {
     /// With --serverfilter: do not browse mDNS (no multicast; registry only).
     #[arg(long)]
     pub no_mdns: bool,
+    /// With --serverfilter: run discovery again every this many milliseconds
+    /// during the run (live membership: servers found join, servers gone are
+    /// marked down); 0: only at start.
+    #[arg(long, default_value_t = 10_000)]
+    pub discovery_period_ms: u64,
     /// round-robin, random, hash, least-loaded or fixed:N
     #[arg(long, default_value = "round-robin")]
     pub distribution: BuiltinDistribution,
@@ -146,7 +151,9 @@ impl StreamArgs {
                 if let Some(registry) = &self.registry {
                     discovery.registry_path = registry.clone();
                 }
-                options.discovery(discovery)
+                options
+                    .discovery(discovery)
+                    .discovery_period(Duration::from_millis(self.discovery_period_ms))
             }
             None => options,
         })

@@ -2,7 +2,8 @@
 //! every decision about where a file goes and how it ends.
 //!
 //! The streamer owns one [`Link`] per server, in the order the servers were
-//! given; the server index the distribution returns is a position in that list.
+//! given (then those that join during the run, see `membership`); the server
+//! index the distribution returns is a position in that list.
 //! The [`Cluster`] holds the links, the policies, the count of files without an
 //! outcome, the spill folder and the reporter.
 //!
@@ -21,6 +22,7 @@ use super::buffers::{BufferPool, Reservation, RoomWait, Shortfall};
 use super::distribution::Distribution;
 use super::job::{Job, Refused};
 use super::link::Link;
+use super::links::Links;
 use super::outcome::{Counters, Outcome, OutcomeResult, Reporter, NO_SERVER};
 use super::server_state::ServerState;
 use super::spill::{self, Spill, Spilled};
@@ -51,7 +53,8 @@ pub(crate) fn pinned(name: &str) -> bool {
 
 /// What the streamer and the threads of its links share.
 pub(crate) struct Cluster {
-    pub links: Vec<Link>,
+    /// Only ever appended to (live membership): an index stays its server's.
+    pub links: Links,
     pub options: StreamerOptions,
     pub reporter: Reporter,
     pub(super) distribution: Arc<dyn Distribution>,
@@ -107,7 +110,7 @@ impl Progress {
 
 impl Cluster {
     pub(super) fn new(
-        links: Vec<Link>,
+        links: Links,
         options: StreamerOptions,
         reporter: Reporter,
         spill: Option<(Spill, Vec<Spilled>)>,
@@ -915,6 +918,7 @@ mod tests {
             .iter()
             .map(|server| Link::new(server.clone(), &options))
             .collect();
+        let links = Links::new(links, 0);
         let reporter = Reporter::new(Arc::new(Counters::default()), options.completion.clone());
         let buffers = BufferPool::new(1 << 20, u64::MAX, false);
         (Cluster::new(links, options, reporter, None, buffers), seen)

@@ -44,6 +44,36 @@ impl Claim {
         CLAIMED.fetch_sub(given_back, Ordering::SeqCst);
         self.0 -= given_back;
     }
+
+    /// A claim of nothing yet, to [`Claim::grow`] (the servers that join a
+    /// running streamer, see `membership`).
+    pub fn none() -> Claim {
+        Claim(0)
+    }
+
+    /// One more server joins a running streamer (its connection is made):
+    /// whether the process may still open the descriptors it needs beyond
+    /// that connection ([`PER_SERVER`] - 1), with what other streamers may
+    /// open; if so its headroom (one descriptor, as [`Claim::running`]
+    /// keeps) is claimed. Otherwise the message says which limit to raise.
+    pub fn grow(&mut self) -> Result<(), Error> {
+        if let Some((soft, _)) = descriptor_limit() {
+            let others = CLAIMED.load(Ordering::SeqCst);
+            let open = open_now();
+            let total = open.saturating_add(others).saturating_add(PER_SERVER - 1);
+            if total > soft {
+                return Err(Error::Limits(format!(
+                    "too few file descriptors for one more server: {open} are open, \
+                     the streamers of this process may open {others} more and this server \
+                     needs {} more, but the process may open {soft} (RLIMIT_NOFILE): raise it",
+                    PER_SERVER - 1
+                )));
+            }
+        }
+        CLAIMED.fetch_add(1, Ordering::SeqCst);
+        self.0 += 1;
+        Ok(())
+    }
 }
 
 impl Drop for Claim {

@@ -74,6 +74,9 @@ pub(super) struct State {
     /// that takes connections but never answers (a stopped process whose
     /// kernel still accepts) gets moved files last (see [`Link::failover_rank`]).
     pub(super) unproven: bool,
+    /// Discovery no longer finds this server (see [`Link::withdraw`]): down,
+    /// and its thread does not reconnect until it is found again.
+    pub(super) withdrawn: bool,
 }
 
 impl State {
@@ -182,6 +185,9 @@ pub(crate) struct Link {
     /// This server's counters, readable without the lock (a copy of the
     /// `Arc` in `State`, which keeps the gauges).
     pub(super) counters: Arc<ServerCounters>,
+    /// Found by discovery (not given in the options): live membership may
+    /// withdraw it when discovery stops finding it.
+    pub(super) discovered: bool,
 }
 
 impl Link {
@@ -221,7 +227,24 @@ impl Link {
             created: Instant::now(),
             cell: StateCell::new(connection),
             counters,
+            discovered: false,
         }
+    }
+
+    /// This link's server was found by discovery.
+    pub fn found_by_discovery(mut self) -> Link {
+        self.discovered = true;
+        self
+    }
+
+    /// A server that joins a running streamer (live membership): found by
+    /// discovery, and its first state is reported to the state callback
+    /// (`Up` once its thread runs), as the streamer's callback is told only
+    /// of changes for the servers it started with.
+    pub fn joining(mut self) -> Link {
+        self.discovered = true;
+        self.cell = StateCell::unreported(self.cell.connection());
+        self
     }
 
     /// This server's counters now: no lock (see `server_stats`).
@@ -566,6 +589,43 @@ impl Link {
         state.failure = Some(reason);
         drop(state);
         self.progress.notify_all();
+    }
+
+    /// Discovery no longer finds this server: it takes no new files, its
+    /// connection (if any) is shut, so that its thread hands its files on as
+    /// after any failure, and it stays down, not reconnecting, until
+    /// [`Link::readmit`]. `false` when it was withdrawn already or closes.
+    pub(super) fn withdraw(&self, reason: String) -> bool {
+        let mut state = self.lock();
+        if state.withdrawn || state.closing {
+            return false;
+        }
+        state.withdrawn = true;
+        state.up = false;
+        state.unproven = true;
+        state.ended_by_server = None;
+        state.failure = Some(reason);
+        self.cell.set_connection(ServerState::Down);
+        if let Some(socket) = &state.socket {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        drop(state);
+        self.work.notify_all();
+        self.progress.notify_all();
+        true
+    }
+
+    /// Discovery finds a withdrawn server again: its thread connects at once
+    /// (and reports it up). `false` when it was not withdrawn.
+    pub(super) fn readmit(&self) -> bool {
+        let mut state = self.lock();
+        if !state.withdrawn {
+            return false;
+        }
+        state.withdrawn = false;
+        drop(state);
+        self.work.notify_all();
+        true
     }
 
     /// Puts a file answered 5xx back in the queue to be sent again, unless the

@@ -10,6 +10,9 @@
 //!   Cluster::finish ─► Outcome ─► completion callback, statistics (outcome.rs)
 //!
 //!   connection failed ─► Cluster::reroute ─► another live link, or spill.rs, or failed
+//!
+//!   with a serverfilter, membership.rs (discovery thread), every period:
+//!   found ─► new Link appended (links.rs) + its thread; gone ─► Link withdrawn (down)
 //! ```
 //!
 //! One word for one idea: a **link** is one server of a streamer: its queue,
@@ -18,7 +21,8 @@
 //!
 //! In scope: queues and their limits, the memory budget, the descriptor
 //! check, pipelined connections, failover, the spill folder, retries,
-//! timeouts, outcomes and statistics.
+//! timeouts, outcomes and statistics, servers joining and leaving a running
+//! streamer (live membership).
 //! Out of scope: the C ABI (`crate::ffi`), the data server (`crate::server`),
 //! finding servers (`crate::discovery`), the PZF codec (`crate::pzf`), and which
 //! names are valid (`crate::name`, shared with the server).
@@ -37,6 +41,8 @@ mod job;
 #[allow(unsafe_code)] // getrlimit
 mod limits;
 mod link;
+mod links;
+mod membership;
 pub mod options;
 pub mod outcome;
 pub mod protocol;

@@ -40,6 +40,12 @@ pub const DEFAULT_SENDER_POLL: Duration = Duration::from_millis(1);
 /// hiccup, and small enough that several cameras fit in one computer.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
 
+/// Default period of live membership with a serverfilter (see
+/// [`StreamerOptions::discovery_period`]): 10 s, so that a node added to a
+/// running cluster takes files within seconds, while a round (a registry
+/// read, an mDNS browse of 2.5 s, a TCP probe of each server) costs little.
+pub const DEFAULT_DISCOVERY_PERIOD: Duration = Duration::from_secs(10);
+
 /// How to build a [`crate::Streamer`] (or a lone [`crate::Stream`]).
 #[derive(Clone)]
 pub struct StreamerOptions {
@@ -62,6 +68,7 @@ pub struct StreamerOptions {
     /// Sync spilled files and their folders (see [`StreamerOptions::spill_without_sync`]).
     pub(crate) spill_sync: bool,
     pub(crate) discovery: Option<crate::discovery::DiscoveryOptions>,
+    pub(crate) discovery_period: Duration,
     pub(crate) interrupt: Option<InterruptCheck>,
     pub(crate) require_all_servers: bool,
     pub(crate) on_server_state: Option<ServerStateFn>,
@@ -95,6 +102,7 @@ impl Default for StreamerOptions {
             spill_dir: None,
             spill_sync: true,
             discovery: None,
+            discovery_period: DEFAULT_DISCOVERY_PERIOD,
             interrupt: None,
             require_all_servers: false,
             on_server_state: None,
@@ -347,6 +355,23 @@ impl StreamerOptions {
     /// (mDNS wait, registry path, sources).
     pub fn discovery(mut self, options: crate::discovery::DiscoveryOptions) -> Self {
         self.discovery = Some(options);
+        self
+    }
+
+    /// Live membership: with a serverfilter ([`StreamerOptions::serverfilter`]
+    /// or [`StreamerOptions::discovery`]), discovery runs again every
+    /// `period` during the acquisition (default
+    /// [`DEFAULT_DISCOVERY_PERIOD`], 10 s; zero: only once, at start).
+    /// A server found that is not yet one of the streamer's joins it with the
+    /// next index (the servers' indices never change: a user distribution
+    /// sees the number of servers grow); a server found by discovery that is
+    /// missing from two rounds in a row is withdrawn: marked
+    /// [`ServerState::Down`], its files move on (failover) and it does not
+    /// reconnect until discovery finds it again. Servers given by address are
+    /// never withdrawn. The state callback is told of both. Without a
+    /// serverfilter this does nothing. See docs/DISCOVERY.md, "Live membership".
+    pub fn discovery_period(mut self, period: Duration) -> Self {
+        self.discovery_period = period;
         self
     }
 

@@ -68,10 +68,14 @@ impl std::fmt::Display for ServerState {
 /// Called on every change of a server's state, with the server's index and
 /// its new state. Also called once at start for every server that could not
 /// be reached then ([`ServerState::Down`]); before its first call a server is
-/// [`ServerState::Up`].
+/// [`ServerState::Up`]. A server that joins during the run (live membership,
+/// [`crate::StreamerOptions::discovery_period`]) gets a new index, one past
+/// the last, and its first call says [`ServerState::Up`]; one that discovery
+/// no longer finds is reported [`ServerState::Down`].
 ///
 /// It runs on one of the library's threads (the link thread of that server,
-/// or the receiver that saw the errors that make it rest), with the same
+/// the receiver that saw the errors that make it rest, or the discovery
+/// thread that withdrew it), with the same
 /// rules as the completion callback ([`crate::outcome::CompletionFn`]):
 /// `stats`, `server_state` and `put` work (a put never waits there);
 /// `flush`, `close` and `finalize` refuse with
@@ -86,17 +90,31 @@ pub(crate) struct StateCell {
     connection: AtomicU8,
     /// A copy of `reported`, so that finding nothing new to report takes no lock.
     last_reported: AtomicU8,
-    /// The last state handed to the callback, under a lock that only the
-    /// threads reporting changes take (never a put, never a reader).
-    reported: Mutex<ServerState>,
+    /// The last state handed to the callback (`None`: none yet, see
+    /// [`StateCell::unreported`]), under a lock that only the threads
+    /// reporting changes take (never a put, never a reader).
+    reported: Mutex<Option<ServerState>>,
 }
+
+/// `last_reported` of a cell that has reported nothing yet.
+const UNREPORTED: u8 = u8::MAX;
 
 impl StateCell {
     pub fn new(connection: ServerState) -> StateCell {
         StateCell {
             connection: AtomicU8::new(connection as u8),
             last_reported: AtomicU8::new(ServerState::Up as u8),
-            reported: Mutex::new(ServerState::Up),
+            reported: Mutex::new(Some(ServerState::Up)),
+        }
+    }
+
+    /// A cell whose every state is news for the callback: the first report
+    /// tells it the state then (for a server that joins a running streamer).
+    pub fn unreported(connection: ServerState) -> StateCell {
+        StateCell {
+            connection: AtomicU8::new(connection as u8),
+            last_reported: AtomicU8::new(UNREPORTED),
+            reported: Mutex::new(None),
         }
     }
 
@@ -134,10 +152,10 @@ impl StateCell {
         }
         let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
         let now = current();
-        if *reported == now {
+        if *reported == Some(now) {
             return;
         }
-        *reported = now;
+        *reported = Some(now);
         self.last_reported.store(now as u8, Ordering::SeqCst);
         let Some(callback) = callback.filter(|_| !silenced) else {
             return;
@@ -179,5 +197,19 @@ mod tests {
             *seen.lock().unwrap(),
             [(2, ServerState::Down), (2, ServerState::Up)]
         );
+    }
+
+    #[test]
+    fn a_joining_servers_first_state_is_reported_even_when_up() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let callback: ServerStateFn = Arc::new(move |index, state| {
+            record.lock().unwrap().push((index, state));
+        });
+        let cell = StateCell::unreported(ServerState::Up);
+        let now = || cell.state(|| false);
+        cell.report(5, now, Some(&callback), false);
+        cell.report(5, now, Some(&callback), false);
+        assert_eq!(*seen.lock().unwrap(), [(5, ServerState::Up)]);
     }
 }

@@ -278,7 +278,7 @@ fn take_pending(link: &Link) -> Vec<Job> {
 
 /// A link that went down hands every file it holds to the cluster: moved to
 /// live servers, spilled, or failed with `reason`.
-fn hand_on_files(cluster: &Cluster, index: usize, reason: &str) {
+pub(super) fn hand_on_files(cluster: &Cluster, index: usize, reason: &str) {
     let lost = take_pending(&cluster.links[index]);
     cluster.reroute(index, lost, reason);
 }
@@ -294,16 +294,26 @@ fn fail_leftovers(cluster: &Cluster, index: usize) {
 /// Sleeps `delay` unless the link closes first (true) or, while it is still
 /// up between connections, files arrive for it (false: connect now). Files
 /// queued on a link still up are sent even when it is closing: `finalize`
-/// queues its sentinel and marks the link closing at once.
+/// queues its sentinel and marks the link closing at once. A link withdrawn
+/// by discovery sleeps until it is readmitted (false, at once) or closes.
 fn wait_or_close(link: &Link, delay: Duration) -> bool {
     let deadline = Instant::now() + delay;
     let mut state = link.lock();
+    let mut was_withdrawn = false;
     loop {
         if state.up && !state.queue.is_empty() {
             return false;
         }
         if state.closing {
             return true;
+        }
+        if state.withdrawn {
+            was_withdrawn = true;
+            state = link.wait_work(state, None);
+            continue;
+        }
+        if was_withdrawn {
+            return false;
         }
         let now = Instant::now();
         if now >= deadline {
@@ -330,6 +340,14 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
     };
     {
         let mut state = link.lock();
+        if state.withdrawn {
+            // Withdrawn while this connection was made: not used.
+            return SessionEnd::Failed {
+                reason: state.failure.clone().unwrap_or_default(),
+                answered: false,
+                by_server: None,
+            };
+        }
         state.up = true;
         link.cell.set_connection(ServerState::Up);
         state.failure = None;
@@ -360,7 +378,11 @@ fn run_session(cluster: &Arc<Cluster>, index: usize, socket: TcpStream) -> Sessi
     let by_server = state.ended_by_server;
     if by_server.is_none() {
         state.up = false;
-        link.cell.set_connection(ServerState::Connecting);
+        // Withdrawn by discovery: down, not reconnecting (see `wait_or_close`).
+        link.cell.set_connection(match state.withdrawn {
+            true => ServerState::Down,
+            false => ServerState::Connecting,
+        });
     }
     match state.failure.clone() {
         None => SessionEnd::Finished,

@@ -17,6 +17,8 @@ use super::fork::Born;
 use super::job::Job;
 use super::limits::{self, Claim};
 use super::link::Link;
+use super::links::{Links, MAX_SERVERS};
+use super::membership::Membership;
 use super::outcome::{in_callback, Counters, OutcomeResult, Reporter, Stats};
 use super::resolve::{resolve, ResolveError};
 use super::server_state::ServerState;
@@ -46,11 +48,13 @@ pub struct Streamer {
 struct Threads {
     links: Vec<JoinHandle<()>>,
     spill: Option<JoinHandle<()>>,
+    /// The discovery thread (live membership), which starts link threads too.
+    membership: Option<Membership>,
 }
 
 impl Threads {
     fn is_empty(&self) -> bool {
-        self.links.is_empty() && self.spill.is_none()
+        self.links.is_empty() && self.spill.is_none() && self.membership.is_none()
     }
 }
 
@@ -92,6 +96,16 @@ impl StatsProbe {
         self.0.links.get(index).map(Link::server_state)
     }
 
+    /// The number of servers now, as [`Streamer::n_servers`].
+    pub fn n_servers(&self) -> usize {
+        self.0.links.len()
+    }
+
+    /// The address of server `index` (`host:port`), as [`Streamer::servers`].
+    pub fn server(&self, index: usize) -> Option<String> {
+        self.0.links.get(index).map(|link| link.server.clone())
+    }
+
     /// The counters of server `index` now, as [`Streamer::server_stats`]
     /// (zeros in a forked child).
     pub fn server_stats(&self, index: usize) -> Option<ServerStats> {
@@ -119,6 +133,7 @@ impl Streamer {
     /// process or another): [`Error::SpillBusy`].
     pub fn new(mut options: StreamerOptions) -> Result<Streamer, Error> {
         let born = Born::now();
+        let given = options.servers.len();
         if let Some(discovery) = &options.discovery {
             let found = crate::discovery::find_servers(discovery)?;
             options
@@ -163,8 +178,22 @@ impl Streamer {
                     Some(format!("unreachable since start: {error}"))
                 }
             };
-            links.push(Link::starting(server.clone(), &options, unreachable));
+            let link = Link::starting(server.clone(), &options, unreachable);
+            links.push(match links.len() < given {
+                true => link,
+                false => link.found_by_discovery(),
+            });
         }
+        let live_membership = options
+            .discovery
+            .clone()
+            .filter(|_| !options.discovery_period.is_zero());
+        // Without live membership the list never grows: no spare slot.
+        let capacity = match live_membership {
+            Some(_) => MAX_SERVERS,
+            None => 0,
+        };
+        let links = Links::new(links, capacity);
         let buffers = BufferPool::new(
             options
                 .queue_max_bytes
@@ -195,6 +224,10 @@ impl Streamer {
                 .spawn(move || resend_spilled(&spill_cluster))
                 .map_err(|e| Error::SpillFolder(format!("cannot start a thread: {e}")))?;
             streamer.threads.spill = Some(thread);
+        }
+        if let Some(discovery) = live_membership {
+            let period = cluster.options.discovery_period;
+            streamer.threads.membership = Some(Membership::start(&cluster, discovery, period)?);
         }
         Ok(streamer)
     }
@@ -239,7 +272,24 @@ impl Streamer {
         Ok(())
     }
 
-    /// Number of servers.
+    /// What live membership refused or could not do (a server past the
+    /// descriptor limit, one that could not be connected to, a round that
+    /// found nothing), newest last, at most 32; empty without it (see
+    /// [`StreamerOptions::discovery_period`]).
+    pub fn discovery_notes(&self) -> Vec<String> {
+        if self.born.forked() {
+            return Vec::new();
+        }
+        self.threads
+            .membership
+            .as_ref()
+            .map(Membership::notes)
+            .unwrap_or_default()
+    }
+
+    /// Number of servers now. With live membership
+    /// ([`StreamerOptions::discovery_period`]) it may grow during the run
+    /// (a server's index never changes).
     pub fn n_servers(&self) -> usize {
         self.cluster.links.len()
     }
@@ -490,8 +540,9 @@ impl Streamer {
     }
 
     fn choose(&self, name: &str, index: Option<i64>) -> Result<usize, Error> {
-        let n_servers = self.n_servers();
         let chosen = self.cluster.choose(index, name);
+        // Read after the choice: servers may join meanwhile (never leave).
+        let n_servers = self.n_servers();
         if chosen >= n_servers {
             return Err(Error::DistributionOutOfRange { chosen, n_servers });
         }
@@ -593,10 +644,14 @@ enum CloseEnd {
 /// `limit`, then give up the rest), stop the links and join the threads.
 fn close_cluster(
     cluster: &Cluster,
-    threads: Threads,
+    mut threads: Threads,
     limit: Option<Duration>,
 ) -> (Stats, CloseEnd) {
     let deadline = limit.map(|limit| Instant::now() + limit);
+    // No server joins from now on: the links below are all there will be.
+    if let Some(membership) = threads.membership.take() {
+        threads.links.extend(membership.stop());
+    }
     cluster.stop_accepting();
     let mut spill_thread = threads.spill;
     cluster.stop_spilling();

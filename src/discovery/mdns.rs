@@ -35,6 +35,9 @@ const RETIRED_POLL: Duration = Duration::from_millis(20);
 /// How many queries must go unanswered by anything new before a browse ends.
 const QUIET_QUERIES: u32 = 2;
 
+/// How often a browse asks whether it should stop early (see [`browse_until`]).
+const STOP_LOOK: Duration = Duration::from_millis(50);
+
 /// How long a browse listens after its last query before it ends: responders wait up to
 /// 120 ms before answering a shared record (RFC 6762 section 6), more on a busy host.
 const LISTEN_AFTER_QUERY: Duration = Duration::from_millis(500);
@@ -52,20 +55,33 @@ const LISTEN_AFTER_QUERY: Duration = Duration::from_millis(500);
 /// host), and a later query hears them; a stable cluster is browsed in `wait`, or 2.5 s
 /// if that is more.
 pub fn browse(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
-    browse_until_quiet(wait, QUIET_QUERIES)
+    browse_until_quiet(wait, QUIET_QUERIES, &|| false)
+}
+
+/// As [`browse`], ending early, with what was heard so far, once `stop`
+/// returns true: it is asked every 50 ms or so (a closing streamer's
+/// discovery thread must not finish a whole browse, see
+/// `crate::client` live membership).
+pub fn browse_until(
+    wait: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<ServerInfo>, DiscoveryError> {
+    browse_until_quiet(wait, QUIET_QUERIES, stop)
 }
 
 /// One query, its answers heard for `wait` (at least half a second): for a node that
 /// browses again and again (a data server keeping its list of peers, `server/peers.rs`),
 /// where [`browse`]'s repeats would multiply the queries of every node of a cluster.
 pub fn browse_one_query(wait: Duration) -> Result<Vec<ServerInfo>, DiscoveryError> {
-    browse_until_quiet(wait, 0)
+    browse_until_quiet(wait, 0, &|| false)
 }
 
-/// [`browse`], ending once `quiet_queries` queries in a row brought nothing new.
+/// [`browse_until`], ending once `quiet_queries_needed` queries in a row brought
+/// nothing new.
 fn browse_until_quiet(
     wait: Duration,
     quiet_queries_needed: u32,
+    stop: &dyn Fn() -> bool,
 ) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let daemon = Daemon::start()?;
     let mut events = daemon.0.browse(SERVICE_TYPE).map_err(mdns_error)?;
@@ -89,7 +105,7 @@ fn browse_until_quiet(
         let now = Instant::now();
         let settled =
             quiet_queries >= quiet_queries_needed && now >= last_query + LISTEN_AFTER_QUERY;
-        if now >= last_possible || (now >= start + wait && settled) {
+        if now >= last_possible || (now >= start + wait && settled) || stop() {
             break;
         }
         let next_query = last_query + QUERY_INTERVAL;
@@ -105,7 +121,7 @@ fn browse_until_quiet(
             quiet_queries += 1;
             continue;
         }
-        let mut until = next_query.min(last_possible);
+        let mut until = next_query.min(last_possible).min(now + STOP_LOOK);
         if quiet_queries >= quiet_queries_needed {
             until = until.min((last_query + LISTEN_AFTER_QUERY).max(start + wait));
         }

@@ -224,6 +224,16 @@ fn os_host_name() -> Option<String> {
 /// An unreadable registry or a failed mDNS browse is not an error by itself: it is
 /// reported in [`DiscoveryError::NoServers`]'s `looked` when nothing is found.
 pub fn find_servers(options: &DiscoveryOptions) -> Result<Vec<ServerInfo>, DiscoveryError> {
+    find_servers_until(options, &|| false)
+}
+
+/// As [`find_servers`], with an mDNS browse that ends early, with what it
+/// heard so far, once `stop` returns true ([`mdns::browse_until`]); the
+/// registry read and the probes are short and always run.
+pub fn find_servers_until(
+    options: &DiscoveryOptions,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<ServerInfo>, DiscoveryError> {
     let mut looked = Vec::new();
     let mut by_name = BTreeMap::new();
     if options.use_registry {
@@ -238,7 +248,7 @@ pub fn find_servers(options: &DiscoveryOptions) -> Result<Vec<ServerInfo>, Disco
     }
     if options.use_mdns {
         let wait_ms = options.mdns_wait.as_millis();
-        match mdns::browse(options.mdns_wait) {
+        match mdns::browse_until(options.mdns_wait, stop) {
             Ok(servers) => {
                 let n = servers.len();
                 looked.push(format!(

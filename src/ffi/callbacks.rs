@@ -20,6 +20,9 @@ use crate::{Distribution, Outcome, OutcomeResult};
 /// - Pointers: `name` is valid only during the call.
 /// - `index` is the index given to put (negative: none). A result
 ///   `>= n_servers` fails that put with `STREAMER_ERR_DISTRIBUTION_OUT_OF_RANGE`.
+/// - `n_servers` is the number of servers now: with live membership
+///   (`streamer_options_set_discovery_period_ms`) it grows during the run as
+///   servers join (indices never change), so compute with it on every call.
 /// - May call: the same functions as a completion callback (see
 ///   `PymeStreamerCompletionFn`), though a put from here is rarely useful.
 /// - The choice is where the file goes unless, with failover on (the

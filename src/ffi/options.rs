@@ -745,6 +745,33 @@ pub unsafe extern "C" fn streamer_options_set_discovery_timeout_ms(
     }
 }
 
+/// Live membership: with a serverfilter, how often discovery runs again
+/// during the acquisition, in milliseconds (default 10000; 0: only once, at
+/// start). A server found that the streamer does not have yet joins it with
+/// the next index (`streamer_n_servers` grows; indices never change); a
+/// server found by discovery that two rounds in a row do not find is marked
+/// down (`STREAMER_SERVER_DOWN`), takes no new file (its files move to live
+/// servers) and does not reconnect until found again. Servers given by
+/// address are never marked down by discovery. The server-state callback
+/// hears of both: a joining server's first call says `STREAMER_SERVER_UP`.
+/// Without a serverfilter it has no effect. May be called before or after
+/// `streamer_options_set_serverfilter`.
+/// Consumes nothing.
+///
+/// # Safety
+/// `options` is NULL or a valid handle.
+#[no_mangle]
+pub unsafe extern "C" fn streamer_options_set_discovery_period_ms(
+    options: *mut PymeStreamerOptions,
+    period_ms: u32,
+) -> i32 {
+    ffi_panic_boundary! {
+        let options = try_handle_mut!(options);
+        options.update(|core| core.discovery_period(Duration::from_millis(period_ms.into())));
+        STREAMER_OK
+    }
+}
+
 /// Where discovery looks: `use_mdns` (multicast on the network) and the local
 /// registry file `registry_path` (NULL: the default, `<temp dir>/_pyme-http.sqlite`,
 /// also after another path or `""` was set; `""`: no registry). Call after
@@ -904,6 +931,34 @@ mod tests {
             }
             assert_eq!(
                 streamer_options_set_memory_limit(std::ptr::null_mut(), 1),
+                STREAMER_ERR_NULL_ARGUMENT
+            );
+            streamer_options_free(options);
+        }
+    }
+
+    #[test]
+    fn the_discovery_period_reaches_the_options_and_null_is_refused() {
+        let mut options = std::ptr::null_mut();
+        // SAFETY: the handle is made here, used from this thread and freed at the end.
+        unsafe {
+            assert_eq!(streamer_options_new(&mut options), STREAMER_OK);
+            assert_eq!(
+                (*options).core.discovery_period,
+                crate::options::DEFAULT_DISCOVERY_PERIOD
+            );
+            for ms in [0, 200, u32::MAX] {
+                assert_eq!(
+                    streamer_options_set_discovery_period_ms(options, ms),
+                    STREAMER_OK
+                );
+                assert_eq!(
+                    (*options).core.discovery_period,
+                    Duration::from_millis(ms.into())
+                );
+            }
+            assert_eq!(
+                streamer_options_set_discovery_period_ms(std::ptr::null_mut(), 1),
                 STREAMER_ERR_NULL_ARGUMENT
             );
             streamer_options_free(options);

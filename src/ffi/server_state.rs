@@ -46,10 +46,14 @@ pub(super) fn state_for_c(state: ServerState) -> i32 {
 /// Called on every change of a server's state, with its index and its new
 /// state (a `PymeStreamerServerState`); also once, at start, for every server
 /// that could not be reached when the streamer was created
-/// (`STREAMER_SERVER_DOWN`). Before its first call a server is up.
+/// (`STREAMER_SERVER_DOWN`). Before its first call a server is up. With live
+/// membership (`streamer_options_set_discovery_period_ms`), a server that
+/// joins during the run has the next index and its first call says
+/// `STREAMER_SERVER_UP`; one that discovery no longer finds is reported
+/// `STREAMER_SERVER_DOWN`.
 ///
-/// - Thread: a library thread (the link thread of that server, or its
-///   receiver). Calls for one server never overlap and come in the order of
+/// - Thread: a library thread (the link thread of that server, its
+///   receiver, or the discovery thread that marked it down). Calls for one server never overlap and come in the order of
 ///   the changes; calls for different servers may overlap.
 /// - It should return quickly: it holds up its server's thread.
 /// - May call: the same functions as a completion callback (see

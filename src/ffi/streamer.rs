@@ -191,7 +191,9 @@ pub unsafe extern "C" fn streamer_put_stream(
     }
 }
 
-/// The number of servers (0 for NULL).
+/// The number of servers now (0 for NULL). With live membership
+/// (`streamer_options_set_discovery_period_ms`) it grows when servers join
+/// during the run; a server's index never changes.
 /// Consumes nothing.
 ///
 /// # Safety

@@ -222,6 +222,8 @@ extern int32_t (*const probe_streamer_options_set_serverfilter)(struct PymeStrea
 int32_t (*const probe_streamer_options_set_serverfilter)(struct PymeStreamerOptions *, const char *) = streamer_options_set_serverfilter;
 extern int32_t (*const probe_streamer_options_set_discovery_timeout_ms)(struct PymeStreamerOptions *, uint32_t);
 int32_t (*const probe_streamer_options_set_discovery_timeout_ms)(struct PymeStreamerOptions *, uint32_t) = streamer_options_set_discovery_timeout_ms;
+extern int32_t (*const probe_streamer_options_set_discovery_period_ms)(struct PymeStreamerOptions *, uint32_t);
+int32_t (*const probe_streamer_options_set_discovery_period_ms)(struct PymeStreamerOptions *, uint32_t) = streamer_options_set_discovery_period_ms;
 extern int32_t (*const probe_streamer_options_set_discovery_sources)(struct PymeStreamerOptions *, int32_t, const char *);
 int32_t (*const probe_streamer_options_set_discovery_sources)(struct PymeStreamerOptions *, int32_t, const char *) = streamer_options_set_discovery_sources;
 extern int32_t (*const probe_streamer_options_set_discovery_default_registry)(struct PymeStreamerOptions *, int32_t);
