@@ -68,10 +68,18 @@ pub enum H5Error {
     /// The file was stored write-once (by a plain PUT): never changed.
     #[error("{0}")]
     WriteOnce(String),
+    /// The answer would be larger than [`MAX_READ_BYTES`] (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The library failed.
     #[error("HDF5 failed: {0}")]
     Library(String),
 }
+
+/// The most bytes of rows one read gives (`<Table>.npy` or `.json`, events): a
+/// table's row count is what its file says, and a file stored by a plain PUT may say
+/// 2^40 rows in a few KiB; larger reads ask for a slice (`?from=&to=`).
+pub const MAX_READ_BYTES: u64 = 1 << 30;
 
 type Result<T> = std::result::Result<T, H5Error>;
 
@@ -1011,6 +1019,12 @@ fn read_rows_in(
     };
     let start = clamp(from, 0);
     let end = clamp(to, total).max(start);
+    let bytes = (end - start).saturating_mul(dtype.itemsize() as u64);
+    if bytes > MAX_READ_BYTES {
+        return Err(H5Error::TooLarge(format!(
+            "'{table}' holds {total} rows; ask for at most {MAX_READ_BYTES} bytes of them at once (?from=&to=)"
+        )));
+    }
     let rows = (end - start) as usize;
     let mut data = vec![0u8; rows * dtype.itemsize()];
     if rows > 0 {
@@ -1225,4 +1239,57 @@ pub fn events(path: &Path) -> Result<Vec<(String, String, f64)>> {
             (text(&row[256..288]), text(&row[..256]), time)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::npy::{Field, Kind};
+
+    /// Hostile round 3: an `.h5r` file stored by a plain PUT is any file a client
+    /// made; one whose table claims 2^40 rows (a chunked dataset, never written:
+    /// a few KiB on disk) is refused when read whole, not a 4 TiB allocation that
+    /// aborts the server. A slice of it is read.
+    #[test]
+    fn a_table_claiming_more_rows_than_can_be_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.h5r");
+        let dtype = Dtype::Record {
+            fields: vec![Field {
+                name: "x".into(),
+                dtype: Dtype::Scalar {
+                    kind: Kind::Int,
+                    size: 4,
+                    big_endian: false,
+                },
+                offset: 0,
+            }],
+            itemsize: 4,
+        };
+        append_rows(&path, "T", &dtype, 1, &7i32.to_le_bytes()).unwrap();
+        {
+            let _lock = locked();
+            let file = open_for_write(&path).unwrap();
+            let name = cstring("T").unwrap();
+            let dataset = id(
+                unsafe { H5Dopen2(file.0, name.as_ptr(), H5P_DEFAULT) },
+                "H5Dopen2",
+            )
+            .unwrap();
+            ok(
+                unsafe { H5Dset_extent(dataset.0, [1u64 << 40].as_ptr()) },
+                "H5Dset_extent",
+            )
+            .unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
+        match read_rows(&path, "T", None, None) {
+            Err(H5Error::TooLarge(reason)) => assert!(reason.contains("from="), "{reason}"),
+            other => panic!("{:?}", other.map(|(_, rows, _)| rows)),
+        }
+        let (_, rows, data) = read_rows(&path, "T", Some(0), Some(2)).unwrap();
+        assert_eq!((rows, &data[..4]), (2, &7i32.to_le_bytes()[..]));
+        let (_, rows, _) = read_rows(&path, "T", Some(-3), None).unwrap();
+        assert_eq!(rows, 3);
+    }
 }

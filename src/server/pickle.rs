@@ -618,7 +618,7 @@ impl<'a> Machine<'a> {
         };
         match &target {
             Value::Dtype(dtype) => {
-                let built = self.dtype_state(&dtype.borrow().dtype, &state)?;
+                let built = self.dtype_state(&dtype.borrow().dtype, state)?;
                 dtype.borrow_mut().dtype = built;
                 Ok(())
             }
