@@ -226,7 +226,7 @@ fn dripping_source(
 
 /// Hostile round 3: a source that drips its answer (a byte every 50 ms, never
 /// silent for the 300 ms read timeout), in the head or in the body, is given up
-/// (504) once it sends less than 64 KiB in a read timeout: before, each byte reset
+/// (504) once it sends less than 64 KiB a second over a read timeout: before, each byte reset
 /// the timeout and the node's connection waited for the whole drip (the body:
 /// 900 bytes, 45 s; the head: for ever), a connection and a thread per mirror
 /// request held by any peer.

@@ -11,9 +11,9 @@
 //! 405 the name is taken (write-once, checked before fetching and again when
 //! storing); 413 the file is larger than `--max-body-bytes`; 502 the source refused
 //! the connection, answered anything but 200 (404 included), or broke off; 504 the
-//! source sent less than [`MIN_BYTES_PER_TIMEOUT`] (or the rest of its answer) in a
-//! read timeout: silent, or dripping its answer, which would otherwise hold this
-//! connection and its thread for as long as the source likes.
+//! source sent less than [`MIN_BYTES_PER_SECOND`] on average over a read timeout (or
+//! less than the rest of its answer): silent, or dripping its answer, which would
+//! otherwise hold this connection and its thread for as long as the source likes.
 //!
 //! What this module may not do: connect anywhere `peers.rs` does not
 //! allow, or keep a fetched byte in memory beyond one buffer.
@@ -38,14 +38,17 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Without a read timeout configured, a source silent this long is given up (504).
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A source must send at least this much of its answer in every read timeout (or
-/// all of it), else it is given up (504): a byte now and then is not progress.
-pub const MIN_BYTES_PER_TIMEOUT: u64 = 64 * 1024;
+/// A source must send at least this much a second on average over each read timeout
+/// (or the rest of its answer), else it is given up (504): a byte now and then is not
+/// progress. The rate the server itself calls a stalled client (`STALLED_AFTER_MS`).
+pub const MIN_BYTES_PER_SECOND: u64 = 64 * 1024;
 
 /// The pace a source must keep: windows of one read timeout, each with at least
-/// [`MIN_BYTES_PER_TIMEOUT`] received.
+/// [`MIN_BYTES_PER_SECOND`] times its length received.
 struct Pace {
     timeout: Duration,
+    /// Bytes each window must bring.
+    needed: u64,
     window_start: Instant,
     window_bytes: u64,
 }
@@ -54,6 +57,7 @@ impl Pace {
     fn new(timeout: Duration) -> Pace {
         Pace {
             timeout,
+            needed: (MIN_BYTES_PER_SECOND as f64 * timeout.as_secs_f64()) as u64,
             window_start: Instant::now(),
             window_bytes: 0,
         }
@@ -64,7 +68,7 @@ impl Pace {
     fn before_read(&mut self, stream: &TcpStream) -> Result<(), Fetch> {
         let mut left = self.timeout.saturating_sub(self.window_start.elapsed());
         if left.is_zero() {
-            if self.window_bytes < MIN_BYTES_PER_TIMEOUT {
+            if self.window_bytes < self.needed {
                 return Err(Fetch::Silent);
             }
             self.window_start = Instant::now();
