@@ -1,5 +1,7 @@
 //! Hostile round 3 (docs/RELIABILITY.md, "Hostile round 3"): the C API's newer
-//! functions called back into from inside the library's own callbacks.
+//! functions called back into from inside the library's own callbacks, and the
+//! monitor's reading of hostile status bodies (the other tries are in the files
+//! they fit).
 //!
 //! Each callback (distribution, completion, server state) calls `streamer_server_stats`
 //! and `streamer_server_state` with good and bad arguments (an index out of range,
@@ -330,4 +332,64 @@ fn callbacks_calling_back_with_good_and_bad_arguments_never_wait_or_crash() {
         seen.state_ok.load(Ordering::SeqCst) >= 1,
         "no state change was reported"
     );
+}
+
+/// The monitor's reading of a hostile `/__status` (at most `fetch::MAX_BODY_BYTES`):
+/// JSON nested as deep as the body allows, a million keys, numbers beyond every
+/// range, text where numbers go: an error or unknown figures, never a panic, a stack
+/// overflow or a wait.
+#[test]
+fn the_monitor_reads_hostile_status_bodies_without_harm() {
+    use pyme_streaming::monitor::{fetch::MAX_BODY_BYTES, reading};
+    let half = MAX_BODY_BYTES / 2 - 8;
+    let mut bodies: Vec<Vec<u8>> = vec![
+        // Nested arrays and objects, as deep as the body allows.
+        [b"[".repeat(half), b"]".repeat(half)].concat(),
+        [
+            b"{\"Disk\":".repeat(half / 8),
+            b"1".to_vec(),
+            b"}".repeat(half / 8),
+        ]
+        .concat(),
+        [
+            b"{\"port\": 1, \"Network\": ".to_vec(),
+            b"[".repeat(100_000),
+            b"]".repeat(100_000),
+            b"}".to_vec(),
+        ]
+        .concat(),
+    ];
+    // Many interfaces and cores.
+    let mut many = String::from("{\"Port\": 1, \"Uptime\": \"0:00:01\", \"Network\": {");
+    for i in 0..20_000 {
+        many.push_str(&format!("\"i{i}\": {{\"send\": 1e308, \"recv\": 1e308}},"));
+    }
+    many.push_str("\"last\": {\"send\": -1, \"recv\": \"x\"}}, \"CPUUsage\": [");
+    many.push_str(&"1e308,".repeat(20_000));
+    many.push_str("-5]}");
+    bodies.push(many.into_bytes());
+    bodies.push(
+        br#"{"Port": 99999999999999999999, "Uptime": "99999999999999999999 days, 0:00:00",
+            "Disk": {"total": -1, "used": 1e400, "free": "lots"}, "MemUsage": [],
+            "ComputerName": "<script>alert(1)</script>", "files_stored": 1.5e300,
+            "uptime_s": -1e308, "disk_total_bytes": 18446744073709551616}"#
+            .to_vec(),
+    );
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::Builder::new()
+        // The poller's threads have the default stack of a spawned thread.
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for body in &bodies {
+                assert!(body.len() <= MAX_BODY_BYTES, "{}", body.len());
+                let _ = reading::read(body);
+            }
+            let _ = done_tx.send(());
+        })
+        .unwrap();
+    // Measured: well under a second.
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("reading a hostile status took a minute");
+    reader.join().unwrap();
 }
