@@ -393,3 +393,71 @@ fn the_monitor_reads_hostile_status_bodies_without_harm() {
         .expect("reading a hostile status took a minute");
     reader.join().unwrap();
 }
+
+/// A memory limit of 0 (one file at a time) and a completion callback that puts: the
+/// callback's file still holds its room, so the put finds the budget full; it must not
+/// wait there (it waits for room only this thread's return can make), but answer at
+/// once, and every file of the run still ends.
+#[test]
+fn a_put_from_a_callback_with_no_memory_budget_never_waits() {
+    use pyme_streaming::{Error, Streamer, StreamerOptions};
+    use std::sync::{Arc, Mutex};
+    let server = TestServer::start();
+    type Seen = Arc<Mutex<Vec<(Duration, Result<(), String>)>>>;
+    let seen: Seen = Arc::default();
+    let me: Arc<Mutex<Option<Arc<Streamer>>>> = Arc::default();
+    let options = {
+        let seen = Arc::clone(&seen);
+        let me = Arc::clone(&me);
+        StreamerOptions::new()
+            .server(server.address())
+            .memory_limit(0)
+            // Far longer than the test's bound: a put that waited would show.
+            .put_timeout(Some(Duration::from_secs(120)))
+            .on_complete(move |outcome| {
+                if !outcome.name.starts_with("first/") {
+                    return;
+                }
+                let Some(streamer) = me.lock().unwrap().clone() else {
+                    return;
+                };
+                let started = std::time::Instant::now();
+                let put = streamer
+                    .put(&format!("again/{}", &outcome.name[6..]), &[7u8; 10], None)
+                    .map_err(|e: Error| e.to_string());
+                seen.lock().unwrap().push((started.elapsed(), put));
+            })
+    };
+    let streamer = Arc::new(Streamer::new(options).unwrap());
+    *me.lock().unwrap() = Some(Arc::clone(&streamer));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let worker = {
+        let streamer = Arc::clone(&streamer);
+        std::thread::spawn(move || {
+            for i in 0..5 {
+                streamer
+                    .put(&format!("first/f{i}"), &[1u8; 100], None)
+                    .unwrap();
+            }
+            let flushed = streamer.flush(Some(Duration::from_secs(60)));
+            let _ = done_tx.send(flushed.map_err(|e| e.to_string()));
+        })
+    };
+    let flushed = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a put from a callback waited for room");
+    worker.join().unwrap();
+    assert_eq!(flushed, Ok(()));
+    *me.lock().unwrap() = None;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    eprintln!("puts from the callbacks: {seen:?}");
+    for (took, _) in &seen {
+        // Measured: microseconds; a wait would take the 120 s put timeout.
+        assert!(*took < Duration::from_secs(10), "{seen:?}");
+    }
+    match Arc::try_unwrap(streamer) {
+        Ok(streamer) => drop(streamer.close()),
+        Err(_) => panic!("the streamer is still shared"),
+    };
+}
