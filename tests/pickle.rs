@@ -125,8 +125,17 @@ fn deeply_nested_tuples_are_refused_not_a_stack_overflow() {
     let mut body = vec![0x80, 2, b'N'];
     body.extend(std::iter::repeat_n(0x85u8, 1_000_000));
     body.push(b'.');
-    let result = on_a_server_sized_stack(move || read(&body).map(drop));
-    assert!(matches!(result, Err(PickleError::Refused(_))), "{result:?}");
+    // The same with every level also kept in the memo (`MEMOIZE`), so that levels
+    // are dropped in the memo's order, shared or not.
+    let mut memoized = vec![0x80, 4, b'N'];
+    for _ in 0..500_000 {
+        memoized.extend_from_slice(&[0x85, 0x94]);
+    }
+    memoized.push(b'.');
+    for body in [body, memoized] {
+        let result = on_a_server_sized_stack(move || read(&body).map(drop));
+        assert!(matches!(result, Err(PickleError::Refused(_))), "{result:?}");
+    }
 }
 
 /// Hostile round 3: lists nested a million deep (`]` a million times, then `a` to
