@@ -471,7 +471,54 @@ mod tests {
         assert!(g(&store, &fits).unwrap().is_empty());
     }
 
+    /// fnmatch as Python's `fnmatch.translate` reads a pattern, recursively (small
+    /// inputs only): the reference the compiled matcher is held to.
+    fn reference(pattern: &[char], name: &[char]) -> bool {
+        match pattern.first() {
+            None => name.is_empty(),
+            Some('*') => (0..=name.len()).any(|skip| reference(&pattern[1..], &name[skip..])),
+            Some('?') => !name.is_empty() && reference(&pattern[1..], &name[1..]),
+            Some('[') => {
+                // The set: `!` negates, a `]` first is itself, `a-b` a range; a `[`
+                // without its `]` is itself (looked for again at every `[`).
+                let c = name.first().copied();
+                let negated = pattern.get(1) == Some(&'!');
+                let start = if negated { 2 } else { 1 };
+                let mut j = start;
+                let mut hit = false;
+                loop {
+                    match pattern.get(j) {
+                        None => return c == Some('[') && reference(&pattern[1..], &name[1..]),
+                        Some(']') if j > start => break,
+                        Some(&first) => {
+                            if pattern.get(j + 1) == Some(&'-')
+                                && pattern.get(j + 2).is_some_and(|&e| e != ']')
+                            {
+                                hit |= c.is_some_and(|c| first <= c && c <= pattern[j + 2]);
+                                j += 3;
+                            } else {
+                                hit |= c == Some(first);
+                                j += 1;
+                            }
+                        }
+                    }
+                }
+                c.is_some() && hit != negated && reference(&pattern[j + 1..], &name[1..])
+            }
+            Some(&c) => name.first() == Some(&c) && reference(&pattern[1..], &name[1..]),
+        }
+    }
+
     proptest::proptest! {
+        /// The compiled matcher answers as the reference, also for sets, unclosed
+        /// `[` and ranges.
+        #[test]
+        fn matching_agrees_with_the_reference(pattern in "[ab*?\\[\\]!-]{0,10}", name in "[ab\\[\\]!-]{0,8}") {
+            let p: Vec<char> = pattern.chars().collect();
+            let n: Vec<char> = name.chars().collect();
+            proptest::prop_assert_eq!(m(&pattern, &name), reference(&p, &n), "{:?} {:?}", pattern, name);
+        }
+
         /// Any pattern against any name ends, without a panic, and a pattern without
         /// special characters matches exactly itself.
         #[test]
