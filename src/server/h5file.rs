@@ -508,8 +508,19 @@ fn group(loc: hid_t, name: &str) -> Result<Id> {
 
 // ---- metadata ------------------------------------------------------------------
 
+/// At most this many entries in one metadata request.
+pub const MAX_METADATA_ENTRIES: usize = 1024;
+
+/// At most this many attributes in one metadata group (PyTables' three included).
+/// Replacing an attribute costs HDF5 about the square of the group's attributes (the
+/// object header is rewritten): 400 entries sent twice took 17 s, 1000 hours, all
+/// under the lock every HDF5 operation of the server takes. PYME's groups hold tens.
+pub const MAX_ATTRIBUTES_PER_GROUP: usize = 256;
+
 /// Sets PYME metadata entries (`Camera.ADOffset` -> `/MetaData/Camera`, attribute
-/// `ADOffset`) in the file at `path`, creating it if missing.
+/// `ADOffset`) in the file at `path`, creating it if missing. More than
+/// [`MAX_METADATA_ENTRIES`] entries, or a group that would hold more than
+/// [`MAX_ATTRIBUTES_PER_GROUP`] attributes, is refused before anything is written.
 pub fn set_metadata(path: &Path, entries: &[(String, AttrValue)]) -> Result<()> {
     let _lock = locked();
     let file = open_for_write(path)?;
@@ -527,6 +538,13 @@ fn set_metadata_in(file: &File, entries: &[(String, AttrValue)]) -> Result<()> {
             )));
         }
     }
+    if entries.len() > MAX_METADATA_ENTRIES {
+        return Err(H5Error::BadRequest(format!(
+            "{} metadata entries in one request; at most {MAX_METADATA_ENTRIES}",
+            entries.len()
+        )));
+    }
+    check_group_sizes(file, entries)?;
     let root = group(file.0, "MetaData")?;
     for (key, value) in entries {
         let parts: Vec<&str> = key.split('.').collect();
@@ -541,6 +559,53 @@ fn set_metadata_in(file: &File, entries: &[(String, AttrValue)]) -> Result<()> {
         set_attr(at, attr, value)?;
     }
     Ok(())
+}
+
+/// Refuses entries that would make a group hold more than [`MAX_ATTRIBUTES_PER_GROUP`]
+/// attributes, counting those it holds already (nothing is created here).
+fn check_group_sizes(file: &File, entries: &[(String, AttrValue)]) -> Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut by_group: BTreeMap<Vec<&str>, BTreeSet<&str>> = BTreeMap::new();
+    for (key, _) in entries {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let attr = parts.pop().unwrap_or_default();
+        by_group.entry(parts).or_default().insert(attr);
+    }
+    for (path, names) in by_group {
+        let existing = existing_attributes(file, &path)?;
+        let new = names
+            .iter()
+            .filter(|n| !existing.iter().any(|e| e == *n))
+            .count();
+        // A new group gets PyTables' three attributes too.
+        let total = existing.len().max(3) + new;
+        if total > MAX_ATTRIBUTES_PER_GROUP {
+            return Err(H5Error::BadRequest(format!(
+                "the metadata group '{}' would hold {total} entries; at most {MAX_ATTRIBUTES_PER_GROUP}",
+                path.join(".")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The attribute names of `/MetaData/<path>`, empty when it does not exist.
+fn existing_attributes(file: &File, path: &[&str]) -> Result<Vec<String>> {
+    let mut held: Vec<Id> = Vec::new();
+    let mut at = file.0;
+    for part in std::iter::once("MetaData").chain(path.iter().copied()) {
+        if !exists(at, part)? {
+            return Ok(Vec::new());
+        }
+        let c = cstring(part)?;
+        let Ok(g) = id(unsafe { H5Gopen2(at, c.as_ptr(), H5P_DEFAULT) }, "H5Gopen2") else {
+            // Not a group: the write says so.
+            return Ok(Vec::new());
+        };
+        at = g.0;
+        held.push(g);
+    }
+    names_of(at, false)
 }
 
 /// Every metadata entry of the file, by dotted name.
@@ -1291,5 +1356,46 @@ mod tests {
         assert_eq!((rows, &data[..4]), (2, &7i32.to_le_bytes()[..]));
         let (_, rows, _) = read_rows(&path, "T", Some(-3), None).unwrap();
         assert_eq!(rows, 3);
+    }
+
+    /// Hostile round 3: a metadata request of 400 entries in one group, sent twice,
+    /// held the server's HDF5 lock for 17 s (1000 entries: hours): each replaced
+    /// attribute rewrites the group's object header. A group holds at most
+    /// [`MAX_ATTRIBUTES_PER_GROUP`] attributes, a request at most
+    /// [`MAX_METADATA_ENTRIES`] entries; beyond, 400 before anything is written.
+    #[test]
+    fn metadata_groups_and_requests_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.h5r");
+        let entries = |group: &str, from: usize, n: usize| -> Vec<(String, AttrValue)> {
+            (from..from + n)
+                .map(|i| (format!("{group}.k{i}"), AttrValue::Int(i as i64)))
+                .collect()
+        };
+        match set_metadata(&path, &entries("Key", 0, 400)) {
+            Err(H5Error::BadRequest(reason)) => assert!(reason.contains("'Key'"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Within the bound, sent twice (the second replaces every entry).
+        let fits = entries("Camera", 0, 200);
+        set_metadata(&path, &fits).unwrap();
+        set_metadata(&path, &fits).unwrap();
+        // 200 + 60 new ones would pass the bound: refused, nothing written.
+        assert!(matches!(
+            set_metadata(
+                &path,
+                &[entries("Camera", 200, 60), entries("Other", 0, 1)].concat()
+            ),
+            Err(H5Error::BadRequest(_))
+        ));
+        let stored = metadata(&path).unwrap();
+        assert_eq!(stored.len(), 200, "nothing of a refused request is written");
+        let many: Vec<(String, AttrValue)> = (0..MAX_METADATA_ENTRIES + 1)
+            .map(|i| (format!("G{}.k", i), AttrValue::Int(0)))
+            .collect();
+        assert!(matches!(
+            set_metadata(&path, &many),
+            Err(H5Error::BadRequest(_))
+        ));
     }
 }
