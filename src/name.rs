@@ -16,7 +16,8 @@
 //!   `.`) is a reserved device name: `CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`,
 //!   `LPT0`-`LPT9`, also with a superscript digit (`COM¹`), in any case. Drive letters
 //!   (`C:`) and backslashes are refused by the character set.
-//! - No segment starts with [`RESERVED_PREFIX`], the data server's temporary files.
+//! - No segment starts with [`RESERVED_PREFIX`] (in any case: file systems that ignore
+//!   case would open the server's own files), the data server's temporary files.
 //! - A first segment starting with `__` is reserved for the data server's operations
 //!   (`__status`, `__glob`, `__metrics`, `__aggregate_*`, `__pyramid_*`): no stored
 //!   file has one ([`validate_stored`]). A name for `put` may start with one of the
@@ -234,10 +235,20 @@ fn validate_segment(segment: &str, position: usize) -> Result<(), NameError> {
     if is_reserved_device_name(segment) {
         return Err(NameError::ReservedDeviceName(segment.to_owned()));
     }
-    if segment.starts_with(RESERVED_PREFIX) {
+    if has_reserved_prefix(segment) {
         return Err(NameError::ReservedPrefix(segment.to_owned()));
     }
     Ok(())
+}
+
+/// Whether a segment starts with [`RESERVED_PREFIX`] in any case: on a file system
+/// that ignores case (Windows, macOS) `.PYME-LEN-log.txt` opens the server's journal of
+/// `log.txt`, and a client that stored it there would set where a restart cuts the log.
+fn has_reserved_prefix(segment: &str) -> bool {
+    segment
+        .as_bytes()
+        .get(..RESERVED_PREFIX.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes()))
 }
 
 /// Windows opens a device, not a file, for these stems, whatever the extension.
@@ -499,7 +510,16 @@ mod tests {
                 "{trailing}"
             );
         }
-        for reserved in ["a/.pyme-part-12-3", ".pyme-spill-1-2", ".pyme-x/y"] {
+        // In any case (hostile round 3: on Windows or macOS `.PYME-LEN-log.txt` is the
+        // server's journal of `log.txt`).
+        for reserved in [
+            "a/.pyme-part-12-3",
+            ".pyme-spill-1-2",
+            ".pyme-x/y",
+            ".PYME-LEN-log.txt",
+            "a/.Pyme-part-1",
+            ".pYmE-lock",
+        ] {
             assert!(
                 matches!(validate(reserved), Err(NameError::ReservedPrefix(_))),
                 "{reserved}"

@@ -105,3 +105,111 @@ proptest! {
         }
     }
 }
+
+/// Runs `f` on a thread with the default stack of a spawned thread (2 MiB, as the
+/// data server's connection threads have): a recursion as deep as the input overflows
+/// it and aborts the whole process, which is what these tests look for.
+fn on_a_server_sized_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Hostile round 3: a million nested tuples (`N`, then `TUPLE1` a million times, one
+/// byte a level) are refused, not a stack overflow when the nest is dropped.
+#[test]
+fn deeply_nested_tuples_are_refused_not_a_stack_overflow() {
+    let mut body = vec![0x80, 2, b'N'];
+    body.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+    body.push(b'.');
+    // The same with every level also kept in the memo (`MEMOIZE`), so that levels
+    // are dropped in the memo's order, shared or not.
+    let mut memoized = vec![0x80, 4, b'N'];
+    for _ in 0..500_000 {
+        memoized.extend_from_slice(&[0x85, 0x94]);
+    }
+    memoized.push(b'.');
+    for body in [body, memoized] {
+        let result = on_a_server_sized_stack(move || read(&body).map(drop));
+        assert!(matches!(result, Err(PickleError::Refused(_))), "{result:?}");
+    }
+}
+
+/// Hostile round 3: lists nested a million deep (`]` a million times, then `a` to
+/// put each into the one below) and dicts (`}` and `s`) are refused, not a stack
+/// overflow.
+#[test]
+fn deeply_nested_lists_and_dicts_are_refused_not_a_stack_overflow() {
+    let depth = 500_000;
+    let mut lists = vec![0x80, 2];
+    lists.extend(std::iter::repeat_n(b']', depth));
+    lists.extend(std::iter::repeat_n(b'a', depth - 1));
+    lists.push(b'.');
+    let mut dicts = vec![0x80, 2];
+    for _ in 0..depth {
+        dicts.extend_from_slice(b"}N");
+    }
+    dicts.extend(std::iter::repeat_n(b's', depth - 1));
+    dicts.push(b'.');
+    for body in [lists, dicts] {
+        let result = on_a_server_sized_stack(move || read(&body).map(drop));
+        assert!(matches!(result, Err(PickleError::Refused(_))), "{result:?}");
+    }
+}
+
+/// Hostile round 3: a list that holds itself (through the memo) is refused and
+/// nothing walks it for ever.
+#[test]
+fn a_list_holding_itself_is_refused() {
+    let body = b"\x80\x02]q\x00h\x00a.";
+    assert!(matches!(read(body), Err(PickleError::Refused(_))));
+    let body = b"\x80\x02]q\x00h\x00ah\x00\x85.";
+    assert!(matches!(read(body), Err(PickleError::Refused(_))));
+}
+
+/// Hostile round 3: protocol 0 (HDF5 attributes, read back by `Metadata.json`): a
+/// memo entry copied twice into a list, 40 times over, is 2^40 values if every copy
+/// is deep ("billion laughs"); refused, memory bounded.
+#[test]
+fn protocol0_memo_copies_cannot_blow_up() {
+    let mut body = b"Np0\n".to_vec();
+    for level in 0..40 {
+        body.extend_from_slice(format!("(g{level}\ng{level}\nlp{}\n", level + 1).as_bytes());
+    }
+    body.push(b'.');
+    let result = on_a_server_sized_stack(move || read_protocol0(&body).is_some());
+    assert!(!result, "a value of 2^40 parts was rebuilt");
+}
+
+/// Hostile round 3: protocol 0 lists nested as deep as its stack bound allows are
+/// refused or read, not a stack overflow when dropped.
+#[test]
+fn protocol0_deep_nesting_is_not_a_stack_overflow() {
+    let depth = 99_000;
+    let mut body = Vec::new();
+    body.extend(std::iter::repeat_n(b'(', depth));
+    body.extend(std::iter::repeat_n(b'l', depth));
+    body.push(b'.');
+    on_a_server_sized_stack(move || drop(read_protocol0(&body)));
+}
+
+/// Hostile round 3: protocol 0: `p` copies the top of the stack into the memo; a list
+/// of 50 000 values copied 300 000 times (3 bytes each) is refused, not 15 billion
+/// copies.
+#[test]
+fn protocol0_memo_puts_cannot_blow_up() {
+    let mut body = b"(".to_vec();
+    for _ in 0..50_000 {
+        body.extend_from_slice(b"N");
+    }
+    body.extend_from_slice(b"l");
+    for _ in 0..300_000 {
+        body.extend_from_slice(b"p0\n");
+    }
+    body.push(b'.');
+    let result = on_a_server_sized_stack(move || read_protocol0(&body).is_some());
+    assert!(!result, "50 000 values copied 300 000 times");
+}

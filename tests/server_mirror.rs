@@ -190,6 +190,94 @@ fn redirects_silence_oversize_and_cut_bodies_are_refused() {
     }
 }
 
+/// A fake source on loopback that answers one connection with `head`, then drips
+/// `drip` a byte every 50 ms, for ever (until the test drops the sender, or the
+/// node hangs up).
+fn dripping_source(
+    head: &'static [u8],
+    drip: &'static [u8],
+) -> (
+    u16,
+    std::thread::JoinHandle<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        if stream.write_all(head).is_err() {
+            return;
+        }
+        for byte in drip.iter().cycle() {
+            match stop_rx.recv_timeout(Duration::from_millis(50)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            if stream.write_all(&[*byte]).is_err() {
+                return;
+            }
+        }
+    });
+    (port, thread, stop_tx)
+}
+
+/// Hostile round 3: a source that drips its answer (a byte every 50 ms, never
+/// silent for the 300 ms read timeout), in the head or in the body, is given up
+/// (504) once it sends less than 64 KiB a second over a read timeout: before, each byte reset
+/// the timeout and the node's connection waited for the whole drip (the body:
+/// 900 bytes, 45 s; the head: for ever), a connection and a thread per mirror
+/// request held by any peer.
+#[test]
+fn a_source_dripping_its_answer_is_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    for (head, drip) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n"[..],
+            &b"x"[..],
+        ),
+        (&b"HTTP/1.1 200 OK\r\n"[..], &b"X-Drip: abcdefgh\r\n"[..]),
+    ] {
+        let (port, thread, stop) = dripping_source(head, drip);
+        let registry_path = dir.path().join(format!("r{port}.sqlite"));
+        let _entry = registry::register(
+            &registry_path,
+            "PYMEDataServer [test-cluster]:drip - PID:1",
+            "127.0.0.1",
+            port,
+        )
+        .unwrap();
+        let target = node(&registry_path, |config| {
+            config.max_body_bytes = 1000;
+            config.read_timeout = Duration::from_millis(300);
+        });
+        let mut client = Client::connect(target.server.local_addr());
+        let started = std::time::Instant::now();
+        client.send(&mirror("f", &format!("http://127.0.0.1:{port}/f")));
+        // Client::connect reads with a 20 s timeout: the drip of the body took 45 s.
+        let response = client.response();
+        assert_eq!(
+            response.code,
+            504,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        // Measured: 0.3 s (one read timeout).
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!target.root().join("f").exists());
+        drop(stop);
+        thread.join().unwrap();
+        client.send(&get("/__status"));
+        assert_eq!(client.response().code, 200);
+    }
+}
+
 /// A peer heard only on mDNS becomes a source once the background browse hears it;
 /// a server of another cluster heard there does not. mDNS is sent only inside a
 /// network namespace made here whose only interface is lo (this test runs its

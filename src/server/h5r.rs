@@ -346,6 +346,7 @@ pub(super) fn from_h5(result: Result<Answer, super::h5file::H5Error>) -> Answer 
         Err(H5Error::NotHdf5(reason)) => Answer::error(409, reason),
         Err(H5Error::Missing(reason)) => Answer::error(404, reason),
         Err(H5Error::WriteOnce(reason)) => Answer::error(405, reason),
+        Err(H5Error::TooLarge(reason)) => Answer::error(413, reason),
         Err(e @ H5Error::Library(_)) => Answer::error(500, e.to_string()),
     }
 }

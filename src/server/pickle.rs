@@ -90,7 +90,7 @@ pub fn read(body: &[u8]) -> Result<Pickled, PickleError> {
         memo: HashMap::new(),
         budget: DTYPE_NODE_BUDGET,
     };
-    match machine.run()? {
+    match &machine.run()? {
         Value::Array(array) => {
             let array = array.borrow();
             match &array.built {
@@ -182,6 +182,54 @@ enum Value {
     Array(Rc<RefCell<ArrayObject>>),
     /// A fit result's state (its attribute dict, set by `BUILD`).
     FitResult(Rc<RefCell<Vec<(Value, Value)>>>),
+}
+
+/// Dropping a value never recurses: a pickle nests a million tuples in a million
+/// bytes (`TUPLE1` over and over), and a drop that followed each level overflowed the
+/// thread's stack (aborting the process). The parts of a container this value holds
+/// alone are moved out onto a list and dropped one by one.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut parts = Vec::new();
+        move_parts(self, &mut parts);
+        while let Some(mut part) = parts.pop() {
+            move_parts(&mut part, &mut parts);
+            // `part` is dropped here, holding no containers any more.
+        }
+    }
+}
+
+/// Moves the containers a value holds alone (its `Rc` not shared) onto `parts`.
+fn move_parts(value: &mut Value, parts: &mut Vec<Value>) {
+    let mut take = |item: &mut Value| {
+        if matches!(
+            item,
+            Value::Tuple(_) | Value::List(_) | Value::Dict(_) | Value::FitResult(_)
+        ) {
+            parts.push(std::mem::replace(item, Value::None));
+        }
+    };
+    match value {
+        Value::Tuple(items) => {
+            if let Some(items) = Rc::get_mut(items) {
+                items.iter_mut().for_each(&mut take);
+            }
+        }
+        Value::List(list) => {
+            if let Some(list) = Rc::get_mut(list) {
+                list.get_mut().iter_mut().for_each(&mut take);
+            }
+        }
+        Value::Dict(pairs) | Value::FitResult(pairs) => {
+            if let Some(pairs) = Rc::get_mut(pairs) {
+                for (key, item) in pairs.get_mut() {
+                    take(key);
+                    take(item);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 struct Machine<'a> {
@@ -382,7 +430,7 @@ impl<'a> Machine<'a> {
                     // NEWOBJ: `cls.__new__(cls)`, for the fit result container only.
                     let args = self.pop()?;
                     let class = self.pop()?;
-                    match (class, args) {
+                    match (&class, &args) {
                         (Value::Global(Global::FitResult), Value::Tuple(args))
                             if args.is_empty() =>
                         {
@@ -475,7 +523,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pop_str(&mut self) -> Result<String, PickleError> {
-        match self.pop()? {
+        match &self.pop()? {
             Value::Str(s) => Ok(s.to_string()),
             _ => refuse("a global's name is not a string"),
         }
@@ -519,7 +567,7 @@ impl<'a> Machine<'a> {
         let Value::Global(global) = callable else {
             return refuse("only allowed globals may be called");
         };
-        let Value::Tuple(args) = args else {
+        let Value::Tuple(args) = &args else {
             return refuse("call arguments are not a tuple");
         };
         match (global, &args[..]) {
@@ -559,18 +607,18 @@ impl<'a> Machine<'a> {
     /// `BUILD`: sets the state of a dtype or an array made by `reduce`.
     fn build(&mut self, target: Value, state: Value) -> Result<(), PickleError> {
         if let Value::FitResult(object) = &target {
-            let Value::Dict(items) = state else {
+            let Value::Dict(items) = &state else {
                 return refuse("a fit result's state is not a dict");
             };
             object.borrow_mut().extend(items.borrow().iter().cloned());
             return Ok(());
         }
-        let Value::Tuple(state) = state else {
+        let Value::Tuple(state) = &state else {
             return refuse("a state that is not a tuple");
         };
-        match target {
+        match &target {
             Value::Dtype(dtype) => {
-                let built = self.dtype_state(&dtype.borrow().dtype, &state)?;
+                let built = self.dtype_state(&dtype.borrow().dtype, state)?;
                 dtype.borrow_mut().dtype = built;
                 Ok(())
             }
@@ -813,10 +861,43 @@ fn write_value0(value: &serde_json::Value, out: &mut Vec<u8>) {
     }
 }
 
+/// How deep protocol 0 values may nest (metadata nests a few levels): a JSON value is
+/// dropped by recursion, and 99 000 nested lists overflowed a thread's stack.
+const PROTOCOL0_MAX_DEPTH: usize = 64;
+/// What the copies into and out of the memo (`p`, `g`) may cost in all, in values and string bytes:
+/// each copy is deep, and a list of two copies of the list before, 40 times over, was
+/// 2^40 values from 500 bytes of input.
+const PROTOCOL0_COPY_BUDGET: usize = 1 << 22;
+
 /// A protocol 0 pickle of plain values (None, booleans, numbers, strings, lists,
-/// tuples, dicts) as JSON; None for anything else (no global is ever looked up).
+/// tuples, dicts) as JSON; None for anything else (no global is ever looked up), for
+/// values nested deeper than [`PROTOCOL0_MAX_DEPTH`], and for memo copies beyond
+/// [`PROTOCOL0_COPY_BUDGET`].
 pub fn read_protocol0(body: &[u8]) -> Option<serde_json::Value> {
     use serde_json::Value;
+    /// How deep a value nests (0 for a scalar); a recursion bounded by the depth
+    /// every value here was checked against when it was made.
+    fn depth(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    /// What a copy of a value costs: its values and string bytes.
+    fn cost(value: &Value) -> usize {
+        1 + match value {
+            Value::Array(items) => items.iter().map(cost).sum(),
+            Value::Object(map) => map.iter().map(|(k, v)| k.len() + cost(v)).sum(),
+            Value::String(text) => text.len(),
+            _ => 0,
+        }
+    }
+    /// Whether a value may go inside a container.
+    fn fits(value: &Value) -> bool {
+        depth(value) < PROTOCOL0_MAX_DEPTH
+    }
+    let mut copies = 0usize;
     #[derive(Clone)]
     enum Item {
         Mark,
@@ -891,17 +972,16 @@ pub fn read_protocol0(body: &[u8]) -> Option<serde_json::Value> {
                 }
                 stack.push(Item::Value(Value::String(inner.to_owned())));
             }
-            b'l' => {
+            b'l' | b't' => {
                 let items = since_mark(&mut stack)?;
-                stack.push(Item::Value(Value::Array(items)));
-            }
-            b't' => {
-                let items = since_mark(&mut stack)?;
+                if !items.iter().all(fits) {
+                    return None;
+                }
                 stack.push(Item::Value(Value::Array(items)));
             }
             b'd' => {
                 let items = since_mark(&mut stack)?;
-                if items.len() % 2 != 0 {
+                if items.len() % 2 != 0 || !items.iter().all(fits) {
                     return None;
                 }
                 let mut map = serde_json::Map::new();
@@ -914,6 +994,9 @@ pub fn read_protocol0(body: &[u8]) -> Option<serde_json::Value> {
                 let Item::Value(item) = stack.pop()? else {
                     return None;
                 };
+                if !fits(&item) {
+                    return None;
+                }
                 let Some(Item::Value(Value::Array(list))) = stack.last_mut() else {
                     return None;
                 };
@@ -923,6 +1006,9 @@ pub fn read_protocol0(body: &[u8]) -> Option<serde_json::Value> {
                 let Item::Value(value) = stack.pop()? else {
                     return None;
                 };
+                if !fits(&value) {
+                    return None;
+                }
                 let Item::Value(Value::String(key)) = stack.pop()? else {
                     return None;
                 };
@@ -936,11 +1022,20 @@ pub fn read_protocol0(body: &[u8]) -> Option<serde_json::Value> {
                 let Some(Item::Value(top)) = stack.last() else {
                     return None;
                 };
+                copies = copies.saturating_add(cost(top));
+                if copies > PROTOCOL0_COPY_BUDGET {
+                    return None;
+                }
                 memo.insert(key, top.clone());
             }
             b'g' => {
                 let key = line(&mut at)?;
-                stack.push(Item::Value(memo.get(&key)?.clone()));
+                let value = memo.get(&key)?;
+                copies = copies.saturating_add(cost(value));
+                if copies > PROTOCOL0_COPY_BUDGET {
+                    return None;
+                }
+                stack.push(Item::Value(value.clone()));
             }
             b'0' => {
                 stack.pop()?;

@@ -588,6 +588,21 @@ fn create(root: &Path, folder: &Path, body: &[u8], syncs: &mut Syncs<'_>) -> io:
             "The folder's level folders (0/, 1/, ...) hold files a pyramid did not make; a pyramid never replaces them.",
         ));
     }
+    // A folder removed (by a cleaner of empty folders) while the create makes them
+    // is made again, as the store does for files, up to this many times; then the
+    // error stands (a 500).
+    const ATTEMPTS: usize = 64;
+    for attempt in 1..=ATTEMPTS {
+        match make(root, folder, &state, syncs) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS => continue,
+            made => return made.map(|()| Answer::ok()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// The folders and the state file of a new pyramid.
+fn make(root: &Path, folder: &Path, state: &State, syncs: &mut Syncs<'_>) -> io::Result<()> {
     // The part that exists must be inside the root before anything is made under it.
     let mut existing = folder;
     while !existing.exists() {
@@ -601,8 +616,7 @@ fn create(root: &Path, folder: &Path, body: &[u8], syncs: &mut Syncs<'_>) -> io:
     syncs.changed(&tiles_dir(folder));
     syncs.commit()?;
     replace_file(&state_path(folder), state.to_json().as_bytes(), syncs)?;
-    syncs.commit()?;
-    Ok(Answer::ok())
+    syncs.commit()
 }
 
 // ---- update_tile ------------------------------------------------------------------

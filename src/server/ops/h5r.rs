@@ -3,7 +3,8 @@
 //! back): the connection's side of `h5r.rs`, which decides what the request means.
 //!
 //! The body is read whole into memory (gunzipped if sent so, within
-//! `--max-body-bytes`), handed to `h5r.rs` with the store, and its [`Answer`] sent:
+//! `--max-body-bytes` and [`MAX_IN_MEMORY_BODY_BYTES`]), handed to `h5r.rs` with the
+//! store, and its [`Answer`] sent:
 //! an error's reason inside an error page, the connection staying open. Without the
 //! `hdf5` feature `h5r.rs` answers 501 with the reason. May not parse the names or
 //! the bodies itself: that is `h5r.rs`'s.
@@ -17,6 +18,11 @@ use crate::server::h5r::{self, Answer};
 use crate::server::ops::operand;
 use crate::server::router::Request;
 use crate::server::storage::Store;
+
+/// The most bytes of a body held in memory (decoded): the default `--max-body-bytes`
+/// is 4 GiB, and a gzip bomb of 2 MiB decoding to 2 GiB was held whole. PYME sends
+/// fit results of a task and single frames here, far smaller.
+pub const MAX_IN_MEMORY_BODY_BYTES: u64 = 256 << 20;
 
 /// `<file>.h5r/<Table>` must be a valid stored name (the one rule of `name.rs`);
 /// what the operation needs of it beyond that (an `.h5r` or `.hdf` component, one
@@ -68,7 +74,19 @@ pub(super) fn body_in_memory(
     connection: &mut Connection<'_>,
     request: &Request<'_>,
 ) -> Result<Option<Vec<u8>>, End> {
-    let limit = connection.shared().config.max_body_bytes;
+    let limit = connection
+        .shared()
+        .config
+        .max_body_bytes
+        .min(MAX_IN_MEMORY_BODY_BYTES);
+    if request.body_len > limit {
+        return connection
+            .refuse(
+                413,
+                "The body is larger than this operation holds in memory.",
+            )
+            .map(|()| None);
+    }
     let mut sink = Decoding::new(Vec::new(), request.head.gzip, limit);
     let written = connection.read_body(request.body_len, &mut sink)?;
     match sink.finish(written) {

@@ -11,7 +11,9 @@
 //! 405 the name is taken (write-once, checked before fetching and again when
 //! storing); 413 the file is larger than `--max-body-bytes`; 502 the source refused
 //! the connection, answered anything but 200 (404 included), or broke off; 504 the
-//! source was silent for the read timeout.
+//! source sent less than [`MIN_BYTES_PER_SECOND`] on average over a read timeout (or
+//! less than the rest of its answer): silent, or dripping its answer, which would
+//! otherwise hold this connection and its thread for as long as the source likes.
 //!
 //! What this module may not do: connect anywhere `peers.rs` does not
 //! allow, or keep a fetched byte in memory beyond one buffer.
@@ -20,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::name::{self, NameError};
 use crate::server::connection::{Connection, Next};
@@ -35,6 +37,53 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Without a read timeout configured, a source silent this long is given up (504).
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A source must send at least this much a second on average over each read timeout
+/// (or the rest of its answer), else it is given up (504): a byte now and then is not
+/// progress. The rate the server itself calls a stalled client (`STALLED_AFTER_MS`).
+pub const MIN_BYTES_PER_SECOND: u64 = 64 * 1024;
+
+/// The pace a source must keep: windows of one read timeout, each with at least
+/// [`MIN_BYTES_PER_SECOND`] times its length received.
+struct Pace {
+    timeout: Duration,
+    /// Bytes each window must bring.
+    needed: u64,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl Pace {
+    fn new(timeout: Duration) -> Pace {
+        Pace {
+            timeout,
+            needed: (MIN_BYTES_PER_SECOND as f64 * timeout.as_secs_f64()) as u64,
+            window_start: Instant::now(),
+            window_bytes: 0,
+        }
+    }
+
+    /// Sets the stream's read timeout to what is left of the window (a new window
+    /// when this one is over and brought enough); `Silent` when it brought too little.
+    fn before_read(&mut self, stream: &TcpStream) -> Result<(), Fetch> {
+        let mut left = self.timeout.saturating_sub(self.window_start.elapsed());
+        if left.is_zero() {
+            if self.window_bytes < self.needed {
+                return Err(Fetch::Silent);
+            }
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+            left = self.timeout;
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| network(e, "could not be set up"))
+    }
+
+    fn received(&mut self, n: usize) {
+        self.window_bytes += n as u64;
+    }
+}
 
 /// The name to store: the path, judged as a stored name (the query is the mirror's).
 pub(crate) fn judge(request: &Request<'_>) -> Result<(), NameError> {
@@ -202,6 +251,7 @@ pub(crate) fn fetch(
     stream
         .write_all(request.as_bytes())
         .map_err(|e| network(e, "could not be sent the request"))?;
+    let mut pace = Pace::new(timeout);
     let mut buffer = vec![0u8; MAX_HEAD_BYTES];
     let mut filled = 0;
     let (head_len, length) = loop {
@@ -210,9 +260,11 @@ pub(crate) fn fetch(
                 "The MirrorSource's answer head is too long.".into(),
             ));
         }
+        pace.before_read(&stream)?;
         let n = stream
             .read(&mut buffer[filled..])
             .map_err(|e| network(e, "broke off"))?;
+        pace.received(n);
         if n == 0 {
             return Err(Fetch::Source(
                 "The MirrorSource closed without an answer.".into(),
@@ -280,9 +332,11 @@ pub(crate) fn fetch(
         if received == expected {
             return Ok(received);
         }
+        pace.before_read(&stream)?;
         let n = stream
             .read(&mut buffer)
             .map_err(|e| network(e, "broke off"))?;
+        pace.received(n);
         if n == 0 {
             return match length {
                 None => Ok(received),
