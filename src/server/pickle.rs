@@ -871,8 +871,8 @@ const PROTOCOL0_COPY_BUDGET: usize = 1 << 22;
 
 /// A protocol 0 pickle of plain values (None, booleans, numbers, strings, lists,
 /// tuples, dicts) as JSON; None for anything else (no global is ever looked up), for
-/// values nested deeper than [`PROTOCOL0_MAX_DEPTH`], and for memo copies beyond
-/// [`PROTOCOL0_COPY_BUDGET`].
+/// values nested deeper than `PROTOCOL0_MAX_DEPTH`, and for memo copies beyond
+/// `PROTOCOL0_COPY_BUDGET`.
 pub fn read_protocol0(body: &[u8]) -> Option<serde_json::Value> {
     use serde_json::Value;
     /// How deep a value nests (0 for a scalar); a recursion bounded by the depth

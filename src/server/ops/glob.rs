@@ -39,7 +39,7 @@ pub const MAX_TIME: Duration = Duration::from_secs(2);
 /// A segment of the pattern has at most this many characters (a name's segment has
 /// at most 255 bytes: longer sets are possible, not useful). With it, matching one
 /// name costs at most about 255 x 1279 steps, so the clock looked at every
-/// [`CLOCK_EVERY`] entries keeps [`MAX_TIME`].
+/// `CLOCK_EVERY` entries keeps [`MAX_TIME`].
 pub const MAX_SEGMENT_CHARS: usize = 1024;
 /// The clock is read once per this many folder entries looked at.
 const CLOCK_EVERY: usize = 16;
