@@ -421,27 +421,31 @@ fn child_past_the_descriptor_limit() {
     };
     // SAFETY: setrlimit reads the struct it is given; this process is the child alone.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-    let (_dir, path) = temp_registry();
-    let servers: Vec<TestServer> = (0..3).map(|_| TestServer::start()).collect();
-    let _first = (
-        advertise(&path, &servers[0], 0),
-        advertise(&path, &servers[1], 1),
-    );
+    let (dir, path) = temp_registry();
+    // Servers in processes of their own: the connections they accept take no
+    // descriptor of this process, so that only the streamer's own count.
+    let servers: Vec<common::ServeProcess> = (0..3)
+        .map(|i| common::ServeProcess::start(&dir.path().join(format!("root{i}")), 0, &[]))
+        .collect();
+    let register = |i: usize| {
+        let name = format!("PYMEDataServer [live]:node{i} - PID:{i}");
+        registry::register(&path, &name, "127.0.0.1", servers[i].port()).expect("register")
+    };
+    let _first = (register(0), register(1));
     let (streamer, _states) = streamer(&path, Vec::new());
     assert_eq!(streamer.n_servers(), 2);
-    // Every descriptor taken but 16: enough for a round (the registry, three
-    // probes, each probe's accepted end in this process's own test servers) and
-    // the new server's connection, not for what it needs besides (the check
-    // counts the 15 the streamer of two servers may open and 4 more: with 16
-    // free, at least 240 are open, and 240 + 15 + 4 > 256). With 8 free, a
-    // round under load sometimes found no descriptor left for the connection
-    // itself (refused too, as "cannot connect", not by the check).
+    // Every descriptor taken but 10. The check of a joining server refuses it
+    // when the descriptors open (at least 256 - 10 + its connection), plus what
+    // this streamer keeps claimed (its 2 servers and 5), plus the 4 the server
+    // needs beyond its connection, pass the limit: 247 + 7 + 4 > 256, with 3 to
+    // spare. A round needs fewer than 10 at once: the registry file and a
+    // probe per server.
     let mut held = Vec::new();
     while let Ok(file) = std::fs::File::open("/dev/null") {
         held.push(file);
     }
-    held.truncate(held.len() - 16);
-    let _third = advertise(&path, &servers[2], 2);
+    held.truncate(held.len() - 10);
+    let _third = register(2);
     wait_for("the refusal noted", || {
         streamer
             .discovery_notes()
@@ -457,6 +461,28 @@ fn child_past_the_descriptor_limit() {
         "{stats:?}"
     );
     drop(held);
-    stored_once(&[&servers[0], &servers[1]], 60);
+    let stored: Vec<usize> = servers
+        .iter()
+        .map(|server| count_files(&server.root.join("live")))
+        .collect();
+    assert_eq!(stored[0] + stored[1], 60, "{stored:?}");
+    assert_eq!(stored[2], 0, "the refused server took none: {stored:?}");
     println!("notes: refused as expected");
+}
+
+/// The files below `folder` (none if it does not exist).
+fn count_files(folder: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    entries
+        .map(|entry| {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                count_files(&entry.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }

@@ -1234,4 +1234,25 @@ mod tests {
         assert_eq!(cluster.wait_idle(soon), Ok(()));
         assert_eq!(cluster.spilled_count(), 1);
     }
+
+    #[test]
+    fn files_queued_on_a_link_up_between_connections_move_on_when_it_is_withdrawn() {
+        // Server 1's connection was closed idle (up, no socket); a put queued
+        // a file there; discovery withdrew it before its thread woke.
+        let (cluster, _) = cluster(2, StreamerOptions::new());
+        let cluster = Arc::new(cluster);
+        accepted(&cluster, 1);
+        cluster.links[1].push_rerouted(job("a", 10)).ok().unwrap();
+        assert!(cluster.links[1].withdraw("withdrawn".into()));
+        let thread = super::super::session::spawn_link(&cluster, 1, None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cluster.links[0].depth().0 == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let moved = cluster.links[0].depth().0;
+        cluster.links[1].start_close();
+        thread.join().unwrap();
+        assert_eq!(moved, 1, "the file moved to the live server");
+        assert_eq!(cluster.links[1].depth(), (0, 0, 0));
+    }
 }

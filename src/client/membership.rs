@@ -201,7 +201,9 @@ impl<'a> Rounds<'a> {
             .collect();
         joining.sort();
         for server in joining {
-            if !cluster.accepting.load(Ordering::SeqCst) {
+            // A close stops the thread before the cluster stops accepting: it
+            // waits for the join under way (one connect), not for the rest.
+            if !cluster.accepting.load(Ordering::SeqCst) || self.shared.is_stopped() {
                 return;
             }
             if let Err(note) = self.join(server) {

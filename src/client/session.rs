@@ -225,6 +225,16 @@ fn run_sessions(cluster: &Arc<Cluster>, index: usize, first: Option<TcpStream>) 
             fail_leftovers(cluster, index);
             return;
         }
+        let withdrawn = {
+            let state = link.lock();
+            state.withdrawn.then(|| state.failure.clone())
+        };
+        if let Some(reason) = withdrawn {
+            // Withdrawn while up between connections, files queued: no
+            // session will send them, they move on; then it waits readmission.
+            hand_on_files(cluster, index, &reason.unwrap_or_default());
+            continue;
+        }
         delay = (delay * 2).min(largest_delay);
         match connect(&link.server, &cluster.options) {
             Ok(connected) => {
@@ -308,6 +318,11 @@ fn wait_or_close(link: &Link, delay: Duration) -> bool {
             return true;
         }
         if state.withdrawn {
+            if !state.queue.is_empty() {
+                // Queued while it was up between connections: the caller
+                // hands them on (see `run_sessions`).
+                return false;
+            }
             was_withdrawn = true;
             state = link.wait_work(state, None);
             continue;
