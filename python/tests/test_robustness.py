@@ -53,6 +53,18 @@ def silent():
     server.close()
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt during the test, as in an interactive
+    session: a process started in the background by a shell without job control
+    inherits SIGINT ignored, and Python then installs no handler of its own."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_wrong_types_are_type_errors_and_queue_nothing(server):
     np = pytest.importorskip("numpy")
     with ps.Streamer(servers=[server.address]) as s:
@@ -405,7 +417,7 @@ def test_stats_while_another_thread_closes_with_callbacks_due(silent):
 
 
 @pytest.mark.parametrize("kind", ["Streamer", "Stream"])
-def test_ctrl_c_interrupts_a_flush_and_loses_nothing(silent, kind):
+def test_ctrl_c_interrupts_a_flush_and_loses_nothing(silent, kind, sigint_raises):
     """A real SIGINT while flush() waits on a silent server raises KeyboardInterrupt
     at once (long before the response timeout would end the wait); the file stays
     queued and still gets its one outcome."""
@@ -434,7 +446,7 @@ def test_ctrl_c_interrupts_a_flush_and_loses_nothing(silent, kind):
     assert stats["files_acknowledged"] == 0
 
 
-def test_ctrl_c_interrupts_a_put_waiting_for_room(silent):
+def test_ctrl_c_interrupts_a_put_waiting_for_room(silent, sigint_raises):
     """A real SIGINT while put() waits for room in a full queue (a silent server)
     raises KeyboardInterrupt at once; that file is not queued (no outcome, not
     counted as dropped) and the files before it keep their one outcome each."""
