@@ -133,8 +133,9 @@ impl Membership {
 
     /// Stops the thread: it wakes from its wait at once; a round in progress
     /// cuts its mDNS browse short (its registry read and its probes are
-    /// short) and adds no server. Returns the link threads it
-    /// started, for the close to join.
+    /// short) and adds no server after the one it may be connecting (at most
+    /// `connect_timeout`). Returns the link threads it started, for the close
+    /// to join.
     pub fn stop(self) -> Vec<JoinHandle<()>> {
         *self
             .shared
