@@ -385,10 +385,17 @@ int StreamerDevice::Options(PymeStreamerOptions** out, bool frames, std::string&
       rc = streamer_options_set_distribution_kind(
           o, distribution_ == "least-loaded" ? STREAMER_DISTRIBUTION_LEAST_LOADED : STREAMER_DISTRIBUTION_ROUND_ROBIN);
     }
-    // The pool bounds what is in flight: the library's queues never make a put wait.
+    // The pool bounds what is in flight: the library's queues never make a put wait,
+    // and its memory budget holds every buffer of the pool plus a filter output (a
+    // PZF frame, header and all) for each: a pool over the default budget (1 GiB)
+    // would otherwise have frames refused while the cluster is behind.
     if (rc == STREAMER_OK) {
       rc = streamer_options_set_queue_limits(o, pool_.size() + 1,
                                              static_cast<uint64_t>(pool_.size() + 1) * frameBytes_);
+    }
+    if (rc == STREAMER_OK) {
+      uint64_t held = static_cast<uint64_t>(pool_.size() + 1) * (frameBytes_ + 4096);
+      rc = streamer_options_set_memory_limit(o, 2 * held);
     }
     if (rc == STREAMER_OK) rc = streamer_options_set_put_timeout(o, 0);
   }

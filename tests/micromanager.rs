@@ -564,6 +564,43 @@ fn queue_full_with_wait_waits_its_bound_then_drops() {
     );
 }
 
+/// A pool larger than the library's default memory budget (1 GiB) is held whole: 300
+/// frames of 4 MiB (1.2 GB) wait for the only server, stopped, in a 1.5 GB pool; none
+/// is refused for want of memory (the adapter sizes the budget to its pool; it did
+/// not, and 46 of 300 frames failed).
+#[test]
+fn a_pool_larger_than_the_default_memory_budget_loses_no_frame() {
+    let test = "a_pool_larger_than_the_default_memory_budget_loses_no_frame";
+    let Some(adapters) = setup(test) else {
+        return;
+    };
+    let cluster = Cluster::start(1);
+    let result = drive(
+        &adapters,
+        "queue_full",
+        serde_json::json!({"servers": cluster.servers(), "bits": 16, "frames": 300, "width": 2048,
+                           "height": 1024, "BufferMB": 1536, "circular_mb": 1536, "Compression": "none",
+                           "QueueFullPolicy": "wait",
+                           "QueueWaitMs": 1000, "pid": cluster.servers[0].child.id(),
+                           "series": ["mm/big_pool"]}),
+    );
+    assert!(result.get("stop_error").is_none(), "{result}");
+    assert_eq!(result["during"]["FramesFailed"], 0, "{result}");
+    assert_eq!(result["during"]["FramesDropped"], 0, "{result}");
+    assert_eq!(result["final"]["FramesAcknowledged"], 300, "{result}");
+    assert_eq!(result["final"]["FramesFailed"], 0, "{result}");
+    for n in 0..300 {
+        assert_eq!(
+            cluster
+                .copies("mm/big_pool", &format!("frame{n:05}.pzf"))
+                .len(),
+            1,
+            "frame {n}"
+        );
+    }
+    assert_eq!(cluster.copies("mm/big_pool", "events.json").len(), 1);
+}
+
 /// PYME reads the adapter's series as a cluster series: its `ClusterPZFDataSource`
 /// (through PYME's `clusterIO`, which finds our servers in PYME's local registry)
 /// sees every frame with the camera's pixels, the metadata, the events and a

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdio>
 #include <climits>
+#include <cstdint>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -97,32 +98,44 @@ class PymeTestCamera : public CCameraBase<PymeTestCamera> {
  private:
   void Resize() { snap_.assign(static_cast<size_t>(width_) * height_ * bytes_, 0); }
 
+  // Pixel (x, y) of frame n is (7x + 131y + 1009n) masked to the pixel size,
+  // little-endian (tests/micromanager/driver.py: expected()).
   void Fill(std::vector<unsigned char>& out, long n) const {
     out.resize(static_cast<size_t>(width_) * height_ * bytes_);
     for (unsigned y = 0; y < height_; y++) {
-      for (unsigned x = 0; x < width_; x++) {
-        unsigned long v = 7ul * x + 131ul * y + 1009ul * static_cast<unsigned long>(n);
-        size_t i = static_cast<size_t>(y) * width_ + x;
-        if (bytes_ == 1) {
-          out[i] = static_cast<unsigned char>(v & 0xff);
-        } else {
-          out[2 * i] = static_cast<unsigned char>(v & 0xff);
-          out[2 * i + 1] = static_cast<unsigned char>((v >> 8) & 0xff);
+      uint32_t base = 131u * y + 1009u * static_cast<uint32_t>(n);
+      unsigned char* row = out.data() + static_cast<size_t>(y) * width_ * bytes_;
+      if (bytes_ == 1) {
+        for (unsigned x = 0; x < width_; x++) row[x] = static_cast<unsigned char>(7u * x + base);
+      } else {
+        for (unsigned x = 0; x < width_; x++) {
+          uint16_t v = static_cast<uint16_t>(7u * x + base);
+          row[2 * x] = static_cast<unsigned char>(v & 0xff);
+          row[2 * x + 1] = static_cast<unsigned char>(v >> 8);
         }
       }
     }
   }
 
+  // Frames come on a fixed schedule (FrameIntervalUs apart, as a camera's
+  // hardware gives them), and the next frame's pixels are made right after
+  // InsertImage, while the thread would wait for the hardware: a real camera's
+  // thread wakes for a frame and inserts it, it does not compute it first.
   void Run(long count) {
     std::vector<unsigned char> frame;
     int status = DEVICE_OK;
+    auto due = std::chrono::steady_clock::now();
+    if (count > 0) Fill(frame, 0);
     for (long n = 0; n < count && !stop_; n++) {
-      Fill(frame, n);
       auto t0 = std::chrono::steady_clock::now();
       status = GetCoreCallback()->InsertImage(this, frame.data(), width_, height_, bytes_);
       insertUs_.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
       if (status != DEVICE_OK) break;
-      if (intervalUs_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(intervalUs_));
+      if (n + 1 < count) Fill(frame, n + 1);
+      if (intervalUs_ > 0) {
+        due += std::chrono::microseconds(intervalUs_);
+        std::this_thread::sleep_until(due);
+      }
     }
     running_ = false;
     GetCoreCallback()->AcqFinished(this, status);

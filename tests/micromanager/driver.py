@@ -128,6 +128,8 @@ def main():
         # prepared buffers runs out and the policy decides; then it is resumed.
         import signal
         c = core(adapters, args)
+        if "circular_mb" in args:
+            c.setCircularBufferMemoryFootprint(args["circular_mb"])
         c.setProperty("Streamer", "SeriesName", args["series"][0])
         c.setProperty("Streamer", "Streaming", "1")
         os.kill(args["pid"], signal.SIGSTOP)
@@ -138,7 +140,10 @@ def main():
         result["sequence_s"] = time.time() - t0
         result["during"] = counters(c)
         os.kill(args["pid"], signal.SIGCONT)
-        c.setProperty("Streamer", "Streaming", "0")
+        try:
+            c.setProperty("Streamer", "Streaming", "0")
+        except Exception as e:  # frames failed: the counters say how many
+            result["stop_error"] = str(e)
         result["final"] = counters(c)
         c.unloadAllDevices()
     elif scenario == "bad_values":
@@ -196,8 +201,13 @@ def main():
         time.sleep(0.2)
         result = {"threads_after_first": before, "threads_after_last": threads()}
     elif scenario == "bench":
-        # InsertImage times at 2048x2048x16-bit, 100 frames/s, with and without the streamer.
+        # InsertImage and Process() times at 2048x2048x16-bit, 100 frames/s, with and
+        # without the streamer (benches/micromanager_process.sh). "reader": "all" pops
+        # every frame into Python (as a program saving every frame itself would);
+        # "display" copies the newest frame 30 times a second, as a live view does, and
+        # lets the circular buffer wrap.
         args.update(width=2048, height=2048, bits=16, interval_us=10000)
+        reader = args.get("reader", "all")
         c = core(adapters, args)
         c.setCircularBufferMemoryFootprint(2048)
         for mode in ("without", "with"):
@@ -206,12 +216,20 @@ def main():
                 c.setProperty("Streamer", "SeriesName", args["series"][0])
                 c.setProperty("Streamer", "Streaming", "1")
             c.startSequenceAcquisition(args["frames"], 0.0, False)
+            shown = 0
             while c.isSequenceRunning():
-                while c.getRemainingImageCount() > 0:
-                    c.popNextImage()
-                time.sleep(0.005)
+                if reader == "all":
+                    while c.getRemainingImageCount() > 0:
+                        c.popNextImage()
+                    time.sleep(0.005)
+                else:
+                    if c.getRemainingImageCount() > 0:
+                        c.getLastImage()
+                        shown += 1
+                    time.sleep(1 / 30)
             c.clearCircularBuffer()
             result[mode] = c.getProperty("Camera", "InsertTimesUs")
+            result[mode + "_shown"] = shown
             if mode == "with":
                 c.setProperty("Streamer", "Streaming", "0")
                 result["counters"] = counters(c)
