@@ -23,6 +23,8 @@ use pyme_streaming::{Streamer, StreamerOptions};
 
 const FILE_BYTES: usize = 64 * 1024;
 const POLLS_PER_SECOND: u32 = 1000;
+/// `refresh` mode: the calls of one refresh of a UI (50 refreshes a second).
+const REFRESH_CALLS: usize = 20;
 
 struct Run {
     p99: Duration,
@@ -45,6 +47,7 @@ enum Mode {
     Alone,
     Woken,
     Polled,
+    Refresh,
 }
 
 impl Mode {
@@ -53,40 +56,61 @@ impl Mode {
             Mode::Alone => "alone",
             Mode::Woken => "woken",
             Mode::Polled => "polled",
+            Mode::Refresh => "refresh",
         }
     }
 }
 
-/// Wakes on a fixed 1 ms schedule until `stop`, calling `server_stats` each
-/// time when `call`; returns the wake-ups.
-fn poll(streamer: &Streamer, stop: &AtomicBool, call: bool) -> u64 {
-    let period = Duration::from_secs(1) / POLLS_PER_SECOND;
+/// Wakes `wakes_per_second` times on a fixed schedule until `stop`, making
+/// `calls_per_wake` `server_stats` calls each time (round the servers);
+/// returns the calls made (or, with no call, the wake-ups).
+fn poll(
+    streamer: &Streamer,
+    stop: &AtomicBool,
+    calls_per_wake: usize,
+    wakes_per_second: u32,
+) -> u64 {
+    let period = Duration::from_secs(1) / wakes_per_second;
     let n = streamer.n_servers();
     let start = Instant::now();
+    let mut wakes = 0u64;
     let mut calls = 0u64;
     let mut acknowledged = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        if call {
+        for _ in 0..calls_per_wake {
             let stats = streamer.server_stats(calls as usize % n).unwrap();
             acknowledged = acknowledged.wrapping_add(stats.files_acknowledged);
+            calls += 1;
         }
-        calls += 1;
-        let next = start + period * calls as u32;
+        wakes += 1;
+        let next = start + period * wakes as u32;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
     }
     std::hint::black_box(acknowledged);
-    calls
+    if calls_per_wake == 0 {
+        wakes
+    } else {
+        calls
+    }
 }
 
 fn one_run(servers: &[String], files: usize, mode: Mode, run: usize) -> Run {
     let streamer = Streamer::new(StreamerOptions::new().servers(servers.iter().cloned())).unwrap();
     let frame = vec![7u8; FILE_BYTES];
     let stop = AtomicBool::new(false);
+    let (streamer_ref, stop_ref) = (&streamer, &stop);
     let (samples, elapsed, polls) = std::thread::scope(|scope| {
-        let poller = (mode != Mode::Alone)
-            .then(|| scope.spawn(|| poll(&streamer, &stop, mode == Mode::Polled)));
+        let (calls_per_wake, wakes_per_second) = match mode {
+            Mode::Alone => (0, 0),
+            Mode::Woken => (0, POLLS_PER_SECOND),
+            Mode::Polled => (1, POLLS_PER_SECOND),
+            Mode::Refresh => (REFRESH_CALLS, POLLS_PER_SECOND / REFRESH_CALLS as u32),
+        };
+        let poller = (mode != Mode::Alone).then(|| {
+            scope.spawn(move || poll(streamer_ref, stop_ref, calls_per_wake, wakes_per_second))
+        });
         let start = Instant::now();
         let samples: Vec<Duration> = (0..files)
             .map(|i| {
@@ -166,18 +190,17 @@ fn main() {
     let addresses: Vec<String> = servers.iter().map(|s| s.local_addr().to_string()).collect();
     call_cost(&addresses);
     // One run of each to warm up (buffers, connections, page cache), not counted.
-    for mode in [Mode::Alone, Mode::Woken, Mode::Polled] {
+    let modes = [Mode::Alone, Mode::Woken, Mode::Polled, Mode::Refresh];
+    for mode in modes {
         one_run(&addresses, files / 4, mode, 0);
     }
-    let mut results: Vec<(Mode, Vec<Run>)> = [Mode::Alone, Mode::Woken, Mode::Polled]
-        .into_iter()
-        .map(|mode| (mode, Vec::new()))
-        .collect();
+    let mut results: Vec<(Mode, Vec<Run>)> =
+        modes.into_iter().map(|mode| (mode, Vec::new())).collect();
     for run in 1..=runs {
         for (mode, runs_of_mode) in results.iter_mut() {
             let result = one_run(&addresses, files, *mode, run);
             println!(
-                "run {run} {:<7} put p99 {:>8.3} ms  {:>8.1} MB/s  wake-ups/s {}",
+                "run {run} {:<7} put p99 {:>8.3} ms  {:>8.1} MB/s  calls (woken: wake-ups)/s {}",
                 mode.name(),
                 result.p99.as_secs_f64() * 1e3,
                 result.mb_per_s,
@@ -192,7 +215,7 @@ fn main() {
     );
     for (mode, runs_of_mode) in &results {
         println!(
-            "  {:<7} put p99 {:.3} ms, {:.1} MB/s, {:.0} wake-ups/s",
+            "  {:<7} put p99 {:.3} ms, {:.1} MB/s, {:.0} calls (woken: wake-ups)/s",
             mode.name(),
             median(
                 runs_of_mode
@@ -209,9 +232,11 @@ fn main() {
     };
     let p99 = |r: &Run| r.p99.as_secs_f64();
     let rate = |r: &Run| r.mb_per_s;
-    let (alone, woken, polled) = (&results[0].1, &results[1].1, &results[2].1);
+    let (alone, woken, polled, refresh) =
+        (&results[0].1, &results[1].1, &results[2].1, &results[3].1);
     for (label, a, b) in [
         ("polled/alone", polled, alone),
+        ("refresh/alone", refresh, alone),
         ("woken/alone", woken, alone),
         ("polled/woken", polled, woken),
     ] {

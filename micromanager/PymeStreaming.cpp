@@ -199,6 +199,7 @@ class StreamerDevice : public CImageProcessorBase<StreamerDevice> {
   int inProcess_ = 0;
   int64_t next_ = 0;           // the next frame number
   uint64_t dropped_ = 0;       // frames not streamed: no buffer, or a wrong size
+  uint64_t waited_ = 0;        // frames that found no free buffer and waited for one
   uint64_t putFailed_ = 0;     // puts refused by the library
   PymeStreamerStats last_{};   // the counters of the last series, once it ended
   static const size_t kTimes = 65536;
@@ -238,8 +239,8 @@ int StreamerDevice::Initialize() {
   AddAllowedValue("Streaming", "0");
   AddAllowedValue("Streaming", "1");
   const char* counters[] = {"FramesAcknowledged", "FramesFailed", "FramesInFlight", "FramesDropped",
-                            "ServersUp"};
-  for (long i = 0; i < 5; i++) {
+                            "ServersUp", "FramesWaited"};
+  for (long i = 0; i < 6; i++) {
     CreateProperty(counters[i], "0", MM::Integer, true,
                    new CPropertyActionEx(this, &StreamerDevice::OnCounter, i));
   }
@@ -309,11 +310,12 @@ PymeStreamerStats StreamerDevice::Stats() {
 int StreamerDevice::OnCounter(MM::PropertyBase* prop, MM::ActionType act, long which) {
   if (act != MM::BeforeGet) return DEVICE_OK;
   PymeStreamerStats s = Stats();
-  uint64_t dropped, putFailed;
+  uint64_t dropped, putFailed, waited;
   {
     std::lock_guard<std::mutex> lock(mu_);
     dropped = dropped_;
     putFailed = putFailed_;
+    waited = waited_;
   }
   long value = 0;
   switch (which) {
@@ -321,6 +323,7 @@ int StreamerDevice::OnCounter(MM::PropertyBase* prop, MM::ActionType act, long w
     case 1: value = static_cast<long>(s.files_failed + putFailed); break;
     case 2: value = static_cast<long>(s.files_queued - s.files_acknowledged - s.files_failed); break;
     case 3: value = static_cast<long>(dropped); break;
+    case 5: value = static_cast<long>(waited); break;
     case 4:
       if (frames_ != nullptr) {
         size_t n = streamer_n_servers(frames_);
@@ -534,6 +537,7 @@ int StreamerDevice::StartSeries() {
   times_.clear();
   times_.reserve(kTimes);
   dropped_ = 0;
+  waited_ = 0;
   putFailed_ = 0;
   accepting_ = true;
   return DEVICE_OK;
@@ -593,6 +597,7 @@ int StreamerDevice::Process(unsigned char* buffer, unsigned width, unsigned heig
   }
   if (free_.empty()) {
     if (policy_ == "wait") {
+      waited_++;
       cv_.wait_for(lock, std::chrono::milliseconds(waitMs_), [this] { return !free_.empty() || !accepting_; });
     }
     if (free_.empty() || !accepting_) {

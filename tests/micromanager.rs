@@ -530,6 +530,12 @@ fn queue_full(test: &str, policy: &str) -> serde_json::Value {
     );
     assert_eq!(result["final"]["FramesFailed"], 0, "{result}");
     assert_eq!(result["during"]["FramesDropped"], dropped, "{result}");
+    // Only `wait` waits for a buffer; each frame it dropped waited first.
+    let waited = result["final"]["FramesWaited"].as_u64().unwrap();
+    match policy {
+        "wait" => assert!(waited >= dropped, "{result}"),
+        _ => assert_eq!(waited, 0, "{result}"),
+    }
     // The streamed frames are numbered 0.. without gaps, and no other frame is stored.
     for n in 0..acked {
         assert_eq!(
@@ -587,6 +593,7 @@ fn a_pool_larger_than_the_default_memory_budget_loses_no_frame() {
     assert!(result.get("stop_error").is_none(), "{result}");
     assert_eq!(result["during"]["FramesFailed"], 0, "{result}");
     assert_eq!(result["during"]["FramesDropped"], 0, "{result}");
+    assert_eq!(result["during"]["FramesWaited"], 0, "{result}");
     assert_eq!(result["final"]["FramesAcknowledged"], 300, "{result}");
     assert_eq!(result["final"]["FramesFailed"], 0, "{result}");
     for n in 0..300 {

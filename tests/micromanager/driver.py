@@ -38,7 +38,8 @@ def core(adapters, args):
 
 def counters(c):
     return {k: int(c.getProperty("Streamer", k)) for k in
-            ("FramesAcknowledged", "FramesFailed", "FramesInFlight", "FramesDropped", "ServersUp")}
+            ("FramesAcknowledged", "FramesFailed", "FramesInFlight", "FramesDropped", "ServersUp",
+             "FramesWaited")}
 
 
 def sequence(c, args, series, frames):
