@@ -2,18 +2,21 @@
 //!
 //! One thread puts 64 KiB files as fast as it can into a streamer of three
 //! discarding data servers (in this process, on loopback), measuring each put
-//! (p99) and the whole run's MB/s (put to flush). Three kinds of run:
+//! (p99) and the whole run's MB/s (put to flush). Four kinds of run:
 //! `alone`; `polled`: another thread calls `Streamer::server_stats` 1000
-//! times a second (round the servers, on a fixed schedule), as a UI would;
-//! `woken`: the same thread on the same schedule without the call (the cost
-//! of one more thread waking 1000 times a second, which a UI's own loop has
-//! anyway). The runs are interleaved (alone, woken, polled, alone...) so that
-//! the load of a shared machine hits all alike; the medians of `RUNS` (5) of
-//! each are printed, and the medians of the per-round ratios.
+//! times a second, one call per wake-up on a fixed 1 ms schedule (round the
+//! servers); `refresh`: the same 1000 calls a second made as a UI refreshing
+//! 50 times a second makes them, 20 calls per wake-up; `woken`: the polled
+//! thread's 1000 wake-ups a second without the call (the cost of a thread
+//! waking that often, which such a UI loop has anyway). The runs are
+//! interleaved (alone, woken, polled, refresh, alone...) so that the load of a
+//! shared machine hits all alike; the medians of `RUNS` (5) of each are
+//! printed, and the medians of the per-round ratios.
 //!
 //! Run: `cargo bench --bench server_stats_poll` (under a minute). `FILES`
-//! (default 10000) and `RUNS` change the size. Results: docs/PERFORMANCE.md,
-//! "Polling server_stats beside puts".
+//! (default 10000) and `RUNS` change the size; `FILES=50000 RUNS=15` (about a
+//! minute on an idle machine) gives steadier tails. Results:
+//! docs/PERFORMANCE.md, "Polling server_stats beside puts".
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
