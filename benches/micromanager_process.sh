@@ -26,6 +26,7 @@ REPS=${REPS:-3}
 FRAMES=${FRAMES:-1000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/mm-process.XXXXXX")
 pids=()
+servers=""
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -39,9 +40,9 @@ cmake -S . -B target/mm-release -DCMAKE_BUILD_TYPE=Release -DPYME_BUILD_MICROMAN
 cmake --build target/mm-release --target mmgr_dal_PymeStreaming mmgr_dal_PymeTestCamera >/dev/null
 cargo build --release --quiet --bin pyme-stream
 
-# Starts two servers (extra arguments: --discard or nothing); prints "host:port;host:port".
+# Starts two servers (extra arguments: --discard or nothing); sets servers="host:port;host:port".
 start_servers() {
-    local list=""
+    servers=""
     for i in 1 2; do
         mkdir -p "$work/root$i"
         target/release/pyme-stream serve --root "$work/root$i" --port 0 --bind 127.0.0.1 \
@@ -51,9 +52,8 @@ start_servers() {
             grep -q "^listening on " "$work/server$i.out" && break
             sleep 0.05
         done
-        list="$list${list:+;}$(sed -n 's/^listening on //p' "$work/server$i.out" | head -1)"
+        servers="$servers${servers:+;}$(sed -n 's/^listening on //p' "$work/server$i.out" | head -1)"
     done
-    echo "$list"
 }
 stop_servers() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -63,9 +63,9 @@ stop_servers() {
 }
 
 run() { # label, server arguments, compression, reader
-    local label=$1 extra=$2 compression=$3 reader=$4 servers
+    local label=$1 extra=$2 compression=$3 reader=$4
     # shellcheck disable=SC2086
-    servers=$(start_servers $extra)
+    start_servers $extra
     "$PY" tests/micromanager/driver.py target/mm-release/micro-manager bench \
         "{\"servers\": \"$servers\", \"frames\": $FRAMES, \"series\": [\"bench/$label-$RANDOM\"], \"Compression\": \"$compression\", \"reader\": \"$reader\"}" |
         "$PY" -c "import json, sys; r = json.loads(sys.stdin.read()); r['label'] = '$label'; print(json.dumps(r))" \
