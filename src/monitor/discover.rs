@@ -168,3 +168,78 @@ fn look(options: &DiscoveryOptions, mdns_wait: Duration) -> Vec<ServerInfo> {
         &options.computer_name,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::MonitorConfig;
+
+    fn server(i: u16) -> ServerInfo {
+        ServerInfo {
+            name: format!("PYMEDataServer [c]:c - PID:{i}"),
+            address: "127.0.0.1".into(),
+            port: 20000 + i,
+        }
+    }
+
+    fn followed(shared: &Shared) -> Vec<u16> {
+        shared
+            .servers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.address
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .parse::<u16>()
+                    .unwrap()
+                    - 20000
+            })
+            .collect()
+    }
+
+    /// A churning registry (the monitor never polls here: no pollers are started):
+    /// at most `max_servers` followed, the rest counted; vanished servers give their
+    /// places to advertised ones, and are forgotten after FORGET_AFTER. Before the
+    /// bound every server found was followed (and given a thread).
+    #[test]
+    fn a_churning_registry_is_held_to_max_servers() {
+        let shared = Shared::new(MonitorConfig {
+            max_servers: 3,
+            ..MonitorConfig::default()
+        });
+        let t0 = Instant::now();
+        let all: Vec<ServerInfo> = (0..5).map(server).collect();
+        follow(&shared, &all, t0);
+        assert_eq!(followed(&shared), [0, 1, 2]);
+        assert_eq!(shared.left_out(), 2);
+        // 0 and 1 vanish: 3 and 4 take their places at once.
+        follow(&shared, &all[2..], t0 + EVERY);
+        assert_eq!(followed(&shared), [2, 3, 4]);
+        assert_eq!(shared.left_out(), 0);
+        // 2 vanishes, nothing waits: it is kept (shown down) until FORGET_AFTER.
+        follow(&shared, &all[3..], t0 + 2 * EVERY);
+        assert_eq!(followed(&shared), [2, 3, 4]);
+        let two = shared.servers.lock().unwrap()[0].clone();
+        assert!(!two.advertised.load(Ordering::Relaxed));
+        follow(&shared, &all[3..], t0 + 2 * EVERY + FORGET_AFTER);
+        assert_eq!(followed(&shared), [2, 3, 4]);
+        follow(
+            &shared,
+            &all[3..],
+            t0 + 2 * EVERY + FORGET_AFTER + Duration::from_secs(1),
+        );
+        assert_eq!(followed(&shared), [3, 4]);
+        assert!(two.forgotten.load(Ordering::Relaxed));
+        // A flood: 1000 new names, one place.
+        let flood: Vec<ServerInfo> = (0..1000).map(|i| server(100 + i)).collect();
+        let mut found = all[3..].to_vec();
+        found.extend(flood);
+        follow(&shared, &found, t0 + 3 * EVERY + FORGET_AFTER);
+        assert_eq!(followed(&shared), [3, 4, 100]);
+        assert_eq!(shared.left_out(), 999);
+        assert_eq!(shared.servers.lock().unwrap().len(), 3);
+    }
+}

@@ -127,6 +127,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(config: MonitorConfig) -> Shared {
+        Shared {
+            servers: Mutex::new(Vec::new()),
+            schedule: poller::Schedule::default(),
+            listed_left_out: AtomicUsize::new(0),
+            discovered_left_out: AtomicUsize::new(0),
+            left_out_logged: AtomicBool::new(false),
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
+            started: Instant::now(),
+            started_unix: SystemTime::now(),
+            config,
+        }
+    }
+
     /// Sleeps until `until` or shutdown; false at shutdown.
     pub fn sleep_until(&self, until: Instant) -> bool {
         let mut stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
@@ -209,18 +224,7 @@ impl Monitor {
         config.max_servers = config.max_servers.max(1);
         let listener = TcpListener::bind((config.bind.as_str(), config.port))?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            servers: Mutex::new(Vec::new()),
-            schedule: poller::Schedule::default(),
-            listed_left_out: AtomicUsize::new(0),
-            discovered_left_out: AtomicUsize::new(0),
-            left_out_logged: AtomicBool::new(false),
-            stopping: Mutex::new(false),
-            wake: Condvar::new(),
-            started: Instant::now(),
-            started_unix: SystemTime::now(),
-            config,
-        });
+        let shared = Arc::new(Shared::new(config));
         let mut left_out = std::collections::BTreeSet::new();
         for server in &shared.config.servers {
             match shared.watch(server) {
