@@ -221,3 +221,49 @@ fn run(shared: &Shared) {
             .done(server, was_failing, answered, started + interval);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+
+    fn watched(i: usize) -> Arc<Watched> {
+        Arc::new(Watched {
+            address: format!("127.0.0.1:{i}"),
+            name: Mutex::new(None),
+            listed: AtomicBool::new(true),
+            advertised: AtomicBool::new(true),
+            unadvertised_since: Mutex::new(None),
+            forgotten: AtomicBool::new(false),
+            record: Mutex::new(Default::default()),
+        })
+    }
+
+    /// Servers not answering (new ones included) never hold more than FAILING_POLLERS
+    /// pollers: with all of those busy, an answering server due is still taken at
+    /// once (take would wait forever otherwise: nothing else is due).
+    #[test]
+    fn failing_servers_leave_pollers_to_answering_ones() {
+        let schedule = Schedule::default();
+        for i in 0..FAILING_POLLERS + 6 {
+            schedule.add(watched(i));
+        }
+        let busy: Vec<_> = (0..FAILING_POLLERS)
+            .map(|_| schedule.take().unwrap())
+            .collect();
+        assert!(busy.iter().all(|(_, failing)| *failing));
+        let healthy = watched(1000);
+        schedule.done(Arc::clone(&healthy), false, true, Instant::now());
+        let (taken, failing) = schedule.take().unwrap();
+        assert!(Arc::ptr_eq(&taken, &healthy) && !failing);
+        // One failing poll ends (due again later): a waiting one takes its place.
+        let (first, _) = &busy[0];
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        schedule.done(Arc::clone(first), true, false, later);
+        let (next, failing) = schedule.take().unwrap();
+        assert!(failing && next.address == format!("127.0.0.1:{FAILING_POLLERS}"));
+        schedule.stop();
+        assert!(schedule.take().is_none());
+    }
+}
