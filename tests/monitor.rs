@@ -1723,10 +1723,6 @@ fn thousands_of_servers_take_bounded_threads_and_the_rest_are_counted() {
         took.as_secs_f64()
     );
     let status = api_status(&monitor);
-    assert_eq!(status["monitor"]["max_servers"], FOLLOWED);
-    assert_eq!(status["totals"]["servers"], FOLLOWED);
-    assert_eq!(status["totals"]["servers_left_out"], LISTED - FOLLOWED);
-    assert_eq!(status["servers"].as_array().unwrap().len(), FOLLOWED);
     // For 8 s: the threads and descriptors stay bounded, the real servers up.
     let start = Instant::now();
     let polls_before = server_json(&status, &a)["polls_ok"].as_u64().unwrap();
@@ -1749,6 +1745,10 @@ fn thousands_of_servers_take_bounded_threads_and_the_rest_are_counted() {
     // A socket per poller, 64 HTTP connections at most, the standard ones and a few.
     assert!(most_fds <= 128, "{most_fds} descriptors open");
     let status = api_status(&monitor);
+    assert_eq!(status["monitor"]["max_servers"], FOLLOWED);
+    assert_eq!(status["totals"]["servers"], FOLLOWED);
+    assert_eq!(status["totals"]["servers_left_out"], LISTED - FOLLOWED);
+    assert_eq!(status["servers"].as_array().unwrap().len(), FOLLOWED);
     let polls = server_json(&status, &a)["polls_ok"].as_u64().unwrap() - polls_before;
     // About 8 in 8 s; half of it at least.
     assert!(polls >= 4, "{a} polled {polls} times in 8 s");
@@ -1773,4 +1773,140 @@ fn thousands_of_servers_take_bounded_threads_and_the_rest_are_counted() {
         1,
         "said once on stderr: {log}"
     );
+}
+
+/// Runs `script` (Python, with the registry's path as `sys.argv[1]`): python3's own
+/// sqlite3 writes rows the library's `register` would clean away (closed ports).
+fn registry_python(registry: &Path, script: &str) {
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(registry)
+        .status()
+        .expect("python3");
+    assert!(status.success(), "python3 on the registry");
+}
+
+/// `--serverfilter` with a registry flooded by 2000 fake rows of the cluster (closed
+/// ports on 127.1.x.y) beside a real server: 1024 followed, 977 left out, threads
+/// bounded, the real server up. Then 100 followed fake rows vanish: the servers left
+/// out take their places within two discovery rounds (the count goes down by 100,
+/// the follow list stays at 1024). It started a thread per row before: over 2000.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_flooded_registry_takes_bounded_threads_and_the_rest_are_counted() {
+    const TEST: &str = "a_flooded_registry_takes_bounded_threads_and_the_rest_are_counted";
+    if !common::skip::require_tool(TEST, "python3", &["-c", "import sqlite3"]) {
+        return;
+    }
+    const FAKE: usize = 2000;
+    const FOLLOWED: usize = 1024;
+    const MOST_THREADS: usize = 48;
+    let work = WorkDir::new("flood");
+    let registry = work.0.join("registry.sqlite");
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--advertise",
+            "local",
+            "--serverfilter",
+            "flood-cluster",
+        ])
+        .arg("--registry")
+        .arg(&registry)
+        .arg("--root")
+        .arg(work.0.join("a"));
+    let real = Process::start(command);
+    let a = real.line.strip_prefix("listening on ").unwrap().to_owned();
+    let closed_port = TcpListener::bind("127.1.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    registry_python(
+        &registry,
+        &format!(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             c.executemany('INSERT INTO dns VALUES (?, ?, ?, 0, \"\")', \
+             [('PYMEDataServer [flood-cluster]:fake%04d - PID:%d' % (i, i), \
+             '127.1.%d.%d' % (i // 250, i % 250 + 1), {closed_port}) for i in range({FAKE})])\n\
+             c.commit()\n"
+        ),
+    );
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "monitor",
+            "--port",
+            "0",
+            "--no-mdns",
+            "--serverfilter",
+            "flood-cluster",
+        ])
+        .arg("--registry")
+        .arg(&registry);
+    let process = Process::start(command);
+    let pid = process.child.id();
+    let monitor = process
+        .line
+        .strip_prefix("monitoring on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap()
+        .to_owned();
+    let mut most_threads = 0;
+    // Discovery's first round is at start; then the first poll.
+    wait_for(Duration::from_secs(10), "the real server up", || {
+        most_threads = most_threads.max(proc_status_figure(pid, "Threads"));
+        let status = api_status(&monitor);
+        status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["server"] == a && s["state"] == "up")
+    });
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        most_threads = most_threads.max(proc_status_figure(pid, "Threads"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("at most {most_threads} threads");
+    assert!(
+        most_threads <= MOST_THREADS,
+        "{most_threads} threads (at most {MOST_THREADS})"
+    );
+    let status = api_status(&monitor);
+    assert_eq!(status["totals"]["servers"], FOLLOWED);
+    assert_eq!(status["totals"]["servers_left_out"], FAKE + 1 - FOLLOWED);
+    assert_eq!(server_json(&status, &a)["state"], "up");
+    let fake0 = format!("127.1.0.1:{closed_port}");
+    server_json(&status, &fake0);
+    // fake0000 to fake0099, all followed, vanish.
+    registry_python(
+        &registry,
+        "import sqlite3, sys\n\
+         c = sqlite3.connect(sys.argv[1])\n\
+         c.execute(\"DELETE FROM dns WHERE name LIKE '%:fake00%'\")\n\
+         c.commit()\n",
+    );
+    // Discovery looks every 5 s: two rounds, twice over.
+    wait_for(Duration::from_secs(20), "the vanished replaced", || {
+        let status = api_status(&monitor);
+        status["totals"]["servers_left_out"] == FAKE + 1 - FOLLOWED - 100
+    });
+    let status = api_status(&monitor);
+    assert_eq!(status["totals"]["servers"], FOLLOWED);
+    assert!(
+        !status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["server"] == fake0),
+        "a vanished server gave its place"
+    );
+    assert_eq!(server_json(&status, &a)["state"], "up");
+    assert!(proc_status_figure(pid, "Threads") <= MOST_THREADS);
 }
