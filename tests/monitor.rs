@@ -273,10 +273,15 @@ struct Process {
 
 impl Process {
     /// Starts `command` and waits for its first line on stdout.
-    fn start(mut command: Command) -> Process {
+    fn start(command: Command) -> Process {
+        Process::start_with_stderr(command, Stdio::null())
+    }
+
+    /// As [`Process::start`], its stderr sent to `stderr`.
+    fn start_with_stderr(mut command: Command, stderr: Stdio) -> Process {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn");
         let mut line = String::new();
@@ -1643,4 +1648,265 @@ fn a_listed_server_is_never_shown_unadvertised() {
     );
     let status = api_status(&monitor);
     assert_eq!(server_json(&status, &listed)["state"], "up", "{status}");
+}
+
+// ---- bounds: thousands of servers ---------------------------------------------------
+
+/// A figure of `/proc/<pid>/status` (`Threads`).
+fn proc_status_figure(pid: u32, key: &str) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
+}
+
+/// The descriptors open in `pid`.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("proc fd")
+        .count()
+}
+
+/// 2000 servers in `--servers`: two real ones, 100 that accept a connection and never
+/// answer (each poll takes the whole timeout) and 1898 closed ports on other loopback
+/// addresses. The monitor follows 1024 (the default `--max-servers`), says 976 are left
+/// out (in `/api/status`, on the page, once on stderr), holds its threads and sockets to
+/// a bounded pool (it started a thread per server before: over 2000), polls every
+/// server it follows, and the real servers are up at once and stay up.
+#[cfg(target_os = "linux")]
+#[test]
+fn thousands_of_servers_take_bounded_threads_and_the_rest_are_counted() {
+    const FOLLOWED: usize = 1024;
+    const LISTED: usize = 2000;
+    // The pollers (32), the HTTP server with a request or two, ctrlc's, main: 48 is
+    // half again the pool.
+    const MOST_THREADS: usize = 48;
+    let work = WorkDir::new("thousands");
+    let (_a, a) = serve(&work.0.join("a"));
+    let (_b, b) = serve(&work.0.join("b"));
+    let silent: Vec<TcpListener> = (0..100)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    // A port nothing listens on (bound then closed), on addresses 127.1.x.y.
+    let closed_port = TcpListener::bind("127.1.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut servers = vec![a.clone(), b.clone()];
+    servers.extend(silent.iter().map(|l| l.local_addr().unwrap().to_string()));
+    let mut i = 0;
+    while servers.len() < LISTED {
+        servers.push(format!("127.1.{}.{}:{closed_port}", i / 250, i % 250 + 1));
+        i += 1;
+    }
+    let log = work.0.join("monitor.stderr");
+    let mut command = Command::new(BIN);
+    command.args(["monitor", "--port", "0", "--servers", &servers.join(",")]);
+    let process =
+        Process::start_with_stderr(command, Stdio::from(std::fs::File::create(&log).unwrap()));
+    let pid = process.child.id();
+    let monitor = process
+        .line
+        .strip_prefix("monitoring on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap()
+        .to_owned();
+    let took = wait_for(Duration::from_secs(5), "the real servers up", || {
+        let status = api_status(&monitor);
+        server_json(&status, &a)["state"] == "up" && server_json(&status, &b)["state"] == "up"
+    });
+    eprintln!(
+        "real servers up {:.2} s after the monitor served",
+        took.as_secs_f64()
+    );
+    let status = api_status(&monitor);
+    // For 8 s: the threads and descriptors stay bounded, the real servers up.
+    let start = Instant::now();
+    let polls_before = server_json(&status, &a)["polls_ok"].as_u64().unwrap();
+    let (mut most_threads, mut most_fds) = (0, 0);
+    while start.elapsed() < Duration::from_secs(8) {
+        most_threads = most_threads.max(proc_status_figure(pid, "Threads"));
+        most_fds = most_fds.max(open_descriptors(pid));
+        let status = api_status(&monitor);
+        for server in [&a, &b] {
+            let server = server_json(&status, server);
+            assert_eq!(server["state"], "up", "{server}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("at most {most_threads} threads and {most_fds} descriptors");
+    assert!(
+        most_threads <= MOST_THREADS,
+        "{most_threads} threads (at most {MOST_THREADS})"
+    );
+    // A socket per poller, 64 HTTP connections at most, the standard ones and a few.
+    assert!(most_fds <= 128, "{most_fds} descriptors open");
+    let status = api_status(&monitor);
+    assert_eq!(status["monitor"]["max_servers"], FOLLOWED);
+    assert_eq!(status["totals"]["servers"], FOLLOWED);
+    assert_eq!(status["totals"]["servers_left_out"], LISTED - FOLLOWED);
+    assert_eq!(status["servers"].as_array().unwrap().len(), FOLLOWED);
+    let polls = server_json(&status, &a)["polls_ok"].as_u64().unwrap() - polls_before;
+    // About 8 in 8 s; half of it at least.
+    assert!(polls >= 4, "{a} polled {polls} times in 8 s");
+    // Every server followed was polled: none is still "not polled yet".
+    wait_for(Duration::from_secs(10), "every server polled", || {
+        api_status(&monitor)["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["polls_ok"].as_u64().unwrap() + s["polls_failed"].as_u64().unwrap() > 0)
+    });
+    let (code, page) = http_get(&monitor, "/");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("servers_left_out"),
+        "the page shows the left out"
+    );
+    drop(process);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log.matches("976 left out").count(),
+        1,
+        "said once on stderr: {log}"
+    );
+}
+
+/// Runs `script` (Python, with the registry's path as `sys.argv[1]`): python3's own
+/// sqlite3 writes rows the library's `register` would clean away (closed ports).
+fn registry_python(registry: &Path, script: &str) {
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(registry)
+        .status()
+        .expect("python3");
+    assert!(status.success(), "python3 on the registry");
+}
+
+/// `--serverfilter` with a registry flooded by 2000 fake rows of the cluster (closed
+/// ports on 127.1.x.y) beside a real server: 1024 followed, 977 left out, threads
+/// bounded, the real server up. Then 100 followed fake rows vanish: the servers left
+/// out take their places within two discovery rounds (the count goes down by 100,
+/// the follow list stays at 1024). It started a thread per row before: over 2000.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_flooded_registry_takes_bounded_threads_and_the_rest_are_counted() {
+    const TEST: &str = "a_flooded_registry_takes_bounded_threads_and_the_rest_are_counted";
+    if !common::skip::require_tool(TEST, "python3", &["-c", "import sqlite3"]) {
+        return;
+    }
+    const FAKE: usize = 2000;
+    const FOLLOWED: usize = 1024;
+    const MOST_THREADS: usize = 48;
+    let work = WorkDir::new("flood");
+    let registry = work.0.join("registry.sqlite");
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--advertise",
+            "local",
+            "--serverfilter",
+            "flood-cluster",
+        ])
+        .arg("--registry")
+        .arg(&registry)
+        .arg("--root")
+        .arg(work.0.join("a"));
+    let real = Process::start(command);
+    let a = real.line.strip_prefix("listening on ").unwrap().to_owned();
+    let closed_port = TcpListener::bind("127.1.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    registry_python(
+        &registry,
+        &format!(
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             c.executemany('INSERT INTO dns VALUES (?, ?, ?, 0, \"\")', \
+             [('PYMEDataServer [flood-cluster]:fake%04d - PID:%d' % (i, i), \
+             '127.1.%d.%d' % (i // 250, i % 250 + 1), {closed_port}) for i in range({FAKE})])\n\
+             c.commit()\n"
+        ),
+    );
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "monitor",
+            "--port",
+            "0",
+            "--no-mdns",
+            "--serverfilter",
+            "flood-cluster",
+        ])
+        .arg("--registry")
+        .arg(&registry);
+    let process = Process::start(command);
+    let pid = process.child.id();
+    let monitor = process
+        .line
+        .strip_prefix("monitoring on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap()
+        .to_owned();
+    let mut most_threads = 0;
+    // Discovery's first round is at start; then the first poll.
+    wait_for(Duration::from_secs(10), "the real server up", || {
+        most_threads = most_threads.max(proc_status_figure(pid, "Threads"));
+        let status = api_status(&monitor);
+        status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["server"] == a && s["state"] == "up")
+    });
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        most_threads = most_threads.max(proc_status_figure(pid, "Threads"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("at most {most_threads} threads");
+    assert!(
+        most_threads <= MOST_THREADS,
+        "{most_threads} threads (at most {MOST_THREADS})"
+    );
+    let status = api_status(&monitor);
+    assert_eq!(status["totals"]["servers"], FOLLOWED);
+    assert_eq!(status["totals"]["servers_left_out"], FAKE + 1 - FOLLOWED);
+    assert_eq!(server_json(&status, &a)["state"], "up");
+    let fake0 = format!("127.1.0.1:{closed_port}");
+    server_json(&status, &fake0);
+    // fake0000 to fake0099, all followed, vanish.
+    registry_python(
+        &registry,
+        "import sqlite3, sys\n\
+         c = sqlite3.connect(sys.argv[1])\n\
+         c.execute(\"DELETE FROM dns WHERE name LIKE '%:fake00%'\")\n\
+         c.commit()\n",
+    );
+    // Discovery looks every 5 s: two rounds, twice over.
+    wait_for(Duration::from_secs(20), "the vanished replaced", || {
+        let status = api_status(&monitor);
+        status["totals"]["servers_left_out"] == FAKE + 1 - FOLLOWED - 100
+    });
+    let status = api_status(&monitor);
+    assert_eq!(status["totals"]["servers"], FOLLOWED);
+    assert!(
+        !status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["server"] == fake0),
+        "a vanished server gave its place"
+    );
+    assert_eq!(server_json(&status, &a)["state"], "up");
+    assert!(proc_status_figure(pid, "Threads") <= MOST_THREADS);
 }

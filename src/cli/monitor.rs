@@ -38,6 +38,10 @@ pub struct MonitorArgs {
     /// Poll every server this often, in milliseconds (100 at least).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
     pub interval_ms: u64,
+    /// Follow at most this many servers; those listed or discovered beyond it are left
+    /// out, counted in /api/status and on the page.
+    #[arg(long, default_value_t = pyme_streaming::monitor::MAX_SERVERS, value_parser = max_servers)]
+    pub max_servers: usize,
     /// A poll that takes longer than this fails (the server is shown down), in milliseconds.
     #[arg(long, default_value_t = 800)]
     pub timeout_ms: u64,
@@ -74,6 +78,7 @@ pub fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
         port: args.port,
         interval: Duration::from_millis(args.interval_ms),
         timeout: Duration::from_millis(args.timeout_ms),
+        max_servers: args.max_servers,
     };
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {
@@ -94,4 +99,12 @@ pub fn run(args: MonitorArgs) -> Result<(), Box<dyn std::error::Error>> {
     let _ = stop_rx.recv();
     monitor.shutdown();
     Ok(())
+}
+
+/// `--max-servers`: 1 at least.
+fn max_servers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of servers, 1 at least".into()),
+    }
 }

@@ -3,9 +3,9 @@
 //! without reading it all. A server that drips its answer a byte at a time, sends
 //! garbage or nothing at all costs the poll at most its timeout.
 //!
-//! Host names are resolved by the system's resolver, which takes no deadline; the
-//! poller runs each server on its own thread, so a slow resolver delays only that
-//! server's poll, and the monitor shows it down once its last answer is too old.
+//! Host names are resolved by the system's resolver, which takes no deadline; a slow
+//! resolver holds one of the pollers (poller.rs) for that server's poll only, and the
+//! monitor shows the server down once its last answer is too old.
 //!
 //! What this module may not do: keep connections (each poll opens and closes one:
 //! a poll a second costs nothing, and a half-read answer never poisons the next).

@@ -5,7 +5,8 @@
 //! ```text
 //! servers listed, or found by   discover.rs: pyme-monitor-discovery, every 5 s: the
 //! serverfilter  ───────────────► registry and mDNS; new servers added, vanished ones down
-//!        │ one thread per server (poller.rs: pyme-monitor-<host:port>)
+//!        │ at most --max-servers (MAX_SERVERS) followed; the rest counted as left out
+//!        │ a fixed pool of POLLER_THREADS threads (poller.rs: pyme-monitor-poller-N)
 //!        ▼
 //!   fetch.rs  GET /__status, bounded by a deadline ──► reading.rs (our keys, PYME's)
 //!        │                                                     │
@@ -17,8 +18,8 @@
 //!   assets/page.html: the page, which reads /api/status      a thread per request
 //! ```
 //!
-//! In scope: polling (a thread per server, so one silent server never delays the
-//! others), the figures and their history, serving them read-only without
+//! In scope: polling (a bounded pool of threads, servers that fail kept from taking
+//! them all, so silent servers never delay the others), the figures and their history, serving them read-only without
 //! authentication. Out of scope: changing anything on a server, persisting history,
 //! TLS. A server is down when its last poll failed (no connection, no whole answer
 //! within the timeout, not a status) or answered longer ago than
@@ -35,6 +36,7 @@ pub mod record;
 mod view;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -51,6 +53,14 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a poll may take by default, connection included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(800);
 
+/// The most servers followed by default (`--max-servers`): beyond it, servers listed or
+/// discovered are left out and counted (`servers_left_out` in `/api/status`), so that a
+/// registry or mDNS flooded with fake entries, or a huge `--servers`, cannot make the
+/// monitor hold unbounded memory. A lab cluster is tens of servers.
+pub const MAX_SERVERS: usize = 1024;
+
+pub use poller::{FAILING_POLLERS, POLLER_THREADS};
+
 /// What to watch and where to serve.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
@@ -63,6 +73,8 @@ pub struct MonitorConfig {
     pub port: u16,
     pub interval: Duration,
     pub timeout: Duration,
+    /// The most servers followed at once (at least 1).
+    pub max_servers: usize,
 }
 
 impl Default for MonitorConfig {
@@ -74,6 +86,7 @@ impl Default for MonitorConfig {
             port: DEFAULT_PORT,
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
+            max_servers: MAX_SERVERS,
         }
     }
 }
@@ -85,13 +98,13 @@ pub(crate) struct Watched {
     /// Its advertised name, when discovery found it.
     pub name: Mutex<Option<String>>,
     /// Given in the configuration's `servers`: never marked unadvertised nor forgotten.
-    pub listed: std::sync::atomic::AtomicBool,
+    pub listed: AtomicBool,
     /// False once discovery no longer finds it (shown down).
-    pub advertised: std::sync::atomic::AtomicBool,
+    pub advertised: AtomicBool,
     /// Since when discovery no longer finds it; forgotten after [`discover::FORGET_AFTER`].
     pub unadvertised_since: Mutex<Option<Instant>>,
     /// Removed from the watched servers: its poller ends.
-    pub forgotten: std::sync::atomic::AtomicBool,
+    pub forgotten: AtomicBool,
     pub record: Mutex<Record>,
 }
 
@@ -99,7 +112,13 @@ pub(crate) struct Watched {
 pub(crate) struct Shared {
     pub config: MonitorConfig,
     pub servers: Mutex<Vec<Arc<Watched>>>,
-    pollers: Mutex<Vec<JoinHandle<()>>>,
+    schedule: poller::Schedule,
+    /// Servers of `--servers` beyond `max_servers` (set once at start).
+    pub listed_left_out: AtomicUsize,
+    /// Servers advertised in discovery's last round but not followed (no room).
+    pub discovered_left_out: AtomicUsize,
+    /// Whether servers left out were logged (once).
+    left_out_logged: AtomicBool,
     /// Set once at shutdown; every sleeping thread waits on `wake`.
     stopping: Mutex<bool>,
     wake: Condvar,
@@ -108,6 +127,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(config: MonitorConfig) -> Shared {
+        Shared {
+            servers: Mutex::new(Vec::new()),
+            schedule: poller::Schedule::default(),
+            listed_left_out: AtomicUsize::new(0),
+            discovered_left_out: AtomicUsize::new(0),
+            left_out_logged: AtomicBool::new(false),
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
+            started: Instant::now(),
+            started_unix: SystemTime::now(),
+            config,
+        }
+    }
+
     /// Sleeps until `until` or shutdown; false at shutdown.
     pub fn sleep_until(&self, until: Instant) -> bool {
         let mut stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
@@ -131,41 +165,47 @@ impl Shared {
         *self.stopping.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts watching `address` unless it is watched already; the server.
-    pub fn watch(self: &Arc<Self>, address: &str) -> Arc<Watched> {
+    /// Starts watching `address` unless it is watched already; the server. None when
+    /// `max_servers` are followed already (the caller counts it as left out).
+    pub fn watch(&self, address: &str) -> Option<Arc<Watched>> {
         let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(known) = servers.iter().find(|s| s.address == address) {
-            return Arc::clone(known);
+            return Some(Arc::clone(known));
+        }
+        if servers.len() >= self.config.max_servers {
+            return None;
         }
         let watched = Arc::new(Watched {
             address: address.to_owned(),
             name: Mutex::new(None),
-            listed: std::sync::atomic::AtomicBool::new(false),
-            advertised: std::sync::atomic::AtomicBool::new(true),
+            listed: AtomicBool::new(false),
+            advertised: AtomicBool::new(true),
             unadvertised_since: Mutex::new(None),
-            forgotten: std::sync::atomic::AtomicBool::new(false),
+            forgotten: AtomicBool::new(false),
             record: Mutex::new(Record::default()),
         });
         servers.push(Arc::clone(&watched));
         drop(servers);
-        if !self.is_stopping() {
-            match poller::spawn(Arc::clone(self), Arc::clone(&watched)) {
-                Ok(handle) => {
-                    let mut pollers = self.pollers.lock().unwrap_or_else(PoisonError::into_inner);
-                    // Those of forgotten servers have ended.
-                    pollers.retain(|poller| !poller.is_finished());
-                    pollers.push(handle);
-                }
-                Err(error) => {
-                    watched
-                        .record
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .failed(format!("cannot start its poller: {error}"), Instant::now());
-                }
-            }
+        self.schedule.add(Arc::clone(&watched));
+        Some(watched)
+    }
+
+    /// Servers listed or advertised but not followed for want of room.
+    pub fn left_out(&self) -> usize {
+        self.listed_left_out.load(Ordering::Relaxed)
+            + self.discovered_left_out.load(Ordering::Relaxed)
+    }
+
+    /// Says on stderr, the first time only, that servers are left out.
+    pub fn log_left_out(&self) {
+        let left_out = self.left_out();
+        if left_out > 0 && !self.left_out_logged.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "monitor: following at most {} servers (--max-servers): {left_out} left out \
+                 (counted in /api/status as servers_left_out); this is said once",
+                self.config.max_servers
+            );
         }
-        watched
     }
 }
 
@@ -175,33 +215,35 @@ pub struct Monitor {
     local_addr: SocketAddr,
     http: Option<http::HttpServer>,
     discovery: Option<JoinHandle<()>>,
+    pollers: Vec<JoinHandle<()>>,
 }
 
 impl Monitor {
-    /// Binds the listener, starts a poller per listed server, discovery if asked, and
-    /// the HTTP server.
-    pub fn start(config: MonitorConfig) -> std::io::Result<Monitor> {
+    /// Binds the listener, starts the pollers, discovery if asked, and the HTTP server.
+    pub fn start(mut config: MonitorConfig) -> std::io::Result<Monitor> {
+        config.max_servers = config.max_servers.max(1);
         let listener = TcpListener::bind((config.bind.as_str(), config.port))?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            servers: Mutex::new(Vec::new()),
-            pollers: Mutex::new(Vec::new()),
-            stopping: Mutex::new(false),
-            wake: Condvar::new(),
-            started: Instant::now(),
-            started_unix: SystemTime::now(),
-            config,
-        });
-        for server in shared.config.servers.clone() {
-            shared
-                .watch(&server)
-                .listed
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        let shared = Arc::new(Shared::new(config));
+        let mut left_out = std::collections::BTreeSet::new();
+        for server in &shared.config.servers {
+            match shared.watch(server) {
+                Some(watched) => watched.listed.store(true, Ordering::Relaxed),
+                None => {
+                    left_out.insert(server.as_str());
+                }
+            }
         }
+        shared
+            .listed_left_out
+            .store(left_out.len(), Ordering::Relaxed);
+        shared.log_left_out();
+        let threads = POLLER_THREADS.min(shared.config.max_servers);
         let mut monitor = Monitor {
             local_addr,
             http: None,
             discovery: None,
+            pollers: poller::spawn(&shared, threads)?,
             shared: Arc::clone(&shared),
         };
         if let Some(options) = shared.config.discovery.clone() {
@@ -240,14 +282,8 @@ impl Monitor {
         if let Some(discovery) = self.discovery.take() {
             let _ = discovery.join();
         }
-        let pollers = std::mem::take(
-            &mut *self
-                .shared
-                .pollers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for poller in pollers {
+        self.shared.schedule.stop();
+        for poller in self.pollers.drain(..) {
             let _ = poller.join();
         }
     }

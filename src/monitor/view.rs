@@ -190,10 +190,12 @@ pub(crate) fn status_json(shared: &Shared) -> String {
             "poll_timeout_ms": config.timeout.as_millis() as u64,
             "history_s": HISTORY.as_secs(),
             "serverfilter": config.discovery.as_ref().map(|d| d.serverfilter.clone()),
+            "max_servers": config.max_servers,
         },
         "totals": {
             "servers": snapshots.len(),
             "servers_up": totals.0,
+            "servers_left_out": shared.left_out(),
             "bytes_per_s": round(Some(totals.1)),
             "files_per_s": round(Some(totals.2)),
             "disk_free_bytes": totals.3,
