@@ -506,6 +506,83 @@ fn every_server_down_at_start_spills_then_drains() {
     check_series(&cluster, "mm/outage", 200, 16, true);
 }
 
+/// The spill folder drains while the camera goes on: every server is down at
+/// `Streaming 1`, 100 frames of 512 KiB spill (100 a second), then the server starts and the camera
+/// runs 200 frames more. The folder's files are read back into the same queue (its
+/// limit is the pool, 32 buffers, plus one) that the camera's frames need; a frame
+/// finding it full must not be refused (the adapter puts with no wait: it would
+/// count a failed frame, lost).
+#[test]
+fn the_spill_folder_draining_while_the_camera_runs_loses_no_frame() {
+    let test = "the_spill_folder_draining_while_the_camera_runs_loses_no_frame";
+    let Some(adapters) = setup(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::dead_port();
+    let marker = dir.path().join("spilled");
+    let mut driver = Command::new(python())
+        .arg(source_dir().join("tests/micromanager/driver.py"))
+        .arg(&adapters)
+        .arg("outage_then_up")
+        .arg(
+            serde_json::json!({"servers": format!("127.0.0.1:{port}"), "bits": 16,
+                               "width": 1024, "height": 256, "BufferMB": 16,
+                               "Compression": "none", "interval_us": 10000,
+                               "spilled": 100, "after": 200,
+                               "series": ["mm/drain"], "SpillFolder": dir.path().join("spill"),
+                               "marker": marker})
+            .to_string(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the driver runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !marker.exists() {
+        if let Some(status) = driver.try_wait().unwrap() {
+            let out = driver.wait_with_output().unwrap();
+            panic!(
+                "driver ended early ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frames did not spill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let server = ServeProcess::start(&dir.path().join("s0"), port, &[]);
+    let out = driver.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "driver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(result["at_marker"]["FramesAcknowledged"], 0, "{result}");
+    assert!(result.get("stop_error").is_none(), "{result}");
+    assert_eq!(result["final"]["FramesFailed"], 0, "{result}");
+    assert_eq!(result["final"]["FramesDropped"], 0, "{result}");
+    let acked = result["final"]["FramesAcknowledged"].as_u64().unwrap();
+    assert!(acked >= 300, "{result}");
+    let cluster = Cluster {
+        servers: vec![server],
+        dir,
+    };
+    for n in 0..acked {
+        assert_eq!(
+            cluster
+                .copies("mm/drain", &format!("frame{n:05}.pzf"))
+                .len(),
+            1,
+            "frame {n}: {result}"
+        );
+    }
+}
+
 /// The only server stopped: 4 MiB frames, BufferMB 16 (4 buffers), so the pool runs out.
 fn queue_full(test: &str, policy: &str) -> serde_json::Value {
     let Some(adapters) = setup(test) else {

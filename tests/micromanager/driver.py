@@ -124,6 +124,31 @@ def main():
         c.setProperty("Streamer", "Streaming", "0")
         result["final"] = counters(c)
         c.unloadAllDevices()
+    elif scenario == "outage_then_up":
+        # Every server down at Streaming 1 and the camera running on: once
+        # args["spilled"] frames went to the spill folder, args["marker"] is written
+        # (the test then starts the server) and the camera goes on while the folder
+        # drains, until args["after"] frames more are acknowledged (or 60 s).
+        c = core(adapters, args)
+        c.setProperty("Streamer", "SeriesName", args["series"][0])
+        c.setProperty("Streamer", "Streaming", "1")
+        c.startContinuousSequenceAcquisition(0.0)
+        while int(c.getProperty("Streamer", "FramesInFlight")) < args["spilled"]:
+            time.sleep(0.005)
+        result["at_marker"] = counters(c)
+        open(args["marker"], "w").close()
+        deadline = time.time() + 60
+        while (int(c.getProperty("Streamer", "FramesAcknowledged")) < args["spilled"] + args["after"]
+               and time.time() < deadline):
+            time.sleep(0.01)
+        c.stopSequenceAcquisition()
+        result["during"] = counters(c)
+        try:
+            c.setProperty("Streamer", "Streaming", "0")
+        except Exception as e:  # frames failed: the counters say how many
+            result["stop_error"] = str(e)
+        result["final"] = counters(c)
+        c.unloadAllDevices()
     elif scenario == "queue_full":
         # The only server is stopped (SIGSTOP) during the sequence: the pool of
         # prepared buffers runs out and the policy decides; then it is resumed.
