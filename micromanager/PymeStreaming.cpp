@@ -388,17 +388,18 @@ int StreamerDevice::Options(PymeStreamerOptions** out, bool frames, std::string&
       rc = streamer_options_set_distribution_kind(
           o, distribution_ == "least-loaded" ? STREAMER_DISTRIBUTION_LEAST_LOADED : STREAMER_DISTRIBUTION_ROUND_ROBIN);
     }
-    // The pool bounds what is in flight: the library's queues never make a put wait,
-    // and its memory budget holds every buffer of the pool plus a filter output (a
-    // PZF frame, header and all) for each: a pool over the default budget (1 GiB)
-    // would otherwise have frames refused while the cluster is behind.
+    // The pool bounds the frames in flight, and the library's limits leave them room
+    // whatever else it holds: frames read back from the spill folder take at most a
+    // quarter of a queue and of the memory budget (the library's SPILL_SHARE), so each
+    // server's queue takes twice the pool and the budget four times the pool with a
+    // PZF output (header and all) for each frame. A pool over the default budget
+    // (1 GiB), or a draining spill folder, would otherwise have frames refused.
+    const uint64_t slots = static_cast<uint64_t>(pool_.size()) + 1;
     if (rc == STREAMER_OK) {
-      rc = streamer_options_set_queue_limits(o, pool_.size() + 1,
-                                             static_cast<uint64_t>(pool_.size() + 1) * frameBytes_);
+      rc = streamer_options_set_queue_limits(o, 2 * slots, 2 * slots * frameBytes_);
     }
     if (rc == STREAMER_OK) {
-      uint64_t held = static_cast<uint64_t>(pool_.size() + 1) * (frameBytes_ + 4096);
-      rc = streamer_options_set_memory_limit(o, 2 * held);
+      rc = streamer_options_set_memory_limit(o, 4 * slots * (frameBytes_ + 4096));
     }
     if (rc == STREAMER_OK) rc = streamer_options_set_put_timeout(o, 0);
   }

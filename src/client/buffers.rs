@@ -113,6 +113,10 @@ pub(crate) struct RoomWait<'a> {
     pub interrupt: Option<&'a InterruptCheck>,
     /// Asked at every wake-up: `false` ends the wait (the streamer closes).
     pub open: &'a dyn Fn() -> bool,
+    /// `Some(n)`: room only while everything reserved, this included, stays
+    /// within 1/n of the budget (files read back from the spill folder leave
+    /// the rest to new puts); alone, any size is still taken.
+    pub share: Option<u64>,
 }
 
 /// Why [`BufferPool::reserve`] gave up.
@@ -257,7 +261,13 @@ impl BufferPool {
             if !(wait.open)() {
                 return Err(Shortfall::Closed);
             }
-            let (room, unused) = self.make_room(&mut free, bytes);
+            let within_share = wait.share.is_none_or(|share| {
+                free.reserved == 0 || free.reserved.saturating_add(bytes) <= self.limit / share
+            });
+            let (room, unused) = match within_share {
+                true => self.make_room(&mut free, bytes),
+                false => (false, Vec::new()),
+            };
             if room {
                 free.reserved += bytes;
                 drop(free);
@@ -764,6 +774,7 @@ mod tests {
             deadline: Some(Instant::now()),
             interrupt: None,
             open: &open,
+            share: None,
         }
     }
 
@@ -875,6 +886,7 @@ mod tests {
                     deadline: None,
                     interrupt: None,
                     open: &open,
+                    share: None,
                 };
                 pool.reserve(60, &forever).map(|room| room.bytes)
             })
@@ -895,6 +907,7 @@ mod tests {
                     deadline: None,
                     interrupt: None,
                     open: &open,
+                    share: None,
                 };
                 pool.reserve(60, &forever).err()
             })
@@ -910,6 +923,7 @@ mod tests {
             deadline: None,
             interrupt: Some(&check),
             open: &open,
+            share: None,
         };
         assert_eq!(
             pool.reserve(60, &interrupted).err(),
@@ -977,6 +991,31 @@ mod tests {
                 .map(|b| b.capacity() as u64)
                 .sum::<u64>()
         );
+    }
+
+    #[test]
+    fn a_reservation_with_a_share_stays_within_it_or_goes_alone() {
+        let pool = BufferPool::new(0, 1000, false);
+        let open = || true;
+        let now = Some(Instant::now());
+        let share = |share| RoomWait {
+            deadline: now,
+            interrupt: None,
+            open: &open,
+            share,
+        };
+        // Alone: any size, even past the share.
+        let alone = pool.reserve(600, &share(Some(4))).unwrap();
+        assert!(pool.reserve(1, &share(Some(4))).is_err());
+        drop(alone);
+        let first = pool.reserve(250, &share(Some(4))).unwrap();
+        assert_eq!(
+            pool.reserve(1, &share(Some(4))).err(),
+            Some(Shortfall::Full { held: 250 })
+        );
+        // Others take the rest of the budget.
+        let rest = pool.reserve(750, &share(None)).unwrap();
+        drop((first, rest));
     }
 
     #[test]

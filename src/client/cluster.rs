@@ -626,7 +626,7 @@ impl Cluster {
         let bytes = job.len();
         self.counters().queued(bytes);
         let interrupt = self.options.interrupt.as_ref().filter(|_| interruptible);
-        let pushed = self.links[server].push(job, deadline, interrupt, pass_over);
+        let pushed = self.links[server].push(job, deadline, interrupt, pass_over, None);
         if pushed.is_err() {
             self.counters().unqueued(bytes);
             self.unpend();
@@ -655,6 +655,7 @@ impl Cluster {
             deadline,
             interrupt: self.options.interrupt.as_ref().filter(|_| may_wait),
             open: &open,
+            share: None,
         };
         match self.buffers.reserve(bytes, &wait) {
             Ok(reservation) => Ok(reservation),
@@ -794,10 +795,17 @@ impl Cluster {
     }
 }
 
+/// Files read back from the spill folder hold at most 1/`SPILL_SHARE` of the
+/// memory budget and of each server's queue (files and bytes); the rest is
+/// left to new puts, so that a camera whose puts do not wait (a put timeout of
+/// 0, as the Micro-Manager adapter's) is not refused while the folder drains.
+/// A file alone in the budget or a queue is always taken.
+pub(crate) const SPILL_SHARE: u64 = 4;
+
 /// The spill thread: while a server is up and not resting, sends the spilled
 /// files again, oldest first, straight to a link (they are pending already),
-/// waiting for room like a producer. A file that appends on its server goes
-/// to that server only.
+/// waiting for room like a producer, within [`SPILL_SHARE`]. A file that
+/// appends on its server goes to that server only.
 ///
 /// At close it goes on while servers take files: it ends once no file is
 /// pending at all, or, when only spilled files are left and none can be sent
@@ -853,6 +861,7 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
             deadline: None,
             interrupt: None,
             open: &open,
+            share: Some(SPILL_SHARE),
         };
         let Ok(room) = cluster.buffers.reserve(next.file.bytes, &wait) else {
             cluster.respill(next, true);
@@ -882,7 +891,10 @@ pub(super) fn resend_spilled(cluster: &Cluster) {
             cluster.respill(next, true);
             continue;
         };
-        if cluster.links[target].push(job, None, None, false).is_err() {
+        if cluster.links[target]
+            .push(job, None, None, false, Some(SPILL_SHARE))
+            .is_err()
+        {
             cluster.respill(next, true);
         }
     }

@@ -313,9 +313,16 @@ impl Link {
     }
 
     fn has_room(&self, state: &State, bytes: u64) -> bool {
+        self.has_room_in_share(state, bytes, 1)
+    }
+
+    /// Room for `bytes` while everything held, this file included, stays
+    /// within 1/`share` of the queue's limits (files and bytes).
+    fn has_room_in_share(&self, state: &State, bytes: u64, share: u64) -> bool {
         // A file larger than the byte limit still goes through, alone.
-        state.held_files == 0
-            || (state.held_files < self.max_files && state.held_bytes + bytes <= self.max_bytes)
+        let files = (state.held_files as u64 + 1).saturating_mul(share);
+        let held = state.held_bytes.saturating_add(bytes).saturating_mul(share);
+        state.held_files == 0 || (files <= self.max_files as u64 && held <= self.max_bytes)
     }
 
     pub fn has_room_now(&self, job: &Job) -> bool {
@@ -386,13 +393,16 @@ impl Link {
     /// Queues a new file, waiting for room up to `deadline`. On refusal the
     /// file comes back with the reason. With `pass_over`, a wait for room
     /// ends as soon as the server has been silent too long (see
-    /// [`Link::stalled`]): refused with `passed_over` set.
+    /// [`Link::stalled`]): refused with `passed_over` set. With `share`
+    /// (`Some(n)`: a file read back from the spill folder), room is only
+    /// within 1/n of the queue's limits.
     pub fn push(
         &self,
         job: Job,
         deadline: Option<Instant>,
         interrupt: Option<&InterruptCheck>,
         pass_over: bool,
+        share: Option<u64>,
     ) -> Result<(), Box<Refused>> {
         let mut state = self.lock();
         // Set when a wait begins: a put that finds room reads no clock.
@@ -412,7 +422,7 @@ impl Link {
                 };
                 return Err(Refused::new(error, job));
             }
-            if self.has_room(&state, job.len()) {
+            if self.has_room_in_share(&state, job.len(), share.unwrap_or(1)) {
                 break;
             }
             let full = || Error::QueueFull {
@@ -731,6 +741,29 @@ mod tests {
 
     fn job(len: usize) -> Job {
         Job::new("a", Bytes::from(vec![0; len]), None)
+    }
+
+    /// A file read back from the spill folder (`share` 4) is queued only
+    /// within a quarter of the queue's limits, files and bytes, or alone; a
+    /// new put still finds the rest (the spill thread filled whole queues, and
+    /// a camera putting without waiting was refused while the folder drained).
+    #[test]
+    fn a_spilled_file_takes_at_most_its_share_of_the_queue() {
+        let link = Link::new("x".into(), &StreamerOptions::new().queue_limits(8, 800));
+        let now = Some(Instant::now());
+        let full = |refused: Box<Refused>| matches!(refused.error, Error::QueueFull { .. });
+        // Alone, any size is taken; then 2 files of 8 (2 x 4 <= 8), not a third.
+        assert!(link.push(job(500), now, None, false, Some(4)).is_ok());
+        assert!(full(link.push(job(10), now, None, false, Some(4)).err().unwrap()));
+        let link = Link::new("y".into(), &StreamerOptions::new().queue_limits(8, 800));
+        assert!(link.push(job(10), now, None, false, Some(4)).is_ok());
+        assert!(link.push(job(10), now, None, false, Some(4)).is_ok());
+        assert!(full(link.push(job(10), now, None, false, Some(4)).err().unwrap()));
+        // New puts take the rest of the queue.
+        for _ in 0..6 {
+            assert!(link.push(job(10), now, None, false, None).is_ok());
+        }
+        assert!(full(link.push(job(10), now, None, false, None).err().unwrap()));
     }
 
     /// `server_stats` takes no lock a put takes: it answers while the
