@@ -754,16 +754,22 @@ mod tests {
         let full = |refused: Box<Refused>| matches!(refused.error, Error::QueueFull { .. });
         // Alone, any size is taken; then 2 files of 8 (2 x 4 <= 8), not a third.
         assert!(link.push(job(500), now, None, false, Some(4)).is_ok());
-        assert!(full(link.push(job(10), now, None, false, Some(4)).err().unwrap()));
+        assert!(full(
+            link.push(job(10), now, None, false, Some(4)).err().unwrap()
+        ));
         let link = Link::new("y".into(), &StreamerOptions::new().queue_limits(8, 800));
         assert!(link.push(job(10), now, None, false, Some(4)).is_ok());
         assert!(link.push(job(10), now, None, false, Some(4)).is_ok());
-        assert!(full(link.push(job(10), now, None, false, Some(4)).err().unwrap()));
+        assert!(full(
+            link.push(job(10), now, None, false, Some(4)).err().unwrap()
+        ));
         // New puts take the rest of the queue.
         for _ in 0..6 {
             assert!(link.push(job(10), now, None, false, None).is_ok());
         }
-        assert!(full(link.push(job(10), now, None, false, None).err().unwrap()));
+        assert!(full(
+            link.push(job(10), now, None, false, None).err().unwrap()
+        ));
     }
 
     /// `server_stats` takes no lock a put takes: it answers while the

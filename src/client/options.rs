@@ -190,7 +190,8 @@ impl StreamerOptions {
     /// (files moved by failover included: they keep the room they took),
     /// the copying put's buffer pool (free buffers are given up when files
     /// need the room), filter output while it is sent, and files read back
-    /// from the spill folder. The per-server [`StreamerOptions::queue_limits`]
+    /// from the spill folder (which take at most a quarter of it, and of each
+    /// server's queue, leaving the rest to new puts). The per-server [`StreamerOptions::queue_limits`]
     /// apply inside it. A put finding the budget full waits as for a full
     /// queue ([`StreamerOptions::put_timeout`], the interrupt check) and
     /// then fails with [`crate::Error::MemoryFull`]. A file larger than the
