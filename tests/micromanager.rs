@@ -508,10 +508,10 @@ fn every_server_down_at_start_spills_then_drains() {
 
 /// The spill folder drains while the camera goes on: every server is down at
 /// `Streaming 1`, 100 frames of 512 KiB spill (100 a second), then the server starts and the camera
-/// runs 200 frames more. The folder's files are read back into the same queue (its
-/// limit is the pool, 32 buffers, plus one) that the camera's frames need; a frame
-/// finding it full must not be refused (the adapter puts with no wait: it would
-/// count a failed frame, lost).
+/// runs 200 frames more. The folder's files are read back into the same queue that
+/// the camera's frames need (the adapter gives it twice its pool of 32 buffers, and
+/// read-back files take at most a quarter); a frame finding it full must not be
+/// refused (the adapter puts with no wait: it would count a failed frame, lost).
 #[test]
 fn the_spill_folder_draining_while_the_camera_runs_loses_no_frame() {
     let test = "the_spill_folder_draining_while_the_camera_runs_loses_no_frame";

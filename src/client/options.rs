@@ -178,6 +178,9 @@ impl StreamerOptions {
     }
 
     /// Queue limits per server: files and bytes accepted and not yet answered.
+    /// Files read back from the spill folder are queued only while everything
+    /// the server holds, the file included, stays within a quarter of both
+    /// limits (or alone): the rest is left to new puts.
     pub fn queue_limits(mut self, max_files: usize, max_bytes: u64) -> Self {
         self.queue_max_files = max_files;
         self.queue_max_bytes = max_bytes;
