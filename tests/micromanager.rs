@@ -444,29 +444,26 @@ fn a_server_killed_mid_sequence_loses_nothing() {
     check_series(&cluster, "mm/kill", acked, 16, true);
 }
 
-#[test]
-fn every_server_down_at_start_spills_then_drains() {
-    let Some(adapters) = setup("every_server_down_at_start_spills_then_drains") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::dead_port();
-    let marker = dir.path().join("sequence-done");
+/// Runs the driver's `scenario`, which writes `marker` once the frames went to the
+/// spill folder; then starts the server on `port` (storing in `root/s0`) and waits
+/// for the driver's result.
+fn drive_then_serve(
+    adapters: &Path,
+    scenario: &str,
+    args: serde_json::Value,
+    marker: &Path,
+    root: &Path,
+    port: u16,
+) -> (serde_json::Value, ServeProcess) {
     let mut driver = Command::new(python())
         .arg(source_dir().join("tests/micromanager/driver.py"))
-        .arg(&adapters)
-        .arg("outage")
-        .arg(
-            serde_json::json!({"servers": format!("127.0.0.1:{port}"), "bits": 16, "frames": 200,
-                               "series": ["mm/outage"], "SpillFolder": dir.path().join("spill"),
-                               "marker": marker})
-            .to_string(),
-        )
+        .arg(adapters)
+        .arg(scenario)
+        .arg(args.to_string())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the driver runs");
-    // The server starts only once the whole sequence went to the spill folder.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !marker.exists() {
         if let Some(status) = driver.try_wait().unwrap() {
@@ -478,11 +475,11 @@ fn every_server_down_at_start_spills_then_drains() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the sequence did not end"
+            "{scenario}: the frames did not spill"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let server = ServeProcess::start(&dir.path().join("s0"), port, &[]);
+    let server = ServeProcess::start(&root.join("s0"), port, &[]);
     let out = driver.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -490,7 +487,29 @@ fn every_server_down_at_start_spills_then_drains() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let result: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let result = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    (result, server)
+}
+
+#[test]
+fn every_server_down_at_start_spills_then_drains() {
+    let Some(adapters) = setup("every_server_down_at_start_spills_then_drains") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::dead_port();
+    let marker = dir.path().join("sequence-done");
+    // The server starts only once the whole sequence went to the spill folder.
+    let (result, server) = drive_then_serve(
+        &adapters,
+        "outage",
+        serde_json::json!({"servers": format!("127.0.0.1:{port}"), "bits": 16, "frames": 200,
+                               "series": ["mm/outage"], "SpillFolder": dir.path().join("spill"),
+                               "marker": marker}),
+        &marker,
+        dir.path(),
+        port,
+    );
     assert_eq!(result["servers_up_at_start"], 0, "{result}");
     assert_eq!(
         result["during"]["FramesAcknowledged"], 0,
@@ -521,47 +540,19 @@ fn the_spill_folder_draining_while_the_camera_runs_loses_no_frame() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::dead_port();
     let marker = dir.path().join("spilled");
-    let mut driver = Command::new(python())
-        .arg(source_dir().join("tests/micromanager/driver.py"))
-        .arg(&adapters)
-        .arg("outage_then_up")
-        .arg(
-            serde_json::json!({"servers": format!("127.0.0.1:{port}"), "bits": 16,
+    let (result, server) = drive_then_serve(
+        &adapters,
+        "outage_then_up",
+        serde_json::json!({"servers": format!("127.0.0.1:{port}"), "bits": 16,
                                "width": 1024, "height": 256, "BufferMB": 16,
                                "Compression": "none", "interval_us": 10000,
                                "spilled": 100, "after": 200,
                                "series": ["mm/drain"], "SpillFolder": dir.path().join("spill"),
-                               "marker": marker})
-            .to_string(),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the driver runs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !marker.exists() {
-        if let Some(status) = driver.try_wait().unwrap() {
-            let out = driver.wait_with_output().unwrap();
-            panic!(
-                "driver ended early ({status}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the frames did not spill"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let server = ServeProcess::start(&dir.path().join("s0"), port, &[]);
-    let out = driver.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "driver failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+                               "marker": marker}),
+        &marker,
+        dir.path(),
+        port,
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let result: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(result["at_marker"]["FramesAcknowledged"], 0, "{result}");
     assert!(result.get("stop_error").is_none(), "{result}");
     assert_eq!(result["final"]["FramesFailed"], 0, "{result}");

@@ -594,38 +594,36 @@ fn fastrand_ms() -> u64 {
         .subsec_millis() as u64
 }
 
-/// `--serverfilter`: servers of the cluster that appear in the registry are added,
-/// one withdrawn (stopped cleanly) is shown down, others' clusters are left out.
-#[test]
-fn discovery_adds_servers_that_appear_and_shows_vanished_ones_down() {
-    let work = WorkDir::new("discovery");
-    let registry = work.0.join("registry.sqlite");
-    let start_server = |name: &str, cluster: &str| {
-        let mut command = Command::new(BIN);
-        command
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--advertise",
-                "local",
-                "--serverfilter",
-                cluster,
-            ])
-            .arg("--registry")
-            .arg(&registry)
-            .arg("--root")
-            .arg(work.0.join(name));
-        let process = Process::start(command);
-        let address = process
-            .line
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_owned();
-        (process, address)
-    };
-    let (first, a) = start_server("a", "monitored-cluster");
-    let (_other, other) = start_server("o", "another-cluster");
+/// `pyme-stream serve` of `cluster`, advertised in the registry at `registry`
+/// (no mDNS), storing in `root`; with its address.
+fn serve_in_registry(registry: &Path, cluster: &str, root: &Path) -> (Process, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--advertise",
+            "local",
+            "--serverfilter",
+            cluster,
+        ])
+        .arg("--registry")
+        .arg(registry)
+        .arg("--root")
+        .arg(root);
+    let process = Process::start(command);
+    let address = process
+        .line
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    (process, address)
+}
+
+/// `pyme-stream monitor` of `cluster` found in the registry at `registry` (no
+/// mDNS); with its address.
+fn monitor_of_cluster(registry: &Path, cluster: &str) -> (Process, String) {
     let mut command = Command::new(BIN);
     command
         .args([
@@ -634,10 +632,10 @@ fn discovery_adds_servers_that_appear_and_shows_vanished_ones_down() {
             "0",
             "--no-mdns",
             "--serverfilter",
-            "monitored-cluster",
+            cluster,
         ])
         .arg("--registry")
-        .arg(&registry);
+        .arg(registry);
     let process = Process::start(command);
     let monitor = process
         .line
@@ -645,6 +643,20 @@ fn discovery_adds_servers_that_appear_and_shows_vanished_ones_down() {
         .and_then(|rest| rest.strip_suffix('/'))
         .unwrap()
         .to_owned();
+    (process, monitor)
+}
+
+/// `--serverfilter`: servers of the cluster that appear in the registry are added,
+/// one withdrawn (stopped cleanly) is shown down, others' clusters are left out.
+#[test]
+fn discovery_adds_servers_that_appear_and_shows_vanished_ones_down() {
+    let work = WorkDir::new("discovery");
+    let registry = work.0.join("registry.sqlite");
+    let start_server =
+        |name: &str, cluster: &str| serve_in_registry(&registry, cluster, &work.0.join(name));
+    let (first, a) = start_server("a", "monitored-cluster");
+    let (_other, other) = start_server("o", "another-cluster");
+    let (_process, monitor) = monitor_of_cluster(&registry, "monitored-cluster");
     // Discovery looks every 5 s; then the first poll.
     wait_for(
         Duration::from_secs(10),
@@ -1804,23 +1816,7 @@ fn a_flooded_registry_takes_bounded_threads_and_the_rest_are_counted() {
     const MOST_THREADS: usize = 48;
     let work = WorkDir::new("flood");
     let registry = work.0.join("registry.sqlite");
-    let mut command = Command::new(BIN);
-    command
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--advertise",
-            "local",
-            "--serverfilter",
-            "flood-cluster",
-        ])
-        .arg("--registry")
-        .arg(&registry)
-        .arg("--root")
-        .arg(work.0.join("a"));
-    let real = Process::start(command);
-    let a = real.line.strip_prefix("listening on ").unwrap().to_owned();
+    let (_real, a) = serve_in_registry(&registry, "flood-cluster", &work.0.join("a"));
     let closed_port = TcpListener::bind("127.1.0.1:0")
         .unwrap()
         .local_addr()
@@ -1837,26 +1833,8 @@ fn a_flooded_registry_takes_bounded_threads_and_the_rest_are_counted() {
              c.commit()\n"
         ),
     );
-    let mut command = Command::new(BIN);
-    command
-        .args([
-            "monitor",
-            "--port",
-            "0",
-            "--no-mdns",
-            "--serverfilter",
-            "flood-cluster",
-        ])
-        .arg("--registry")
-        .arg(&registry);
-    let process = Process::start(command);
+    let (process, monitor) = monitor_of_cluster(&registry, "flood-cluster");
     let pid = process.child.id();
-    let monitor = process
-        .line
-        .strip_prefix("monitoring on http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap()
-        .to_owned();
     let mut most_threads = 0;
     // Discovery's first round is at start; then the first poll.
     wait_for(Duration::from_secs(10), "the real server up", || {

@@ -36,6 +36,17 @@ def core(adapters, args):
     return c
 
 
+def streaming(adapters, args):
+    """A core whose streamer has opened the series args["series"][0] (Streaming 1);
+    args["circular_mb"] sizes MMCore's circular buffer first."""
+    c = core(adapters, args)
+    if "circular_mb" in args:
+        c.setCircularBufferMemoryFootprint(args["circular_mb"])
+    c.setProperty("Streamer", "SeriesName", args["series"][0])
+    c.setProperty("Streamer", "Streaming", "1")
+    return c
+
+
 def counters(c):
     return {k: int(c.getProperty("Streamer", k)) for k in
             ("FramesAcknowledged", "FramesFailed", "FramesInFlight", "FramesDropped", "ServersUp",
@@ -75,9 +86,7 @@ def main():
         c.unloadAllDevices()
     elif scenario == "stop_during":
         # The camera runs until stopped, so Streaming 0 comes mid-sequence by order.
-        c = core(adapters, args)
-        c.setProperty("Streamer", "SeriesName", args["series"][0])
-        c.setProperty("Streamer", "Streaming", "1")
+        c = streaming(adapters, args)
         c.startContinuousSequenceAcquisition(0.0)
         while int(c.getProperty("Streamer", "FramesAcknowledged")) < args["stop_after"]:
             time.sleep(0.005)
@@ -92,9 +101,7 @@ def main():
         # The camera runs until stopped: the server args["kill_pid"] is killed once
         # args["kill_after"] frames are acknowledged, and the camera is stopped only
         # once as many more are acknowledged (so the kill is mid-sequence by order).
-        c = core(adapters, args)
-        c.setProperty("Streamer", "SeriesName", args["series"][0])
-        c.setProperty("Streamer", "Streaming", "1")
+        c = streaming(adapters, args)
         c.startContinuousSequenceAcquisition(0.0)
         while int(c.getProperty("Streamer", "FramesAcknowledged")) < args["kill_after"]:
             time.sleep(0.002)
@@ -109,9 +116,7 @@ def main():
         # Every server down at Streaming 1: frames spill; args["marker"] is written once
         # the sequence is over (the test then starts the server), and Streaming 0 is set
         # once a server is up: the spilled series drains.
-        c = core(adapters, args)
-        c.setProperty("Streamer", "SeriesName", args["series"][0])
-        c.setProperty("Streamer", "Streaming", "1")
+        c = streaming(adapters, args)
         result["servers_up_at_start"] = int(c.getProperty("Streamer", "ServersUp"))
         c.startSequenceAcquisition(args["frames"], 0.0, True)
         while c.isSequenceRunning():
@@ -129,9 +134,7 @@ def main():
         # args["spilled"] frames went to the spill folder, args["marker"] is written
         # (the test then starts the server) and the camera goes on while the folder
         # drains, until args["after"] frames more are acknowledged (or 60 s).
-        c = core(adapters, args)
-        c.setProperty("Streamer", "SeriesName", args["series"][0])
-        c.setProperty("Streamer", "Streaming", "1")
+        c = streaming(adapters, args)
         c.startContinuousSequenceAcquisition(0.0)
         while int(c.getProperty("Streamer", "FramesInFlight")) < args["spilled"]:
             time.sleep(0.005)
@@ -153,11 +156,7 @@ def main():
         # The only server is stopped (SIGSTOP) during the sequence: the pool of
         # prepared buffers runs out and the policy decides; then it is resumed.
         import signal
-        c = core(adapters, args)
-        if "circular_mb" in args:
-            c.setCircularBufferMemoryFootprint(args["circular_mb"])
-        c.setProperty("Streamer", "SeriesName", args["series"][0])
-        c.setProperty("Streamer", "Streaming", "1")
+        c = streaming(adapters, args)
         os.kill(args["pid"], signal.SIGSTOP)
         t0 = time.time()
         c.startSequenceAcquisition(args["frames"], 0.0, True)
