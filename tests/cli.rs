@@ -174,12 +174,17 @@ fn put_refuses_unsendable_names_before_sending_anything() {
     assert!(server.files().is_empty());
 }
 
+/// ... and leaves nothing in the temporary folder (it left its empty base folder).
 #[test]
 fn demo_runs_a_small_acquisition_and_checks_every_file() {
+    let tmp = tempfile::tempdir().unwrap();
     let output = pyme_stream()
         .args(["demo", "--frames", "12", "--width", "64", "--height", "48"])
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

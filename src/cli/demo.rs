@@ -47,7 +47,7 @@ pub struct DemoArgs {
 const SERIES: &str = "demo/series_0001";
 
 pub fn run(args: DemoArgs) -> CliResult<ExitCode> {
-    let roots = make_roots(args.n_servers)?;
+    let (base, roots) = make_roots(args.n_servers)?;
     let result = stream_and_check(&args, &roots);
     if args.keep {
         for root in &roots {
@@ -57,6 +57,8 @@ pub fn run(args: DemoArgs) -> CliResult<ExitCode> {
         for root in &roots {
             let _ = std::fs::remove_dir_all(root);
         }
+        // Only if empty: nothing but the servers' folders is ours to remove.
+        let _ = std::fs::remove_dir(&base);
     }
     result
 }
@@ -169,15 +171,17 @@ fn stream_and_check(args: &DemoArgs, roots: &[PathBuf]) -> CliResult<ExitCode> {
     })
 }
 
-fn make_roots(n: usize) -> CliResult<Vec<PathBuf>> {
+/// The servers' folders, in one base folder of the temporary folder.
+fn make_roots(n: usize) -> CliResult<(PathBuf, Vec<PathBuf>)> {
     let base = std::env::temp_dir().join(format!("pyme-stream-demo-{}", std::process::id()));
-    (0..n)
+    let roots = (0..n)
         .map(|i| {
             let root = base.join(format!("server{i}"));
             std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
             Ok(root)
         })
-        .collect()
+        .collect::<CliResult<Vec<PathBuf>>>()?;
+    Ok((base, roots))
 }
 
 /// One file of the acquisition.
