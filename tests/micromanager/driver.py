@@ -47,6 +47,17 @@ def streaming(adapters, args):
     return c
 
 
+def end_series(c, result):
+    """Streaming 0 (an error, when frames failed, goes to result["stop_error"]: the
+    counters say how many), the final counters, and the devices unloaded."""
+    try:
+        c.setProperty("Streamer", "Streaming", "0")
+    except Exception as e:
+        result["stop_error"] = str(e)
+    result["final"] = counters(c)
+    c.unloadAllDevices()
+
+
 def counters(c):
     return {k: int(c.getProperty("Streamer", k)) for k in
             ("FramesAcknowledged", "FramesFailed", "FramesInFlight", "FramesDropped", "ServersUp",
@@ -146,12 +157,7 @@ def main():
             time.sleep(0.01)
         c.stopSequenceAcquisition()
         result["during"] = counters(c)
-        try:
-            c.setProperty("Streamer", "Streaming", "0")
-        except Exception as e:  # frames failed: the counters say how many
-            result["stop_error"] = str(e)
-        result["final"] = counters(c)
-        c.unloadAllDevices()
+        end_series(c, result)
     elif scenario == "queue_full":
         # The only server is stopped (SIGSTOP) during the sequence: the pool of
         # prepared buffers runs out and the policy decides; then it is resumed.
@@ -165,12 +171,7 @@ def main():
         result["sequence_s"] = time.time() - t0
         result["during"] = counters(c)
         os.kill(args["pid"], signal.SIGCONT)
-        try:
-            c.setProperty("Streamer", "Streaming", "0")
-        except Exception as e:  # frames failed: the counters say how many
-            result["stop_error"] = str(e)
-        result["final"] = counters(c)
-        c.unloadAllDevices()
+        end_series(c, result)
     elif scenario == "bad_values":
         c = core(adapters, args)
         errors = {}
